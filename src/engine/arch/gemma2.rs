@@ -1,0 +1,51 @@
+//! Gemma 2: (1 + w) RMSNorms before and after attention and FFN, GELU-tanh gate, embeddings
+//! scaled by sqrt(hidden), attention logits soft-capped, local (sliding) and global layers
+//! alternating, starting with a local one.
+
+use crate::engine::config::{Activation, Architecture, HfFields, LayerAttention, ModelConfig};
+use crate::engine::error::Result;
+
+pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    let dims = f.dims()?;
+    let rope = f.rope("full_attention", 10_000.0)?;
+    let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
+    let sliding = match f.layer_types(dims.num_layers)? {
+        Some(types) => types,
+        None => (0..dims.num_layers).map(|i| i % 2 == 0).collect(),
+    };
+    let layers = sliding
+        .into_iter()
+        .map(|is_sliding| LayerAttention {
+            sliding_window: is_sliding.then_some(window),
+            rope: rope.clone(),
+        })
+        .collect();
+    let head_dim = dims.head_dim;
+    let hidden = dims.hidden_size;
+    let mut config = dims.into_config(Architecture::Gemma2, layers);
+    apply_gemma_common(f, &mut config, head_dim, hidden)?;
+    config.attn_logit_softcapping = f.opt_f64("attn_logit_softcapping")?;
+    config.final_logit_softcapping = f.opt_f64("final_logit_softcapping")?;
+    Ok(config)
+}
+
+/// What Gemma 2 and 3 share.
+pub(super) fn apply_gemma_common(
+    f: &HfFields,
+    config: &mut ModelConfig,
+    head_dim: usize,
+    hidden: usize,
+) -> Result<()> {
+    config.gemma_norms = true;
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
+    config.activation = f.activation(
+        &["hidden_activation", "hidden_act"],
+        Activation::GeluTanh,
+    )?;
+    config.embedding_scale = Some((hidden as f64).sqrt());
+    let scalar = f.f64_or("query_pre_attn_scalar", head_dim as f64)?;
+    config.attention_scale = 1.0 / scalar.sqrt();
+    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    config.bos_token_id = f.bos_token_id();
+    Ok(())
+}

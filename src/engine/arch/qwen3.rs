@@ -1,0 +1,24 @@
+//! Qwen3: Qwen2 without q/k/v biases (unless `attention_bias`) and with per-head RMSNorm on q and k.
+
+use crate::engine::config::{Activation, Architecture, HfFields, LayerAttention, ModelConfig};
+use crate::engine::error::Result;
+
+pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    let dims = f.dims()?;
+    let rope = f.rope("full_attention", 10_000.0)?;
+    let window = f.opt_usize("sliding_window")?;
+    let layers = super::qwen2::sliding_layers(f, dims.num_layers)?
+        .into_iter()
+        .map(|is_sliding| LayerAttention {
+            sliding_window: if is_sliding { window } else { None },
+            rope: rope.clone(),
+        })
+        .collect();
+    let mut config = dims.into_config(Architecture::Qwen3, layers);
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
+    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    config.qk_norm = true;
+    config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}

@@ -1,0 +1,480 @@
+//! One description of a decoder model, whatever file it came from.
+//!
+//! Each architecture file in `arch/` reads its own `config.json` flavour into [`ModelConfig`];
+//! the GGUF reader fills the same struct from GGUF metadata. The decoder only ever sees this.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{EngineError, Result};
+
+/// The decoder families this engine can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Architecture {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Gemma2,
+    Gemma3,
+}
+
+impl Architecture {
+    pub const ALL: [Architecture; 6] = [
+        Self::Llama,
+        Self::Mistral,
+        Self::Qwen2,
+        Self::Qwen3,
+        Self::Gemma2,
+        Self::Gemma3,
+    ];
+
+    /// Hugging Face `model_type` values accepted for this architecture.
+    pub fn model_types(self) -> &'static [&'static str] {
+        match self {
+            Self::Llama => &["llama"],
+            Self::Mistral => &["mistral"],
+            Self::Qwen2 => &["qwen2"],
+            Self::Qwen3 => &["qwen3"],
+            Self::Gemma2 => &["gemma2"],
+            Self::Gemma3 => &["gemma3_text", "gemma3"],
+        }
+    }
+
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.model_types().contains(&model_type))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "Llama",
+            Self::Mistral => "Mistral",
+            Self::Qwen2 => "Qwen2",
+            Self::Qwen3 => "Qwen3",
+            Self::Gemma2 => "Gemma 2",
+            Self::Gemma3 => "Gemma 3",
+        }
+    }
+
+    /// Human-readable list for error messages.
+    pub fn supported_list() -> String {
+        Self::ALL
+            .iter()
+            .map(|a| a.model_types().join("/"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The FFN activation applied to `gate_proj(h)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`, Gemma).
+    GeluTanh,
+    /// Exact (erf) GELU.
+    Gelu,
+}
+
+impl Activation {
+    pub fn from_hf(name: &str) -> Option<Self> {
+        match name {
+            "silu" | "swish" => Some(Self::Silu),
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Self::GeluTanh),
+            "gelu" => Some(Self::Gelu),
+            _ => None,
+        }
+    }
+}
+
+/// How rotary frequencies are rescaled for long contexts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RopeScaling {
+    None,
+    Linear {
+        factor: f64,
+    },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rope {
+    pub theta: f64,
+    pub scaling: RopeScaling,
+}
+
+/// Attention settings that may differ from layer to layer (Gemma's local/global layers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerAttention {
+    /// `Some(w)`: a token sees at most the last `w` positions (itself included).
+    pub sliding_window: Option<usize>,
+    pub rope: Rope,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// Bias on the q, k and v projections (Qwen2).
+    pub qkv_bias: bool,
+    /// Per-head RMSNorm on queries and keys (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Gemma: RMSNorm multiplies by `(1 + w)`; norms around attention and FFN outputs too.
+    pub gemma_norms: bool,
+    pub activation: Activation,
+    /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size)).
+    pub embedding_scale: Option<f64>,
+    /// Scale of q·k (1/sqrt(head_dim), or Gemma's 1/sqrt(query_pre_attn_scalar)).
+    pub attention_scale: f64,
+    pub attn_logit_softcapping: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
+    /// One entry per layer.
+    pub layers: Vec<LayerAttention>,
+    pub bos_token_id: Option<u32>,
+}
+
+impl ModelConfig {
+    /// Reads a Hugging Face `config.json` and dispatches on its `model_type`.
+    pub fn from_hf_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+        let json: Value = serde_json::from_str(&text)
+            .map_err(|e| EngineError::config(path, format!("not valid JSON: {e}")))?;
+        Self::from_hf_json(&json, path)
+    }
+
+    pub fn from_hf_json(json: &Value, path: &Path) -> Result<Self> {
+        let model_type = json
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EngineError::config(path, "no \"model_type\" field"))?;
+        let arch = Architecture::from_model_type(model_type).ok_or_else(|| {
+            EngineError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                found: model_type.to_string(),
+            }
+        })?;
+        // Multimodal Gemma 3 checkpoints keep the language model's settings in `text_config`.
+        let json = match (arch, json.get("text_config")) {
+            (Architecture::Gemma3, Some(text)) => text,
+            _ => json,
+        };
+        let fields = HfFields { json, path };
+        let config = match arch {
+            Architecture::Llama => super::arch::llama::config(&fields)?,
+            Architecture::Mistral => super::arch::mistral::config(&fields)?,
+            Architecture::Qwen2 => super::arch::qwen2::config(&fields)?,
+            Architecture::Qwen3 => super::arch::qwen3::config(&fields)?,
+            Architecture::Gemma2 => super::arch::gemma2::config(&fields)?,
+            Architecture::Gemma3 => super::arch::gemma3::config(&fields)?,
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Catches configs whose numbers cannot describe a working model.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |m: String| Err(EngineError::config(path, m));
+        if self.num_layers == 0 || self.hidden_size == 0 || self.intermediate_size == 0 {
+            return bad("num_hidden_layers, hidden_size and intermediate_size must be > 0".into());
+        }
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        {
+            return bad(format!(
+                "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return bad(format!(
+                "head_dim ({}) must be even and > 0",
+                self.head_dim
+            ));
+        }
+        if self.layers.len() != self.num_layers {
+            return bad(format!(
+                "{} per-layer attention entries for {} layers",
+                self.layers.len(),
+                self.num_layers
+            ));
+        }
+        if self.vocab_size == 0 {
+            return bad("vocab_size must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// Parameter count of the decoder (embeddings included, lm_head only when untied).
+    pub fn parameter_count(&self) -> u64 {
+        let (h, f, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let q = (self.num_heads * self.head_dim) as u64;
+        let kv = (self.num_kv_heads * self.head_dim) as u64;
+        let attention = h * q + 2 * h * kv + q * h;
+        let mlp = 3 * h * f;
+        let norms = if self.gemma_norms { 4 * h } else { 2 * h };
+        let per_layer = attention + mlp + norms;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + self.num_layers as u64 * per_layer + h + head
+    }
+
+    /// Multiply-accumulate FLOPs of one token through the decoder (no lm_head), for `seq_len`
+    /// tokens of context on average: 2·params of the matmuls + attention scores and values.
+    pub fn forward_flops_per_token(&self, mean_context: f64) -> f64 {
+        let (h, f) = (self.hidden_size as f64, self.intermediate_size as f64);
+        let q = (self.num_heads * self.head_dim) as f64;
+        let kv = (self.num_kv_heads * self.head_dim) as f64;
+        let matmul = 2.0 * (h * q + 2.0 * h * kv + q * h + 3.0 * h * f);
+        let attention = 2.0 * 2.0 * q * mean_context;
+        self.num_layers as f64 * (matmul + attention)
+    }
+}
+
+/// Typed access to the fields of a Hugging Face `config.json`, with errors naming the file.
+pub struct HfFields<'a> {
+    pub json: &'a Value,
+    pub path: &'a Path,
+}
+
+impl HfFields<'_> {
+    pub fn usize(&self, key: &str) -> Result<usize> {
+        self.opt_usize(key)?
+            .ok_or_else(|| EngineError::config(self.path, format!("missing field \"{key}\"")))
+    }
+
+    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                EngineError::config(
+                    self.path,
+                    format!("field \"{key}\" must be a non-negative integer, found {v}"),
+                )
+            }),
+        }
+    }
+
+    pub fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+        Ok(self.opt_f64(key)?.unwrap_or(default))
+    }
+
+    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                EngineError::config(self.path, format!("field \"{key}\" must be a number, found {v}"))
+            }),
+        }
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(EngineError::config(
+                self.path,
+                format!("field \"{key}\" must be true or false, found {v}"),
+            )),
+        }
+    }
+
+    pub fn activation(&self, keys: &[&str], default: Activation) -> Result<Activation> {
+        for key in keys {
+            if let Some(v) = self.json.get(*key).and_then(Value::as_str) {
+                return Activation::from_hf(v).ok_or_else(|| {
+                    EngineError::config(
+                        self.path,
+                        format!("unsupported activation \"{v}\" in \"{key}\" (supported: silu, gelu, gelu_pytorch_tanh)"),
+                    )
+                });
+            }
+        }
+        Ok(default)
+    }
+
+    /// `bos_token_id`, which may be an integer, a list, or absent.
+    pub fn bos_token_id(&self) -> Option<u32> {
+        match self.json.get("bos_token_id")? {
+            Value::Number(n) => n.as_u64().map(|v| v as u32),
+            Value::Array(a) => a.first()?.as_u64().map(|v| v as u32),
+            _ => None,
+        }
+    }
+
+    /// The common dimensions of every decoder family.
+    pub fn dims(&self) -> Result<Dims> {
+        let hidden_size = self.usize("hidden_size")?;
+        let num_heads = self.usize("num_attention_heads")?;
+        let num_kv_heads = self.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
+        if num_heads == 0 {
+            return Err(EngineError::config(self.path, "num_attention_heads is 0"));
+        }
+        let head_dim = self
+            .opt_usize("head_dim")?
+            .unwrap_or(hidden_size / num_heads);
+        Ok(Dims {
+            vocab_size: self.usize("vocab_size")?,
+            hidden_size,
+            intermediate_size: self.usize("intermediate_size")?,
+            num_layers: self.usize("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: self.f64_or("rms_norm_eps", 1e-6)?,
+            max_position_embeddings: self.opt_usize("max_position_embeddings")?.unwrap_or(4096),
+        })
+    }
+
+    /// The rotary settings of the given layer kind (`"full_attention"` / `"sliding_attention"`).
+    ///
+    /// Reads transformers ≥ 5 `rope_parameters` (flat, or keyed by layer kind) and the older
+    /// `rope_theta` + `rope_scaling` fields.
+    pub fn rope(&self, layer_kind: &str, default_theta: f64) -> Result<Rope> {
+        if let Some(params) = self.json.get("rope_parameters").filter(|v| v.is_object()) {
+            let params = params.get(layer_kind).unwrap_or(params);
+            let theta = params
+                .get("rope_theta")
+                .and_then(Value::as_f64)
+                .unwrap_or(default_theta);
+            return Ok(Rope {
+                theta,
+                scaling: self.rope_scaling(Some(params))?,
+            });
+        }
+        Ok(Rope {
+            theta: self.f64_or("rope_theta", default_theta)?,
+            scaling: self.rope_scaling(self.json.get("rope_scaling"))?,
+        })
+    }
+
+    fn rope_scaling(&self, params: Option<&Value>) -> Result<RopeScaling> {
+        let Some(params) = params.filter(|v| v.is_object()) else {
+            return Ok(RopeScaling::None);
+        };
+        let kind = params
+            .get("rope_type")
+            .or_else(|| params.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let num = |key: &str| -> Result<f64> {
+            params.get(key).and_then(Value::as_f64).ok_or_else(|| {
+                EngineError::config(
+                    self.path,
+                    format!("rope scaling \"{kind}\" needs a numeric \"{key}\""),
+                )
+            })
+        };
+        match kind {
+            "default" => Ok(RopeScaling::None),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: num("factor")?,
+            }),
+            "llama3" => Ok(RopeScaling::Llama3 {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max_position_embeddings: num("original_max_position_embeddings")?,
+            }),
+            other => Err(EngineError::config(
+                self.path,
+                format!("unsupported rope scaling \"{other}\" (supported: default, linear, llama3)"),
+            )),
+        }
+    }
+
+    /// Per-layer attention kinds from transformers ≥ 4.5x `layer_types`, if present.
+    pub fn layer_types(&self, num_layers: usize) -> Result<Option<Vec<bool>>> {
+        let Some(list) = self.json.get("layer_types").and_then(Value::as_array) else {
+            return Ok(None);
+        };
+        if list.len() != num_layers {
+            return Err(EngineError::config(
+                self.path,
+                format!(
+                    "\"layer_types\" has {} entries for {} layers",
+                    list.len(),
+                    num_layers
+                ),
+            ));
+        }
+        list.iter()
+            .map(|v| match v.as_str() {
+                Some("sliding_attention") => Ok(true),
+                Some("full_attention") => Ok(false),
+                _ => Err(EngineError::config(
+                    self.path,
+                    format!("unknown layer type {v} in \"layer_types\""),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+/// Dimensions every decoder family shares.
+pub struct Dims {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub max_position_embeddings: usize,
+}
+
+impl Dims {
+    /// A Llama-like config from these dimensions; architecture files adjust the rest.
+    pub fn into_config(self, architecture: Architecture, layers: Vec<LayerAttention>) -> ModelConfig {
+        ModelConfig {
+            architecture,
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_layers,
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            rms_norm_eps: self.rms_norm_eps,
+            max_position_embeddings: self.max_position_embeddings,
+            tie_word_embeddings: false,
+            qkv_bias: false,
+            qk_norm: false,
+            gemma_norms: false,
+            activation: Activation::Silu,
+            embedding_scale: None,
+            attention_scale: 1.0 / (self.head_dim as f64).sqrt(),
+            attn_logit_softcapping: None,
+            final_logit_softcapping: None,
+            layers,
+            bos_token_id: None,
+        }
+    }
+}

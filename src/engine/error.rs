@@ -1,0 +1,97 @@
+//! Errors of the engine: every one names the file or input it is about.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error(
+        "unsupported architecture '{found}' in {path}; supported: {}",
+        crate::engine::Architecture::supported_list()
+    )]
+    UnsupportedArchitecture { path: PathBuf, found: String },
+
+    #[error("no tokenizer for the model in {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+
+    #[error("weights {path}: {message}")]
+    Weights { path: PathBuf, message: String },
+
+    #[error("GGUF file {path}: {message}")]
+    Gguf { path: PathBuf, message: String },
+
+    #[error("model '{id}' is not in the local Hugging Face cache ({cache}); {hint}")]
+    NotInCache {
+        id: String,
+        cache: PathBuf,
+        hint: String,
+    },
+
+    #[error("download of '{what}' failed: {message}")]
+    Download { what: String, message: String },
+
+    #[error("sentence {index} is empty")]
+    EmptySentence { index: usize },
+
+    #[error(
+        "sentence {index} has {tokens} tokens, more than this model's limit of {limit} (max_position_embeddings)"
+    )]
+    SentenceTooLong {
+        index: usize,
+        tokens: usize,
+        limit: usize,
+    },
+
+    #[error("device: {0}")]
+    Device(String),
+
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl EngineError {
+    pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Weights {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn gguf(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Gguf {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

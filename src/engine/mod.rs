@@ -1,0 +1,27 @@
+//! The engine: load a decoder LLM, run sentences through it, and capture every FFN neuron's
+//! state pooled per sentence — reduced inside the forward pass, never kept per token.
+//!
+//! It knows nothing of corpora, scores or user interfaces.
+
+pub mod arch;
+pub mod capture;
+pub mod config;
+pub mod decoder;
+pub mod device;
+pub mod error;
+pub mod extract;
+pub mod gguf;
+pub mod gguf_tokenizer;
+pub mod hub;
+pub mod model;
+pub mod states;
+pub mod tokenizer;
+pub mod weights;
+
+pub use capture::{CaptureSettings, NavSource, Pooling};
+pub use config::{Architecture, ModelConfig};
+pub use device::{DeviceChoice, DTypeChoice};
+pub use error::{EngineError, Result};
+pub use extract::{BatchProgress, ExtractOptions};
+pub use model::{Model, ModelInfo, ModelSource};
+pub use states::LanguageStates;

@@ -1,0 +1,166 @@
+//! Where the decoder's tensors come from: safetensors files (single or sharded) or GGUF.
+//!
+//! Every tensor is asked for by its Hugging Face name with the shape the config implies, so a
+//! mismatched checkpoint is an error naming the tensor and the file, not a wrong answer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use super::error::{EngineError, Result};
+
+/// A provider of named weight tensors.
+pub trait TensorSource: Send + Sync {
+    /// The tensor `name`, checked against `shape`, converted to `dtype` on `device`.
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor>;
+
+    fn contains(&self, name: &str) -> bool;
+
+    /// The file or folder these tensors come from, for messages.
+    fn origin(&self) -> &Path;
+
+    /// The storage dtype of the weights, for display ("bf16", "Q4_1", …).
+    fn storage_dtype(&self) -> String;
+}
+
+/// Safetensors weights, memory-mapped; one file or the shards listed in an index.
+pub struct SafetensorsSource {
+    folder: PathBuf,
+    files: Vec<PathBuf>,
+    mmaps: Vec<MmapedSafetensors>,
+    /// tensor name → index into `files`
+    index: HashMap<String, usize>,
+    storage_dtype: String,
+}
+
+impl SafetensorsSource {
+    /// Opens `model.safetensors`, or every shard of `model.safetensors.index.json`, in `folder`.
+    pub fn open_folder(folder: &Path) -> Result<Self> {
+        let single = folder.join("model.safetensors");
+        let index_path = folder.join("model.safetensors.index.json");
+        let files = if index_path.exists() {
+            shard_files(&index_path)?
+        } else if single.exists() {
+            vec![single]
+        } else {
+            // Some repositories name their single file differently.
+            let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+                .map_err(|e| EngineError::io(folder, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(EngineError::weights(
+                    folder,
+                    "no model.safetensors, model.safetensors.index.json or other .safetensors file",
+                ));
+            }
+            found
+        };
+        Self::open_files(folder, files)
+    }
+
+    fn open_files(folder: &Path, files: Vec<PathBuf>) -> Result<Self> {
+        let mut mmaps = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        let mut dtypes = std::collections::BTreeSet::new();
+        for (i, file) in files.iter().enumerate() {
+            if !file.exists() {
+                return Err(EngineError::weights(
+                    file,
+                    "shard listed in model.safetensors.index.json is missing",
+                ));
+            }
+            // SAFETY: the file is mapped read-only; as with every mmap, another process
+            // truncating it while we run is outside what we can defend against.
+            let mmap = unsafe { MmapedSafetensors::new(file) }.map_err(|e| {
+                EngineError::weights(file, format!("not a valid safetensors file ({e}); is it truncated or still downloading?"))
+            })?;
+            for (name, view) in mmap.tensors() {
+                dtypes.insert(format!("{:?}", view.dtype()).to_lowercase());
+                index.insert(name, i);
+            }
+            mmaps.push(mmap);
+        }
+        Ok(Self {
+            folder: folder.to_path_buf(),
+            files,
+            mmaps,
+            index,
+            storage_dtype: dtypes.into_iter().collect::<Vec<_>>().join("+"),
+        })
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+/// The shard files an index names, in a stable order, each checked to exist.
+fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index_path).map_err(|e| EngineError::io(index_path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::weights(index_path, format!("not valid JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(serde_json::Value::as_object)
+        .ok_or_else(|| EngineError::weights(index_path, "no \"weight_map\" object"))?;
+    let folder = index_path.parent().unwrap_or(Path::new("."));
+    let mut names: Vec<&str> = map.values().filter_map(serde_json::Value::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let files: Vec<PathBuf> = names.iter().map(|n| folder.join(n)).collect();
+    if let Some(missing) = files.iter().find(|f| !f.exists()) {
+        return Err(EngineError::weights(
+            missing,
+            format!(
+                "shard listed in {} is missing",
+                index_path.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+impl TensorSource for SafetensorsSource {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let Some(&file) = self.index.get(name) else {
+            return Err(EngineError::weights(
+                &self.folder,
+                format!("tensor \"{name}\" is missing"),
+            ));
+        };
+        let path = &self.files[file];
+        let tensor = self.mmaps[file]
+            .load(name, &Device::Cpu)
+            .map_err(|e| EngineError::weights(path, format!("tensor \"{name}\": {e}")))?;
+        check_shape(name, tensor.dims(), shape, path)?;
+        Ok(tensor.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn origin(&self) -> &Path {
+        &self.folder
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.storage_dtype.clone()
+    }
+}
+
+/// Errors unless a loaded tensor has the shape the config implies.
+pub fn check_shape(name: &str, found: &[usize], expected: &[usize], path: &Path) -> Result<()> {
+    if found != expected {
+        return Err(EngineError::weights(
+            path,
+            format!("tensor \"{name}\" has shape {found:?}, the config implies {expected:?}"),
+        ));
+    }
+    Ok(())
+}
