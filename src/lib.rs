@@ -4,9 +4,5 @@
 //! (serializable) → views and exports. The [`engine`] knows nothing of the UI; the CLI
 //! ([`cli`]) and the GUI ([`app`]) are thin layers over this library.
 
-pub mod analysis;
-pub mod app;
-pub mod cli;
 pub mod engine;
-pub mod plot;
-pub mod run;
+pub mod io;
