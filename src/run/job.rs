@@ -320,12 +320,12 @@ impl Job<'_> {
                 states.save(&path, &settings.capture)?;
             }
 
-            let language = PreparedLanguage::new(lang.clone(), &states, &settings.methods);
+            let language = PreparedLanguage::new(lang.clone(), &states, &settings.methods)?;
             drop(states);
             let pivot = prepared.first().unwrap_or(&language);
             let mut per_method = BTreeMap::new();
             for &method in &settings.methods {
-                let sims = scoring::similarities(pivot, &language, method);
+                let sims = scoring::similarities(pivot, &language, method)?;
                 let zeros = scoring::zero_vectors(pivot, &language, method);
                 per_method.insert(method, scoring::pivot_scores(&sims, settings.chance_seed, zeros));
             }
@@ -340,7 +340,7 @@ impl Job<'_> {
                 }
             }
             run.pivot_scores.insert(lang.clone(), per_method);
-            scoring::extend_matrices(&mut run.matrices, &prepared, &language);
+            scoring::extend_matrices(&mut run.matrices, &prepared, &language)?;
             prepared.push(language);
 
             if settings.proxy_sentences > 0 {

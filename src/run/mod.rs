@@ -123,14 +123,8 @@ impl RunSettings {
     /// The built-in default: demo model, bundled corpus, ten languages, pivot English, 100
     /// sentences, every method.
     pub fn default_for(model: ModelSource) -> Self {
-        let languages = crate::analysis::lang::DEFAULT_LANGUAGES
-            .iter()
-            .filter_map(|code| Lang::parse(code).ok())
-            .collect::<Vec<_>>();
-        let pivot = languages
-            .first()
-            .cloned()
-            .unwrap_or_else(|| Lang::parse("en").unwrap_or_else(|_| unreachable_english()));
+        let languages = Lang::defaults();
+        let pivot = Lang::english();
         Self {
             model,
             corpus: CorpusChoice::Bundled,
@@ -147,11 +141,6 @@ impl RunSettings {
             proxy_sentences: 0,
         }
     }
-}
-
-// `Lang::parse("en")` cannot fail: English is in the built-in table.
-fn unreachable_english() -> Lang {
-    Lang::parse("eng_Latn").unwrap_or_else(|_| unreachable!("English is a built-in language"))
 }
 
 /// Where a run's numbers came from.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::align::{self, NormalizedRows, SimilarityMatrix};
+use crate::analysis::error::AnalysisError;
 use crate::analysis::lang::Lang;
 use crate::engine::LanguageStates;
 
@@ -18,7 +19,7 @@ pub struct PreparedLanguage {
 }
 
 impl PreparedLanguage {
-    pub fn new(lang: Lang, states: &LanguageStates, methods: &[Method]) -> Self {
+    pub fn new(lang: Lang, states: &LanguageStates, methods: &[Method]) -> Result<Self, AnalysisError> {
         let layers = methods
             .iter()
             .map(|&method| {
@@ -31,11 +32,11 @@ impl PreparedLanguage {
                             states.width(kind),
                         )
                     })
-                    .collect();
-                (method, per_layer)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((method, per_layer))
             })
-            .collect();
-        Self { lang, layers }
+            .collect::<Result<_, AnalysisError>>()?;
+        Ok(Self { lang, layers })
     }
 
     pub fn methods(&self) -> impl Iterator<Item = Method> + '_ {
@@ -44,14 +45,18 @@ impl PreparedLanguage {
 }
 
 /// Similarity matrices of two languages for one method, one per layer (rows: `a`, columns: `b`).
-pub fn similarities(a: &PreparedLanguage, b: &PreparedLanguage, method: Method) -> Vec<SimilarityMatrix> {
+pub fn similarities(
+    a: &PreparedLanguage,
+    b: &PreparedLanguage,
+    method: Method,
+) -> Result<Vec<SimilarityMatrix>, AnalysisError> {
     match (a.layers.get(&method), b.layers.get(&method)) {
         (Some(la), Some(lb)) => la
             .iter()
             .zip(lb)
             .map(|(x, y)| align::cosine_matrix(x, y))
             .collect(),
-        _ => Vec::new(),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -75,9 +80,10 @@ pub fn pivot_scores(sims: &[SimilarityMatrix], chance_seed: u64, zero_vectors: u
             .chance_per_layer
             .push(align::chance_score(sim, chance_seed.wrapping_add(layer as u64)));
         scores.nearest.push(
-            align::nearest_columns(sim)
-                .into_iter()
-                .map(|j| j as u32)
+            align::nearest_neighbours(sim)
+                .forward
+                .iter()
+                .map(|n| n.index as u32)
                 .collect(),
         );
         scores.matched.push(pair.matched);
@@ -90,7 +96,7 @@ pub fn zero_vectors(a: &PreparedLanguage, b: &PreparedLanguage, method: Method) 
     [a, b]
         .iter()
         .filter_map(|p| p.layers.get(&method))
-        .flat_map(|layers| layers.iter().map(|l| l.zero_rows))
+        .flat_map(|layers| layers.iter().map(|l| l.zero_rows()))
         .sum()
 }
 
@@ -100,7 +106,7 @@ pub fn extend_matrices(
     matrices: &mut BTreeMap<Method, PairMatrix>,
     done: &[PreparedLanguage],
     new: &PreparedLanguage,
-) {
+) -> Result<(), AnalysisError> {
     for method in new.methods().collect::<Vec<_>>() {
         let matrix = matrices.entry(method).or_insert_with(|| PairMatrix {
             languages: Vec::new(),
@@ -112,14 +118,14 @@ pub fn extend_matrices(
             .languages
             .iter()
             .map(|lang| match done.iter().find(|d| &d.lang == lang) {
-                Some(other) => similarities(new, other, method)
+                Some(other) => Ok(similarities(new, other, method)?
                     .iter()
                     .map(|s| align::score(s).mutual_nn)
-                    .collect(),
-                None => Vec::new(),
+                    .collect()),
+                None => Ok(Vec::new()),
             })
-            .collect();
-        let own: Vec<f64> = similarities(new, new, method)
+            .collect::<Result<_, AnalysisError>>()?;
+        let own: Vec<f64> = similarities(new, new, method)?
             .iter()
             .map(|s| align::score(s).mutual_nn)
             .collect();
@@ -139,4 +145,5 @@ pub fn extend_matrices(
         }
         matrix.languages.push(new.lang.clone());
     }
+    Ok(())
 }
