@@ -829,7 +829,7 @@ pub fn load_jsonl(path: &Path) -> Result<Corpus> {
 }
 
 /// Which sentences [`select`] takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Sample {
     /// The first n, in corpus order.
     First,

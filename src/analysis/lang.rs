@@ -401,6 +401,11 @@ impl Lang {
             .collect()
     }
 
+    /// English (`eng_Latn`), the default pivot.
+    pub fn english() -> Lang {
+        Lang::from_static("eng_Latn")
+    }
+
     /// The ten default languages, in the order of [`DEFAULT_LANGUAGES`].
     pub fn defaults() -> Vec<Lang> {
         DEFAULT_LANGUAGES

@@ -39,7 +39,7 @@ pub struct Correlation {
 /// Correlates `x` (e.g. NeuronXA scores) with `y` (task accuracies), pair by pair.
 ///
 /// Errors when the lengths differ, n < 3, a value is not finite, x or y has zero variance, or
-/// `bootstrap_samples` is 0.
+/// With `bootstrap_samples` = 0 the bootstrap interval is (NaN, NaN).
 pub fn correlate(x: &[f64], y: &[f64], bootstrap_samples: usize, seed: u64) -> Result<Correlation> {
     if x.len() != y.len() {
         return Err(AnalysisError::InvalidInput(format!(
@@ -72,12 +72,6 @@ pub fn correlate(x: &[f64], y: &[f64], bootstrap_samples: usize, seed: u64) -> R
             which: which.to_string(),
         });
     }
-    if bootstrap_samples == 0 {
-        return Err(AnalysisError::InvalidInput(
-            "bootstrap_samples must be at least 1 (1000 or more for a usable interval)".to_string(),
-        ));
-    }
-
     let pearson_r = pearson(x, y);
     let (t_statistic, p_value) = t_test(pearson_r, n)?;
     let spearman_rho = pearson(&average_ranks(x), &average_ranks(y));
@@ -92,7 +86,12 @@ pub fn correlate(x: &[f64], y: &[f64], bootstrap_samples: usize, seed: u64) -> R
         ci95_fisher: fisher_interval(pearson_r, n)?,
         spearman_rho,
         spearman_p,
-        bootstrap_ci95: bootstrap_interval(x, y, bootstrap_samples, seed)?,
+        // No resamples asked for (r at every layer, say): no interval.
+        bootstrap_ci95: if bootstrap_samples == 0 {
+            (f64::NAN, f64::NAN)
+        } else {
+            bootstrap_interval(x, y, bootstrap_samples, seed)?
+        },
         slope,
         intercept: mean_y - slope * mean_x,
     })
