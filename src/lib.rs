@@ -2,11 +2,9 @@
 //!
 //! Data flows one way: corpus + model + settings → job (worker thread) → [`run::Run`]
 //! (serializable) → views and exports. The [`engine`] knows nothing of the UI; the CLI
-//! ([`cli`]) and the GUI ([`app`]) are thin layers over this library.
+//! (`cli`) and the GUI (`app`) are thin layers over this library.
 
 pub mod analysis;
-pub mod app;
-pub mod cli;
 pub mod engine;
-pub mod plot;
+pub mod io;
 pub mod run;

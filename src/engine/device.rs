@@ -1,1 +1,179 @@
-//! (being written)
+//! Which device and dtype the model runs on. `auto` takes CUDA, then Metal, then the CPU, and
+//! always says which it chose and why.
+
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+
+use super::error::{EngineError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl DeviceChoice {
+    pub fn parse(text: &str) -> Result<Self> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            "metal" => Ok(Self::Metal),
+            _ => t
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| {
+                    EngineError::Device(format!(
+                        "unknown device \"{text}\" (use auto, cpu, cuda, cuda:N or metal)"
+                    ))
+                }),
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Self::Auto => "auto".into(),
+            Self::Cpu => "cpu".into(),
+            Self::Cuda(n) => format!("cuda:{n}"),
+            Self::Metal => "metal".into(),
+        }
+    }
+
+    /// The device to run on, and a sentence saying what was chosen.
+    pub fn resolve(self) -> Result<(Device, String)> {
+        match self {
+            Self::Cpu => Ok((Device::Cpu, cpu_label())),
+            Self::Cuda(n) => cuda(n),
+            Self::Metal => metal(),
+            Self::Auto => {
+                if candle_core::utils::cuda_is_available()
+                    && let Ok(found) = cuda(0)
+                {
+                    return Ok(found);
+                }
+                if candle_core::utils::metal_is_available()
+                    && let Ok(found) = metal()
+                {
+                    return Ok(found);
+                }
+                let why = if cfg!(any(feature = "cuda", feature = "metal")) {
+                    "no usable GPU found"
+                } else {
+                    "this build has no GPU support"
+                };
+                Ok((Device::Cpu, format!("{} ({why})", cpu_label())))
+            }
+        }
+    }
+}
+
+fn cpu_label() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("CPU, {threads} threads")
+}
+
+fn cuda(ordinal: usize) -> Result<(Device, String)> {
+    if !candle_core::utils::cuda_is_available() {
+        return Err(EngineError::Device(
+            "CUDA was asked for, but this build has no CUDA support (rebuild with --features cuda)"
+                .into(),
+        ));
+    }
+    let device = Device::new_cuda(ordinal).map_err(|e| {
+        EngineError::Device(format!(
+            "cannot open CUDA device {ordinal}: {e} (is the NVIDIA driver installed and the GPU visible?)"
+        ))
+    })?;
+    Ok((device, format!("CUDA GPU {ordinal}")))
+}
+
+fn metal() -> Result<(Device, String)> {
+    if !candle_core::utils::metal_is_available() {
+        return Err(EngineError::Device(
+            "Metal was asked for, but this build has no Metal support (rebuild with --features metal)"
+                .into(),
+        ));
+    }
+    let device = Device::new_metal(0)
+        .map_err(|e| EngineError::Device(format!("cannot open the Metal device: {e}")))?;
+    Ok((device, "Metal GPU".into()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum DTypeChoice {
+    /// f32 on the CPU, bf16 on a GPU.
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DTypeChoice {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "f32" | "float32" => Ok(Self::F32),
+            "f16" | "float16" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            _ => Err(EngineError::Device(format!(
+                "unknown dtype \"{text}\" (use auto, f32, f16 or bf16)"
+            ))),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    pub fn resolve(self, device: &Device) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+            Self::Auto if device.is_cpu() => DType::F32,
+            Self::Auto => DType::BF16,
+        }
+    }
+}
+
+pub fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!(DeviceChoice::parse("CUDA:1").unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!(DeviceChoice::parse("cpu").unwrap(), DeviceChoice::Cpu);
+        assert!(DeviceChoice::parse("tpu").is_err());
+    }
+
+    #[test]
+    fn auto_falls_back_to_cpu_without_gpu_support() {
+        let (device, label) = DeviceChoice::Auto.resolve().unwrap();
+        if !candle_core::utils::cuda_is_available() && !candle_core::utils::metal_is_available() {
+            assert!(device.is_cpu());
+            assert!(label.starts_with("CPU"), "{label}");
+        }
+        assert_eq!(DTypeChoice::Auto.resolve(&Device::Cpu), DType::F32);
+    }
+}

@@ -1,1 +1,230 @@
-//! (being written)
+//! Sentences → pooled states: tokenise, batch by length, run the decoder with capture, and put
+//! each sentence's states back in corpus order. Memory stays flat in the number of sentences:
+//! only pooled `[layers × d_ff]` vectors leave the device.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+
+use super::capture::{self, CaptureSettings};
+use super::decoder::BatchInput;
+use super::error::{EngineError, Result};
+use super::model::{Model, map_device_error};
+use super::states::LanguageStates;
+use super::tokenizer::Tokens;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractOptions {
+    pub capture: CaptureSettings,
+    /// Sentences per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            capture: CaptureSettings::default(),
+            batch_size: 16,
+        }
+    }
+}
+
+/// Reported after every batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchProgress {
+    pub sentences_done: usize,
+    pub sentences_total: usize,
+    pub tokens_done: usize,
+    pub elapsed: Duration,
+}
+
+impl BatchProgress {
+    pub fn tokens_per_second(&self) -> f64 {
+        self.tokens_done as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl Model {
+    /// Tokenises every sentence, refusing empty ones and ones longer than the model allows.
+    pub fn tokenize_all(&self, sentences: &[String]) -> Result<Vec<Tokens>> {
+        let limit = self.config.max_position_embeddings;
+        sentences
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                if text.trim().is_empty() {
+                    return Err(EngineError::EmptySentence { index });
+                }
+                let tokens = self.tokenizer.encode(text)?;
+                if tokens.ids.len() > limit {
+                    return Err(EngineError::SentenceTooLong {
+                        index,
+                        tokens: tokens.ids.len(),
+                        limit,
+                    });
+                }
+                if tokens.special.iter().all(|&s| s) {
+                    return Err(EngineError::EmptySentence { index });
+                }
+                Ok(tokens)
+            })
+            .collect()
+    }
+
+    /// Pooled states of `sentences`, in their order. Checks `cancel` between batches.
+    pub fn extract(
+        &self,
+        sentences: &[String],
+        options: &ExtractOptions,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(BatchProgress),
+    ) -> Result<LanguageStates> {
+        let started = Instant::now();
+        let tokens = self.tokenize_all(sentences)?;
+        let cfg = &self.config;
+        let (layers, d_ff, d_model) = (cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
+        let mut per_sentence: Vec<Option<LanguageStates>> = vec![None; sentences.len()];
+        let mut tokens_done = 0;
+        let mut sentences_done = 0;
+        for batch in length_sorted_batches(&tokens, options.batch_size.max(1)) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let input = self.batch_input(&tokens, &batch, options.capture)?;
+            let capture = self
+                .decoder
+                .forward_capture(&input, options.capture.nav_source)
+                .map_err(map_device_error)?;
+            let nas = to_host(&capture.nas)?;
+            let nav = to_host(&capture.nav)?;
+            let hidden_pooled = to_host(&capture.hidden_pooled)?;
+            let hidden_last = to_host(&capture.hidden_last)?;
+            let (neuron_width, hidden_width) = (layers * d_ff, (layers + 1) * d_model);
+            for (row, &index) in batch.iter().enumerate() {
+                let neurons = row * neuron_width..(row + 1) * neuron_width;
+                let hidden = row * hidden_width..(row + 1) * hidden_width;
+                per_sentence[index] = Some(LanguageStates {
+                    sentences: 1,
+                    layers,
+                    d_ff,
+                    d_model,
+                    nas: nas[neurons.clone()].to_vec(),
+                    nav: nav[neurons].to_vec(),
+                    hidden_pooled: hidden_pooled[hidden.clone()].to_vec(),
+                    hidden_last: hidden_last[hidden].to_vec(),
+                    token_counts: vec![tokens[index].ids.len() as u32],
+                });
+                tokens_done += tokens[index].ids.len();
+            }
+            sentences_done += batch.len();
+            on_batch(BatchProgress {
+                sentences_done,
+                sentences_total: sentences.len(),
+                tokens_done,
+                elapsed: started.elapsed(),
+            });
+        }
+        let mut states = LanguageStates::empty(layers, d_ff, d_model);
+        for sentence in per_sentence.into_iter().flatten() {
+            states.extend(sentence);
+        }
+        Ok(states)
+    }
+
+    fn batch_input(
+        &self,
+        tokens: &[Tokens],
+        batch: &[usize],
+        settings: CaptureSettings,
+    ) -> Result<BatchInput> {
+        let device = self.decoder.device();
+        let t = batch.iter().map(|&i| tokens[i].ids.len()).max().unwrap_or(0);
+        let b = batch.len();
+        let mut ids = vec![0u32; b * t];
+        let mut pool = vec![0f32; b * t];
+        let mut hidden = vec![0f32; b * 2 * t];
+        for (row, &index) in batch.iter().enumerate() {
+            let sentence = &tokens[index];
+            let len = sentence.ids.len();
+            ids[row * t..row * t + len].copy_from_slice(&sentence.ids);
+            let skip = settings.skip_special_tokens;
+            let weights = capture::token_weights(&sentence.special, settings.pooling, skip)
+                .ok_or(EngineError::EmptySentence { index })?;
+            let last = capture::last_token_weights(&sentence.special, skip)
+                .ok_or(EngineError::EmptySentence { index })?;
+            pool[row * t..row * t + len].copy_from_slice(&weights);
+            hidden[row * 2 * t..row * 2 * t + len].copy_from_slice(&weights);
+            hidden[(row * 2 + 1) * t..(row * 2 + 1) * t + len].copy_from_slice(&last);
+        }
+        Ok(BatchInput {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            pool_weights: Tensor::from_vec(pool, (b, 1, t), device)?,
+            hidden_weights: Tensor::from_vec(hidden, (b, 2, t), device)?,
+        })
+    }
+
+    /// Bits per UTF-8 byte of `sentences` under the model (lower is better): total negative
+    /// log-likelihood of each next token over total bytes. A capability proxy, not a benchmark.
+    pub fn bits_per_byte(
+        &self,
+        sentences: &[String],
+        batch_size: usize,
+        cancel: &AtomicBool,
+    ) -> Result<f64> {
+        if !self.decoder.has_lm_head() {
+            return Err(EngineError::weights(
+                self.info.source.spec(),
+                "bits per byte needs the lm_head, which this checkpoint lacks",
+            ));
+        }
+        let tokens = self.tokenize_all(sentences)?;
+        let device = self.decoder.device();
+        let mut nll = 0f64;
+        for batch in length_sorted_batches(&tokens, batch_size.max(1)) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let t = batch.iter().map(|&i| tokens[i].ids.len()).max().unwrap_or(0);
+            if t < 2 {
+                continue;
+            }
+            let mut ids = vec![0u32; batch.len() * t];
+            for (row, &i) in batch.iter().enumerate() {
+                ids[row * t..row * t + tokens[i].ids.len()].copy_from_slice(&tokens[i].ids);
+            }
+            let ids = Tensor::from_vec(ids, (batch.len(), t), device)?;
+            let logprobs = to_host(
+                &self
+                    .decoder
+                    .next_token_logprobs(&ids)
+                    .map_err(map_device_error)?,
+            )?;
+            for (row, &i) in batch.iter().enumerate() {
+                let predicted = tokens[i].ids.len() - 1;
+                let start = row * (t - 1);
+                nll -= logprobs[start..start + predicted]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
+            }
+        }
+        let bytes: usize = sentences.iter().map(String::len).sum();
+        Ok(nll / std::f64::consts::LN_2 / bytes.max(1) as f64)
+    }
+}
+
+/// Sentence indices grouped into batches of similar length (longest first), so padding is small.
+pub fn length_sorted_batches(tokens: &[Tokens], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+fn to_host(tensor: &Tensor) -> Result<Vec<f32>> {
+    Ok(tensor
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}

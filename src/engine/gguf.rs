@@ -1,1 +1,1077 @@
-//! (being written)
+//! GGUF files (llama.cpp's single-file format): configuration, weights and tokenizer in one file.
+//!
+//! The metadata is read into the same [`ModelConfig`] a Hugging Face `config.json` gives, and the
+//! tensors are served under their Hugging Face names and shapes, dequantized to f32 when asked
+//! for, so the shared decoder never knows the model came from a GGUF file. Where llama.cpp's
+//! converter changed a tensor on the way in (rows of Q and K permuted for `llama`, `+1` folded
+//! into Gemma's norms), the change is undone here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
+use candle_core::{DType, Device, Tensor};
+
+use super::config::{Activation, Architecture, LayerAttention, ModelConfig, Rope, RopeScaling};
+use super::error::{EngineError, Result};
+use super::tokenizer::TextTokenizer;
+use super::weights::{TensorSource, check_shape};
+
+/// Everything a GGUF file describes, ready for the decoder.
+pub struct GgufModel {
+    pub config: ModelConfig,
+    pub weights: GgufSource,
+    pub tokenizer: TextTokenizer,
+}
+
+/// Reads the metadata, the tensor directory (tensor data is read and dequantized lazily, on
+/// [`TensorSource::load`]) and the tokenizer of a GGUF file.
+pub fn open(path: &Path) -> Result<GgufModel> {
+    let (mut file, content) = read_header(path)?;
+    let config = model_config(&content, &mut file, path)?;
+    let tokenizer = super::gguf_tokenizer::from_gguf(&content, path)?;
+    let weights = GgufSource::new(path, content, &config)?;
+    Ok(GgufModel {
+        config,
+        weights,
+        tokenizer: TextTokenizer::from_tokenizer(tokenizer),
+    })
+}
+
+/// The configuration and a summary of the storage types (`"Q4_1+F32+Q8_0"`, most used first),
+/// from the header alone: no tensor data is read, except llama 3's small `rope_freqs` table.
+pub fn inspect(path: &Path) -> Result<(ModelConfig, String)> {
+    let (mut file, content) = read_header(path)?;
+    let config = model_config(&content, &mut file, path)?;
+    Ok((config, storage_summary(&content.tensor_infos)))
+}
+
+/// The tensors of a GGUF file, served under their Hugging Face names.
+pub struct GgufSource {
+    path: PathBuf,
+    tensor_data_offset: u64,
+    /// Hugging Face name → where the tensor is and how to turn it into the HF convention.
+    tensors: HashMap<String, GgufTensor>,
+    storage_dtype: String,
+}
+
+struct GgufTensor {
+    gguf_name: String,
+    info: TensorInfo,
+    fix: Fix,
+}
+
+/// What llama.cpp's converter did to a tensor that has to be undone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fix {
+    None,
+    /// `permute(w, n_head)` of llama.cpp's `LlamaModel`: the two halves of each head's rotary
+    /// dimensions were interleaved, because ggml's llama rope rotates adjacent pairs.
+    UnpermuteHeads {
+        heads: usize,
+    },
+    /// Gemma's RMSNorms scale by `1 + w`; llama.cpp stores `1 + w` itself.
+    SubtractOne,
+}
+
+impl GgufSource {
+    fn new(path: &Path, content: Content, config: &ModelConfig) -> Result<Self> {
+        let storage_dtype = storage_summary(&content.tensor_infos);
+        let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
+        let mut unknown = Vec::new();
+        for (gguf_name, info) in content.tensor_infos {
+            match hf_name(&gguf_name, config) {
+                Some((name, fix)) => {
+                    tensors.insert(
+                        name,
+                        GgufTensor {
+                            gguf_name,
+                            info,
+                            fix,
+                        },
+                    );
+                }
+                None if IGNORED_TENSORS.contains(&gguf_name.as_str()) => {}
+                None => unknown.push(gguf_name),
+            }
+        }
+        // A tensor we cannot place means a variant of the architecture the decoder does not
+        // implement (biases, extra norms…): refuse rather than run without it.
+        if !unknown.is_empty() {
+            unknown.sort();
+            let shown = unknown
+                .iter()
+                .take(6)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = unknown.len().saturating_sub(6);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            return Err(EngineError::gguf(
+                path,
+                format!(
+                    "tensors this engine has no place for in a {} model: {shown}{more}",
+                    config.architecture
+                ),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensor_data_offset: content.tensor_data_offset,
+            tensors,
+            storage_dtype,
+        })
+    }
+
+    /// The GGUF name a Hugging Face tensor name is stored under, if the file has it.
+    pub fn gguf_name(&self, name: &str) -> Option<&str> {
+        self.tensors.get(name).map(|t| t.gguf_name.as_str())
+    }
+
+    /// The Hugging Face names of every tensor in the file.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    fn read_f32(&self, name: &str, tensor: &GgufTensor) -> Result<Tensor> {
+        let fail = |e: candle_core::Error| {
+            EngineError::gguf(
+                &self.path,
+                format!(
+                    "tensor \"{}\" ({name}, {}): {}",
+                    tensor.gguf_name,
+                    ggml_type_name(tensor.info.ggml_dtype),
+                    candle_message(&e)
+                ),
+            )
+        };
+        let mut file = File::open(&self.path).map_err(|e| EngineError::io(&self.path, e))?;
+        let quantized = tensor
+            .info
+            .read(&mut file, self.tensor_data_offset, &Device::Cpu)
+            .map_err(fail)?;
+        let values = quantized
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(fail)?;
+        match tensor.fix {
+            Fix::None => Ok(values),
+            Fix::SubtractOne => Ok((values - 1.0)?),
+            Fix::UnpermuteHeads { heads } => unpermute_heads(&values, heads).map_err(fail),
+        }
+    }
+}
+
+impl TensorSource for GgufSource {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let Some(tensor) = self.tensors.get(name) else {
+            return Err(EngineError::gguf(
+                &self.path,
+                format!("tensor \"{name}\" is missing"),
+            ));
+        };
+        check_shape(name, tensor.info.shape.dims(), shape, &self.path)?;
+        let values = self.read_f32(name, tensor)?;
+        Ok(values.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn origin(&self) -> &Path {
+        &self.path
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.storage_dtype.clone()
+    }
+}
+
+/// Tensors present in GGUF files that carry nothing the decoder needs as a weight.
+/// (`rope_freqs` holds llama 3's rotary scaling, read into the config instead.)
+const IGNORED_TENSORS: &[&str] = &["rope_freqs.weight"];
+
+/// The Hugging Face name of a GGUF tensor, and what must be undone to get HF values.
+fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
+    let gemma = config.gemma_norms;
+    let norm_fix = if gemma { Fix::SubtractOne } else { Fix::None };
+    match gguf_name {
+        "token_embd.weight" => return Some(("model.embed_tokens.weight".into(), Fix::None)),
+        "output_norm.weight" => return Some(("model.norm.weight".into(), norm_fix)),
+        "output.weight" => return Some(("lm_head.weight".into(), Fix::None)),
+        _ => {}
+    }
+    let rest = gguf_name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    // Biases exist only on q, k and v (Qwen2); any other is a variant the decoder lacks.
+    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v");
+    if kind != "weight" && !(kind == "bias" && bias_allowed) {
+        return None;
+    }
+    // llama.cpp permutes Q and K rows only for its `llama` architecture (NORM rope).
+    let permuted = config.architecture == Architecture::Llama;
+    let (hf_part, fix) = match (part, gemma) {
+        ("attn_q", _) if permuted => (
+            "self_attn.q_proj",
+            Fix::UnpermuteHeads {
+                heads: config.num_heads,
+            },
+        ),
+        ("attn_k", _) if permuted => (
+            "self_attn.k_proj",
+            Fix::UnpermuteHeads {
+                heads: config.num_kv_heads,
+            },
+        ),
+        ("attn_q", _) => ("self_attn.q_proj", Fix::None),
+        ("attn_k", _) => ("self_attn.k_proj", Fix::None),
+        ("attn_v", _) => ("self_attn.v_proj", Fix::None),
+        ("attn_output", _) => ("self_attn.o_proj", Fix::None),
+        ("attn_q_norm", _) => ("self_attn.q_norm", norm_fix),
+        ("attn_k_norm", _) => ("self_attn.k_norm", norm_fix),
+        ("ffn_gate", _) => ("mlp.gate_proj", Fix::None),
+        ("ffn_up", _) => ("mlp.up_proj", Fix::None),
+        ("ffn_down", _) => ("mlp.down_proj", Fix::None),
+        ("attn_norm", _) => ("input_layernorm", norm_fix),
+        ("ffn_norm", false) => ("post_attention_layernorm", Fix::None),
+        ("ffn_norm", true) => ("pre_feedforward_layernorm", norm_fix),
+        ("post_attention_norm", true) => ("post_attention_layernorm", norm_fix),
+        ("post_ffw_norm", true) => ("post_feedforward_layernorm", norm_fix),
+        _ => return None,
+    };
+    Some((format!("model.layers.{layer}.{hf_part}.{kind}"), fix))
+}
+
+/// Inverse of llama.cpp's `permute`: rows `[head, half, pair]` back to `[head, pair, half]`.
+fn unpermute_heads(values: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let dims = values.dims().to_vec();
+    let rows = dims.first().copied().unwrap_or(0);
+    if heads == 0 || !rows.is_multiple_of(heads * 2) {
+        candle_core::bail!("{rows} rows cannot be split into {heads} rotary heads")
+    }
+    let mut split = vec![heads, rows / heads / 2, 2];
+    split.extend_from_slice(&dims[1..]);
+    values
+        .reshape(split)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
+}
+
+/// candle's message without the backtrace it appends when `RUST_BACKTRACE` is set.
+fn candle_message(error: &candle_core::Error) -> String {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Opens the file and reads its header, with errors that say what is wrong with it.
+fn read_header(path: &Path) -> Result<(File, Content)> {
+    let mut file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+    let mut magic = [0u8; 4];
+    let read = read_up_to(&mut file, &mut magic).map_err(|e| EngineError::io(path, e))?;
+    if read < 4 || &magic != b"GGUF" {
+        return Err(EngineError::gguf(
+            path,
+            format!(
+                "not a GGUF file: it starts with {:?}, a GGUF file starts with \"GGUF\"",
+                String::from_utf8_lossy(&magic[..read])
+            ),
+        ));
+    }
+    file.rewind().map_err(|e| EngineError::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| {
+        if let Some((tensor, type_id)) = first_unreadable_tensor_type(path) {
+            unsupported_type_error(path, &tensor, type_id)
+        } else {
+            EngineError::gguf(
+                path,
+                format!(
+                    "cannot read the header ({}); is the file truncated or still downloading?",
+                    candle_message(&e)
+                ),
+            )
+        }
+    })?;
+    let mut unreadable: Vec<(&String, u32)> = content
+        .tensor_infos
+        .iter()
+        .filter_map(|(name, info)| Some((name, unreadable_type_id(info.ggml_dtype)?)))
+        .collect();
+    unreadable.sort();
+    if let Some((tensor, type_id)) = unreadable.first() {
+        return Err(unsupported_type_error(path, tensor, *type_id));
+    }
+    check_tensor_extents(&content, file_len, path)?;
+    Ok((reader.into_inner(), content))
+}
+
+/// Reads as many bytes as the file has, up to `buf.len()`.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Every tensor must lie inside the file: a cut-off download fails here, not mid-run.
+fn check_tensor_extents(content: &Content, file_len: u64, path: &Path) -> Result<()> {
+    let mut last_end = 0u64;
+    let mut last_name = "";
+    for (name, info) in &content.tensor_infos {
+        let elements = info.shape.elem_count();
+        let block = info.ggml_dtype.block_size();
+        if !elements.is_multiple_of(block) {
+            return Err(EngineError::gguf(
+                path,
+                format!(
+                    "tensor \"{name}\" has {elements} elements, not a whole number of {} blocks of {block}",
+                    ggml_type_name(info.ggml_dtype)
+                ),
+            ));
+        }
+        let bytes = (elements / block * info.ggml_dtype.type_size()) as u64;
+        let end = content
+            .tensor_data_offset
+            .saturating_add(info.offset)
+            .saturating_add(bytes);
+        if end > last_end {
+            last_end = end;
+            last_name = name;
+        }
+    }
+    if last_end > file_len {
+        return Err(EngineError::gguf(
+            path,
+            format!(
+                "the file is truncated: it has {file_len} bytes but tensor \"{last_name}\" ends at byte {last_end}; download it again"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Storage types by number of tensors, most used first: `"Q4_1+F32+Q8_0"`.
+fn storage_summary(tensors: &HashMap<String, TensorInfo>) -> String {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for info in tensors.values() {
+        *counts.entry(ggml_type_name(info.ggml_dtype)).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// llama.cpp's name for a storage type.
+pub fn ggml_type_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::F32 => "F32",
+        GgmlDType::F16 => "F16",
+        GgmlDType::BF16 => "BF16",
+        GgmlDType::Q4_0 => "Q4_0",
+        GgmlDType::Q4_1 => "Q4_1",
+        GgmlDType::Q5_0 => "Q5_0",
+        GgmlDType::Q5_1 => "Q5_1",
+        GgmlDType::Q8_0 => "Q8_0",
+        GgmlDType::Q8_1 => "Q8_1",
+        GgmlDType::Q2K => "Q2_K",
+        GgmlDType::Q3K => "Q3_K",
+        GgmlDType::Q4K => "Q4_K",
+        GgmlDType::Q5K => "Q5_K",
+        GgmlDType::Q6K => "Q6_K",
+        GgmlDType::Q8K => "Q8_K",
+    }
+}
+
+/// ggml type ids whose data candle can read, and their names.
+const READABLE_TYPES: &[(u32, &str)] = &[
+    (0, "F32"),
+    (1, "F16"),
+    (30, "BF16"),
+    (2, "Q4_0"),
+    (3, "Q4_1"),
+    (6, "Q5_0"),
+    (7, "Q5_1"),
+    (8, "Q8_0"),
+    (10, "Q2_K"),
+    (11, "Q3_K"),
+    (12, "Q4_K"),
+    (13, "Q5_K"),
+    (14, "Q6_K"),
+];
+
+/// Names of the ggml types candle cannot read, for messages. Q8_1 and Q8_K pass candle's header
+/// parser but not its tensor reader (llama.cpp only uses them for intermediate results).
+fn unreadable_type_name(type_id: u32) -> &'static str {
+    match type_id {
+        4 => "Q4_2",
+        5 => "Q4_3",
+        9 => "Q8_1",
+        15 => "Q8_K",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        31 => "Q4_0_4_4",
+        32 => "Q4_0_4_8",
+        33 => "Q4_0_8_8",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        36 => "IQ4_NL_4_4",
+        37 => "IQ4_NL_4_8",
+        38 => "IQ4_NL_8_8",
+        39 => "MXFP4",
+        _ => "an unknown type",
+    }
+}
+
+/// The id of a type candle parses but cannot read, `None` for readable types.
+fn unreadable_type_id(dtype: GgmlDType) -> Option<u32> {
+    match dtype {
+        GgmlDType::Q8_1 => Some(9),
+        GgmlDType::Q8K => Some(15),
+        _ => None,
+    }
+}
+
+fn unsupported_type_error(path: &Path, tensor: &str, type_id: u32) -> EngineError {
+    let supported = READABLE_TYPES
+        .iter()
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    EngineError::gguf(
+        path,
+        format!(
+            "tensor \"{tensor}\" is stored as {} (ggml type {type_id}), which cannot be read; \
+             supported storage types: {supported}",
+            unreadable_type_name(type_id)
+        ),
+    )
+}
+
+/// Walks the header to find the first tensor whose storage type candle cannot read, since
+/// candle's own error names neither the tensor nor the type. `None` if there is none or the
+/// header is unreadable for another reason.
+fn first_unreadable_tensor_type(path: &Path) -> Option<(String, u32)> {
+    let mut r = BufReader::new(File::open(path).ok()?);
+    let mut header = HeaderWalker {
+        r: &mut r,
+        wide: true,
+    };
+    if header.u32()? != u32::from_le_bytes(*b"GGUF") {
+        return None;
+    }
+    // Version 1 used 32-bit lengths and counts.
+    header.wide = header.u32()? != 1;
+    let tensor_count = header.len()?;
+    let metadata_count = header.len()?;
+    for _ in 0..metadata_count {
+        header.skip_string()?;
+        let value_type = header.u32()?;
+        header.skip_value(value_type, 0)?;
+    }
+    for _ in 0..tensor_count {
+        let name = header.string()?;
+        let dims = header.u32()?;
+        for _ in 0..dims {
+            header.len()?;
+        }
+        let type_id = header.u32()?;
+        header.u64()?;
+        if !READABLE_TYPES.iter().any(|(id, _)| *id == type_id) {
+            return Some((name, type_id));
+        }
+    }
+    None
+}
+
+struct HeaderWalker<'a, R: Read + Seek> {
+    r: &'a mut R,
+    /// 64-bit lengths (GGUF v2 and v3).
+    wide: bool,
+}
+
+impl<R: Read + Seek> HeaderWalker<'_, R> {
+    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.r.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.bytes().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.bytes().map(u64::from_le_bytes)
+    }
+
+    fn len(&mut self) -> Option<u64> {
+        if self.wide {
+            self.u64()
+        } else {
+            self.u32().map(u64::from)
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> Option<()> {
+        let n = i64::try_from(n).ok()?;
+        self.r.seek(std::io::SeekFrom::Current(n)).ok()?;
+        Some(())
+    }
+
+    fn skip_string(&mut self) -> Option<()> {
+        let n = self.len()?;
+        self.skip(n)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = usize::try_from(self.len()?).ok()?;
+        if n > 1 << 16 {
+            return None;
+        }
+        let mut buf = vec![0u8; n];
+        self.r.read_exact(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    fn skip_value(&mut self, value_type: u32, depth: usize) -> Option<()> {
+        match value_type {
+            0 | 1 | 7 => self.skip(1),
+            2 | 3 => self.skip(2),
+            4..=6 => self.skip(4),
+            10..=12 => self.skip(8),
+            8 => self.skip_string(),
+            9 if depth < 8 => {
+                let element_type = self.u32()?;
+                let n = self.len()?;
+                let fixed = match element_type {
+                    0 | 1 | 7 => Some(1),
+                    2 | 3 => Some(2),
+                    4..=6 => Some(4),
+                    10..=12 => Some(8),
+                    _ => None,
+                };
+                match fixed {
+                    Some(size) => self.skip(n.checked_mul(size)?),
+                    None => (0..n).try_for_each(|_| self.skip_value(element_type, depth + 1)),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Typed access to GGUF metadata, with errors naming the file and the key.
+pub(crate) struct Metadata<'a> {
+    content: &'a Content,
+    path: &'a Path,
+}
+
+impl<'a> Metadata<'a> {
+    pub(crate) fn new(content: &'a Content, path: &'a Path) -> Self {
+        Self { content, path }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.path
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub(crate) fn error(&self, message: impl Into<String>) -> EngineError {
+        EngineError::gguf(self.path, message)
+    }
+
+    fn missing(&self, key: &str) -> EngineError {
+        self.error(format!("metadata key \"{key}\" is missing"))
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, found: &Value) -> EngineError {
+        self.error(format!(
+            "metadata key \"{key}\" should be {expected}, found {}",
+            describe(found)
+        ))
+    }
+
+    pub(crate) fn string(&self, key: &str) -> Result<&'a str> {
+        self.opt_string(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub(crate) fn opt_string(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(v) => Err(self.wrong_type(key, "a string", v)),
+        }
+    }
+
+    pub(crate) fn usize(&self, key: &str) -> Result<usize> {
+        self.opt_usize(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    /// A non-negative integer of any width; a per-layer array is accepted when all its entries
+    /// are equal, since the decoder has one value for every layer.
+    pub(crate) fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let expected = "a non-negative integer";
+        if let Value::Array(items) = value {
+            let numbers: Option<Vec<u64>> = items.iter().map(as_u64).collect();
+            let Some(numbers) = numbers else {
+                return Err(self.wrong_type(key, expected, value));
+            };
+            return match numbers.split_first() {
+                Some((first, rest)) if rest.iter().all(|n| n == first) => Ok(Some(*first as usize)),
+                Some(_) => Err(self.error(format!(
+                    "metadata key \"{key}\" differs from layer to layer ({numbers:?}), which this engine does not support"
+                ))),
+                None => Err(self.wrong_type(key, expected, value)),
+            };
+        }
+        as_u64(value)
+            .map(|n| Some(n as usize))
+            .ok_or_else(|| self.wrong_type(key, expected, value))
+    }
+
+    /// An integer of any width, negative ones included.
+    pub(crate) fn opt_i64(&self, key: &str) -> Result<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => as_i64(v)
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "an integer", v)),
+        }
+    }
+
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::F32(v)) => Ok(Some(f64::from(*v))),
+            Some(Value::F64(v)) => Ok(Some(*v)),
+            Some(v) => as_u64(v)
+                .map(|n| Some(n as f64))
+                .ok_or_else(|| self.wrong_type(key, "a number", v)),
+        }
+    }
+
+    pub(crate) fn f64(&self, key: &str) -> Result<f64> {
+        self.opt_f64(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.wrong_type(key, "true or false", v)),
+        }
+    }
+
+    fn opt_array(&self, key: &str) -> Result<Option<&'a [Value]>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items.as_slice())),
+            Some(v) => Err(self.wrong_type(key, "an array", v)),
+        }
+    }
+
+    pub(crate) fn opt_string_array(&self, key: &str) -> Result<Option<Vec<&'a str>>> {
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.as_str()),
+                other => Err(self.wrong_type(key, "an array of strings", other)),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    pub(crate) fn string_array(&self, key: &str) -> Result<Vec<&'a str>> {
+        self.opt_string_array(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub(crate) fn opt_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .map(|v| match v {
+                Value::F32(x) => Ok(*x),
+                Value::F64(x) => Ok(*x as f32),
+                other => Err(self.wrong_type(key, "an array of numbers", other)),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    pub(crate) fn opt_i64_array(&self, key: &str) -> Result<Option<Vec<i64>>> {
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
+        items
+            .iter()
+            .map(|v| as_i64(v).ok_or_else(|| self.wrong_type(key, "an array of integers", v)))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::U64(n) => Some(*n),
+        other => as_i64(other).and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
+fn as_i64(value: &Value) -> Option<i64> {
+    match value {
+        Value::U8(n) => Some(i64::from(*n)),
+        Value::I8(n) => Some(i64::from(*n)),
+        Value::U16(n) => Some(i64::from(*n)),
+        Value::I16(n) => Some(i64::from(*n)),
+        Value::U32(n) => Some(i64::from(*n)),
+        Value::I32(n) => Some(i64::from(*n)),
+        Value::U64(n) => i64::try_from(*n).ok(),
+        Value::I64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// A short description of a metadata value for error messages (never a whole token list).
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.chars().count() > 40 => "a long string".into(),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(items) => format!("an array of {} values", items.len()),
+        Value::Bool(b) => format!("the boolean {b}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The GGUF architecture names this engine reads, with what they map to.
+const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
+    // llama.cpp also writes Mistral (v0.x) checkpoints as `llama`.
+    ("llama", Architecture::Llama),
+    ("qwen2", Architecture::Qwen2),
+    ("qwen3", Architecture::Qwen3),
+    ("gemma2", Architecture::Gemma2),
+    ("gemma3", Architecture::Gemma3),
+];
+
+/// Builds the model description from GGUF metadata, as `arch/*.rs` do from `config.json`.
+fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<ModelConfig> {
+    let meta = Metadata::new(content, path);
+    let arch_name = meta.string("general.architecture")?;
+    let Some(&(_, architecture)) = GGUF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name) else {
+        return Err(EngineError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found: arch_name.to_string(),
+        });
+    };
+    let key = |k: &str| format!("{arch_name}.{k}");
+
+    let num_layers = meta.usize(&key("block_count"))?;
+    let hidden_size = meta.usize(&key("embedding_length"))?;
+    let num_heads = meta.usize(&key("attention.head_count"))?;
+    if num_heads == 0 {
+        return Err(meta.error(format!("\"{}\" is 0", key("attention.head_count"))));
+    }
+    let num_kv_heads = meta
+        .opt_usize(&key("attention.head_count_kv"))?
+        .unwrap_or(num_heads);
+    // transformers reads llama's head_dim from the rotary dimension count.
+    let head_dim = match meta.opt_usize(&key("attention.key_length"))? {
+        Some(d) => d,
+        None if architecture == Architecture::Llama => meta
+            .opt_usize(&key("rope.dimension_count"))?
+            .unwrap_or(hidden_size / num_heads),
+        None => hidden_size / num_heads,
+    };
+    let Some(embeddings) = content.tensor_infos.get("token_embd.weight") else {
+        return Err(meta.error("tensor \"token_embd.weight\" is missing"));
+    };
+    let vocab_size = embeddings.shape.dims().first().copied().unwrap_or(0);
+
+    let default_theta = match architecture {
+        Architecture::Gemma3 => 1_000_000.0,
+        _ => 10_000.0,
+    };
+    let theta = meta
+        .opt_f64(&key("rope.freq_base"))?
+        .unwrap_or(default_theta);
+    let scaling = match content.tensor_infos.get("rope_freqs.weight") {
+        Some(info) => llama3_scaling(&meta, info, content, file, theta, head_dim)?,
+        None => rope_scaling(&meta, arch_name)?,
+    };
+    let rope = Rope { theta, scaling };
+
+    let mut config = ModelConfig {
+        architecture,
+        vocab_size,
+        hidden_size,
+        intermediate_size: meta.usize(&key("feed_forward_length"))?,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        rms_norm_eps: meta.f64(&key("attention.layer_norm_rms_epsilon"))?,
+        max_position_embeddings: meta.usize(&key("context_length"))?,
+        // llama.cpp writes `output.weight` only when it differs from the embeddings.
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        qk_norm: false,
+        gemma_norms: false,
+        activation: Activation::Silu,
+        embedding_scale: None,
+        attention_scale: 1.0 / (head_dim as f64).sqrt(),
+        attn_logit_softcapping: None,
+        final_logit_softcapping: None,
+        layers: vec![
+            LayerAttention {
+                sliding_window: None,
+                rope: rope.clone(),
+            };
+            num_layers
+        ],
+        bos_token_id: meta
+            .opt_i64("tokenizer.ggml.bos_token_id")?
+            .and_then(|id| u32::try_from(id).ok())
+            .filter(|&id| (id as usize) < vocab_size),
+    };
+
+    match architecture {
+        Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
+        Architecture::Qwen3 => config.qk_norm = true,
+        Architecture::Gemma2 | Architecture::Gemma3 => {
+            let gemma3 = architecture == Architecture::Gemma3;
+            config.gemma_norms = true;
+            config.qk_norm = gemma3;
+            config.activation = Activation::GeluTanh;
+            config.embedding_scale = Some((hidden_size as f64).sqrt());
+            // llama.cpp's rule: only the 27B models (46 / 62 layers) scale queries by
+            // hidden/heads instead of head_dim, matching their `query_pre_attn_scalar`.
+            let is_27b = (!gemma3 && num_layers == 46) || (gemma3 && num_layers == 62);
+            let query_scalar = if is_27b {
+                hidden_size as f64 / num_heads as f64
+            } else {
+                head_dim as f64
+            };
+            config.attention_scale = 1.0 / query_scalar.sqrt();
+            // Gemma 2 always soft-caps (llama.cpp and transformers default to 50 and 30).
+            let (attn_cap, final_cap) = if gemma3 {
+                (None, None)
+            } else {
+                (Some(50.0), Some(30.0))
+            };
+            config.attn_logit_softcapping =
+                meta.opt_f64(&key("attn_logit_softcapping"))?.or(attn_cap);
+            config.final_logit_softcapping =
+                meta.opt_f64(&key("final_logit_softcapping"))?.or(final_cap);
+            let window = meta
+                .opt_usize(&key("attention.sliding_window"))?
+                .unwrap_or(4096);
+            let sliding = sliding_layers(
+                &meta,
+                &key("attention.sliding_window_pattern"),
+                num_layers,
+                if gemma3 { 6 } else { 2 },
+            )?;
+            // Gemma 3's local layers use their own rotary base and no scaling.
+            let local_rope = if gemma3 {
+                Rope {
+                    theta: 10_000.0,
+                    scaling: RopeScaling::None,
+                }
+            } else {
+                rope.clone()
+            };
+            config.layers = sliding
+                .into_iter()
+                .map(|is_sliding| LayerAttention {
+                    sliding_window: is_sliding.then_some(window),
+                    rope: if is_sliding {
+                        local_rope.clone()
+                    } else {
+                        rope.clone()
+                    },
+                })
+                .collect();
+        }
+    }
+    config.validate(path)?;
+    Ok(config)
+}
+
+/// Which layers attend locally: an explicit per-layer list or period from the metadata, else
+/// llama.cpp's fixed pattern for the family (every `period`-th layer is global).
+fn sliding_layers(
+    meta: &Metadata,
+    key: &str,
+    num_layers: usize,
+    period: usize,
+) -> Result<Vec<bool>> {
+    let period = match meta.get(key) {
+        None => period,
+        Some(Value::Array(items)) => {
+            let flags: Option<Vec<bool>> = items
+                .iter()
+                .map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            return match flags {
+                Some(flags) if flags.len() == num_layers => Ok(flags),
+                _ => Err(meta.error(format!(
+                    "metadata key \"{key}\" should list one true/false per layer ({num_layers})"
+                ))),
+            };
+        }
+        Some(_) => meta.usize(key)?.max(1),
+    };
+    Ok((0..num_layers).map(|i| (i + 1) % period != 0).collect())
+}
+
+/// Rotary scaling declared in the metadata (`{arch}.rope.scaling.*`).
+fn rope_scaling(meta: &Metadata, arch: &str) -> Result<RopeScaling> {
+    let kind_key = format!("{arch}.rope.scaling.type");
+    let factor_key = format!("{arch}.rope.scaling.factor");
+    let kind = meta.opt_string(&kind_key)?;
+    let factor = meta.opt_f64(&factor_key)?;
+    match (kind, factor) {
+        (None | Some("none"), _) => Ok(RopeScaling::None),
+        (Some("linear"), Some(1.0)) => Ok(RopeScaling::None),
+        (Some("linear"), Some(factor)) => Ok(RopeScaling::Linear { factor }),
+        (Some("linear"), None) => Err(meta.error(format!(
+            "\"{kind_key}\" is linear but \"{factor_key}\" is missing"
+        ))),
+        (Some(other), _) => Err(meta.error(format!(
+            "unsupported rope scaling \"{other}\" in \"{kind_key}\" (supported: none, linear, and llama 3's rope_freqs)"
+        ))),
+    }
+}
+
+/// Llama 3.1+ GGUF files carry their rotary scaling as a table of per-frequency divisors
+/// (`rope_freqs.weight`) instead of its parameters. Recover the parameters by matching the table
+/// against the llama3 formula with the values every Llama 3.x release uses.
+fn llama3_scaling(
+    meta: &Metadata,
+    info: &TensorInfo,
+    content: &Content,
+    file: &mut File,
+    theta: f64,
+    head_dim: usize,
+) -> Result<RopeScaling> {
+    let factors: Vec<f32> = info
+        .read(file, content.tensor_data_offset, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .and_then(|t| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1())
+        .map_err(|e| {
+            meta.error(format!(
+                "tensor \"rope_freqs.weight\": {}",
+                candle_message(&e)
+            ))
+        })?;
+    if factors.len() != head_dim / 2 {
+        return Err(meta.error(format!(
+            "tensor \"rope_freqs.weight\" has {} entries, head_dim {head_dim} needs {}",
+            factors.len(),
+            head_dim / 2
+        )));
+    }
+    let factor = factors.iter().copied().fold(1.0f32, f32::max) as f64;
+    if factors.iter().all(|&f| (f - 1.0).abs() < 1e-6) {
+        return Ok(RopeScaling::None);
+    }
+    // (low_freq_factor, high_freq_factor, original_max_position_embeddings) of Llama 3.1–3.3.
+    const KNOWN: &[(f64, f64, f64)] = &[(1.0, 4.0, 8192.0)];
+    for &(low, high, original) in KNOWN {
+        let expected = llama3_divisors(theta, head_dim, factor, low, high, original);
+        let matches = expected
+            .iter()
+            .zip(&factors)
+            .all(|(e, &f)| (e - f as f64).abs() <= 1e-3 * e.abs().max(1.0));
+        if matches {
+            return Ok(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: original,
+            });
+        }
+    }
+    Err(meta.error(
+        "tensor \"rope_freqs.weight\" holds rotary scaling factors that match no known llama3 \
+         scaling (low_freq_factor 1, high_freq_factor 4, original context 8192)",
+    ))
+}
+
+/// What llama.cpp's converter writes to `rope_freqs` for llama3 scaling: each frequency's divisor.
+fn llama3_divisors(
+    theta: f64,
+    head_dim: usize,
+    factor: f64,
+    low_freq_factor: f64,
+    high_freq_factor: f64,
+    original: f64,
+) -> Vec<f64> {
+    let low_freq_wavelen = original / low_freq_factor;
+    let high_freq_wavelen = original / high_freq_factor;
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < high_freq_wavelen {
+                1.0
+            } else if wavelen > low_freq_wavelen {
+                factor
+            } else {
+                let smooth =
+                    (original / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            }
+        })
+        .collect()
+}

@@ -1,1 +1,264 @@
-//! (being written)
+//! A loaded model: config, tokenizer and decoder, from a folder, a GGUF file or a Hub id.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::config::{Architecture, ModelConfig};
+use super::decoder::Decoder;
+use super::device::{DTypeChoice, DeviceChoice};
+use super::error::{EngineError, Result};
+use super::tokenizer::TextTokenizer;
+use super::weights::{SafetensorsSource, TensorSource};
+use super::{gguf, hub};
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelSource {
+    /// A folder with `config.json`, `tokenizer.json` and safetensors weights.
+    Folder(PathBuf),
+    /// A single llama.cpp GGUF file.
+    Gguf(PathBuf),
+    /// A Hugging Face model id, looked up in the local cache.
+    Hub(String),
+}
+
+impl ModelSource {
+    /// Reads what a user typed: `demo`, a path to a folder or `.gguf`, or a Hub id.
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        if text == "demo" {
+            return Self::Gguf(hub::demo_model_path());
+        }
+        let path = Path::new(text);
+        if path.is_dir() {
+            Self::Folder(path.to_path_buf())
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || path.is_file()
+        {
+            Self::Gguf(path.to_path_buf())
+        } else if text.contains('/') && !path.exists() && !text.starts_with(['/', '.', '~']) {
+            Self::Hub(text.to_string())
+        } else {
+            Self::Folder(path.to_path_buf())
+        }
+    }
+
+    /// The text [`Self::parse`] turns back into this source.
+    pub fn spec(&self) -> String {
+        match self {
+            Self::Folder(p) | Self::Gguf(p) => p.display().to_string(),
+            Self::Hub(id) => id.clone(),
+        }
+    }
+
+    /// A short name for tables and legends.
+    pub fn display_name(&self) -> String {
+        match self {
+            Self::Folder(p) => p
+                .file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            Self::Gguf(p) => p
+                .file_stem()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            Self::Hub(id) => id.clone(),
+        }
+    }
+
+    /// A folder or file on disk (Hub ids resolved in the local cache).
+    fn resolve(&self) -> Result<ResolvedSource> {
+        match self {
+            Self::Folder(p) => {
+                if !p.is_dir() {
+                    return Err(EngineError::config(p, "no such model folder"));
+                }
+                Ok(ResolvedSource::Folder(p.clone()))
+            }
+            Self::Gguf(p) => {
+                if !p.is_file() {
+                    let hint = if *p == hub::demo_model_path() {
+                        " (fetch the demo model with `neuronxa fetch-demo-model`)"
+                    } else {
+                        ""
+                    };
+                    return Err(EngineError::gguf(p, format!("no such file{hint}")));
+                }
+                Ok(ResolvedSource::Gguf(p.clone()))
+            }
+            Self::Hub(id) => Ok(ResolvedSource::Folder(hub::resolve_cached(id)?)),
+        }
+    }
+}
+
+enum ResolvedSource {
+    Folder(PathBuf),
+    Gguf(PathBuf),
+}
+
+/// What was recognised in a model, shown before running and stored with every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub source: ModelSource,
+    pub architecture: Architecture,
+    pub layers: usize,
+    pub d_ff: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub vocab_size: usize,
+    pub parameters: u64,
+    /// How the weights are stored ("bf16", "q4_1+f32", …).
+    pub storage_dtype: String,
+    /// sha256 over the config and the weight files' headers: identifies the weights.
+    pub fingerprint: String,
+}
+
+impl ModelInfo {
+    fn new(source: &ModelSource, config: &ModelConfig, storage_dtype: String, files: &[PathBuf]) -> Result<Self> {
+        Ok(Self {
+            name: source.display_name(),
+            source: source.clone(),
+            architecture: config.architecture,
+            layers: config.num_layers,
+            d_ff: config.intermediate_size,
+            d_model: config.hidden_size,
+            heads: config.num_heads,
+            kv_heads: config.num_kv_heads,
+            vocab_size: config.vocab_size,
+            parameters: config.parameter_count(),
+            storage_dtype,
+            fingerprint: fingerprint(config, files)?,
+        })
+    }
+
+    /// "Llama · 30 layers · d_ff 1536 · 135M params · q4_1".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} · {} layers · d_ff {} · d_model {} · {} params · {}",
+            self.architecture,
+            self.layers,
+            self.d_ff,
+            self.d_model,
+            human_count(self.parameters),
+            self.storage_dtype
+        )
+    }
+}
+
+pub fn human_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+/// Reads what a model is without loading its weights (fast: config or GGUF metadata only).
+pub fn inspect(source: &ModelSource) -> Result<ModelInfo> {
+    match source.resolve()? {
+        ResolvedSource::Folder(folder) => {
+            let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
+            let tokenizer = folder.join("tokenizer.json");
+            if !tokenizer.exists() {
+                return Err(EngineError::Tokenizer {
+                    path: tokenizer,
+                    message: "tokenizer.json is missing".into(),
+                });
+            }
+            let weights = SafetensorsSource::open_folder(&folder)?;
+            ModelInfo::new(source, &config, weights.storage_dtype(), weights.files())
+        }
+        ResolvedSource::Gguf(path) => {
+            let (config, storage) = gguf::inspect(&path)?;
+            ModelInfo::new(source, &config, storage, std::slice::from_ref(&path))
+        }
+    }
+}
+
+pub struct Model {
+    pub info: ModelInfo,
+    pub config: ModelConfig,
+    pub tokenizer: TextTokenizer,
+    pub decoder: Decoder,
+    /// "CPU, 2 threads", "CUDA GPU 0", …
+    pub device_label: String,
+}
+
+impl Model {
+    pub fn load(source: &ModelSource, device: DeviceChoice, dtype: DTypeChoice) -> Result<Self> {
+        let (device, device_label) = device.resolve()?;
+        let dtype = dtype.resolve(&device);
+        let (config, weights, tokenizer, files): (ModelConfig, Box<dyn TensorSource>, _, Vec<PathBuf>) =
+            match source.resolve()? {
+                ResolvedSource::Folder(folder) => {
+                    let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
+                    let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
+                    let weights = SafetensorsSource::open_folder(&folder)?;
+                    let files = weights.files().to_vec();
+                    (config, Box::new(weights), tokenizer, files)
+                }
+                ResolvedSource::Gguf(path) => {
+                    let model = gguf::open(&path)?;
+                    (model.config, Box::new(model.weights), model.tokenizer, vec![path])
+                }
+            };
+        let info = ModelInfo::new(source, &config, weights.storage_dtype(), &files)?;
+        let decoder = Decoder::load(&config, weights.as_ref(), &device, dtype)
+            .map_err(map_device_error)?;
+        Ok(Self {
+            info,
+            config,
+            tokenizer,
+            decoder,
+            device_label: format!("{device_label}, {}", super::device::dtype_name(dtype)),
+        })
+    }
+}
+
+/// Turns a device allocation failure into [`EngineError::OutOfMemory`] so users read it in words.
+pub fn map_device_error(error: EngineError) -> EngineError {
+    match error {
+        EngineError::Candle(e) if e.to_string().to_lowercase().contains("out of memory") => {
+            EngineError::OutOfMemory(format!("{e}; try a smaller batch size or a smaller dtype"))
+        }
+        other => other,
+    }
+}
+
+/// sha256 of the config and, per weight file, its length and first and last bytes (the
+/// safetensors header or GGUF metadata, and the end of the tensor data).
+fn fingerprint(config: &ModelConfig, files: &[PathBuf]) -> Result<String> {
+    const HEAD: u64 = 1 << 20;
+    const TAIL: u64 = 1 << 16;
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(config).unwrap_or_default());
+    for path in files {
+        let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+        hasher.update(len.to_le_bytes());
+        let mut head = Vec::new();
+        (&mut file)
+            .take(HEAD)
+            .read_to_end(&mut head)
+            .map_err(|e| EngineError::io(path, e))?;
+        hasher.update(&head);
+        if len > HEAD + TAIL {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(len - TAIL))
+                .map_err(|e| EngineError::io(path, e))?;
+            let mut tail = Vec::new();
+            file.take(TAIL)
+                .read_to_end(&mut tail)
+                .map_err(|e| EngineError::io(path, e))?;
+            hasher.update(&tail);
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,1089 @@
+#!/usr/bin/env python3
+"""Generate the Hugging Face parity fixtures of NeuronXA Explorer.
+
+Run by developers (never by CI), from the repository root:
+
+    /work/pyenv/bin/python scripts/make_fixtures.py            # everything
+    /work/pyenv/bin/python scripts/make_fixtures.py --only tiny # tiny models only
+    /work/pyenv/bin/python scripts/make_fixtures.py --only demo --demo-gguf PATH
+
+Everything is written under tests/fixtures/ (see tests/fixtures/README.md for the contents and the
+exact definitions). All computation is float32 on CPU with eager attention, model.eval() and
+torch.no_grad(); seeds are fixed so that a rerun reproduces the same files.
+
+The demo GGUF is taken from --demo-gguf, else $NEURONXA_DEMO_GGUF, else
+~/.cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf. Without it, the demo part is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Quieten progress bars / advisory warnings of transformers before importing it.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import transformers  # noqa: E402
+from safetensors.torch import save as st_save  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures"
+TINY = FIX / "tiny"
+LANGS = ["en", "zh", "fr", "de", "it", "es", "ru", "ar", "hi", "ja"]
+FLORES = {
+    "en": "eng_Latn", "zh": "zho_Hans", "fr": "fra_Latn", "de": "deu_Latn", "it": "ita_Latn",
+    "es": "spa_Latn", "ru": "rus_Cyrl", "ar": "arb_Arab", "hi": "hin_Deva", "ja": "jpn_Jpan",
+}
+SEED = 20250731
+GATE_EPS = 1e-5  # NAS entries whose min_t |gate| is below this are not comparable
+
+# --------------------------------------------------------------------------------------------
+# 2a. Sentences. Parallel across languages. Per language: 3 fixture sentences (the 2nd is the
+# long one, > 20 tokens with every tokenizer here; the 3rd contains digits), 10 demo sentences
+# and 4 extra sentences used only to train the tiny tokenizers.
+# --------------------------------------------------------------------------------------------
+TEXT = {
+    "en": {
+        "fixture": [
+            "The cat sleeps on the warm windowsill.",
+            "Yesterday we walked to the old market and bought fresh bread, cheese, and some apples for the trip to the mountains.",
+            "Where is the nearest train station? The train leaves at 10:45.",
+        ],
+        "demo": [
+            "The weather is nice today.",
+            "My brother works in a hospital in the city.",
+            "She reads a book every evening before going to sleep.",
+            "The children are playing football in the park.",
+            "We need to buy milk and eggs.",
+            "The museum opens at nine in the morning.",
+            "He forgot his umbrella at the restaurant.",
+            "Learning a new language takes time and patience.",
+            "The river flows slowly through the small village.",
+            "Please close the door when you leave.",
+        ],
+        "extra": [
+            "The library is closed on Sundays.",
+            "I would like a cup of tea with lemon, please.",
+            "Our teacher explained the lesson very clearly.",
+            "The sun rises in the east and sets in the west.",
+        ],
+    },
+    "zh": {
+        "fixture": [
+            "猫在温暖的窗台上睡觉。",
+            "昨天我们走到老市场，买了新鲜的面包、奶酪和一些苹果，准备去山里旅行。",
+            "最近的火车站在哪里？火车10:45出发。",
+        ],
+        "demo": [
+            "今天天气很好。",
+            "我哥哥在城里的一家医院工作。",
+            "她每天晚上睡觉前都读一本书。",
+            "孩子们在公园里踢足球。",
+            "我们需要买牛奶和鸡蛋。",
+            "博物馆早上九点开门。",
+            "他把雨伞忘在餐厅了。",
+            "学习一门新语言需要时间和耐心。",
+            "河水缓缓流过小村庄。",
+            "离开时请关门。",
+        ],
+        "extra": [
+            "图书馆星期天不开门。",
+            "请给我一杯加柠檬的茶。",
+            "我们的老师把这节课讲得很清楚。",
+            "太阳从东方升起，从西方落下。",
+        ],
+    },
+    "fr": {
+        "fixture": [
+            "Le chat dort sur le rebord chaud de la fenêtre.",
+            "Hier, nous sommes allés au vieux marché et nous avons acheté du pain frais, du fromage et quelques pommes pour le voyage à la montagne.",
+            "Où est la gare la plus proche ? Le train part à 10 h 45.",
+        ],
+        "demo": [
+            "Il fait beau aujourd'hui.",
+            "Mon frère travaille dans un hôpital en ville.",
+            "Elle lit un livre chaque soir avant de dormir.",
+            "Les enfants jouent au football dans le parc.",
+            "Nous devons acheter du lait et des œufs.",
+            "Le musée ouvre à neuf heures du matin.",
+            "Il a oublié son parapluie au restaurant.",
+            "Apprendre une nouvelle langue demande du temps et de la patience.",
+            "La rivière coule lentement à travers le petit village.",
+            "Veuillez fermer la porte en partant.",
+        ],
+        "extra": [
+            "La bibliothèque est fermée le dimanche.",
+            "Je voudrais une tasse de thé au citron, s'il vous plaît.",
+            "Notre professeur a expliqué la leçon très clairement.",
+            "Le soleil se lève à l'est et se couche à l'ouest.",
+        ],
+    },
+    "de": {
+        "fixture": [
+            "Die Katze schläft auf der warmen Fensterbank.",
+            "Gestern sind wir zum alten Markt gegangen und haben frisches Brot, Käse und ein paar Äpfel für die Reise in die Berge gekauft.",
+            "Wo ist der nächste Bahnhof? Der Zug fährt um 10:45 Uhr ab.",
+        ],
+        "demo": [
+            "Das Wetter ist heute schön.",
+            "Mein Bruder arbeitet in einem Krankenhaus in der Stadt.",
+            "Sie liest jeden Abend ein Buch, bevor sie schlafen geht.",
+            "Die Kinder spielen im Park Fußball.",
+            "Wir müssen Milch und Eier kaufen.",
+            "Das Museum öffnet um neun Uhr morgens.",
+            "Er hat seinen Regenschirm im Restaurant vergessen.",
+            "Eine neue Sprache zu lernen braucht Zeit und Geduld.",
+            "Der Fluss fließt langsam durch das kleine Dorf.",
+            "Bitte schließen Sie die Tür, wenn Sie gehen.",
+        ],
+        "extra": [
+            "Die Bibliothek ist sonntags geschlossen.",
+            "Ich hätte gern eine Tasse Tee mit Zitrone, bitte.",
+            "Unser Lehrer hat die Lektion sehr klar erklärt.",
+            "Die Sonne geht im Osten auf und im Westen unter.",
+        ],
+    },
+    "it": {
+        "fixture": [
+            "Il gatto dorme sul davanzale caldo.",
+            "Ieri siamo andati al vecchio mercato e abbiamo comprato pane fresco, formaggio e alcune mele per il viaggio in montagna.",
+            "Dov'è la stazione ferroviaria più vicina? Il treno parte alle 10:45.",
+        ],
+        "demo": [
+            "Oggi il tempo è bello.",
+            "Mio fratello lavora in un ospedale in città.",
+            "Lei legge un libro ogni sera prima di andare a dormire.",
+            "I bambini giocano a calcio nel parco.",
+            "Dobbiamo comprare latte e uova.",
+            "Il museo apre alle nove del mattino.",
+            "Ha dimenticato l'ombrello al ristorante.",
+            "Imparare una nuova lingua richiede tempo e pazienza.",
+            "Il fiume scorre lentamente attraverso il piccolo villaggio.",
+            "Per favore, chiudi la porta quando esci.",
+        ],
+        "extra": [
+            "La biblioteca è chiusa la domenica.",
+            "Vorrei una tazza di tè al limone, per favore.",
+            "Il nostro insegnante ha spiegato la lezione molto chiaramente.",
+            "Il sole sorge a est e tramonta a ovest.",
+        ],
+    },
+    "es": {
+        "fixture": [
+            "El gato duerme en el alféizar cálido de la ventana.",
+            "Ayer caminamos hasta el viejo mercado y compramos pan fresco, queso y algunas manzanas para el viaje a las montañas.",
+            "¿Dónde está la estación de tren más cercana? El tren sale a las 10:45.",
+        ],
+        "demo": [
+            "Hoy hace buen tiempo.",
+            "Mi hermano trabaja en un hospital de la ciudad.",
+            "Ella lee un libro cada noche antes de dormir.",
+            "Los niños juegan al fútbol en el parque.",
+            "Necesitamos comprar leche y huevos.",
+            "El museo abre a las nueve de la mañana.",
+            "Él olvidó su paraguas en el restaurante.",
+            "Aprender un idioma nuevo requiere tiempo y paciencia.",
+            "El río fluye lentamente por el pequeño pueblo.",
+            "Por favor, cierra la puerta cuando salgas.",
+        ],
+        "extra": [
+            "La biblioteca está cerrada los domingos.",
+            "Quisiera una taza de té con limón, por favor.",
+            "Nuestro profesor explicó la lección muy claramente.",
+            "El sol sale por el este y se pone por el oeste.",
+        ],
+    },
+    "ru": {
+        "fixture": [
+            "Кошка спит на тёплом подоконнике.",
+            "Вчера мы пошли на старый рынок и купили свежий хлеб, сыр и несколько яблок для поездки в горы.",
+            "Где ближайший вокзал? Поезд отправляется в 10:45.",
+        ],
+        "demo": [
+            "Сегодня хорошая погода.",
+            "Мой брат работает в больнице в городе.",
+            "Каждый вечер перед сном она читает книгу.",
+            "Дети играют в футбол в парке.",
+            "Нам нужно купить молоко и яйца.",
+            "Музей открывается в девять часов утра.",
+            "Он забыл свой зонт в ресторане.",
+            "Изучение нового языка требует времени и терпения.",
+            "Река медленно течёт через маленькую деревню.",
+            "Пожалуйста, закройте дверь, когда будете уходить.",
+        ],
+        "extra": [
+            "Библиотека закрыта по воскресеньям.",
+            "Я бы хотел чашку чая с лимоном, пожалуйста.",
+            "Наш учитель очень понятно объяснил урок.",
+            "Солнце встаёт на востоке и садится на западе.",
+        ],
+    },
+    "ar": {
+        "fixture": [
+            "القطة تنام على حافة النافذة الدافئة.",
+            "ذهبنا أمس إلى السوق القديم واشترينا خبزًا طازجًا وجبنًا وبعض التفاح للرحلة إلى الجبال.",
+            "أين أقرب محطة قطار؟ يغادر القطار الساعة 10:45.",
+        ],
+        "demo": [
+            "الطقس جميل اليوم.",
+            "يعمل أخي في مستشفى في المدينة.",
+            "تقرأ كتابًا كل مساء قبل أن تنام.",
+            "الأطفال يلعبون كرة القدم في الحديقة.",
+            "نحتاج إلى شراء الحليب والبيض.",
+            "يفتح المتحف في الساعة التاسعة صباحًا.",
+            "نسي مظلته في المطعم.",
+            "تعلم لغة جديدة يحتاج إلى الوقت والصبر.",
+            "يجري النهر ببطء عبر القرية الصغيرة.",
+            "من فضلك أغلق الباب عندما تغادر.",
+        ],
+        "extra": [
+            "المكتبة مغلقة يوم الأحد.",
+            "أريد كوبًا من الشاي بالليمون من فضلك.",
+            "شرح معلمنا الدرس بوضوح شديد.",
+            "تشرق الشمس من الشرق وتغرب في الغرب.",
+        ],
+    },
+    "hi": {
+        "fixture": [
+            "बिल्ली खिड़की की गरम चौखट पर सो रही है।",
+            "कल हम पुराने बाज़ार तक पैदल गए और पहाड़ों की यात्रा के लिए ताज़ी रोटी, पनीर और कुछ सेब खरीदे।",
+            "सबसे नज़दीकी रेलवे स्टेशन कहाँ है? ट्रेन 10:45 बजे निकलती है।",
+        ],
+        "demo": [
+            "आज मौसम अच्छा है।",
+            "मेरा भाई शहर के एक अस्पताल में काम करता है।",
+            "वह हर शाम सोने से पहले एक किताब पढ़ती है।",
+            "बच्चे पार्क में फ़ुटबॉल खेल रहे हैं।",
+            "हमें दूध और अंडे खरीदने हैं।",
+            "संग्रहालय सुबह नौ बजे खुलता है।",
+            "वह अपना छाता रेस्टोरेंट में भूल गया।",
+            "नई भाषा सीखने में समय और धैर्य लगता है।",
+            "नदी छोटे से गाँव से होकर धीरे-धीरे बहती है।",
+            "कृपया जाते समय दरवाज़ा बंद कर दें।",
+        ],
+        "extra": [
+            "पुस्तकालय रविवार को बंद रहता है।",
+            "कृपया मुझे नींबू वाली एक कप चाय दीजिए।",
+            "हमारे शिक्षक ने पाठ बहुत स्पष्ट रूप से समझाया।",
+            "सूरज पूर्व में उगता है और पश्चिम में डूबता है।",
+        ],
+    },
+    "ja": {
+        "fixture": [
+            "猫は暖かい窓辺で眠っています。",
+            "昨日、私たちは古い市場まで歩いて行き、山への旅行のために新鮮なパンとチーズといくつかのリンゴを買いました。",
+            "一番近い駅はどこですか？電車は10時45分に出発します。",
+        ],
+        "demo": [
+            "今日はいい天気です。",
+            "私の兄は町の病院で働いています。",
+            "彼女は毎晩寝る前に本を読みます。",
+            "子供たちは公園でサッカーをしています。",
+            "牛乳と卵を買う必要があります。",
+            "博物館は朝九時に開きます。",
+            "彼はレストランに傘を忘れました。",
+            "新しい言語を学ぶには時間と忍耐が必要です。",
+            "川は小さな村をゆっくりと流れています。",
+            "出かけるときはドアを閉めてください。",
+        ],
+        "extra": [
+            "図書館は日曜日は休みです。",
+            "レモン入りの紅茶を一杯お願いします。",
+            "先生は授業をとても分かりやすく説明しました。",
+            "太陽は東から昇り、西に沈みます。",
+        ],
+    },
+}
+
+
+def fixture_sentences() -> list[dict]:
+    return [{"lang": lang, "text": t} for lang in LANGS for t in TEXT[lang]["fixture"]]
+
+
+def demo_sentences() -> tuple[list[dict], str]:
+    """First 10 lines per language of the bundled corpus if it is complete, else the embedded set."""
+    data = ROOT / "data"
+    files = {lang: data / f"{FLORES[lang]}.txt" for lang in LANGS}
+    if all(f.is_file() for f in files.values()):
+        out = []
+        for lang in LANGS:
+            lines = [ln.strip() for ln in files[lang].read_text(encoding="utf-8").splitlines() if ln.strip()]
+            if len(lines) < 10:
+                break
+            out += [{"lang": lang, "text": t} for t in lines[:10]]
+        else:
+            return out, "data/<flores_code>.txt, first 10 non-empty lines each"
+    return [{"lang": lang, "text": t} for lang in LANGS for t in TEXT[lang]["demo"]], "embedded in scripts/make_fixtures.py"
+
+
+def training_text() -> list[str]:
+    lines = []
+    for lang in LANGS:
+        for part in ("fixture", "demo", "extra"):
+            lines += TEXT[lang][part]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# 2b. Tokenizers
+# --------------------------------------------------------------------------------------------
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+BL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>"]
+
+
+def build_bytelevel_tokenizer(add_bos: bool):
+    """Byte-level BPE with Qwen2's exact pipeline (NFC normalizer, Qwen2 split regex with single
+    digits, ByteLevel without its own regex), vocab 768 = 4 specials + 256 bytes + merges.
+
+    add_bos=False: Qwen-style (nothing added). add_bos=True: Llama-3 style, a TemplateProcessing
+    post-processor prepends <|begin_of_text|>."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=768,
+        min_frequency=2,
+        special_tokens=BL_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(training_text() * 3, trainer=trainer)
+    if add_bos:
+        bos = tok.token_to_id("<|begin_of_text|>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+            special_tokens=[("<|begin_of_text|>", bos)],
+        )
+        specials = dict(bos_token="<|begin_of_text|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        specials = dict(unk_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, **specials)
+
+
+def train_sentencepiece(out: Path) -> Path:
+    """Llama-style SentencePiece BPE with byte fallback, vocab 1000, written to `out`."""
+    import io
+
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(training_text() * 3),
+        model_writer=buf,
+        model_type="bpe",
+        vocab_size=1000,
+        byte_fallback=True,
+        character_coverage=0.98,  # rare characters fall back to <0xNN> byte pieces
+        split_digits=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
+    out.write_bytes(buf.getvalue())
+    return out
+
+
+def build_llama_tokenizer(sp_model: Path):
+    """Convert the SentencePiece model with transformers' LlamaTokenizer(Fast) (adds BOS by default)."""
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(sp_model, Path(d) / "tokenizer.model")
+        tok = transformers.LlamaTokenizerFast.from_pretrained(d, legacy=False, add_bos_token=True)
+    return tok
+
+
+# --------------------------------------------------------------------------------------------
+# 2c. Tiny models
+# --------------------------------------------------------------------------------------------
+COMMON = dict(
+    hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    max_position_embeddings=512, initializer_range=0.2, rms_norm_eps=1e-6,
+)
+
+
+def tiny_specs(v_sp: int, v_bl: int):
+    """name -> (config, tokenizer kind, weights dtype, config.json format)."""
+    sp_ids = dict(bos_token_id=1, eos_token_id=2, pad_token_id=None)
+    bl_ids = dict(bos_token_id=3, eos_token_id=0, pad_token_id=0)
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 64}
+    return {
+        "llama": (transformers.LlamaConfig(
+            vocab_size=v_sp, num_hidden_layers=3, rope_theta=500000.0, rope_scaling=llama3,
+            tie_word_embeddings=True, **sp_ids, **{**COMMON, "rms_norm_eps": 1e-5}), "sp", "bf16", "legacy"),
+        "mistral": (transformers.MistralConfig(
+            vocab_size=v_sp, num_hidden_layers=2, sliding_window=8, rope_theta=10000.0,
+            tie_word_embeddings=False, **sp_ids, **{**COMMON, "rms_norm_eps": 1e-5}), "sp", "f32-sharded", "legacy"),
+        "qwen2": (transformers.Qwen2Config(
+            vocab_size=v_bl, num_hidden_layers=2, rope_theta=1000000.0, tie_word_embeddings=True,
+            use_sliding_window=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
+        "qwen3": (transformers.Qwen3Config(
+            vocab_size=v_bl, num_hidden_layers=2, rope_theta=1000000.0, tie_word_embeddings=True,
+            use_sliding_window=False, attention_bias=False, **bl_ids, **COMMON), "bl-bos", "f32", "v5"),
+        "gemma2": (transformers.Gemma2Config(
+            vocab_size=v_sp, num_hidden_layers=4, sliding_window=8, attn_logit_softcapping=50.0,
+            final_logit_softcapping=30.0, query_pre_attn_scalar=16, hidden_activation="gelu_pytorch_tanh",
+            rope_theta=10000.0, tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "v5"),
+        "gemma3": (transformers.Gemma3TextConfig(
+            vocab_size=v_sp, num_hidden_layers=4, sliding_window=8, sliding_window_pattern=4,
+            layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+            rope_theta=1000000.0, rope_local_base_freq=10000.0, query_pre_attn_scalar=24,
+            hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None, attn_logit_softcapping=None,
+            tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
+    }
+
+
+def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
+    """Deterministic weights large enough for meaningful activations.
+
+    Matrices ~ N(0, 0.2^2) except o_proj/down_proj ~ N(0, 0.07^2) (keeps the residual stream
+    moderate, |h| < ~10, so that 1e-4 absolute tolerances stay meaningful); biases ~ N(0, 0.5^2); RMSNorm weights ~ U(0.6, 1.4) (Llama-style
+    x*w), or U(-0.4, 0.4) for Gemma's x*(1+w)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                lo, hi = (-0.4, 0.4) if gemma_norm else (0.6, 1.4)
+                p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (hi - lo) + lo)
+            elif name.endswith(".bias"):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.07)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.2)
+
+
+def tidy_tokenizer_config(folder: Path) -> None:
+    """Drop the loader-state keys that save_pretrained copies from the last from_pretrained."""
+    p = folder / "tokenizer_config.json"
+    j = json.loads(p.read_text())
+    for k in ("is_local", "local_files_only", "_commit_hash"):
+        j.pop(k, None)
+    p.write_text(json.dumps(j, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
+    """Rewrite rope_parameters into the pre-v5 keys that most hub checkpoints carry."""
+    p = folder / "config.json"
+    j = json.loads(p.read_text())
+    rp = j.pop("rope_parameters")
+    if name == "gemma3":
+        j["rope_theta"] = rp["full_attention"]["rope_theta"]
+        j["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
+        j["rope_scaling"] = None
+        j["sliding_window_pattern"] = 4
+        j.pop("_sliding_window_pattern", None)
+    else:
+        rp = dict(rp)
+        j["rope_theta"] = rp.pop("rope_theta")
+        if rp.get("rope_type", "default") == "default":
+            j["rope_scaling"] = None
+        else:
+            j["rope_scaling"] = rp
+    p.write_text(json.dumps(j, indent=2, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# 2d. Capture and pooling
+# --------------------------------------------------------------------------------------------
+def decoder_layers(model):
+    return model.model.layers
+
+
+def run_capture(model, ids: list[int]):
+    """One sentence, batch 1. Returns dict of per-token tensors (float64 copies) and logits."""
+    layers = decoder_layers(model)
+    L = len(layers)
+    st = {"g": [None] * L, "a": [None] * L, "u": [None] * L, "h": [None] * L}
+    hooks = []
+
+    def keep(key, i):
+        def fn(_m, _inp, out):
+            t = out[0] if isinstance(out, tuple) else out
+            st[key][i] = t.detach()[0].to(torch.float64).clone()
+        return fn
+
+    for i, layer in enumerate(layers):
+        hooks.append(layer.mlp.gate_proj.register_forward_hook(keep("g", i)))
+        hooks.append(layer.mlp.act_fn.register_forward_hook(keep("a", i)))
+        hooks.append(layer.mlp.up_proj.register_forward_hook(keep("u", i)))
+        hooks.append(layer.register_forward_hook(keep("h", i)))
+    try:
+        x = torch.tensor([ids], dtype=torch.long)
+        out = model(input_ids=x, output_hidden_states=True, use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    hs = [out.hidden_states[0][0].to(torch.float64)] + st["h"]
+    # Sanity: transformers' hidden_states[1..L-1] are the raw decoder-layer outputs; [L] is normed.
+    for i in range(1, L):
+        assert torch.equal(out.hidden_states[i][0].to(torch.float64), hs[i]), f"hidden state {i} differs"
+    assert len(out.hidden_states) == L + 1
+    for i in range(L):
+        dt = model.dtype
+        ref = layers[i].mlp.act_fn(st["g"][i].to(dt)).to(torch.float64)
+        assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
+    return {
+        "g": torch.stack(st["g"]),  # [L, T, d_ff]
+        "a": torch.stack(st["a"]),
+        "u": torch.stack(st["u"]),
+        "h": torch.stack(hs),  # [L+1, T, d]
+        "logits": out.logits[0].to(torch.float64),  # [T, V]
+    }
+
+
+def weights(T: int, kind: str) -> torch.Tensor:
+    t = torch.arange(1, T + 1, dtype=torch.float64)
+    if kind == "weighted":
+        return t / (T * (T + 1) / 2)
+    if kind == "mean":
+        return torch.full((T,), 1.0 / T, dtype=torch.float64)
+    if kind == "last":
+        w = torch.zeros(T, dtype=torch.float64)
+        w[-1] = 1.0
+        return w
+    raise ValueError(kind)
+
+
+def pool(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x [..., T, D], w [T] -> [..., D] float32 (accumulated in float64)."""
+    return torch.einsum("...td,t->...d", x, w).to(torch.float32).contiguous()
+
+
+def sentence_tensors(cap, ids, special_mask, full: bool, layers=None, hidden_idx=None) -> dict:
+    g, a, u, h = cap["g"], cap["a"], cap["u"], cap["h"]
+    if layers is not None:
+        g, a, u = g[layers], a[layers], u[layers]
+    if hidden_idx is not None:
+        h = h[hidden_idx]
+    T = len(ids)
+    nas = (a > 0).to(torch.float64)
+    nav = a.abs()
+    out = {}
+    ww, wm, wl = weights(T, "weighted"), weights(T, "mean"), weights(T, "last")
+    out["input_ids"] = torch.tensor(ids, dtype=torch.int64)
+    out["nas_weighted"] = pool(nas, ww)
+    out["nav_weighted"] = pool(nav, ww)
+    out["gate_min_abs"] = g.abs().amin(dim=-2).to(torch.float32).contiguous()
+    out["hidden_weighted"] = pool(h, ww)
+    out["hidden_last"] = pool(h, wl)
+    if full:
+        out["navup_weighted"] = pool((a * u).abs(), ww)
+        out["nas_mean"] = pool(nas, wm)
+        out["nav_mean"] = pool(nav, wm)
+        out["nas_last"] = pool(nas, wl)
+        out["nav_last"] = pool(nav, wl)
+        out["hidden_mean"] = pool(h, wm)
+        keep = [i for i, s in enumerate(special_mask) if not s]
+        if len(keep) < T:
+            wk = weights(len(keep), "weighted")
+            out["nas_weighted_nospecial"] = pool(nas[:, keep], wk)
+            out["nav_weighted_nospecial"] = pool(nav[:, keep], wk)
+    return out
+
+
+def logprob_sum(cap, ids) -> torch.Tensor:
+    lp = torch.log_softmax(cap["logits"], dim=-1)  # logits are f32 values, log-softmax in f64
+    tgt = torch.tensor(ids[1:], dtype=torch.long)
+    s = lp[:-1].gather(1, tgt[:, None]).sum()
+    return torch.tensor([s.item()], dtype=torch.float32)
+
+
+def encode(tok, text: str):
+    enc = tok(text, return_special_tokens_mask=True)
+    return list(enc["input_ids"]), list(enc["special_tokens_mask"])
+
+
+def check_tokenizer_json(folder: Path, tok, sents, vocab_size: int) -> None:
+    """tokenizer.json read by the plain `tokenizers` library must give the same ids."""
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    assert len(tok) == vocab_size == raw.get_vocab_size(), (folder.name, len(tok), vocab_size, raw.get_vocab_size())
+    for s in sents:
+        a = tok(s["text"])["input_ids"]
+        b = raw.encode(s["text"], add_special_tokens=True).ids
+        assert a == b, f"{folder.name}: transformers vs tokenizers.json mismatch on {s['text']!r}: {a} vs {b}"
+
+
+def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None) -> tuple[dict, dict]:
+    tensors = {}
+    stats = {"max_abs_logprob": 0.0, "nas_flips": 0, "nas_flips_not_skipped": 0, "min_gate_abs": math.inf, "n_gate_below_eps": 0,
+             "max_T": 0, "min_T": 10**9}
+    any_special = False
+    with torch.no_grad():
+        for k, s in enumerate(sents):
+            ids, smask = encode(tok, s["text"])
+            any_special |= any(smask)
+            cap = run_capture(model, ids)
+            t = sentence_tensors(cap, ids, smask, full=True)
+            t["logprob_sum"] = logprob_sum(cap, ids)
+            for key, v in t.items():
+                tensors[f"s{k}.{key}"] = v
+            T = len(ids)
+            stats["max_T"], stats["min_T"] = max(stats["max_T"], T), min(stats["min_T"], T)
+            gmin = cap["g"].abs().amin(dim=1)
+            stats["min_gate_abs"] = min(stats["min_gate_abs"], gmin.min().item())
+            stats["n_gate_below_eps"] += int((gmin < GATE_EPS).sum())
+            if f64_model is not None:
+                c64 = run_capture(f64_model, ids)
+                t64 = sentence_tensors(c64, ids, smask, full=True)
+                for key in t:
+                    if key in ("input_ids", "logprob_sum") or key.startswith("nas") or key == "gate_min_abs":
+                        continue
+                    sk = "f64_dev_" + key
+                    stats[sk] = max(stats.get(sk, 0.0), (t64[key] - t[key]).abs().max().item())
+                flips = (c64["a"] > 0) != (cap["a"] > 0)  # [L, T, d_ff]
+                stats["nas_flips"] += int(flips.sum())
+                # every flip must sit in a neuron that the tests skip (min_t |g| < GATE_EPS)
+                stats["nas_flips_not_skipped"] += int((flips.any(dim=1) & (gmin >= GATE_EPS)).sum())
+                stats["max_abs_logprob"] = max(stats["max_abs_logprob"],
+                                               abs(logprob_sum(c64, ids).item() - t["logprob_sum"].item()))
+                stats["max_abs_hidden_per_token"] = max(stats.get("max_abs_hidden_per_token", 0.0),
+                                                        (c64["h"] - cap["h"]).abs().max().item())
+            stats["max_abs_hidden_value"] = max(stats.get("max_abs_hidden_value", 0.0), cap["h"].abs().max().item())
+    cfg = model.config
+    meta = {
+        "model": name,
+        "n_layers": str(cfg.num_hidden_layers),
+        "d_ff": str(cfg.intermediate_size),
+        "d_model": str(cfg.hidden_size),
+        "n_sentences": str(len(sents)),
+        "sentences": "tests/fixtures/sentences.json",
+        "special_tokens": "tokenizer defaults (tokenizer(text), add_special_tokens=True)",
+        "has_nospecial": "true" if any_special else "false",
+        "hidden_states": "index 0 = embedding output (after any embedding scaling); index i>=1 = raw output of "
+                         "decoder layer i-1 (residual stream); the last one is NOT passed through the final norm",
+        "dtype": "float32",
+        "transformers": transformers.__version__,
+        "torch": torch.__version__.split("+")[0],
+        **extra_meta,
+    }
+    return tensors, meta | {"stats_" + k: repr(v) for k, v in stats.items()}
+
+
+def save_file(tensors: dict, path: str, metadata: dict) -> None:
+    """safetensors.torch.save_file with a byte-reproducible header (metadata keys sorted; the
+    library writes them in hash-map order)."""
+    import struct
+
+    blob = st_save(tensors, metadata=metadata)
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    new = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    new.update(header)  # tensor entries keep the library's (data) order
+    hb = json.dumps(new, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(hb)) + hb + blob[8 + n:])
+
+
+def sizeof(path: Path) -> str:
+    return f"{path.stat().st_size / 1024:.1f} KiB"
+
+
+# --------------------------------------------------------------------------------------------
+# Drivers
+# --------------------------------------------------------------------------------------------
+def make_tokenizers():
+    tdir = FIX / "tokenizers"
+    tdir.mkdir(parents=True, exist_ok=True)
+    train_sentencepiece(tdir / "sp_llama.model")
+    sp_tok = build_llama_tokenizer(tdir / "sp_llama.model")
+    bl_bos = build_bytelevel_tokenizer(add_bos=True)
+    bl_nobos = build_bytelevel_tokenizer(add_bos=False)
+    assert bl_bos.get_vocab() == bl_nobos.get_vocab()
+    # Cross-check the converted SentencePiece tokenizer against sentencepiece itself.
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tdir / "sp_llama.model"))
+    n_byte = 0
+    for s in fixture_sentences():
+        a = sp_tok(s["text"])["input_ids"]
+        b = [sp.bos_id()] + sp.encode(s["text"])
+        assert a == b, f"LlamaTokenizerFast != sentencepiece on {s['text']!r}:\n{a}\n{b}"
+        n_byte += sum(1 for i in b if sp.is_byte(i))
+    print(f"tokenizers: sp vocab {len(sp_tok)} (byte-fallback pieces used in fixture sentences: {n_byte}), "
+          f"byte-level vocab {len(bl_bos)}")
+    return sp_tok, bl_bos, bl_nobos
+
+
+def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
+    specs = tiny_specs(len(sp_tok), len(bl_bos))
+    toks = {"sp": sp_tok, "bl-bos": bl_bos, "bl-nobos": bl_nobos}
+    tok_desc = {
+        "sp": "llama-style SentencePiece BPE + byte_fallback (tokenizers/sp_llama.model), converted by "
+              "LlamaTokenizerFast(legacy=False); adds <s> (BOS) by default",
+        "bl-bos": "byte-level BPE (Qwen2 pipeline, Llama-3 style BOS): TemplateProcessing adds <|begin_of_text|>",
+        "bl-nobos": "byte-level BPE (Qwen style): adds no special token",
+    }
+    for i, (name, (cfg, tkind, wdtype, cfg_format)) in enumerate(specs.items()):
+        if only and name not in only:
+            continue
+        folder = TINY / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        torch.manual_seed(SEED + i)
+        cfg._attn_implementation = "eager"
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+        init_weights(model, SEED + 100 + i, gemma_norm=name.startswith("gemma"))
+        if wdtype == "bf16":
+            model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
+        elif wdtype == "f32-sharded":
+            model.save_pretrained(folder, safe_serialization=True, max_shard_size="100KB")
+        else:
+            model.save_pretrained(folder, safe_serialization=True)
+        toks[tkind].save_pretrained(folder)
+        tidy_tokenizer_config(folder)
+        if cfg_format == "legacy":
+            rewrite_config_legacy(folder, name, cfg)
+        # Reference from exactly what is on disk, reloaded in float32.
+        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+        ref_tok = AutoTokenizer.from_pretrained(folder)
+        check_tokenizer_json(folder, ref_tok, sents, cfg.vocab_size)
+        check_reload(model, ref_model, wdtype)
+        f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager").eval()
+        tensors, meta = reference_for(ref_model, ref_tok, sents, name, {
+            "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
+        sensitivity(name, ref_model, ref_tok, sents)
+        save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
+        dev = {k[len("stats_f64_dev_"):]: float(v) for k, v in meta.items() if k.startswith("stats_f64_dev_")}
+        print(f"tiny/{name}: L={cfg.num_hidden_layers} V={cfg.vocab_size} T=[{meta['stats_min_T']},{meta['stats_max_T']}] "
+              f"max|h| {float(meta['stats_max_abs_hidden_value']):.1f}; f32-vs-f64: worst pooled {max(dev.values()):.1e} "
+              f"logprob {float(meta['stats_max_abs_logprob']):.1e} nas_flips {meta['stats_nas_flips']} "
+              f"(not skipped: {meta['stats_nas_flips_not_skipped']}) "
+              f"min|g| {float(meta['stats_min_gate_abs']):.1e} (<1e-5: {meta['stats_n_gate_below_eps']}); "
+              f"ref {sizeof(folder / 'reference.safetensors')}")
+        print("   ", {k: f"{v:.1e}" for k, v in dev.items()})
+
+
+def check_reload(model, ref_model, wdtype):
+    sd0 = model.state_dict()
+    sd1 = ref_model.state_dict()
+    for k, v in sd1.items():
+        if k not in sd0:
+            continue
+        v0 = sd0[k].to(torch.bfloat16).to(torch.float32) if wdtype == "bf16" else sd0[k].float()
+        assert torch.equal(v0, v.float()), f"reloaded weight {k} differs"
+
+
+def sensitivity(name, model, tok, sents):
+    """Make sure the distinguishing features change the result on the fixture sentences."""
+    import copy
+
+    cfg = model.config
+    variants = {}
+    if name == "llama":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {"rope_type": "default", "rope_theta": 500000.0}
+        variants["no llama3 rope scaling"] = c
+    if name in ("mistral", "gemma2", "gemma3"):
+        c = copy.deepcopy(cfg)
+        c.sliding_window = 100000
+        variants["no sliding window"] = c
+    if name == "gemma2":
+        c = copy.deepcopy(cfg)
+        c.attn_logit_softcapping = None
+        variants["no attn softcap"] = c
+        c = copy.deepcopy(cfg)
+        c.final_logit_softcapping = None
+        variants["no final softcap"] = c
+    if name == "gemma3":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {"full_attention": dict(cfg.rope_parameters["full_attention"]),
+                             "sliding_attention": dict(cfg.rope_parameters["full_attention"])}
+        variants["global rope base on local layers"] = c
+    for what, c in variants.items():
+        m2 = type(model)(c).eval()
+        m2.load_state_dict(model.state_dict())
+        worst = 0.0
+        with torch.no_grad():
+            for s in sents:
+                ids, _ = encode(tok, s["text"])
+                x = torch.tensor([ids])
+                a = model(input_ids=x).logits
+                b = m2(input_ids=x).logits
+                worst = max(worst, (a - b).abs().max().item())
+        print(f"  sensitivity {name}: {what}: max |Δlogit| = {worst:.3e}")
+        assert worst > 1e-3, f"{name}: {what} does not matter on the fixture sentences"
+
+
+# ---------------------------------------------------------------- 2e. demo (real weights)
+DEMO_LAYERS = [0, 15, 29]
+DEMO_HIDDEN = [0, 15, 30]
+
+
+def smollm_reference_pretokenizer(tok):
+    """llama.cpp's 'smollm' pre-tokenizer = digits split individually, then GPT-2 byte-level regex."""
+    import copy
+    from tokenizers import pre_tokenizers
+
+    t2 = copy.deepcopy(tok)
+    t2.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    return t2
+
+
+def make_demo(gguf_path: Path):
+    out_dir = FIX / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sents, source = demo_sentences()
+    (out_dir / "sentences.json").write_text(json.dumps(sents, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    d, f = str(gguf_path.parent), gguf_path.name
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager").eval()
+    cfg = model.config
+    assert cfg.num_hidden_layers == 30 and cfg.intermediate_size == 1536 and cfg.hidden_size == 576
+    alt = smollm_reference_pretokenizer(tok)
+    tensors = {}
+    stats = {"nas_flips_sel": 0, "nas_flips_sel_not_skipped": 0, "max_gate_of_flip": 0.0,
+             "n_gate_below_eps_sel": 0, "min_gate_abs_sel": math.inf, "max_abs_logprob": 0.0,
+             "pretokenizer_mismatches": 0, "max_T": 0, "f64_sentences": 0}
+    # f32-vs-f64 comparison (slow): every 10th sentence by default, all with NEURONXA_FIXTURES_F64=all,
+    # none with NEURONXA_FIXTURES_F64=none.
+    f64_mode = os.environ.get("NEURONXA_FIXTURES_F64", "some")
+    f64 = None
+    if f64_mode != "none":
+        f64 = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float64, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for k, s in enumerate(sents):
+            ids, smask = encode(tok, s["text"])
+            if alt(s["text"])["input_ids"] != ids:
+                stats["pretokenizer_mismatches"] += 1
+            stats["max_T"] = max(stats["max_T"], len(ids))
+            cap = run_capture(model, ids)
+            t = sentence_tensors(cap, ids, smask, full=False, layers=DEMO_LAYERS, hidden_idx=DEMO_HIDDEN)
+            # gate_min_abs stored as float16 to keep the file near 6 MB (it is only thresholded).
+            t["gate_min_abs"] = t["gate_min_abs"].to(torch.float16)
+            if k % 10 == 0:
+                t["logprob_sum"] = logprob_sum(cap, ids)
+            for key, v in t.items():
+                tensors[f"s{k}.{key}"] = v
+            gsel = cap["g"][DEMO_LAYERS].abs().amin(dim=1)  # [3, d_ff]
+            stats["min_gate_abs_sel"] = min(stats["min_gate_abs_sel"], gsel.min().item())
+            stats["n_gate_below_eps_sel"] += int((gsel < GATE_EPS).sum())
+            if f64 is not None and (f64_mode == "all" or k % 10 == 0):
+                stats["f64_sentences"] += 1
+                c64 = run_capture(f64, ids)
+                t64 = sentence_tensors(c64, ids, smask, full=False, layers=DEMO_LAYERS, hidden_idx=DEMO_HIDDEN)
+                for key in ("nav_weighted", "hidden_weighted", "hidden_last"):
+                    dev = (t64[key] - t[key]).abs()  # [3, D]
+                    scale = t64[key].abs().amax(dim=-1, keepdim=True)
+                    stats["f64_dev_" + key] = max(stats.get("f64_dev_" + key, 0.0), dev.max().item())
+                    stats["f64_reldev_" + key] = max(stats.get("f64_reldev_" + key, 0.0), (dev / scale).max().item())
+                flips = ((c64["a"][DEMO_LAYERS] > 0) != (cap["a"][DEMO_LAYERS] > 0)).any(dim=1)  # [3, d_ff]
+                stats["nas_flips_sel"] += int(flips.sum())
+                stats["nas_flips_sel_not_skipped"] += int((flips & (gsel >= GATE_EPS)).sum())
+                if flips.any():
+                    stats["max_gate_of_flip"] = max(stats["max_gate_of_flip"], gsel[flips].max().item())
+                stats["max_abs_nav_per_token_all_layers"] = max(
+                    stats.get("max_abs_nav_per_token_all_layers", 0.0), (c64["a"] - cap["a"]).abs().max().item())
+                if k % 10 == 0:
+                    stats["max_abs_logprob"] = max(stats["max_abs_logprob"],
+                                                   abs(logprob_sum(c64, ids).item() - t["logprob_sum"].item()))
+            stats["max_abs_hidden_value_sel"] = max(stats.get("max_abs_hidden_value_sel", 0.0),
+                                                    cap["h"][DEMO_HIDDEN].abs().max().item())
+    meta = {
+        "model": "SmolLM2-135M-Instruct.Q4_1.gguf (dequantized by transformers/gguf-py)",
+        "n_layers": "30", "d_ff": "1536", "d_model": "576", "n_sentences": str(len(sents)),
+        "sentences": "tests/fixtures/demo/sentences.json", "sentence_source": source,
+        "layers": json.dumps(DEMO_LAYERS), "hidden_indices": json.dumps(DEMO_HIDDEN),
+        "logprob_sentences": json.dumps(list(range(0, len(sents), 10))),
+        "special_tokens": "tokenizer defaults (this GGUF: add_bos_token=false, so none are added)",
+        "hidden_states": "index 0 = embedding output; index i>=1 = raw output of decoder layer i-1; index 30 is "
+                         "NOT passed through the final norm",
+        "gate_min_abs_dtype": "float16",
+        "transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
+    } | {"stats_" + k: repr(v) for k, v in stats.items()}
+    path = out_dir / "reference.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    print(f"demo: {len(sents)} sentences from {source}; max T {stats['max_T']}; {sizeof(path)}; stats {stats}")
+
+
+# ---------------------------------------------------------------- 2f. llama GGUF (SentencePiece)
+def permute_qk(w: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarray:
+    """llama.cpp convert_hf_to_gguf.py LlamaModel.permute (HF rotate-half -> GGUF interleaved)."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2).reshape(w.shape))
+
+
+def make_llama_gguf(sp_tok, sents):
+    import gguf
+    import sentencepiece as spm
+
+    folder = TINY / "llama_gguf"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    base_cfg, _, _, _ = tiny_specs(len(sp_tok), 768)["llama"]
+    cfg = transformers.LlamaConfig(**{k: v for k, v in base_cfg.to_dict().items()
+                                      if k not in ("rope_parameters", "rope_scaling", "rope_theta", "dtype",
+                                                   "transformers_version", "architectures", "model_type")},
+                                   rope_theta=500000.0)
+    assert cfg.rope_parameters.get("rope_type", "default") == "default"
+    torch.manual_seed(SEED)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+    init_weights(model, SEED + 100, gemma_norm=False)  # same seed as tiny/llama (f32, not bf16-rounded)
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+
+    path = folder / "model.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("neuronxa tiny llama_gguf")
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_rope_dimension_count(cfg.head_dim)
+    # Vocabulary exactly as convert_hf_to_gguf.py's _create_vocab_sentencepiece.
+    sp = spm.SentencePieceProcessor(model_file=str(FIX / "tokenizers" / "sp_llama.model"))
+    tokens, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        tokens.append(sp.id_to_piece(i).encode("utf-8"))
+        scores.append(sp.get_score(i))
+        if sp.is_unknown(i):
+            tt = gguf.TokenType.UNKNOWN
+        elif sp.is_control(i):
+            tt = gguf.TokenType.CONTROL
+        elif sp.is_unused(i):
+            tt = gguf.TokenType.UNUSED
+        elif sp.is_byte(i):
+            tt = gguf.TokenType.BYTE
+        else:
+            tt = gguf.TokenType.NORMAL
+        types.append(tt)
+    assert len(tokens) == cfg.vocab_size
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+
+    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    quantized = []
+
+    def put(name, arr, q8=False):
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if q8:
+            data = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            quantized.append(name)
+        else:
+            w.add_tensor(name, arr)
+
+    put("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        put(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
+        put(f"blk.{i}.attn_q.weight", permute_qk(sd[p + "self_attn.q_proj.weight"], nh, nh))
+        put(f"blk.{i}.attn_k.weight", permute_qk(sd[p + "self_attn.k_proj.weight"], nh, nkv))
+        put(f"blk.{i}.attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        put(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        put(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        put(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"], q8=True)
+        put(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"], q8=True)
+        put(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"], q8=True)
+    put("output_norm.weight", sd["model.norm.weight"])
+    assert cfg.tie_word_embeddings  # tied: no output.weight, as llama.cpp writes it
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file="model.gguf")
+    gm = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float32,
+                                              attn_implementation="eager").eval()
+    # The GGUF round trip must give the original weights back (F32 exactly; Q8_0 within its step).
+    gsd = gm.state_dict()
+    for k, v in model.state_dict().items():
+        if k == "lm_head.weight":
+            continue
+        if "mlp." in k:
+            assert (gsd[k] - v).abs().max().item() < 0.01, k
+        else:
+            assert torch.equal(gsd[k], v), f"GGUF round trip changed {k}"
+    mism = [s["text"] for s in sents if tok(s["text"])["input_ids"] != sp_tok(s["text"])["input_ids"]]
+    assert not mism, f"GGUF tokenizer differs from tiny/llama tokenizer.json on {mism}"
+    f64 = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float64,
+                                               attn_implementation="eager").eval()
+    tensors, meta = reference_for(gm, tok, sents, "llama_gguf", {
+        "tokenizer": "from the GGUF (tokenizer.ggml.model=llama, add_bos_token=true), as transformers builds it",
+        "weights_on_disk": "GGUF: F32 except Q8_0 for " + ",".join(quantized),
+        "quantized_tensors": ",".join(quantized)}, f64_model=f64)
+    save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
+    print(f"tiny/llama_gguf: {sizeof(path)} gguf, Q8_0: {len(quantized)} tensors; ref {sizeof(folder / 'reference.safetensors')}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["tiny", "demo", "gguf"], action="append",
+                    help="restrict to a part (repeatable); tokenizers are always rebuilt")
+    ap.add_argument("--models", nargs="*", help="restrict the tiny part to these model names")
+    ap.add_argument("--demo-gguf", default=os.environ.get(
+        "NEURONXA_DEMO_GGUF", str(Path.home() / ".cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf")))
+    args = ap.parse_args()
+    parts = set(args.only or ["tiny", "demo", "gguf"])
+
+    torch.manual_seed(SEED)
+    np.random.seed(SEED)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    FIX.mkdir(parents=True, exist_ok=True)
+    sents = fixture_sentences()
+    (FIX / "sentences.json").write_text(json.dumps(sents, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    sp_tok, bl_bos, bl_nobos = make_tokenizers()
+    if "tiny" in parts:
+        make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=args.models)
+    if "gguf" in parts:
+        make_llama_gguf(sp_tok, sents)
+    if "demo" in parts:
+        g = Path(args.demo_gguf).expanduser()
+        if g.is_file():
+            make_demo(g)
+        else:
+            print(f"demo: {g} not found; demo fixtures left as they are", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

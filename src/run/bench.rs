@@ -1,0 +1,126 @@
+//! `neuronxa bench`: extraction speed against this machine's own matmul throughput.
+//!
+//! Both numbers come from the same backend in the same process, so the ratio says how close the
+//! whole extraction (tokenising, batching, attention, capture, pooling, copies) gets to the
+//! matmul roof.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::analysis::corpus;
+use crate::analysis::lang::Lang;
+use crate::engine::{DTypeChoice, DeviceChoice, ExtractOptions, Model, ModelSource};
+
+use super::RunError;
+
+pub struct BenchOptions {
+    pub model: ModelSource,
+    pub languages: Vec<Lang>,
+    pub sentences: usize,
+    pub batch_size: usize,
+    pub device: DeviceChoice,
+    pub dtype: DTypeChoice,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub device: String,
+    pub matmul_gflops: f64,
+    pub sentences: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub load_seconds: f64,
+    pub forward_flops: f64,
+    pub peak_rss_mb: Option<f64>,
+}
+
+impl BenchReport {
+    pub fn tokens_per_second(&self) -> f64 {
+        self.tokens as f64 / self.seconds
+    }
+
+    pub fn achieved_gflops(&self) -> f64 {
+        self.forward_flops / self.seconds / 1e9
+    }
+
+    pub fn ratio(&self) -> f64 {
+        self.achieved_gflops() / self.matmul_gflops
+    }
+}
+
+/// GFLOP/s of an `n × n × n` matmul in `dtype` on `device` (best of several repetitions).
+pub fn matmul_gflops(device: &Device, dtype: DType, n: usize) -> Result<f64, RunError> {
+    let engine = |e: candle_core::Error| RunError::Engine(e.into());
+    let a = Tensor::randn(0f32, 1.0, (n, n), device).map_err(engine)?.to_dtype(dtype).map_err(engine)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device).map_err(engine)?.to_dtype(dtype).map_err(engine)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let c = a.matmul(&b).map_err(engine)?;
+        device.synchronize().map_err(engine)?;
+        drop(c);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, RunError> {
+    let corpus = corpus::bundled()?;
+    let selected = corpus::select(&corpus, &options.languages, options.sentences, corpus::Sample::First)?;
+    let started = Instant::now();
+    let model = Model::load(&options.model, options.device, options.dtype)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    log(&format!("model {} on {} (loaded in {load_seconds:.2} s)", model.info.summary(), model.device_label));
+    let device = model.decoder.device().clone();
+    let dtype = model.decoder.dtype();
+    let matmul = matmul_gflops(&device, dtype, 2048)?;
+    log(&format!("2048³ matmul: {matmul:.1} GFLOP/s"));
+
+    let extract = ExtractOptions {
+        batch_size: options.batch_size,
+        ..Default::default()
+    };
+    let cancel = AtomicBool::new(false);
+    let mut tokens = 0usize;
+    let mut flops = 0f64;
+    let mut seconds = 0f64;
+    for lang in &options.languages {
+        let Some(text) = selected.get(lang) else { continue };
+        let counts: Vec<usize> = model
+            .tokenize_all(&text.sentences)?
+            .iter()
+            .map(|t| t.ids.len())
+            .collect();
+        let t0 = Instant::now();
+        model.extract(&text.sentences, &extract, &cancel, &mut |_| {})?;
+        let dt = t0.elapsed().as_secs_f64();
+        seconds += dt;
+        for &t in &counts {
+            // Each token attends to (t+1)/2 positions on average.
+            flops += t as f64 * model.config.forward_flops_per_token((t as f64 + 1.0) / 2.0);
+        }
+        let n_tokens: usize = counts.iter().sum();
+        tokens += n_tokens;
+        log(&format!("{:<24} {:>6} tokens {:>7.2} s {:>8.0} tok/s", lang.name(), n_tokens, dt, n_tokens as f64 / dt));
+    }
+    Ok(BenchReport {
+        device: model.device_label.clone(),
+        matmul_gflops: matmul,
+        sentences: options.sentences * options.languages.len(),
+        tokens,
+        seconds,
+        load_seconds,
+        forward_flops: flops,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// Peak resident memory of this process (Linux), in MB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

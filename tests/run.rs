@@ -1,0 +1,181 @@
+//! Jobs, caching and partial results, on a tiny fixture model.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use neuronxa::analysis::lang::Lang;
+use neuronxa::engine::ModelSource;
+use neuronxa::run::cache::Cache;
+use neuronxa::run::job::{self, JobEvent, JobOptions};
+use neuronxa::run::{Method, Run, RunSettings};
+
+fn settings(langs: &[&str]) -> RunSettings {
+    let mut settings = RunSettings::default_for(ModelSource::Folder(common::tiny_model("qwen3")));
+    settings.languages = langs.iter().map(|l| Lang::parse(l).unwrap()).collect();
+    settings.sentences = 5;
+    settings
+}
+
+/// Runs a job to its end on this thread; returns every event.
+fn execute(settings: &RunSettings, options: &JobOptions, cancel: &AtomicBool) -> Vec<JobEvent> {
+    let mut events = Vec::new();
+    job::execute(settings, options, cancel, &mut |e| events.push(e));
+    events
+}
+
+fn finished(events: &[JobEvent]) -> Run {
+    match events.last() {
+        Some(JobEvent::Finished(run)) => (**run).clone(),
+        other => panic!("the job did not finish: {other:?}"),
+    }
+}
+
+#[test]
+fn adding_a_language_computes_only_that_language() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    let cancel = AtomicBool::new(false);
+    let first = finished(&execute(&settings(&["en", "fr"]), &options, &cancel));
+    assert!(first.provenance.cached_languages.is_empty());
+
+    let second = finished(&execute(&settings(&["en", "fr", "de"]), &options, &cancel));
+    let cached: Vec<&str> = second.provenance.cached_languages.iter().map(|l| l.code()).collect();
+    assert_eq!(cached, ["eng_Latn", "fra_Latn"]);
+    // The cached languages give exactly the numbers they gave before.
+    let fr = Lang::parse("fr").unwrap();
+    for method in first.methods() {
+        assert_eq!(first.scores(&fr, method), second.scores(&fr, method));
+    }
+}
+
+#[test]
+fn a_cancelled_job_keeps_the_finished_languages() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    let cancel = AtomicBool::new(false);
+    let mut events = Vec::new();
+    job::execute(&settings(&["en", "fr", "de", "es"]), &options, &cancel, &mut |e| {
+        if let JobEvent::LanguageDone { run, .. } = &e
+            && run.languages.len() == 2
+        {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        events.push(e);
+    });
+    let Some(JobEvent::Cancelled { partial: Some(partial) }) = events.last() else {
+        panic!("expected a cancelled job with partial results, got {:?}", events.last());
+    };
+    assert_eq!(partial.languages.len(), 2);
+    assert!(!partial.complete);
+
+    // Running again reuses the two finished languages.
+    cancel.store(false, std::sync::atomic::Ordering::Relaxed);
+    let run = finished(&execute(&settings(&["en", "fr", "de", "es"]), &options, &cancel));
+    assert_eq!(run.provenance.cached_languages.len(), 2);
+    assert!(run.complete);
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recomputed_with_a_warning() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    let cancel = AtomicBool::new(false);
+    let first = finished(&execute(&settings(&["en", "fr"]), &options, &cancel));
+    // Damage every cached file: states and the finished run.
+    for dir in ["states", "runs"] {
+        for entry in walk(&cache.path().join(dir)) {
+            std::fs::write(&entry, b"garbage").unwrap();
+        }
+    }
+    let events = execute(&settings(&["en", "fr"]), &options, &cancel);
+    let warnings: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Warning(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert!(warnings.len() >= 2, "{warnings:?}");
+    let second = finished(&events);
+    assert!(second.provenance.cached_languages.is_empty());
+    let fr = Lang::parse("fr").unwrap();
+    assert_eq!(first.pivot_scores[&fr], second.pivot_scores[&fr]);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn the_pivot_matches_itself_and_scores_stay_in_range() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    options.use_cache = false;
+    let run = finished(&execute(&settings(&["en", "ja", "ar"]), &options, &AtomicBool::new(false)));
+    let en = Lang::parse("en").unwrap();
+    for method in run.methods() {
+        let own = run.scores(&en, method).unwrap();
+        // At the embedding layer, last-token vectors of sentences that end in the same token
+        // ("." here) are identical: a tie, which is never a match.
+        let from = if method == Method::MexaLast { 1 } else { 0 };
+        assert!(own.per_layer[from..].iter().all(|&s| s == 1.0), "{method}: {:?}", own.per_layer);
+        for lang in &run.languages {
+            let s = run.scores(lang, method).unwrap();
+            assert!(s.per_layer.iter().chain(&s.chance_per_layer).all(|v| (0.0..=1.0).contains(v)));
+            assert_eq!(s.matched.len(), s.per_layer.len());
+            // The score is the fraction of matched sentences.
+            for (layer, matched) in s.matched.iter().enumerate() {
+                let fraction = matched.iter().filter(|&&m| m).count() as f64 / matched.len() as f64;
+                assert!((fraction - s.per_layer[layer]).abs() < 1e-12);
+            }
+        }
+    }
+    assert!(std::fs::read_dir(cache.path()).map(|d| d.count()).unwrap_or(0) == 0, "--no-cache wrote files");
+}
+
+#[test]
+fn a_job_on_a_worker_thread_reports_progress_and_finishes() {
+    let cache = tempfile::tempdir().unwrap();
+    let handle = job::spawn(settings(&["en", "de"]), JobOptions::new(Cache::new(cache.path().to_path_buf())));
+    let mut saw_progress = false;
+    let mut languages_done = 0;
+    loop {
+        match handle.events().recv_timeout(std::time::Duration::from_secs(120)).expect("job stalled") {
+            JobEvent::Progress(p) => {
+                saw_progress = true;
+                assert!(p.fraction <= 1.0 && p.sentences_done <= p.sentences_total);
+            }
+            JobEvent::LanguageDone { .. } => languages_done += 1,
+            JobEvent::Finished(run) => {
+                assert!(run.complete);
+                break;
+            }
+            JobEvent::Failed { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+    assert!(saw_progress);
+    assert_eq!(languages_done, 2);
+}
+
+#[test]
+fn a_broken_model_fails_in_words_and_keeps_nothing_half_done() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut settings = settings(&["en", "fr"]);
+    settings.model = ModelSource::Folder("/nonexistent/model".into());
+    let events = execute(&settings, &JobOptions::new(Cache::new(cache.path().to_path_buf())), &AtomicBool::new(false));
+    match events.last() {
+        Some(JobEvent::Failed { message, .. }) => assert!(message.contains("/nonexistent/model"), "{message}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
