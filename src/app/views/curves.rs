@@ -1,0 +1,130 @@
+//! One curve per language over the layers, with the chance level; hover shows exact values.
+
+use egui::{RichText, Ui, vec2};
+use egui_plot::{Corner, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints};
+
+use super::{ViewCtx, fmt, method_combo};
+
+pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
+    ui.horizontal_wrapped(|ui| {
+        method_combo(ui, "curves-method", cx.run, &mut cx.opts.method);
+        ui.separator();
+        ui.checkbox(&mut cx.opts.show_chance, "Chance level");
+        ui.checkbox(&mut cx.opts.show_pivot, "Show pivot");
+        ui.checkbox(&mut cx.opts.sort_by_mean, "Sort table by mean");
+    });
+    ui.add_space(4.0);
+    let method = cx.opts.method;
+    let rows: Vec<_> = cx
+        .rows(method)
+        .into_iter()
+        .filter_map(|(l, s)| s.map(|s| (l, s)))
+        .collect();
+    if rows.is_empty() {
+        ui.label("No scores for this method yet.");
+        return;
+    }
+    let layers = cx.layers(method);
+    let width = cx.look.line_width();
+
+    // Chance: the shuffled-pairs baseline, averaged over languages, per layer.
+    let chance: Vec<[f64; 2]> = (0..layers)
+        .map(|l| {
+            let values: Vec<f64> = rows
+                .iter()
+                .filter_map(|(_, s)| s.chance_per_layer.get(l).copied())
+                .collect();
+            [l as f64, crate::run::mean(&values)]
+        })
+        .collect();
+
+    let available = ui.available_size();
+    let table_width = 250.0_f32.min(available.x * 0.3);
+    ui.horizontal_top(|ui| {
+        ui.allocate_ui(vec2(available.x - table_width - 12.0, available.y), |ui| {
+            let plot = Plot::new("curves")
+                .legend(
+                    Legend::default()
+                        .position(Corner::RightTop)
+                        .follow_insertion_order(true),
+                )
+                .x_axis_label(cx.layer_axis(method))
+                .y_axis_label("μ: fraction of mutual nearest neighbours")
+                .include_y(0.0)
+                .include_y(1.0)
+                .include_x(0.0)
+                .include_x(layers.saturating_sub(1) as f64)
+                .allow_scroll(false)
+                .label_formatter(|pos: &HoverPosition<'_>| match pos {
+                    HoverPosition::NearDataPoint {
+                        plot_name,
+                        position,
+                        ..
+                    } => Some(format!(
+                        "{plot_name}\nlayer {:.0}\nμ = {:.3}",
+                        position.x, position.y
+                    )),
+                    HoverPosition::Elsewhere { .. } => None,
+                });
+            plot.show(ui, |plot_ui| {
+                if cx.opts.show_chance {
+                    plot_ui.line(
+                        Line::new("chance (shuffled pairs)", PlotPoints::from(chance.clone()))
+                            .color(cx.look.chance_color())
+                            .width(width * 0.8)
+                            .style(LineStyle::dashed_loose()),
+                    );
+                }
+                for (lang, scores) in &rows {
+                    let points: Vec<[f64; 2]> = scores
+                        .per_layer
+                        .iter()
+                        .enumerate()
+                        .map(|(l, v)| [l as f64, *v])
+                        .collect();
+                    let mut line = Line::new(lang.name(), PlotPoints::from(points))
+                        .color(cx.lang_color(lang))
+                        .width(width);
+                    if cx.lang_dashed(lang) {
+                        line = line.style(LineStyle::dashed_dense());
+                    }
+                    plot_ui.line(line);
+                }
+            });
+        });
+        ui.allocate_ui(vec2(table_width, available.y), |ui| {
+            ui.vertical(|ui| {
+                ui.label(RichText::new("Per language").strong());
+                let mut sorted = rows.clone();
+                if cx.opts.sort_by_mean {
+                    sorted.sort_by(|a, b| b.1.mean().total_cmp(&a.1.mean()));
+                }
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    egui::Grid::new("curves-table")
+                        .num_columns(4)
+                        .striped(true)
+                        .spacing([8.0, 3.0])
+                        .show(ui, |ui| {
+                            ui.strong("language");
+                            ui.strong("mean");
+                            ui.strong("max");
+                            ui.strong("at");
+                            ui.end_row();
+                            for (lang, s) in &sorted {
+                                ui.label(RichText::new(lang.name()).color(cx.lang_color(lang)));
+                                ui.label(fmt(s.mean()));
+                                ui.label(fmt(s.max()));
+                                ui.label(s.best_layer().to_string());
+                                ui.end_row();
+                            }
+                            ui.weak("chance");
+                            ui.weak(fmt(crate::run::mean(
+                                &chance.iter().map(|p| p[1]).collect::<Vec<_>>(),
+                            )));
+                            ui.end_row();
+                        });
+                });
+            });
+        });
+    });
+}

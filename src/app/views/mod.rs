@@ -1,0 +1,269 @@
+//! The six views of a run, and what they share.
+
+pub mod compare;
+pub mod curves;
+pub mod heatmap;
+pub mod matrix;
+pub mod scatter;
+pub mod sentences;
+
+use std::path::Path;
+
+use egui::{RichText, Ui};
+
+use crate::analysis::lang::Lang;
+use crate::run::correlate::TaskSeries;
+use crate::run::{Method, MethodScores, Run, RunSettings};
+
+use super::command::Command;
+use super::state::{ComparedRun, Persisted, Runtime, ViewOptions};
+use super::theme::Look;
+
+/// What a view gets to draw with.
+pub struct ViewCtx<'a> {
+    pub run: &'a Run,
+    /// The settings of the job filling this run in (languages still to come), if any.
+    pub pending: Option<&'a RunSettings>,
+    pub opts: &'a mut ViewOptions,
+    pub look: Look,
+    pub tasks: &'a [TaskSeries],
+    pub compared: &'a [ComparedRun],
+    pub queue: &'a mut Vec<Command>,
+}
+
+impl ViewCtx<'_> {
+    /// The languages of the run in computation order (pivot first), with those the running job
+    /// has not finished yet at the end.
+    pub fn all_languages(&self) -> Vec<Lang> {
+        let mut langs = ordered_languages(&self.run.settings);
+        for lang in &self.run.languages {
+            if !langs.contains(lang) {
+                langs.push(lang.clone());
+            }
+        }
+        if let Some(pending) = self.pending.filter(|_| !self.run.complete) {
+            for lang in ordered_languages(pending) {
+                if !langs.contains(&lang) {
+                    langs.push(lang);
+                }
+            }
+        }
+        langs
+    }
+
+    /// A stable colour per language across views: its place among the run's languages other
+    /// than the pivot; the pivot (when shown) is drawn in the neutral colour.
+    pub fn lang_color(&self, lang: &Lang) -> egui::Color32 {
+        match self.lang_index(lang) {
+            Some(i) => self.look.series(i),
+            None => self.look.chance_color(),
+        }
+    }
+
+    pub fn lang_dashed(&self, lang: &Lang) -> bool {
+        self.lang_index(lang)
+            .is_some_and(|i| self.look.series_dashed(i))
+    }
+
+    fn lang_index(&self, lang: &Lang) -> Option<usize> {
+        if lang == self.pivot() {
+            return None;
+        }
+        let others: Vec<Lang> = self
+            .all_languages()
+            .into_iter()
+            .filter(|l| l != self.pivot())
+            .collect();
+        Some(
+            others
+                .iter()
+                .position(|l| l == lang)
+                .unwrap_or(others.len()),
+        )
+    }
+
+    pub fn pivot(&self) -> &Lang {
+        &self.run.settings.pivot
+    }
+
+    /// Scores of the languages shown (pivot only when asked), `None` while still computing.
+    pub fn rows(&self, method: Method) -> Vec<(Lang, Option<&MethodScores>)> {
+        let mut rows: Vec<(Lang, Option<&MethodScores>)> = self
+            .all_languages()
+            .into_iter()
+            .filter(|l| self.opts.show_pivot || l != self.pivot())
+            .map(|l| {
+                let scores = self.run.scores(&l, method);
+                (l, scores)
+            })
+            .filter(|(l, s)| s.is_some() || !self.run.languages.contains(l))
+            .collect();
+        if self.opts.sort_by_mean {
+            rows.sort_by(|a, b| {
+                let ma = a.1.map_or(f64::NEG_INFINITY, |s| s.mean());
+                let mb = b.1.map_or(f64::NEG_INFINITY, |s| s.mean());
+                mb.total_cmp(&ma)
+            });
+        }
+        rows
+    }
+
+    /// The number of layers a method has in this run (the model's, while nothing is in yet).
+    pub fn layers(&self, method: Method) -> usize {
+        match self.run.layer_count(method) {
+            0 => {
+                let layers = self.run.provenance.model.layers;
+                match method {
+                    Method::MexaPooled | Method::MexaLast => layers + 1,
+                    _ => layers,
+                }
+            }
+            n => n,
+        }
+    }
+
+    /// "layer" or "layer (0 = embeddings)" for hidden-state methods.
+    pub fn layer_axis(&self, method: Method) -> &'static str {
+        match method {
+            Method::MexaPooled | Method::MexaLast => "layer (0 = embeddings)",
+            _ => "layer",
+        }
+    }
+}
+
+/// Pivot first, then the chosen languages, without duplicates (the job's order).
+pub fn ordered_languages(settings: &RunSettings) -> Vec<Lang> {
+    let mut langs = vec![settings.pivot.clone()];
+    for lang in &settings.languages {
+        if !langs.contains(lang) {
+            langs.push(lang.clone());
+        }
+    }
+    langs
+}
+
+/// A method selector limited to the run's methods.
+pub fn method_combo(ui: &mut Ui, id: &str, run: &Run, method: &mut Method) {
+    let methods = run.methods();
+    let label = ui.label("Method");
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(method.label())
+        .show_ui(ui, |ui| {
+            for m in methods {
+                ui.selectable_value(method, m, m.label());
+            }
+        })
+        .response
+        .labelled_by(label.id);
+}
+
+/// A layer slider with a "mean over layers" switch beside it.
+pub fn layer_choice(ui: &mut Ui, layers: usize, layer: &mut usize, mean: &mut bool) {
+    ui.checkbox(mean, "Mean over layers");
+    if layers > 0 {
+        let label = ui.label("Layer");
+        ui.add_enabled(
+            !*mean,
+            egui::Slider::new(layer, 0..=layers.saturating_sub(1)).integer(),
+        )
+        .labelled_by(label.id);
+    }
+}
+
+/// Shown before there is any run.
+pub fn welcome(ui: &mut Ui, state: &Persisted, rt: &Runtime) {
+    ui.vertical_centered(|ui| {
+        ui.add_space(ui.available_height() * 0.18);
+        ui.heading(RichText::new("NeuronXA Explorer").size(28.0));
+        ui.add_space(8.0);
+        ui.label(
+            "How well does a language model line up languages inside its feed-forward neurons?",
+        );
+        ui.add_space(16.0);
+        if rt.is_running() {
+            ui.spinner();
+            ui.label(format!("Working: {}", rt.status));
+            ui.weak("Results appear here language by language.");
+            return;
+        }
+        let s = &state.settings;
+        let ordered = ordered_languages(s);
+        let langs: Vec<&str> = ordered.iter().map(|l| l.short()).collect();
+        ui.label(format!(
+            "Press Run (Ctrl+R) to score {} languages ({}) against {} on {} parallel sentences,",
+            langs.len(),
+            langs.join(" "),
+            s.pivot.name(),
+            s.sentences
+        ));
+        ui.label(format!(
+            "with {} on {}.",
+            s.methods
+                .iter()
+                .map(|m| m.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.model.display_name()
+        ));
+        ui.add_space(8.0);
+        ui.weak("Or open a finished run from Open ▸ Recent runs.");
+    });
+}
+
+/// One line about the run on screen.
+pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(run.model_name()).strong());
+        let info = &run.provenance.model;
+        ui.weak(format!(
+            "{} · {} layers · d_ff {}",
+            info.architecture, info.layers, info.d_ff
+        ));
+        ui.separator();
+        ui.label(format!(
+            "pivot {} · {} sentences · {} languages",
+            run.settings.pivot.name(),
+            run.settings.sentences,
+            run.languages.len()
+        ));
+        ui.separator();
+        ui.weak(format!(
+            "{} · {:.1} s · {}",
+            run.provenance.corpus_name, run.provenance.seconds, run.provenance.device
+        ));
+        if !run.complete {
+            ui.separator();
+            ui.label(
+                RichText::new("partial")
+                    .color(look.warning_color())
+                    .strong(),
+            )
+            .on_hover_text("Cancelled, failed or still running: only finished languages are shown");
+        }
+        if !run.warnings.is_empty() {
+            ui.separator();
+            ui.label(
+                RichText::new(format!("{} warnings", run.warnings.len()))
+                    .color(look.warning_color()),
+            )
+            .on_hover_text(run.warnings.join("\n"));
+        }
+        if let Some(path) = path {
+            ui.separator();
+            ui.add(
+                egui::Label::new(RichText::new(path.display().to_string()).weak().small())
+                    .truncate(),
+            )
+            .on_hover_text(path.display().to_string());
+        }
+    });
+}
+
+/// A value as the views print it.
+pub fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "—".into()
+    }
+}
