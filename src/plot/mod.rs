@@ -18,11 +18,9 @@ mod style;
 mod svg;
 mod views;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::analysis::lang::Lang;
 use crate::run::{Method, Run};
 
 /// Which plot.
@@ -165,36 +163,8 @@ impl fmt::Display for Theme {
     }
 }
 
-/// The y values of the scatter view.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskSeries {
-    /// Shown on the y axis and in the title ("Belebele", "bits per byte").
-    pub name: String,
-    pub values: BTreeMap<Lang, f64>,
-    /// True for the bits-per-byte capability proxy (lower = better), which is labelled as a
-    /// proxy, never as a task accuracy.
-    pub is_proxy: bool,
-}
-
-impl TaskSeries {
-    /// The run's bits-per-byte proxy, if it has one.
-    pub fn proxy(run: &Run) -> Option<Self> {
-        (!run.proxy_bits_per_byte.is_empty()).then(|| Self {
-            name: "Bits per byte".to_string(),
-            values: run.proxy_bits_per_byte.clone(),
-            is_proxy: true,
-        })
-    }
-
-    /// One task of a task table.
-    pub fn from_table(table: &crate::analysis::tasks::TaskTable, task: &str) -> Option<Self> {
-        table.tasks.get(task).map(|values| Self {
-            name: task.to_string(),
-            values: values.clone(),
-            is_proxy: false,
-        })
-    }
-}
+/// The y values of the scatter view (one type for the CLI, the GUI and the plots).
+pub use crate::run::correlate::TaskSeries;
 
 /// Everything that decides how a plot looks.
 #[derive(Debug, Clone, PartialEq)]

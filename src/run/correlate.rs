@@ -57,6 +57,22 @@ pub fn proxy_series(run: &Run) -> TaskSeries {
     }
 }
 
+impl TaskSeries {
+    /// The run's bits-per-byte proxy, if it has one.
+    pub fn proxy(run: &Run) -> Option<Self> {
+        (!run.proxy_bits_per_byte.is_empty()).then(|| proxy_series(run))
+    }
+
+    /// One task of a task table.
+    pub fn from_table(table: &tasks::TaskTable, task: &str) -> Option<Self> {
+        table.tasks.get(task).map(|values| Self {
+            name: task.to_string(),
+            values: values.clone(),
+            is_proxy: false,
+        })
+    }
+}
+
 /// Paired (alignment, task value) over the non-pivot languages both cover.
 pub fn paired_values(
     run: &Run,
