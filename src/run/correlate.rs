@@ -21,7 +21,8 @@ pub struct TaskSeries {
     pub is_proxy: bool,
 }
 
-pub const PROXY_NAME: &str = "bits per byte (proxy, lower = better)";
+/// Shown as "Bits per byte (capability proxy, lower = better)" wherever `is_proxy` is set.
+pub const PROXY_NAME: &str = "Bits per byte";
 
 /// The tasks of a CSV file, or the run's bits-per-byte proxy when no file is given.
 pub fn task_series(run: &Run, tasks_csv: Option<&Path>) -> Result<Vec<TaskSeries>, RunError> {
