@@ -612,6 +612,15 @@ impl ExplorerApp {
             .is_none_or(|l| !others.contains(l))
         {
             views.sentences_lang = others.first().cloned();
+            // Start where the language aligns best: layer 0 is rarely interesting.
+            if let Some(best) = views
+                .sentences_lang
+                .as_ref()
+                .and_then(|l| run.scores(l, views.method))
+                .map(|s| s.best_layer())
+            {
+                views.sentences_layer = best;
+            }
         }
     }
 
@@ -831,10 +840,5 @@ fn device_label(device: DeviceChoice) -> Result<String, String> {
 }
 
 fn run_label(run: &Run, n: usize) -> String {
-    format!(
-        "{n}. {} · {} langs · {}",
-        run.model_name(),
-        run.languages.len(),
-        run.settings.sentences
-    )
+    format!("{n}. {}", super::run_summary(run))
 }

@@ -43,14 +43,15 @@ pub fn panel(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<C
 }
 
 fn run_button(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
-    let size = egui::vec2(ui.available_width(), 40.0);
+    let text_size = body_size(ui) * 1.5;
+    let size = egui::vec2(ui.available_width(), text_size * 2.0);
     if rt.is_running() {
         let label = if rt.cancelling {
             "Cancelling…"
         } else {
             "Cancel"
         };
-        let button = egui::Button::new(RichText::new(label).size(18.0).strong());
+        let button = egui::Button::new(RichText::new(label).size(text_size * 0.9).strong());
         if ui
             .add_enabled_ui(!rt.cancelling, |ui| ui.add_sized(size, button))
             .inner
@@ -63,9 +64,9 @@ fn run_button(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
         let fill = ui.visuals().selection.bg_fill;
         let button = egui::Button::new(
             RichText::new("Run")
-                .size(20.0)
+                .size(text_size)
                 .strong()
-                .color(ui.visuals().selection.stroke.color),
+                .color(ui.visuals().strong_text_color()),
         )
         .fill(fill);
         if ui
@@ -78,9 +79,15 @@ fn run_button(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
     }
 }
 
+/// Body size, so that titles grow with presentation mode.
+fn body_size(ui: &Ui) -> f32 {
+    egui::TextStyle::Body.resolve(ui.style()).size
+}
+
 fn section_title(ui: &mut Ui, text: &str) {
     ui.add_space(2.0);
-    ui.label(RichText::new(text).strong().size(15.0));
+    let size = body_size(ui) * 1.15;
+    ui.label(RichText::new(text).strong().size(size));
 }
 
 fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<Command>) {

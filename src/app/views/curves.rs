@@ -43,6 +43,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     ui.horizontal_top(|ui| {
         ui.allocate_ui(vec2(available.x - table_width - 12.0, available.y), |ui| {
             let plot = Plot::new("curves")
+                .grid_color(cx.look.grid_color())
                 .legend(
                     Legend::default()
                         .position(Corner::RightTop)
@@ -67,14 +68,6 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                     HoverPosition::Elsewhere { .. } => None,
                 });
             plot.show(ui, |plot_ui| {
-                if cx.opts.show_chance {
-                    plot_ui.line(
-                        Line::new("chance (shuffled pairs)", PlotPoints::from(chance.clone()))
-                            .color(cx.look.chance_color())
-                            .width(width * 0.8)
-                            .style(LineStyle::dashed_loose()),
-                    );
-                }
                 for (lang, scores) in &rows {
                     let points: Vec<[f64; 2]> = scores
                         .per_layer
@@ -89,6 +82,14 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                         line = line.style(LineStyle::dashed_dense());
                     }
                     plot_ui.line(line);
+                }
+                if cx.opts.show_chance {
+                    plot_ui.line(
+                        Line::new("chance (shuffled pairs)", PlotPoints::from(chance.clone()))
+                            .color(cx.look.chance_color())
+                            .width(width * 0.8)
+                            .style(LineStyle::dashed_loose()),
+                    );
                 }
             });
         });
