@@ -562,5 +562,8 @@ fn the_persisted_state_round_trips() {
 fn run_times_are_written_in_utc() {
     assert_eq!(neuronxa::app::utc_time(0), "1970-01-01 00:00 UTC");
     assert_eq!(neuronxa::app::utc_time(951_782_400), "2000-02-29 00:00 UTC");
-    assert_eq!(neuronxa::app::utc_time(1_795_677_918), "2026-11-26 07:25 UTC");
+    assert_eq!(
+        neuronxa::app::utc_time(1_795_677_918),
+        "2026-11-26 07:25 UTC"
+    );
 }

@@ -65,11 +65,17 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             .selected_text(selected)
             .show_ui(ui, |ui| {
                 for lang in &langs {
-                    ui.selectable_value(
-                        &mut cx.opts.sentences_lang,
-                        Some(lang.clone()),
-                        lang.name(),
-                    );
+                    let chosen = ui
+                        .selectable_value(
+                            &mut cx.opts.sentences_lang,
+                            Some(lang.clone()),
+                            lang.name(),
+                        )
+                        .clicked();
+                    // A new language starts at the layer where it aligns best.
+                    if chosen && let Some(scores) = cx.run.scores(lang, method) {
+                        cx.opts.sentences_layer = scores.best_layer();
+                    }
                 }
             })
             .response
