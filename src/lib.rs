@@ -8,3 +8,6 @@ pub mod analysis;
 pub mod engine;
 pub mod io;
 pub mod run;
+pub mod app;
+pub mod cli;
+pub mod plot;

@@ -21,7 +21,8 @@ pub struct TaskSeries {
     pub is_proxy: bool,
 }
 
-pub const PROXY_NAME: &str = "bits per byte (proxy, lower = better)";
+/// Shown as "Bits per byte (capability proxy, lower = better)" wherever `is_proxy` is set.
+pub const PROXY_NAME: &str = "Bits per byte";
 
 /// The tasks of a CSV file, or the run's bits-per-byte proxy when no file is given.
 pub fn task_series(run: &Run, tasks_csv: Option<&Path>) -> Result<Vec<TaskSeries>, RunError> {
@@ -54,6 +55,22 @@ pub fn proxy_series(run: &Run) -> TaskSeries {
         name: PROXY_NAME.into(),
         values: run.proxy_bits_per_byte.clone(),
         is_proxy: true,
+    }
+}
+
+impl TaskSeries {
+    /// The run's bits-per-byte proxy, if it has one.
+    pub fn proxy(run: &Run) -> Option<Self> {
+        (!run.proxy_bits_per_byte.is_empty()).then(|| proxy_series(run))
+    }
+
+    /// One task of a task table.
+    pub fn from_table(table: &tasks::TaskTable, task: &str) -> Option<Self> {
+        table.tasks.get(task).map(|values| Self {
+            name: task.to_string(),
+            values: values.clone(),
+            is_proxy: false,
+        })
     }
 }
 
