@@ -3,6 +3,7 @@
 
 use egui::{RichText, Ui};
 
+use crate::analysis::corpus::Sample;
 use crate::engine::{DTypeChoice, DeviceChoice, ModelSource, NavSource, Pooling, hub};
 use crate::run::{CorpusChoice, Method};
 
@@ -327,6 +328,27 @@ fn corpus_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut 
                 .on_hover_text(format!(
                     "Parallel sentences per language (the paper: 100; at most {max} here)"
                 ));
+            ui.end_row();
+
+            ui.label("Sample");
+            ui.horizontal(|ui| {
+                let first = matches!(settings.sample, Sample::First);
+                if ui.radio(first, "first").clicked() {
+                    settings.sample = Sample::First;
+                }
+                if ui
+                    .radio(!first, "random")
+                    .on_hover_text("Drawn with a seed, the same sentences in every language")
+                    .clicked()
+                    && first
+                {
+                    settings.sample = Sample::Random { seed: 0 };
+                }
+                if let Sample::Random { seed } = &mut settings.sample {
+                    ui.label("seed");
+                    ui.add(egui::DragValue::new(seed));
+                }
+            });
             ui.end_row();
         });
 }
