@@ -7,6 +7,15 @@ use egui::{RichText, Ui};
 use super::command::Command;
 use super::state::{LangProgress, Level, Outcome, Persisted, Runtime};
 
+/// "1 warning", "3 warnings".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
@@ -23,9 +32,11 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
         ui.horizontal(|ui| {
             let (warnings, errors) = rt.warnings_and_errors();
             let log_label = if errors > 0 {
-                RichText::new(format!("Log ({errors} errors)")).color(look.error_color())
+                RichText::new(format!("Log ({})", plural(errors, "error")))
+                    .color(look.error_color())
             } else if warnings > 0 {
-                RichText::new(format!("Log ({warnings} warnings)")).color(look.warning_color())
+                RichText::new(format!("Log ({})", plural(warnings, "warning")))
+                    .color(look.warning_color())
             } else {
                 RichText::new("Log")
             };
