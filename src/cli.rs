@@ -86,7 +86,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "bundled")]
     pub corpus: String,
     /// Languages, comma separated (ISO 639-1, 639-3 or FLORES codes).
-    #[arg(long, value_delimiter = ',', default_value = "en,zh,fr,de,it,es,ru,ar,hi,ja")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "en,zh,fr,de,it,es,ru,ar,hi,ja"
+    )]
     pub langs: Vec<String>,
     /// The pivot language every other language is compared with.
     #[arg(long, default_value = "en")]
@@ -210,7 +214,11 @@ pub struct BenchArgs {
     pub model: String,
     #[arg(long, default_value_t = 100)]
     pub sentences: usize,
-    #[arg(long, value_delimiter = ',', default_value = "en,zh,fr,de,it,es,ru,ar,hi,ja")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "en,zh,fr,de,it,es,ru,ar,hi,ja"
+    )]
     pub langs: Vec<String>,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -326,7 +334,9 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
     let mut outcome: Option<(Option<Run>, i32, Option<String>)> = None;
     job::execute(&settings, &options, &cancel, &mut |event| match event {
         JobEvent::Finished(run) => outcome = Some((Some(*run), 0, None)),
-        JobEvent::Cancelled { partial } => outcome = Some((partial.map(|r| *r), EXIT_CANCELLED, None)),
+        JobEvent::Cancelled { partial } => {
+            outcome = Some((partial.map(|r| *r), EXIT_CANCELLED, None))
+        }
         JobEvent::Failed { message, partial } => {
             outcome = Some((partial.map(|r| *r), EXIT_ERROR, Some(message)))
         }
@@ -414,14 +424,20 @@ impl Reporter {
                         if self.last_language.as_ref() != Some(&p.language)
                             || p.sentences_done == p.sentences_total
                         {
-                            let eta = p.eta.map_or(String::new(), |e| format!(", ETA {:.0} s", e.as_secs_f64()));
+                            let eta = p.eta.map_or(String::new(), |e| {
+                                format!(", ETA {:.0} s", e.as_secs_f64())
+                            });
                             eprintln!("{message}{eta}");
                         }
                     }
                 }
                 self.last_language = Some(p.language.clone());
             }
-            JobEvent::LanguageDone { lang, from_cache, run } => {
+            JobEvent::LanguageDone {
+                lang,
+                from_cache,
+                run,
+            } => {
                 let nas = run
                     .scores(lang, Method::Nas)
                     .or_else(|| run.methods().first().and_then(|m| run.scores(lang, *m)))
@@ -462,7 +478,11 @@ fn print_summary(run: &Run) {
         println!();
     }
     if !run.complete {
-        println!("(incomplete run: {} of {} languages)", run.languages.len(), run.settings.languages.len());
+        println!(
+            "(incomplete run: {} of {} languages)",
+            run.languages.len(),
+            run.settings.languages.len()
+        );
     }
 }
 
@@ -556,7 +576,9 @@ fn cmd_models() -> Result<()> {
         println!(
             "recent\t{}\t{}",
             run.settings.model.spec(),
-            path.parent().map(|p| p.display().to_string()).unwrap_or_default()
+            path.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -567,7 +589,10 @@ fn cmd_inspect(model: &str) -> Result<()> {
     let info = crate::engine::model::inspect(&source)?;
     println!("{}", info.name);
     println!("{}", info.summary());
-    println!("heads {} (kv {}), vocab {}", info.heads, info.kv_heads, info.vocab_size);
+    println!(
+        "heads {} (kv {}), vocab {}",
+        info.heads, info.kv_heads, info.vocab_size
+    );
     println!("fingerprint {}", info.fingerprint);
     let (_, device) = DeviceChoice::Auto.resolve()?;
     println!("would run on: {device}");
@@ -593,7 +618,12 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     println!("device            {}", report.device);
     println!("sentences         {}", report.sentences);
     println!("tokens            {}", report.tokens);
-    println!("extraction        {:.2} s ({:.0} tokens/s, load {:.2} s)", report.seconds, report.tokens_per_second(), report.load_seconds);
+    println!(
+        "extraction        {:.2} s ({:.0} tokens/s, load {:.2} s)",
+        report.seconds,
+        report.tokens_per_second(),
+        report.load_seconds
+    );
     println!("forward FLOPs     {:.3e}", report.forward_flops);
     println!("achieved          {:.1} GFLOP/s", report.achieved_gflops());
     println!("matmul 2048^3     {:.1} GFLOP/s", report.matmul_gflops);

@@ -5,9 +5,9 @@
 //! (`cli`) and the GUI (`app`) are thin layers over this library.
 
 pub mod analysis;
-pub mod engine;
-pub mod io;
-pub mod run;
 pub mod app;
 pub mod cli;
+pub mod engine;
+pub mod io;
 pub mod plot;
+pub mod run;

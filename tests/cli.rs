@@ -27,7 +27,17 @@ fn run_writes_consistent_scores_states_and_matrices() {
     let dir = out.path().join("run");
     let output = neuronxa(
         cache.path(),
-        &["run", "--model", "demo", "--langs", "en,fr,de,zh", "--sentences", "6", "--out", dir.to_str().unwrap()],
+        &[
+            "run",
+            "--model",
+            "demo",
+            "--langs",
+            "en,fr,de,zh",
+            "--sentences",
+            "6",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
     );
     assert!(output.status.success(), "{}", stderr(&output));
 
@@ -38,26 +48,54 @@ fn run_writes_consistent_scores_states_and_matrices() {
 
     // scores.csv: one row per language × method × layer, scores in [0, 1].
     let scores = common::read_csv(&dir.join("scores.csv"));
-    assert_eq!(scores[0], ["model", "pivot", "language", "method", "layer", "score"]);
+    assert_eq!(
+        scores[0],
+        ["model", "pivot", "language", "method", "layer", "score"]
+    );
     assert_eq!(scores.len() - 1, 4 * (30 + 30 + 31 + 31));
     let mut by_key: HashMap<(String, String), Vec<f64>> = HashMap::new();
     for row in &scores[1..] {
         let score: f64 = row[5].parse().unwrap();
         assert!((0.0..=1.0).contains(&score), "{row:?}");
-        by_key.entry((row[2].clone(), row[3].clone())).or_default().push(score);
+        by_key
+            .entry((row[2].clone(), row[3].clone()))
+            .or_default()
+            .push(score);
     }
     // The pivot against itself is a perfect match at every layer.
-    assert!(by_key[&("eng_Latn".into(), "nas".into())].iter().all(|&s| s == 1.0));
+    assert!(
+        by_key[&("eng_Latn".into(), "nas".into())]
+            .iter()
+            .all(|&s| s == 1.0)
+    );
 
     // summary.csv: its mean is the mean of scores.csv, its max the max, chance beside it.
     let summary = common::read_csv(&dir.join("summary.csv"));
-    assert_eq!(&summary[0][..8], ["model", "pivot", "language", "method", "mean", "max", "best_layer", "chance"]);
+    assert_eq!(
+        &summary[0][..8],
+        [
+            "model",
+            "pivot",
+            "language",
+            "method",
+            "mean",
+            "max",
+            "best_layer",
+            "chance"
+        ]
+    );
     for row in &summary[1..] {
         let values = &by_key[&(row[2].clone(), row[3].clone())];
         let mean = values.iter().sum::<f64>() / values.len() as f64;
         let max = values.iter().copied().fold(f64::MIN, f64::max);
-        assert!((row[4].parse::<f64>().unwrap() - mean).abs() < 1e-5, "{row:?}");
-        assert!((row[5].parse::<f64>().unwrap() - max).abs() < 1e-5, "{row:?}");
+        assert!(
+            (row[4].parse::<f64>().unwrap() - mean).abs() < 1e-5,
+            "{row:?}"
+        );
+        assert!(
+            (row[5].parse::<f64>().unwrap() - max).abs() < 1e-5,
+            "{row:?}"
+        );
         let best: usize = row[6].parse().unwrap();
         assert!((values[best] - max).abs() < 1e-9);
         let chance: f64 = row[7].parse().unwrap();
@@ -68,18 +106,41 @@ fn run_writes_consistent_scores_states_and_matrices() {
     let matrices = common::read_csv(&dir.join("matrices.csv"));
     let mut cells: HashMap<(String, String, String, String), f64> = HashMap::new();
     for row in &matrices[1..] {
-        cells.insert((row[0].clone(), row[1].clone(), row[2].clone(), row[3].clone()), row[4].parse().unwrap());
+        cells.insert(
+            (
+                row[0].clone(),
+                row[1].clone(),
+                row[2].clone(),
+                row[3].clone(),
+            ),
+            row[4].parse().unwrap(),
+        );
     }
     for ((method, layer, a, b), v) in &cells {
-        assert_eq!(cells[&(method.clone(), layer.clone(), b.clone(), a.clone())], *v);
+        assert_eq!(
+            cells[&(method.clone(), layer.clone(), b.clone(), a.clone())],
+            *v
+        );
     }
     for row in &scores[1..] {
-        let key = (row[3].clone(), row[4].clone(), "eng_Latn".to_string(), row[2].clone());
-        assert!((cells[&key] - row[5].parse::<f64>().unwrap()).abs() < 1e-6, "{key:?}");
+        let key = (
+            row[3].clone(),
+            row[4].clone(),
+            "eng_Latn".to_string(),
+            row[2].clone(),
+        );
+        assert!(
+            (cells[&key] - row[5].parse::<f64>().unwrap()).abs() < 1e-6,
+            "{key:?}"
+        );
     }
 
     // Pooled states, readable as safetensors: [n, layers, d_ff] and [n, layers + 1, d_model].
-    let states = candle_core::safetensors::load(dir.join("states/fra_Latn.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let states = candle_core::safetensors::load(
+        dir.join("states/fra_Latn.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(states["nas"].dims(), [6, 30, 1536]);
     assert_eq!(states["nav"].dims(), [6, 30, 1536]);
     assert_eq!(states["hidden_weighted"].dims(), [6, 31, 576]);
@@ -88,15 +149,40 @@ fn run_writes_consistent_scores_states_and_matrices() {
     // The same run again comes from the cache.
     let again = neuronxa(
         cache.path(),
-        &["run", "--model", "demo", "--langs", "en,fr,de,zh", "--sentences", "6"],
+        &[
+            "run",
+            "--model",
+            "demo",
+            "--langs",
+            "en,fr,de,zh",
+            "--sentences",
+            "6",
+        ],
     );
     assert!(again.status.success());
-    assert!(stderr(&again).contains("reopened from the cache"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("reopened from the cache"),
+        "{}",
+        stderr(&again)
+    );
 
     // Correlation with task accuracies (invented numbers: this checks the plumbing, not science).
     let tasks = out.path().join("tasks.csv");
-    std::fs::write(&tasks, "language,belebele,xnli\nfr,0.71,0.60\nde,0.69,0.58\nzh,0.55,0.49\n").unwrap();
-    let output = neuronxa(cache.path(), &["correlate", "--run", dir.to_str().unwrap(), "--tasks", tasks.to_str().unwrap()]);
+    std::fs::write(
+        &tasks,
+        "language,belebele,xnli\nfr,0.71,0.60\nde,0.69,0.58\nzh,0.55,0.49\n",
+    )
+    .unwrap();
+    let output = neuronxa(
+        cache.path(),
+        &[
+            "correlate",
+            "--run",
+            dir.to_str().unwrap(),
+            "--tasks",
+            tasks.to_str().unwrap(),
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = common::read_csv(&dir.join("correlations.csv"));
     assert_eq!(&rows[0][..5], ["task", "method", "layer", "n", "pearson_r"]);
@@ -109,16 +195,44 @@ fn run_writes_consistent_scores_states_and_matrices() {
     }
 
     // Headless plots.
-    for (view, file) in [("heatmap", "h.png"), ("layers", "l.svg"), ("matrix", "m.png")] {
+    for (view, file) in [
+        ("heatmap", "h.png"),
+        ("layers", "l.svg"),
+        ("matrix", "m.png"),
+    ] {
         let path = out.path().join(file);
-        let output = neuronxa(cache.path(), &["plot", "--run", dir.to_str().unwrap(), "--view", view, "--out", path.to_str().unwrap()]);
+        let output = neuronxa(
+            cache.path(),
+            &[
+                "plot",
+                "--run",
+                dir.to_str().unwrap(),
+                "--view",
+                view,
+                "--out",
+                path.to_str().unwrap(),
+            ],
+        );
         assert!(output.status.success(), "{view}: {}", stderr(&output));
-        assert!(std::fs::metadata(&path).unwrap().len() > 1000, "{view} plot is empty");
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 1000,
+            "{view} plot is empty"
+        );
     }
     let scatter = out.path().join("s.png");
     let output = neuronxa(
         cache.path(),
-        &["plot", "--run", dir.to_str().unwrap(), "--view", "scatter", "--tasks", tasks.to_str().unwrap(), "--out", scatter.to_str().unwrap()],
+        &[
+            "plot",
+            "--run",
+            dir.to_str().unwrap(),
+            "--view",
+            "scatter",
+            "--tasks",
+            tasks.to_str().unwrap(),
+            "--out",
+            scatter.to_str().unwrap(),
+        ],
     );
     assert!(output.status.success(), "scatter: {}", stderr(&output));
 }
@@ -126,7 +240,10 @@ fn run_writes_consistent_scores_states_and_matrices() {
 #[test]
 fn unknown_language_is_a_clear_error_with_exit_code_1() {
     let cache = tempfile::tempdir().unwrap();
-    let output = neuronxa(cache.path(), &["run", "--langs", "en,xx", "--sentences", "2"]);
+    let output = neuronxa(
+        cache.path(),
+        &["run", "--langs", "en,xx", "--sentences", "2"],
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("xx"), "{}", stderr(&output));
 }
@@ -139,10 +256,22 @@ fn ragged_corpus_names_the_file() {
     std::fs::write(corpus.path().join("fra_Latn.txt"), "Un.\nDeux.\n").unwrap();
     let output = neuronxa(
         cache.path(),
-        &["run", "--corpus", corpus.path().to_str().unwrap(), "--langs", "en,fr", "--sentences", "2"],
+        &[
+            "run",
+            "--corpus",
+            corpus.path().to_str().unwrap(),
+            "--langs",
+            "en,fr",
+            "--sentences",
+            "2",
+        ],
     );
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("fra_Latn.txt"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("fra_Latn.txt"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -153,7 +282,17 @@ fn usage_errors_exit_with_2_and_help_explains_options() {
     let help = neuronxa(cache.path(), &["run", "--help"]);
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for option in ["--model", "--corpus", "--langs", "--pivot", "--sentences", "--out", "--device", "--dtype", "--batch-size"] {
+    for option in [
+        "--model",
+        "--corpus",
+        "--langs",
+        "--pivot",
+        "--sentences",
+        "--out",
+        "--device",
+        "--dtype",
+        "--batch-size",
+    ] {
         assert!(text.contains(option), "--help lacks {option}");
     }
 }
@@ -164,7 +303,10 @@ fn inspect_and_models_describe_the_demo_model() {
     let output = neuronxa(cache.path(), &["inspect", "--model", "demo"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("30 layers") && text.contains("d_ff 1536"), "{text}");
+    assert!(
+        text.contains("30 layers") && text.contains("d_ff 1536"),
+        "{text}"
+    );
     let output = neuronxa(cache.path(), &["models"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("present"));
 }

@@ -19,15 +19,28 @@ struct Sentence {
 
 #[test]
 fn demo_model_matches_transformers() {
-    let model = Model::load(&ModelSource::Gguf(common::demo_model()), DeviceChoice::Cpu, DTypeChoice::F32).unwrap();
+    let model = Model::load(
+        &ModelSource::Gguf(common::demo_model()),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap();
     let dir = common::fixtures().join("demo");
-    let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let reference =
+        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     let sentences: Vec<Sentence> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("sentences.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sentences.json")).unwrap())
+            .unwrap();
     assert_eq!(sentences.len(), 100);
     let texts: Vec<String> = sentences.into_iter().map(|s| s.text).collect();
     let get = |name: &str| -> Vec<f32> {
-        reference[name].to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        reference[name]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     };
 
     for (k, text) in texts.iter().enumerate() {
@@ -42,7 +55,15 @@ fn demo_model_matches_transformers() {
     }
 
     let states = model
-        .extract(&texts, &ExtractOptions { batch_size: 16, ..Default::default() }, &AtomicBool::new(false), &mut |_| {})
+        .extract(
+            &texts,
+            &ExtractOptions {
+                batch_size: 16,
+                ..Default::default()
+            },
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
         .unwrap();
     let layers = [0usize, 15, 29];
     let hidden_indices = [0usize, 15, 30];
@@ -59,17 +80,33 @@ fn demo_model_matches_transformers() {
             let nav = states.vector(neuronxa::engine::states::StateKind::Nav, k, layer);
             for i in 0..width {
                 let r = row * width + i;
-                assert!((nav[i] - nav_ref[r]).abs() <= 1e-4, "s{k} layer {layer} NAV[{i}]: {} vs {}", nav[i], nav_ref[r]);
+                assert!(
+                    (nav[i] - nav_ref[r]).abs() <= 1e-4,
+                    "s{k} layer {layer} NAV[{i}]: {} vs {}",
+                    nav[i],
+                    nav_ref[r]
+                );
                 if gate[r] < 1e-5 {
                     near_zero_skipped += 1;
                 } else {
-                    assert!((nas[i] - nas_ref[r]).abs() <= 1e-6, "s{k} layer {layer} NAS[{i}]: {} vs {}", nas[i], nas_ref[r]);
+                    assert!(
+                        (nas[i] - nas_ref[r]).abs() <= 1e-6,
+                        "s{k} layer {layer} NAS[{i}]: {} vs {}",
+                        nas[i],
+                        nas_ref[r]
+                    );
                 }
             }
         }
         for (name, kind) in [
-            ("hidden_weighted", neuronxa::engine::states::StateKind::HiddenPooled),
-            ("hidden_last", neuronxa::engine::states::StateKind::HiddenLast),
+            (
+                "hidden_weighted",
+                neuronxa::engine::states::StateKind::HiddenPooled,
+            ),
+            (
+                "hidden_last",
+                neuronxa::engine::states::StateKind::HiddenLast,
+            ),
         ] {
             let reference = get(&format!("s{k}.{name}"));
             for (row, &index) in hidden_indices.iter().enumerate() {
@@ -78,19 +115,35 @@ fn demo_model_matches_transformers() {
                 let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let tolerance = 1e-4 + 1e-5 * scale;
                 for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-                    assert!((a - b).abs() <= tolerance, "s{k} {name}[{index}][{i}]: {a} vs {b} (tolerance {tolerance})");
+                    assert!(
+                        (a - b).abs() <= tolerance,
+                        "s{k} {name}[{index}][{i}]: {a} vs {b} (tolerance {tolerance})"
+                    );
                 }
             }
         }
     }
-    assert!(near_zero_skipped < 1000, "{near_zero_skipped} near-zero gates skipped");
+    assert!(
+        near_zero_skipped < 1000,
+        "{near_zero_skipped} near-zero gates skipped"
+    );
 
     for k in (0..100).step_by(10) {
         let ids = model.tokenizer.encode(&texts[k]).unwrap().ids;
         let t = ids.len();
         let ids = Tensor::from_vec(ids, (1, t), &Device::Cpu).unwrap();
-        let ours: f32 = model.decoder.next_token_logprobs(&ids).unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let ours: f32 = model
+            .decoder
+            .next_token_logprobs(&ids)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         let theirs = get(&format!("s{k}.logprob_sum"))[0];
-        assert!((ours - theirs).abs() <= 1e-3, "s{k} log-prob sum {ours} vs {theirs}");
+        assert!(
+            (ours - theirs).abs() <= 1e-3,
+            "s{k} log-prob sum {ours} vs {theirs}"
+        );
     }
 }

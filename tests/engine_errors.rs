@@ -3,10 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use neuronxa::engine::{DTypeChoice, DeviceChoice, EngineError, ExtractOptions, Model, ModelSource};
+use neuronxa::engine::{
+    DTypeChoice, DeviceChoice, EngineError, ExtractOptions, Model, ModelSource,
+};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tiny")
+        .join(name)
 }
 
 /// A private copy of a fixture model that a test may break.
@@ -20,7 +24,11 @@ fn copy_model(name: &str) -> tempfile::TempDir {
 }
 
 fn load(folder: &Path) -> Result<Model, EngineError> {
-    Model::load(&ModelSource::Folder(folder.to_path_buf()), DeviceChoice::Cpu, DTypeChoice::F32)
+    Model::load(
+        &ModelSource::Folder(folder.to_path_buf()),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
 }
 
 fn load_err(folder: &Path) -> String {
@@ -41,16 +49,24 @@ fn missing_config_names_the_file() {
 #[test]
 fn malformed_config_says_it_is_not_json() {
     let dir = copy_model("qwen3");
-    std::fs::write(dir.path().join("config.json"), "{ \"model_type\": \"qwen3\", ").unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        "{ \"model_type\": \"qwen3\", ",
+    )
+    .unwrap();
     let message = load_err(dir.path());
-    assert!(message.contains("config.json") && message.contains("not valid JSON"), "{message}");
+    assert!(
+        message.contains("config.json") && message.contains("not valid JSON"),
+        "{message}"
+    );
 }
 
 #[test]
 fn config_missing_a_field_names_it() {
     let dir = copy_model("qwen3");
     let path = dir.path().join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json.as_object_mut().unwrap().remove("hidden_size");
     std::fs::write(&path, json.to_string()).unwrap();
     let message = load_err(dir.path());
@@ -61,12 +77,20 @@ fn config_missing_a_field_names_it() {
 fn unknown_architecture_lists_the_supported_ones() {
     let dir = copy_model("qwen3");
     let path = dir.path().join("config.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"qwen3\"", "\"gpt_neox\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"qwen3\"", "\"gpt_neox\"");
     std::fs::write(&path, text).unwrap();
     let error = load(dir.path()).err().expect("must fail");
-    assert!(matches!(error, EngineError::UnsupportedArchitecture { .. }), "{error}");
+    assert!(
+        matches!(error, EngineError::UnsupportedArchitecture { .. }),
+        "{error}"
+    );
     let message = error.to_string();
-    assert!(message.contains("gpt_neox") && message.contains("llama") && message.contains("gemma2"), "{message}");
+    assert!(
+        message.contains("gpt_neox") && message.contains("llama") && message.contains("gemma2"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -85,18 +109,25 @@ fn truncated_safetensors_names_the_file() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let message = load_err(dir.path());
-    assert!(message.contains("model.safetensors") && message.contains("truncated"), "{message}");
+    assert!(
+        message.contains("model.safetensors") && message.contains("truncated"),
+        "{message}"
+    );
 }
 
 #[test]
 fn weights_that_do_not_match_the_config_name_the_tensor() {
     let dir = copy_model("qwen3");
     let path = dir.path().join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json["intermediate_size"] = serde_json::json!(256);
     std::fs::write(&path, json.to_string()).unwrap();
     let message = load_err(dir.path());
-    assert!(message.contains("mlp.gate_proj.weight") && message.contains("256"), "{message}");
+    assert!(
+        message.contains("mlp.gate_proj.weight") && message.contains("256"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -106,10 +137,21 @@ fn a_shard_missing_from_the_index_is_named() {
         &std::fs::read_to_string(dir.path().join("model.safetensors.index.json")).unwrap(),
     )
     .unwrap();
-    let shard = index["weight_map"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string();
+    let shard = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     std::fs::remove_file(dir.path().join(&shard)).unwrap();
     let message = load_err(dir.path());
-    assert!(message.contains(&shard) && message.contains("missing"), "{message}");
+    assert!(
+        message.contains(&shard) && message.contains("missing"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -118,13 +160,26 @@ fn empty_and_overlong_sentences_are_refused() {
     let cancel = AtomicBool::new(false);
     let options = ExtractOptions::default();
     let empty = vec!["A fine sentence.".to_string(), "   ".to_string()];
-    let error = model.extract(&empty, &options, &cancel, &mut |_| {}).err().expect("must fail");
-    assert!(matches!(error, EngineError::EmptySentence { index: 1 }), "{error}");
+    let error = model
+        .extract(&empty, &options, &cancel, &mut |_| {})
+        .expect_err("must fail");
+    assert!(
+        matches!(error, EngineError::EmptySentence { index: 1 }),
+        "{error}"
+    );
 
     let huge = vec!["word ".repeat(100_000)];
-    let error = model.extract(&huge, &options, &cancel, &mut |_| {}).err().expect("must fail");
-    assert!(matches!(error, EngineError::SentenceTooLong { index: 0, .. }), "{error}");
-    assert!(error.to_string().contains("max_position_embeddings"), "{error}");
+    let error = model
+        .extract(&huge, &options, &cancel, &mut |_| {})
+        .expect_err("must fail");
+    assert!(
+        matches!(error, EngineError::SentenceTooLong { index: 0, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("max_position_embeddings"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -134,8 +189,7 @@ fn cancelling_stops_before_the_next_batch() {
     let texts = vec!["One sentence.".to_string(); 4];
     let error = model
         .extract(&texts, &ExtractOptions::default(), &cancel, &mut |_| {})
-        .err()
-        .expect("must stop");
+        .expect_err("must stop");
     assert!(matches!(error, EngineError::Cancelled));
 }
 

@@ -14,7 +14,9 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
 use neuronxa::engine::capture::{CaptureSettings, NavSource, Pooling};
-use neuronxa::engine::{DTypeChoice, DeviceChoice, ExtractOptions, LanguageStates, Model, ModelSource};
+use neuronxa::engine::{
+    DTypeChoice, DeviceChoice, ExtractOptions, LanguageStates, Model, ModelSource,
+};
 
 const TOLERANCE: f32 = 1e-4;
 const NEAR_ZERO_GATE: f32 = 1e-5;
@@ -82,7 +84,12 @@ fn load(folder: &Path) -> Model {
     .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
 }
 
-fn extract(model: &Model, texts: &[String], capture: CaptureSettings, batch_size: usize) -> LanguageStates {
+fn extract(
+    model: &Model,
+    texts: &[String],
+    capture: CaptureSettings,
+    batch_size: usize,
+) -> LanguageStates {
     model
         .extract(
             texts,
@@ -103,7 +110,10 @@ fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
         .zip(reference)
         .map(|(a, b)| (a - b).abs())
         .enumerate()
-        .fold((0f32, 0), |(w, at), (i, d)| if d > w { (d, i) } else { (w, at) });
+        .fold(
+            (0f32, 0),
+            |(w, at), (i, d)| if d > w { (d, i) } else { (w, at) },
+        );
     assert!(
         worst <= TOLERANCE,
         "{what}: max |ours - transformers| = {worst:e} at {at} (ours {}, reference {})",
@@ -121,9 +131,15 @@ fn assert_nas(what: &str, ours: &[f32], reference: &[f32], gate_min_abs: &[f32])
             continue;
         }
         // Pools of indicators are sums of the same weights: equal up to f32 summation order.
-        assert!((a - b).abs() <= 1e-6, "{what}: NAS differs at {i}: ours {a}, reference {b}");
+        assert!(
+            (a - b).abs() <= 1e-6,
+            "{what}: NAS differs at {i}: ours {a}, reference {b}"
+        );
     }
-    assert!(skipped * 10 < ours.len().max(10), "{what}: too many near-zero gates ({skipped})");
+    assert!(
+        skipped * 10 < ours.len().max(10),
+        "{what}: too many near-zero gates ({skipped})"
+    );
 }
 
 fn per_sentence(states: &LanguageStates, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -145,7 +161,12 @@ fn check_tiny(name: &str) {
 
     for (k, sentence) in sentences.iter().enumerate() {
         let ours = model.tokenizer.encode(&sentence.text).unwrap().ids;
-        assert_eq!(ours, reference.ids(&format!("s{k}.input_ids")), "{name}: token ids of sentence {k} ({})", sentence.lang);
+        assert_eq!(
+            ours,
+            reference.ids(&format!("s{k}.input_ids")),
+            "{name}: token ids of sentence {k} ({})",
+            sentence.lang
+        );
     }
 
     let variants = [
@@ -154,42 +175,82 @@ fn check_tiny(name: &str) {
         (Pooling::Last, false, NavSource::Activation, "last"),
     ];
     for (pooling, skip, nav_source, suffix) in variants {
-        let capture = CaptureSettings { pooling, skip_special_tokens: skip, nav_source };
+        let capture = CaptureSettings {
+            pooling,
+            skip_special_tokens: skip,
+            nav_source,
+        };
         let states = extract(&model, &texts, capture, 1);
         for k in 0..texts.len() {
             let what = format!("{name} s{k} {suffix}");
             let (nas, nav, hidden, last) = per_sentence(&states, k);
             let gate = reference.f32(&format!("s{k}.gate_min_abs"));
-            assert_nas(&what, &nas, &reference.f32(&format!("s{k}.nas_{suffix}")), &gate);
-            assert_close(&format!("{what} nav"), &nav, &reference.f32(&format!("s{k}.nav_{suffix}")));
+            assert_nas(
+                &what,
+                &nas,
+                &reference.f32(&format!("s{k}.nas_{suffix}")),
+                &gate,
+            );
+            assert_close(
+                &format!("{what} nav"),
+                &nav,
+                &reference.f32(&format!("s{k}.nav_{suffix}")),
+            );
             let hidden_name = format!("s{k}.hidden_{suffix}");
             if reference.has(&hidden_name) && suffix != "last" {
-                assert_close(&format!("{what} hidden"), &hidden, &reference.f32(&hidden_name));
+                assert_close(
+                    &format!("{what} hidden"),
+                    &hidden,
+                    &reference.f32(&hidden_name),
+                );
             }
             if suffix == "weighted" {
-                assert_close(&format!("{what} hidden_last"), &last, &reference.f32(&format!("s{k}.hidden_last")));
+                assert_close(
+                    &format!("{what} hidden_last"),
+                    &last,
+                    &reference.f32(&format!("s{k}.hidden_last")),
+                );
             }
         }
     }
 
     // NAV on act(gate)·up, the input of down_proj.
-    let capture = CaptureSettings { nav_source: NavSource::ActivationTimesUp, ..Default::default() };
+    let capture = CaptureSettings {
+        nav_source: NavSource::ActivationTimesUp,
+        ..Default::default()
+    };
     let states = extract(&model, &texts, capture, 1);
     for k in 0..texts.len() {
         let (_, nav, _, _) = per_sentence(&states, k);
-        assert_close(&format!("{name} s{k} navup"), &nav, &reference.f32(&format!("s{k}.navup_weighted")));
+        assert_close(
+            &format!("{name} s{k} navup"),
+            &nav,
+            &reference.f32(&format!("s{k}.navup_weighted")),
+        );
     }
 
     // Special tokens dropped before pooling.
-    let capture = CaptureSettings { skip_special_tokens: true, ..Default::default() };
+    let capture = CaptureSettings {
+        skip_special_tokens: true,
+        ..Default::default()
+    };
     let states = extract(&model, &texts, capture, 1);
     for k in 0..texts.len() {
         let key = format!("s{k}.nav_weighted_nospecial");
         if reference.has(&key) {
             let (nas, nav, _, _) = per_sentence(&states, k);
-            assert_close(&format!("{name} s{k} nospecial nav"), &nav, &reference.f32(&key));
+            assert_close(
+                &format!("{name} s{k} nospecial nav"),
+                &nav,
+                &reference.f32(&key),
+            );
             let gate = reference.f32(&format!("s{k}.gate_min_abs"));
-            assert_nas(&format!("{name} s{k} nospecial"), &nas, &reference.f32(&format!("s{k}.nas_weighted_nospecial")), &gate);
+            assert_nas(
+                &format!("{name} s{k} nospecial"),
+                &nas,
+                &reference.f32(&format!("s{k}.nas_weighted_nospecial")),
+                &gate,
+            );
         }
     }
 
@@ -202,9 +263,19 @@ fn check_tiny(name: &str) {
         let ids = reference.ids(&format!("s{k}.input_ids"));
         let t = ids.len();
         let ids = Tensor::from_vec(ids, (1, t), &Device::Cpu).unwrap();
-        let ours: f32 = model.decoder.next_token_logprobs(&ids).unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let ours: f32 = model
+            .decoder
+            .next_token_logprobs(&ids)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         let expected = reference.f32(&key)[0];
-        assert!((ours - expected).abs() <= 1e-3_f32.max(expected.abs() * 1e-5), "{name} s{k}: log-prob sum {ours} vs {expected}");
+        assert!(
+            (ours - expected).abs() <= 1e-3_f32.max(expected.abs() * 1e-5),
+            "{name} s{k}: log-prob sum {ours} vs {expected}"
+        );
     }
 }
 
@@ -212,7 +283,10 @@ fn check_tiny(name: &str) {
 fn check_batch_invariance(name: &str) {
     let folder = fixtures().join("tiny").join(name);
     let model = load(&folder);
-    let texts: Vec<String> = sentences(&fixtures().join("sentences.json")).into_iter().map(|s| s.text).collect();
+    let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
     let one = extract(&model, &texts, CaptureSettings::default(), 1);
     let many = extract(&model, &texts, CaptureSettings::default(), 32);
     for (what, a, b) in [
@@ -221,8 +295,15 @@ fn check_batch_invariance(name: &str) {
         ("hidden", &one.hidden_pooled, &many.hidden_pooled),
         ("hidden_last", &one.hidden_last, &many.hidden_last),
     ] {
-        let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        assert!(worst <= 1e-5, "{name} {what}: batch 1 vs 32 differ by {worst:e}");
+        let worst = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-5,
+            "{name} {what}: batch 1 vs 32 differ by {worst:e}"
+        );
     }
 }
 

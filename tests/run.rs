@@ -40,7 +40,12 @@ fn adding_a_language_computes_only_that_language() {
     assert!(first.provenance.cached_languages.is_empty());
 
     let second = finished(&execute(&settings(&["en", "fr", "de"]), &options, &cancel));
-    let cached: Vec<&str> = second.provenance.cached_languages.iter().map(|l| l.code()).collect();
+    let cached: Vec<&str> = second
+        .provenance
+        .cached_languages
+        .iter()
+        .map(|l| l.code())
+        .collect();
     assert_eq!(cached, ["eng_Latn", "fra_Latn"]);
     // The cached languages give exactly the numbers they gave before.
     let fr = Lang::parse("fr").unwrap();
@@ -55,23 +60,38 @@ fn a_cancelled_job_keeps_the_finished_languages() {
     let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
     let cancel = AtomicBool::new(false);
     let mut events = Vec::new();
-    job::execute(&settings(&["en", "fr", "de", "es"]), &options, &cancel, &mut |e| {
-        if let JobEvent::LanguageDone { run, .. } = &e
-            && run.languages.len() == 2
-        {
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        events.push(e);
-    });
-    let Some(JobEvent::Cancelled { partial: Some(partial) }) = events.last() else {
-        panic!("expected a cancelled job with partial results, got {:?}", events.last());
+    job::execute(
+        &settings(&["en", "fr", "de", "es"]),
+        &options,
+        &cancel,
+        &mut |e| {
+            if let JobEvent::LanguageDone { run, .. } = &e
+                && run.languages.len() == 2
+            {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            events.push(e);
+        },
+    );
+    let Some(JobEvent::Cancelled {
+        partial: Some(partial),
+    }) = events.last()
+    else {
+        panic!(
+            "expected a cancelled job with partial results, got {:?}",
+            events.last()
+        );
     };
     assert_eq!(partial.languages.len(), 2);
     assert!(!partial.complete);
 
     // Running again reuses the two finished languages.
     cancel.store(false, std::sync::atomic::Ordering::Relaxed);
-    let run = finished(&execute(&settings(&["en", "fr", "de", "es"]), &options, &cancel));
+    let run = finished(&execute(
+        &settings(&["en", "fr", "de", "es"]),
+        &options,
+        &cancel,
+    ));
     assert_eq!(run.provenance.cached_languages.len(), 2);
     assert!(run.complete);
 }
@@ -121,17 +141,30 @@ fn the_pivot_matches_itself_and_scores_stay_in_range() {
     let cache = tempfile::tempdir().unwrap();
     let mut options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
     options.use_cache = false;
-    let run = finished(&execute(&settings(&["en", "ja", "ar"]), &options, &AtomicBool::new(false)));
+    let run = finished(&execute(
+        &settings(&["en", "ja", "ar"]),
+        &options,
+        &AtomicBool::new(false),
+    ));
     let en = Lang::parse("en").unwrap();
     for method in run.methods() {
         let own = run.scores(&en, method).unwrap();
         // At the embedding layer, last-token vectors of sentences that end in the same token
         // ("." here) are identical: a tie, which is never a match.
         let from = if method == Method::MexaLast { 1 } else { 0 };
-        assert!(own.per_layer[from..].iter().all(|&s| s == 1.0), "{method}: {:?}", own.per_layer);
+        assert!(
+            own.per_layer[from..].iter().all(|&s| s == 1.0),
+            "{method}: {:?}",
+            own.per_layer
+        );
         for lang in &run.languages {
             let s = run.scores(lang, method).unwrap();
-            assert!(s.per_layer.iter().chain(&s.chance_per_layer).all(|v| (0.0..=1.0).contains(v)));
+            assert!(
+                s.per_layer
+                    .iter()
+                    .chain(&s.chance_per_layer)
+                    .all(|v| (0.0..=1.0).contains(v))
+            );
             assert_eq!(s.matched.len(), s.per_layer.len());
             // The score is the fraction of matched sentences.
             for (layer, matched) in s.matched.iter().enumerate() {
@@ -140,17 +173,30 @@ fn the_pivot_matches_itself_and_scores_stay_in_range() {
             }
         }
     }
-    assert!(std::fs::read_dir(cache.path()).map(|d| d.count()).unwrap_or(0) == 0, "--no-cache wrote files");
+    assert!(
+        std::fs::read_dir(cache.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "--no-cache wrote files"
+    );
 }
 
 #[test]
 fn a_job_on_a_worker_thread_reports_progress_and_finishes() {
     let cache = tempfile::tempdir().unwrap();
-    let handle = job::spawn(settings(&["en", "de"]), JobOptions::new(Cache::new(cache.path().to_path_buf())));
+    let handle = job::spawn(
+        settings(&["en", "de"]),
+        JobOptions::new(Cache::new(cache.path().to_path_buf())),
+    );
     let mut saw_progress = false;
     let mut languages_done = 0;
     loop {
-        match handle.events().recv_timeout(std::time::Duration::from_secs(120)).expect("job stalled") {
+        match handle
+            .events()
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("job stalled")
+        {
             JobEvent::Progress(p) => {
                 saw_progress = true;
                 assert!(p.fraction <= 1.0 && p.sentences_done <= p.sentences_total);
@@ -173,9 +219,15 @@ fn a_broken_model_fails_in_words_and_keeps_nothing_half_done() {
     let cache = tempfile::tempdir().unwrap();
     let mut settings = settings(&["en", "fr"]);
     settings.model = ModelSource::Folder("/nonexistent/model".into());
-    let events = execute(&settings, &JobOptions::new(Cache::new(cache.path().to_path_buf())), &AtomicBool::new(false));
+    let events = execute(
+        &settings,
+        &JobOptions::new(Cache::new(cache.path().to_path_buf())),
+        &AtomicBool::new(false),
+    );
     match events.last() {
-        Some(JobEvent::Failed { message, .. }) => assert!(message.contains("/nonexistent/model"), "{message}"),
+        Some(JobEvent::Failed { message, .. }) => {
+            assert!(message.contains("/nonexistent/model"), "{message}")
+        }
         other => panic!("expected a failure, got {other:?}"),
     }
 }

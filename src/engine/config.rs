@@ -201,18 +201,17 @@ impl ModelConfig {
         if self.num_layers == 0 || self.hidden_size == 0 || self.intermediate_size == 0 {
             return bad("num_hidden_layers, hidden_size and intermediate_size must be > 0".into());
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
         {
             return bad(format!(
                 "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return bad(format!(
-                "head_dim ({}) must be even and > 0",
-                self.head_dim
-            ));
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return bad(format!("head_dim ({}) must be even and > 0", self.head_dim));
         }
         if self.layers.len() != self.num_layers {
             return bad(format!(
@@ -288,7 +287,10 @@ impl HfFields<'_> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                EngineError::config(self.path, format!("field \"{key}\" must be a number, found {v}"))
+                EngineError::config(
+                    self.path,
+                    format!("field \"{key}\" must be a number, found {v}"),
+                )
             }),
         }
     }
@@ -403,7 +405,9 @@ impl HfFields<'_> {
             }),
             other => Err(EngineError::config(
                 self.path,
-                format!("unsupported rope scaling \"{other}\" (supported: default, linear, llama3)"),
+                format!(
+                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3)"
+                ),
             )),
         }
     }
@@ -452,7 +456,11 @@ pub struct Dims {
 
 impl Dims {
     /// A Llama-like config from these dimensions; architecture files adjust the rest.
-    pub fn into_config(self, architecture: Architecture, layers: Vec<LayerAttention>) -> ModelConfig {
+    pub fn into_config(
+        self,
+        architecture: Architecture,
+        layers: Vec<LayerAttention>,
+    ) -> ModelConfig {
         ModelConfig {
             architecture,
             vocab_size: self.vocab_size,

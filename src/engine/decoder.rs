@@ -42,10 +42,20 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(src: &dyn TensorSource, name: &str, size: usize, cfg: &ModelConfig, ctx: &Ctx) -> Result<Self> {
+    fn load(
+        src: &dyn TensorSource,
+        name: &str,
+        size: usize,
+        cfg: &ModelConfig,
+        ctx: &Ctx,
+    ) -> Result<Self> {
         // Norm weights are applied in f32 so Gemma's `1 + w` is exact.
         let weight = src.load(name, &[size], DType::F32, &ctx.device)?;
-        let weight = if cfg.gemma_norms { (weight + 1.0)? } else { weight };
+        let weight = if cfg.gemma_norms {
+            (weight + 1.0)?
+        } else {
+            weight
+        };
         Ok(Self {
             weight: weight.to_dtype(ctx.dtype)?,
             eps: cfg.rms_norm_eps as f32,
@@ -53,7 +63,11 @@ impl RmsNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
     }
 }
 
@@ -220,7 +234,11 @@ impl Decoder {
 
     /// Runs a batch and returns only pooled states: per-token activations are reduced with
     /// the pooling weights layer by layer, on the device.
-    pub fn forward_capture(&self, input: &BatchInput, nav_source: NavSource) -> Result<BatchCapture> {
+    pub fn forward_capture(
+        &self,
+        input: &BatchInput,
+        nav_source: NavSource,
+    ) -> Result<BatchCapture> {
         let mut nas = Vec::with_capacity(self.layers.len());
         let mut nav = Vec::with_capacity(self.layers.len());
         let mut hidden = Vec::with_capacity(self.layers.len() + 1);
@@ -251,11 +269,17 @@ impl Decoder {
             nas: Tensor::cat(&nas, 1)?,
             nav: Tensor::cat(&nav, 1)?,
             hidden_pooled: Tensor::cat(
-                &hidden.iter().map(|h| h.i((.., 0..1, ..))).collect::<candle_core::Result<Vec<_>>>()?,
+                &hidden
+                    .iter()
+                    .map(|h| h.i((.., 0..1, ..)))
+                    .collect::<candle_core::Result<Vec<_>>>()?,
                 1,
             )?,
             hidden_last: Tensor::cat(
-                &hidden.iter().map(|h| h.i((.., 1..2, ..))).collect::<candle_core::Result<Vec<_>>>()?,
+                &hidden
+                    .iter()
+                    .map(|h| h.i((.., 1..2, ..)))
+                    .collect::<candle_core::Result<Vec<_>>>()?,
                 1,
             )?,
         })
@@ -298,10 +322,11 @@ impl Decoder {
         on_layer: &mut dyn FnMut(LayerOutput) -> Result<()>,
     ) -> Result<()> {
         let (b, t) = ids.dims2()?;
-        let mut h = self
-            .embed
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?;
+        let mut h = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
+            b,
+            t,
+            self.config.hidden_size,
+        ))?;
         if let Some(scale) = self.config.embedding_scale {
             // transformers rounds the normalizer to the compute dtype first.
             let scale = Tensor::new(scale as f32, &self.ctx.device)?.to_dtype(self.ctx.dtype)?;
@@ -438,18 +463,19 @@ impl Attention {
     fn forward(&self, x: &Tensor, tables: &AttentionTables) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
-            let mut y = proj.forward(x)?.reshape((b, t, n, d))?;
-            if let Some(norm) = norm {
-                y = norm.forward(&y)?;
-            }
-            let y = y.transpose(1, 2)?.contiguous()?;
-            Ok(if rotate {
-                candle_nn::rotary_emb::rope(&y, &tables.cos, &tables.sin)?
-            } else {
-                y
-            })
-        };
+        let heads =
+            |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
+                let mut y = proj.forward(x)?.reshape((b, t, n, d))?;
+                if let Some(norm) = norm {
+                    y = norm.forward(&y)?;
+                }
+                let y = y.transpose(1, 2)?.contiguous()?;
+                Ok(if rotate {
+                    candle_nn::rotary_emb::rope(&y, &tables.cos, &tables.sin)?
+                } else {
+                    y
+                })
+            };
         let q = heads(&self.q, h, &self.q_norm, true)?;
         let k = heads(&self.k, kvh, &self.k_norm, true)?;
         let v = heads(&self.v, kvh, &None, false)?;
@@ -484,7 +510,12 @@ fn linear(
     bias: bool,
     ctx: &Ctx,
 ) -> Result<Linear> {
-    let weight = src.load(&format!("{name}.weight"), &[out_dim, in_dim], ctx.dtype, &ctx.device)?;
+    let weight = src.load(
+        &format!("{name}.weight"),
+        &[out_dim, in_dim],
+        ctx.dtype,
+        &ctx.device,
+    )?;
     let bias = if bias {
         Some(src.load(&format!("{name}.bias"), &[out_dim], ctx.dtype, &ctx.device)?)
     } else {

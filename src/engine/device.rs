@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn parses_device_names() {
-        assert_eq!(DeviceChoice::parse("CUDA:1").unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!(
+            DeviceChoice::parse("CUDA:1").unwrap(),
+            DeviceChoice::Cuda(1)
+        );
         assert_eq!(DeviceChoice::parse("cpu").unwrap(), DeviceChoice::Cpu);
         assert!(DeviceChoice::parse("tpu").is_err());
     }

@@ -139,7 +139,11 @@ impl Model {
         settings: CaptureSettings,
     ) -> Result<BatchInput> {
         let device = self.decoder.device();
-        let t = batch.iter().map(|&i| tokens[i].ids.len()).max().unwrap_or(0);
+        let t = batch
+            .iter()
+            .map(|&i| tokens[i].ids.len())
+            .max()
+            .unwrap_or(0);
         let b = batch.len();
         let mut ids = vec![0u32; b * t];
         let mut pool = vec![0f32; b * t];
@@ -185,7 +189,11 @@ impl Model {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
-            let t = batch.iter().map(|&i| tokens[i].ids.len()).max().unwrap_or(0);
+            let t = batch
+                .iter()
+                .map(|&i| tokens[i].ids.len())
+                .max()
+                .unwrap_or(0);
             if t < 2 {
                 continue;
             }

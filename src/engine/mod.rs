@@ -20,7 +20,7 @@ pub mod weights;
 
 pub use capture::{CaptureSettings, NavSource, Pooling};
 pub use config::{Architecture, ModelConfig};
-pub use device::{DeviceChoice, DTypeChoice};
+pub use device::{DTypeChoice, DeviceChoice};
 pub use error::{EngineError, Result};
 pub use extract::{BatchProgress, ExtractOptions};
 pub use model::{Model, ModelInfo, ModelSource};

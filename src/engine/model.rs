@@ -35,7 +35,10 @@ impl ModelSource {
         let path = Path::new(text);
         if path.is_dir() {
             Self::Folder(path.to_path_buf())
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || path.is_file()
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            || path.is_file()
         {
             Self::Gguf(path.to_path_buf())
         } else if text.contains('/') && !path.exists() && !text.starts_with(['/', '.', '~']) {
@@ -56,12 +59,14 @@ impl ModelSource {
     /// A short name for tables and legends.
     pub fn display_name(&self) -> String {
         match self {
-            Self::Folder(p) => p
-                .file_name()
-                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()),
-            Self::Gguf(p) => p
-                .file_stem()
-                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            Self::Folder(p) => p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            Self::Gguf(p) => p.file_stem().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             Self::Hub(id) => id.clone(),
         }
     }
@@ -116,7 +121,12 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    fn new(source: &ModelSource, config: &ModelConfig, storage_dtype: String, files: &[PathBuf]) -> Result<Self> {
+    fn new(
+        source: &ModelSource,
+        config: &ModelConfig,
+        storage_dtype: String,
+        files: &[PathBuf],
+    ) -> Result<Self> {
         Ok(Self {
             name: source.display_name(),
             source: source.clone(),
@@ -191,23 +201,32 @@ impl Model {
     pub fn load(source: &ModelSource, device: DeviceChoice, dtype: DTypeChoice) -> Result<Self> {
         let (device, device_label) = device.resolve()?;
         let dtype = dtype.resolve(&device);
-        let (config, weights, tokenizer, files): (ModelConfig, Box<dyn TensorSource>, _, Vec<PathBuf>) =
-            match source.resolve()? {
-                ResolvedSource::Folder(folder) => {
-                    let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
-                    let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
-                    let weights = SafetensorsSource::open_folder(&folder)?;
-                    let files = weights.files().to_vec();
-                    (config, Box::new(weights), tokenizer, files)
-                }
-                ResolvedSource::Gguf(path) => {
-                    let model = gguf::open(&path)?;
-                    (model.config, Box::new(model.weights), model.tokenizer, vec![path])
-                }
-            };
+        let (config, weights, tokenizer, files): (
+            ModelConfig,
+            Box<dyn TensorSource>,
+            _,
+            Vec<PathBuf>,
+        ) = match source.resolve()? {
+            ResolvedSource::Folder(folder) => {
+                let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
+                let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
+                let weights = SafetensorsSource::open_folder(&folder)?;
+                let files = weights.files().to_vec();
+                (config, Box::new(weights), tokenizer, files)
+            }
+            ResolvedSource::Gguf(path) => {
+                let model = gguf::open(&path)?;
+                (
+                    model.config,
+                    Box::new(model.weights),
+                    model.tokenizer,
+                    vec![path],
+                )
+            }
+        };
         let info = ModelInfo::new(source, &config, weights.storage_dtype(), &files)?;
-        let decoder = Decoder::load(&config, weights.as_ref(), &device, dtype)
-            .map_err(map_device_error)?;
+        let decoder =
+            Decoder::load(&config, weights.as_ref(), &device, dtype).map_err(map_device_error)?;
         Ok(Self {
             info,
             config,

@@ -110,8 +110,14 @@ impl LanguageStates {
         let tensors = [
             ("nas", RawTensor::f32(&self.nas, vec![n, l, f])),
             ("nav", RawTensor::f32(&self.nav, vec![n, l, f])),
-            ("hidden_weighted", RawTensor::f32(&self.hidden_pooled, vec![n, l + 1, h])),
-            ("hidden_last", RawTensor::f32(&self.hidden_last, vec![n, l + 1, h])),
+            (
+                "hidden_weighted",
+                RawTensor::f32(&self.hidden_pooled, vec![n, l + 1, h]),
+            ),
+            (
+                "hidden_last",
+                RawTensor::f32(&self.hidden_last, vec![n, l + 1, h]),
+            ),
             ("token_counts", RawTensor::u32(&self.token_counts)),
         ];
         let metadata: HashMap<String, String> = [
@@ -120,7 +126,10 @@ impl LanguageStates {
                 "skip_special_tokens".to_string(),
                 capture.skip_special_tokens.to_string(),
             ),
-            ("nav_source".to_string(), format!("{:?}", capture.nav_source)),
+            (
+                "nav_source".to_string(),
+                format!("{:?}", capture.nav_source),
+            ),
         ]
         .into_iter()
         .collect();
@@ -141,7 +150,10 @@ impl LanguageStates {
                 .tensor(name)
                 .map_err(|e| EngineError::weights(path, format!("tensor \"{name}\": {e}")))?;
             if view.dtype() != safetensors::Dtype::F32 {
-                return Err(EngineError::weights(path, format!("tensor \"{name}\" is not f32")));
+                return Err(EngineError::weights(
+                    path,
+                    format!("tensor \"{name}\" is not f32"),
+                ));
             }
             let values = view
                 .data()
@@ -163,7 +175,10 @@ impl LanguageStates {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let [n, layers, d_ff] = nas_shape[..] else {
-            return Err(EngineError::weights(path, "tensor \"nas\" is not 3-dimensional"));
+            return Err(EngineError::weights(
+                path,
+                "tensor \"nas\" is not 3-dimensional",
+            ));
         };
         let d_model = hidden_shape.get(2).copied().unwrap_or(0);
         let states = Self {
@@ -191,7 +206,10 @@ impl LanguageStates {
         if ok {
             Ok(())
         } else {
-            Err(EngineError::weights(path, "states tensors have inconsistent shapes"))
+            Err(EngineError::weights(
+                path,
+                "states tensors have inconsistent shapes",
+            ))
         }
     }
 }

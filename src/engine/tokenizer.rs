@@ -41,13 +41,13 @@ impl TextTokenizer {
 
     /// Encodes with the tokenizer's default special tokens (as `tokenizer(text)` in Python).
     pub fn encode(&self, text: &str) -> Result<Tokens> {
-        let encoding =
-            self.inner
-                .encode(text, true)
-                .map_err(|e| EngineError::Tokenizer {
-                    path: Default::default(),
-                    message: format!("cannot encode text: {e}"),
-                })?;
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| EngineError::Tokenizer {
+                path: Default::default(),
+                message: format!("cannot encode text: {e}"),
+            })?;
         Ok(Tokens {
             ids: encoding.get_ids().to_vec(),
             special: encoding

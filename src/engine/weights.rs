@@ -77,7 +77,12 @@ impl SafetensorsSource {
             // SAFETY: the file is mapped read-only; as with every mmap, another process
             // truncating it while we run is outside what we can defend against.
             let mmap = unsafe { MmapedSafetensors::new(file) }.map_err(|e| {
-                EngineError::weights(file, format!("not a valid safetensors file ({e}); is it truncated or still downloading?"))
+                EngineError::weights(
+                    file,
+                    format!(
+                        "not a valid safetensors file ({e}); is it truncated or still downloading?"
+                    ),
+                )
             })?;
             for (name, view) in mmap.tensors() {
                 dtypes.insert(format!("{:?}", view.dtype()).to_lowercase());

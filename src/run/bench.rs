@@ -53,8 +53,14 @@ impl BenchReport {
 /// GFLOP/s of an `n × n × n` matmul in `dtype` on `device` (best of several repetitions).
 pub fn matmul_gflops(device: &Device, dtype: DType, n: usize) -> Result<f64, RunError> {
     let engine = |e: candle_core::Error| RunError::Engine(e.into());
-    let a = Tensor::randn(0f32, 1.0, (n, n), device).map_err(engine)?.to_dtype(dtype).map_err(engine)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), device).map_err(engine)?.to_dtype(dtype).map_err(engine)?;
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)
+        .map_err(engine)?
+        .to_dtype(dtype)
+        .map_err(engine)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)
+        .map_err(engine)?
+        .to_dtype(dtype)
+        .map_err(engine)?;
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let started = Instant::now();
@@ -68,11 +74,20 @@ pub fn matmul_gflops(device: &Device, dtype: DType, n: usize) -> Result<f64, Run
 
 pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, RunError> {
     let corpus = corpus::bundled()?;
-    let selected = corpus::select(&corpus, &options.languages, options.sentences, corpus::Sample::First)?;
+    let selected = corpus::select(
+        &corpus,
+        &options.languages,
+        options.sentences,
+        corpus::Sample::First,
+    )?;
     let started = Instant::now();
     let model = Model::load(&options.model, options.device, options.dtype)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    log(&format!("model {} on {} (loaded in {load_seconds:.2} s)", model.info.summary(), model.device_label));
+    log(&format!(
+        "model {} on {} (loaded in {load_seconds:.2} s)",
+        model.info.summary(),
+        model.device_label
+    ));
     let device = model.decoder.device().clone();
     let dtype = model.decoder.dtype();
     let matmul = matmul_gflops(&device, dtype, 2048)?;
@@ -87,7 +102,9 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     let mut flops = 0f64;
     let mut seconds = 0f64;
     for lang in &options.languages {
-        let Some(text) = selected.get(lang) else { continue };
+        let Some(text) = selected.get(lang) else {
+            continue;
+        };
         let counts: Vec<usize> = model
             .tokenize_all(&text.sentences)?
             .iter()
@@ -103,7 +120,13 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         }
         let n_tokens: usize = counts.iter().sum();
         tokens += n_tokens;
-        log(&format!("{:<24} {:>6} tokens {:>7.2} s {:>8.0} tok/s", lang.name(), n_tokens, dt, n_tokens as f64 / dt));
+        log(&format!(
+            "{:<24} {:>6} tokens {:>7.2} s {:>8.0} tok/s",
+            lang.name(),
+            n_tokens,
+            dt,
+            n_tokens as f64 / dt
+        ));
     }
     Ok(BenchReport {
         device: model.device_label.clone(),

@@ -109,7 +109,12 @@ pub fn states_key(
 }
 
 /// Key of a whole run: the model, the selected corpus and every setting that changes a number.
-pub fn run_key(model_fingerprint: &str, corpus_hash: &str, settings: &RunSettings, dtype: &str) -> String {
+pub fn run_key(
+    model_fingerprint: &str,
+    corpus_hash: &str,
+    settings: &RunSettings,
+    dtype: &str,
+) -> String {
     // Device and batch size do not change the scores beyond float noise; they stay out of the
     // key so that a run computed on a GPU reopens on a laptop.
     let mut keyed = settings.clone();

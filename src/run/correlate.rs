@@ -112,9 +112,7 @@ pub fn correlate(
 /// Pearson r at every layer (NaN where it cannot be computed).
 pub fn r_per_layer(run: &Run, method: Method, task: &TaskSeries) -> Vec<f64> {
     (0..run.layer_count(method))
-        .map(|layer| {
-            correlate(run, method, Some(layer), task, 0).map_or(f64::NAN, |c| c.pearson_r)
-        })
+        .map(|layer| correlate(run, method, Some(layer), task, 0).map_or(f64::NAN, |c| c.pearson_r))
         .collect()
 }
 
@@ -147,10 +145,20 @@ pub fn correlation_rows(
         for method in run.methods() {
             let layers = std::iter::once(None).chain((0..run.layer_count(method)).map(Some));
             for layer in layers {
-                let c = match correlate(run, method, layer, task, if layer.is_none() { bootstrap } else { 0 }) {
+                let c = match correlate(
+                    run,
+                    method,
+                    layer,
+                    task,
+                    if layer.is_none() { bootstrap } else { 0 },
+                ) {
                     Ok(c) => c,
                     Err(e) if layer.is_none() => {
-                        return Err(RunError::Invalid(format!("{} · {}: {e}", task.name, method.label())));
+                        return Err(RunError::Invalid(format!(
+                            "{} · {}: {e}",
+                            task.name,
+                            method.label()
+                        )));
                     }
                     Err(_) => continue,
                 };

@@ -27,12 +27,18 @@ pub fn write_csv(path: &Path, rows: &[Vec<String>]) -> Result<(), RunError> {
 }
 
 fn num(v: f64) -> String {
-    if v.is_nan() { String::new() } else { format!("{v:.6}") }
+    if v.is_nan() {
+        String::new()
+    } else {
+        format!("{v:.6}")
+    }
 }
 
 /// `model,pivot,language,method,layer,score` — one row per language, method and layer.
 pub fn scores_rows(run: &Run) -> Vec<Vec<String>> {
-    let mut rows = vec![header(&["model", "pivot", "language", "method", "layer", "score"])];
+    let mut rows = vec![header(&[
+        "model", "pivot", "language", "method", "layer", "score",
+    ])];
     for lang in &run.languages {
         for method in run.methods() {
             if let Some(scores) = run.scores(lang, method) {
@@ -94,7 +100,13 @@ pub fn summary_rows(run: &Run) -> Vec<Vec<String>> {
 
 /// `method,layer,language_a,language_b,score` for every layer, plus `layer = mean`.
 pub fn matrix_rows(run: &Run) -> Vec<Vec<String>> {
-    let mut rows = vec![header(&["method", "layer", "language_a", "language_b", "score"])];
+    let mut rows = vec![header(&[
+        "method",
+        "layer",
+        "language_a",
+        "language_b",
+        "score",
+    ])];
     for (method, matrix) in &run.matrices {
         let mean = matrix.mean_over_layers();
         let layers = matrix

@@ -28,7 +28,10 @@ pub enum JobEvent {
     /// The model was recognised (before any weights are loaded).
     ModelRecognised(Box<ModelInfo>),
     /// The weights are loaded on this device.
-    ModelLoaded { device: String, seconds: f64 },
+    ModelLoaded {
+        device: String,
+        seconds: f64,
+    },
     Progress(Progress),
     /// A language finished; `run` holds every finished language so far.
     LanguageDone {
@@ -182,7 +185,9 @@ impl Job<'_> {
             return Err(RunError::Invalid("choose at least one method".into()));
         }
         if settings.sentences == 0 {
-            return Err(RunError::Invalid("the number of sentences must be at least 1".into()));
+            return Err(RunError::Invalid(
+                "the number of sentences must be at least 1".into(),
+            ));
         }
 
         emit(JobEvent::Status("reading the corpus".into()));
@@ -278,15 +283,13 @@ impl Job<'_> {
                     let language_started = Instant::now();
                     let previous_compute = compute_time;
                     let done_before = index * settings.sentences;
-                    let states = model.extract(
-                        &sentences,
-                        &extract_options,
-                        self.cancel,
-                        &mut |p| {
+                    let states =
+                        model.extract(&sentences, &extract_options, self.cancel, &mut |p| {
                             let elapsed = previous_compute + language_started.elapsed();
                             let computed = computed_sentences + p.sentences_done;
                             let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
-                            let remaining = total_sentences.saturating_sub(done_before + p.sentences_done);
+                            let remaining =
+                                total_sentences.saturating_sub(done_before + p.sentences_done);
                             emit(JobEvent::Progress(Progress {
                                 language: lang.clone(),
                                 language_index: index,
@@ -299,15 +302,21 @@ impl Job<'_> {
                                 eta: (rate > 0.0)
                                     .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
                             }));
-                        },
-                    )?;
+                        })?;
                     compute_time += language_started.elapsed();
                     computed_sentences += sentences.len();
-                    run.provenance.tokens += states.token_counts.iter().map(|&c| c as usize).sum::<usize>();
+                    run.provenance.tokens += states
+                        .token_counts
+                        .iter()
+                        .map(|&c| c as usize)
+                        .sum::<usize>();
                     if self.options.use_cache
                         && let Err(e) = states.save(&cache.states_path(&key), &settings.capture)
                     {
-                        emit(JobEvent::Warning(format!("could not cache {}: {e}", lang.name())));
+                        emit(JobEvent::Warning(format!(
+                            "could not cache {}: {e}",
+                            lang.name()
+                        )));
                     }
                     states
                 }
@@ -327,7 +336,10 @@ impl Job<'_> {
             for &method in &settings.methods {
                 let sims = scoring::similarities(pivot, &language, method)?;
                 let zeros = scoring::zero_vectors(pivot, &language, method);
-                per_method.insert(method, scoring::pivot_scores(&sims, settings.chance_seed, zeros));
+                per_method.insert(
+                    method,
+                    scoring::pivot_scores(&sims, settings.chance_seed, zeros),
+                );
             }
             for (method, scores) in &per_method {
                 if scores.zero_vectors > 0 {
@@ -353,7 +365,8 @@ impl Job<'_> {
                 } else {
                     emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
                     let model = self.load_model(&mut model, &mut run, emit)?;
-                    let bpb = model.bits_per_byte(&held_out, settings.batch_size.max(1), self.cancel)?;
+                    let bpb =
+                        model.bits_per_byte(&held_out, settings.batch_size.max(1), self.cancel)?;
                     run.proxy_bits_per_byte.insert(lang.clone(), bpb);
                 }
             }
@@ -392,7 +405,11 @@ impl Job<'_> {
         if slot.is_none() {
             emit(JobEvent::Status("loading the model".into()));
             let started = Instant::now();
-            let model = Model::load(&self.settings.model, self.settings.device, self.settings.dtype)?;
+            let model = Model::load(
+                &self.settings.model,
+                self.settings.device,
+                self.settings.dtype,
+            )?;
             run.provenance.device = model.device_label.clone();
             emit(JobEvent::ModelLoaded {
                 device: model.device_label.clone(),
@@ -405,9 +422,12 @@ impl Job<'_> {
     }
 
     fn ensure_demo_model(&self, emit: &mut dyn FnMut(JobEvent)) -> Result<(), RunError> {
-        let is_demo = matches!(&self.settings.model, ModelSource::Gguf(p) if *p == hub::demo_model_path());
+        let is_demo =
+            matches!(&self.settings.model, ModelSource::Gguf(p) if *p == hub::demo_model_path());
         if is_demo && !hub::demo_model_present() && self.options.fetch_demo_model {
-            emit(JobEvent::Status("fetching the demo model (once, about 93 MB)".into()));
+            emit(JobEvent::Status(
+                "fetching the demo model (once, about 93 MB)".into(),
+            ));
             hub::fetch_demo_model(&mut |line| emit(JobEvent::Status(line.to_string())))?;
         }
         Ok(())

@@ -315,7 +315,9 @@ pub enum RunError {
     },
     #[error("{path} is not a valid run: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error("{path} was written by an older version (format {found}, this program reads {RUN_FORMAT_VERSION})")]
+    #[error(
+        "{path} was written by an older version (format {found}, this program reads {RUN_FORMAT_VERSION})"
+    )]
     OldFormat { path: PathBuf, found: u32 },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),

@@ -19,7 +19,11 @@ pub struct PreparedLanguage {
 }
 
 impl PreparedLanguage {
-    pub fn new(lang: Lang, states: &LanguageStates, methods: &[Method]) -> Result<Self, AnalysisError> {
+    pub fn new(
+        lang: Lang,
+        states: &LanguageStates,
+        methods: &[Method],
+    ) -> Result<Self, AnalysisError> {
         let layers = methods
             .iter()
             .map(|&method| {
@@ -61,7 +65,11 @@ pub fn similarities(
 }
 
 /// Scores of `lang` against `pivot` for one method, with the seeded chance baseline.
-pub fn pivot_scores(sims: &[SimilarityMatrix], chance_seed: u64, zero_vectors: usize) -> MethodScores {
+pub fn pivot_scores(
+    sims: &[SimilarityMatrix],
+    chance_seed: u64,
+    zero_vectors: usize,
+) -> MethodScores {
     let mut scores = MethodScores {
         per_layer: Vec::with_capacity(sims.len()),
         chance_per_layer: Vec::with_capacity(sims.len()),
@@ -76,9 +84,10 @@ pub fn pivot_scores(sims: &[SimilarityMatrix], chance_seed: u64, zero_vectors: u
         scores.per_layer.push(pair.mutual_nn);
         scores.p_at_1_forward.push(pair.p_at_1_forward);
         scores.p_at_1_backward.push(pair.p_at_1_backward);
-        scores
-            .chance_per_layer
-            .push(align::chance_score(sim, chance_seed.wrapping_add(layer as u64)));
+        scores.chance_per_layer.push(align::chance_score(
+            sim,
+            chance_seed.wrapping_add(layer as u64),
+        ));
         scores.nearest.push(
             align::nearest_neighbours(sim)
                 .forward

@@ -38,10 +38,7 @@ pub(super) fn apply_gemma_common(
 ) -> Result<()> {
     config.gemma_norms = true;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
-    config.activation = f.activation(
-        &["hidden_activation", "hidden_act"],
-        Activation::GeluTanh,
-    )?;
+    config.activation = f.activation(&["hidden_activation", "hidden_act"], Activation::GeluTanh)?;
     config.embedding_scale = Some((hidden as f64).sqrt());
     let scalar = f.f64_or("query_pre_attn_scalar", head_dim as f64)?;
     config.attention_scale = 1.0 / scalar.sqrt();

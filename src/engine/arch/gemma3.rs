@@ -1,7 +1,9 @@
 //! Gemma 3 (text): Gemma 2's norms plus per-head q/k RMSNorm; five local layers for each global
 //! one, local layers with their own rotary base and no scaling.
 
-use crate::engine::config::{Architecture, HfFields, LayerAttention, ModelConfig, Rope, RopeScaling};
+use crate::engine::config::{
+    Architecture, HfFields, LayerAttention, ModelConfig, Rope, RopeScaling,
+};
 use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
@@ -20,7 +22,9 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         Some(types) => types,
         None => {
             let pattern = f.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
-            (0..dims.num_layers).map(|i| (i + 1) % pattern != 0).collect()
+            (0..dims.num_layers)
+                .map(|i| (i + 1) % pattern != 0)
+                .collect()
         }
     };
     let layers = sliding

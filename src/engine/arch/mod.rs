@@ -17,7 +17,13 @@ use super::error::{EngineError, Result};
 
 /// The same attention settings on every layer.
 fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<LayerAttention> {
-    vec![LayerAttention { sliding_window, rope }; n]
+    vec![
+        LayerAttention {
+            sliding_window,
+            rope
+        };
+        n
+    ]
 }
 
 /// Biased MLPs are not part of any supported family; refuse rather than ignore weights.
