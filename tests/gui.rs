@@ -357,7 +357,10 @@ fn cancel_keeps_the_finished_languages() {
     h.run_steps(2);
     assert_eq!(h.state().settings().batch_size, 1);
     assert_eq!(h.state().settings().languages.len(), 10);
-    click_run(&mut h);
+    // Ctrl+R starts the run (the Run button is clicked in the other tests).
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::R);
+    h.step();
+    assert!(h.state().is_running(), "Ctrl+R did not start a run");
     wait_until(
         &mut h,
         Duration::from_secs(300),
