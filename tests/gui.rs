@@ -357,7 +357,10 @@ fn cancel_keeps_the_finished_languages() {
     h.run_steps(2);
     assert_eq!(h.state().settings().batch_size, 1);
     assert_eq!(h.state().settings().languages.len(), 10);
-    click_run(&mut h);
+    // Ctrl+R starts the run (the Run button is clicked in the other tests).
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::R);
+    h.step();
+    assert!(h.state().is_running(), "Ctrl+R did not start a run");
     wait_until(
         &mut h,
         Duration::from_secs(300),
@@ -556,4 +559,14 @@ fn the_persisted_state_round_trips() {
     let back: neuronxa::app::state::Persisted = serde_json::from_str(&json).unwrap();
     assert_eq!(back, persisted);
     assert_eq!(back.view, View::Sentences);
+}
+
+#[test]
+fn run_times_are_written_in_utc() {
+    assert_eq!(neuronxa::app::utc_time(0), "1970-01-01 00:00 UTC");
+    assert_eq!(neuronxa::app::utc_time(951_782_400), "2000-02-29 00:00 UTC");
+    assert_eq!(
+        neuronxa::app::utc_time(1_795_677_918),
+        "2026-11-26 07:25 UTC"
+    );
 }

@@ -43,7 +43,12 @@ pub enum Command {
     JobEvent(JobEvent),
     OpenDialog(DialogPurpose),
     /// A dialog closed; `None` when it was dismissed.
-    DialogClosed(DialogPurpose, Option<PathBuf>),
+    /// `quick`: it closed at once, as when the desktop has no file-chooser portal.
+    DialogClosed {
+        purpose: DialogPurpose,
+        path: Option<PathBuf>,
+        quick: bool,
+    },
     ModelChosen(ModelSource),
     /// Recognise the model being edited (on a helper thread).
     InspectModel,
@@ -104,7 +109,7 @@ impl std::fmt::Debug for Command {
             Self::Cancel => "Cancel",
             Self::JobEvent(_) => "JobEvent",
             Self::OpenDialog(_) => "OpenDialog",
-            Self::DialogClosed(..) => "DialogClosed",
+            Self::DialogClosed { .. } => "DialogClosed",
             Self::ModelChosen(_) => "ModelChosen",
             Self::InspectModel => "InspectModel",
             Self::ModelInspected { .. } => "ModelInspected",
@@ -153,10 +158,22 @@ impl ExplorerApp {
             }
             Command::JobEvent(event) => self.on_job_event(event),
             Command::OpenDialog(purpose) => self.open_dialog(purpose),
-            Command::DialogClosed(purpose, path) => {
+            Command::DialogClosed {
+                purpose,
+                path,
+                quick,
+            } => {
                 self.rt.background_tasks = self.rt.background_tasks.saturating_sub(1);
-                if let Some(path) = path {
-                    self.on_dialog_path(purpose, path);
+                match path {
+                    Some(path) => self.on_dialog_path(purpose, path),
+                    None if quick => self.handle(Command::Notify(
+                        Level::Warning,
+                        "the file dialog closed at once: this desktop may have no file-chooser \
+                         portal (xdg-desktop-portal); type the path into the model or export \
+                         folder field instead"
+                            .into(),
+                    )),
+                    None => {}
                 }
             }
             Command::ModelChosen(source) => {
@@ -612,6 +629,15 @@ impl ExplorerApp {
             .is_none_or(|l| !others.contains(l))
         {
             views.sentences_lang = others.first().cloned();
+            // Start where the language aligns best: layer 0 is rarely interesting.
+            if let Some(best) = views
+                .sentences_lang
+                .as_ref()
+                .and_then(|l| run.scores(l, views.method))
+                .map(|s| s.best_layer())
+            {
+                views.sentences_layer = best;
+            }
         }
     }
 
@@ -704,6 +730,7 @@ impl ExplorerApp {
             if let Some(start) = start.filter(|p| p.is_dir()) {
                 dialog = dialog.set_directory(start);
             }
+            let opened = Instant::now();
             let path = match purpose {
                 DialogPurpose::ModelFolder => dialog
                     .set_title("Choose a model folder (config.json, tokenizer.json, *.safetensors)")
@@ -730,7 +757,11 @@ impl ExplorerApp {
                     .pick_file(),
                 DialogPurpose::ExportFolder => dialog.set_title("Export into…").pick_folder(),
             };
-            Command::DialogClosed(purpose, path)
+            Command::DialogClosed {
+                purpose,
+                path,
+                quick: opened.elapsed() < std::time::Duration::from_millis(300),
+            }
         });
     }
 
@@ -831,10 +862,5 @@ fn device_label(device: DeviceChoice) -> Result<String, String> {
 }
 
 fn run_label(run: &Run, n: usize) -> String {
-    format!(
-        "{n}. {} · {} langs · {}",
-        run.model_name(),
-        run.languages.len(),
-        run.settings.sentences
-    )
+    format!("{n}. {}", super::run_summary(run))
 }

@@ -204,17 +204,7 @@ impl ExplorerApp {
             Command::CachedRunsListed(
                 runs.into_iter()
                     .map(|(p, r)| {
-                        let label = format!(
-                            "{} · {} langs · {} sent. · {}",
-                            r.model_name(),
-                            r.languages.len(),
-                            r.settings.sentences,
-                            r.methods()
-                                .iter()
-                                .map(|m| m.key())
-                                .collect::<Vec<_>>()
-                                .join("/")
-                        );
+                        let label = run_summary(&r);
                         (p, label)
                     })
                     .collect(),
@@ -594,6 +584,47 @@ impl ExplorerApp {
             ctx.request_repaint_after(next.saturating_duration_since(now));
         }
     }
+}
+
+/// "SmolLM2 · 10 langs · 100 sent. · nas/nav · proxy · 2026-11-26 07:31 UTC" for run lists.
+pub fn run_summary(run: &crate::run::Run) -> String {
+    let methods: Vec<&str> = run.methods().iter().map(|m| m.key()).collect();
+    let mut label = format!(
+        "{} · {} langs · {} sent. · {}",
+        run.model_name(),
+        run.languages.len(),
+        run.settings.sentences,
+        methods.join("/")
+    );
+    if !run.proxy_bits_per_byte.is_empty() {
+        label.push_str(" · proxy");
+    }
+    if !run.complete {
+        label.push_str(" · partial");
+    }
+    label.push_str(&format!(" · {}", utc_time(run.provenance.started_at)));
+    label
+}
+
+/// "2026-11-26 07:31 UTC" from seconds since the Unix epoch.
+pub fn utc_time(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        (rest / 60) % 60
+    )
 }
 
 impl eframe::App for ExplorerApp {

@@ -3,6 +3,7 @@
 
 use egui::{RichText, Ui};
 
+use crate::analysis::corpus::Sample;
 use crate::engine::{DTypeChoice, DeviceChoice, ModelSource, NavSource, Pooling, hub};
 use crate::run::{CorpusChoice, Method};
 
@@ -43,14 +44,15 @@ pub fn panel(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<C
 }
 
 fn run_button(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
-    let size = egui::vec2(ui.available_width(), 40.0);
+    let text_size = body_size(ui) * 1.5;
+    let size = egui::vec2(ui.available_width(), text_size * 2.0);
     if rt.is_running() {
         let label = if rt.cancelling {
             "Cancelling…"
         } else {
             "Cancel"
         };
-        let button = egui::Button::new(RichText::new(label).size(18.0).strong());
+        let button = egui::Button::new(RichText::new(label).size(text_size * 0.9).strong());
         if ui
             .add_enabled_ui(!rt.cancelling, |ui| ui.add_sized(size, button))
             .inner
@@ -63,9 +65,9 @@ fn run_button(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
         let fill = ui.visuals().selection.bg_fill;
         let button = egui::Button::new(
             RichText::new("Run")
-                .size(20.0)
+                .size(text_size)
                 .strong()
-                .color(ui.visuals().selection.stroke.color),
+                .color(ui.visuals().strong_text_color()),
         )
         .fill(fill);
         if ui
@@ -78,9 +80,15 @@ fn run_button(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
     }
 }
 
+/// Body size, so that titles grow with presentation mode.
+fn body_size(ui: &Ui) -> f32 {
+    egui::TextStyle::Body.resolve(ui.style()).size
+}
+
 fn section_title(ui: &mut Ui, text: &str) {
     ui.add_space(2.0);
-    ui.label(RichText::new(text).strong().size(15.0));
+    let size = body_size(ui) * 1.15;
+    ui.label(RichText::new(text).strong().size(size));
 }
 
 fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<Command>) {
@@ -320,6 +328,27 @@ fn corpus_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut 
                 .on_hover_text(format!(
                     "Parallel sentences per language (the paper: 100; at most {max} here)"
                 ));
+            ui.end_row();
+
+            ui.label("Sample");
+            ui.horizontal(|ui| {
+                let first = matches!(settings.sample, Sample::First);
+                if ui.radio(first, "first").clicked() {
+                    settings.sample = Sample::First;
+                }
+                if ui
+                    .radio(!first, "random")
+                    .on_hover_text("Drawn with a seed, the same sentences in every language")
+                    .clicked()
+                    && first
+                {
+                    settings.sample = Sample::Random { seed: 0 };
+                }
+                if let Sample::Random { seed } = &mut settings.sample {
+                    ui.label("seed");
+                    ui.add(egui::DragValue::new(seed));
+                }
+            });
             ui.end_row();
         });
 }

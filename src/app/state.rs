@@ -108,6 +108,8 @@ pub struct ViewOptions {
     pub sort_by_mean: bool,
     pub show_pivot: bool,
     pub values_in_cells: bool,
+    /// Heatmap and matrix colours over the values shown instead of 0..1.
+    pub stretch_colors: bool,
     pub show_chance: bool,
     /// Matrix: a layer, or the mean over layers.
     pub matrix_layer: usize,
@@ -131,6 +133,7 @@ impl Default for ViewOptions {
             sort_by_mean: false,
             show_pivot: false,
             values_in_cells: true,
+            stretch_colors: false,
             show_chance: true,
             matrix_layer: 0,
             matrix_mean: true,

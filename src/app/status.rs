@@ -7,6 +7,15 @@ use egui::{RichText, Ui};
 use super::command::Command;
 use super::state::{LangProgress, Level, Outcome, Persisted, Runtime};
 
+/// "1 warning", "3 warnings".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
@@ -23,9 +32,11 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
         ui.horizontal(|ui| {
             let (warnings, errors) = rt.warnings_and_errors();
             let log_label = if errors > 0 {
-                RichText::new(format!("Log ({errors} errors)")).color(look.error_color())
+                RichText::new(format!("Log ({})", plural(errors, "error")))
+                    .color(look.error_color())
             } else if warnings > 0 {
-                RichText::new(format!("Log ({warnings} warnings)")).color(look.warning_color())
+                RichText::new(format!("Log ({})", plural(warnings, "warning")))
+                    .color(look.warning_color())
             } else {
                 RichText::new("Log")
             };
@@ -64,12 +75,17 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
                         .desired_width(64.0)
                         .desired_height(14.0)
                         .text(RichText::new(text).small());
-                    if matches!(progress, LangProgress::Done { .. }) {
-                        bar = bar.fill(if done_cached {
-                            look.chance_color()
-                        } else {
-                            look.ok_color()
-                        });
+                    match progress {
+                        LangProgress::Done { .. } => {
+                            bar = bar.fill(if done_cached {
+                                look.chance_color()
+                            } else {
+                                look.ok_color()
+                            });
+                        }
+                        // No coloured sliver before a language has started.
+                        LangProgress::Waiting => bar = bar.fill(ui.visuals().extreme_bg_color),
+                        LangProgress::Running { .. } => {}
                     }
                     ui.add(bar).on_hover_text(lang.name());
                     ui.add_space(6.0);
@@ -82,7 +98,18 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
 
 fn running(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
     ui.spinner();
-    let fraction = rt.progress.as_ref().map_or(0.0, |p| p.fraction as f32);
+    // Languages reopened from the cache send no progress: count them as done.
+    let done = rt
+        .lang_progress
+        .iter()
+        .filter(|(_, p)| matches!(p, LangProgress::Done { .. }))
+        .count();
+    let by_language = done as f32 / rt.lang_progress.len().max(1) as f32;
+    let fraction = rt
+        .progress
+        .as_ref()
+        .map_or(0.0, |p| p.fraction as f32)
+        .max(by_language);
     let mut text = match &rt.progress {
         Some(p) => {
             let mut t = format!(
@@ -102,7 +129,7 @@ fn running(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
             }
             t
         }
-        None => rt.status.clone(),
+        None => format!("{:.0}% · {}", fraction * 100.0, rt.status),
     };
     if rt.cancelling {
         text = format!("cancelling… {text}");

@@ -40,6 +40,9 @@ impl PaletteChoice {
 
     fn colors(self, dark: bool) -> &'static [[u8; 3]] {
         match self {
+            // Okabe & Ito's seven hues, then two of Paul Tol's (rose, teal) so that the nine
+            // languages besides the pivot of the default run all differ, then black (white on
+            // dark backgrounds). The yellow is darkened on light backgrounds to stay legible.
             Self::OkabeIto if dark => &[
                 [230, 159, 0],
                 [86, 180, 233],
@@ -48,16 +51,20 @@ impl PaletteChoice {
                 [0, 114, 178],
                 [213, 94, 0],
                 [204, 121, 167],
+                [204, 102, 119],
+                [68, 170, 153],
                 [230, 230, 230],
             ],
             Self::OkabeIto => &[
                 [230, 159, 0],
                 [86, 180, 233],
                 [0, 158, 115],
-                [240, 228, 66],
+                [181, 165, 0],
                 [0, 114, 178],
                 [213, 94, 0],
                 [204, 121, 167],
+                [170, 68, 102],
+                [68, 170, 153],
                 [0, 0, 0],
             ],
             Self::TolMuted => &[
@@ -230,6 +237,15 @@ impl Look {
             Color32::from_gray(150)
         } else {
             Color32::from_gray(110)
+        }
+    }
+
+    /// Plot grid lines: visible, but quieter than the data.
+    pub fn grid_color(&self) -> Color32 {
+        if self.dark {
+            Color32::from_gray(90)
+        } else {
+            Color32::from_gray(150)
         }
     }
 
@@ -485,9 +501,10 @@ mod tests {
             palette: PaletteChoice::OkabeIto,
             color_map: ColorMap::Viridis,
         };
-        assert_eq!(look.series(0), look.series(8));
-        assert!(!look.series_dashed(3));
-        assert!(look.series_dashed(9));
+        assert_eq!(look.series(0), look.series(10));
+        assert_ne!(look.series(0), look.series(8));
+        assert!(!look.series_dashed(9));
+        assert!(look.series_dashed(10));
     }
 
     #[test]

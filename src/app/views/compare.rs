@@ -114,6 +114,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     let available = ui.available_size();
     let table_height = (available.y * 0.34).clamp(110.0, 260.0);
     Plot::new("compare")
+        .grid_color(cx.look.grid_color())
         .height(available.y - table_height - 8.0)
         .legend(
             Legend::default()

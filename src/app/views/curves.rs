@@ -12,6 +12,8 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         ui.checkbox(&mut cx.opts.show_chance, "Chance level");
         ui.checkbox(&mut cx.opts.show_pivot, "Show pivot");
         ui.checkbox(&mut cx.opts.sort_by_mean, "Sort table by mean");
+        ui.checkbox(&mut cx.opts.stretch_colors, "Stretch y to the data")
+            .on_hover_text("Off: the y axis always runs from 0 to 1");
     });
     ui.add_space(4.0);
     let method = cx.opts.method;
@@ -39,10 +41,11 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         .collect();
 
     let available = ui.available_size();
-    let table_width = 250.0_f32.min(available.x * 0.3);
+    let table_width = 285.0_f32.min(available.x * 0.32);
     ui.horizontal_top(|ui| {
         ui.allocate_ui(vec2(available.x - table_width - 12.0, available.y), |ui| {
             let plot = Plot::new("curves")
+                .grid_color(cx.look.grid_color())
                 .legend(
                     Legend::default()
                         .position(Corner::RightTop)
@@ -51,7 +54,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                 .x_axis_label(cx.layer_axis(method))
                 .y_axis_label("μ: fraction of mutual nearest neighbours")
                 .include_y(0.0)
-                .include_y(1.0)
+                .include_y(if cx.opts.stretch_colors { 0.0 } else { 1.0 })
                 .include_x(0.0)
                 .include_x(layers.saturating_sub(1) as f64)
                 .allow_scroll(false)
@@ -67,14 +70,6 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                     HoverPosition::Elsewhere { .. } => None,
                 });
             plot.show(ui, |plot_ui| {
-                if cx.opts.show_chance {
-                    plot_ui.line(
-                        Line::new("chance (shuffled pairs)", PlotPoints::from(chance.clone()))
-                            .color(cx.look.chance_color())
-                            .width(width * 0.8)
-                            .style(LineStyle::dashed_loose()),
-                    );
-                }
                 for (lang, scores) in &rows {
                     let points: Vec<[f64; 2]> = scores
                         .per_layer
@@ -89,6 +84,14 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                         line = line.style(LineStyle::dashed_dense());
                     }
                     plot_ui.line(line);
+                }
+                if cx.opts.show_chance {
+                    plot_ui.line(
+                        Line::new("chance (shuffled pairs)", PlotPoints::from(chance.clone()))
+                            .color(cx.look.chance_color())
+                            .width(width * 0.8)
+                            .style(LineStyle::dashed_loose()),
+                    );
                 }
             });
         });

@@ -12,6 +12,8 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         ui.checkbox(&mut cx.opts.sort_by_mean, "Sort languages by mean score");
         ui.checkbox(&mut cx.opts.show_pivot, "Show pivot");
         ui.checkbox(&mut cx.opts.values_in_cells, "Values in cells");
+        ui.checkbox(&mut cx.opts.stretch_colors, "Stretch colours")
+            .on_hover_text("Map the lowest to the highest value shown onto the whole colour scale (off: 0 to 1)");
     });
     ui.add_space(4.0);
 
@@ -27,7 +29,13 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     let small = egui::TextStyle::Small.resolve(ui.style());
     let text_color = ui.visuals().text_color();
     let weak = ui.visuals().weak_text_color();
-    let map = cx.look.color_map;
+    let scale = Scale::new(
+        cx.look.color_map,
+        cx.opts.stretch_colors,
+        rows.iter()
+            .filter_map(|(_, s)| *s)
+            .flat_map(|s| s.per_layer.iter().copied()),
+    );
 
     let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::hover());
     let area = response.rect;
@@ -96,7 +104,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             Some(scores) => {
                 for (l, &v) in scores.per_layer.iter().enumerate().take(layers) {
                     let rect = cell(r, l);
-                    let color = map.color(v);
+                    let color = scale.color(v);
                     painter.rect_filled(rect, 0.0, color);
                     if show_values {
                         painter.text(
@@ -113,7 +121,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                     Pos2::new(grid.right() + 8.0, grid.top() + r as f32 * row_height),
                     vec2(mean_width, row_height),
                 );
-                let color = map.color(mean);
+                let color = scale.color(mean);
                 painter.rect_filled(rect.shrink(1.0), 2.0, color);
                 painter.text(
                     rect.center(),
@@ -175,7 +183,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         area,
         grid,
         legend_width,
-        map,
+        &scale,
         &font,
         &small,
         text_color,
@@ -250,6 +258,43 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     }
 }
 
+/// Values to colours: the whole 0..1 range of μ, or stretched over the values shown.
+pub struct Scale {
+    pub map: ColorMap,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Scale {
+    pub fn new(map: ColorMap, stretch: bool, values: impl Iterator<Item = f64>) -> Self {
+        if !stretch {
+            return Self {
+                map,
+                lo: 0.0,
+                hi: 1.0,
+            };
+        }
+        let (lo, hi) = values
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        if lo.is_finite() && hi > lo {
+            Self { map, lo, hi }
+        } else {
+            Self {
+                map,
+                lo: 0.0,
+                hi: 1.0,
+            }
+        }
+    }
+
+    pub fn color(&self, v: f64) -> Color32 {
+        self.map.color((v - self.lo) / (self.hi - self.lo))
+    }
+}
+
 /// Every how many layers a tick fits without overlapping.
 pub fn tick_step(cell_width: f32, label_width: f32) -> usize {
     let raw = (label_width / cell_width.max(1.0)).ceil().max(1.0) as usize;
@@ -266,7 +311,7 @@ pub fn legend(
     area: Rect,
     grid: Rect,
     width: f32,
-    map: ColorMap,
+    scale: &Scale,
     font: &FontId,
     small: &FontId,
     text_color: Color32,
@@ -283,11 +328,12 @@ pub fn legend(
             Pos2::new(bar.left(), bar.bottom() - t1 * bar.height()),
             Pos2::new(bar.right(), bar.bottom() - t0 * bar.height() + 0.5),
         );
-        painter.rect_filled(rect, 0.0, map.color(((t0 + t1) / 2.0) as f64));
+        painter.rect_filled(rect, 0.0, scale.map.color(((t0 + t1) / 2.0) as f64));
     }
     painter.rect_stroke(bar, 0.0, Stroke::new(1.0, text_color), StrokeKind::Outside);
-    for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+    for t in [0.0, 0.25, 0.5, 0.75, 1.0_f32] {
         let y = bar.bottom() - t * bar.height();
+        let value = scale.lo + (scale.hi - scale.lo) * t as f64;
         painter.line_segment(
             [Pos2::new(bar.right(), y), Pos2::new(bar.right() + 4.0, y)],
             Stroke::new(1.0, text_color),
@@ -295,7 +341,7 @@ pub fn legend(
         painter.text(
             Pos2::new(bar.right() + 6.0, y),
             Align2::LEFT_CENTER,
-            format!("{t:.2}"),
+            format!("{value:.2}"),
             small.clone(),
             text_color,
         );

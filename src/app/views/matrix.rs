@@ -2,7 +2,7 @@
 
 use egui::{Align2, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Ui, vec2};
 
-use super::heatmap::legend;
+use super::heatmap::{Scale, legend};
 use super::{ViewCtx, fmt, layer_choice, method_combo};
 use crate::app::theme::ColorMap;
 
@@ -22,6 +22,12 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             &mut cx.opts.matrix_layer,
             &mut cx.opts.matrix_mean,
         );
+        ui.separator();
+        ui.checkbox(&mut cx.opts.stretch_colors, "Stretch colours")
+            .on_hover_text(
+                "Map the lowest to the highest value off the diagonal onto the whole colour \
+                 scale (off: 0 to 1)",
+            );
     });
     ui.add_space(4.0);
     let Some(matrix) = cx.run.matrices.get(&method) else {
@@ -53,7 +59,16 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     let small = egui::TextStyle::Small.resolve(ui.style());
     let text_color = ui.visuals().text_color();
     let weak = ui.visuals().weak_text_color();
-    let map = cx.look.color_map;
+    let scale = Scale::new(
+        cx.look.color_map,
+        cx.opts.stretch_colors,
+        grid_values.iter().enumerate().flat_map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .filter(move |(j, _)| *j != i)
+                .map(|(_, v)| *v)
+        }),
+    );
     let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::hover());
     let area = response.rect;
     let label_width = langs
@@ -97,7 +112,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                 Pos2::new(grid.left() + j as f32 * side, grid.top() + i as f32 * side),
                 vec2(side, side),
             );
-            let color = map.color(v);
+            let color = scale.color(v);
             painter.rect_filled(rect, 0.0, color);
             if i == j {
                 painter.rect_stroke(
@@ -137,7 +152,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         legend_area,
         grid,
         legend_width,
-        map,
+        &scale,
         &font,
         &small,
         text_color,

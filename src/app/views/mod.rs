@@ -210,9 +210,9 @@ pub fn welcome(ui: &mut Ui, state: &Persisted, rt: &Runtime) {
     });
 }
 
-/// One line about the run on screen.
+/// One line about the run on screen; details (corpus, time, device, file) on hover.
 pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
-    ui.horizontal_wrapped(|ui| {
+    ui.horizontal(|ui| {
         ui.label(RichText::new(run.model_name()).strong());
         let info = &run.provenance.model;
         ui.weak(format!(
@@ -225,11 +225,6 @@ pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
             run.settings.pivot.name(),
             run.settings.sentences,
             run.languages.len()
-        ));
-        ui.separator();
-        ui.weak(format!(
-            "{} · {:.1} s · {}",
-            run.provenance.corpus_name, run.provenance.seconds, run.provenance.device
         ));
         if !run.complete {
             ui.separator();
@@ -248,14 +243,16 @@ pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
             )
             .on_hover_text(run.warnings.join("\n"));
         }
+        ui.separator();
+        let mut details = format!(
+            "{} · {:.1} s · {}",
+            run.provenance.corpus_name, run.provenance.seconds, run.provenance.device
+        );
         if let Some(path) = path {
-            ui.separator();
-            ui.add(
-                egui::Label::new(RichText::new(path.display().to_string()).weak().small())
-                    .truncate(),
-            )
-            .on_hover_text(path.display().to_string());
+            details.push_str(&format!(" · {}", path.display()));
         }
+        ui.add(egui::Label::new(RichText::new(&details).weak()).truncate())
+            .on_hover_text(details);
     });
 }
 

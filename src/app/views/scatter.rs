@@ -70,7 +70,9 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         {
             cx.queue.push(Command::OpenDialog(DialogPurpose::Tasks));
         }
-        ui.separator();
+    });
+    ui.horizontal(|ui| {
+        ui.label("Alignment:");
         layer_choice(
             ui,
             layers,
@@ -121,6 +123,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         ui.allocate_ui(vec2(available.x - side_width - 12.0, available.y), |ui| {
             let text_color = ui.visuals().text_color();
             Plot::new("scatter")
+                .grid_color(cx.look.grid_color())
                 .x_axis_label(x_label.clone())
                 .y_axis_label(y_label.clone())
                 .allow_scroll(false)
@@ -188,7 +191,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                                 ui.label(RichText::new(fmt(c.pearson_r)).strong());
                                 ui.end_row();
                                 ui.label("p (t-test)");
-                                ui.label(format!("{:.2e}", c.p_value));
+                                ui.label(fmt_p(c.p_value));
                                 ui.end_row();
                                 ui.label("95% CI (Fisher z)");
                                 ui.label(format!(
@@ -209,9 +212,9 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                                 ui.end_row();
                                 ui.label("Spearman ρ");
                                 ui.label(format!(
-                                    "{} (p {:.2e})",
+                                    "{} (p {})",
                                     fmt(c.spearman_rho),
-                                    c.spearman_p
+                                    fmt_p(c.spearman_p)
                                 ));
                                 ui.end_row();
                             });
@@ -226,6 +229,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                 ui.label(RichText::new("Pearson r at every layer").strong());
                 let chosen = layer;
                 Plot::new("r-per-layer")
+                    .grid_color(cx.look.grid_color())
                     .height((available.y - 170.0).clamp(120.0, 320.0))
                     .x_axis_label("layer")
                     .y_axis_label("r")
@@ -296,6 +300,17 @@ pub fn safe_correlate(
     }))
     .map_err(|_| "the statistics could not be computed for these values".to_string())?
     .map_err(|e| e.to_string())
+}
+
+/// A p-value: three decimals, or scientific notation below 0.001.
+pub fn fmt_p(p: f64) -> String {
+    if !p.is_finite() {
+        "—".into()
+    } else if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
 }
 
 /// The x range of the points (for the least-squares line).

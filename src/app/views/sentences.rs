@@ -65,11 +65,17 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             .selected_text(selected)
             .show_ui(ui, |ui| {
                 for lang in &langs {
-                    ui.selectable_value(
-                        &mut cx.opts.sentences_lang,
-                        Some(lang.clone()),
-                        lang.name(),
-                    );
+                    let chosen = ui
+                        .selectable_value(
+                            &mut cx.opts.sentences_lang,
+                            Some(lang.clone()),
+                            lang.name(),
+                        )
+                        .clicked();
+                    // A new language starts at the layer where it aligns best.
+                    if chosen && let Some(scores) = cx.run.scores(lang, method) {
+                        cx.opts.sentences_layer = scores.best_layer();
+                    }
                 }
             })
             .response
@@ -81,6 +87,20 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             let label = ui.label("Layer");
             ui.add(egui::Slider::new(&mut cx.opts.sentences_layer, 0..=layers - 1).integer())
                 .labelled_by(label.id);
+            let best = cx
+                .opts
+                .sentences_lang
+                .as_ref()
+                .and_then(|l| cx.run.scores(l, method))
+                .map(|s| s.best_layer());
+            if let Some(best) = best
+                && ui
+                    .button("Best layer")
+                    .on_hover_text(format!("Layer {best}, where this language aligns best"))
+                    .clicked()
+            {
+                cx.opts.sentences_layer = best;
+            }
         }
         ui.checkbox(&mut cx.opts.sentences_only_unmatched, "Only unmatched");
     });
