@@ -158,6 +158,8 @@ fn bad_inputs_say_what_is_wrong() {
     assert!(correlate(&[1.0, 2.0, 3.0], &[1.0, 2.0], 10, 0).is_err());
     let error = correlate(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0], 10, 0).expect_err("nan");
     assert!(error.to_string().contains("index 1"), "{error}");
+    // Constant up to rounding: an error in words, not a panic inside the t distribution.
+    assert!(correlate(&[0.2, 0.2, 0.2], &[0.1, 0.5, 0.3], 100, 0).is_err());
     // No resamples: everything but the bootstrap interval, which is left undefined.
     let no_bootstrap = correlate(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0], 0, 0).unwrap();
     assert!((no_bootstrap.pearson_r - 0.5).abs() < 1e-12);

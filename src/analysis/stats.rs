@@ -120,6 +120,12 @@ fn pearson(x: &[f64], y: &[f64]) -> f64 {
 
 /// t = r √((n − 2)/(1 − r²)) and its two-sided p-value on n − 2 degrees of freedom.
 fn t_test(r: f64, n: usize) -> Result<(f64, f64)> {
+    // Values equal up to rounding (all ranks tied, say) leave r undefined.
+    if !r.is_finite() {
+        return Err(AnalysisError::ZeroVariance {
+            which: "x or y (constant up to rounding)".to_string(),
+        });
+    }
     if r.abs() >= 1.0 {
         return Ok((r.signum() * f64::INFINITY, 0.0));
     }
