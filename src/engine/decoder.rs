@@ -249,12 +249,19 @@ impl Decoder {
         };
         let mut capture = |layer_out: LayerOutput| -> Result<()> {
             if let Some((gate, act, up)) = layer_out.mlp {
+                let magnitude_source = match nav_source {
+                    NavSource::Activation => act.clone(),
+                    NavSource::ActivationTimesUp => (&act * &up)?,
+                };
+                if let Some(pooled) = fused_pool(&gate, &magnitude_source, &input.pool_weights)? {
+                    nas.push(pooled.i((.., 0..1, ..))?);
+                    nav.push(pooled.i((.., 1..2, ..))?);
+                    hidden.push(pool(&layer_out.hidden)?);
+                    return Ok(());
+                }
                 let active = gate.gt(0f64)?.to_dtype(DType::F32)?;
                 nas.push(input.pool_weights.matmul(&active)?);
-                let magnitude = match nav_source {
-                    NavSource::Activation => act.abs()?,
-                    NavSource::ActivationTimesUp => (act * up)?.abs()?,
-                };
+                let magnitude = magnitude_source.abs()?;
                 nav.push(
                     input
                         .pool_weights
@@ -524,6 +531,79 @@ fn linear(
     Ok(Linear::new(weight, bias))
 }
 
+/// On the CPU in f32, the NAS and NAV pools of one layer in a single pass over the gate and
+/// the magnitude source (`[b, 2, d_ff]`: row 0 NAS, row 1 NAV), instead of materialising
+/// `1[gate > 0]` and `|act|` and multiplying each by the weights. `None` elsewhere (GPU, other
+/// dtypes): the caller then uses the generic tensor ops.
+fn fused_pool(gate: &Tensor, magnitude: &Tensor, weights: &Tensor) -> Result<Option<Tensor>> {
+    let usable = gate.device().is_cpu()
+        && gate.dtype() == DType::F32
+        && magnitude.dtype() == DType::F32
+        && gate.is_contiguous()
+        && magnitude.is_contiguous()
+        && weights.is_contiguous();
+    if !usable {
+        return Ok(None);
+    }
+    Ok(Some(gate.apply_op3_no_bwd(
+        magnitude,
+        weights,
+        &PoolNeurons,
+    )?))
+}
+
+/// `out[b, 0, j] = Σ_t w[b, t]·1[gate[b, t, j] > 0]`, `out[b, 1, j] = Σ_t w[b, t]·|m[b, t, j]|`.
+struct PoolNeurons;
+
+impl candle_core::CustomOp3 for PoolNeurons {
+    fn name(&self) -> &'static str {
+        "pool-neurons"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gate: &candle_core::CpuStorage,
+        gate_layout: &candle_core::Layout,
+        magnitude: &candle_core::CpuStorage,
+        magnitude_layout: &candle_core::Layout,
+        weights: &candle_core::CpuStorage,
+        weights_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage;
+        let (CpuStorage::F32(gate), CpuStorage::F32(magnitude), CpuStorage::F32(weights)) =
+            (gate, magnitude, weights)
+        else {
+            candle_core::bail!("pool-neurons expects f32 tensors");
+        };
+        let (b, t, f) = gate_layout.shape().dims3()?;
+        if magnitude_layout.shape().dims() != [b, t, f]
+            || weights_layout.shape().elem_count() != b * t
+        {
+            candle_core::bail!("pool-neurons: shapes do not match");
+        }
+        let gate = &gate[gate_layout.start_offset()..][..b * t * f];
+        let magnitude = &magnitude[magnitude_layout.start_offset()..][..b * t * f];
+        let weights = &weights[weights_layout.start_offset()..][..b * t];
+        let mut out = vec![0f32; b * 2 * f];
+        for (sentence, pooled) in out.chunks_exact_mut(2 * f).enumerate() {
+            let (nas, nav) = pooled.split_at_mut(f);
+            for token in 0..t {
+                let w = weights[sentence * t + token];
+                if w == 0.0 {
+                    continue; // padding, or a skipped special token
+                }
+                let row = (sentence * t + token) * f;
+                let (g, m) = (&gate[row..row + f], &magnitude[row..row + f]);
+                for j in 0..f {
+                    nas[j] += if g[j] > 0.0 { w } else { 0.0 };
+                    nav[j] += w * m[j].abs();
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), candle_core::Shape::from((b, 2, f))))
+    }
+}
+
 /// Where the decoder's tensors live: `model.` for text checkpoints, deeper for multimodal ones.
 fn model_prefix(src: &dyn TensorSource) -> &'static str {
     ["model.", "model.language_model.", "language_model.model."]
@@ -535,6 +615,33 @@ fn model_prefix(src: &dyn TensorSource) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused CPU pooling and the generic tensor ops (used on GPUs) agree.
+    #[test]
+    fn fused_pooling_matches_the_generic_path() {
+        let device = Device::Cpu;
+        let gate = Tensor::randn(0f32, 1.0, (3, 5, 7), &device).unwrap();
+        let magnitude = Tensor::randn(0f32, 1.0, (3, 5, 7), &device).unwrap();
+        let weights = Tensor::rand(0f32, 1.0, (3, 1, 5), &device).unwrap();
+        let fused = fused_pool(&gate, &magnitude, &weights).unwrap().unwrap();
+        let nas = weights
+            .matmul(&gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap())
+            .unwrap();
+        let nav = weights.matmul(&magnitude.abs().unwrap()).unwrap();
+        let generic = Tensor::cat(&[nas, nav], 1).unwrap();
+        let diff: f32 = (fused - generic)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-5, "{diff}");
+        // Not on other dtypes: the caller falls back to the generic ops.
+        let half = gate.to_dtype(DType::BF16).unwrap();
+        assert!(fused_pool(&half, &magnitude, &weights).unwrap().is_none());
+    }
 
     #[test]
     fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {
