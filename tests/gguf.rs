@@ -2,6 +2,8 @@
 //! broken files. Token ids are checked against transformers' (fixtures made by
 //! `scripts/make_fixtures.py`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -16,22 +18,9 @@ use neuronxa::engine::{EngineError, ModelConfig};
 
 // ---------------------------------------------------------------- helpers
 
-/// The demo model (SmolLM2-135M-Instruct, Q4_1).
-// TODO: use `neuronxa::engine::hub::demo_model_path()` once it is on main.
+/// The demo model (SmolLM2-135M-Instruct, Q4_1), fetched once if missing.
 fn demo_model_path() -> PathBuf {
-    let path = match std::env::var_os("NEURONXA_DEMO_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => dirs::home_dir()
-            .unwrap_or_default()
-            .join(".cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    assert!(
-        path.is_file(),
-        "the demo model {} is missing: run `neuronxa fetch-demo-model` (or set NEURONXA_DEMO_MODEL) \
-         before the tests",
-        path.display()
-    );
-    path
+    common::demo_model()
 }
 
 fn demo() -> &'static GgufModel {
