@@ -38,6 +38,9 @@ fn adding_a_language_computes_only_that_language() {
     let cancel = AtomicBool::new(false);
     let first = finished(&execute(&settings(&["en", "fr"]), &options, &cancel));
     assert!(first.provenance.cached_languages.is_empty());
+    // The finished run is where the cache says it is, and reads back as the same run.
+    let path = options.cache.run_path_of(&first);
+    assert_eq!(Run::load_json(&path).unwrap(), first);
 
     let second = finished(&execute(&settings(&["en", "fr", "de"]), &options, &cancel));
     let cached: Vec<&str> = second

@@ -547,7 +547,7 @@ impl ExplorerApp {
                 for warning in &run.warnings {
                     self.rt.log(Level::Warning, warning.clone());
                 }
-                let path = export::cached_run_path(&self.cache, &run).filter(|p| p.is_file());
+                let path = Some(self.cache.run_path_of(&run)).filter(|p| p.is_file());
                 let text = format!(
                     "finished: {} · {} languages in {seconds:.1} s",
                     run.model_name(),

@@ -8,7 +8,6 @@ use egui::{RichText, Ui};
 
 use crate::analysis::corpus;
 use crate::plot::{self, PlotSpec, PlotView};
-use crate::run::cache::{self, Cache};
 use crate::run::correlate::TaskSeries;
 use crate::run::export as run_export;
 use crate::run::{CorpusChoice, Method, Run, atomic_write};
@@ -333,17 +332,6 @@ pub fn save_screenshot(
         .map_err(|e| e.to_string())?;
     atomic_write(path, png.get_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path.to_path_buf())
-}
-
-/// Where the job cached a finished run (its key is computed from the run's own provenance).
-pub fn cached_run_path(cache: &Cache, run: &Run) -> Option<PathBuf> {
-    let key = cache::run_key(
-        &run.provenance.model.fingerprint,
-        &run.provenance.corpus_hash,
-        &run.settings,
-        &run.provenance.dtype,
-    );
-    Some(cache.run_path(&key))
 }
 
 /// Letters, digits, `-`, `_` and `.`; everything else becomes `-`.

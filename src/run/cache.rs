@@ -41,6 +41,17 @@ impl Cache {
         self.root.join("runs").join(key).join("run.json")
     }
 
+    /// Where the job caches a finished run (the key is recomputed from the run's provenance,
+    /// exactly as the job computed it before running).
+    pub fn run_path_of(&self, run: &Run) -> PathBuf {
+        self.run_path(&run_key(
+            &run.provenance.model.fingerprint,
+            &run.provenance.corpus_hash,
+            &run.settings,
+            &run.provenance.dtype,
+        ))
+    }
+
     /// Cached states, or `Ok(None)` when absent. A broken file is an `Err` the caller reports
     /// as a warning before recomputing.
     pub fn load_states(&self, key: &str) -> Result<Option<LanguageStates>, String> {
