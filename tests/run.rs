@@ -234,3 +234,73 @@ fn a_broken_model_fails_in_words_and_keeps_nothing_half_done() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+#[test]
+fn states_streamed_to_disk_equal_the_states_in_memory() {
+    use neuronxa::engine::states::{StateKind, StatesWriter};
+    use neuronxa::engine::{CaptureSettings, DTypeChoice, DeviceChoice, ExtractOptions, Model};
+    let model = Model::load(
+        &ModelSource::Folder(common::tiny_model("gemma3")),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap();
+    let texts: Vec<String> = [
+        "Der Hund schläft.",
+        "雨が降っている。",
+        "A longer sentence about rivers and mountains.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let cancel = AtomicBool::new(false);
+    let options = ExtractOptions {
+        batch_size: 2,
+        ..Default::default()
+    };
+    let in_memory = model
+        .extract(&texts, &options, &cancel, &mut |_| {})
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = &model.config;
+    let mut writer = StatesWriter::create(
+        &dir.path().join("x.safetensors"),
+        texts.len(),
+        cfg.num_layers,
+        cfg.intermediate_size,
+        cfg.hidden_size,
+        &CaptureSettings::default(),
+    )
+    .unwrap();
+    model
+        .extract_each(&texts, &options, &cancel, &mut |_| {}, &mut |i, s| {
+            writer.write_sentence(i, &s)
+        })
+        .unwrap();
+    let on_disk = writer.finish().unwrap();
+    for kind in [
+        StateKind::Nas,
+        StateKind::Nav,
+        StateKind::HiddenPooled,
+        StateKind::HiddenLast,
+    ] {
+        for layer in 0..in_memory.layer_count(kind) {
+            assert_eq!(
+                on_disk.layer_matrix(kind, layer).unwrap(),
+                in_memory.layer_matrix(kind, layer)
+            );
+        }
+    }
+    assert_eq!(on_disk.token_counts, in_memory.token_counts);
+    // The file is plain safetensors: the in-memory reader gives the same states back.
+    let reread = neuronxa::engine::LanguageStates::load(on_disk.path()).unwrap();
+    assert_eq!(reread, in_memory);
+    // A truncated file is refused when opened, with its path.
+    let bytes = std::fs::read(on_disk.path()).unwrap();
+    let broken = dir.path().join("broken.safetensors");
+    std::fs::write(&broken, &bytes[..bytes.len() - 100]).unwrap();
+    let error = neuronxa::engine::states::StatesFile::open(&broken)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("broken.safetensors"), "{error}");
+}

@@ -72,7 +72,7 @@ impl Model {
             .collect()
     }
 
-    /// Pooled states of `sentences`, in their order. Checks `cancel` between batches.
+    /// Pooled states of `sentences`, in their order, in memory. Checks `cancel` between batches.
     pub fn extract(
         &self,
         sentences: &[String],
@@ -80,11 +80,40 @@ impl Model {
         cancel: &AtomicBool,
         on_batch: &mut dyn FnMut(BatchProgress),
     ) -> Result<LanguageStates> {
+        let cfg = &self.config;
+        let mut per_sentence: Vec<Option<LanguageStates>> = vec![None; sentences.len()];
+        self.extract_each(
+            sentences,
+            options,
+            cancel,
+            on_batch,
+            &mut |index, states| {
+                per_sentence[index] = Some(states);
+                Ok(())
+            },
+        )?;
+        let mut states =
+            LanguageStates::empty(cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
+        for sentence in per_sentence.into_iter().flatten() {
+            states.extend(sentence);
+        }
+        Ok(states)
+    }
+
+    /// Pooled states of each sentence, handed to `on_sentence(index, states)` as soon as its
+    /// batch is done (batches run longest first), so a caller can stream them to disk.
+    pub fn extract_each(
+        &self,
+        sentences: &[String],
+        options: &ExtractOptions,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(BatchProgress),
+        on_sentence: &mut dyn FnMut(usize, LanguageStates) -> Result<()>,
+    ) -> Result<()> {
         let started = Instant::now();
         let tokens = self.tokenize_all(sentences)?;
         let cfg = &self.config;
         let (layers, d_ff, d_model) = (cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
-        let mut per_sentence: Vec<Option<LanguageStates>> = vec![None; sentences.len()];
         let mut tokens_done = 0;
         let mut sentences_done = 0;
         for batch in length_sorted_batches(&tokens, options.batch_size.max(1)) {
@@ -104,17 +133,20 @@ impl Model {
             for (row, &index) in batch.iter().enumerate() {
                 let neurons = row * neuron_width..(row + 1) * neuron_width;
                 let hidden = row * hidden_width..(row + 1) * hidden_width;
-                per_sentence[index] = Some(LanguageStates {
-                    sentences: 1,
-                    layers,
-                    d_ff,
-                    d_model,
-                    nas: nas[neurons.clone()].to_vec(),
-                    nav: nav[neurons].to_vec(),
-                    hidden_pooled: hidden_pooled[hidden.clone()].to_vec(),
-                    hidden_last: hidden_last[hidden].to_vec(),
-                    token_counts: vec![tokens[index].ids.len() as u32],
-                });
+                on_sentence(
+                    index,
+                    LanguageStates {
+                        sentences: 1,
+                        layers,
+                        d_ff,
+                        d_model,
+                        nas: nas[neurons.clone()].to_vec(),
+                        nav: nav[neurons].to_vec(),
+                        hidden_pooled: hidden_pooled[hidden.clone()].to_vec(),
+                        hidden_last: hidden_last[hidden].to_vec(),
+                        token_counts: vec![tokens[index].ids.len() as u32],
+                    },
+                )?;
                 tokens_done += tokens[index].ids.len();
             }
             sentences_done += batch.len();
@@ -125,11 +157,7 @@ impl Model {
                 elapsed: started.elapsed(),
             });
         }
-        let mut states = LanguageStates::empty(layers, d_ff, d_model);
-        for sentence in per_sentence.into_iter().flatten() {
-            states.extend(sentence);
-        }
-        Ok(states)
+        Ok(())
     }
 
     fn batch_input(

@@ -256,3 +256,328 @@ impl safetensors::View for &RawTensor {
         self.bytes.len()
     }
 }
+
+/// The byte layout of a states file: where each tensor's data starts.
+#[derive(Debug, Clone, Copy)]
+struct StatesLayout {
+    sentences: usize,
+    layers: usize,
+    d_ff: usize,
+    d_model: usize,
+    /// File offsets of `nas`, `nav`, `hidden_weighted`, `hidden_last`, `token_counts`.
+    starts: [u64; 5],
+}
+
+impl StatesLayout {
+    fn start(&self, kind: StateKind) -> u64 {
+        match kind {
+            StateKind::Nas => self.starts[0],
+            StateKind::Nav => self.starts[1],
+            StateKind::HiddenPooled => self.starts[2],
+            StateKind::HiddenLast => self.starts[3],
+        }
+    }
+
+    fn layer_count(&self, kind: StateKind) -> usize {
+        match kind {
+            StateKind::Nas | StateKind::Nav => self.layers,
+            StateKind::HiddenPooled | StateKind::HiddenLast => self.layers + 1,
+        }
+    }
+
+    fn width(&self, kind: StateKind) -> usize {
+        match kind {
+            StateKind::Nas | StateKind::Nav => self.d_ff,
+            StateKind::HiddenPooled | StateKind::HiddenLast => self.d_model,
+        }
+    }
+
+    /// Byte offset of one sentence's vector at one layer.
+    fn offset(&self, kind: StateKind, sentence: usize, layer: usize) -> u64 {
+        let (layers, width) = (self.layer_count(kind), self.width(kind));
+        self.start(kind) + (((sentence * layers + layer) * width) * 4) as u64
+    }
+}
+
+/// Writes a states file sentence by sentence, so that a language's pooled states never need
+/// to be in memory at once. The file is a regular safetensors file (same tensors as
+/// [`LanguageStates::save`]), written beside its final path and renamed into place by
+/// [`StatesWriter::finish`].
+pub struct StatesWriter {
+    file: std::fs::File,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    layout: StatesLayout,
+    written: Vec<bool>,
+}
+
+impl StatesWriter {
+    pub fn create(
+        path: &Path,
+        sentences: usize,
+        layers: usize,
+        d_ff: usize,
+        d_model: usize,
+        capture: &CaptureSettings,
+    ) -> Result<Self> {
+        let io = |e| EngineError::io(path, e);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let neuron_bytes = (sentences * layers * d_ff * 4) as u64;
+        let hidden_bytes = (sentences * (layers + 1) * d_model * 4) as u64;
+        let sizes = [
+            neuron_bytes,
+            neuron_bytes,
+            hidden_bytes,
+            hidden_bytes,
+            (sentences * 4) as u64,
+        ];
+        let names = [
+            "nas",
+            "nav",
+            "hidden_weighted",
+            "hidden_last",
+            "token_counts",
+        ];
+        let mut header = serde_json::Map::new();
+        header.insert(
+            "__metadata__".into(),
+            serde_json::json!({
+                "pooling": format!("{:?}", capture.pooling),
+                "skip_special_tokens": capture.skip_special_tokens.to_string(),
+                "nav_source": format!("{:?}", capture.nav_source),
+            }),
+        );
+        let mut offset = 0u64;
+        let mut relative_starts = [0u64; 5];
+        for (i, name) in names.iter().enumerate() {
+            let shape = match i {
+                0 | 1 => vec![sentences, layers, d_ff],
+                2 | 3 => vec![sentences, layers + 1, d_model],
+                _ => vec![sentences],
+            };
+            let dtype = if i == 4 { "U32" } else { "F32" };
+            header.insert(
+                (*name).into(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + sizes[i]]}),
+            );
+            relative_starts[i] = offset;
+            offset += sizes[i];
+        }
+        let mut header = serde_json::to_string(&header)
+            .map_err(|e| EngineError::weights(path, e.to_string()))?;
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        let data_start = 8 + header.len() as u64;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&(header.len() as u64).to_le_bytes(), 0)
+            .map_err(io)?;
+        file.write_all_at(header.as_bytes(), 8).map_err(io)?;
+        file.set_len(data_start + offset).map_err(io)?;
+        Ok(Self {
+            file,
+            tmp,
+            path: path.to_path_buf(),
+            layout: StatesLayout {
+                sentences,
+                layers,
+                d_ff,
+                d_model,
+                starts: relative_starts.map(|s| s + data_start),
+            },
+            written: vec![false; sentences],
+        })
+    }
+
+    /// Writes sentence `index` (one sentence of a [`LanguageStates`]).
+    pub fn write_sentence(&mut self, index: usize, states: &LanguageStates) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let io = |e| EngineError::io(&self.tmp, e);
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let l = &self.layout;
+        for (kind, data) in [
+            (StateKind::Nas, &states.nas),
+            (StateKind::Nav, &states.nav),
+            (StateKind::HiddenPooled, &states.hidden_pooled),
+            (StateKind::HiddenLast, &states.hidden_last),
+        ] {
+            self.file
+                .write_all_at(&bytes(data), l.offset(kind, index, 0))
+                .map_err(io)?;
+        }
+        let count = states.token_counts.first().copied().unwrap_or(0);
+        self.file
+            .write_all_at(&count.to_le_bytes(), l.starts[4] + (index * 4) as u64)
+            .map_err(io)?;
+        self.written[index] = true;
+        Ok(())
+    }
+
+    /// Syncs and renames the file into place; every sentence must have been written.
+    pub fn finish(self) -> Result<StatesFile> {
+        if let Some(missing) = self.written.iter().position(|w| !w) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(EngineError::weights(
+                &self.path,
+                format!("sentence {missing} was never written"),
+            ));
+        }
+        self.file
+            .sync_all()
+            .map_err(|e| EngineError::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| EngineError::io(&self.path, e))?;
+        StatesFile::open(&self.path)
+    }
+}
+
+impl Drop for StatesWriter {
+    fn drop(&mut self) {
+        // A writer dropped before `finish` (cancelled, failed) leaves nothing behind.
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A states file on disk, read one layer at a time so memory does not grow with the corpus.
+#[derive(Debug)]
+pub struct StatesFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    layout: StatesLayout,
+    pub token_counts: Vec<u32>,
+}
+
+impl StatesFile {
+    /// Opens and validates a states file (its header, shapes and size).
+    pub fn open(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let size = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+        let bad = |m: String| EngineError::weights(path, format!("not a states file: {m}"));
+        let mut len_bytes = [0u8; 8];
+        (&file)
+            .read_exact(&mut len_bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > size.saturating_sub(8) || header_len > 1 << 24 {
+            return Err(bad("header length out of range".into()));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        (&file)
+            .read_exact(&mut header)
+            .map_err(|e| bad(e.to_string()))?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+        let data_start = 8 + header_len;
+        let entry = |name: &str| -> Result<(Vec<usize>, u64, u64)> {
+            let t = header
+                .get(name)
+                .ok_or_else(|| bad(format!("no tensor \"{name}\"")))?;
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_u64().map(|v| v as usize))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let offsets = t["data_offsets"].as_array().cloned().unwrap_or_default();
+            let (Some(begin), Some(end)) = (
+                offsets.first().and_then(|v| v.as_u64()),
+                offsets.get(1).and_then(|v| v.as_u64()),
+            ) else {
+                return Err(bad(format!("tensor \"{name}\" has no data offsets")));
+            };
+            if data_start + end > size || end < begin {
+                return Err(bad(format!(
+                    "tensor \"{name}\" lies outside the file (truncated?)"
+                )));
+            }
+            let elements: usize = shape.iter().product();
+            if (end - begin) as usize != elements * 4 {
+                return Err(bad(format!(
+                    "tensor \"{name}\" has the wrong size for its shape"
+                )));
+            }
+            Ok((shape, data_start + begin, data_start + end))
+        };
+        let (nas, nas_start, _) = entry("nas")?;
+        let (_, nav_start, _) = entry("nav")?;
+        let (hidden, hidden_start, _) = entry("hidden_weighted")?;
+        let (_, last_start, _) = entry("hidden_last")?;
+        let (counts, counts_start, counts_end) = entry("token_counts")?;
+        let (&[n, layers, d_ff], &[_, _, d_model]) = (&nas[..], &hidden[..]) else {
+            return Err(bad(
+                "tensors \"nas\" and \"hidden_weighted\" must be 3-dimensional".into(),
+            ));
+        };
+        if counts != [n] || hidden[..2] != [n, layers + 1] {
+            return Err(bad("tensor shapes disagree".into()));
+        }
+        let layout = StatesLayout {
+            sentences: n,
+            layers,
+            d_ff,
+            d_model,
+            starts: [nas_start, nav_start, hidden_start, last_start, counts_start],
+        };
+        let mut bytes = vec![0u8; (counts_end - counts_start) as usize];
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut bytes, counts_start)
+            .map_err(|e| bad(e.to_string()))?;
+        let token_counts = bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            layout,
+            token_counts,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn sentences(&self) -> usize {
+        self.layout.sentences
+    }
+
+    pub fn layer_count(&self, kind: StateKind) -> usize {
+        self.layout.layer_count(kind)
+    }
+
+    pub fn width(&self, kind: StateKind) -> usize {
+        self.layout.width(kind)
+    }
+
+    /// The `[n, width]` matrix of one layer, read from disk.
+    pub fn layer_matrix(&self, kind: StateKind, layer: usize) -> Result<Vec<f32>> {
+        use std::os::unix::fs::FileExt;
+        let width = self.width(kind);
+        let mut bytes = vec![0u8; width * 4];
+        let mut out = Vec::with_capacity(self.sentences() * width);
+        for sentence in 0..self.sentences() {
+            self.file
+                .read_exact_at(&mut bytes, self.layout.offset(kind, sentence, layer))
+                .map_err(|e| EngineError::io(&self.path, e))?;
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+        }
+        Ok(out)
+    }
+}

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::analysis::lang::Lang;
+use crate::engine::CaptureSettings;
 use crate::engine::model::hex;
-use crate::engine::{CaptureSettings, LanguageStates};
+use crate::engine::states::StatesFile;
 
 use super::{RUN_FORMAT_VERSION, Run, RunSettings};
 
@@ -54,12 +55,12 @@ impl Cache {
 
     /// Cached states, or `Ok(None)` when absent. A broken file is an `Err` the caller reports
     /// as a warning before recomputing.
-    pub fn load_states(&self, key: &str) -> Result<Option<LanguageStates>, String> {
+    pub fn load_states(&self, key: &str) -> Result<Option<StatesFile>, String> {
         let path = self.states_path(key);
         if !path.exists() {
             return Ok(None);
         }
-        LanguageStates::load(&path)
+        StatesFile::open(&path)
             .map(Some)
             .map_err(|e| format!("ignoring a damaged cache entry ({e}); recomputing"))
     }

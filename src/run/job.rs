@@ -17,8 +17,9 @@ use crate::engine::model::inspect;
 use crate::engine::{EngineError, ExtractOptions, Model, ModelInfo, ModelSource, hub};
 
 use super::cache::{self, Cache};
-use super::scoring::{self, PreparedLanguage};
+use super::scoring;
 use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSettings};
+use crate::engine::states::{StatesFile, StatesWriter};
 
 /// What a job tells its owner.
 #[derive(Debug, Clone)]
@@ -246,7 +247,9 @@ impl Job<'_> {
         };
 
         let mut model: Option<Model> = None;
-        let mut prepared: Vec<PreparedLanguage> = Vec::new();
+        // States of the finished languages, on disk (read one layer at a time).
+        let mut finished: Vec<(Lang, StatesFile)> = Vec::new();
+        let scratch = ScratchDir::new();
         let extract_options = ExtractOptions {
             capture: settings.capture,
             batch_size: settings.batch_size.max(1),
@@ -280,11 +283,28 @@ impl Job<'_> {
                 Some(states) => states,
                 None => {
                     let model = self.load_model(&mut model, &mut run, emit)?;
+                    let path = if self.options.use_cache {
+                        cache.states_path(&key)
+                    } else {
+                        scratch.path()?.join(format!("{}.safetensors", lang.code()))
+                    };
+                    let cfg = &model.config;
+                    let mut writer = StatesWriter::create(
+                        &path,
+                        sentences.len(),
+                        cfg.num_layers,
+                        cfg.intermediate_size,
+                        cfg.hidden_size,
+                        &settings.capture,
+                    )?;
                     let language_started = Instant::now();
                     let previous_compute = compute_time;
                     let done_before = index * settings.sentences;
-                    let states =
-                        model.extract(&sentences, &extract_options, self.cancel, &mut |p| {
+                    model.extract_each(
+                        &sentences,
+                        &extract_options,
+                        self.cancel,
+                        &mut |p| {
                             let elapsed = previous_compute + language_started.elapsed();
                             let computed = computed_sentences + p.sentences_done;
                             let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -302,7 +322,10 @@ impl Job<'_> {
                                 eta: (rate > 0.0)
                                     .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
                             }));
-                        })?;
+                        },
+                        &mut |index, states| writer.write_sentence(index, &states),
+                    )?;
+                    let states = writer.finish()?;
                     compute_time += language_started.elapsed();
                     computed_sentences += sentences.len();
                     run.provenance.tokens += states
@@ -310,14 +333,6 @@ impl Job<'_> {
                         .iter()
                         .map(|&c| c as usize)
                         .sum::<usize>();
-                    if self.options.use_cache
-                        && let Err(e) = states.save(&cache.states_path(&key), &settings.capture)
-                    {
-                        emit(JobEvent::Warning(format!(
-                            "could not cache {}: {e}",
-                            lang.name()
-                        )));
-                    }
                     states
                 }
             };
@@ -326,19 +341,17 @@ impl Job<'_> {
             }
             if let Some(dir) = &self.options.states_dir {
                 let path = dir.join(format!("{}.safetensors", lang.code()));
-                states.save(&path, &settings.capture)?;
+                let copy =
+                    std::fs::create_dir_all(dir).and_then(|_| std::fs::copy(states.path(), &path));
+                copy.map_err(|e| RunError::Io { path, source: e })?;
             }
 
-            let language = PreparedLanguage::new(lang.clone(), &states, &settings.methods)?;
-            drop(states);
-            let pivot = prepared.first().unwrap_or(&language);
+            let pivot = finished.first().map_or(&states, |(_, p)| p);
             let mut per_method = BTreeMap::new();
             for &method in &settings.methods {
-                let sims = scoring::similarities(pivot, &language, method)?;
-                let zeros = scoring::zero_vectors(pivot, &language, method);
                 per_method.insert(
                     method,
-                    scoring::pivot_scores(&sims, settings.chance_seed, zeros),
+                    scoring::pivot_scores(pivot, &states, method, settings.chance_seed)?,
                 );
             }
             for (method, scores) in &per_method {
@@ -352,8 +365,9 @@ impl Job<'_> {
                 }
             }
             run.pivot_scores.insert(lang.clone(), per_method);
-            scoring::extend_matrices(&mut run.matrices, &prepared, &language)?;
-            prepared.push(language);
+            let language = (lang.clone(), states);
+            scoring::extend_matrices(&mut run.matrices, &settings.methods, &finished, &language)?;
+            finished.push(language);
 
             if settings.proxy_sentences > 0 {
                 let held_out = held_out_sentences(&full, &selected, lang, settings.proxy_sentences);
@@ -456,4 +470,34 @@ fn held_out_sentences(full: &Corpus, selected: &Corpus, lang: &Lang, count: usiz
         .take(count)
         .cloned()
         .collect()
+}
+
+/// A private temporary folder for states when the cache is off, removed when the job ends.
+struct ScratchDir {
+    path: std::path::PathBuf,
+}
+
+impl ScratchDir {
+    fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Self {
+            path: std::env::temp_dir().join(format!("neuronxa-{}-{nanos}", std::process::id())),
+        }
+    }
+
+    fn path(&self) -> Result<&std::path::Path, RunError> {
+        std::fs::create_dir_all(&self.path).map_err(|source| RunError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(&self.path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

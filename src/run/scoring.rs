@@ -1,95 +1,67 @@
 //! Pooled states → scores: every language against the pivot, and the full language × language
-//! matrix, per method and layer (METHOD.md §4–§6). Each state matrix is normalised once; each
-//! unordered pair of languages costs one matmul per layer, shared by both directions.
+//! matrix, per method and layer (METHOD.md §4–§6). States are read from their files one layer at
+//! a time, so memory does not grow with the number of sentences or languages; each unordered
+//! pair of languages costs one similarity matrix per layer, shared by both directions.
 
 use std::collections::BTreeMap;
 
 use crate::analysis::align::{self, NormalizedRows, SimilarityMatrix};
-use crate::analysis::error::AnalysisError;
 use crate::analysis::lang::Lang;
-use crate::engine::LanguageStates;
+use crate::engine::states::StatesFile;
 
-use super::{Method, MethodScores, PairMatrix};
+use super::{Method, MethodScores, PairMatrix, RunError};
 
-/// One language's states, L2-normalised per layer and method, ready to be compared.
-pub struct PreparedLanguage {
-    pub lang: Lang,
-    /// `[method][layer]`
-    layers: BTreeMap<Method, Vec<NormalizedRows>>,
-}
-
-impl PreparedLanguage {
-    pub fn new(
-        lang: Lang,
-        states: &LanguageStates,
-        methods: &[Method],
-    ) -> Result<Self, AnalysisError> {
-        let layers = methods
-            .iter()
-            .map(|&method| {
-                let kind = method.state_kind();
-                let per_layer = (0..states.layer_count(kind))
-                    .map(|layer| {
-                        align::normalize_rows(
-                            &states.layer_matrix(kind, layer),
-                            states.sentences,
-                            states.width(kind),
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((method, per_layer))
-            })
-            .collect::<Result<_, AnalysisError>>()?;
-        Ok(Self { lang, layers })
-    }
-
-    pub fn methods(&self) -> impl Iterator<Item = Method> + '_ {
-        self.layers.keys().copied()
-    }
-}
-
-/// Similarity matrices of two languages for one method, one per layer (rows: `a`, columns: `b`).
-pub fn similarities(
-    a: &PreparedLanguage,
-    b: &PreparedLanguage,
+/// The L2-normalised `[n, width]` rows of one layer of a language's states.
+fn normalized_layer(
+    states: &StatesFile,
     method: Method,
-) -> Result<Vec<SimilarityMatrix>, AnalysisError> {
-    match (a.layers.get(&method), b.layers.get(&method)) {
-        (Some(la), Some(lb)) => la
-            .iter()
-            .zip(lb)
-            .map(|(x, y)| align::cosine_matrix(x, y))
-            .collect(),
-        _ => Ok(Vec::new()),
-    }
+    layer: usize,
+) -> Result<NormalizedRows, RunError> {
+    let kind = method.state_kind();
+    let rows = states.layer_matrix(kind, layer)?;
+    Ok(align::normalize_rows(
+        &rows,
+        states.sentences(),
+        states.width(kind),
+    )?)
+}
+
+fn similarity(a: &NormalizedRows, b: &NormalizedRows) -> Result<SimilarityMatrix, RunError> {
+    Ok(align::cosine_matrix(a, b)?)
 }
 
 /// Scores of `lang` against `pivot` for one method, with the seeded chance baseline.
 pub fn pivot_scores(
-    sims: &[SimilarityMatrix],
+    pivot: &StatesFile,
+    lang: &StatesFile,
+    method: Method,
     chance_seed: u64,
-    zero_vectors: usize,
-) -> MethodScores {
+) -> Result<MethodScores, RunError> {
+    let layers = pivot.layer_count(method.state_kind());
     let mut scores = MethodScores {
-        per_layer: Vec::with_capacity(sims.len()),
-        chance_per_layer: Vec::with_capacity(sims.len()),
-        p_at_1_forward: Vec::with_capacity(sims.len()),
-        p_at_1_backward: Vec::with_capacity(sims.len()),
-        zero_vectors,
-        matched: Vec::with_capacity(sims.len()),
-        nearest: Vec::with_capacity(sims.len()),
+        per_layer: Vec::with_capacity(layers),
+        chance_per_layer: Vec::with_capacity(layers),
+        p_at_1_forward: Vec::with_capacity(layers),
+        p_at_1_backward: Vec::with_capacity(layers),
+        zero_vectors: 0,
+        matched: Vec::with_capacity(layers),
+        nearest: Vec::with_capacity(layers),
     };
-    for (layer, sim) in sims.iter().enumerate() {
-        let pair = align::score(sim);
+    for layer in 0..layers {
+        let a = normalized_layer(pivot, method, layer)?;
+        let b = normalized_layer(lang, method, layer)?;
+        scores.zero_vectors += a.zero_rows() + b.zero_rows();
+        let sim = similarity(&a, &b)?;
+        let pair = align::score(&sim);
         scores.per_layer.push(pair.mutual_nn);
         scores.p_at_1_forward.push(pair.p_at_1_forward);
         scores.p_at_1_backward.push(pair.p_at_1_backward);
         scores.chance_per_layer.push(align::chance_score(
-            sim,
+            &sim,
             chance_seed.wrapping_add(layer as u64),
         ));
         scores.nearest.push(
-            align::nearest_neighbours(sim)
+            align::nearest_neighbours(&sim)
                 .forward
                 .iter()
                 .map(|n| n.index as u32)
@@ -97,62 +69,51 @@ pub fn pivot_scores(
         );
         scores.matched.push(pair.matched);
     }
-    scores
-}
-
-/// Zero vectors among both languages' states for a method (summed over layers).
-pub fn zero_vectors(a: &PreparedLanguage, b: &PreparedLanguage, method: Method) -> usize {
-    [a, b]
-        .iter()
-        .filter_map(|p| p.layers.get(&method))
-        .flat_map(|layers| layers.iter().map(|l| l.zero_rows()))
-        .sum()
+    Ok(scores)
 }
 
 /// Grows the symmetric language × language matrices by the pairs of `new` with every language
-/// already in them (and itself).
+/// already in them (and itself). `done` holds the states of the languages already in them.
 pub fn extend_matrices(
     matrices: &mut BTreeMap<Method, PairMatrix>,
-    done: &[PreparedLanguage],
-    new: &PreparedLanguage,
-) -> Result<(), AnalysisError> {
-    for method in new.methods().collect::<Vec<_>>() {
+    methods: &[Method],
+    done: &[(Lang, StatesFile)],
+    new: &(Lang, StatesFile),
+) -> Result<(), RunError> {
+    let (new_lang, new_states) = new;
+    for &method in methods {
         let matrix = matrices.entry(method).or_insert_with(|| PairMatrix {
             languages: Vec::new(),
             per_layer: Vec::new(),
         });
-        let n = matrix.languages.len();
-        // [other language, in matrix order][layer]
-        let row: Vec<Vec<f64>> = matrix
+        let others: Vec<&StatesFile> = matrix
             .languages
             .iter()
-            .map(|lang| match done.iter().find(|d| &d.lang == lang) {
-                Some(other) => Ok(similarities(new, other, method)?
-                    .iter()
-                    .map(|s| align::score(s).mutual_nn)
-                    .collect()),
-                None => Ok(Vec::new()),
+            .map(|lang| {
+                done.iter()
+                    .find(|(l, _)| l == lang)
+                    .map(|(_, states)| states)
+                    .ok_or_else(|| RunError::Invalid(format!("no states for {}", lang.name())))
             })
-            .collect::<Result<_, AnalysisError>>()?;
-        let own: Vec<f64> = similarities(new, new, method)?
-            .iter()
-            .map(|s| align::score(s).mutual_nn)
-            .collect();
-        let layers = own.len();
+            .collect::<Result<_, _>>()?;
+        let layers = new_states.layer_count(method.state_kind());
         if matrix.per_layer.is_empty() {
             matrix.per_layer = vec![Vec::new(); layers];
         }
         for (layer, grid) in matrix.per_layer.iter_mut().enumerate() {
-            for (i, line) in grid.iter_mut().enumerate() {
-                line.push(row[i].get(layer).copied().unwrap_or(f64::NAN));
+            let mine = normalized_layer(new_states, method, layer)?;
+            let mut row = Vec::with_capacity(others.len() + 1);
+            for other in &others {
+                let theirs = normalized_layer(other, method, layer)?;
+                row.push(align::score(&similarity(&mine, &theirs)?).mutual_nn);
             }
-            let mut last: Vec<f64> = (0..n)
-                .map(|i| row[i].get(layer).copied().unwrap_or(f64::NAN))
-                .collect();
-            last.push(own[layer]);
-            grid.push(last);
+            row.push(align::score(&similarity(&mine, &mine)?).mutual_nn);
+            for (line, &score) in grid.iter_mut().zip(&row) {
+                line.push(score);
+            }
+            grid.push(row);
         }
-        matrix.languages.push(new.lang.clone());
+        matrix.languages.push(new_lang.clone());
     }
     Ok(())
 }
