@@ -198,6 +198,10 @@ pub struct PlotArgs {
     /// Dark background.
     #[arg(long)]
     pub dark: bool,
+    /// Colours: viridis, cividis, colorblind (Okabe–Ito lines) or high-contrast (prints in
+    /// black and white). Default: viridis for heatmap and matrix, colorblind for lines and scatter.
+    #[arg(long)]
+    pub palette: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -537,11 +541,23 @@ fn cmd_plot(args: PlotArgs) -> Result<()> {
     } else {
         None
     };
+    let palette = match &args.palette {
+        Some(name) => crate::plot::Palette::parse(name).with_context(|| {
+            format!(
+                "unknown palette \"{name}\" (use viridis, cividis, colorblind or high-contrast)"
+            )
+        })?,
+        // Distinguishable lines by default; a perceptual map where colour encodes a value.
+        None if matches!(args.view, ViewArg::Layers | ViewArg::Scatter) => {
+            crate::plot::Palette::ColorBlindSafe
+        }
+        None => crate::plot::Palette::Viridis,
+    };
     let spec = crate::plot::PlotSpec {
         view,
         method,
         layer: args.layer,
-        palette: crate::plot::Palette::default(),
+        palette,
         theme: if args.dark {
             crate::plot::Theme::Dark
         } else {
