@@ -711,21 +711,24 @@ impl candle_core::CustomOp3 for PoolNeurons {
         let magnitude = &magnitude[magnitude_layout.start_offset()..][..b * t * f];
         let weights = &weights[weights_layout.start_offset()..][..b * t];
         let mut out = vec![0f32; b * 2 * f];
-        for (sentence, pooled) in out.chunks_exact_mut(2 * f).enumerate() {
-            let (nas, nav) = pooled.split_at_mut(f);
-            for token in 0..t {
-                let w = weights[sentence * t + token];
-                if w == 0.0 {
-                    continue; // padding, or a skipped special token
+        use rayon::prelude::*;
+        out.par_chunks_mut(2 * f)
+            .enumerate()
+            .for_each(|(sentence, pooled)| {
+                let (nas, nav) = pooled.split_at_mut(f);
+                for token in 0..t {
+                    let w = weights[sentence * t + token];
+                    if w == 0.0 {
+                        continue; // padding, or a skipped special token
+                    }
+                    let row = (sentence * t + token) * f;
+                    let (g, m) = (&gate[row..row + f], &magnitude[row..row + f]);
+                    for j in 0..f {
+                        nas[j] += if g[j] > 0.0 { w } else { 0.0 };
+                        nav[j] += w * m[j].abs();
+                    }
                 }
-                let row = (sentence * t + token) * f;
-                let (g, m) = (&gate[row..row + f], &magnitude[row..row + f]);
-                for j in 0..f {
-                    nas[j] += if g[j] > 0.0 { w } else { 0.0 };
-                    nav[j] += w * m[j].abs();
-                }
-            }
-        }
+            });
         Ok((CpuStorage::F32(out), candle_core::Shape::from((b, 2, f))))
     }
 }
