@@ -322,3 +322,46 @@ macro_rules! parity_tests {
 }
 
 parity_tests!(llama, mistral, qwen2, qwen3, gemma2, gemma3);
+
+/// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:
+/// NAS decisions agree on almost every entry and NAV stays close. (bf16 keeps 8 bits of mantissa,
+/// so this checks the plumbing of the generic path, not bit-level parity.)
+#[test]
+fn bf16_generic_capture_path_agrees_with_f32() {
+    let folder = fixtures().join("tiny").join("qwen3");
+    let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
+    let f32_model = load(&folder);
+    let bf16_model = Model::load(
+        &ModelSource::Folder(folder),
+        DeviceChoice::Cpu,
+        DTypeChoice::Bf16,
+    )
+    .unwrap();
+    let exact = extract(&f32_model, &texts, CaptureSettings::default(), 8);
+    let half = extract(&bf16_model, &texts, CaptureSettings::default(), 8);
+    let close = exact
+        .nas
+        .iter()
+        .zip(&half.nas)
+        .filter(|(a, b)| (*a - *b).abs() < 0.05)
+        .count();
+    assert!(
+        close as f64 >= 0.95 * exact.nas.len() as f64,
+        "{close} of {}",
+        exact.nas.len()
+    );
+    let scale = exact.nav.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = exact
+        .nav
+        .iter()
+        .zip(&half.nav)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 0.1 * scale,
+        "NAV differs by {worst} (scale {scale})"
+    );
+}

@@ -257,12 +257,6 @@ impl Decoder {
                     NavSource::Activation => act.clone(),
                     NavSource::ActivationTimesUp => (&act * &up)?,
                 };
-                if let Some(pooled) = fused_pool(&gate, &magnitude_source, &input.pool_weights)? {
-                    nas.push(pooled.i((.., 0..1, ..))?);
-                    nav.push(pooled.i((.., 1..2, ..))?);
-                    hidden.push(pool(&layer_out.hidden)?);
-                    return Ok(());
-                }
                 let active = gate.gt(0f64)?.to_dtype(DType::F32)?;
                 nas.push(input.pool_weights.matmul(&active)?);
                 let magnitude = magnitude_source.abs()?;
@@ -376,8 +370,8 @@ impl Decoder {
             let gate = layer.mlp.gate.forward(&mlp_in)?;
             let up = layer.mlp.up.forward(&mlp_in)?;
             let fused = match pool {
-                Some((weights, nav_source)) if layer.mlp.activation == Activation::Silu => {
-                    fused_silu_mlp(&gate, &up, weights, nav_source)?
+                Some((weights, nav_source)) => {
+                    fused_mlp(&gate, &up, weights, layer.mlp.activation, nav_source)?
                 }
                 _ => None,
             };
@@ -564,15 +558,18 @@ fn linear(
     Ok(Linear::new(weight, bias))
 }
 
-/// On the CPU in f32 with SiLU: `silu(gate)·up` for the down projection and the NAS/NAV pools
-/// of the layer, all in one pass over gate and up (`None` elsewhere: generic ops then).
-fn fused_silu_mlp(
+/// On the CPU in f32 (SiLU or GELU-tanh): `act(gate)·up` for the down projection and the
+/// NAS/NAV pools of the layer, all in one pass over gate and up, sentences in parallel.
+/// `None` elsewhere (GPU, other dtypes, exact GELU): the caller then uses generic tensor ops.
+fn fused_mlp(
     gate: &Tensor,
     up: &Tensor,
     weights: &Tensor,
+    activation: Activation,
     nav_source: NavSource,
 ) -> Result<Option<(Tensor, Tensor)>> {
-    let usable = gate.device().is_cpu()
+    let usable = activation != Activation::Gelu
+        && gate.device().is_cpu()
         && gate.dtype() == DType::F32
         && up.dtype() == DType::F32
         && gate.is_contiguous()
@@ -582,21 +579,42 @@ fn fused_silu_mlp(
         return Ok(None);
     }
     let (b, t, f) = gate.dims3()?;
-    let out = gate.apply_op3_no_bwd(up, weights, &SiluMlp { nav_source })?;
+    let out = gate.apply_op3_no_bwd(
+        up,
+        weights,
+        &FusedMlp {
+            activation,
+            nav_source,
+        },
+    )?;
     let product = out.narrow(0, 0, b * t * f)?.reshape((b, t, f))?;
     let pooled = out.narrow(0, b * t * f, b * 2 * f)?.reshape((b, 2, f))?;
     Ok(Some((product, pooled)))
 }
 
-/// Output (flat): `silu(g)·u` for every token (`b·t·f`), then per sentence the pooled
-/// `Σ_t w·1[g > 0]` and `Σ_t w·|silu(g)|` (or `|silu(g)·u|`) (`b·2·f`).
-struct SiluMlp {
+/// Output (flat): `act(g)·u` for every token (`b·t·f`), then per sentence the pooled
+/// `Σ_t w·1[g > 0]` and `Σ_t w·|act(g)|` (or `|act(g)·u|`) (`b·2·f`).
+struct FusedMlp {
+    activation: Activation,
     nav_source: NavSource,
 }
 
-impl candle_core::CustomOp3 for SiluMlp {
+impl FusedMlp {
+    /// The same formulas as candle's `silu` and `gelu`, so both paths agree.
+    fn act(&self, x: f32) -> f32 {
+        match self.activation {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            _ => {
+                const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+                0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+            }
+        }
+    }
+}
+
+impl candle_core::CustomOp3 for FusedMlp {
     fn name(&self) -> &'static str {
-        "silu-mlp-pool"
+        "fused-mlp-pool"
     }
 
     fn cpu_fwd(
@@ -612,11 +630,11 @@ impl candle_core::CustomOp3 for SiluMlp {
         let (CpuStorage::F32(gate), CpuStorage::F32(up), CpuStorage::F32(weights)) =
             (gate, up, weights)
         else {
-            candle_core::bail!("silu-mlp-pool expects f32 tensors");
+            candle_core::bail!("fused-mlp-pool expects f32 tensors");
         };
         let (b, t, f) = gate_layout.shape().dims3()?;
         if up_layout.shape().dims() != [b, t, f] || weights_layout.shape().elem_count() != b * t {
-            candle_core::bail!("silu-mlp-pool: shapes do not match");
+            candle_core::bail!("fused-mlp-pool: shapes do not match");
         }
         let gate = &gate[gate_layout.start_offset()..][..b * t * f];
         let up = &up[up_layout.start_offset()..][..b * t * f];
@@ -637,8 +655,7 @@ impl candle_core::CustomOp3 for SiluMlp {
                     let product = &mut products[token * f..(token + 1) * f];
                     let w = weights[sentence * t + token];
                     for j in 0..f {
-                        // The same formula as candle's silu, so results match the generic path.
-                        let act = g[j] / (1.0 + (-g[j]).exp());
+                        let act = self.act(g[j]);
                         product[j] = act * u[j];
                         if w != 0.0 {
                             nas[j] += if g[j] > 0.0 { w } else { 0.0 };
@@ -657,82 +674,6 @@ impl candle_core::CustomOp3 for SiluMlp {
     }
 }
 
-/// On the CPU in f32, the NAS and NAV pools of one layer in a single pass over the gate and
-/// the magnitude source (`[b, 2, d_ff]`: row 0 NAS, row 1 NAV), instead of materialising
-/// `1[gate > 0]` and `|act|` and multiplying each by the weights. `None` elsewhere (GPU, other
-/// dtypes): the caller then uses the generic tensor ops.
-fn fused_pool(gate: &Tensor, magnitude: &Tensor, weights: &Tensor) -> Result<Option<Tensor>> {
-    let usable = gate.device().is_cpu()
-        && gate.dtype() == DType::F32
-        && magnitude.dtype() == DType::F32
-        && gate.is_contiguous()
-        && magnitude.is_contiguous()
-        && weights.is_contiguous();
-    if !usable {
-        return Ok(None);
-    }
-    Ok(Some(gate.apply_op3_no_bwd(
-        magnitude,
-        weights,
-        &PoolNeurons,
-    )?))
-}
-
-/// `out[b, 0, j] = Σ_t w[b, t]·1[gate[b, t, j] > 0]`, `out[b, 1, j] = Σ_t w[b, t]·|m[b, t, j]|`.
-struct PoolNeurons;
-
-impl candle_core::CustomOp3 for PoolNeurons {
-    fn name(&self) -> &'static str {
-        "pool-neurons"
-    }
-
-    fn cpu_fwd(
-        &self,
-        gate: &candle_core::CpuStorage,
-        gate_layout: &candle_core::Layout,
-        magnitude: &candle_core::CpuStorage,
-        magnitude_layout: &candle_core::Layout,
-        weights: &candle_core::CpuStorage,
-        weights_layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage;
-        let (CpuStorage::F32(gate), CpuStorage::F32(magnitude), CpuStorage::F32(weights)) =
-            (gate, magnitude, weights)
-        else {
-            candle_core::bail!("pool-neurons expects f32 tensors");
-        };
-        let (b, t, f) = gate_layout.shape().dims3()?;
-        if magnitude_layout.shape().dims() != [b, t, f]
-            || weights_layout.shape().elem_count() != b * t
-        {
-            candle_core::bail!("pool-neurons: shapes do not match");
-        }
-        let gate = &gate[gate_layout.start_offset()..][..b * t * f];
-        let magnitude = &magnitude[magnitude_layout.start_offset()..][..b * t * f];
-        let weights = &weights[weights_layout.start_offset()..][..b * t];
-        let mut out = vec![0f32; b * 2 * f];
-        use rayon::prelude::*;
-        out.par_chunks_mut(2 * f)
-            .enumerate()
-            .for_each(|(sentence, pooled)| {
-                let (nas, nav) = pooled.split_at_mut(f);
-                for token in 0..t {
-                    let w = weights[sentence * t + token];
-                    if w == 0.0 {
-                        continue; // padding, or a skipped special token
-                    }
-                    let row = (sentence * t + token) * f;
-                    let (g, m) = (&gate[row..row + f], &magnitude[row..row + f]);
-                    for j in 0..f {
-                        nas[j] += if g[j] > 0.0 { w } else { 0.0 };
-                        nav[j] += w * m[j].abs();
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), candle_core::Shape::from((b, 2, f))))
-    }
-}
-
 /// Where the decoder's tensors live: `model.` for text checkpoints, deeper for multimodal ones.
 fn model_prefix(src: &dyn TensorSource) -> &'static str {
     ["model.", "model.language_model.", "language_model.model."]
@@ -745,9 +686,9 @@ fn model_prefix(src: &dyn TensorSource) -> &'static str {
 mod tests {
     use super::*;
 
-    /// The fused SiLU·up kernel gives what the generic ops give.
+    /// The fused kernel gives what the generic ops (used on GPUs) give.
     #[test]
-    fn fused_silu_mlp_matches_the_generic_path() {
+    fn fused_mlp_matches_the_generic_path() {
         let device = Device::Cpu;
         let gate = Tensor::randn(0f32, 1.0, (2, 4, 6), &device).unwrap();
         let up = Tensor::randn(0f32, 1.0, (2, 4, 6), &device).unwrap();
@@ -762,50 +703,46 @@ mod tests {
                 .to_scalar()
                 .unwrap()
         };
-        for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
-            let (product, pooled) = fused_silu_mlp(&gate, &up, &weights, nav_source)
-                .unwrap()
-                .unwrap();
-            let act = candle_nn::ops::silu(&gate).unwrap();
-            let expected_product = (&act * &up).unwrap();
-            let magnitude = match nav_source {
-                NavSource::Activation => act.clone(),
-                NavSource::ActivationTimesUp => expected_product.clone(),
-            };
-            let nas = weights
-                .matmul(&gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap())
-                .unwrap();
-            let nav = weights.matmul(&magnitude.abs().unwrap()).unwrap();
-            assert!(max_diff(product, expected_product) < 1e-6);
-            assert!(max_diff(pooled, Tensor::cat(&[nas, nav], 1).unwrap()) < 1e-5);
+        for activation in [Activation::Silu, Activation::GeluTanh] {
+            for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
+                let (product, pooled) = fused_mlp(&gate, &up, &weights, activation, nav_source)
+                    .unwrap()
+                    .unwrap();
+                let act = match activation {
+                    Activation::Silu => candle_nn::ops::silu(&gate).unwrap(),
+                    _ => gate.gelu().unwrap(),
+                };
+                let expected_product = (&act * &up).unwrap();
+                let magnitude = match nav_source {
+                    NavSource::Activation => act.clone(),
+                    NavSource::ActivationTimesUp => expected_product.clone(),
+                };
+                let nas = weights
+                    .matmul(&gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap())
+                    .unwrap();
+                let nav = weights.matmul(&magnitude.abs().unwrap()).unwrap();
+                assert!(max_diff(product, expected_product) < 1e-6, "{activation:?}");
+                assert!(max_diff(pooled, Tensor::cat(&[nas, nav], 1).unwrap()) < 1e-5);
+            }
         }
-    }
-
-    /// The fused CPU pooling and the generic tensor ops (used on GPUs) agree.
-    #[test]
-    fn fused_pooling_matches_the_generic_path() {
-        let device = Device::Cpu;
-        let gate = Tensor::randn(0f32, 1.0, (3, 5, 7), &device).unwrap();
-        let magnitude = Tensor::randn(0f32, 1.0, (3, 5, 7), &device).unwrap();
-        let weights = Tensor::rand(0f32, 1.0, (3, 1, 5), &device).unwrap();
-        let fused = fused_pool(&gate, &magnitude, &weights).unwrap().unwrap();
-        let nas = weights
-            .matmul(&gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap())
-            .unwrap();
-        let nav = weights.matmul(&magnitude.abs().unwrap()).unwrap();
-        let generic = Tensor::cat(&[nas, nav], 1).unwrap();
-        let diff: f32 = (fused - generic)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert!(diff < 1e-5, "{diff}");
-        // Not on other dtypes: the caller falls back to the generic ops.
+        // Exact GELU and other dtypes take the generic path.
+        let none = fused_mlp(
+            &gate,
+            &up,
+            &weights,
+            Activation::Gelu,
+            NavSource::Activation,
+        );
+        assert!(none.unwrap().is_none());
         let half = gate.to_dtype(DType::BF16).unwrap();
-        assert!(fused_pool(&half, &magnitude, &weights).unwrap().is_none());
+        let none = fused_mlp(
+            &half,
+            &up,
+            &weights,
+            Activation::Silu,
+            NavSource::Activation,
+        );
+        assert!(none.unwrap().is_none());
     }
 
     #[test]
