@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::analysis::corpus::Sample;
 use crate::analysis::lang::Lang;
 use crate::engine::{
-    CaptureSettings, DTypeChoice, DeviceChoice, Model, ModelSource, NavSource, Pooling, hub,
+    CaptureSettings, DTypeChoice, DeviceChoice, ModelSource, NavSource, Pooling, hub,
 };
 use crate::run::cache::Cache;
 use crate::run::job::{self, JobEvent, JobOptions};
@@ -612,7 +612,6 @@ fn cmd_inspect(model: &str) -> Result<()> {
     println!("fingerprint {}", info.fingerprint);
     let (_, device) = DeviceChoice::Auto.resolve()?;
     println!("would run on: {device}");
-    let _ = Model::load; // loading is what `run` does; inspect stays fast
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! (tensors `nas`, `nav` `[n, layers, d_ff]`, `hidden_weighted`, `hidden_last`
 //! `[n, layers + 1, d_model]`, f32), readable from Python with `safetensors.torch.load_file`.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::capture::CaptureSettings;
@@ -103,44 +102,7 @@ impl LanguageStates {
         self.token_counts.extend(other.token_counts);
     }
 
-    /// Writes the states as safetensors (write to a temporary file, then rename).
-    pub fn save(&self, path: &Path, capture: &CaptureSettings) -> Result<()> {
-        let n = self.sentences;
-        let (l, f, h) = (self.layers, self.d_ff, self.d_model);
-        let tensors = [
-            ("nas", RawTensor::f32(&self.nas, vec![n, l, f])),
-            ("nav", RawTensor::f32(&self.nav, vec![n, l, f])),
-            (
-                "hidden_weighted",
-                RawTensor::f32(&self.hidden_pooled, vec![n, l + 1, h]),
-            ),
-            (
-                "hidden_last",
-                RawTensor::f32(&self.hidden_last, vec![n, l + 1, h]),
-            ),
-            ("token_counts", RawTensor::u32(&self.token_counts)),
-        ];
-        let metadata: HashMap<String, String> = [
-            ("pooling".to_string(), format!("{:?}", capture.pooling)),
-            (
-                "skip_special_tokens".to_string(),
-                capture.skip_special_tokens.to_string(),
-            ),
-            (
-                "nav_source".to_string(),
-                format!("{:?}", capture.nav_source),
-            ),
-        ]
-        .into_iter()
-        .collect();
-        let data = safetensors::serialize(
-            tensors.iter().map(|(name, tensor)| (*name, tensor)),
-            Some(metadata),
-        )
-        .map_err(|e| EngineError::weights(path, format!("cannot serialize states: {e}")))?;
-        crate::io::atomic_write(path, &data).map_err(|e| EngineError::io(path, e))
-    }
-
+    /// Reads a whole states file into memory (see [`StatesFile`] to read it layer by layer).
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
         let file = safetensors::SafeTensors::deserialize(&bytes)
@@ -214,49 +176,6 @@ impl LanguageStates {
     }
 }
 
-/// A little-endian tensor ready for `safetensors::serialize`.
-struct RawTensor {
-    dtype: safetensors::Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl RawTensor {
-    fn f32(values: &[f32], shape: Vec<usize>) -> Self {
-        Self {
-            dtype: safetensors::Dtype::F32,
-            shape,
-            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
-    }
-
-    fn u32(values: &[u32]) -> Self {
-        Self {
-            dtype: safetensors::Dtype::U32,
-            shape: vec![values.len()],
-            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
-    }
-}
-
-impl safetensors::View for &RawTensor {
-    fn dtype(&self) -> safetensors::Dtype {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
 /// The byte layout of a states file: where each tensor's data starts.
 #[derive(Debug, Clone, Copy)]
 struct StatesLayout {
@@ -300,8 +219,8 @@ impl StatesLayout {
 }
 
 /// Writes a states file sentence by sentence, so that a language's pooled states never need
-/// to be in memory at once. The file is a regular safetensors file (same tensors as
-/// [`LanguageStates::save`]), written beside its final path and renamed into place by
+/// to be in memory at once. The file is a regular safetensors file (readable with
+/// [`LanguageStates::load`] or from Python), written beside its final path and renamed into place by
 /// [`StatesWriter::finish`].
 pub struct StatesWriter {
     file: std::fs::File,

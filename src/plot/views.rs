@@ -435,38 +435,15 @@ fn heatmap(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
         let y = frame.y0 + r as f32 * ch;
         for l in 0..layers {
             let x = frame.x0 + l as f32 * cw;
-            let v = s.at(l);
-            let fill = if v.is_finite() {
-                sequential(fig.palette, v)
-            } else {
-                colors.missing
-            };
-            fig.scene.rect_fill(x, y, cw, ch, fill);
-            if annotate && v.is_finite() {
-                let (cx, cy) = (x + cw / 2.0, y + ch / 2.0);
-                let label = format!("{v:.2}");
-                let ink = text_on(fill);
-                fig.text(
-                    &label,
-                    cx,
-                    cy,
-                    value_size,
-                    ink,
-                    HAlign::Center,
-                    VAlign::Middle,
-                    0.0,
-                );
-            }
+            value_cell(
+                &mut fig,
+                (x, y, cw, ch),
+                s.at(l),
+                annotate.then_some(value_size),
+            );
         }
     }
-    fig.scene.push(Prim::Rect {
-        x: frame.x0,
-        y: frame.y0,
-        w: frame.width(),
-        h: frame.height(),
-        fill: None,
-        stroke: Some(Stroke::solid(colors.axis, 1.0)),
-    });
+    outline(&mut fig, &frame);
 
     for (r, name) in names.iter().enumerate() {
         if r % label_every != 0 {
@@ -547,6 +524,48 @@ struct LegendPlace {
     beside: f32,
     /// Height taken below the x axis (gap + legend), or 0.
     below: f32,
+}
+
+/// One coloured cell of a heatmap or matrix, its value printed in a contrasting ink when
+/// `label_size` is given (missing values are drawn in the "missing" colour, unlabelled).
+fn value_cell(
+    fig: &mut Figure,
+    (x, y, w, h): (f32, f32, f32, f32),
+    v: f64,
+    label_size: Option<f32>,
+) {
+    let fill = if v.is_finite() {
+        sequential(fig.palette, v)
+    } else {
+        fig.colors.missing
+    };
+    fig.scene.rect_fill(x, y, w, h, fill);
+    if let (Some(size), true) = (label_size, v.is_finite()) {
+        let label = format!("{v:.2}");
+        let (cx, cy) = (x + w / 2.0, y + h / 2.0);
+        fig.text(
+            &label,
+            cx,
+            cy,
+            size,
+            text_on(fill),
+            HAlign::Center,
+            VAlign::Middle,
+            0.0,
+        );
+    }
+}
+
+/// The axis-coloured border around a grid of cells.
+fn outline(fig: &mut Figure, frame: &Frame) {
+    fig.scene.push(Prim::Rect {
+        x: frame.x0,
+        y: frame.y0,
+        w: frame.width(),
+        h: frame.height(),
+        fill: None,
+        stroke: Some(Stroke::solid(fig.colors.axis, 1.0)),
+    });
 }
 
 fn place_legend(fig: &Figure, labels: &[String], top: f32) -> LegendPlace {
@@ -806,37 +825,15 @@ fn matrix(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     for (i, row) in m.values.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
             let (x, y) = (frame.x0 + j as f32 * cell, frame.y0 + i as f32 * cell);
-            let fill = if v.is_finite() {
-                sequential(fig.palette, v)
-            } else {
-                colors.missing
-            };
-            fig.scene.rect_fill(x, y, cell, cell, fill);
-            if annotate && v.is_finite() {
-                let (cx, cy) = (x + cell / 2.0, y + cell / 2.0);
-                let ink = text_on(fill);
-                let label = format!("{v:.2}");
-                fig.text(
-                    &label,
-                    cx,
-                    cy,
-                    value_size,
-                    ink,
-                    HAlign::Center,
-                    VAlign::Middle,
-                    0.0,
-                );
-            }
+            value_cell(
+                &mut fig,
+                (x, y, cell, cell),
+                v,
+                annotate.then_some(value_size),
+            );
         }
     }
-    fig.scene.push(Prim::Rect {
-        x: frame.x0,
-        y: frame.y0,
-        w: frame.width(),
-        h: frame.height(),
-        fill: None,
-        stroke: Some(Stroke::solid(colors.axis, 1.0)),
-    });
+    outline(&mut fig, &frame);
     for (i, name) in names.iter().enumerate() {
         if i % every != 0 {
             continue;

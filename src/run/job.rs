@@ -181,7 +181,7 @@ impl Job<'_> {
     fn run(&mut self, emit: &mut dyn FnMut(JobEvent)) -> Result<Run, RunError> {
         let started = Instant::now();
         let settings = self.settings;
-        let languages = ordered_languages(settings)?;
+        let languages = ordered_languages(settings);
         if settings.methods.is_empty() {
             return Err(RunError::Invalid("choose at least one method".into()));
         }
@@ -449,14 +449,14 @@ impl Job<'_> {
 }
 
 /// The pivot first, then the other languages in the order given, without duplicates.
-fn ordered_languages(settings: &RunSettings) -> Result<Vec<Lang>, RunError> {
+fn ordered_languages(settings: &RunSettings) -> Vec<Lang> {
     let mut languages = vec![settings.pivot.clone()];
     for lang in &settings.languages {
         if !languages.contains(lang) {
             languages.push(lang.clone());
         }
     }
-    Ok(languages)
+    languages
 }
 
 /// Up to `count` sentences of `lang` that the alignment did not use.
