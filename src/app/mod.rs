@@ -124,6 +124,11 @@ impl ExplorerApp {
         } else {
             Persisted::default()
         };
+        // "demo" is a name, not a path: resolve it anew, since the cache folder may have moved
+        // since the settings were saved ($NEURONXA_CACHE, another user).
+        if state.model_text.trim() == "demo" {
+            state.settings.model = ModelSource::parse("demo");
+        }
         if let Some(text) = &start.model {
             let source = ModelSource::parse(text);
             state.model_text = command::model_text(&source);

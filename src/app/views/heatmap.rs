@@ -39,16 +39,8 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
 
     let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::hover());
     let area = response.rect;
-    let label_width = rows
-        .iter()
-        .map(|(l, _)| {
-            painter
-                .layout_no_wrap(l.name().to_string(), font.clone(), text_color)
-                .size()
-                .x
-        })
-        .fold(0.0, f32::max)
-        + 12.0;
+    let label_width =
+        super::name_column_width(&painter, rows.iter().map(|(l, _)| l), &font, text_color);
     let legend_width = 84.0;
     let mean_width = 58.0;
     let bottom = 44.0;

@@ -71,16 +71,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     );
     let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::hover());
     let area = response.rect;
-    let label_width = langs
-        .iter()
-        .map(|l| {
-            painter
-                .layout_no_wrap(l.name().to_string(), font.clone(), text_color)
-                .size()
-                .x
-        })
-        .fold(0.0, f32::max)
-        + 12.0;
+    let label_width = super::name_column_width(&painter, langs.iter(), &font, text_color);
     let legend_width = 84.0;
     let top = font.size + 14.0;
     let side = ((area.width() - label_width - legend_width - 8.0).min(area.height() - top - 24.0)

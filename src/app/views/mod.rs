@@ -264,3 +264,21 @@ pub fn fmt(v: f64) -> String {
         "—".into()
     }
 }
+
+/// Width of a column of language names (the widest name plus a margin), for grid views.
+pub(crate) fn name_column_width<'a>(
+    painter: &egui::Painter,
+    langs: impl Iterator<Item = &'a crate::analysis::lang::Lang>,
+    font: &egui::FontId,
+    color: egui::Color32,
+) -> f32 {
+    langs
+        .map(|l| {
+            painter
+                .layout_no_wrap(l.name().to_string(), font.clone(), color)
+                .size()
+                .x
+        })
+        .fold(0.0, f32::max)
+        + 12.0
+}
