@@ -119,9 +119,9 @@ pub struct RunArgs {
     /// auto (f32 on CPU, bf16 on GPU), f32, f16 or bf16.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
-    /// Sentences per forward pass.
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
+    /// Sentences per forward pass, or "auto" (what fits the GPU's free memory; 16 on the CPU).
+    #[arg(long, default_value = "auto")]
+    pub batch_size: BatchSizeArg,
     /// Held-out sentences per language for the bits-per-byte capability proxy (0 = off).
     #[arg(long, default_value_t = 0)]
     pub proxy: usize,
@@ -134,6 +134,24 @@ pub struct RunArgs {
     /// Neither read nor write the cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// `auto` or a positive number of sentences; held as the engine's `0 = auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSizeArg(pub usize);
+
+impl std::str::FromStr for BatchSizeArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" | "0" => Ok(Self(0)),
+            n => n
+                .parse::<usize>()
+                .map(Self)
+                .map_err(|_| format!("\"{text}\" is neither \"auto\" nor a number of sentences")),
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -216,6 +234,15 @@ pub enum ViewArg {
 pub struct BenchArgs {
     #[arg(long, default_value = "demo")]
     pub model: String,
+    /// Corpus file or folder (default: the bundled corpus).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// A text file, one sentence per line, extracted as one set instead of the corpus.
+    #[arg(long, conflicts_with = "corpus")]
+    pub sentences_file: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
     #[arg(long, default_value_t = 100)]
     pub sentences: usize,
     #[arg(
@@ -224,8 +251,9 @@ pub struct BenchArgs {
         default_value = "en,zh,fr,de,it,es,ru,ar,hi,ja"
     )]
     pub langs: Vec<String>,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
+    /// Sentences per forward pass, or "auto".
+    #[arg(long, default_value = "auto")]
+    pub batch_size: BatchSizeArg,
     #[arg(long, default_value = "auto")]
     pub device: String,
     #[arg(long, default_value = "auto")]
@@ -302,7 +330,7 @@ pub fn settings_from_args(args: &RunArgs) -> Result<RunSettings> {
     };
     settings.device = DeviceChoice::parse(&args.device)?;
     settings.dtype = DTypeChoice::parse(&args.dtype)?;
-    settings.batch_size = args.batch_size.max(1);
+    settings.batch_size = args.batch_size.0;
     settings.proxy_sentences = args.proxy;
     settings.chance_seed = args.chance_seed;
     Ok(settings)
@@ -619,18 +647,22 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     use crate::run::bench;
     let options = bench::BenchOptions {
         model: ModelSource::parse(&args.model),
+        corpus: args.corpus.clone(),
+        sentences_file: args.sentences_file.clone(),
         languages: args
             .langs
             .iter()
             .map(|code| Lang::parse(code))
             .collect::<Result<_, _>>()?,
         sentences: args.sentences,
-        batch_size: args.batch_size.max(1),
+        batch_size: args.batch_size.0,
         device: DeviceChoice::parse(&args.device)?,
         dtype: DTypeChoice::parse(&args.dtype)?,
     };
     let report = bench::bench(&options, &mut |line| eprintln!("{line}"))?;
+    println!("model             {}", report.model);
     println!("device            {}", report.device);
+    println!("batch size        {}", report.batch_size);
     println!("sentences         {}", report.sentences);
     println!("tokens            {}", report.tokens);
     println!(
@@ -639,12 +671,20 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         report.tokens_per_second(),
         report.load_seconds
     );
+    println!(
+        "forward alone     {:.2} s (no copy to the host)",
+        report.forward_seconds
+    );
     println!("forward FLOPs     {:.3e}", report.forward_flops);
     println!("achieved          {:.1} GFLOP/s", report.achieved_gflops());
     println!("matmul 2048^3     {:.1} GFLOP/s", report.matmul_gflops);
     println!("ratio             {:.0}%", report.ratio() * 100.0);
     if let Some(mb) = report.peak_rss_mb {
         println!("peak memory       {mb:.0} MB");
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        crate::io::atomic_write(path, &json)?;
     }
     Ok(())
 }

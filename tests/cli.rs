@@ -310,3 +310,74 @@ fn inspect_and_models_describe_the_demo_model() {
     let output = neuronxa(cache.path(), &["models"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("present"));
 }
+
+#[test]
+fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sentences = dir.path().join("sentences.txt");
+    std::fs::write(
+        &sentences,
+        "The cat sleeps on the warm windowsill.\n\nLe chat dort sur le rebord chaud.\nDie Katze schläft.\n",
+    )
+    .unwrap();
+    let report = dir.path().join("bench.json");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
+    let output = neuronxa(
+        cache.path(),
+        &[
+            "bench",
+            "--model",
+            tiny.to_str().unwrap(),
+            "--sentences-file",
+            sentences.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // Blank lines are skipped: three sentences, run two at a time.
+    assert_eq!(json["sentences"], 3);
+    assert_eq!(json["batch_size"], 2);
+    assert!(json["tokens"].as_u64().unwrap() >= 3);
+    let (whole, forward) = (
+        json["seconds"].as_f64().unwrap(),
+        json["forward_seconds"].as_f64().unwrap(),
+    );
+    assert!(whole > 0.0 && forward > 0.0, "{json}");
+}
+
+#[test]
+fn batch_size_is_auto_or_a_number() {
+    let cache = tempfile::tempdir().unwrap();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
+    let run = |batch: &str| {
+        neuronxa(
+            cache.path(),
+            &[
+                "run",
+                "--model",
+                tiny.to_str().unwrap(),
+                "--langs",
+                "en,fr",
+                "--sentences",
+                "3",
+                "--no-cache",
+                "--batch-size",
+                batch,
+            ],
+        )
+    };
+    let auto = run("auto");
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    let wrong = run("many");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("neither \"auto\" nor a number"),
+        "{}",
+        stderr(&wrong)
+    );
+}

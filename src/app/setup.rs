@@ -419,8 +419,23 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, queue: &mut Vec<Command>)
             ui.end_row();
 
             let label = ui.label("Batch size");
-            ui.add(egui::DragValue::new(&mut settings.batch_size).range(1..=512))
-                .labelled_by(label.id);
+            ui.add(
+                egui::DragValue::new(&mut settings.batch_size)
+                    .range(0..=512)
+                    .custom_formatter(|n, _| {
+                        if n < 0.5 {
+                            "auto".into()
+                        } else {
+                            format!("{n:.0}")
+                        }
+                    })
+                    .custom_parser(|text| match text.trim() {
+                        "auto" => Some(0.0),
+                        n => n.parse().ok(),
+                    }),
+            )
+            .on_hover_text("Sentences per forward pass. 0 = auto: what fits the GPU's free memory (16 on the CPU)")
+            .labelled_by(label.id);
             ui.end_row();
 
             let label = ui.label("Device");

@@ -35,6 +35,18 @@ pub struct BatchCapture {
     pub hidden_last: Tensor,
 }
 
+impl BatchCapture {
+    /// Everything in one `[b, 2·layers·d_ff + 2·(layers+1)·d_model]` f32 tensor, rows
+    /// `nas | nav | hidden_pooled | hidden_last`, so one copy brings a batch to the host.
+    pub fn packed(&self) -> Result<Tensor> {
+        let parts = [&self.nas, &self.nav, &self.hidden_pooled, &self.hidden_last]
+            .into_iter()
+            .map(|t| t.flatten_from(1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 1)?)
+    }
+}
+
 struct RmsNorm {
     /// For Gemma already `1 + w`.
     weight: Tensor,
@@ -257,7 +269,11 @@ impl Decoder {
                     NavSource::Activation => act.clone(),
                     NavSource::ActivationTimesUp => (&act * &up)?,
                 };
-                let active = gate.gt(0f64)?.to_dtype(DType::F32)?;
+                // A device-side zero: comparing with an f64 scalar would copy it from the host
+                // in every layer.
+                let zero =
+                    Tensor::zeros((), gate.dtype(), gate.device())?.broadcast_as(gate.shape())?;
+                let active = gate.gt(&zero)?.to_dtype(DType::F32)?;
                 nas.push(input.pool_weights.matmul(&active)?);
                 let magnitude = magnitude_source.abs()?;
                 nav.push(

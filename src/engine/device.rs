@@ -86,11 +86,48 @@ fn cuda(ordinal: usize) -> Result<(Device, String)> {
     }
     let device = Device::new_cuda(ordinal).map_err(|e| {
         EngineError::Device(format!(
-            "cannot open CUDA device {ordinal}: {e} (is the NVIDIA driver installed and the GPU visible?)"
+            "cannot open CUDA device {ordinal}: {} (is the NVIDIA driver installed and the GPU visible?)",
+            super::error::candle_message(&e)
         ))
     })?;
+    keep_freed_memory(&device);
     Ok((device, format!("CUDA GPU {ordinal}")))
 }
+
+/// Lets CUDA's stream-ordered allocator keep memory freed between batches instead of handing it
+/// back to the driver at every synchronisation (its default), which made each batch map its
+/// working memory afresh. Set `NEURONXA_CUDA_RELEASE_MEMORY=1` to keep the driver's default.
+#[cfg(feature = "cuda")]
+fn keep_freed_memory(device: &Device) {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    if std::env::var_os("NEURONXA_CUDA_RELEASE_MEMORY").is_some_and(|v| v == "1") {
+        return;
+    }
+    let Device::Cuda(cuda) = device else {
+        return;
+    };
+    let stream = cuda.cuda_stream();
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: plain driver calls on the device of a live context; `pool` and `threshold` outlive
+    // them. A failure only leaves the default in place, so the result is logged, not fatal.
+    let status = unsafe {
+        match sys::cuDeviceGetDefaultMemPool(&mut pool, stream.context().cu_device()) {
+            sys::CUresult::CUDA_SUCCESS => sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            ),
+            failed => failed,
+        }
+    };
+    if status != sys::CUresult::CUDA_SUCCESS {
+        tracing::warn!("could not keep freed GPU memory in the pool: {status:?}");
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn keep_freed_memory(_device: &Device) {}
 
 fn metal() -> Result<(Device, String)> {
     if !candle_core::utils::metal_is_available() {

@@ -60,7 +60,7 @@ pub enum EngineError {
     #[error("cancelled")]
     Cancelled,
 
-    #[error("tensor computation failed: {0}")]
+    #[error("tensor computation failed: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
 }
 
@@ -91,6 +91,15 @@ impl EngineError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A candle error without the backtrace candle attaches when `RUST_BACKTRACE` is set: users
+/// need what went wrong, not the frames.
+pub fn candle_message(error: &candle_core::Error) -> String {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string(),
     }
 }
 

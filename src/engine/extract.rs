@@ -2,6 +2,7 @@
 //! each sentence's states back in corpus order. Memory stays flat in the number of sentences:
 //! only pooled `[layers × d_ff]` vectors leave the device.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -10,24 +11,17 @@ use candle_core::{DType, Device, Tensor};
 use super::capture::{self, CaptureSettings};
 use super::decoder::BatchInput;
 use super::error::{EngineError, Result};
+use super::memory;
 use super::model::{Model, map_device_error};
-use super::states::LanguageStates;
+use super::states::{LanguageStates, SentenceStates};
 use super::tokenizer::Tokens;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExtractOptions {
     pub capture: CaptureSettings,
-    /// Sentences per forward pass.
+    /// Sentences per forward pass; `0` = auto (what fits the GPU's free memory, 16 on the
+    /// CPU). On a GPU a batch that runs out of memory is retried as two halves.
     pub batch_size: usize,
-}
-
-impl Default for ExtractOptions {
-    fn default() -> Self {
-        Self {
-            capture: CaptureSettings::default(),
-            batch_size: 16,
-        }
-    }
 }
 
 /// Reported after every batch.
@@ -81,22 +75,22 @@ impl Model {
         on_batch: &mut dyn FnMut(BatchProgress),
     ) -> Result<LanguageStates> {
         let cfg = &self.config;
-        let mut per_sentence: Vec<Option<LanguageStates>> = vec![None; sentences.len()];
+        let mut states = LanguageStates::zeroed(
+            cfg.num_layers,
+            cfg.intermediate_size,
+            cfg.hidden_size,
+            sentences.len(),
+        );
         self.extract_each(
             sentences,
             options,
             cancel,
             on_batch,
-            &mut |index, states| {
-                per_sentence[index] = Some(states);
+            &mut |index, sentence| {
+                states.set_sentence(index, &sentence);
                 Ok(())
             },
         )?;
-        let mut states =
-            LanguageStates::empty(cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
-        for sentence in per_sentence.into_iter().flatten() {
-            states.extend(sentence);
-        }
         Ok(states)
     }
 
@@ -108,7 +102,7 @@ impl Model {
         options: &ExtractOptions,
         cancel: &AtomicBool,
         on_batch: &mut dyn FnMut(BatchProgress),
-        on_sentence: &mut dyn FnMut(usize, LanguageStates) -> Result<()>,
+        on_sentence: &mut dyn FnMut(usize, SentenceStates<'_>) -> Result<()>,
     ) -> Result<()> {
         let started = Instant::now();
         let tokens = self.tokenize_all(sentences)?;
@@ -116,35 +110,55 @@ impl Model {
         let (layers, d_ff, d_model) = (cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
         let mut tokens_done = 0;
         let mut sentences_done = 0;
-        for batch in length_sorted_batches(&tokens, options.batch_size.max(1)) {
+        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
+        let batch_size = memory::resolve_batch_size(
+            options.batch_size,
+            cfg,
+            self.decoder.dtype(),
+            self.decoder.device(),
+            longest,
+        )?;
+        let mut pending: VecDeque<Vec<usize>> = length_sorted_batches(&tokens, batch_size).into();
+        while let Some(batch) = pending.pop_front() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
             let input = self.batch_input(&tokens, &batch, options.capture)?;
-            let capture = self
+            let packed = match self
                 .decoder
                 .forward_capture(&input, options.capture.nav_source)
-                .map_err(map_device_error)?;
-            let nas = to_host(&capture.nas)?;
-            let nav = to_host(&capture.nav)?;
-            let hidden_pooled = to_host(&capture.hidden_pooled)?;
-            let hidden_last = to_host(&capture.hidden_last)?;
+                .and_then(|capture| capture.packed())
+                .map_err(map_device_error)
+            {
+                Ok(packed) => packed,
+                // The estimate was too optimistic: run this batch as two halves.
+                Err(EngineError::OutOfMemory(_)) if batch.len() > 1 => {
+                    let (first, second) = batch.split_at(batch.len() / 2);
+                    pending.push_front(second.to_vec());
+                    pending.push_front(first.to_vec());
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let mut host = self.host.lock().map_err(|_| {
+                EngineError::Device("an earlier extraction failed while copying states".into())
+            })?;
+            let values = host.copy(&packed)?;
             let (neuron_width, hidden_width) = (layers * d_ff, (layers + 1) * d_model);
+            let row_width = 2 * (neuron_width + hidden_width);
             for (row, &index) in batch.iter().enumerate() {
-                let neurons = row * neuron_width..(row + 1) * neuron_width;
-                let hidden = row * hidden_width..(row + 1) * hidden_width;
+                let row = &values[row * row_width..(row + 1) * row_width];
+                let (nas, rest) = row.split_at(neuron_width);
+                let (nav, rest) = rest.split_at(neuron_width);
+                let (hidden_pooled, hidden_last) = rest.split_at(hidden_width);
                 on_sentence(
                     index,
-                    LanguageStates {
-                        sentences: 1,
-                        layers,
-                        d_ff,
-                        d_model,
-                        nas: nas[neurons.clone()].to_vec(),
-                        nav: nav[neurons].to_vec(),
-                        hidden_pooled: hidden_pooled[hidden.clone()].to_vec(),
-                        hidden_last: hidden_last[hidden].to_vec(),
-                        token_counts: vec![tokens[index].ids.len() as u32],
+                    SentenceStates {
+                        nas,
+                        nav,
+                        hidden_pooled,
+                        hidden_last,
+                        token_count: tokens[index].ids.len() as u32,
                     },
                 )?;
                 tokens_done += tokens[index].ids.len();
@@ -158,6 +172,34 @@ impl Model {
             });
         }
         Ok(())
+    }
+
+    /// Seconds the forward passes with capture take alone, the device synchronised after each
+    /// batch but nothing copied to the host: with [`Self::extract`]'s time, it splits a
+    /// benchmark into compute and transfer.
+    pub fn time_forward_only(&self, sentences: &[String], options: &ExtractOptions) -> Result<f64> {
+        let tokens = self.tokenize_all(sentences)?;
+        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
+        let device = self.decoder.device();
+        let batch_size = memory::resolve_batch_size(
+            options.batch_size,
+            &self.config,
+            self.decoder.dtype(),
+            device,
+            longest,
+        )?;
+        let started = Instant::now();
+        for batch in length_sorted_batches(&tokens, batch_size) {
+            let input = self.batch_input(&tokens, &batch, options.capture)?;
+            let packed = self
+                .decoder
+                .forward_capture(&input, options.capture.nav_source)
+                .and_then(|capture| capture.packed())
+                .map_err(map_device_error)?;
+            device.synchronize()?;
+            drop(packed);
+        }
+        Ok(started.elapsed().as_secs_f64())
     }
 
     fn batch_input(
@@ -198,6 +240,7 @@ impl Model {
 
     /// Bits per UTF-8 byte of `sentences` under the model (lower is better): total negative
     /// log-likelihood of each next token over total bytes. A capability proxy, not a benchmark.
+    /// `batch_size` as in [`ExtractOptions::batch_size`] (`0` = auto).
     pub fn bits_per_byte(
         &self,
         sentences: &[String],
@@ -212,8 +255,18 @@ impl Model {
         }
         let tokens = self.tokenize_all(sentences)?;
         let device = self.decoder.device();
+        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
+        // Full-vocabulary logits are the big buffer here, so an automatic batch stays small.
+        let batch_size = memory::resolve_batch_size(
+            batch_size,
+            &self.config,
+            self.decoder.dtype(),
+            device,
+            longest,
+        )?
+        .min(if batch_size == 0 { 16 } else { batch_size });
         let mut nll = 0f64;
-        for batch in length_sorted_batches(&tokens, batch_size.max(1)) {
+        for batch in length_sorted_batches(&tokens, batch_size) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }

@@ -13,9 +13,11 @@ pub mod extract;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hub;
+pub mod memory;
 pub mod model;
 pub mod states;
 pub mod tokenizer;
+pub mod transfer;
 pub mod weights;
 
 pub use capture::{CaptureSettings, NavSource, Pooling};

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -11,6 +12,7 @@ use super::decoder::Decoder;
 use super::device::{DTypeChoice, DeviceChoice};
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
+use super::transfer::HostCopy;
 use super::weights::{SafetensorsSource, TensorSource};
 use super::{gguf, hub};
 
@@ -195,6 +197,9 @@ pub struct Model {
     pub decoder: Decoder,
     /// "CPU, 2 threads", "CUDA GPU 0", …
     pub device_label: String,
+    /// The host buffer batches are copied into (page-locked on a GPU), kept between calls:
+    /// allocating a gigabyte of page-locked memory costs more than copying it.
+    pub(crate) host: Mutex<HostCopy>,
 }
 
 impl Model {
@@ -225,6 +230,7 @@ impl Model {
             }
         };
         let info = ModelInfo::new(source, &config, weights.storage_dtype(), &files)?;
+        super::memory::check_weights_fit(&config, dtype, &device)?;
         let decoder =
             Decoder::load(&config, weights.as_ref(), &device, dtype).map_err(map_device_error)?;
         Ok(Self {
@@ -233,6 +239,7 @@ impl Model {
             tokenizer,
             decoder,
             device_label: format!("{device_label}, {}", super::device::dtype_name(dtype)),
+            host: Mutex::new(HostCopy::new()),
         })
     }
 }
@@ -241,7 +248,10 @@ impl Model {
 pub fn map_device_error(error: EngineError) -> EngineError {
     match error {
         EngineError::Candle(e) if e.to_string().to_lowercase().contains("out of memory") => {
-            EngineError::OutOfMemory(format!("{e}; try a smaller batch size or a smaller dtype"))
+            EngineError::OutOfMemory(format!(
+                "{}; try a smaller batch size or a smaller dtype",
+                super::error::candle_message(&e)
+            ))
         }
         other => other,
     }

@@ -25,6 +25,21 @@ pub struct LanguageStates {
     pub token_counts: Vec<u32>,
 }
 
+/// One sentence's pooled states, borrowed from the host copy of its batch (no allocation per
+/// sentence: for an 8B model each sentence carries 3.7 MB of states).
+#[derive(Debug, Clone, Copy)]
+pub struct SentenceStates<'a> {
+    /// `[layers, d_ff]`.
+    pub nas: &'a [f32],
+    /// `[layers, d_ff]`.
+    pub nav: &'a [f32],
+    /// `[layers + 1, d_model]`.
+    pub hidden_pooled: &'a [f32],
+    /// `[layers + 1, d_model]`.
+    pub hidden_last: &'a [f32],
+    pub token_count: u32,
+}
+
 /// Which pooled state a score is computed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateKind {
@@ -36,16 +51,21 @@ pub enum StateKind {
 
 impl LanguageStates {
     pub fn empty(layers: usize, d_ff: usize, d_model: usize) -> Self {
+        Self::with_capacity(layers, d_ff, d_model, 0)
+    }
+
+    /// No sentences yet, room for `sentences` without reallocating.
+    pub fn with_capacity(layers: usize, d_ff: usize, d_model: usize, sentences: usize) -> Self {
         Self {
             sentences: 0,
             layers,
             d_ff,
             d_model,
-            nas: Vec::new(),
-            nav: Vec::new(),
-            hidden_pooled: Vec::new(),
-            hidden_last: Vec::new(),
-            token_counts: Vec::new(),
+            nas: Vec::with_capacity(sentences * layers * d_ff),
+            nav: Vec::with_capacity(sentences * layers * d_ff),
+            hidden_pooled: Vec::with_capacity(sentences * (layers + 1) * d_model),
+            hidden_last: Vec::with_capacity(sentences * (layers + 1) * d_model),
+            token_counts: Vec::with_capacity(sentences),
         }
     }
 
@@ -93,6 +113,52 @@ impl LanguageStates {
     }
 
     /// Appends a batch of pooled states (already on the CPU, in f32).
+    /// `sentences` sentences of zeros, to be filled with [`Self::set_sentence`].
+    pub fn zeroed(layers: usize, d_ff: usize, d_model: usize, sentences: usize) -> Self {
+        Self {
+            sentences,
+            layers,
+            d_ff,
+            d_model,
+            nas: vec![0.0; sentences * layers * d_ff],
+            nav: vec![0.0; sentences * layers * d_ff],
+            hidden_pooled: vec![0.0; sentences * (layers + 1) * d_model],
+            hidden_last: vec![0.0; sentences * (layers + 1) * d_model],
+            token_counts: vec![0; sentences],
+        }
+    }
+
+    /// Puts one sentence's states at `index` (large copies run on all cores: on a GPU machine
+    /// this copy, not the forward pass, is what bounds the speed of big models).
+    pub fn set_sentence(&mut self, index: usize, states: &SentenceStates<'_>) {
+        let neurons = self.layers * self.d_ff;
+        let hidden = (self.layers + 1) * self.d_model;
+        parallel_copy(&mut self.nas[index * neurons..][..neurons], states.nas);
+        parallel_copy(&mut self.nav[index * neurons..][..neurons], states.nav);
+        parallel_copy(
+            &mut self.hidden_pooled[index * hidden..][..hidden],
+            states.hidden_pooled,
+        );
+        parallel_copy(
+            &mut self.hidden_last[index * hidden..][..hidden],
+            states.hidden_last,
+        );
+        self.token_counts[index] = states.token_count;
+    }
+
+    /// The states of sentence `index`, borrowed.
+    pub fn sentence(&self, index: usize) -> SentenceStates<'_> {
+        let neurons = self.layers * self.d_ff;
+        let hidden = (self.layers + 1) * self.d_model;
+        SentenceStates {
+            nas: &self.nas[index * neurons..][..neurons],
+            nav: &self.nav[index * neurons..][..neurons],
+            hidden_pooled: &self.hidden_pooled[index * hidden..][..hidden],
+            hidden_last: &self.hidden_last[index * hidden..][..hidden],
+            token_count: self.token_counts[index],
+        }
+    }
+
     pub fn extend(&mut self, other: LanguageStates) {
         self.sentences += other.sentences;
         self.nas.extend(other.nas);
@@ -317,22 +383,21 @@ impl StatesWriter {
     }
 
     /// Writes sentence `index` (one sentence of a [`LanguageStates`]).
-    pub fn write_sentence(&mut self, index: usize, states: &LanguageStates) -> Result<()> {
+    pub fn write_sentence(&mut self, index: usize, states: &SentenceStates<'_>) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let io = |e| EngineError::io(&self.tmp, e);
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let l = &self.layout;
         for (kind, data) in [
-            (StateKind::Nas, &states.nas),
-            (StateKind::Nav, &states.nav),
-            (StateKind::HiddenPooled, &states.hidden_pooled),
-            (StateKind::HiddenLast, &states.hidden_last),
+            (StateKind::Nas, states.nas),
+            (StateKind::Nav, states.nav),
+            (StateKind::HiddenPooled, states.hidden_pooled),
+            (StateKind::HiddenLast, states.hidden_last),
         ] {
             self.file
-                .write_all_at(&bytes(data), l.offset(kind, index, 0))
+                .write_all_at(&le_bytes(data), l.offset(kind, index, 0))
                 .map_err(io)?;
         }
-        let count = states.token_counts.first().copied().unwrap_or(0);
+        let count = states.token_count;
         self.file
             .write_all_at(&count.to_le_bytes(), l.starts[4] + (index * 4) as u64)
             .map_err(io)?;
@@ -498,5 +563,67 @@ impl StatesFile {
             );
         }
         Ok(out)
+    }
+}
+
+/// f32s as little-endian bytes (safetensors' byte order): a plain view on little-endian
+/// machines, a conversion elsewhere.
+fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        std::borrow::Cow::Owned(values.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+}
+
+/// `dst.copy_from_slice(src)`, split over the rayon pool when it is large enough to pay.
+fn parallel_copy(dst: &mut [f32], src: &[f32]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    if src.len() < 4 * CHUNK {
+        dst.copy_from_slice(src);
+        return;
+    }
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_land_at_their_index_and_read_back() {
+        // d_ff large enough that the copy is split over threads.
+        let (layers, d_ff, d_model) = (2, 200_000, 3);
+        let mut states = LanguageStates::zeroed(layers, d_ff, d_model, 3);
+        let nas: Vec<f32> = (0..layers * d_ff).map(|i| i as f32).collect();
+        let nav: Vec<f32> = nas.iter().map(|v| -v).collect();
+        let hidden: Vec<f32> = (0..(layers + 1) * d_model)
+            .map(|i| i as f32 * 0.5)
+            .collect();
+        let sentence = SentenceStates {
+            nas: &nas,
+            nav: &nav,
+            hidden_pooled: &hidden,
+            hidden_last: &hidden,
+            token_count: 7,
+        };
+        states.set_sentence(1, &sentence);
+        let back = states.sentence(1);
+        assert_eq!(back.nas, &nas[..]);
+        assert_eq!(back.nav, &nav[..]);
+        assert_eq!(back.hidden_last, &hidden[..]);
+        assert_eq!(back.token_count, 7);
+        // The neighbours are untouched.
+        assert!(states.sentence(0).nas.iter().all(|&v| v == 0.0));
+        assert!(states.sentence(2).nav.iter().all(|&v| v == 0.0));
+        assert_eq!(states.token_counts, [0, 7, 0]);
+    }
+
+    #[test]
+    fn bytes_are_little_endian() {
+        assert_eq!(&*le_bytes(&[1.0f32]), &1.0f32.to_le_bytes());
     }
 }

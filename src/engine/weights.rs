@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use super::error::{EngineError, Result};
+use super::error::{EngineError, Result, candle_message};
 
 /// A provider of named weight tensors.
 pub trait TensorSource: Send + Sync {
@@ -139,11 +139,15 @@ impl TensorSource for SafetensorsSource {
             ));
         };
         let path = &self.files[file];
-        let tensor = self.mmaps[file]
-            .load(name, &Device::Cpu)
-            .map_err(|e| EngineError::weights(path, format!("tensor \"{name}\": {e}")))?;
-        check_shape(name, tensor.dims(), shape, path)?;
-        Ok(tensor.to_dtype(dtype)?.to_device(device)?)
+        let unreadable = |e: candle_core::Error| {
+            EngineError::weights(path, format!("tensor \"{name}\": {}", candle_message(&e)))
+        };
+        let view = self.mmaps[file].get(name).map_err(unreadable)?;
+        check_shape(name, view.shape(), shape, path)?;
+        // Straight from the mapped file to the device, then converted there: no host copy, and
+        // a GPU converts far faster than one CPU thread.
+        let tensor = self.mmaps[file].load(name, device).map_err(unreadable)?;
+        Ok(tensor.to_dtype(dtype)?)
     }
 
     fn contains(&self, name: &str) -> bool {

@@ -17,6 +17,10 @@ use super::RunError;
 
 pub struct BenchOptions {
     pub model: ModelSource,
+    /// A corpus file or folder; `None` = the bundled corpus.
+    pub corpus: Option<std::path::PathBuf>,
+    /// One sentence per line, extracted as one set (instead of the corpus' languages).
+    pub sentences_file: Option<std::path::PathBuf>,
     pub languages: Vec<Lang>,
     pub sentences: usize,
     pub batch_size: usize,
@@ -24,13 +28,19 @@ pub struct BenchOptions {
     pub dtype: DTypeChoice,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
+    pub model: String,
     pub device: String,
+    /// The batch size the extraction ran with ("auto" resolved).
+    pub batch_size: usize,
     pub matmul_gflops: f64,
     pub sentences: usize,
     pub tokens: usize,
+    /// The whole extraction: tokenising, forward passes, copies, per-sentence states.
     pub seconds: f64,
+    /// The forward passes with capture alone, synchronised, nothing copied to the host.
+    pub forward_seconds: f64,
     pub load_seconds: f64,
     pub forward_flops: f64,
     pub peak_rss_mb: Option<f64>,
@@ -73,13 +83,7 @@ pub fn matmul_gflops(device: &Device, dtype: DType, n: usize) -> Result<f64, Run
 }
 
 pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, RunError> {
-    let corpus = corpus::bundled()?;
-    let selected = corpus::select(
-        &corpus,
-        &options.languages,
-        options.sentences,
-        corpus::Sample::First,
-    )?;
+    let groups = sentence_groups(options)?;
     let started = Instant::now();
     let model = Model::load(&options.model, options.device, options.dtype)?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -93,51 +97,108 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     let matmul = matmul_gflops(&device, dtype, 2048)?;
     log(&format!("2048³ matmul: {matmul:.1} GFLOP/s"));
 
-    let extract = ExtractOptions {
-        batch_size: options.batch_size,
-        ..Default::default()
-    };
     let cancel = AtomicBool::new(false);
-    let mut tokens = 0usize;
-    let mut flops = 0f64;
-    let mut seconds = 0f64;
-    for lang in &options.languages {
-        let Some(text) = selected.get(lang) else {
-            continue;
-        };
-        let counts: Vec<usize> = model
-            .tokenize_all(&text.sentences)?
+    let mut counts = Vec::with_capacity(groups.len());
+    for (_, sentences) in &groups {
+        let lengths: Vec<usize> = model
+            .tokenize_all(sentences)?
             .iter()
             .map(|t| t.ids.len())
             .collect();
+        counts.push(lengths);
+    }
+    let longest = counts.iter().flatten().copied().max().unwrap_or(1);
+    let batch_size = crate::engine::memory::resolve_batch_size(
+        options.batch_size,
+        &model.config,
+        dtype,
+        &device,
+        longest,
+    )?;
+    let extract = ExtractOptions {
+        batch_size,
+        ..Default::default()
+    };
+    log(&format!("batch size {batch_size}"));
+    // Warm-up, untimed: a GPU loads its kernels and cuBLAS its handles on first use.
+    if let Some((_, sentences)) = groups.first() {
+        let few = &sentences[..sentences.len().min(batch_size)];
+        model.extract(few, &extract, &cancel, &mut |_| {})?;
+    }
+
+    let mut forward_seconds = 0f64;
+    for (_, sentences) in &groups {
+        forward_seconds += model.time_forward_only(sentences, &extract)?;
+    }
+    log(&format!(
+        "forward passes alone (no copy to the host): {forward_seconds:.2} s"
+    ));
+    let mut tokens = 0usize;
+    let mut flops = 0f64;
+    let mut seconds = 0f64;
+    for ((label, sentences), lengths) in groups.iter().zip(&counts) {
         let t0 = Instant::now();
-        model.extract(&text.sentences, &extract, &cancel, &mut |_| {})?;
+        model.extract(sentences, &extract, &cancel, &mut |_| {})?;
         let dt = t0.elapsed().as_secs_f64();
         seconds += dt;
-        for &t in &counts {
+        for &t in lengths {
             // Each token attends to (t+1)/2 positions on average.
             flops += t as f64 * model.config.forward_flops_per_token((t as f64 + 1.0) / 2.0);
         }
-        let n_tokens: usize = counts.iter().sum();
+        let n_tokens: usize = lengths.iter().sum();
         tokens += n_tokens;
         log(&format!(
-            "{:<24} {:>6} tokens {:>7.2} s {:>8.0} tok/s",
-            lang.name(),
-            n_tokens,
-            dt,
+            "{label:<24} {n_tokens:>6} tokens {dt:>7.2} s {:>8.0} tok/s",
             n_tokens as f64 / dt
         ));
     }
     Ok(BenchReport {
+        model: model.info.summary(),
         device: model.device_label.clone(),
+        batch_size,
         matmul_gflops: matmul,
-        sentences: options.sentences * options.languages.len(),
+        sentences: groups.iter().map(|(_, s)| s.len()).sum(),
         tokens,
         seconds,
+        forward_seconds,
         load_seconds,
         forward_flops: flops,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// What to extract: one group per language of the corpus, or the lines of a sentences file.
+fn sentence_groups(options: &BenchOptions) -> Result<Vec<(String, Vec<String>)>, RunError> {
+    if let Some(path) = &options.sentences_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RunError::Engine(crate::engine::EngineError::io(path, e)))?;
+        let lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(String::from)
+            .collect();
+        return Ok(vec![(path.display().to_string(), lines)]);
+    }
+    let corpus = match &options.corpus {
+        Some(path) => corpus::load(path)?,
+        None => corpus::bundled()?,
+    };
+    let selected = corpus::select(
+        &corpus,
+        &options.languages,
+        options.sentences,
+        corpus::Sample::First,
+    )?;
+    Ok(options
+        .languages
+        .iter()
+        .filter_map(|lang| {
+            selected
+                .get(lang)
+                .map(|text| (lang.name().to_string(), text.sentences.clone()))
+        })
+        .collect())
 }
 
 /// Peak resident memory of this process (Linux), in MB.

@@ -252,7 +252,7 @@ impl Job<'_> {
         let scratch = ScratchDir::new();
         let extract_options = ExtractOptions {
             capture: settings.capture,
-            batch_size: settings.batch_size.max(1),
+            batch_size: settings.batch_size,
         };
         let total_sentences = settings.sentences * languages.len();
         let mut computed_sentences = 0usize;
@@ -379,8 +379,7 @@ impl Job<'_> {
                 } else {
                     emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
                     let model = self.load_model(&mut model, &mut run, emit)?;
-                    let bpb =
-                        model.bits_per_byte(&held_out, settings.batch_size.max(1), self.cancel)?;
+                    let bpb = model.bits_per_byte(&held_out, settings.batch_size, self.cancel)?;
                     run.proxy_bits_per_byte.insert(lang.clone(), bpb);
                 }
             }

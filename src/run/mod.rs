@@ -112,6 +112,7 @@ pub struct RunSettings {
     pub methods: Vec<Method>,
     pub device: DeviceChoice,
     pub dtype: DTypeChoice,
+    /// Sentences per forward pass; 0 = auto (fits the GPU's free memory; 16 on the CPU).
     pub batch_size: usize,
     /// Seed of the shuffled-pairs chance baseline.
     pub chance_seed: u64,
@@ -136,7 +137,7 @@ impl RunSettings {
             methods: Method::ALL.to_vec(),
             device: DeviceChoice::Auto,
             dtype: DTypeChoice::Auto,
-            batch_size: 16,
+            batch_size: 0,
             chance_seed: 0,
             proxy_sentences: 0,
         }

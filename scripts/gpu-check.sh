@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (issue 5): run on a GPU machine with PyTorch + transformers and no
+# Rust, from the repository root, with the CUDA binary built here by scripts/build-cuda.sh and
+# copied with the demo tokenizer into DIR (default .device, ignored by git):
+#
+#   DIR/neuronxa.xz      the binary (xz-compressed to travel light) or DIR/neuronxa
+#   DIR/tokenizer.json   the demo model's tokenizer (scripts/gpu_check.py says how it is made)
+#
+#   scripts/gpu-check.sh [DIR] [OUT] [extra gpu_check.py arguments…]
+set -uo pipefail
+dir=${1:-.device}
+out=${2:-${OUT:-/tmp/gpu-check-out}}
+shift 2 2>/dev/null || shift $#
+mkdir -p "$out" /tmp/gpucheck
+if [ -f "$dir/neuronxa.xz" ]; then
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$dir/neuronxa.xz" /tmp/gpucheck/neuronxa
+else
+  cp "$dir/neuronxa" /tmp/gpucheck/neuronxa
+fi
+chmod +x /tmp/gpucheck/neuronxa
+# The CUDA libraries of PyTorch's cu13 install stand in for a system toolkit.
+cuda_lib=$(python3 -c "import nvidia, os; print(os.path.join(nvidia.__path__[0], 'cu13', 'lib'))" 2>/dev/null)
+export LD_LIBRARY_PATH="${cuda_lib}:${LD_LIBRARY_PATH:-}"
+export PYTHONUNBUFFERED=1
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1
+/tmp/gpucheck/neuronxa inspect --model tests/fixtures/tiny/llama >"$out/inspect.txt" 2>&1
+# A CUDA binary on a machine where no GPU is visible must fall back to the CPU and say so.
+CUDA_VISIBLE_DEVICES= /tmp/gpucheck/neuronxa inspect --model tests/fixtures/tiny/llama \
+  >"$out/inspect_no_gpu.txt" 2>&1
+CUDA_VISIBLE_DEVICES= /tmp/gpucheck/neuronxa run --model tests/fixtures/tiny/llama --device cuda \
+  --sentences 2 --no-cache >>"$out/inspect_no_gpu.txt" 2>&1
+echo "exit code $?" >>"$out/inspect_no_gpu.txt"
+python3 scripts/gpu_check.py --bin /tmp/gpucheck/neuronxa --tokenizer "$dir/tokenizer.json" \
+  --out "$out" "$@" 2>&1 | tee "$out/gpu_check.log"

@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""GPU checks of NeuronXA Explorer (issue 5), in one script: parity and speed against PyTorch.
+
+Run on a GPU machine that has PyTorch and transformers but no Rust (see ../shared/GPU.md), with
+the CUDA binary built here by scripts/build-cuda.sh:
+
+    python3 scripts/gpu_check.py --bin BIN --tokenizer TOKENIZER_JSON --out OUT
+
+1. Parity. Every tiny random-weight fixture model (tests/fixtures/tiny) and a random model with
+   the real shapes of Qwen2.5-0.5B run through the binary on the CPU in f32, on the GPU in f32 and
+   on the GPU in bf16. Reported: the largest absolute difference of every pooled state between
+   GPU f32 and CPU f32 (goal ≤ 1e-4); how often the bf16 NAS decisions (last-token pooling, so
+   each entry is one neuron's on/off decision for one sentence) equal the f32 ones (goal ≥ 99.5%);
+   the largest difference of the NeuronXA (NAS, NAV) scores between bf16 and f32 (goal ≤ 0.02).
+2. Speed. Random-weight models with the shapes of Qwen2.5-0.5B, Qwen2.5-1.5B and Llama-3.1-8B
+   (transformers `from_config`, bf16, saved as safetensors) extract 1000 sentences of 20–60
+   tokens: the binary (`neuronxa bench`, batch size auto) against PyTorch + transformers with a
+   forward hook on every `mlp.act_fn` doing the same position-weighted NAS/NAV pooling on the GPU
+   (batched, 64 sentences, sorted by length) and PyTorch one sentence at a time (as the MEXA
+   scripts run). Sentences/s, tokens/s, peak GPU memory and load time of each.
+
+Everything lands in OUT/gpu_check.json (and a log). The tokenizer is the demo model's
+(SmolLM2, 49 152 tokens, exported from its GGUF with transformers: `--export-tokenizer PATH` here);
+its ids are valid for every model above. Sentences come from data/*.txt, kept where they have
+20–60 tokens. Without a GPU (`--gpu-device cpu --shapes small`) the script runs end to end on
+the CPU with tiny shapes, to try it before spending device time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGS = "en,zh,fr,de,it,es,ru,ar,hi,ja"
+STARTED = time.time()
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Real shapes (the models' published config.json), random weights.
+SHAPES = {
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+        max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-1.5b": dict(
+        model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+        num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+        max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+    ),
+    "llama-3.1-8b": dict(
+        model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+        max_position_embeddings=131072, rope_theta=5e5, rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                          high_freq_factor=4.0, original_max_position_embeddings=8192),
+    ),
+}
+# Same architectures, toy sizes: for trying the script on a CPU.
+SMALL = {
+    name: {**shape, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 49152}
+    for name, shape in SHAPES.items()
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.time() - STARTED:6.1f}s] {message}", flush=True)
+
+
+def run_bin(args, binary: Path, extra_env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(extra_env or {})}
+    cmd = [str(binary), *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done
+
+
+# ------------------------------------------------------------------------------------------
+# Parity
+# ------------------------------------------------------------------------------------------
+
+def neuronxa_run(binary, model, out, device, dtype, sentences, pooling="weighted", corpus=None):
+    args = ["run", "--model", model, "--langs", LANGS, "--sentences", sentences, "--no-cache",
+            "--device", device, "--dtype", dtype, "--pooling", pooling, "--out", out,
+            "--methods", "nas,nav,mexa,mexa_last"]
+    if corpus:
+        args += ["--corpus", corpus]
+    started = time.time()
+    run_bin(args, binary)
+    return time.time() - started
+
+
+def load_states(folder: Path):
+    from safetensors.numpy import load_file
+    return {p.stem: load_file(str(p)) for p in sorted((folder / "states").glob("*.safetensors"))}
+
+
+def pivot_scores(folder: Path):
+    run = json.loads((folder / "run.json").read_text())
+    return {
+        (lang, method): scores["per_layer"]
+        for lang, by_method in run["pivot_scores"].items()
+        for method, scores in by_method.items()
+    }
+
+
+def compare_states(reference, other):
+    import numpy as np
+    worst = {}
+    for lang, tensors in reference.items():
+        for name, ref in tensors.items():
+            diff = float(np.max(np.abs(ref.astype(np.float64) - other[lang][name])))
+            worst[name] = max(worst.get(name, 0.0), diff)
+    return worst
+
+
+def differing_fraction(reference, other, name, tolerance=1e-4):
+    import numpy as np
+    differ = total = 0
+    for lang, tensors in reference.items():
+        d = np.abs(tensors[name] - other[lang][name]) > tolerance
+        differ += int(np.sum(d))
+        total += d.size
+    return differ / max(total, 1)
+
+
+def nas_agreement(reference, other):
+    import numpy as np
+    same = total = 0
+    for lang, tensors in reference.items():
+        a, b = tensors["nas"] > 0.5, other[lang]["nas"] > 0.5
+        same += int(np.sum(a == b))
+        total += a.size
+    return same / max(total, 1)
+
+
+def score_difference(reference, other, methods=("Nas", "Nav")):
+    worst = 0.0
+    for key, ref in reference.items():
+        if key[1] in methods:
+            worst = max(worst, max(abs(x - y) for x, y in zip(ref, other[key])))
+    return worst
+
+
+def parity_model(binary, model, work, gpu, cpu_sentences, gpu_sentences, label):
+    """CPU f32 vs GPU f32 (states), and GPU bf16 vs GPU f32 (decisions, scores)."""
+    result = {"model": label}
+    w = work / label
+    t_cpu = neuronxa_run(binary, model, w / "cpu_f32", "cpu", "f32", cpu_sentences)
+    t_gpu = neuronxa_run(binary, model, w / "gpu_f32_small", gpu, "f32", cpu_sentences)
+    result["seconds"] = {"cpu_f32": round(t_cpu, 2), "gpu_f32": round(t_gpu, 2)}
+    result["max_abs_diff_gpu_f32_vs_cpu_f32"] = compare_states(
+        load_states(w / "cpu_f32"), load_states(w / "gpu_f32_small"))
+    # Scores need many sentences to be meaningful; the GPU in f32 stands for the CPU (checked above).
+    neuronxa_run(binary, model, w / "gpu_f32", gpu, "f32", gpu_sentences)
+    neuronxa_run(binary, model, w / "gpu_bf16", gpu, "bf16", gpu_sentences)
+    result["max_score_diff_bf16_vs_f32"] = score_difference(
+        pivot_scores(w / "gpu_f32"), pivot_scores(w / "gpu_bf16"))
+    result["max_score_diff_mexa_bf16_vs_f32"] = score_difference(
+        pivot_scores(w / "gpu_f32"), pivot_scores(w / "gpu_bf16"), ("MexaPooled", "MexaLast"))
+    neuronxa_run(binary, model, w / "last_f32", gpu, "f32", gpu_sentences, pooling="last")
+    neuronxa_run(binary, model, w / "last_bf16", gpu, "bf16", gpu_sentences, pooling="last")
+    result["nas_decision_agreement_bf16_vs_f32"] = nas_agreement(
+        load_states(w / "last_f32"), load_states(w / "last_bf16"))
+    diffs = dict(result["max_abs_diff_gpu_f32_vs_cpu_f32"])
+    # NAS flips where a gate is within rounding of zero (the CPU fixtures exempt those too);
+    # how many entries differ at all says whether that is all it is.
+    result["nas_entries_differing_gpu_f32_vs_cpu_f32"] = differing_fraction(
+        load_states(w / "cpu_f32"), load_states(w / "gpu_f32_small"), "nas")
+    diffs.pop("nas")
+    result["pass"] = {
+        "states_f32_within_1e-4": max(diffs.values()) <= 1e-4,
+        "nas_decisions_bf16_99.5%": result["nas_decision_agreement_bf16_vs_f32"] >= 0.995,
+        # One sentence's match is 1/n of a score; 1e-9 absorbs float noise at exactly 0.02.
+        "scores_bf16_within_0.02": result["max_score_diff_bf16_vs_f32"] <= 0.02 + 1e-9,
+    }
+    log(f"parity {label}: {json.dumps(result)}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Real-shape models
+# ------------------------------------------------------------------------------------------
+
+def make_model(name, shape, tokenizer, folder: Path, device):
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM
+    shape = dict(shape)
+    model_type = shape.pop("model_type")
+    rope_theta = shape.pop("rope_theta")
+    rope_scaling = shape.pop("rope_scaling", None)
+    rope = {"rope_type": "default", "rope_theta": rope_theta}
+    if rope_scaling:
+        rope = {**rope_scaling, "rope_theta": rope_theta}
+    config = AutoConfig.for_model(model_type, **shape, bos_token_id=1, eos_token_id=2,
+                                  pad_token_id=2)
+    # transformers ≥ 5 keeps rotary settings in rope_parameters; older in rope_theta/rope_scaling.
+    if hasattr(config, "rope_parameters"):
+        config.rope_parameters = rope
+    else:
+        config.rope_theta = rope_theta
+        config.rope_scaling = rope_scaling
+    torch.manual_seed(0)
+    started = time.time()
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    (folder / "tokenizer.json").write_bytes(Path(tokenizer).read_bytes())
+    params = sum(p.numel() for p in model.parameters())
+    del model
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    log(f"made {name}: {params / 1e9:.2f}B parameters in {time.time() - started:.1f} s "
+        f"(transformers {transformers.__version__})")
+    return params
+
+
+def speed_sentences(tokenizer, path: Path, count=1000, low=20, high=60):
+    """`count` sentences of low..high tokens from data/*.txt, languages interleaved."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(tokenizer))
+    pools = []
+    for file in sorted((ROOT / "data").glob("*.txt")):
+        lines = [l.strip() for l in file.read_text(encoding="utf-8").splitlines() if l.strip()]
+        pools.append([l for l in lines if low <= len(tok.encode(l).ids) <= high])
+    chosen = []
+    while len(chosen) < count and any(pools):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop(0))
+    path.write_text("\n".join(chosen) + "\n", encoding="utf-8")
+    lengths = [len(tok.encode(s).ids) for s in chosen]
+    return chosen, [tok.encode(s).ids for s in chosen], lengths
+
+
+class GpuMemoryPeak:
+    """Samples nvidia-smi's used memory in the background (works for any process)."""
+
+    def __init__(self, enabled):
+        self.enabled, self.peak, self.stop = enabled, 0, threading.Event()
+
+    def __enter__(self):
+        if self.enabled:
+            self.base = self.read()
+            self.thread = threading.Thread(target=self.loop, daemon=True)
+            self.thread.start()
+        return self
+
+    def read(self):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True).stdout
+        return int(out.split()[0]) if out.strip() else 0
+
+    def loop(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.read())
+            time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+
+    def mib(self):
+        return self.peak - self.base if self.enabled else None
+
+
+def bench_neuronxa(binary, folder, sentences_file, out_json, gpu):
+    with GpuMemoryPeak(gpu == "cuda") as memory:
+        started = time.time()
+        done = run_bin(["bench", "--model", folder, "--sentences-file", sentences_file,
+                        "--device", gpu, "--dtype", "bf16" if gpu == "cuda" else "f32",
+                        "--batch-size", "auto", "--json", out_json], binary)
+        wall = time.time() - started
+    report = json.loads(Path(out_json).read_text())
+    report["process_seconds"] = round(wall, 2)
+    report["peak_gpu_mib_nvidia_smi"] = memory.mib()
+    report["sentences_per_second"] = report["sentences"] / report["seconds"]
+    report["tokens_per_second"] = report["tokens"] / report["seconds"]
+    report["log_tail"] = done.stderr[-1500:]
+    return report
+
+
+def pooled_hooks(model, state):
+    """Forward hooks on every mlp.act_fn that pool NAS and NAV with the batch's weights, on the GPU."""
+    import torch
+    handles = []
+    for layer in model.model.layers:
+        def hook(_module, _inputs, output):
+            w = state["weights"]  # [b, 1, t] f32
+            state["nas"].append(torch.bmm(w, (output > 0).to(torch.float32)))
+            state["nav"].append(torch.bmm(w, output.abs().to(torch.float32)))
+        handles.append(layer.mlp.act_fn.register_forward_hook(hook))
+    return handles
+
+
+def pytorch_extract(model, batches, device, state):
+    """Runs batches of token ids with the hooks; pooled NAS/NAV/hidden states come back to the
+    host in f32 (as the app needs them), everything else stays on the GPU."""
+    import torch
+    outputs = []
+    for ids_list in batches:
+        lengths = torch.tensor([len(ids) for ids in ids_list])
+        t = int(lengths.max())
+        ids = torch.tensor([seq + [2] * (t - len(seq)) for seq in ids_list], device=device)
+        lengths = lengths.to(device)
+        positions = torch.arange(1, t + 1, device=device, dtype=torch.float32)
+        mask = positions[None, :] <= lengths[:, None]
+        weights = positions[None, :] * mask / (lengths * (lengths + 1) / 2)[:, None]
+        state["weights"] = weights[:, None, :]
+        state["nas"], state["nav"] = [], []
+        with torch.inference_mode():
+            out = model.model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
+            rows = torch.arange(len(ids_list), device=device)
+            hidden_pooled = torch.cat(
+                [torch.bmm(state["weights"], h.to(torch.float32)) for h in out.hidden_states], 1)
+            hidden_last = torch.stack([h[rows, lengths - 1].to(torch.float32)
+                                       for h in out.hidden_states], 1)
+            outputs.append((torch.cat(state["nas"], 1).cpu(), torch.cat(state["nav"], 1).cpu(),
+                            hidden_pooled.cpu(), hidden_last.cpu()))
+    return outputs
+
+
+def bench_pytorch(folder, token_ids, device, one_at_a_time):
+    import torch
+    from transformers import AutoModelForCausalLM
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.time()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, device_map=device,
+                                                 attn_implementation="sdpa").eval()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    load = time.time() - started
+    state = {}
+    handles = pooled_hooks(model, state)
+    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    n_tokens = sum(map(len, token_ids))
+    by_batch = {}
+    for size in (64, 256):
+        batched = [[token_ids[i] for i in order[k:k + size]] for k in range(0, len(order), size)]
+        pytorch_extract(model, batched[:1], device, state)  # warm-up
+        sync()
+        started = time.time()
+        pytorch_extract(model, batched, device, state)
+        sync()
+        seconds = time.time() - started
+        by_batch[size] = {"seconds": seconds, "sentences_per_second": len(token_ids) / seconds,
+                          "tokens_per_second": n_tokens / seconds}
+    single = token_ids[:one_at_a_time]
+    started = time.time()
+    pytorch_extract(model, [[ids] for ids in single], device, state)
+    sync()
+    single_seconds = time.time() - started
+    for handle in handles:
+        handle.remove()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+    del model
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "load_seconds": round(load, 2),
+        "batched_64": by_batch[64],
+        "batched_256": by_batch[256],
+        "batched_best": max(by_batch.values(), key=lambda r: r["sentences_per_second"]),
+        "one_at_a_time": {"sentences": len(single), "seconds": single_seconds,
+                          "sentences_per_second": len(single) / single_seconds},
+        "peak_gpu_mib_torch_allocated": peak,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+
+def env_info(gpu):
+    info = {"python": sys.version.split()[0]}
+    try:
+        import torch
+        import transformers
+        info["torch"] = torch.__version__
+        info["transformers"] = transformers.__version__
+        if gpu == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["capability"] = torch.cuda.get_device_capability(0)
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                  "--format=csv,noheader"], capture_output=True, text=True)
+            info["nvidia_smi"] = smi.stdout.strip()
+    except Exception as error:  # noqa: BLE001 - report, don't stop
+        info["error"] = repr(error)
+    return info
+
+
+def step(results, name, fn):
+    try:
+        results[name] = fn()
+    except Exception:  # noqa: BLE001 - one failing step must not hide the others
+        results[name] = {"error": traceback.format_exc()[-4000:]}
+        log(f"{name} FAILED:\n{results[name]['error']}")
+    write(results)
+
+
+def write(results):
+    path = ARGS.out / "gpu_check.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.replace(path)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", type=Path, required=True)
+    parser.add_argument("--tokenizer", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/gpucheck"))
+    parser.add_argument("--gpu-device", default="cuda")
+    parser.add_argument("--shapes", choices=["real", "small"], default="real")
+    parser.add_argument("--models", default=",".join(SHAPES))
+    parser.add_argument("--skip", default="", help="comma list: parity,speed")
+    parser.add_argument("--one-at-a-time", type=int, default=100)
+    parser.add_argument("--tiny-models", default="", help="comma list (default: all)")
+    parser.add_argument("--pool-ab", action="store_true",
+                        help="also bench the first model with the driver's default memory pool")
+    parser.add_argument("--real-parity-sentences", type=int, default=50)
+    parser.add_argument("--tiny-budget", type=float, default=150,
+                        help="seconds after which the remaining tiny parity models are skipped")
+    ARGS = parser.parse_args()
+    ARGS.out.mkdir(parents=True, exist_ok=True)
+    ARGS.work.mkdir(parents=True, exist_ok=True)
+    gpu, work, binary = ARGS.gpu_device, ARGS.work, ARGS.bin.resolve()
+    skip = set(filter(None, ARGS.skip.split(",")))
+    shapes = SHAPES if ARGS.shapes == "real" else SMALL
+    torch_device = "cuda" if gpu == "cuda" else "cpu"
+
+    results = {"env": env_info(gpu), "argv": sys.argv[1:]}
+    write(results)
+    log(f"env {results['env']}")
+
+    if "parity" not in skip:
+        wanted = set(filter(None, ARGS.tiny_models.split(",")))
+        for fixture in sorted((ROOT / "tests/fixtures/tiny").iterdir()):
+            if wanted and fixture.name not in wanted:
+                continue
+            ggufs = sorted(fixture.glob("*.gguf"))
+            model = ggufs[0] if ggufs else fixture
+            if time.time() - STARTED > ARGS.tiny_budget:
+                results[f"parity_tiny_{fixture.name}"] = {"skipped": "time budget"}
+                continue
+            step(results, f"parity_tiny_{fixture.name}",
+                 lambda m=model, n=fixture.name: parity_model(binary, m, work, gpu, 10, 100, n))
+
+    models = {}
+    for name in filter(None, ARGS.models.split(",")):
+        folder = work / "models" / name
+        def make(name=name, folder=folder):
+            return {"parameters": make_model(name, shapes[name], ARGS.tokenizer, folder,
+                                             torch_device)}
+        step(results, f"make_{name}", make)
+        if "error" not in results[f"make_{name}"]:
+            models[name] = folder
+
+    first = next(iter(models), None)
+    if "parity" not in skip and first:
+        step(results, f"parity_real_{first}",
+             lambda: parity_model(binary, models[first], work, gpu, 2, ARGS.real_parity_sentences,
+                                  f"real_{first}"))
+
+    if "speed" not in skip and models:
+        sentences_file = work / "speed_sentences.txt"
+        _, token_ids, lengths = speed_sentences(ARGS.tokenizer, sentences_file)
+        results["speed_corpus"] = {"sentences": len(lengths), "tokens": sum(lengths),
+                                   "min": min(lengths), "max": max(lengths),
+                                   "mean": sum(lengths) / len(lengths)}
+        for name, folder in models.items():
+            def speed(name=name, folder=folder):
+                ours = bench_neuronxa(binary, folder, sentences_file,
+                                      work / f"bench_{name}.json", gpu)
+                if name == first and gpu == "cuda" and ARGS.pool_ab:
+                    # A/B: the driver's default of handing freed memory back at every sync.
+                    os.environ["NEURONXA_CUDA_RELEASE_MEMORY"] = "1"
+                    try:
+                        released = bench_neuronxa(binary, folder, sentences_file,
+                                                  work / f"bench_{name}_release.json", gpu)
+                    finally:
+                        del os.environ["NEURONXA_CUDA_RELEASE_MEMORY"]
+                    ours["with_driver_default_pool"] = {
+                        k: released[k] for k in ("seconds", "forward_seconds", "sentences_per_second")}
+                log(f"neuronxa {name}: {ours['seconds']:.2f} s, "
+                    f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}")
+                torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time)
+                log(f"pytorch {name}: {json.dumps(torch_result)}")
+                ratio = ours["sentences_per_second"] / torch_result["batched_best"]["sentences_per_second"]
+                single = ours["sentences_per_second"] / torch_result["one_at_a_time"]["sentences_per_second"]
+                return {"neuronxa": ours, "pytorch": torch_result,
+                        "speedup_vs_pytorch_batched": ratio,
+                        "speedup_vs_one_at_a_time": single}
+            step(results, f"speed_{name}", speed)
+    results["total_seconds"] = round(time.time() - STARTED, 1)
+    write(results)
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+//! How much device memory a model and a batch need, measured against what the GPU has free.
+//!
+//! The estimates are deliberately generous: a refused run costs a message, a CUDA out-of-memory
+//! in the middle of a run costs the user's time. On the CPU there is no budget to check (the
+//! operating system pages), so only GPUs are planned for.
+
+use candle_core::{DType, Device};
+
+use super::config::ModelConfig;
+use super::error::{EngineError, Result};
+
+/// Sentences per batch when the batch size is "auto" on the CPU (measured best, BENCHMARKS.md).
+pub const CPU_AUTO_BATCH: usize = 16;
+/// Upper bound of an automatic GPU batch: beyond this the GPU is already saturated.
+pub const GPU_MAX_BATCH: usize = 256;
+/// Share of the free memory (after the weights) that batches may use; the rest is headroom for
+/// the allocator, cuBLAS workspaces and fragmentation.
+const ACTIVATION_SHARE: f64 = 0.6;
+
+/// Free and total memory of a device, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMemory {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// Free and total memory of `device`, where the backend can tell (CUDA); `None` elsewhere.
+pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => {
+            let (free, total) = cuda.cuda_stream().context().mem_get_info().ok()?;
+            Some(DeviceMemory {
+                free: free as u64,
+                total: total as u64,
+            })
+        }
+        _ => None,
+    }
+}
+
+pub fn dtype_bytes(dtype: DType) -> u64 {
+    dtype.size_in_bytes() as u64
+}
+
+/// Bytes the weights take on the device in `dtype` (norm weights are small and counted too).
+pub fn weight_bytes(config: &ModelConfig, dtype: DType) -> u64 {
+    config.parameter_count() * dtype_bytes(dtype)
+}
+
+/// Peak bytes one sentence of `tokens` tokens adds while a layer runs: residual stream and its
+/// norms, q/k/v and their rotated copies, f32 attention scores and probabilities, gate/up/act and
+/// their product, and the f32 capture buffers (active mask, magnitudes).
+pub fn bytes_per_sentence(config: &ModelConfig, dtype: DType, tokens: usize) -> u64 {
+    let e = dtype_bytes(dtype);
+    let t = tokens as u64;
+    let d_model = config.hidden_size as u64;
+    let d_ff = config.intermediate_size as u64;
+    let q = (config.num_heads * config.head_dim) as u64;
+    let kv = (config.num_kv_heads * config.head_dim) as u64;
+    let residual = 6 * d_model * e;
+    let projections = 2 * (q + 2 * kv) * e + 2 * q * e;
+    let scores = 3 * config.num_heads as u64 * t * 4;
+    let mlp = 4 * d_ff * e + d_ff * (1 + 4 + 4);
+    t * (residual + projections + scores + mlp)
+}
+
+/// Checks that the weights fit before any is loaded, so a model too large for the GPU is a
+/// message with the numbers rather than a CUDA out-of-memory error half-way through loading.
+pub fn check_weights_fit(config: &ModelConfig, dtype: DType, device: &Device) -> Result<()> {
+    let Some(memory) = device_memory(device) else {
+        return Ok(());
+    };
+    let weights = weight_bytes(config, dtype);
+    // One batch of sixteen 64-token sentences must fit beside the weights.
+    let minimum = weights + 16 * bytes_per_sentence(config, dtype, 64);
+    if minimum > memory.free {
+        let smaller = if dtype == DType::F32 {
+            " Try --dtype bf16 (half the memory)."
+        } else {
+            " A smaller model, or a GGUF loaded on the CPU, would fit."
+        };
+        return Err(EngineError::OutOfMemory(format!(
+            "the model needs about {} on the GPU ({} of weights in {} plus working memory), but only {} of {} is free.{smaller}",
+            gib(minimum),
+            gib(weights),
+            super::device::dtype_name(dtype),
+            gib(memory.free),
+            gib(memory.total),
+        )));
+    }
+    Ok(())
+}
+
+/// How many sentences of up to `longest` tokens one batch may hold on `device`, given what is
+/// free now (weights already loaded). `None` when the device cannot tell (CPU, Metal).
+pub fn batch_that_fits(
+    config: &ModelConfig,
+    dtype: DType,
+    device: &Device,
+    longest: usize,
+) -> Option<usize> {
+    let memory = device_memory(device)?;
+    let budget = memory.free as f64 * ACTIVATION_SHARE;
+    let per_sentence = bytes_per_sentence(config, dtype, longest.max(1)) as f64;
+    Some((budget / per_sentence).floor() as usize)
+}
+
+/// The batch size to run with: the requested one, or for "auto" (`0`) what fits the device
+/// (GPU, capped at [`GPU_MAX_BATCH`]) or [`CPU_AUTO_BATCH`]. A requested size is never raised.
+pub fn resolve_batch_size(
+    requested: usize,
+    config: &ModelConfig,
+    dtype: DType,
+    device: &Device,
+    longest: usize,
+) -> Result<usize> {
+    let fits = batch_that_fits(config, dtype, device, longest);
+    match (requested, fits) {
+        (_, Some(0)) => Err(EngineError::OutOfMemory(format!(
+            "one sentence of {longest} tokens needs about {} of working memory, more than the GPU has free ({}). Use shorter sentences or a smaller dtype.",
+            gib(bytes_per_sentence(config, dtype, longest)),
+            device_memory(device).map_or_else(|| "?".into(), |m| gib(m.free)),
+        ))),
+        (0, Some(fits)) => Ok(fits.min(GPU_MAX_BATCH)),
+        (0, None) => Ok(CPU_AUTO_BATCH),
+        (requested, Some(fits)) => Ok(requested.min(fits)),
+        (requested, None) => Ok(requested),
+    }
+}
+
+/// `12.3 GiB`, `512 MiB`.
+pub fn gib(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(hidden: usize, ff: usize, layers: usize) -> ModelConfig {
+        let json = serde_json::json!({
+            "model_type": "llama",
+            "hidden_size": hidden,
+            "intermediate_size": ff,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "vocab_size": 1000,
+            "max_position_embeddings": 512,
+            "rms_norm_eps": 1e-5,
+        });
+        ModelConfig::from_hf_json(&json, std::path::Path::new("config.json")).unwrap()
+    }
+
+    #[test]
+    fn weights_scale_with_dtype() {
+        let c = config(64, 128, 2);
+        assert_eq!(
+            weight_bytes(&c, DType::F32),
+            2 * weight_bytes(&c, DType::BF16)
+        );
+        assert_eq!(weight_bytes(&c, DType::BF16), c.parameter_count() * 2);
+    }
+
+    #[test]
+    fn per_sentence_bytes_by_hand() {
+        // hidden 64, d_ff 128, 8 heads of 8, 2 kv heads, bf16 (2 bytes), 10 tokens:
+        // residual 6·64·2 = 768; projections 2·(64 + 32)·2 + 2·64·2 = 640; scores 3·8·10·4 = 960;
+        // mlp 4·128·2 + 128·9 = 2176 → 4544 per token, 45 440 per sentence.
+        let c = config(64, 128, 2);
+        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10), 45_440);
+    }
+
+    #[test]
+    fn cpu_batch_is_the_requested_one_or_sixteen() {
+        let c = config(64, 128, 2);
+        let cpu = Device::Cpu;
+        assert_eq!(resolve_batch_size(0, &c, DType::F32, &cpu, 40).unwrap(), 16);
+        assert_eq!(resolve_batch_size(7, &c, DType::F32, &cpu, 40).unwrap(), 7);
+        assert!(device_memory(&cpu).is_none());
+        assert!(check_weights_fit(&c, DType::F32, &cpu).is_ok());
+    }
+
+    #[test]
+    fn sizes_read_in_words() {
+        assert_eq!(gib(3 << 30), "3.0 GiB");
+        assert_eq!(gib(512 << 20), "512 MiB");
+    }
+}
