@@ -671,10 +671,9 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         report.tokens_per_second(),
         report.load_seconds
     );
-    println!(
-        "forward alone     {:.2} s (no copy to the host)",
-        report.forward_seconds
-    );
+    if let Some(seconds) = report.forward_seconds {
+        println!("forward alone     {seconds:.2} s (no copy to the host)");
+    }
     println!("forward FLOPs     {:.3e}", report.forward_flops);
     println!("achieved          {:.1} GFLOP/s", report.achieved_gflops());
     println!("matmul 2048^3     {:.1} GFLOP/s", report.matmul_gflops);

@@ -343,11 +343,9 @@ fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
     assert_eq!(json["sentences"], 3);
     assert_eq!(json["batch_size"], 2);
     assert!(json["tokens"].as_u64().unwrap() >= 3);
-    let (whole, forward) = (
-        json["seconds"].as_f64().unwrap(),
-        json["forward_seconds"].as_f64().unwrap(),
-    );
-    assert!(whole > 0.0 && forward > 0.0, "{json}");
+    assert!(json["seconds"].as_f64().unwrap() > 0.0, "{json}");
+    // Forward passes are timed alone only on a GPU.
+    assert!(json["forward_seconds"].is_null(), "{json}");
 }
 
 #[test]

@@ -604,7 +604,12 @@ fn fused_mlp(
         },
     )?;
     let product = out.narrow(0, 0, b * t * f)?.reshape((b, t, f))?;
-    let pooled = out.narrow(0, b * t * f, b * 2 * f)?.reshape((b, 2, f))?;
+    // A copy, not a view: a view would keep the whole `b·t·f` output of every layer alive
+    // until the batch ends.
+    let pooled = out
+        .narrow(0, b * t * f, b * 2 * f)?
+        .reshape((b, 2, f))?
+        .copy()?;
     Ok(Some((product, pooled)))
 }
 

@@ -118,8 +118,8 @@ impl Model {
             self.decoder.device(),
             longest,
         )?;
-        let mut pending: VecDeque<Vec<usize>> = length_sorted_batches(&tokens, batch_size).into();
-        while let Some(batch) = pending.pop_front() {
+        let mut pending = BatchQueue::new(length_sorted_batches(&tokens, batch_size));
+        while let Some(batch) = pending.next() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
@@ -131,12 +131,12 @@ impl Model {
                 .map_err(map_device_error)
             {
                 Ok(packed) => packed,
-                // The estimate was too optimistic: run this batch as two halves.
-                Err(EngineError::OutOfMemory(_)) if batch.len() > 1 => {
-                    let (first, second) = batch.split_at(batch.len() / 2);
-                    pending.push_front(second.to_vec());
-                    pending.push_front(first.to_vec());
-                    continue;
+                Err(error @ EngineError::OutOfMemory(_)) => {
+                    // The estimate was too optimistic: run this batch as two halves.
+                    if pending.retry_halved(batch) {
+                        continue;
+                    }
+                    return Err(error);
                 }
                 Err(error) => return Err(error),
             };
@@ -303,6 +303,31 @@ impl Model {
     }
 }
 
+/// Batches still to run, in order; one that ran out of memory comes back as two halves.
+struct BatchQueue(VecDeque<Vec<usize>>);
+
+impl BatchQueue {
+    fn new(batches: Vec<Vec<usize>>) -> Self {
+        Self(batches.into())
+    }
+
+    fn next(&mut self) -> Option<Vec<usize>> {
+        self.0.pop_front()
+    }
+
+    /// Puts `batch` back as two halves, to run next; `false` for a single sentence, which
+    /// cannot be made smaller.
+    fn retry_halved(&mut self, batch: Vec<usize>) -> bool {
+        if batch.len() < 2 {
+            return false;
+        }
+        let (first, second) = batch.split_at(batch.len() / 2);
+        self.0.push_front(second.to_vec());
+        self.0.push_front(first.to_vec());
+        true
+    }
+}
+
 /// Sentence indices grouped into batches of similar length (longest first), so padding is small.
 pub fn length_sorted_batches(tokens: &[Tokens], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..tokens.len()).collect();
@@ -316,4 +341,27 @@ fn to_host(tensor: &Tensor) -> Result<Vec<f32>> {
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_out_of_memory_is_retried_in_halves_in_order() {
+        let mut queue = BatchQueue::new(vec![vec![0, 1, 2, 3, 4], vec![5]]);
+        let first = queue.next().unwrap();
+        assert!(queue.retry_halved(first));
+        let half = queue.next().unwrap();
+        assert_eq!(half, [0, 1]);
+        assert!(queue.retry_halved(half));
+        let mut order = Vec::new();
+        while let Some(batch) = queue.next() {
+            order.push(batch);
+        }
+        assert_eq!(order, [vec![0], vec![1], vec![2, 3, 4], vec![5]]);
+        // One sentence cannot be halved: the error stands.
+        assert!(!queue.retry_halved(vec![7]));
+        assert!(queue.next().is_none());
+    }
 }
