@@ -638,8 +638,18 @@ fn cmd_inspect(model: &str) -> Result<()> {
         info.heads, info.kv_heads, info.vocab_size
     );
     println!("fingerprint {}", info.fingerprint);
-    let (_, device) = DeviceChoice::Auto.resolve()?;
-    println!("would run on: {device}");
+    let (device, label) = DeviceChoice::Auto.resolve()?;
+    println!("would run on: {label}");
+    if let Some(memory) = crate::engine::memory::device_memory(&device) {
+        let dtype = DTypeChoice::Auto.resolve(&device);
+        println!(
+            "GPU memory: {} free of {}; the weights need {} in {}",
+            crate::engine::memory::gib(memory.free),
+            crate::engine::memory::gib(memory.total),
+            crate::engine::memory::gib(info.parameters * crate::engine::memory::dtype_bytes(dtype)),
+            crate::engine::device::dtype_name(dtype),
+        );
+    }
     Ok(())
 }
 

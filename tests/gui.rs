@@ -173,6 +173,14 @@ fn first_start_offers_the_demo_model_ten_languages_and_one_button() {
             .as_deref(),
         Some("100")
     );
+    // Batch size "auto": sized from free GPU memory, 16 sentences on the CPU.
+    assert_eq!(settings.batch_size, 0);
+    assert_eq!(
+        h.get_by_role_and_label(Role::SpinButton, "Batch size")
+            .value()
+            .as_deref(),
+        Some("auto")
+    );
     assert!(
         settings.pivot.code().starts_with("eng"),
         "pivot {}",
