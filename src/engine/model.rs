@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -205,6 +206,16 @@ pub struct Model {
 impl Model {
     pub fn load(source: &ModelSource, device: DeviceChoice, dtype: DTypeChoice) -> Result<Self> {
         let (device, device_label) = device.resolve()?;
+        Self::load_on(source, device, &device_label, dtype)
+    }
+
+    /// Loads onto a device already opened (`DeviceChoice::resolve`), described by `device_label`.
+    pub fn load_on(
+        source: &ModelSource,
+        device: Device,
+        device_label: &str,
+        dtype: DTypeChoice,
+    ) -> Result<Self> {
         let dtype = dtype.resolve(&device);
         let (config, weights, tokenizer, files): (
             ModelConfig,

@@ -205,9 +205,9 @@ impl Job<'_> {
         emit(JobEvent::ModelRecognised(Box::new(info.clone())));
 
         let cache = &self.options.cache;
-        // The dtype a CPU run would use; resolved again when the model loads.
-        let (device, _) = settings.device.resolve()?;
-        let dtype = dtype_name(settings.dtype.resolve(&device));
+        // Resolved once: it names the dtype in the cache key, and the model loads onto it.
+        let device = settings.device.resolve()?;
+        let dtype = dtype_name(settings.dtype.resolve(&device.0));
         let run_key = cache::run_key(&info.fingerprint, &corpus_hash, settings, dtype);
         if self.options.use_cache {
             match cache.load_run(&run_key) {
@@ -282,7 +282,7 @@ impl Job<'_> {
             let states = match cached {
                 Some(states) => states,
                 None => {
-                    let model = self.load_model(&mut model, &mut run, emit)?;
+                    let model = self.load_model(&mut model, &device, &mut run, emit)?;
                     let path = if self.options.use_cache {
                         cache.states_path(&key)
                     } else {
@@ -378,7 +378,7 @@ impl Job<'_> {
                     )));
                 } else {
                     emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
-                    let model = self.load_model(&mut model, &mut run, emit)?;
+                    let model = self.load_model(&mut model, &device, &mut run, emit)?;
                     let bpb = model.bits_per_byte(&held_out, settings.batch_size, self.cancel)?;
                     run.proxy_bits_per_byte.insert(lang.clone(), bpb);
                 }
@@ -412,15 +412,17 @@ impl Job<'_> {
     fn load_model<'m>(
         &self,
         slot: &'m mut Option<Model>,
+        (device, device_label): &(candle_core::Device, String),
         run: &mut Run,
         emit: &mut dyn FnMut(JobEvent),
     ) -> Result<&'m Model, RunError> {
         if slot.is_none() {
             emit(JobEvent::Status("loading the model".into()));
             let started = Instant::now();
-            let model = Model::load(
+            let model = Model::load_on(
                 &self.settings.model,
-                self.settings.device,
+                device.clone(),
+                device_label,
                 self.settings.dtype,
             )?;
             run.provenance.device = model.device_label.clone();
