@@ -68,8 +68,9 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             vec2(cell_width, row_height),
         )
     };
-    let show_values = cx.opts.values_in_cells && cell_width >= 30.0 && row_height >= 15.0;
     let value_font = FontId::proportional((row_height * 0.45).clamp(9.0, font.size));
+    let cell_labels = CellLabels::fitting(cell_width, row_height, font.size);
+    let show_values = cx.opts.values_in_cells && cell_labels.is_some();
 
     // Column header: mean.
     painter.text(
@@ -98,12 +99,12 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                     let rect = cell(r, l);
                     let color = scale.color(v);
                     painter.rect_filled(rect, 0.0, color);
-                    if show_values {
+                    if let (true, Some(labels)) = (show_values, &cell_labels) {
                         painter.text(
                             rect.center(),
                             Align2::CENTER_CENTER,
-                            format!("{v:.2}"),
-                            value_font.clone(),
+                            labels.format(v),
+                            labels.font.clone(),
                             ColorMap::text_on(color),
                         );
                     }
@@ -169,6 +170,16 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         font.clone(),
         text_color,
     );
+    if cx.opts.values_in_cells && !show_values {
+        // Say why the values asked for are not there, rather than leave the user guessing.
+        painter.text(
+            Pos2::new(grid.left(), grid.bottom() + 8.0 + small.size + 4.0),
+            Align2::LEFT_TOP,
+            "cells too small for values: widen the window, or hover a cell",
+            small.clone(),
+            weak,
+        );
+    }
 
     legend(
         &painter,
@@ -247,6 +258,46 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             ));
             ui.label(format!("chance = {}", fmt(scores.chance_mean())));
         });
+    }
+}
+
+/// How values are written into cells of a given size: `0.42` where it fits, `.42` in a smaller
+/// font where cells are narrow (30 layers at 1280 px), nothing where even that is unreadable.
+struct CellLabels {
+    font: FontId,
+    compact: bool,
+}
+
+impl CellLabels {
+    /// Smallest readable label size, in points.
+    const MIN_SIZE: f32 = 8.0;
+
+    fn fitting(cell_width: f32, row_height: f32, body_size: f32) -> Option<Self> {
+        let by_height = row_height * 0.45;
+        // Digits are about 0.55 em wide: "0.42" needs ≈ 2.2 em, ".42" ≈ 1.7 em, plus margins.
+        let (size, compact) = if cell_width >= 2.6 * by_height.max(9.0) {
+            (by_height.clamp(9.0, body_size), false)
+        } else {
+            ((cell_width / 2.0).min(by_height).min(body_size), true)
+        };
+        (size >= Self::MIN_SIZE && row_height >= 12.0).then(|| Self {
+            font: FontId::proportional(size),
+            compact,
+        })
+    }
+
+    fn format(&self, v: f64) -> String {
+        if !self.compact {
+            return format!("{v:.2}");
+        }
+        // ".42", "1.0", "-.05": two digits after the point, without the leading zero.
+        let text = format!("{v:.2}");
+        match text.strip_prefix("0.") {
+            Some(rest) => format!(".{rest}"),
+            None => text
+                .strip_prefix("-0.")
+                .map_or_else(|| format!("{v:.1}"), |rest| format!("-.{rest}")),
+        }
     }
 }
 
@@ -345,4 +396,24 @@ pub fn legend(
         font.clone(),
         text_color,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CellLabels;
+
+    #[test]
+    fn narrow_cells_get_compact_labels_and_tiny_ones_none() {
+        let wide = CellLabels::fitting(60.0, 40.0, 14.0).unwrap();
+        assert!(!wide.compact);
+        assert_eq!(wide.format(0.4249), "0.42");
+        // 30 layers on a 1280 px window: about 20 px per cell.
+        let narrow = CellLabels::fitting(20.0, 40.0, 14.0).unwrap();
+        assert!(narrow.compact);
+        assert_eq!(narrow.format(0.4249), ".42");
+        assert_eq!(narrow.format(-0.05), "-.05");
+        assert_eq!(narrow.format(1.0), "1.0");
+        assert!(CellLabels::fitting(12.0, 40.0, 14.0).is_none());
+        assert!(CellLabels::fitting(60.0, 10.0, 14.0).is_none());
+    }
 }
