@@ -20,7 +20,8 @@ the CUDA binary built here by scripts/build-cuda.sh:
    scripts run). Sentences/s, tokens/s, peak GPU memory and load time of each.
 
 Everything lands in OUT/gpu_check.json (and a log). The tokenizer is the demo model's
-(SmolLM2, 49 152 tokens, exported from its GGUF with transformers: `--export-tokenizer PATH` here);
+(SmolLM2, 49 152 tokens), exported from its GGUF with transformers, here, once:
+`python3 scripts/gpu_check.py --export-tokenizer GGUF .device/tokenizer.json`;
 its ids are valid for every model above. Sentences come from data/*.txt, kept where they have
 20–60 tokens. Without a GPU (`--gpu-device cpu --shapes small`) the script runs end to end on
 the CPU with tiny shapes, to try it before spending device time.
@@ -426,8 +427,23 @@ def write(results):
     tmp.replace(path)
 
 
+def export_tokenizer(gguf: Path, out: Path) -> None:
+    """Writes the tokenizer.json that transformers builds from a GGUF file's metadata."""
+    import tempfile
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes((Path(folder) / "tokenizer.json").read_bytes())
+    print(f"wrote {out}")
+
+
 def main():
     global ARGS
+    if len(sys.argv) == 4 and sys.argv[1] == "--export-tokenizer":
+        export_tokenizer(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bin", type=Path, required=True)
     parser.add_argument("--tokenizer", type=Path, required=True)

@@ -27,17 +27,18 @@ impl HostCopy {
         if tensor.device().is_cuda() {
             return self.copy_cuda(&tensor);
         }
-        let host = tensor.to_device(&Device::Cpu)?.flatten_all()?;
+        let host = tensor.to_device(&Device::Cpu)?;
         self.buffer.clear();
         let (storage, layout) = host.storage_and_layout();
-        match &*storage {
-            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(values)) => {
-                let start = layout.start_offset();
-                self.buffer
-                    .extend_from_slice(&values[start..start + layout.shape().elem_count()]);
-            }
-            _ => self.buffer.extend(host.to_vec1::<f32>()?),
-        }
+        let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(values)) = &*storage else {
+            // Unreachable after the conversions above; an error rather than a panic regardless.
+            return Err(super::error::EngineError::Device(
+                "pooled states did not arrive on the host as f32".into(),
+            ));
+        };
+        let start = layout.start_offset();
+        self.buffer
+            .extend_from_slice(&values[start..start + layout.shape().elem_count()]);
         Ok(&self.buffer)
     }
 
