@@ -48,7 +48,9 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                 .grid_color(cx.look.grid_color())
                 .legend(
                     Legend::default()
-                        .position(Corner::RightTop)
+                        .position(legend_corner(
+                            rows.iter().map(|(_, s)| s.per_layer.as_slice()),
+                        ))
                         .follow_insertion_order(true),
                 )
                 .x_axis_label(cx.layer_axis(method))
@@ -130,4 +132,44 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             });
         });
     });
+}
+
+/// The top corner whose third of the layers has the lower curves, so the legend covers as little
+/// of the data as it can (alignment usually peaks in the middle or late layers, so often the left).
+fn legend_corner<'a>(curves: impl Iterator<Item = &'a [f64]> + Clone) -> Corner {
+    let peak = |range: fn(usize) -> std::ops::Range<usize>| {
+        curves
+            .clone()
+            .flat_map(|c| c[range(c.len())].iter().copied())
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let left = peak(|n| 0..n / 3);
+    let right = peak(|n| n - n / 3..n);
+    if left < right {
+        Corner::LeftTop
+    } else {
+        Corner::RightTop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_goes_where_the_curves_are_low() {
+        let late_peak = [0.0, 0.01, 0.0, 0.1, 0.2, 0.1, 0.3, 0.25, 0.2];
+        let early_peak = [0.3, 0.25, 0.2, 0.1, 0.2, 0.1, 0.0, 0.01, 0.0];
+        assert_eq!(legend_corner([&late_peak[..]].into_iter()), Corner::LeftTop);
+        assert_eq!(
+            legend_corner([&early_peak[..]].into_iter()),
+            Corner::RightTop
+        );
+        // No data: the usual place.
+        assert_eq!(
+            legend_corner(std::iter::empty::<&[f64]>()),
+            Corner::RightTop
+        );
+    }
 }
