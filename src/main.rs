@@ -4,6 +4,7 @@ use clap::Parser;
 use neuronxa::cli::{self, Cli, Command};
 
 fn main() {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -35,3 +36,25 @@ fn open_gui(model: Option<String>, screenshot: Option<std::path::PathBuf>) -> i3
         }
     }
 }
+
+/// glibc hands every freed block above 128 KiB back to the kernel, so the tensors of each layer
+/// came back as fresh, zero-filled pages: 6 points of `neuronxa bench`'s matmul ratio went to
+/// page faults (BENCHMARKS.md). Serving blocks up to 32 MiB (glibc's ceiling) from the heap and
+/// keeping freed memory there costs a little resident memory and none of the faults. `MALLOC_*`
+/// variables in the environment still win.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    let set_by_user = |name: &str| std::env::var_os(name).is_some();
+    // SAFETY: mallopt only changes allocator tunables, and runs before any other thread starts.
+    unsafe {
+        if !set_by_user("MALLOC_MMAP_THRESHOLD_") {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        }
+        if !set_by_user("MALLOC_TRIM_THRESHOLD_") {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
