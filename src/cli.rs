@@ -646,7 +646,7 @@ fn cmd_inspect(model: &str) -> Result<()> {
             "GPU memory: {} free of {}; the weights need {} in {}",
             crate::engine::memory::gib(memory.free),
             crate::engine::memory::gib(memory.total),
-            crate::engine::memory::gib(info.parameters * crate::engine::memory::dtype_bytes(dtype)),
+            crate::engine::memory::gib(crate::engine::memory::weight_bytes(info.parameters, dtype)),
             crate::engine::device::dtype_name(dtype),
         );
     }

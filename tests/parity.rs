@@ -142,16 +142,6 @@ fn assert_nas(what: &str, ours: &[f32], reference: &[f32], gate_min_abs: &[f32])
     );
 }
 
-fn per_sentence(states: &LanguageStates, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (l, f, h) = (states.layers, states.d_ff, states.d_model);
-    (
-        states.nas[k * l * f..(k + 1) * l * f].to_vec(),
-        states.nav[k * l * f..(k + 1) * l * f].to_vec(),
-        states.hidden_pooled[k * (l + 1) * h..(k + 1) * (l + 1) * h].to_vec(),
-        states.hidden_last[k * (l + 1) * h..(k + 1) * (l + 1) * h].to_vec(),
-    )
-}
-
 fn check_tiny(name: &str) {
     let folder = fixtures().join("tiny").join(name);
     let model = load(&folder);
@@ -183,31 +173,37 @@ fn check_tiny(name: &str) {
         let states = extract(&model, &texts, capture, 1);
         for k in 0..texts.len() {
             let what = format!("{name} s{k} {suffix}");
-            let (nas, nav, hidden, last) = per_sentence(&states, k);
+            let sentence = states.sentence(k);
+            let (nas, nav, hidden, last) = (
+                sentence.nas,
+                sentence.nav,
+                sentence.hidden_pooled,
+                sentence.hidden_last,
+            );
             let gate = reference.f32(&format!("s{k}.gate_min_abs"));
             assert_nas(
                 &what,
-                &nas,
+                nas,
                 &reference.f32(&format!("s{k}.nas_{suffix}")),
                 &gate,
             );
             assert_close(
                 &format!("{what} nav"),
-                &nav,
+                nav,
                 &reference.f32(&format!("s{k}.nav_{suffix}")),
             );
             let hidden_name = format!("s{k}.hidden_{suffix}");
             if reference.has(&hidden_name) && suffix != "last" {
                 assert_close(
                     &format!("{what} hidden"),
-                    &hidden,
+                    hidden,
                     &reference.f32(&hidden_name),
                 );
             }
             if suffix == "weighted" {
                 assert_close(
                     &format!("{what} hidden_last"),
-                    &last,
+                    last,
                     &reference.f32(&format!("s{k}.hidden_last")),
                 );
             }
@@ -221,10 +217,10 @@ fn check_tiny(name: &str) {
     };
     let states = extract(&model, &texts, capture, 1);
     for k in 0..texts.len() {
-        let (_, nav, _, _) = per_sentence(&states, k);
+        let nav = states.sentence(k).nav;
         assert_close(
             &format!("{name} s{k} navup"),
-            &nav,
+            nav,
             &reference.f32(&format!("s{k}.navup_weighted")),
         );
     }
@@ -238,16 +234,16 @@ fn check_tiny(name: &str) {
     for k in 0..texts.len() {
         let key = format!("s{k}.nav_weighted_nospecial");
         if reference.has(&key) {
-            let (nas, nav, _, _) = per_sentence(&states, k);
+            let (nas, nav) = (states.sentence(k).nas, states.sentence(k).nav);
             assert_close(
                 &format!("{name} s{k} nospecial nav"),
-                &nav,
+                nav,
                 &reference.f32(&key),
             );
             let gate = reference.f32(&format!("s{k}.gate_min_abs"));
             assert_nas(
                 &format!("{name} s{k} nospecial"),
-                &nas,
+                nas,
                 &reference.f32(&format!("s{k}.nas_weighted_nospecial")),
                 &gate,
             );

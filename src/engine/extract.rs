@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
 use super::capture::{self, CaptureSettings};
 use super::decoder::BatchInput;
@@ -105,20 +105,12 @@ impl Model {
         on_sentence: &mut dyn FnMut(usize, SentenceStates<'_>) -> Result<()>,
     ) -> Result<()> {
         let started = Instant::now();
-        let tokens = self.tokenize_all(sentences)?;
+        let (tokens, batches) = self.plan(sentences, options.batch_size)?;
         let cfg = &self.config;
         let (layers, d_ff, d_model) = (cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
         let mut tokens_done = 0;
         let mut sentences_done = 0;
-        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
-        let batch_size = memory::resolve_batch_size(
-            options.batch_size,
-            cfg,
-            self.decoder.dtype(),
-            self.decoder.device(),
-            longest,
-        )?;
-        let mut pending = BatchQueue::new(length_sorted_batches(&tokens, batch_size));
+        let mut pending = BatchQueue::new(batches);
         while let Some(batch) = pending.next() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
@@ -140,9 +132,7 @@ impl Model {
                 }
                 Err(error) => return Err(error),
             };
-            let mut host = self.host.lock().map_err(|_| {
-                EngineError::Device("an earlier extraction failed while copying states".into())
-            })?;
+            let mut host = self.host.lock().map_err(|_| poisoned())?;
             let values = host.copy(&packed)?;
             let (neuron_width, hidden_width) = (layers * d_ff, (layers + 1) * d_model);
             let row_width = 2 * (neuron_width + hidden_width);
@@ -178,18 +168,10 @@ impl Model {
     /// batch but nothing copied to the host: with [`Self::extract`]'s time, it splits a
     /// benchmark into compute and transfer.
     pub fn time_forward_only(&self, sentences: &[String], options: &ExtractOptions) -> Result<f64> {
-        let tokens = self.tokenize_all(sentences)?;
-        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
+        let (tokens, batches) = self.plan(sentences, options.batch_size)?;
         let device = self.decoder.device();
-        let batch_size = memory::resolve_batch_size(
-            options.batch_size,
-            &self.config,
-            self.decoder.dtype(),
-            device,
-            longest,
-        )?;
         let started = Instant::now();
-        for batch in length_sorted_batches(&tokens, batch_size) {
+        for batch in batches {
             let input = self.batch_input(&tokens, &batch, options.capture)?;
             let packed = self
                 .decoder
@@ -200,6 +182,26 @@ impl Model {
             drop(packed);
         }
         Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// The tokens of `sentences` and their batches, longest first: as many sentences per batch
+    /// as `requested` (`0` = auto, see [`memory::resolve_batch_size`]) and as fit the device.
+    fn plan(
+        &self,
+        sentences: &[String],
+        requested: usize,
+    ) -> Result<(Vec<Tokens>, Vec<Vec<usize>>)> {
+        let tokens = self.tokenize_all(sentences)?;
+        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
+        let batch_size = memory::resolve_batch_size(
+            requested,
+            &self.config,
+            self.decoder.dtype(),
+            self.decoder.device(),
+            longest,
+        )?;
+        let batches = length_sorted_batches(&tokens, batch_size);
+        Ok((tokens, batches))
     }
 
     fn batch_input(
@@ -253,20 +255,18 @@ impl Model {
                 "bits per byte needs the lm_head, which this checkpoint lacks",
             ));
         }
-        let tokens = self.tokenize_all(sentences)?;
+        // Full-vocabulary logits are the big buffer here, which the memory estimate does not
+        // count, so "auto" means the CPU's 16 (still lowered where that does not fit).
+        let requested = if batch_size == 0 {
+            memory::CPU_AUTO_BATCH
+        } else {
+            batch_size
+        };
+        let (tokens, batches) = self.plan(sentences, requested)?;
         let device = self.decoder.device();
-        let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
-        // Full-vocabulary logits are the big buffer here, so an automatic batch stays small.
-        let batch_size = memory::resolve_batch_size(
-            batch_size,
-            &self.config,
-            self.decoder.dtype(),
-            device,
-            longest,
-        )?
-        .min(if batch_size == 0 { 16 } else { batch_size });
+        let mut host = self.host.lock().map_err(|_| poisoned())?;
         let mut nll = 0f64;
-        for batch in length_sorted_batches(&tokens, batch_size) {
+        for batch in batches {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
@@ -283,7 +283,7 @@ impl Model {
                 ids[row * t..row * t + tokens[i].ids.len()].copy_from_slice(&tokens[i].ids);
             }
             let ids = Tensor::from_vec(ids, (batch.len(), t), device)?;
-            let logprobs = to_host(
+            let logprobs = host.copy(
                 &self
                     .decoder
                     .next_token_logprobs(&ids)
@@ -301,6 +301,11 @@ impl Model {
         let bytes: usize = sentences.iter().map(String::len).sum();
         Ok(nll / std::f64::consts::LN_2 / bytes.max(1) as f64)
     }
+}
+
+/// The host buffer's lock is only poisoned if a thread panicked while copying.
+fn poisoned() -> EngineError {
+    EngineError::Device("an earlier extraction failed while copying states".into())
 }
 
 /// Batches still to run, in order; one that ran out of memory comes back as two halves.
@@ -333,14 +338,6 @@ pub fn length_sorted_batches(tokens: &[Tokens], batch_size: usize) -> Vec<Vec<us
     let mut order: Vec<usize> = (0..tokens.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
-}
-
-fn to_host(tensor: &Tensor) -> Result<Vec<f32>> {
-    Ok(tensor
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?)
 }
 
 #[cfg(test)]

@@ -43,9 +43,9 @@ pub fn dtype_bytes(dtype: DType) -> u64 {
     dtype.size_in_bytes() as u64
 }
 
-/// Bytes the weights take on the device in `dtype` (norm weights are small and counted too).
-pub fn weight_bytes(config: &ModelConfig, dtype: DType) -> u64 {
-    config.parameter_count() * dtype_bytes(dtype)
+/// Bytes `parameters` weights take on the device in `dtype` (norm weights included).
+pub fn weight_bytes(parameters: u64, dtype: DType) -> u64 {
+    parameters * dtype_bytes(dtype)
 }
 
 /// Peak bytes one sentence of `tokens` tokens adds while a layer runs: residual stream and its
@@ -71,7 +71,7 @@ pub fn check_weights_fit(config: &ModelConfig, dtype: DType, device: &Device) ->
     let Some(memory) = device_memory(device) else {
         return Ok(());
     };
-    let weights = weight_bytes(config, dtype);
+    let weights = weight_bytes(config.parameter_count(), dtype);
     // One batch of sixteen 64-token sentences must fit beside the weights.
     let minimum = weights + 16 * bytes_per_sentence(config, dtype, 64);
     if minimum > memory.free {
@@ -161,11 +161,12 @@ mod tests {
     #[test]
     fn weights_scale_with_dtype() {
         let c = config(64, 128, 2);
+        let n = c.parameter_count();
         assert_eq!(
-            weight_bytes(&c, DType::F32),
-            2 * weight_bytes(&c, DType::BF16)
+            weight_bytes(n, DType::F32),
+            2 * weight_bytes(n, DType::BF16)
         );
-        assert_eq!(weight_bytes(&c, DType::BF16), c.parameter_count() * 2);
+        assert_eq!(weight_bytes(n, DType::BF16), n * 2);
     }
 
     #[test]

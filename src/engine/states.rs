@@ -50,25 +50,6 @@ pub enum StateKind {
 }
 
 impl LanguageStates {
-    pub fn empty(layers: usize, d_ff: usize, d_model: usize) -> Self {
-        Self::with_capacity(layers, d_ff, d_model, 0)
-    }
-
-    /// No sentences yet, room for `sentences` without reallocating.
-    pub fn with_capacity(layers: usize, d_ff: usize, d_model: usize, sentences: usize) -> Self {
-        Self {
-            sentences: 0,
-            layers,
-            d_ff,
-            d_model,
-            nas: Vec::with_capacity(sentences * layers * d_ff),
-            nav: Vec::with_capacity(sentences * layers * d_ff),
-            hidden_pooled: Vec::with_capacity(sentences * (layers + 1) * d_model),
-            hidden_last: Vec::with_capacity(sentences * (layers + 1) * d_model),
-            token_counts: Vec::with_capacity(sentences),
-        }
-    }
-
     /// Number of layers of a state kind (hidden states include the embeddings).
     pub fn layer_count(&self, kind: StateKind) -> usize {
         match kind {
@@ -157,15 +138,6 @@ impl LanguageStates {
             hidden_last: &self.hidden_last[index * hidden..][..hidden],
             token_count: self.token_counts[index],
         }
-    }
-
-    pub fn extend(&mut self, other: LanguageStates) {
-        self.sentences += other.sentences;
-        self.nas.extend(other.nas);
-        self.nav.extend(other.nav);
-        self.hidden_pooled.extend(other.hidden_pooled);
-        self.hidden_last.extend(other.hidden_last);
-        self.token_counts.extend(other.token_counts);
     }
 
     /// Reads a whole states file into memory (see [`StatesFile`] to read it layer by layer).
