@@ -303,6 +303,49 @@ fn check_batch_invariance(name: &str) {
     }
 }
 
+/// The CPU kernels (packed batches) against the generic tensor ops the GPUs run (padded
+/// batches), both on the CPU in f32: NAV and hidden states within 1e-4 (the fixtures'
+/// tolerance); NAS may differ only where a gate sits at zero within rounding, so at least
+/// 99.9% of its entries are equal.
+fn check_generic_ops(name: &str) {
+    let folder = fixtures().join("tiny").join(name);
+    let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
+    let mut model = load(&folder);
+    let kernels = extract(&model, &texts, CaptureSettings::default(), 8);
+    model.decoder.set_cpu_kernels(false);
+    let generic = extract(&model, &texts, CaptureSettings::default(), 8);
+    for (what, a, b) in [
+        ("nav", &kernels.nav, &generic.nav),
+        ("hidden", &kernels.hidden_pooled, &generic.hidden_pooled),
+        ("hidden_last", &kernels.hidden_last, &generic.hidden_last),
+    ] {
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4,
+            "{name} {what}: kernels vs generic ops differ by {worst:e}"
+        );
+    }
+    let equal = kernels
+        .nas
+        .iter()
+        .zip(generic.nas.iter())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        equal as f64 >= 0.999 * kernels.nas.len() as f64,
+        "{name} nas: {equal} of {} entries equal",
+        kernels.nas.len()
+    );
+}
+
 macro_rules! parity_tests {
     ($($arch:ident),*) => {
         mod tiny {
@@ -311,6 +354,7 @@ macro_rules! parity_tests {
                 fn $arch() {
                     super::check_tiny(stringify!($arch));
                     super::check_batch_invariance(stringify!($arch));
+                    super::check_generic_ops(stringify!($arch));
                 }
             )*
         }

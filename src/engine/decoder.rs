@@ -5,22 +5,61 @@
 //! one implementation serves them all. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::Linear;
 
 use super::capture::NavSource;
 use super::config::{Activation, LayerAttention, ModelConfig, Rope, RopeScaling};
+use super::cpu_ops::{self, HostNorm, HostPooling, RopeTable, Span};
 use super::error::{EngineError, Result};
 use super::weights::TensorSource;
 
-/// A batch of right-padded sentences and the pooling weights of each.
+/// One sentence of a batch: its tokens and how each counts in the pools.
+pub struct SentenceInput<'a> {
+    pub ids: &'a [u32],
+    /// Per token: its weight in the pooled states.
+    pub weights: Vec<f32>,
+    /// Per token: its weight in the "last token" hidden state.
+    pub last: Vec<f32>,
+}
+
+/// A batch of sentences, laid out for the decoder's path: packed back to back for the CPU
+/// kernels, right-padded to the longest for the generic tensor ops.
 pub struct BatchInput {
-    /// `[b, t]` u32 token ids, right-padded.
-    pub ids: Tensor,
-    /// `[b, 1, t]` f32 pooling weights for neuron states (zero on padding).
-    pub pool_weights: Tensor,
-    /// `[b, 2, t]` f32: row 0 the pooling weights, row 1 one-hot on the last token (hidden states).
-    pub hidden_weights: Tensor,
+    /// `[1, n]` (packed) or `[b, t]` (padded) u32 token ids.
+    ids: Tensor,
+    packed: bool,
+    pooling: Arc<HostPooling>,
+    spans: Arc<[Span]>,
+    /// Padded layout only: `[b, 1, t]` pooling weights and `[b, 2, t]` (pooling weights, last
+    /// token) on the device.
+    device_weights: Option<(Tensor, Tensor)>,
+}
+
+impl BatchInput {
+    /// Whole rows of `[b, t]` ids, nothing pooled (for next-token probabilities).
+    fn unpooled(ids: &Tensor) -> Result<Self> {
+        let (b, t) = ids.dims2()?;
+        let spans: Vec<Span> = (0..b)
+            .map(|r| Span {
+                start: r * t,
+                len: t,
+            })
+            .collect();
+        Ok(Self {
+            ids: ids.clone(),
+            packed: false,
+            spans: spans.clone().into(),
+            pooling: Arc::new(HostPooling {
+                spans,
+                weights: Vec::new(),
+                last: Vec::new(),
+            }),
+            device_weights: None,
+        })
+    }
 }
 
 /// Pooled states of one batch, on the model's device, in f32.
@@ -51,6 +90,8 @@ struct RmsNorm {
     /// For Gemma already `1 + w`.
     weight: Tensor,
     eps: f32,
+    /// The same weights on the host, for the CPU kernels (f32 on the CPU only).
+    host: Option<Arc<HostNorm>>,
 }
 
 impl RmsNorm {
@@ -68,9 +109,19 @@ impl RmsNorm {
         } else {
             weight
         };
+        let eps = cfg.rms_norm_eps as f32;
+        let host = if ctx.device.is_cpu() && ctx.dtype == DType::F32 {
+            Some(Arc::new(HostNorm {
+                weight: weight.to_vec1()?,
+                eps,
+            }))
+        } else {
+            None
+        };
         Ok(Self {
             weight: weight.to_dtype(ctx.dtype)?,
-            eps: cfg.rms_norm_eps as f32,
+            eps,
+            host,
         })
     }
 
@@ -125,6 +176,8 @@ pub struct Decoder {
     /// The distinct per-layer attention settings (Gemma 3 has two).
     attention_kinds: Vec<LayerAttention>,
     ctx: Ctx,
+    /// Use the kernels of [`cpu_ops`] (on by default for f32 on the CPU).
+    cpu_kernels: bool,
 }
 
 struct Ctx {
@@ -223,7 +276,77 @@ impl Decoder {
             final_norm,
             lm_head,
             attention_kinds,
+            cpu_kernels: ctx.device.is_cpu() && ctx.dtype == DType::F32,
             ctx,
+        })
+    }
+
+    /// The CPU kernels are on by default for f32 on the CPU; off, the CPU runs the generic
+    /// tensor ops the GPUs use (padded batches), which is how the two are checked against
+    /// each other. Ignored elsewhere.
+    pub fn set_cpu_kernels(&mut self, enabled: bool) {
+        self.cpu_kernels = enabled && self.ctx.device.is_cpu() && self.ctx.dtype == DType::F32;
+    }
+
+    /// Lays out a batch for this decoder: packed for the CPU kernels, right-padded otherwise.
+    pub fn batch_input(&self, sentences: &[SentenceInput<'_>]) -> Result<BatchInput> {
+        let device = &self.ctx.device;
+        let b = sentences.len();
+        let longest = sentences.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+        let packed = self.cpu_kernels;
+        let mut spans = Vec::with_capacity(b);
+        let mut start = 0;
+        for sentence in sentences {
+            spans.push(Span {
+                start,
+                len: sentence.ids.len(),
+            });
+            start += if packed { sentence.ids.len() } else { longest };
+        }
+        let tokens = start;
+        let mut ids = vec![0u32; tokens];
+        let mut weights = vec![0f32; tokens];
+        let mut last = vec![0f32; tokens];
+        for (sentence, span) in sentences.iter().zip(&spans) {
+            let range = span.start..span.start + span.len;
+            if sentence.weights.len() != span.len || sentence.last.len() != span.len {
+                return Err(EngineError::Device(
+                    "pooling weights do not match the sentence".into(),
+                ));
+            }
+            ids[range.clone()].copy_from_slice(sentence.ids);
+            weights[range.clone()].copy_from_slice(&sentence.weights);
+            last[range].copy_from_slice(&sentence.last);
+        }
+        let device_weights = if packed {
+            None
+        } else {
+            let mut hidden = vec![0f32; b * 2 * longest];
+            for (row, span) in spans.iter().enumerate() {
+                let range = span.start..span.start + span.len;
+                hidden[row * 2 * longest..][..span.len].copy_from_slice(&weights[range.clone()]);
+                hidden[(row * 2 + 1) * longest..][..span.len].copy_from_slice(&last[range]);
+            }
+            Some((
+                Tensor::from_slice(&weights, (b, 1, longest), device)?,
+                Tensor::from_vec(hidden, (b, 2, longest), device)?,
+            ))
+        };
+        let ids = if packed {
+            Tensor::from_vec(ids, (1, tokens), device)?
+        } else {
+            Tensor::from_vec(ids, (b, longest), device)?
+        };
+        Ok(BatchInput {
+            ids,
+            packed,
+            spans: spans.clone().into(),
+            pooling: Arc::new(HostPooling {
+                spans,
+                weights,
+                last,
+            }),
+            device_weights,
         })
     }
 
@@ -254,59 +377,27 @@ impl Decoder {
         let mut nas = Vec::with_capacity(self.layers.len());
         let mut nav = Vec::with_capacity(self.layers.len());
         let mut hidden = Vec::with_capacity(self.layers.len() + 1);
-        let pool = |h: &Tensor| -> Result<Tensor> {
-            Ok(input
-                .hidden_weights
-                .matmul(&h.to_dtype(DType::F32)?.contiguous()?)?)
-        };
-        let mut capture = |layer_out: LayerOutput| -> Result<()> {
-            if let Some(MlpStates::Pooled(pooled)) = &layer_out.mlp {
+        self.run_layers(input, Some(nav_source), &mut |out: LayerOutput| {
+            if let Some(pooled) = out.mlp_pooled {
                 nas.push(pooled.i((.., 0..1, ..))?);
                 nav.push(pooled.i((.., 1..2, ..))?);
             }
-            if let Some(MlpStates::Raw(gate, act, up)) = layer_out.mlp {
-                let magnitude_source = match nav_source {
-                    NavSource::Activation => act.clone(),
-                    NavSource::ActivationTimesUp => (&act * &up)?,
-                };
-                // A device-side zero: comparing with an f64 scalar would copy it from the host
-                // in every layer.
-                let zero =
-                    Tensor::zeros((), gate.dtype(), gate.device())?.broadcast_as(gate.shape())?;
-                let active = gate.gt(&zero)?.to_dtype(DType::F32)?;
-                nas.push(input.pool_weights.matmul(&active)?);
-                let magnitude = magnitude_source.abs()?;
-                nav.push(
-                    input
-                        .pool_weights
-                        .matmul(&magnitude.to_dtype(DType::F32)?.contiguous()?)?,
-                );
+            if let Some(pooled) = out.hidden_pooled {
+                hidden.push(pooled);
             }
-            hidden.push(pool(&layer_out.hidden)?);
             Ok(())
+        })?;
+        let rows = |k: usize| {
+            hidden
+                .iter()
+                .map(|h| h.i((.., k..k + 1, ..)))
+                .collect::<candle_core::Result<Vec<_>>>()
         };
-        self.run_layers(
-            &input.ids,
-            Some((&input.pool_weights, nav_source)),
-            &mut capture,
-        )?;
         Ok(BatchCapture {
             nas: Tensor::cat(&nas, 1)?,
             nav: Tensor::cat(&nav, 1)?,
-            hidden_pooled: Tensor::cat(
-                &hidden
-                    .iter()
-                    .map(|h| h.i((.., 0..1, ..)))
-                    .collect::<candle_core::Result<Vec<_>>>()?,
-                1,
-            )?,
-            hidden_last: Tensor::cat(
-                &hidden
-                    .iter()
-                    .map(|h| h.i((.., 1..2, ..)))
-                    .collect::<candle_core::Result<Vec<_>>>()?,
-                1,
-            )?,
+            hidden_pooled: Tensor::cat(&rows(0)?, 1)?,
+            hidden_last: Tensor::cat(&rows(1)?, 1)?,
         })
     }
 
@@ -322,12 +413,7 @@ impl Decoder {
                 ));
             }
         };
-        let mut last = None;
-        self.run_layers(ids, None, &mut |out: LayerOutput| {
-            last = Some(out.hidden);
-            Ok(())
-        })?;
-        let hidden = last.ok_or_else(|| EngineError::Device("model has no layers".into()))?;
+        let hidden = self.run_layers(&BatchInput::unpooled(ids)?, None, &mut |_| Ok(()))?;
         let (b, t, _) = hidden.dims3()?;
         let normed = self.final_norm.forward(&hidden)?;
         let mut logits = normed.broadcast_matmul(&head.t()?)?.to_dtype(DType::F32)?;
@@ -339,111 +425,242 @@ impl Decoder {
         Ok(logprobs.gather(&targets, 2)?.reshape((b, t - 1))?)
     }
 
-    /// Embeddings, then each layer; `on_layer` sees every hidden state (embeddings first) and
-    /// each layer's MLP gate, activation and up projection.
+    /// Embeddings, then each layer; returns the last residual stream `[rows, cols, d_model]`.
+    /// With `capture`, `on_layer` gets the pooled residual stream after the embeddings and
+    /// after each layer, and each layer's pooled NAS and NAV.
     fn run_layers(
         &self,
-        ids: &Tensor,
-        pool: Option<(&Tensor, NavSource)>,
+        input: &BatchInput,
+        capture: Option<NavSource>,
         on_layer: &mut dyn FnMut(LayerOutput) -> Result<()>,
-    ) -> Result<()> {
-        let (b, t) = ids.dims2()?;
-        let mut h = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
-            b,
-            t,
-            self.config.hidden_size,
-        ))?;
+    ) -> Result<Tensor> {
+        let kernels = self.cpu_kernels;
+        if input.packed && !kernels {
+            return Err(EngineError::Device(
+                "a packed batch needs the CPU kernels".into(),
+            ));
+        }
+        let (rows, cols) = input.ids.dims2()?;
+        let mut h = self
+            .embed
+            .index_select(&input.ids.flatten_all()?, 0)?
+            .reshape((rows, cols, self.config.hidden_size))?;
         if let Some(scale) = self.config.embedding_scale {
             // transformers rounds the normalizer to the compute dtype first.
             let scale = Tensor::new(scale as f32, &self.ctx.device)?.to_dtype(self.ctx.dtype)?;
             h = h.broadcast_mul(&scale)?;
         }
+        let pool = capture.map(|nav_source| (input, nav_source));
+        let first_norm = self.layers.first().map(|layer| &layer.input_norm);
+        let step = self.residual(&h, None, first_norm, input, pool.is_some())?;
         on_layer(LayerOutput {
-            hidden: h.clone(),
-            mlp: None,
+            hidden_pooled: step.pooled,
+            mlp_pooled: None,
         })?;
+        let mut h = step.h;
+        let mut normed = step.normed;
+        let longest = input.spans.iter().map(|s| s.len).max().unwrap_or(0);
+        let positions = if input.packed { longest } else { cols };
         let tables = self
             .attention_kinds
             .iter()
-            .map(|kind| AttentionTables::new(kind, t, &self.config, &self.ctx))
+            .map(|kind| AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels))
             .collect::<Result<Vec<_>>>()?;
-        for layer in &self.layers {
-            let tables = &tables[layer.kind];
-            let attn_in = layer.input_norm.forward(&h)?;
-            let mut attn_out = layer.attention.forward(&attn_in, tables)?;
-            let mlp_in;
-            match &layer.gemma_ffn_norms {
-                Some((pre_ffn, _)) => {
-                    attn_out = layer.post_attention_norm.forward(&attn_out)?;
-                    h = (h + attn_out)?;
-                    mlp_in = pre_ffn.forward(&h)?;
-                }
-                None => {
-                    h = (h + attn_out)?;
-                    mlp_in = layer.post_attention_norm.forward(&h)?;
-                }
-            }
-            let gate = layer.mlp.gate.forward(&mlp_in)?;
-            let up = layer.mlp.up.forward(&mlp_in)?;
-            let fused = match pool {
-                Some((weights, nav_source)) => {
-                    fused_mlp(&gate, &up, weights, layer.mlp.activation, nav_source)?
-                }
-                _ => None,
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn_in = normed.take().ok_or_else(|| {
+                EngineError::Device("the residual step lost the next layer's norm".into())
+            })?;
+            let attn_out =
+                layer
+                    .attention
+                    .forward(&attn_in, &tables[layer.kind], input, kernels)?;
+            let (attn_out, mlp_norm) = match &layer.gemma_ffn_norms {
+                Some((pre_ffn, _)) => (layer.post_attention_norm.forward(&attn_out)?, pre_ffn),
+                None => (attn_out, &layer.post_attention_norm),
             };
-            if let Some((product, pooled)) = fused {
-                let mut mlp_out = layer.mlp.down.forward(&product)?;
-                if let Some((_, post_ffn)) = &layer.gemma_ffn_norms {
-                    mlp_out = post_ffn.forward(&mlp_out)?;
-                }
-                h = (h + mlp_out)?;
-                on_layer(LayerOutput {
-                    hidden: h.clone(),
-                    mlp: Some(MlpStates::Pooled(pooled)),
-                })?;
-                continue;
-            }
-            let act = match layer.mlp.activation {
-                Activation::Silu => candle_nn::ops::silu(&gate)?,
-                Activation::GeluTanh => gate.gelu()?,
-                Activation::Gelu => gate.gelu_erf()?,
-            };
-            let mut mlp_out = layer.mlp.down.forward(&(&act * &up)?)?;
+            let step = self.residual(&h, Some(&attn_out), Some(mlp_norm), input, false)?;
+            h = step.h;
+            let mlp_in = step.normed.ok_or_else(|| {
+                EngineError::Device("the residual step lost the MLP's norm".into())
+            })?;
+            let (product, mlp_pooled) = layer.mlp.forward(&mlp_in, pool, kernels)?;
+            let mut mlp_out = layer.mlp.down.forward(&product)?;
             if let Some((_, post_ffn)) = &layer.gemma_ffn_norms {
                 mlp_out = post_ffn.forward(&mlp_out)?;
             }
-            h = (h + mlp_out)?;
+            let next_norm = self.layers.get(i + 1).map(|next| &next.input_norm);
+            let step = self.residual(&h, Some(&mlp_out), next_norm, input, pool.is_some())?;
+            h = step.h;
+            normed = step.normed;
             on_layer(LayerOutput {
-                hidden: h.clone(),
-                mlp: Some(MlpStates::Raw(gate, act, up)),
+                hidden_pooled: step.pooled,
+                mlp_pooled,
             })?;
         }
-        Ok(())
+        Ok(h)
+    }
+
+    /// `h + delta` (or `h`), its RMSNorm under `norm`, and with `pool` its pools `[b, 2, d]`
+    /// (pooling weights, last token): one fused pass with the CPU kernels.
+    fn residual(
+        &self,
+        h: &Tensor,
+        delta: Option<&Tensor>,
+        norm: Option<&RmsNorm>,
+        input: &BatchInput,
+        pool: bool,
+    ) -> Result<ResidualStep> {
+        if self.cpu_kernels {
+            let host_norm = match norm {
+                Some(norm) => Some(norm.host.clone().ok_or_else(|| {
+                    EngineError::Device("CPU kernels without host norm weights".into())
+                })?),
+                None => None,
+            };
+            let (rows, cols, d) = h.dims3()?;
+            let n = rows * cols;
+            let op = cpu_ops::Residual {
+                add: delta.is_some(),
+                norm: host_norm,
+                pool: pool.then(|| input.pooling.clone()),
+                spans: input.spans.clone(),
+            };
+            let flat_h = h.reshape((n, d))?;
+            let out = match delta {
+                Some(delta) => flat_h.apply_op2_no_bwd(&delta.reshape((n, d))?, &op)?,
+                None => flat_h.apply_op1_no_bwd(&cpu_ops::ResidualStart(op))?,
+            };
+            let normed_at = n * d;
+            let pooled_at = normed_at + if norm.is_some() { n * d } else { 0 };
+            let spans = input.spans.len();
+            return Ok(ResidualStep {
+                h: out.narrow(0, 0, n * d)?.reshape((rows, cols, d))?,
+                normed: norm
+                    .map(|_| out.narrow(0, normed_at, n * d)?.reshape((rows, cols, d)))
+                    .transpose()?,
+                // A copy, not a view: a view would keep the whole output alive.
+                pooled: pool
+                    .then(|| {
+                        out.narrow(0, pooled_at, spans * 2 * d)?
+                            .reshape((spans, 2, d))?
+                            .copy()
+                    })
+                    .transpose()?,
+            });
+        }
+        let h = match delta {
+            Some(delta) => (h + delta)?,
+            None => h.clone(),
+        };
+        let normed = norm.map(|norm| norm.forward(&h)).transpose()?;
+        let pooled = if pool {
+            let (_, hidden_weights) = device_weights(input)?;
+            Some(hidden_weights.matmul(&h.to_dtype(DType::F32)?.contiguous()?)?)
+        } else {
+            None
+        };
+        Ok(ResidualStep { h, normed, pooled })
     }
 }
 
+/// The padded layout's pooling weights on the device.
+fn device_weights(input: &BatchInput) -> Result<&(Tensor, Tensor)> {
+    input
+        .device_weights
+        .as_ref()
+        .ok_or_else(|| EngineError::Device("this batch has no pooling weights".into()))
+}
+
+struct ResidualStep {
+    h: Tensor,
+    normed: Option<Tensor>,
+    pooled: Option<Tensor>,
+}
+
 struct LayerOutput {
-    hidden: Tensor,
-    mlp: Option<MlpStates>,
+    /// `[b, 2, d_model]`: the residual stream pooled and at the last token.
+    hidden_pooled: Option<Tensor>,
+    /// `[b, 2, d_ff]`: pooled NAS and NAV.
+    mlp_pooled: Option<Tensor>,
 }
 
-enum MlpStates {
-    /// `(gate pre-activation, act(gate), up)`, each `[b, t, d_ff]`.
-    Raw(Tensor, Tensor, Tensor),
-    /// Already pooled by the fused CPU kernel: `[b, 2, d_ff]`, rows NAS and NAV.
-    Pooled(Tensor),
+impl Mlp {
+    /// `act(gate)·up` for the down projection and, when capturing, the pooled NAS and NAV.
+    fn forward(
+        &self,
+        x: &Tensor,
+        pool: Option<(&BatchInput, NavSource)>,
+        kernels: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let gate = self.gate.forward(x)?;
+        let up = self.up.forward(x)?;
+        let (rows, cols, f) = gate.dims3()?;
+        match pool {
+            Some((input, nav_source)) if kernels => {
+                let n = rows * cols;
+                let spans = input.spans.len();
+                let out = gate.reshape((n, f))?.apply_op2_no_bwd(
+                    &up.reshape((n, f))?,
+                    &cpu_ops::FusedMlp {
+                        activation: self.activation,
+                        nav_source,
+                        pool: input.pooling.clone(),
+                    },
+                )?;
+                let product = out.narrow(0, 0, n * f)?.reshape((rows, cols, f))?;
+                // A copy, not a view: a view would keep the whole output alive.
+                let pooled = out
+                    .narrow(0, n * f, spans * 2 * f)?
+                    .reshape((spans, 2, f))?
+                    .copy()?;
+                Ok((product, Some(pooled)))
+            }
+            _ => {
+                let act = match self.activation {
+                    Activation::Silu => candle_nn::ops::silu(&gate)?,
+                    Activation::GeluTanh => gate.gelu()?,
+                    Activation::Gelu => gate.gelu_erf()?,
+                };
+                let product = (&act * &up)?;
+                let Some((input, nav_source)) = pool else {
+                    return Ok((product, None));
+                };
+                let (pool_weights, _) = device_weights(input)?;
+                let magnitude = match nav_source {
+                    NavSource::Activation => act.abs()?,
+                    NavSource::ActivationTimesUp => product.abs()?,
+                };
+                // A device-side zero: comparing with an f64 scalar would copy it from the host
+                // in every layer.
+                let zero =
+                    Tensor::zeros((), gate.dtype(), gate.device())?.broadcast_as(gate.shape())?;
+                let active = gate.gt(&zero)?.to_dtype(DType::F32)?;
+                let nas = pool_weights.matmul(&active)?;
+                let nav = pool_weights.matmul(&magnitude.to_dtype(DType::F32)?.contiguous()?)?;
+                Ok((product, Some(Tensor::cat(&[nas, nav], 1)?)))
+            }
+        }
+    }
 }
 
-/// Rotary tables and the additive attention mask for one kind of layer and sequence length.
+/// Rotary tables and the additive attention mask for one kind of layer: on the host for the
+/// CPU kernels, as tensors for the generic ops.
 struct AttentionTables {
-    cos: Tensor,
-    sin: Tensor,
-    /// `[t, t]`, 0 where attention is allowed, -inf elsewhere (causal, optionally windowed).
-    mask: Tensor,
+    rope: Arc<RopeTable>,
+    window: Option<usize>,
+    /// Generic ops only: cos and sin `[t, d/2]`, and the `[t, t]` mask (0 where attention is
+    /// allowed, -inf elsewhere: causal, optionally windowed).
+    tensors: Option<(Tensor, Tensor, Tensor)>,
 }
 
 impl AttentionTables {
-    fn new(kind: &LayerAttention, t: usize, cfg: &ModelConfig, ctx: &Ctx) -> Result<Self> {
+    fn new(
+        kind: &LayerAttention,
+        t: usize,
+        cfg: &ModelConfig,
+        ctx: &Ctx,
+        host_only: bool,
+    ) -> Result<Self> {
         let inv_freq = inverse_frequencies(&kind.rope, cfg.head_dim);
         let half = inv_freq.len();
         // f32 as transformers computes them: position × inverse frequency, then cos and sin.
@@ -456,21 +673,30 @@ impl AttentionTables {
                 sin.push(angle.sin());
             }
         }
-        let cos = Tensor::from_vec(cos, (t, half), &ctx.device)?.to_dtype(ctx.dtype)?;
-        let sin = Tensor::from_vec(sin, (t, half), &ctx.device)?.to_dtype(ctx.dtype)?;
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| {
-                (0..t).map(move |j| {
-                    let visible = j <= i && kind.sliding_window.is_none_or(|w| i - j < w);
-                    if visible { 0.0 } else { f32::NEG_INFINITY }
+        let tensors = if host_only {
+            None
+        } else {
+            let mask: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..t).map(move |j| {
+                        let visible = j <= i && kind.sliding_window.is_none_or(|w| i - j < w);
+                        if visible { 0.0 } else { f32::NEG_INFINITY }
+                    })
                 })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), &ctx.device)?;
-        Ok(Self { cos, sin, mask })
+                .collect();
+            Some((
+                Tensor::from_slice(&cos, (t, half), &ctx.device)?.to_dtype(ctx.dtype)?,
+                Tensor::from_slice(&sin, (t, half), &ctx.device)?.to_dtype(ctx.dtype)?,
+                Tensor::from_vec(mask, (t, t), &ctx.device)?,
+            ))
+        };
+        Ok(Self {
+            rope: Arc::new(RopeTable { cos, sin, half }),
+            window: kind.sliding_window,
+            tensors,
+        })
     }
 }
-
 /// `1 / θ^(2i/d)`, rescaled as the config's rope scaling says (transformers' formulas, in f32).
 fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
     let base = rope.theta as f32;
@@ -510,9 +736,49 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, tables: &AttentionTables) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        tables: &AttentionTables,
+        input: &BatchInput,
+        kernels: bool,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        if kernels {
+            let n = b * t;
+            let project = |proj: &Linear, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+                let y = proj.forward(x)?;
+                Ok(match norm {
+                    Some(norm) => norm
+                        .forward(&y.reshape((n, heads, d))?)?
+                        .reshape((n, heads * d))?,
+                    None => y.reshape((n, heads * d))?,
+                })
+            };
+            let q = project(&self.q, h, &self.q_norm)?;
+            let k = project(&self.k, kvh, &self.k_norm)?;
+            let v = project(&self.v, kvh, &None)?;
+            let out = q.apply_op3_no_bwd(
+                &k,
+                &v,
+                &cpu_ops::Attention {
+                    spans: input.spans.clone(),
+                    heads: h,
+                    kv_heads: kvh,
+                    head_dim: d,
+                    scale: self.scale as f32,
+                    softcap: self.softcap.map(|c| c as f32),
+                    window: tables.window,
+                    rope: tables.rope.clone(),
+                },
+            )?;
+            return Ok(self.o.forward(&out.reshape((b, t, h * d))?)?);
+        }
+        let (cos, sin, mask) = tables
+            .tensors
+            .as_ref()
+            .ok_or_else(|| EngineError::Device("attention tables built for the CPU".into()))?;
         let heads =
             |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
                 let mut y = proj.forward(x)?.reshape((b, t, n, d))?;
@@ -521,7 +787,7 @@ impl Attention {
                 }
                 let y = y.transpose(1, 2)?.contiguous()?;
                 Ok(if rotate {
-                    candle_nn::rotary_emb::rope(&y, &tables.cos, &tables.sin)?
+                    candle_nn::rotary_emb::rope(&y, cos, sin)?
                 } else {
                     y
                 })
@@ -540,7 +806,7 @@ impl Attention {
         let scores = scores
             .to_dtype(DType::F32)?
             .reshape((b, h, t, t))?
-            .broadcast_add(&tables.mask)?;
+            .broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
         let out = probs
             .reshape((b, kvh, group * t, t))?
@@ -574,145 +840,6 @@ fn linear(
     Ok(Linear::new(weight, bias))
 }
 
-/// On the CPU in f32 (SiLU or GELU-tanh): `act(gate)·up` for the down projection and the
-/// NAS/NAV pools of the layer, all in one pass over gate and up, sentences in parallel.
-/// `None` elsewhere (GPU, other dtypes, exact GELU): the caller then uses generic tensor ops.
-fn fused_mlp(
-    gate: &Tensor,
-    up: &Tensor,
-    weights: &Tensor,
-    activation: Activation,
-    nav_source: NavSource,
-) -> Result<Option<(Tensor, Tensor)>> {
-    let usable = activation != Activation::Gelu
-        && gate.device().is_cpu()
-        && gate.dtype() == DType::F32
-        && up.dtype() == DType::F32
-        && gate.is_contiguous()
-        && up.is_contiguous()
-        && weights.is_contiguous();
-    if !usable {
-        return Ok(None);
-    }
-    let (b, t, f) = gate.dims3()?;
-    let out = gate.apply_op3_no_bwd(
-        up,
-        weights,
-        &FusedMlp {
-            activation,
-            nav_source,
-        },
-    )?;
-    let product = out.narrow(0, 0, b * t * f)?.reshape((b, t, f))?;
-    // A copy, not a view: a view would keep the whole `b·t·f` output of every layer alive
-    // until the batch ends.
-    let pooled = out
-        .narrow(0, b * t * f, b * 2 * f)?
-        .reshape((b, 2, f))?
-        .copy()?;
-    Ok(Some((product, pooled)))
-}
-
-/// Output (flat): `act(g)·u` for every token (`b·t·f`), then per sentence the pooled
-/// `Σ_t w·1[g > 0]` and `Σ_t w·|act(g)|` (or `|act(g)·u|`) (`b·2·f`).
-struct FusedMlp {
-    activation: Activation,
-    nav_source: NavSource,
-}
-
-impl FusedMlp {
-    /// `act` over a row, written to `out`: the same formulas as candle's `silu` and `gelu`, so
-    /// both paths agree. (A vectorisable polynomial `exp` within 2 ulp was tried: 2% faster, but
-    /// it flipped a demo-model NAS decision whose gate is > 1e-5 from zero, so parity lost.)
-    fn act_row(&self, gate: &[f32], out: &mut [f32]) {
-        match self.activation {
-            Activation::Silu => {
-                for (o, &x) in out.iter_mut().zip(gate) {
-                    *o = x / (1.0 + (-x).exp());
-                }
-            }
-            _ => {
-                const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-                for (o, &x) in out.iter_mut().zip(gate) {
-                    *o = 0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh());
-                }
-            }
-        }
-    }
-}
-
-impl candle_core::CustomOp3 for FusedMlp {
-    fn name(&self) -> &'static str {
-        "fused-mlp-pool"
-    }
-
-    fn cpu_fwd(
-        &self,
-        gate: &candle_core::CpuStorage,
-        gate_layout: &candle_core::Layout,
-        up: &candle_core::CpuStorage,
-        up_layout: &candle_core::Layout,
-        weights: &candle_core::CpuStorage,
-        weights_layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage;
-        let (CpuStorage::F32(gate), CpuStorage::F32(up), CpuStorage::F32(weights)) =
-            (gate, up, weights)
-        else {
-            candle_core::bail!("fused-mlp-pool expects f32 tensors");
-        };
-        let (b, t, f) = gate_layout.shape().dims3()?;
-        if up_layout.shape().dims() != [b, t, f] || weights_layout.shape().elem_count() != b * t {
-            candle_core::bail!("fused-mlp-pool: shapes do not match");
-        }
-        let gate = &gate[gate_layout.start_offset()..][..b * t * f];
-        let up = &up[up_layout.start_offset()..][..b * t * f];
-        let weights = &weights[weights_layout.start_offset()..][..b * t];
-        let mut out = vec![0f32; b * t * f + b * 2 * f];
-        let (products, pools) = out.split_at_mut(b * t * f);
-        // Sentences are independent: one per task, spread over the CPU cores.
-        use rayon::prelude::*;
-        products
-            .par_chunks_mut(t * f)
-            .zip(pools.par_chunks_mut(2 * f))
-            .enumerate()
-            .for_each(|(sentence, (products, pooled))| {
-                let (nas, nav) = pooled.split_at_mut(f);
-                for token in 0..t {
-                    let row = (sentence * t + token) * f;
-                    let (g, u) = (&gate[row..row + f], &up[row..row + f]);
-                    let product = &mut products[token * f..(token + 1) * f];
-                    let w = weights[sentence * t + token];
-                    // One simple loop per step, so that each vectorises.
-                    self.act_row(g, product);
-                    let pool = w != 0.0;
-                    if pool {
-                        for (n, &x) in nas.iter_mut().zip(g) {
-                            *n += if x > 0.0 { w } else { 0.0 };
-                        }
-                        if self.nav_source == NavSource::Activation {
-                            for (v, &a) in nav.iter_mut().zip(product.iter()) {
-                                *v += w * a.abs();
-                            }
-                        }
-                    }
-                    for (p, &x) in product.iter_mut().zip(u) {
-                        *p *= x;
-                    }
-                    if pool && self.nav_source == NavSource::ActivationTimesUp {
-                        for (v, &p) in nav.iter_mut().zip(product.iter()) {
-                            *v += w * p.abs();
-                        }
-                    }
-                }
-            });
-        Ok((
-            CpuStorage::F32(out),
-            candle_core::Shape::from(b * t * f + b * 2 * f),
-        ))
-    }
-}
-
 /// Where the decoder's tensors live: `model.` for text checkpoints, deeper for multimodal ones.
 fn model_prefix(src: &dyn TensorSource) -> &'static str {
     ["model.", "model.language_model.", "language_model.model."]
@@ -724,65 +851,6 @@ fn model_prefix(src: &dyn TensorSource) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The fused kernel gives what the generic ops (used on GPUs) give.
-    #[test]
-    fn fused_mlp_matches_the_generic_path() {
-        let device = Device::Cpu;
-        let gate = Tensor::randn(0f32, 1.0, (2, 4, 6), &device).unwrap();
-        let up = Tensor::randn(0f32, 1.0, (2, 4, 6), &device).unwrap();
-        let weights = Tensor::rand(0f32, 1.0, (2, 1, 4), &device).unwrap();
-        let max_diff = |a: Tensor, b: Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
-        for activation in [Activation::Silu, Activation::GeluTanh] {
-            for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
-                let (product, pooled) = fused_mlp(&gate, &up, &weights, activation, nav_source)
-                    .unwrap()
-                    .unwrap();
-                let act = match activation {
-                    Activation::Silu => candle_nn::ops::silu(&gate).unwrap(),
-                    _ => gate.gelu().unwrap(),
-                };
-                let expected_product = (&act * &up).unwrap();
-                let magnitude = match nav_source {
-                    NavSource::Activation => act.clone(),
-                    NavSource::ActivationTimesUp => expected_product.clone(),
-                };
-                let nas = weights
-                    .matmul(&gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap())
-                    .unwrap();
-                let nav = weights.matmul(&magnitude.abs().unwrap()).unwrap();
-                assert!(max_diff(product, expected_product) < 1e-6, "{activation:?}");
-                assert!(max_diff(pooled, Tensor::cat(&[nas, nav], 1).unwrap()) < 1e-5);
-            }
-        }
-        // Exact GELU and other dtypes take the generic path.
-        let none = fused_mlp(
-            &gate,
-            &up,
-            &weights,
-            Activation::Gelu,
-            NavSource::Activation,
-        );
-        assert!(none.unwrap().is_none());
-        let half = gate.to_dtype(DType::BF16).unwrap();
-        let none = fused_mlp(
-            &half,
-            &up,
-            &weights,
-            Activation::Silu,
-            NavSource::Activation,
-        );
-        assert!(none.unwrap().is_none());
-    }
 
     #[test]
     fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {

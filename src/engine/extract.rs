@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 
 use super::capture::{self, CaptureSettings};
-use super::decoder::BatchInput;
+use super::decoder::{BatchInput, SentenceInput};
 use super::error::{EngineError, Result};
 use super::memory;
 use super::model::{Model, map_device_error};
@@ -210,34 +210,21 @@ impl Model {
         batch: &[usize],
         settings: CaptureSettings,
     ) -> Result<BatchInput> {
-        let device = self.decoder.device();
-        let t = batch
+        let skip = settings.skip_special_tokens;
+        let sentences = batch
             .iter()
-            .map(|&i| tokens[i].ids.len())
-            .max()
-            .unwrap_or(0);
-        let b = batch.len();
-        let mut ids = vec![0u32; b * t];
-        let mut pool = vec![0f32; b * t];
-        let mut hidden = vec![0f32; b * 2 * t];
-        for (row, &index) in batch.iter().enumerate() {
-            let sentence = &tokens[index];
-            let len = sentence.ids.len();
-            ids[row * t..row * t + len].copy_from_slice(&sentence.ids);
-            let skip = settings.skip_special_tokens;
-            let weights = capture::token_weights(&sentence.special, settings.pooling, skip)
-                .ok_or(EngineError::EmptySentence { index })?;
-            let last = capture::last_token_weights(&sentence.special, skip)
-                .ok_or(EngineError::EmptySentence { index })?;
-            pool[row * t..row * t + len].copy_from_slice(&weights);
-            hidden[row * 2 * t..row * 2 * t + len].copy_from_slice(&weights);
-            hidden[(row * 2 + 1) * t..(row * 2 + 1) * t + len].copy_from_slice(&last);
-        }
-        Ok(BatchInput {
-            ids: Tensor::from_vec(ids, (b, t), device)?,
-            pool_weights: Tensor::from_vec(pool, (b, 1, t), device)?,
-            hidden_weights: Tensor::from_vec(hidden, (b, 2, t), device)?,
-        })
+            .map(|&index| {
+                let sentence = &tokens[index];
+                Ok(SentenceInput {
+                    ids: &sentence.ids,
+                    weights: capture::token_weights(&sentence.special, settings.pooling, skip)
+                        .ok_or(EngineError::EmptySentence { index })?,
+                    last: capture::last_token_weights(&sentence.special, skip)
+                        .ok_or(EngineError::EmptySentence { index })?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.decoder.batch_input(&sentences)
     }
 
     /// Bits per UTF-8 byte of `sentences` under the model (lower is better): total negative

@@ -6,6 +6,7 @@
 pub mod arch;
 pub mod capture;
 pub mod config;
+pub mod cpu_ops;
 pub mod decoder;
 pub mod device;
 pub mod error;

@@ -1,0 +1,653 @@
+//! CPU kernels of the f32 forward pass: everything between the matmuls, fused and parallel.
+//!
+//! On the CPU a batch is packed: the tokens of all its sentences lie back to back on one axis
+//! (no padding), each sentence a [`Span`] of it. The projections and the MLP work token by
+//! token, so only attention and pooling need the spans. Each kernel is one pass over its data,
+//! sentences spread over the cores with rayon — the same pool gemm uses for the matmuls, so
+//! no second pool of threads spins against it (on two cores that cost more than the work).
+//! The generic tensor ops in `decoder.rs` (used on GPUs) compute the same numbers; the tests
+//! below and tests/parity.rs hold the two together.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, bail};
+use rayon::prelude::*;
+
+use super::capture::NavSource;
+use super::config::Activation;
+
+/// A sentence's tokens on a batch's flattened token axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Where the sentences of a batch are and how each token counts in their pools.
+#[derive(Debug)]
+pub struct HostPooling {
+    /// Ascending, non-overlapping.
+    pub spans: Vec<Span>,
+    /// Per token (flattened axis): its weight in the pooled states (zero outside spans).
+    pub weights: Vec<f32>,
+    /// Per token: its weight in the "last token" hidden state (one-hot per sentence).
+    pub last: Vec<f32>,
+}
+
+/// cos and sin of the rotary angles, `[positions, head_dim / 2]` each.
+#[derive(Debug)]
+pub struct RopeTable {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+    pub half: usize,
+}
+
+/// `buf` viewed as rows of `width`, cut into one mutable chunk per span (gaps skipped).
+fn span_chunks<'a>(
+    mut buf: &'a mut [f32],
+    spans: &[Span],
+    width: usize,
+) -> candle_core::Result<Vec<&'a mut [f32]>> {
+    let mut chunks = Vec::with_capacity(spans.len());
+    let mut at = 0;
+    for span in spans {
+        if span.start < at || (span.start + span.len) * width > at * width + buf.len() {
+            bail!("token spans overlap or run past the batch");
+        }
+        let rest = std::mem::take(&mut buf);
+        let (_, rest) = rest.split_at_mut((span.start - at) * width);
+        let (chunk, rest) = rest.split_at_mut(span.len * width);
+        chunks.push(chunk);
+        buf = rest;
+        at = span.start + span.len;
+    }
+    Ok(chunks)
+}
+
+/// The f32 data of a 2-D input whose rows may be strided (a column range of a wider tensor)
+/// but whose elements are contiguous within a row: `(data from the first element, row stride)`.
+fn rows<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    width: usize,
+    what: &str,
+) -> candle_core::Result<(&'a [f32], usize)> {
+    let CpuStorage::F32(data) = storage else {
+        bail!("{what}: expected f32");
+    };
+    let (n, w) = layout.shape().dims2()?;
+    let stride = layout.stride();
+    if w != width || (w > 1 && stride[1] != 1) {
+        bail!("{what}: expected rows of {width} contiguous values");
+    }
+    let row_stride = stride[0];
+    let needed = if n == 0 { 0 } else { (n - 1) * row_stride + w };
+    let data = &data[layout.start_offset()..];
+    if data.len() < needed {
+        bail!("{what}: storage too small");
+    }
+    Ok((data, row_stride))
+}
+
+/// Dot product in eight lanes, so that it vectorises.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_body, a_tail) = a.split_at(a.len() / 8 * 8);
+    let (b_body, b_tail) = b.split_at(a_body.len());
+    for (x, y) in a_body.chunks_exact(8).zip(b_body.chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Rotary embedding of one head vector at `position` (transformers' `rotate_half` layout).
+#[inline]
+fn rotate(x: &[f32], position: usize, table: &RopeTable, out: &mut [f32]) {
+    let half = table.half;
+    let cos = &table.cos[position * half..][..half];
+    let sin = &table.sin[position * half..][..half];
+    let (x1, x2) = x.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    for i in 0..half {
+        o1[i] = x1[i] * cos[i] - x2[i] * sin[i];
+        o2[i] = x2[i] * cos[i] + x1[i] * sin[i];
+    }
+}
+
+/// Causal self-attention within each span, rotary embedding included: q `[n, heads·d]`,
+/// k and v `[n, kv_heads·d]` (rows may be strided) → `[n, heads·d]`, zero outside spans.
+pub struct Attention {
+    pub spans: Arc<[Span]>,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub softcap: Option<f32>,
+    pub window: Option<usize>,
+    pub rope: Arc<RopeTable>,
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "cpu-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = self.head_dim;
+        let (n, _) = q_layout.shape().dims2()?;
+        let (q, q_stride) = rows(q, q_layout, self.heads * d, "attention q")?;
+        let (k, k_stride) = rows(k, k_layout, self.kv_heads * d, "attention k")?;
+        let (v, v_stride) = rows(v, v_layout, self.kv_heads * d, "attention v")?;
+        if k_layout.shape().dims()[0] != n || v_layout.shape().dims()[0] != n {
+            bail!("attention: q, k and v have different numbers of tokens");
+        }
+        let longest = self.spans.iter().map(|s| s.len).max().unwrap_or(0);
+        if self.rope.cos.len() < longest * self.rope.half || self.rope.half * 2 != d {
+            bail!("attention: rotary table too short");
+        }
+        let width = self.heads * d;
+        let group = self.heads / self.kv_heads;
+        let mut out = vec![0f32; n * width];
+        let chunks = span_chunks(&mut out, &self.spans, width)?;
+        chunks
+            .into_par_iter()
+            .zip(self.spans.par_iter())
+            .for_each(|(out, span)| {
+                let len = span.len;
+                let mut keys = vec![0f32; len * d];
+                let mut query = vec![0f32; d];
+                let mut scores = vec![0f32; len];
+                for kv in 0..self.kv_heads {
+                    for (i, key) in keys.chunks_exact_mut(d).enumerate() {
+                        let row = (span.start + i) * k_stride + kv * d;
+                        rotate(&k[row..row + d], i, &self.rope, key);
+                    }
+                    for head in kv * group..(kv + 1) * group {
+                        for i in 0..len {
+                            let row = (span.start + i) * q_stride + head * d;
+                            rotate(&q[row..row + d], i, &self.rope, &mut query);
+                            let first = self.window.map_or(0, |w| (i + 1).saturating_sub(w));
+                            let visible = &mut scores[first..=i];
+                            let mut max = f32::NEG_INFINITY;
+                            for (j, score) in (first..=i).zip(visible.iter_mut()) {
+                                let mut s = dot(&query, &keys[j * d..(j + 1) * d]) * self.scale;
+                                if let Some(cap) = self.softcap {
+                                    s = (s / cap).tanh() * cap;
+                                }
+                                *score = s;
+                                max = max.max(s);
+                            }
+                            let mut sum = 0f32;
+                            for score in visible.iter_mut() {
+                                *score = (*score - max).exp();
+                                sum += *score;
+                            }
+                            let o = &mut out[i * width + head * d..][..d];
+                            for (j, &e) in (first..=i).zip(visible.iter()) {
+                                let p = e / sum;
+                                let row = (span.start + j) * v_stride + kv * d;
+                                for (o, &x) in o.iter_mut().zip(&v[row..row + d]) {
+                                    *o += p * x;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, width))))
+    }
+}
+
+/// RMSNorm weights on the host (for Gemma already `1 + w`).
+#[derive(Debug)]
+pub struct HostNorm {
+    pub weight: Vec<f32>,
+    pub eps: f32,
+}
+
+/// One step of the residual stream: `h + delta` (or `h` alone), optionally its RMSNorm for
+/// the next block, and optionally its pools for the hidden-state capture. Output (flat):
+/// the new `h` `[n·d]`, then the normed rows `[n·d]` if asked, then per span the pooled and
+/// the last-token state `[spans·2·d]` if asked.
+pub struct Residual {
+    pub add: bool,
+    pub norm: Option<Arc<HostNorm>>,
+    pub pool: Option<Arc<HostPooling>>,
+    pub spans: Arc<[Span]>,
+}
+
+impl Residual {
+    fn step(&self, h: &[f32], delta: Option<&[f32]>, out: &mut [f32], normed: Option<&mut [f32]>) {
+        match delta {
+            Some(delta) => {
+                for ((o, &x), &y) in out.iter_mut().zip(h).zip(delta) {
+                    *o = x + y;
+                }
+            }
+            None => out.copy_from_slice(h),
+        }
+        if let (Some(norm), Some(normed)) = (&self.norm, normed) {
+            let d = norm.weight.len();
+            for (row, normed) in out.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
+                let mean_square = dot(row, row) / d as f32;
+                let scale = 1.0 / (mean_square + norm.eps).sqrt();
+                for ((n, &x), &w) in normed.iter_mut().zip(row).zip(&norm.weight) {
+                    *n = x * scale * w;
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp2 for Residual {
+    fn name(&self) -> &'static str {
+        "cpu-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        h: &CpuStorage,
+        h_layout: &Layout,
+        delta: &CpuStorage,
+        delta_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, d) = h_layout.shape().dims2()?;
+        let (h, h_stride) = rows(h, h_layout, d, "residual h")?;
+        let (delta, delta_stride) = rows(delta, delta_layout, d, "residual delta")?;
+        if h_stride != d || delta_stride != d || delta_layout.shape().dims()[0] != n {
+            bail!("residual: expected two contiguous [{n}, {d}] tensors");
+        }
+        if self
+            .norm
+            .as_ref()
+            .is_some_and(|norm| norm.weight.len() != d)
+        {
+            bail!("residual: norm weight does not match d_model {d}");
+        }
+        let norm_len = if self.norm.is_some() { n * d } else { 0 };
+        let pool_len = if self.pool.is_some() {
+            self.spans.len() * 2 * d
+        } else {
+            0
+        };
+        let mut out = vec![0f32; n * d + norm_len + pool_len];
+        let (summed, rest) = out.split_at_mut(n * d);
+        let (normed, pooled) = rest.split_at_mut(norm_len);
+        let summed = span_chunks(summed, &self.spans, d)?;
+        let normed = if self.norm.is_some() {
+            span_chunks(normed, &self.spans, d)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            (0..self.spans.len()).map(|_| None).collect::<Vec<_>>()
+        };
+        let pooled: Vec<Option<&mut [f32]>> = if self.pool.is_some() {
+            pooled.chunks_exact_mut(2 * d).map(Some).collect()
+        } else {
+            (0..self.spans.len()).map(|_| None).collect()
+        };
+        summed
+            .into_par_iter()
+            .zip(normed)
+            .zip(pooled)
+            .zip(self.spans.par_iter())
+            .for_each(|(((summed, normed), pooled), span)| {
+                let range = span.start * d..(span.start + span.len) * d;
+                let delta = self.add.then(|| &delta[range.clone()]);
+                self.step(&h[range], delta, summed, normed);
+                if let (Some(pool), Some(pooled)) = (&self.pool, pooled) {
+                    let (mean, last) = pooled.split_at_mut(d);
+                    for (i, row) in summed.chunks_exact(d).enumerate() {
+                        let token = span.start + i;
+                        let (w, l) = (pool.weights[token], pool.last[token]);
+                        if w != 0.0 {
+                            for (p, &x) in mean.iter_mut().zip(row) {
+                                *p += w * x;
+                            }
+                        }
+                        if l != 0.0 {
+                            for (p, &x) in last.iter_mut().zip(row) {
+                                *p += l * x;
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from(n * d + norm_len + pool_len),
+        ))
+    }
+}
+
+/// The residual step without `delta` (the embeddings), as a one-input op.
+pub struct ResidualStart(pub Residual);
+
+impl CustomOp1 for ResidualStart {
+    fn name(&self) -> &'static str {
+        "cpu-residual-start"
+    }
+
+    fn cpu_fwd(&self, h: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        if self.0.add {
+            bail!("residual start adds nothing");
+        }
+        self.0.cpu_fwd(h, layout, h, layout)
+    }
+}
+
+/// `act(gate)·up` for the down projection and, per span, the NAS and NAV pools of the layer,
+/// all in one pass: gate and up `[n, f]` (rows may be strided) → flat `[n·f]` products
+/// (zero outside spans), then `[spans·2·f]` pools (rows NAS, NAV).
+pub struct FusedMlp {
+    pub activation: Activation,
+    pub nav_source: NavSource,
+    pub pool: Arc<HostPooling>,
+}
+
+impl FusedMlp {
+    /// `act` over a row, written to `out`: the same formulas as candle's `silu`, `gelu` and
+    /// `gelu_erf`, so both paths agree. (A vectorisable polynomial `exp` within 2 ulp was
+    /// tried: 2% faster, but it flipped a demo-model NAS decision whose gate is > 1e-5 from
+    /// zero, so parity lost.)
+    fn act_row(&self, gate: &[f32], out: &mut [f32]) {
+        match self.activation {
+            Activation::Silu => {
+                for (o, &x) in out.iter_mut().zip(gate) {
+                    *o = x / (1.0 + (-x).exp());
+                }
+            }
+            Activation::GeluTanh => {
+                const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+                for (o, &x) in out.iter_mut().zip(gate) {
+                    *o = 0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh());
+                }
+            }
+            Activation::Gelu => {
+                for (o, &x) in out.iter_mut().zip(gate) {
+                    *o = (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)
+                        + 1.0)
+                        * 0.5
+                        * x;
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp2 for FusedMlp {
+    fn name(&self) -> &'static str {
+        "cpu-fused-mlp"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gate: &CpuStorage,
+        gate_layout: &Layout,
+        up: &CpuStorage,
+        up_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, f) = gate_layout.shape().dims2()?;
+        let (gate, gate_stride) = rows(gate, gate_layout, f, "mlp gate")?;
+        let (up, up_stride) = rows(up, up_layout, f, "mlp up")?;
+        let spans = &self.pool.spans;
+        if up_layout.shape().dims()[0] != n || self.pool.weights.len() < n {
+            bail!("fused mlp: gate, up and pooling weights do not match");
+        }
+        let mut out = vec![0f32; n * f + spans.len() * 2 * f];
+        let (products, pools) = out.split_at_mut(n * f);
+        let products = span_chunks(products, spans, f)?;
+        products
+            .into_par_iter()
+            .zip(pools.par_chunks_mut(2 * f))
+            .zip(spans.par_iter())
+            .for_each(|((products, pooled), span)| {
+                let (nas, nav) = pooled.split_at_mut(f);
+                for (i, product) in products.chunks_exact_mut(f).enumerate() {
+                    let token = span.start + i;
+                    let g = &gate[token * gate_stride..][..f];
+                    let u = &up[token * up_stride..][..f];
+                    let w = self.pool.weights[token];
+                    // One simple loop per step, so that each vectorises.
+                    self.act_row(g, product);
+                    let pool = w != 0.0;
+                    if pool {
+                        for (n, &x) in nas.iter_mut().zip(g) {
+                            *n += if x > 0.0 { w } else { 0.0 };
+                        }
+                        if self.nav_source == NavSource::Activation {
+                            for (v, &a) in nav.iter_mut().zip(product.iter()) {
+                                *v += w * a.abs();
+                            }
+                        }
+                    }
+                    for (p, &x) in product.iter_mut().zip(u) {
+                        *p *= x;
+                    }
+                    if pool && self.nav_source == NavSource::ActivationTimesUp {
+                        for (v, &p) in nav.iter_mut().zip(product.iter()) {
+                            *v += w * p.abs();
+                        }
+                    }
+                }
+            });
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from(n * f + spans.len() * 2 * f),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+
+    use super::*;
+
+    fn spans(list: &[(usize, usize)]) -> Arc<[Span]> {
+        list.iter()
+            .map(|&(start, len)| Span { start, len })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    fn close(ours: &[f32], expected: &[f32], tolerance: f32) {
+        assert_eq!(ours.len(), expected.len());
+        for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
+            assert!((a - b).abs() <= tolerance, "at {i}: {a} vs {b}");
+        }
+    }
+
+    /// One head of width 2; positions 0 and 1 rotate by 0° and 90°. Row 0 is a gap.
+    fn attention(window: Option<usize>, softcap: Option<f32>) -> Vec<f32> {
+        let device = Device::Cpu;
+        let q = Tensor::new(&[[9f32, 9.], [1., 0.], [0., 1.]], &device).unwrap();
+        let k = Tensor::new(&[[9f32, 9.], [1., 0.], [0., 1.]], &device).unwrap();
+        let v = Tensor::new(&[[9f32, 9.], [1., 2.], [3., 4.]], &device).unwrap();
+        let op = Attention {
+            spans: spans(&[(1, 2)]),
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 2,
+            scale: 1.0,
+            softcap,
+            window,
+            rope: Arc::new(RopeTable {
+                cos: vec![1.0, 0.0],
+                sin: vec![0.0, 1.0],
+                half: 1,
+            }),
+        };
+        let out = q.apply_op3_no_bwd(&k, &v, &op).unwrap();
+        out.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn attention_by_hand() {
+        // Rotated, q1 = k1 = [-1, 0] and k0 = [1, 0]: token 1 scores -1 (token 0) and 1
+        // (itself), softmax [0.1192, 0.8808], output 0.1192·[1, 2] + 0.8808·[3, 4].
+        close(
+            &attention(None, None),
+            &[0., 0., 1., 2., 2.7616, 3.7616],
+            1e-4,
+        );
+        // A window of one: each token sees itself only.
+        close(&attention(Some(1), None), &[0., 0., 1., 2., 3., 4.], 1e-6);
+        // Soft-capping at 0.5: scores ±0.5·tanh(2) = ±0.4820, weights [0.2760, 0.7240].
+        close(
+            &attention(None, Some(0.5)),
+            &[0., 0., 1., 2., 2.448, 3.448],
+            1e-3,
+        );
+    }
+
+    #[test]
+    fn grouped_heads_share_keys_and_strided_rows_are_read() {
+        // Two query heads on one key/value head, q and k taken as column ranges of one tensor.
+        let device = Device::Cpu;
+        let qkv = Tensor::randn(0f32, 1.0, (3, 8), &device).unwrap();
+        let op = |heads, kv_heads| Attention {
+            spans: spans(&[(0, 3)]),
+            heads,
+            kv_heads,
+            head_dim: 2,
+            scale: 0.7,
+            softcap: None,
+            window: None,
+            rope: Arc::new(RopeTable {
+                cos: vec![1.0, 0.6, 0.0],
+                sin: vec![0.0, 0.8, 1.0],
+                half: 1,
+            }),
+        };
+        let q = qkv.narrow(1, 0, 4).unwrap();
+        let k = qkv.narrow(1, 4, 2).unwrap();
+        let v = qkv.narrow(1, 6, 2).unwrap();
+        let grouped = q.apply_op3_no_bwd(&k, &v, &op(2, 1)).unwrap();
+        // The same as each query head on its own copy of the key/value head.
+        for head in 0..2 {
+            let q = q.narrow(1, head * 2, 2).unwrap().contiguous().unwrap();
+            let alone = q
+                .apply_op3_no_bwd(
+                    &k.contiguous().unwrap(),
+                    &v.contiguous().unwrap(),
+                    &op(1, 1),
+                )
+                .unwrap();
+            let ours = grouped.narrow(1, head * 2, 2).unwrap();
+            close(
+                &ours.flatten_all().unwrap().to_vec1().unwrap(),
+                &alone.flatten_all().unwrap().to_vec1().unwrap(),
+                1e-6,
+            );
+        }
+    }
+
+    #[test]
+    fn residual_adds_norms_and_pools_by_hand() {
+        let device = Device::Cpu;
+        let h = Tensor::new(&[[1f32, 2.], [0., 0.], [2., 2.], [3., 4.]], &device).unwrap();
+        let delta = Tensor::new(&[[1f32, 2.], [5., 5.], [0., 1.], [0., 0.]], &device).unwrap();
+        // Sentences at rows 0 and 2..4; row 1 is a gap.
+        let pooling = HostPooling {
+            spans: vec![Span { start: 0, len: 1 }, Span { start: 2, len: 2 }],
+            weights: vec![1.0, 0.0, 0.25, 0.75],
+            last: vec![1.0, 0.0, 0.0, 1.0],
+        };
+        let op = Residual {
+            add: true,
+            norm: Some(Arc::new(HostNorm {
+                weight: vec![1.0, 2.0],
+                eps: 0.0,
+            })),
+            spans: pooling.spans.clone().into(),
+            pool: Some(Arc::new(pooling)),
+        };
+        let out: Vec<f32> = h.apply_op2_no_bwd(&delta, &op).unwrap().to_vec1().unwrap();
+        let (summed, rest) = out.split_at(8);
+        let (normed, pooled) = rest.split_at(8);
+        close(summed, &[2., 4., 0., 0., 2., 3., 3., 4.], 0.0);
+        // [2, 4]: rms √10 → [0.6325, 1.2649·2]; [2, 3]: rms √6.5; [3, 4]: rms √12.5.
+        let expected_normed = [0.6325, 2.5298, 0., 0., 0.7845, 2.3534, 0.8485, 2.2627];
+        close(normed, &expected_normed, 1e-4);
+        // Sentence 0: pooled = last = [2, 4]. Sentence 1: 0.25·[2, 3] + 0.75·[3, 4], last [3, 4].
+        close(pooled, &[2., 4., 2., 4., 2.75, 3.75, 3., 4.], 1e-6);
+    }
+
+    /// The fused kernel gives what candle's ops (the generic path) give.
+    #[test]
+    fn fused_mlp_matches_candle_ops() {
+        let device = Device::Cpu;
+        let (n, f) = (5, 6);
+        let gate = Tensor::randn(0f32, 1.0, (n, f), &device).unwrap();
+        let up = Tensor::randn(0f32, 1.0, (n, f), &device).unwrap();
+        // Sentences at rows 0..2 and 3..5.
+        let weights = vec![0.5f32, 0.5, 0.0, 0.2, 0.8];
+        let pooling = Arc::new(HostPooling {
+            spans: vec![Span { start: 0, len: 2 }, Span { start: 3, len: 2 }],
+            weights: weights.clone(),
+            last: vec![0.0, 1.0, 0.0, 0.0, 1.0],
+        });
+        // [2, n] pooling matrix of the two sentences.
+        let mut matrix = vec![0f32; 2 * n];
+        matrix[..2].copy_from_slice(&weights[..2]);
+        matrix[n + 3..2 * n].copy_from_slice(&weights[3..]);
+        let matrix = Tensor::from_vec(matrix, (2, n), &device).unwrap();
+        for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+            for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
+                let op = FusedMlp {
+                    activation,
+                    nav_source,
+                    pool: pooling.clone(),
+                };
+                let out: Vec<f32> = gate.apply_op2_no_bwd(&up, &op).unwrap().to_vec1().unwrap();
+                let act = match activation {
+                    Activation::Silu => candle_nn::ops::silu(&gate).unwrap(),
+                    Activation::GeluTanh => gate.gelu().unwrap(),
+                    Activation::Gelu => gate.gelu_erf().unwrap(),
+                };
+                let product = (&act * &up).unwrap();
+                let magnitude = match nav_source {
+                    NavSource::Activation => act.abs().unwrap(),
+                    NavSource::ActivationTimesUp => product.abs().unwrap(),
+                };
+                let active = gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap();
+                let nas = matrix.matmul(&active).unwrap();
+                let nav = matrix.matmul(&magnitude).unwrap();
+                let mut expected: Vec<f32> = product.flatten_all().unwrap().to_vec1().unwrap();
+                expected[2 * f..3 * f].fill(0.0); // the gap row
+                for s in 0..2 {
+                    expected.extend(nas.get(s).unwrap().to_vec1::<f32>().unwrap());
+                    expected.extend(nav.get(s).unwrap().to_vec1::<f32>().unwrap());
+                }
+                close(&out, &expected, 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_spans_are_an_error() {
+        let device = Device::Cpu;
+        let h = Tensor::zeros((3, 2), DType::F32, &device).unwrap();
+        let op = Residual {
+            add: true,
+            norm: None,
+            pool: None,
+            spans: spans(&[(0, 2), (1, 2)]),
+        };
+        assert!(h.apply_op2_no_bwd(&h, &op).is_err());
+    }
+}
