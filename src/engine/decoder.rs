@@ -135,9 +135,8 @@ impl RmsNorm {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q, k and v stacked: `[(heads + 2·kv_heads)·head_dim, d_model]`.
+    qkv: Linear,
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -149,8 +148,8 @@ struct Attention {
 }
 
 struct Mlp {
-    gate: Linear,
-    up: Linear,
+    /// gate and up stacked: `[2·d_ff, d_model]`.
+    gate_up: Linear,
     down: Linear,
     activation: Activation,
 }
@@ -242,10 +241,24 @@ impl Decoder {
                 post_attention_norm: norm("post_attention_layernorm", h)?,
                 gemma_ffn_norms,
                 attention: Attention {
-                    q: linear(src, &format!("{p}self_attn.q_proj"), q_out, h, bias, &ctx)?,
-                    k: linear(src, &format!("{p}self_attn.k_proj"), kv_out, h, bias, &ctx)?,
-                    v: linear(src, &format!("{p}self_attn.v_proj"), kv_out, h, bias, &ctx)?,
-                    o: linear(src, &format!("{p}self_attn.o_proj"), h, q_out, false, &ctx)?,
+                    qkv: linear(
+                        src,
+                        &[
+                            (&format!("{p}self_attn.q_proj"), q_out),
+                            (&format!("{p}self_attn.k_proj"), kv_out),
+                            (&format!("{p}self_attn.v_proj"), kv_out),
+                        ],
+                        h,
+                        bias,
+                        &ctx,
+                    )?,
+                    o: linear(
+                        src,
+                        &[(&format!("{p}self_attn.o_proj"), h)],
+                        q_out,
+                        false,
+                        &ctx,
+                    )?,
                     q_norm,
                     k_norm,
                     num_heads: config.num_heads,
@@ -255,9 +268,17 @@ impl Decoder {
                     softcap: config.attn_logit_softcapping,
                 },
                 mlp: Mlp {
-                    gate: linear(src, &format!("{p}mlp.gate_proj"), f, h, false, &ctx)?,
-                    up: linear(src, &format!("{p}mlp.up_proj"), f, h, false, &ctx)?,
-                    down: linear(src, &format!("{p}mlp.down_proj"), h, f, false, &ctx)?,
+                    gate_up: linear(
+                        src,
+                        &[
+                            (&format!("{p}mlp.gate_proj"), f),
+                            (&format!("{p}mlp.up_proj"), f),
+                        ],
+                        h,
+                        false,
+                        &ctx,
+                    )?,
+                    down: linear(src, &[(&format!("{p}mlp.down_proj"), h)], f, false, &ctx)?,
                     activation: config.activation,
                 },
                 kind,
@@ -592,15 +613,18 @@ impl Mlp {
         pool: Option<(&BatchInput, NavSource)>,
         kernels: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let gate = self.gate.forward(x)?;
-        let up = self.up.forward(x)?;
-        let (rows, cols, f) = gate.dims3()?;
+        let gate_up = self.gate_up.forward(x)?;
+        let (rows, cols, f2) = gate_up.dims3()?;
+        let f = f2 / 2;
+        let gate = gate_up.narrow(2, 0, f)?;
+        let up = gate_up.narrow(2, f, f)?;
         match pool {
             Some((input, nav_source)) if kernels => {
                 let n = rows * cols;
                 let spans = input.spans.len();
-                let out = gate.reshape((n, f))?.apply_op2_no_bwd(
-                    &up.reshape((n, f))?,
+                let gate_up = gate_up.reshape((n, 2 * f))?;
+                let out = gate_up.narrow(1, 0, f)?.apply_op2_no_bwd(
+                    &gate_up.narrow(1, f, f)?,
                     &cpu_ops::FusedMlp {
                         activation: self.activation,
                         nav_source,
@@ -747,18 +771,20 @@ impl Attention {
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         if kernels {
             let n = b * t;
-            let project = |proj: &Linear, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
-                let y = proj.forward(x)?;
+            let qkv = self.qkv.forward(x)?.reshape((n, (h + 2 * kvh) * d))?;
+            // Column ranges of the stacked projection: the kernel reads strided rows.
+            let part = |first: usize, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+                let y = qkv.narrow(1, first * d, heads * d)?;
                 Ok(match norm {
                     Some(norm) => norm
                         .forward(&y.reshape((n, heads, d))?)?
                         .reshape((n, heads * d))?,
-                    None => y.reshape((n, heads * d))?,
+                    None => y,
                 })
             };
-            let q = project(&self.q, h, &self.q_norm)?;
-            let k = project(&self.k, kvh, &self.k_norm)?;
-            let v = project(&self.v, kvh, &None)?;
+            let q = part(0, h, &self.q_norm)?;
+            let k = part(h, kvh, &self.k_norm)?;
+            let v = part(h + kvh, kvh, &None)?;
             let out = q.apply_op3_no_bwd(
                 &k,
                 &v,
@@ -779,9 +805,10 @@ impl Attention {
             .tensors
             .as_ref()
             .ok_or_else(|| EngineError::Device("attention tables built for the CPU".into()))?;
+        let qkv = self.qkv.forward(x)?.reshape((b, t, h + 2 * kvh, d))?;
         let heads =
-            |proj: &Linear, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
-                let mut y = proj.forward(x)?.reshape((b, t, n, d))?;
+            |first: usize, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
+                let mut y = qkv.narrow(2, first, n)?;
                 if let Some(norm) = norm {
                     y = norm.forward(&y)?;
                 }
@@ -792,9 +819,9 @@ impl Attention {
                     y
                 })
             };
-        let q = heads(&self.q, h, &self.q_norm, true)?;
-        let k = heads(&self.k, kvh, &self.k_norm, true)?;
-        let v = heads(&self.v, kvh, &None, false)?;
+        let q = heads(0, h, &self.q_norm, true)?;
+        let k = heads(h, kvh, &self.k_norm, true)?;
+        let v = heads(h + kvh, kvh, &None, false)?;
         // Grouped-query attention without copying keys: fold the query heads that share a
         // key/value head into the sequence axis.
         let group = h / kvh;
@@ -818,22 +845,38 @@ impl Attention {
     }
 }
 
+/// Projections that read the same input, stacked into one matmul (`[Σ out, in]`): q, k and
+/// v; gate and up. `parts` are `(name, out_dim)`.
 fn linear(
     src: &dyn TensorSource,
-    name: &str,
-    out_dim: usize,
+    parts: &[(&str, usize)],
     in_dim: usize,
     bias: bool,
     ctx: &Ctx,
 ) -> Result<Linear> {
-    let weight = src.load(
-        &format!("{name}.weight"),
-        &[out_dim, in_dim],
-        ctx.dtype,
-        &ctx.device,
-    )?;
+    let load = |suffix: &str, shape: &dyn Fn(usize) -> Vec<usize>| -> Result<Tensor> {
+        let tensors = parts
+            .iter()
+            .map(|&(name, out_dim)| {
+                src.load(
+                    &format!("{name}.{suffix}"),
+                    &shape(out_dim),
+                    ctx.dtype,
+                    &ctx.device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&tensors, 0)?)
+    };
+    let mut weight = load("weight", &|out_dim| vec![out_dim, in_dim])?;
+    if ctx.device.is_cpu() {
+        // `Linear` multiplies by `weight.t()`. Stored as the transpose of a contiguous
+        // `[in, out]`, that is a plain row-major matrix, which gemm reads without repacking
+        // it on every call (candle's GPU matmuls take either layout as it comes).
+        weight = weight.t()?.contiguous()?.t()?;
+    }
     let bias = if bias {
-        Some(src.load(&format!("{name}.bias"), &[out_dim], ctx.dtype, &ctx.device)?)
+        Some(load("bias", &|out_dim| vec![out_dim])?)
     } else {
         None
     };
