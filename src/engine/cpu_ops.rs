@@ -8,7 +8,7 @@
 //! The generic tensor ops in `decoder.rs` (used on GPUs) compute the same numbers; the tests
 //! below and tests/parity.rs hold the two together.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, bail};
 use rayon::prelude::*;
@@ -32,6 +32,63 @@ pub struct HostPooling {
     pub weights: Vec<f32>,
     /// Per token: its weight in the "last token" hidden state (one-hot per sentence).
     pub last: Vec<f32>,
+}
+
+/// Where pooled states sit in a sentence's row of a batch's capture: `nas [layers·d_ff] |
+/// nav [layers·d_ff] | hidden_pooled [(layers+1)·d_model] | hidden_last [(layers+1)·d_model]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureLayout {
+    pub layers: usize,
+    pub d_ff: usize,
+    pub d_model: usize,
+}
+
+impl CaptureLayout {
+    pub fn width(&self) -> usize {
+        2 * self.layers * self.d_ff + 2 * (self.layers + 1) * self.d_model
+    }
+
+    fn nas(&self, layer: usize) -> usize {
+        layer * self.d_ff
+    }
+
+    fn nav(&self, layer: usize) -> usize {
+        (self.layers + layer) * self.d_ff
+    }
+
+    /// `slot` 0 is the embeddings, `l + 1` the output of layer `l`.
+    fn hidden(&self, slot: usize) -> usize {
+        2 * self.layers * self.d_ff + slot * self.d_model
+    }
+
+    fn last(&self, slot: usize) -> usize {
+        self.hidden(self.layers + 1 + slot)
+    }
+}
+
+/// A batch's pooled states, one row per sentence ([`CaptureLayout`]), written by the kernels
+/// in place as each layer finishes: nothing pooled lives in tensors of its own.
+#[derive(Debug)]
+pub struct PoolSink {
+    pub layout: CaptureLayout,
+    pub rows: Mutex<Vec<f32>>,
+}
+
+impl PoolSink {
+    pub fn new(layout: CaptureLayout, sentences: usize) -> Self {
+        Self {
+            layout,
+            rows: Mutex::new(vec![0f32; sentences * layout.width()]),
+        }
+    }
+
+    /// The rows, one per span, for a kernel to fill.
+    fn lock(&self) -> candle_core::Result<std::sync::MutexGuard<'_, Vec<f32>>> {
+        match self.rows.lock() {
+            Ok(rows) => Ok(rows),
+            Err(_) => bail!("a kernel panicked while writing pooled states"),
+        }
+    }
 }
 
 /// cos and sin of the rotary angles, `[positions, head_dim / 2]` each.
@@ -218,13 +275,13 @@ pub struct HostNorm {
 }
 
 /// One step of the residual stream: `h + delta` (or `h` alone), optionally its RMSNorm for
-/// the next block, and optionally its pools for the hidden-state capture. Output (flat):
-/// the new `h` `[n·d]`, then the normed rows `[n·d]` if asked, then per span the pooled and
-/// the last-token state `[spans·2·d]` if asked.
+/// the next block, and optionally its pools (weighted and last token) written to hidden-state
+/// `slot` of the sink. Output (flat): the new `h` `[n·d]`, then the normed rows `[n·d]` if
+/// asked.
 pub struct Residual {
     pub add: bool,
     pub norm: Option<Arc<HostNorm>>,
-    pub pool: Option<Arc<HostPooling>>,
+    pub pool: Option<(Arc<HostPooling>, Arc<PoolSink>, usize)>,
     pub spans: Arc<[Span]>,
 }
 
@@ -277,14 +334,8 @@ impl CustomOp2 for Residual {
             bail!("residual: norm weight does not match d_model {d}");
         }
         let norm_len = if self.norm.is_some() { n * d } else { 0 };
-        let pool_len = if self.pool.is_some() {
-            self.spans.len() * 2 * d
-        } else {
-            0
-        };
-        let mut out = vec![0f32; n * d + norm_len + pool_len];
-        let (summed, rest) = out.split_at_mut(n * d);
-        let (normed, pooled) = rest.split_at_mut(norm_len);
+        let mut out = vec![0f32; n * d + norm_len];
+        let (summed, normed) = out.split_at_mut(n * d);
         let summed = span_chunks(summed, &self.spans, d)?;
         let normed = if self.norm.is_some() {
             span_chunks(normed, &self.spans, d)?
@@ -294,42 +345,51 @@ impl CustomOp2 for Residual {
         } else {
             (0..self.spans.len()).map(|_| None).collect::<Vec<_>>()
         };
-        let pooled: Vec<Option<&mut [f32]>> = if self.pool.is_some() {
-            pooled.chunks_exact_mut(2 * d).map(Some).collect()
-        } else {
-            (0..self.spans.len()).map(|_| None).collect()
+        let mut sink_rows = match &self.pool {
+            Some((_, sink, _)) => Some(sink.lock()?),
+            None => None,
         };
+        let rows: Vec<Option<&mut [f32]>> = match (&self.pool, sink_rows.as_deref_mut()) {
+            (Some((_, sink, _)), Some(rows)) => rows
+                .chunks_exact_mut(sink.layout.width())
+                .map(Some)
+                .collect(),
+            _ => (0..self.spans.len()).map(|_| None).collect(),
+        };
+        if rows.len() != self.spans.len() {
+            bail!("residual: the sink has no row for every sentence");
+        }
         summed
             .into_par_iter()
             .zip(normed)
-            .zip(pooled)
+            .zip(rows)
             .zip(self.spans.par_iter())
-            .for_each(|(((summed, normed), pooled), span)| {
+            .for_each(|(((summed, normed), row), span)| {
                 let range = span.start * d..(span.start + span.len) * d;
                 let delta = self.add.then(|| &delta[range.clone()]);
                 self.step(&h[range], delta, summed, normed);
-                if let (Some(pool), Some(pooled)) = (&self.pool, pooled) {
-                    let (mean, last) = pooled.split_at_mut(d);
-                    for (i, row) in summed.chunks_exact(d).enumerate() {
+                if let (Some((pool, sink, slot)), Some(row)) = (&self.pool, row) {
+                    let layout = sink.layout;
+                    let (before, last) = row.split_at_mut(layout.last(*slot));
+                    let mean = &mut before[layout.hidden(*slot)..][..d];
+                    let last = &mut last[..d];
+                    for (i, x) in summed.chunks_exact(d).enumerate() {
                         let token = span.start + i;
                         let (w, l) = (pool.weights[token], pool.last[token]);
                         if w != 0.0 {
-                            for (p, &x) in mean.iter_mut().zip(row) {
+                            for (p, &x) in mean.iter_mut().zip(x) {
                                 *p += w * x;
                             }
                         }
                         if l != 0.0 {
-                            for (p, &x) in last.iter_mut().zip(row) {
+                            for (p, &x) in last.iter_mut().zip(x) {
                                 *p += l * x;
                             }
                         }
                     }
                 }
             });
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from(n * d + norm_len + pool_len),
-        ))
+        Ok((CpuStorage::F32(out), Shape::from(n * d + norm_len)))
     }
 }
 
@@ -349,13 +409,15 @@ impl CustomOp1 for ResidualStart {
     }
 }
 
-/// `act(gate)·up` for the down projection and, per span, the NAS and NAV pools of the layer,
-/// all in one pass: gate and up `[n, f]` (rows may be strided) → flat `[n·f]` products
-/// (zero outside spans), then `[spans·2·f]` pools (rows NAS, NAV).
+/// `act(gate)·up` for the down projection and, per span, the NAS and NAV pools of `layer`
+/// written to the sink, all in one pass: gate and up `[n, f]` (rows may be strided) →
+/// `[n, f]` products (zero outside spans).
 pub struct FusedMlp {
     pub activation: Activation,
     pub nav_source: NavSource,
     pub pool: Arc<HostPooling>,
+    pub sink: Arc<PoolSink>,
+    pub layer: usize,
 }
 
 impl FusedMlp {
@@ -407,15 +469,25 @@ impl CustomOp2 for FusedMlp {
         if up_layout.shape().dims()[0] != n || self.pool.weights.len() < n {
             bail!("fused mlp: gate, up and pooling weights do not match");
         }
-        let mut out = vec![0f32; n * f + spans.len() * 2 * f];
-        let (products, pools) = out.split_at_mut(n * f);
-        let products = span_chunks(products, spans, f)?;
+        let layout = self.sink.layout;
+        if layout.d_ff != f || self.layer >= layout.layers {
+            bail!("fused mlp: the sink's layout does not match");
+        }
+        let mut out = vec![0f32; n * f];
+        let products = span_chunks(&mut out, spans, f)?;
+        let mut rows = self.sink.lock()?;
+        let rows: Vec<&mut [f32]> = rows.chunks_exact_mut(layout.width()).collect();
+        if rows.len() != spans.len() {
+            bail!("fused mlp: the sink has no row for every sentence");
+        }
         products
             .into_par_iter()
-            .zip(pools.par_chunks_mut(2 * f))
+            .zip(rows)
             .zip(spans.par_iter())
-            .for_each(|((products, pooled), span)| {
-                let (nas, nav) = pooled.split_at_mut(f);
+            .for_each(|((products, row), span)| {
+                let (nas, nav) = row.split_at_mut(layout.nav(self.layer));
+                let nas = &mut nas[layout.nas(self.layer)..][..f];
+                let nav = &mut nav[..f];
                 for (i, product) in products.chunks_exact_mut(f).enumerate() {
                     let token = span.start + i;
                     let g = &gate[token * gate_stride..][..f];
@@ -444,10 +516,7 @@ impl CustomOp2 for FusedMlp {
                     }
                 }
             });
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from(n * f + spans.len() * 2 * f),
-        ))
+        Ok((CpuStorage::F32(out), Shape::from((n, f))))
     }
 }
 
@@ -567,6 +636,13 @@ mod tests {
             weights: vec![1.0, 0.0, 0.25, 0.75],
             last: vec![1.0, 0.0, 0.0, 1.0],
         };
+        // One layer, d_ff 1: a row is nas | nav | 2 hidden | 2 last, each hidden of width 2.
+        let layout = CaptureLayout {
+            layers: 1,
+            d_ff: 1,
+            d_model: 2,
+        };
+        let sink = Arc::new(PoolSink::new(layout, 2));
         let op = Residual {
             add: true,
             norm: Some(Arc::new(HostNorm {
@@ -574,17 +650,26 @@ mod tests {
                 eps: 0.0,
             })),
             spans: pooling.spans.clone().into(),
-            pool: Some(Arc::new(pooling)),
+            pool: Some((Arc::new(pooling), sink.clone(), 1)),
         };
         let out: Vec<f32> = h.apply_op2_no_bwd(&delta, &op).unwrap().to_vec1().unwrap();
-        let (summed, rest) = out.split_at(8);
-        let (normed, pooled) = rest.split_at(8);
+        let (summed, normed) = out.split_at(8);
+        let rows = sink.rows.lock().unwrap().clone();
+        let pooled: Vec<f32> = rows
+            .chunks_exact(layout.width())
+            .flat_map(|row| [&row[4..6], &row[8..10]].concat())
+            .collect();
         close(summed, &[2., 4., 0., 0., 2., 3., 3., 4.], 0.0);
         // [2, 4]: rms √10 → [0.6325, 1.2649·2]; [2, 3]: rms √6.5; [3, 4]: rms √12.5.
         let expected_normed = [0.6325, 2.5298, 0., 0., 0.7845, 2.3534, 0.8485, 2.2627];
         close(normed, &expected_normed, 1e-4);
         // Sentence 0: pooled = last = [2, 4]. Sentence 1: 0.25·[2, 3] + 0.75·[3, 4], last [3, 4].
-        close(pooled, &[2., 4., 2., 4., 2.75, 3.75, 3., 4.], 1e-6);
+        close(&pooled, &[2., 4., 2., 4., 2.75, 3.75, 3., 4.], 1e-6);
+        // Slot 0 and the neuron columns are untouched.
+        assert!(
+            rows.chunks_exact(layout.width())
+                .all(|row| row[..4] == [0.0; 4])
+        );
     }
 
     /// The fused kernel gives what candle's ops (the generic path) give.
@@ -608,12 +693,31 @@ mod tests {
         let matrix = Tensor::from_vec(matrix, (2, n), &device).unwrap();
         for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
             for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
+                // Three layers; this is layer 1: a row is nas [3·f] | nav [3·f] | hidden [4·1] ×2.
+                let layout = CaptureLayout {
+                    layers: 3,
+                    d_ff: f,
+                    d_model: 1,
+                };
+                let sink = Arc::new(PoolSink::new(layout, 2));
                 let op = FusedMlp {
                     activation,
                     nav_source,
                     pool: pooling.clone(),
+                    sink: sink.clone(),
+                    layer: 1,
                 };
-                let out: Vec<f32> = gate.apply_op2_no_bwd(&up, &op).unwrap().to_vec1().unwrap();
+                let mut out: Vec<f32> = gate
+                    .apply_op2_no_bwd(&up, &op)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for row in sink.rows.lock().unwrap().chunks_exact(layout.width()) {
+                    out.extend(&row[f..2 * f]);
+                    out.extend(&row[4 * f..5 * f]);
+                }
                 let act = match activation {
                     Activation::Silu => candle_nn::ops::silu(&gate).unwrap(),
                     Activation::GeluTanh => gate.gelu().unwrap(),

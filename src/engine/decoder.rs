@@ -12,7 +12,7 @@ use candle_nn::Linear;
 
 use super::capture::NavSource;
 use super::config::{Activation, LayerAttention, ModelConfig, Rope, RopeScaling};
-use super::cpu_ops::{self, HostNorm, HostPooling, RopeTable, Span};
+use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::error::{EngineError, Result};
 use super::weights::TensorSource;
 
@@ -36,6 +36,8 @@ pub struct BatchInput {
     /// Padded layout only: `[b, 1, t]` pooling weights and `[b, 2, t]` (pooling weights, last
     /// token) on the device.
     device_weights: Option<(Tensor, Tensor)>,
+    /// Packed layout only: where the CPU kernels write the pooled states.
+    sink: Option<Arc<PoolSink>>,
 }
 
 impl BatchInput {
@@ -58,31 +60,8 @@ impl BatchInput {
                 last: Vec::new(),
             }),
             device_weights: None,
+            sink: None,
         })
-    }
-}
-
-/// Pooled states of one batch, on the model's device, in f32.
-pub struct BatchCapture {
-    /// `[b, layers, d_ff]` pooled `1[act(gate) > 0]`.
-    pub nas: Tensor,
-    /// `[b, layers, d_ff]` pooled magnitude (see [`NavSource`]).
-    pub nav: Tensor,
-    /// `[b, layers + 1, d_model]` pooled residual stream (embeddings first).
-    pub hidden_pooled: Tensor,
-    /// `[b, layers + 1, d_model]` residual stream at the last token.
-    pub hidden_last: Tensor,
-}
-
-impl BatchCapture {
-    /// Everything in one `[b, 2·layers·d_ff + 2·(layers+1)·d_model]` f32 tensor, rows
-    /// `nas | nav | hidden_pooled | hidden_last`, so one copy brings a batch to the host.
-    pub fn packed(&self) -> Result<Tensor> {
-        let parts = [&self.nas, &self.nav, &self.hidden_pooled, &self.hidden_last]
-            .into_iter()
-            .map(|t| t.flatten_from(1))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&parts, 1)?)
     }
 }
 
@@ -358,9 +337,11 @@ impl Decoder {
         } else {
             Tensor::from_vec(ids, (b, longest), device)?
         };
+        let sink = packed.then(|| Arc::new(PoolSink::new(self.capture_layout(), b)));
         Ok(BatchInput {
             ids,
             packed,
+            sink,
             spans: spans.clone().into(),
             pooling: Arc::new(HostPooling {
                 spans,
@@ -388,38 +369,52 @@ impl Decoder {
         self.lm_head.is_some() || self.config.tie_word_embeddings
     }
 
-    /// Runs a batch and returns only pooled states: per-token activations are reduced with
-    /// the pooling weights layer by layer, on the device.
-    pub fn forward_capture(
-        &self,
-        input: &BatchInput,
-        nav_source: NavSource,
-    ) -> Result<BatchCapture> {
+    /// Where each pooled state sits in a sentence's row of [`Self::forward_capture`].
+    pub fn capture_layout(&self) -> CaptureLayout {
+        CaptureLayout {
+            layers: self.config.num_layers,
+            d_ff: self.config.intermediate_size,
+            d_model: self.config.hidden_size,
+        }
+    }
+
+    /// Runs a batch and returns only pooled states, reduced with the pooling weights layer by
+    /// layer on the device: one f32 row per sentence, `[b, width]` as [`CaptureLayout`] says
+    /// (`nas | nav | hidden_pooled | hidden_last`), so one copy brings a batch to the host.
+    pub fn forward_capture(&self, input: &BatchInput, nav_source: NavSource) -> Result<Tensor> {
         let mut nas = Vec::with_capacity(self.layers.len());
         let mut nav = Vec::with_capacity(self.layers.len());
         let mut hidden = Vec::with_capacity(self.layers.len() + 1);
         self.run_layers(input, Some(nav_source), &mut |out: LayerOutput| {
             if let Some(pooled) = out.mlp_pooled {
-                nas.push(pooled.i((.., 0..1, ..))?);
-                nav.push(pooled.i((.., 1..2, ..))?);
+                nas.push(pooled.i((.., 0..1, ..))?.flatten_from(1)?);
+                nav.push(pooled.i((.., 1..2, ..))?.flatten_from(1)?);
             }
             if let Some(pooled) = out.hidden_pooled {
                 hidden.push(pooled);
             }
             Ok(())
         })?;
+        if let Some(sink) = &input.sink {
+            // The CPU kernels wrote every pooled state in place.
+            let rows = std::mem::take(&mut *sink.rows.lock().map_err(|_| {
+                EngineError::Device("a kernel panicked while writing pooled states".into())
+            })?);
+            let width = sink.layout.width();
+            return Ok(Tensor::from_vec(
+                rows,
+                (input.spans.len(), width),
+                &self.ctx.device,
+            )?);
+        }
         let rows = |k: usize| {
             hidden
                 .iter()
-                .map(|h| h.i((.., k..k + 1, ..)))
+                .map(|h| h.i((.., k..k + 1, ..))?.flatten_from(1))
                 .collect::<candle_core::Result<Vec<_>>>()
         };
-        Ok(BatchCapture {
-            nas: Tensor::cat(&nas, 1)?,
-            nav: Tensor::cat(&nav, 1)?,
-            hidden_pooled: Tensor::cat(&rows(0)?, 1)?,
-            hidden_last: Tensor::cat(&rows(1)?, 1)?,
-        })
+        let parts = [nas, nav, rows(0)?, rows(1)?].concat();
+        Ok(Tensor::cat(&parts, 1)?)
     }
 
     /// Natural-log probability of each next token, `[b, t-1]` f32, for bits-per-byte.
@@ -473,7 +468,7 @@ impl Decoder {
         }
         let pool = capture.map(|nav_source| (input, nav_source));
         let first_norm = self.layers.first().map(|layer| &layer.input_norm);
-        let step = self.residual(&h, None, first_norm, input, pool.is_some())?;
+        let step = self.residual(&h, None, first_norm, input, pool.map(|_| 0))?;
         on_layer(LayerOutput {
             hidden_pooled: step.pooled,
             mlp_pooled: None,
@@ -499,18 +494,19 @@ impl Decoder {
                 Some((pre_ffn, _)) => (layer.post_attention_norm.forward(&attn_out)?, pre_ffn),
                 None => (attn_out, &layer.post_attention_norm),
             };
-            let step = self.residual(&h, Some(&attn_out), Some(mlp_norm), input, false)?;
+            let step = self.residual(&h, Some(&attn_out), Some(mlp_norm), input, None)?;
             h = step.h;
             let mlp_in = step.normed.ok_or_else(|| {
                 EngineError::Device("the residual step lost the MLP's norm".into())
             })?;
-            let (product, mlp_pooled) = layer.mlp.forward(&mlp_in, pool, kernels)?;
+            let (product, mlp_pooled) = layer.mlp.forward(&mlp_in, pool, kernels, i)?;
             let mut mlp_out = layer.mlp.down.forward(&product)?;
             if let Some((_, post_ffn)) = &layer.gemma_ffn_norms {
                 mlp_out = post_ffn.forward(&mlp_out)?;
             }
             let next_norm = self.layers.get(i + 1).map(|next| &next.input_norm);
-            let step = self.residual(&h, Some(&mlp_out), next_norm, input, pool.is_some())?;
+            let slot = pool.map(|_| i + 1);
+            let step = self.residual(&h, Some(&mlp_out), next_norm, input, slot)?;
             h = step.h;
             normed = step.normed;
             on_layer(LayerOutput {
@@ -521,15 +517,16 @@ impl Decoder {
         Ok(h)
     }
 
-    /// `h + delta` (or `h`), its RMSNorm under `norm`, and with `pool` its pools `[b, 2, d]`
-    /// (pooling weights, last token): one fused pass with the CPU kernels.
+    /// `h + delta` (or `h`), its RMSNorm under `norm`, and with `slot` (0 for the embeddings,
+    /// `l + 1` after layer `l`) its pools (pooling weights, last token): `[b, 2, d]`, or with
+    /// the CPU kernels written to the batch's sink in the same pass.
     fn residual(
         &self,
         h: &Tensor,
         delta: Option<&Tensor>,
         norm: Option<&RmsNorm>,
         input: &BatchInput,
-        pool: bool,
+        slot: Option<usize>,
     ) -> Result<ResidualStep> {
         if self.cpu_kernels {
             let host_norm = match norm {
@@ -543,7 +540,9 @@ impl Decoder {
             let op = cpu_ops::Residual {
                 add: delta.is_some(),
                 norm: host_norm,
-                pool: pool.then(|| input.pooling.clone()),
+                pool: slot
+                    .map(|slot| Ok::<_, EngineError>((input.pooling.clone(), sink(input)?, slot)))
+                    .transpose()?,
                 spans: input.spans.clone(),
             };
             let flat_h = h.reshape((n, d))?;
@@ -551,22 +550,12 @@ impl Decoder {
                 Some(delta) => flat_h.apply_op2_no_bwd(&delta.reshape((n, d))?, &op)?,
                 None => flat_h.apply_op1_no_bwd(&cpu_ops::ResidualStart(op))?,
             };
-            let normed_at = n * d;
-            let pooled_at = normed_at + if norm.is_some() { n * d } else { 0 };
-            let spans = input.spans.len();
             return Ok(ResidualStep {
                 h: out.narrow(0, 0, n * d)?.reshape((rows, cols, d))?,
                 normed: norm
-                    .map(|_| out.narrow(0, normed_at, n * d)?.reshape((rows, cols, d)))
+                    .map(|_| out.narrow(0, n * d, n * d)?.reshape((rows, cols, d)))
                     .transpose()?,
-                // A copy, not a view: a view would keep the whole output alive.
-                pooled: pool
-                    .then(|| {
-                        out.narrow(0, pooled_at, spans * 2 * d)?
-                            .reshape((spans, 2, d))?
-                            .copy()
-                    })
-                    .transpose()?,
+                pooled: None,
             });
         }
         let h = match delta {
@@ -574,7 +563,7 @@ impl Decoder {
             None => h.clone(),
         };
         let normed = norm.map(|norm| norm.forward(&h)).transpose()?;
-        let pooled = if pool {
+        let pooled = if slot.is_some() {
             let (_, hidden_weights) = device_weights(input)?;
             Some(hidden_weights.matmul(&h.to_dtype(DType::F32)?.contiguous()?)?)
         } else {
@@ -582,6 +571,14 @@ impl Decoder {
         };
         Ok(ResidualStep { h, normed, pooled })
     }
+}
+
+/// The packed layout's sink for pooled states.
+fn sink(input: &BatchInput) -> Result<Arc<PoolSink>> {
+    input
+        .sink
+        .clone()
+        .ok_or_else(|| EngineError::Device("this batch has no sink for pooled states".into()))
 }
 
 /// The padded layout's pooling weights on the device.
@@ -606,12 +603,14 @@ struct LayerOutput {
 }
 
 impl Mlp {
-    /// `act(gate)·up` for the down projection and, when capturing, the pooled NAS and NAV.
+    /// `act(gate)·up` for the down projection and, when capturing, the pooled NAS and NAV
+    /// of `layer` (`[b, 2, d_ff]`, or with the CPU kernels written to the batch's sink).
     fn forward(
         &self,
         x: &Tensor,
         pool: Option<(&BatchInput, NavSource)>,
         kernels: bool,
+        layer: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let gate_up = self.gate_up.forward(x)?;
         let (rows, cols, f2) = gate_up.dims3()?;
@@ -621,23 +620,18 @@ impl Mlp {
         match pool {
             Some((input, nav_source)) if kernels => {
                 let n = rows * cols;
-                let spans = input.spans.len();
                 let gate_up = gate_up.reshape((n, 2 * f))?;
-                let out = gate_up.narrow(1, 0, f)?.apply_op2_no_bwd(
+                let product = gate_up.narrow(1, 0, f)?.apply_op2_no_bwd(
                     &gate_up.narrow(1, f, f)?,
                     &cpu_ops::FusedMlp {
                         activation: self.activation,
                         nav_source,
                         pool: input.pooling.clone(),
+                        sink: sink(input)?,
+                        layer,
                     },
                 )?;
-                let product = out.narrow(0, 0, n * f)?.reshape((rows, cols, f))?;
-                // A copy, not a view: a view would keep the whole output alive.
-                let pooled = out
-                    .narrow(0, n * f, spans * 2 * f)?
-                    .reshape((spans, 2, f))?
-                    .copy()?;
-                Ok((product, Some(pooled)))
+                Ok((product.reshape((rows, cols, f))?, None))
             }
             _ => {
                 let act = match self.activation {

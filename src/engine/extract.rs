@@ -119,7 +119,6 @@ impl Model {
             let packed = match self
                 .decoder
                 .forward_capture(&input, options.capture.nav_source)
-                .and_then(|capture| capture.packed())
                 .map_err(map_device_error)
             {
                 Ok(packed) => packed,
@@ -176,7 +175,6 @@ impl Model {
             let packed = self
                 .decoder
                 .forward_capture(&input, options.capture.nav_source)
-                .and_then(|capture| capture.packed())
                 .map_err(map_device_error)?;
             device.synchronize()?;
             drop(packed);
