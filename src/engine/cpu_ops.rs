@@ -146,8 +146,42 @@ fn rows<'a>(
     Ok((data, row_stride))
 }
 
+/// Rows of a 2-D input: row `i` starts at `data[i * stride]`.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    data: &'a [f32],
+    stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    #[inline(always)]
+    fn row(&self, i: usize, offset: usize, width: usize) -> &'a [f32] {
+        &self.data[i * self.stride + offset..][..width]
+    }
+}
+
+/// Whether this CPU has AVX2 and FMA, for which the per-sentence work of each kernel is
+/// compiled a second time (eight lanes instead of SSE2's four). Rust never fuses `a * b + c`
+/// on its own, so both versions give the same numbers.
+fn wide_simd() -> bool {
+    #[cfg(test)]
+    if tests::NARROW.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WIDE.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Dot product in eight lanes, so that it vectorises.
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (a_body, a_tail) = a.split_at(a.len() / 8 * 8);
@@ -162,7 +196,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Rotary embedding of one head vector at `position` (transformers' `rotate_half` layout).
-#[inline]
+#[inline(always)]
 fn rotate(x: &[f32], position: usize, table: &RopeTable, out: &mut [f32]) {
     let half = table.half;
     let cos = &table.cos[position * half..][..half];
@@ -215,56 +249,94 @@ impl CustomOp3 for Attention {
             bail!("attention: rotary table too short");
         }
         let width = self.heads * d;
-        let group = self.heads / self.kv_heads;
         let mut out = vec![0f32; n * width];
         let chunks = span_chunks(&mut out, &self.spans, width)?;
         chunks
             .into_par_iter()
             .zip(self.spans.par_iter())
-            .for_each(|(out, span)| {
-                let len = span.len;
-                let mut keys = vec![0f32; len * d];
-                let mut query = vec![0f32; d];
-                let mut scores = vec![0f32; len];
-                for kv in 0..self.kv_heads {
-                    for (i, key) in keys.chunks_exact_mut(d).enumerate() {
-                        let row = (span.start + i) * k_stride + kv * d;
-                        rotate(&k[row..row + d], i, &self.rope, key);
-                    }
-                    for head in kv * group..(kv + 1) * group {
-                        for i in 0..len {
-                            let row = (span.start + i) * q_stride + head * d;
-                            rotate(&q[row..row + d], i, &self.rope, &mut query);
-                            let first = self.window.map_or(0, |w| (i + 1).saturating_sub(w));
-                            let visible = &mut scores[first..=i];
-                            let mut max = f32::NEG_INFINITY;
-                            for (j, score) in (first..=i).zip(visible.iter_mut()) {
-                                let mut s = dot(&query, &keys[j * d..(j + 1) * d]) * self.scale;
-                                if let Some(cap) = self.softcap {
-                                    s = (s / cap).tanh() * cap;
-                                }
-                                *score = s;
-                                max = max.max(s);
-                            }
-                            let mut sum = 0f32;
-                            for score in visible.iter_mut() {
-                                *score = (*score - max).exp();
-                                sum += *score;
-                            }
-                            let o = &mut out[i * width + head * d..][..d];
-                            for (j, &e) in (first..=i).zip(visible.iter()) {
-                                let p = e / sum;
-                                let row = (span.start + j) * v_stride + kv * d;
-                                for (o, &x) in o.iter_mut().zip(&v[row..row + d]) {
-                                    *o += p * x;
-                                }
-                            }
-                        }
-                    }
+            .for_each(|(out, &span)| {
+                let (q, k, v) = (
+                    Rows {
+                        data: q,
+                        stride: q_stride,
+                    },
+                    Rows {
+                        data: k,
+                        stride: k_stride,
+                    },
+                    Rows {
+                        data: v,
+                        stride: v_stride,
+                    },
+                );
+                #[cfg(target_arch = "x86_64")]
+                if wide_simd() {
+                    // SAFETY: `wide_simd` checked the CPU for the features.
+                    unsafe { attend_wide(self, span, out, q, k, v) };
+                    return;
                 }
+                self.attend(span, out, q, k, v);
             });
         Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
+}
+
+impl Attention {
+    /// One sentence: every head, every token, into `out` (its rows of the output).
+    #[inline(always)]
+    fn attend(&self, span: Span, out: &mut [f32], q: Rows<'_>, k: Rows<'_>, v: Rows<'_>) {
+        let d = self.head_dim;
+        let width = self.heads * d;
+        let group = self.heads / self.kv_heads;
+        let len = span.len;
+        let mut keys = vec![0f32; len * d];
+        let mut query = vec![0f32; d];
+        let mut scores = vec![0f32; len];
+        for kv in 0..self.kv_heads {
+            for (i, key) in keys.chunks_exact_mut(d).enumerate() {
+                rotate(k.row(span.start + i, kv * d, d), i, &self.rope, key);
+            }
+            for head in kv * group..(kv + 1) * group {
+                for i in 0..len {
+                    rotate(
+                        q.row(span.start + i, head * d, d),
+                        i,
+                        &self.rope,
+                        &mut query,
+                    );
+                    let first = self.window.map_or(0, |w| (i + 1).saturating_sub(w));
+                    let visible = &mut scores[first..=i];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, score) in (first..=i).zip(visible.iter_mut()) {
+                        let mut s = dot(&query, &keys[j * d..(j + 1) * d]) * self.scale;
+                        if let Some(cap) = self.softcap {
+                            s = (s / cap).tanh() * cap;
+                        }
+                        *score = s;
+                        max = max.max(s);
+                    }
+                    let mut sum = 0f32;
+                    for score in visible.iter_mut() {
+                        *score = (*score - max).exp();
+                        sum += *score;
+                    }
+                    let o = &mut out[i * width + head * d..][..d];
+                    for (j, &e) in (first..=i).zip(visible.iter()) {
+                        let p = e / sum;
+                        for (o, &x) in o.iter_mut().zip(v.row(span.start + j, kv * d, d)) {
+                            *o += p * x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn attend_wide(op: &Attention, span: Span, out: &mut [f32], q: Rows, k: Rows, v: Rows) {
+    op.attend(span, out, q, k, v);
 }
 
 /// RMSNorm weights on the host (for Gemma already `1 + w`).
@@ -286,26 +358,71 @@ pub struct Residual {
 }
 
 impl Residual {
-    fn step(&self, h: &[f32], delta: Option<&[f32]>, out: &mut [f32], normed: Option<&mut [f32]>) {
+    /// One sentence: `summed = h + delta`, its norm, its pools into its `row` of the sink.
+    #[inline(always)]
+    fn sentence(
+        &self,
+        span: Span,
+        h: &[f32],
+        delta: Option<&[f32]>,
+        summed: &mut [f32],
+        normed: Option<&mut [f32]>,
+        row: Option<&mut [f32]>,
+    ) {
         match delta {
             Some(delta) => {
-                for ((o, &x), &y) in out.iter_mut().zip(h).zip(delta) {
+                for ((o, &x), &y) in summed.iter_mut().zip(h).zip(delta) {
                     *o = x + y;
                 }
             }
-            None => out.copy_from_slice(h),
+            None => summed.copy_from_slice(h),
         }
         if let (Some(norm), Some(normed)) = (&self.norm, normed) {
             let d = norm.weight.len();
-            for (row, normed) in out.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
-                let mean_square = dot(row, row) / d as f32;
+            for (x, normed) in summed.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
+                let mean_square = dot(x, x) / d as f32;
                 let scale = 1.0 / (mean_square + norm.eps).sqrt();
-                for ((n, &x), &w) in normed.iter_mut().zip(row).zip(&norm.weight) {
+                for ((n, &x), &w) in normed.iter_mut().zip(x).zip(&norm.weight) {
                     *n = x * scale * w;
                 }
             }
         }
+        if let (Some((pool, sink, slot)), Some(row)) = (&self.pool, row) {
+            let layout = sink.layout;
+            let d = layout.d_model;
+            let (before, last) = row.split_at_mut(layout.last(*slot));
+            let mean = &mut before[layout.hidden(*slot)..][..d];
+            let last = &mut last[..d];
+            for (i, x) in summed.chunks_exact(d).enumerate() {
+                let token = span.start + i;
+                let (w, l) = (pool.weights[token], pool.last[token]);
+                if w != 0.0 {
+                    for (p, &x) in mean.iter_mut().zip(x) {
+                        *p += w * x;
+                    }
+                }
+                if l != 0.0 {
+                    for (p, &x) in last.iter_mut().zip(x) {
+                        *p += l * x;
+                    }
+                }
+            }
+        }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn residual_wide(
+    op: &Residual,
+    span: Span,
+    h: &[f32],
+    delta: Option<&[f32]>,
+    summed: &mut [f32],
+    normed: Option<&mut [f32]>,
+    row: Option<&mut [f32]>,
+) {
+    op.sentence(span, h, delta, summed, normed, row);
 }
 
 impl CustomOp2 for Residual {
@@ -332,6 +449,11 @@ impl CustomOp2 for Residual {
             .is_some_and(|norm| norm.weight.len() != d)
         {
             bail!("residual: norm weight does not match d_model {d}");
+        }
+        if let Some((_, sink, _)) = &self.pool
+            && sink.layout.d_model != d
+        {
+            bail!("residual: the sink's layout does not match d_model {d}");
         }
         let norm_len = if self.norm.is_some() { n * d } else { 0 };
         let mut out = vec![0f32; n * d + norm_len];
@@ -364,30 +486,17 @@ impl CustomOp2 for Residual {
             .zip(normed)
             .zip(rows)
             .zip(self.spans.par_iter())
-            .for_each(|(((summed, normed), row), span)| {
+            .for_each(|(((summed, normed), row), &span)| {
                 let range = span.start * d..(span.start + span.len) * d;
-                let delta = self.add.then(|| &delta[range.clone()]);
-                self.step(&h[range], delta, summed, normed);
-                if let (Some((pool, sink, slot)), Some(row)) = (&self.pool, row) {
-                    let layout = sink.layout;
-                    let (before, last) = row.split_at_mut(layout.last(*slot));
-                    let mean = &mut before[layout.hidden(*slot)..][..d];
-                    let last = &mut last[..d];
-                    for (i, x) in summed.chunks_exact(d).enumerate() {
-                        let token = span.start + i;
-                        let (w, l) = (pool.weights[token], pool.last[token]);
-                        if w != 0.0 {
-                            for (p, &x) in mean.iter_mut().zip(x) {
-                                *p += w * x;
-                            }
-                        }
-                        if l != 0.0 {
-                            for (p, &x) in last.iter_mut().zip(x) {
-                                *p += l * x;
-                            }
-                        }
-                    }
+                let h = &h[range.clone()];
+                let delta = self.add.then(|| &delta[range]);
+                #[cfg(target_arch = "x86_64")]
+                if wide_simd() {
+                    // SAFETY: `wide_simd` checked the CPU for the features.
+                    unsafe { residual_wide(self, span, h, delta, summed, normed, row) };
+                    return;
                 }
+                self.sentence(span, h, delta, summed, normed, row);
             });
         Ok((CpuStorage::F32(out), Shape::from(n * d + norm_len)))
     }
@@ -425,6 +534,7 @@ impl FusedMlp {
     /// `gelu_erf`, so both paths agree. (A vectorisable polynomial `exp` within 2 ulp was
     /// tried: 2% faster, but it flipped a demo-model NAS decision whose gate is > 1e-5 from
     /// zero, so parity lost.)
+    #[inline(always)]
     fn act_row(&self, gate: &[f32], out: &mut [f32]) {
         match self.activation {
             Activation::Silu => {
@@ -448,6 +558,64 @@ impl FusedMlp {
             }
         }
     }
+}
+
+impl FusedMlp {
+    /// One sentence: its products, and its NAS and NAV pools into its `row` of the sink.
+    #[inline(always)]
+    fn sentence(
+        &self,
+        span: Span,
+        gate: Rows<'_>,
+        up: Rows<'_>,
+        products: &mut [f32],
+        row: &mut [f32],
+    ) {
+        let layout = self.sink.layout;
+        let f = layout.d_ff;
+        let (nas, nav) = row.split_at_mut(layout.nav(self.layer));
+        let nas = &mut nas[layout.nas(self.layer)..][..f];
+        let nav = &mut nav[..f];
+        for (i, product) in products.chunks_exact_mut(f).enumerate() {
+            let token = span.start + i;
+            let (g, u) = (gate.row(token, 0, f), up.row(token, 0, f));
+            let w = self.pool.weights[token];
+            // One simple loop per step, so that each vectorises.
+            self.act_row(g, product);
+            let pool = w != 0.0;
+            if pool {
+                for (n, &x) in nas.iter_mut().zip(g) {
+                    *n += if x > 0.0 { w } else { 0.0 };
+                }
+                if self.nav_source == NavSource::Activation {
+                    for (v, &a) in nav.iter_mut().zip(product.iter()) {
+                        *v += w * a.abs();
+                    }
+                }
+            }
+            for (p, &x) in product.iter_mut().zip(u) {
+                *p *= x;
+            }
+            if pool && self.nav_source == NavSource::ActivationTimesUp {
+                for (v, &p) in nav.iter_mut().zip(product.iter()) {
+                    *v += w * p.abs();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn mlp_wide(
+    op: &FusedMlp,
+    span: Span,
+    gate: Rows,
+    up: Rows,
+    products: &mut [f32],
+    row: &mut [f32],
+) {
+    op.sentence(span, gate, up, products, row);
 }
 
 impl CustomOp2 for FusedMlp {
@@ -484,37 +652,22 @@ impl CustomOp2 for FusedMlp {
             .into_par_iter()
             .zip(rows)
             .zip(spans.par_iter())
-            .for_each(|((products, row), span)| {
-                let (nas, nav) = row.split_at_mut(layout.nav(self.layer));
-                let nas = &mut nas[layout.nas(self.layer)..][..f];
-                let nav = &mut nav[..f];
-                for (i, product) in products.chunks_exact_mut(f).enumerate() {
-                    let token = span.start + i;
-                    let g = &gate[token * gate_stride..][..f];
-                    let u = &up[token * up_stride..][..f];
-                    let w = self.pool.weights[token];
-                    // One simple loop per step, so that each vectorises.
-                    self.act_row(g, product);
-                    let pool = w != 0.0;
-                    if pool {
-                        for (n, &x) in nas.iter_mut().zip(g) {
-                            *n += if x > 0.0 { w } else { 0.0 };
-                        }
-                        if self.nav_source == NavSource::Activation {
-                            for (v, &a) in nav.iter_mut().zip(product.iter()) {
-                                *v += w * a.abs();
-                            }
-                        }
-                    }
-                    for (p, &x) in product.iter_mut().zip(u) {
-                        *p *= x;
-                    }
-                    if pool && self.nav_source == NavSource::ActivationTimesUp {
-                        for (v, &p) in nav.iter_mut().zip(product.iter()) {
-                            *v += w * p.abs();
-                        }
-                    }
+            .for_each(|((products, row), &span)| {
+                let gate = Rows {
+                    data: gate,
+                    stride: gate_stride,
+                };
+                let up = Rows {
+                    data: up,
+                    stride: up_stride,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if wide_simd() {
+                    // SAFETY: `wide_simd` checked the CPU for the features.
+                    unsafe { mlp_wide(self, span, gate, up, products, row) };
+                    return;
                 }
+                self.sentence(span, gate, up, products, row);
             });
         Ok((CpuStorage::F32(out), Shape::from((n, f))))
     }
@@ -525,6 +678,83 @@ mod tests {
     use candle_core::{DType, Device, Tensor};
 
     use super::*;
+
+    /// Set: the kernels take their SSE2 versions even where AVX2 is there.
+    pub(super) static NARROW: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Both compiled versions of each kernel give the same bits.
+    #[test]
+    fn wide_and_narrow_versions_agree_exactly() {
+        let device = Device::Cpu;
+        let run = || {
+            let n = 7;
+            let q = Tensor::arange(0f32, (n * 32) as f32, &device)
+                .unwrap()
+                .reshape((n, 32))
+                .unwrap()
+                .sin()
+                .unwrap();
+            let pooling = Arc::new(HostPooling {
+                spans: vec![Span { start: 0, len: 3 }, Span { start: 3, len: 4 }],
+                weights: vec![0.2, 0.3, 0.5, 0.1, 0.2, 0.3, 0.4],
+                last: vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            });
+            let spans: Arc<[Span]> = pooling.spans.clone().into();
+            let rope = Arc::new(RopeTable {
+                cos: (0..4 * 4).map(|i| (i as f32).cos()).collect(),
+                sin: (0..4 * 4).map(|i| (i as f32).sin()).collect(),
+                half: 4,
+            });
+            let attention = Attention {
+                spans: spans.clone(),
+                heads: 2,
+                kv_heads: 1,
+                head_dim: 8,
+                scale: 0.3,
+                softcap: Some(5.0),
+                window: Some(3),
+                rope,
+            };
+            let (qs, kv) = (q.narrow(1, 0, 16).unwrap(), q.narrow(1, 16, 8).unwrap());
+            let contiguous = qs.contiguous().unwrap();
+            let attended = qs.apply_op3_no_bwd(&kv, &kv, &attention).unwrap();
+            let layout = CaptureLayout {
+                layers: 1,
+                d_ff: 16,
+                d_model: 16,
+            };
+            let sink = Arc::new(PoolSink::new(layout, 2));
+            let residual = Residual {
+                add: true,
+                norm: Some(Arc::new(HostNorm {
+                    weight: vec![0.5; 16],
+                    eps: 1e-6,
+                })),
+                pool: Some((pooling.clone(), sink.clone(), 1)),
+                spans,
+            };
+            let summed = attended.apply_op2_no_bwd(&contiguous, &residual).unwrap();
+            let mlp = FusedMlp {
+                activation: Activation::Silu,
+                nav_source: NavSource::Activation,
+                pool: pooling,
+                sink: sink.clone(),
+                layer: 0,
+            };
+            let products = qs.apply_op2_no_bwd(&attended, &mlp).unwrap();
+            let mut all: Vec<f32> = summed.to_vec1().unwrap();
+            all.extend(products.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            all.extend(sink.rows.lock().unwrap().iter());
+            all
+        };
+        NARROW.store(true, std::sync::atomic::Ordering::Relaxed);
+        let narrow = run();
+        NARROW.store(false, std::sync::atomic::Ordering::Relaxed);
+        let wide = run();
+        assert_eq!(narrow, wide);
+        assert!(narrow.iter().all(|x| x.is_finite()) && narrow.iter().any(|&x| x != 0.0));
+    }
 
     fn spans(list: &[(usize, usize)]) -> Arc<[Span]> {
         list.iter()
