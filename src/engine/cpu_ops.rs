@@ -48,6 +48,15 @@ impl CaptureLayout {
         2 * self.layers * self.d_ff + 2 * (self.layers + 1) * self.d_model
     }
 
+    /// A row cut into `(nas, nav, hidden_pooled, hidden_last)`.
+    pub fn split<'a>(&self, row: &'a [f32]) -> (&'a [f32], &'a [f32], &'a [f32], &'a [f32]) {
+        let (neurons, hidden) = (self.layers * self.d_ff, (self.layers + 1) * self.d_model);
+        let (nas, rest) = row.split_at(neurons);
+        let (nav, rest) = rest.split_at(neurons);
+        let (hidden_pooled, rest) = rest.split_at(hidden);
+        (nas, nav, hidden_pooled, &rest[..hidden])
+    }
+
     fn nas(&self, layer: usize) -> usize {
         layer * self.d_ff
     }

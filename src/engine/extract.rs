@@ -106,8 +106,7 @@ impl Model {
     ) -> Result<()> {
         let started = Instant::now();
         let (tokens, batches) = self.plan(sentences, options.batch_size)?;
-        let cfg = &self.config;
-        let (layers, d_ff, d_model) = (cfg.num_layers, cfg.intermediate_size, cfg.hidden_size);
+        let layout = self.decoder.capture_layout();
         let mut tokens_done = 0;
         let mut sentences_done = 0;
         let mut pending = BatchQueue::new(batches);
@@ -133,13 +132,8 @@ impl Model {
             };
             let mut host = self.host.lock().map_err(|_| poisoned())?;
             let values = host.copy(&packed)?;
-            let (neuron_width, hidden_width) = (layers * d_ff, (layers + 1) * d_model);
-            let row_width = 2 * (neuron_width + hidden_width);
-            for (row, &index) in batch.iter().enumerate() {
-                let row = &values[row * row_width..(row + 1) * row_width];
-                let (nas, rest) = row.split_at(neuron_width);
-                let (nav, rest) = rest.split_at(neuron_width);
-                let (hidden_pooled, hidden_last) = rest.split_at(hidden_width);
+            for (row, &index) in values.chunks_exact(layout.width()).zip(&batch) {
+                let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
                 on_sentence(
                     index,
                     SentenceStates {
