@@ -124,6 +124,7 @@ impl ExplorerApp {
         } else {
             Persisted::default()
         };
+        state.upgrade();
         // "demo" is a name, not a path: resolve it anew, since the cache folder may have moved
         // since the settings were saved ($NEURONXA_CACHE, another user).
         if state.model_text.trim() == "demo" {

@@ -175,10 +175,16 @@ impl Default for ExportSettings {
     }
 }
 
+/// Version of [`Persisted`]; see [`Persisted::upgrade`].
+const PERSISTED_VERSION: u32 = 1;
+
 /// Everything remembered between starts (eframe storage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Persisted {
+    /// 0 for what builds before versioning saved.
+    #[serde(default)]
+    pub version: u32,
     /// The settings being edited (the next run's).
     pub settings: RunSettings,
     /// What is typed in the model field.
@@ -205,6 +211,7 @@ impl Default for Persisted {
     fn default() -> Self {
         let demo = ModelSource::Gguf(hub::demo_model_path());
         Self {
+            version: PERSISTED_VERSION,
             settings: RunSettings::default_for(demo),
             model_text: "demo".into(),
             recent_models: Vec::new(),
@@ -225,6 +232,15 @@ impl Default for Persisted {
 }
 
 impl Persisted {
+    /// Brings what an older build saved up to date: before version 1 the batch size had no
+    /// "auto" and every saved setting said 16, which on a GPU is far too small.
+    pub fn upgrade(&mut self) {
+        if self.version < 1 && self.settings.batch_size == 16 {
+            self.settings.batch_size = 0;
+        }
+        self.version = PERSISTED_VERSION;
+    }
+
     pub fn look(&self) -> Look {
         Look {
             dark: self.dark,
@@ -434,5 +450,32 @@ impl Runtime {
                 Level::Error => (w, e + 1),
                 Level::Info => (w, e),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings saved before versioning carry batch 16 (no "auto" then): it becomes auto;
+    /// a 16 chosen since stays.
+    #[test]
+    fn old_saved_batch_size_becomes_auto() {
+        let mut saved = Persisted::default();
+        saved.settings.batch_size = 16;
+        let mut old = serde_json::to_value(&saved).unwrap();
+        old.as_object_mut().unwrap().remove("version");
+        let mut old: Persisted = serde_json::from_value(old).unwrap();
+        assert_eq!(old.version, 0);
+        old.upgrade();
+        assert_eq!(
+            (old.version, old.settings.batch_size),
+            (PERSISTED_VERSION, 0)
+        );
+
+        let mut current: Persisted =
+            serde_json::from_value(serde_json::to_value(&saved).unwrap()).unwrap();
+        current.upgrade();
+        assert_eq!(current.settings.batch_size, 16);
     }
 }
