@@ -27,7 +27,7 @@ pub struct Span {
 #[derive(Debug)]
 pub struct HostPooling {
     /// Ascending, non-overlapping.
-    pub spans: Vec<Span>,
+    pub spans: Arc<[Span]>,
     /// Per token (flattened axis): its weight in the pooled states (zero outside spans).
     pub weights: Vec<f32>,
     /// Per token: its weight in the "last token" hidden state (one-hot per sentence).
@@ -764,11 +764,11 @@ mod tests {
                 .sin()
                 .unwrap();
             let pooling = Arc::new(HostPooling {
-                spans: vec![Span { start: 0, len: 3 }, Span { start: 3, len: 4 }],
+                spans: vec![Span { start: 0, len: 3 }, Span { start: 3, len: 4 }].into(),
                 weights: vec![0.2, 0.3, 0.5, 0.1, 0.2, 0.3, 0.4],
                 last: vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
             });
-            let spans: Arc<[Span]> = pooling.spans.clone().into();
+            let spans = pooling.spans.clone();
             let rope = Arc::new(RopeTable {
                 cos: (0..4 * 4).map(|i| (i as f32).cos()).collect(),
                 sin: (0..4 * 4).map(|i| (i as f32).sin()).collect(),
@@ -965,7 +965,7 @@ mod tests {
         let delta = Tensor::new(&[[1f32, 2.], [5., 5.], [0., 1.], [0., 0.]], &device).unwrap();
         // Sentences at rows 0 and 2..4; row 1 is a gap.
         let pooling = HostPooling {
-            spans: vec![Span { start: 0, len: 1 }, Span { start: 2, len: 2 }],
+            spans: vec![Span { start: 0, len: 1 }, Span { start: 2, len: 2 }].into(),
             weights: vec![1.0, 0.0, 0.25, 0.75],
             last: vec![1.0, 0.0, 0.0, 1.0],
         };
@@ -982,7 +982,7 @@ mod tests {
                 weight: vec![1.0, 2.0],
                 eps: 0.0,
             })),
-            spans: pooling.spans.clone().into(),
+            spans: pooling.spans.clone(),
             pool: Some((Arc::new(pooling), sink.clone(), 1)),
         };
         let out: Vec<f32> = h.apply_op2_no_bwd(&delta, &op).unwrap().to_vec1().unwrap();
@@ -1015,7 +1015,7 @@ mod tests {
         // Sentences at rows 0..2 and 3..5.
         let weights = vec![0.5f32, 0.5, 0.0, 0.2, 0.8];
         let pooling = Arc::new(HostPooling {
-            spans: vec![Span { start: 0, len: 2 }, Span { start: 3, len: 2 }],
+            spans: vec![Span { start: 0, len: 2 }, Span { start: 3, len: 2 }].into(),
             weights: weights.clone(),
             last: vec![0.0, 1.0, 0.0, 0.0, 1.0],
         });

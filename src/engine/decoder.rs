@@ -31,8 +31,8 @@ pub struct BatchInput {
     /// `[1, n]` (packed) or `[b, t]` (padded) u32 token ids.
     ids: Tensor,
     packed: bool,
+    /// Where each sentence is on the flattened token axis, and its pooling weights.
     pooling: Arc<HostPooling>,
-    spans: Arc<[Span]>,
     /// Padded layout only: `[b, 1, t]` pooling weights and `[b, 2, t]` (pooling weights, last
     /// token) on the device.
     device_weights: Option<(Tensor, Tensor)>,
@@ -44,18 +44,15 @@ impl BatchInput {
     /// Whole rows of `[b, t]` ids, nothing pooled (for next-token probabilities).
     fn unpooled(ids: &Tensor) -> Result<Self> {
         let (b, t) = ids.dims2()?;
-        let spans: Vec<Span> = (0..b)
-            .map(|r| Span {
-                start: r * t,
-                len: t,
-            })
-            .collect();
+        let spans = (0..b).map(|r| Span {
+            start: r * t,
+            len: t,
+        });
         Ok(Self {
             ids: ids.clone(),
             packed: false,
-            spans: spans.clone().into(),
             pooling: Arc::new(HostPooling {
-                spans,
+                spans: spans.collect(),
                 weights: Vec::new(),
                 last: Vec::new(),
             }),
@@ -342,9 +339,8 @@ impl Decoder {
             ids,
             packed,
             sink,
-            spans: spans.clone().into(),
             pooling: Arc::new(HostPooling {
-                spans,
+                spans: spans.into(),
                 weights,
                 last,
             }),
@@ -403,7 +399,7 @@ impl Decoder {
             let width = sink.layout.width();
             return Ok(Tensor::from_vec(
                 rows,
-                (input.spans.len(), width),
+                (input.pooling.spans.len(), width),
                 &self.ctx.device,
             )?);
         }
@@ -475,7 +471,7 @@ impl Decoder {
         })?;
         let mut h = step.h;
         let mut normed = step.normed;
-        let longest = input.spans.iter().map(|s| s.len).max().unwrap_or(0);
+        let longest = input.pooling.spans.iter().map(|s| s.len).max().unwrap_or(0);
         let positions = if input.packed { longest } else { cols };
         let tables = self
             .attention_kinds
@@ -543,7 +539,7 @@ impl Decoder {
                 pool: slot
                     .map(|slot| Ok::<_, EngineError>((input.pooling.clone(), sink(input)?, slot)))
                     .transpose()?,
-                spans: input.spans.clone(),
+                spans: input.pooling.spans.clone(),
             };
             let flat_h = h.reshape((n, d))?;
             let out = match delta {
@@ -783,7 +779,7 @@ impl Attention {
                 &k,
                 &v,
                 &cpu_ops::Attention {
-                    spans: input.spans.clone(),
+                    spans: input.pooling.spans.clone(),
                     heads: h,
                     kv_heads: kvh,
                     head_dim: d,
