@@ -275,6 +275,14 @@ fn check_tiny(name: &str) {
     }
 }
 
+/// The largest absolute difference between two equally long arrays.
+fn worst_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 /// Batching must not change what a sentence gets (right padding under the causal mask).
 fn check_batch_invariance(name: &str) {
     let folder = fixtures().join("tiny").join(name);
@@ -291,11 +299,7 @@ fn check_batch_invariance(name: &str) {
         ("hidden", &one.hidden_pooled, &many.hidden_pooled),
         ("hidden_last", &one.hidden_last, &many.hidden_last),
     ] {
-        let worst = a
-            .iter()
-            .zip(b.iter())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = worst_difference(a, b);
         assert!(
             worst <= 1e-5,
             "{name} {what}: batch 1 vs 32 differ by {worst:e}"
@@ -323,11 +327,7 @@ fn check_generic_ops(name: &str) {
         ("hidden_last", &kernels.hidden_last, &generic.hidden_last),
     ] {
         assert_eq!(a.len(), b.len());
-        let worst = a
-            .iter()
-            .zip(b.iter())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = worst_difference(a, b);
         assert!(
             worst <= 1e-4,
             "{name} {what}: kernels vs generic ops differ by {worst:e}"

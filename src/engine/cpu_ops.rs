@@ -137,7 +137,7 @@ fn rows<'a>(
     layout: &Layout,
     width: usize,
     what: &str,
-) -> candle_core::Result<(&'a [f32], usize)> {
+) -> candle_core::Result<Rows<'a>> {
     let CpuStorage::F32(data) = storage else {
         bail!("{what}: expected f32");
     };
@@ -152,7 +152,10 @@ fn rows<'a>(
     if data.len() < needed {
         bail!("{what}: storage too small");
     }
-    Ok((data, row_stride))
+    Ok(Rows {
+        data,
+        stride: row_stride,
+    })
 }
 
 /// Rows of a 2-D input: row `i` starts at `data[i * stride]`.
@@ -308,9 +311,9 @@ impl CustomOp3 for Attention {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = self.head_dim;
         let (n, _) = q_layout.shape().dims2()?;
-        let (q, q_stride) = rows(q, q_layout, self.heads * d, "attention q")?;
-        let (k, k_stride) = rows(k, k_layout, self.kv_heads * d, "attention k")?;
-        let (v, v_stride) = rows(v, v_layout, self.kv_heads * d, "attention v")?;
+        let q = rows(q, q_layout, self.heads * d, "attention q")?;
+        let k = rows(k, k_layout, self.kv_heads * d, "attention k")?;
+        let v = rows(v, v_layout, self.kv_heads * d, "attention v")?;
         if k_layout.shape().dims()[0] != n || v_layout.shape().dims()[0] != n {
             bail!("attention: q, k and v have different numbers of tokens");
         }
@@ -325,20 +328,6 @@ impl CustomOp3 for Attention {
             .into_par_iter()
             .zip(self.spans.par_iter())
             .for_each(|(out, &span)| {
-                let (q, k, v) = (
-                    Rows {
-                        data: q,
-                        stride: q_stride,
-                    },
-                    Rows {
-                        data: k,
-                        stride: k_stride,
-                    },
-                    Rows {
-                        data: v,
-                        stride: v_stride,
-                    },
-                );
                 #[cfg(target_arch = "x86_64")]
                 if wide_simd() {
                     // SAFETY: `wide_simd` checked the CPU for the features.
@@ -508,8 +497,19 @@ impl CustomOp2 for Residual {
         delta_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, d) = h_layout.shape().dims2()?;
-        let (h, h_stride) = rows(h, h_layout, d, "residual h")?;
-        let (delta, delta_stride) = rows(delta, delta_layout, d, "residual delta")?;
+        let (
+            Rows {
+                data: h,
+                stride: h_stride,
+            },
+            Rows {
+                data: delta,
+                stride: delta_stride,
+            },
+        ) = (
+            rows(h, h_layout, d, "residual h")?,
+            rows(delta, delta_layout, d, "residual delta")?,
+        );
         if h_stride != d || delta_stride != d || delta_layout.shape().dims()[0] != n {
             bail!("residual: expected two contiguous [{n}, {d}] tensors");
         }
@@ -699,8 +699,8 @@ impl CustomOp2 for FusedMlp {
         up_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, f) = gate_layout.shape().dims2()?;
-        let (gate, gate_stride) = rows(gate, gate_layout, f, "mlp gate")?;
-        let (up, up_stride) = rows(up, up_layout, f, "mlp up")?;
+        let gate = rows(gate, gate_layout, f, "mlp gate")?;
+        let up = rows(up, up_layout, f, "mlp up")?;
         let spans = &self.pool.spans;
         if up_layout.shape().dims()[0] != n || self.pool.weights.len() < n {
             bail!("fused mlp: gate, up and pooling weights do not match");
@@ -721,14 +721,6 @@ impl CustomOp2 for FusedMlp {
             .zip(rows)
             .zip(spans.par_iter())
             .for_each(|((products, row), &span)| {
-                let gate = Rows {
-                    data: gate,
-                    stride: gate_stride,
-                };
-                let up = Rows {
-                    data: up,
-                    stride: up_stride,
-                };
                 #[cfg(target_arch = "x86_64")]
                 if wide_simd() {
                     // SAFETY: `wide_simd` checked the CPU for the features.
