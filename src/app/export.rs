@@ -494,7 +494,7 @@ fn contents(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<Co
     }
     if rt.exporting > 0 {
         ui.horizontal(|ui| {
-            ui.spinner();
+            crate::app::spinner::spinner(ui);
             ui.weak("writing…");
         });
     } else if !rt.last_exported.is_empty() {

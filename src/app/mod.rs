@@ -12,6 +12,7 @@
 pub mod command;
 pub mod export;
 pub mod setup;
+pub mod spinner;
 pub mod state;
 pub mod status;
 pub mod theme;

@@ -163,7 +163,7 @@ fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut V
         ModelCheck::Unknown => {}
         ModelCheck::Checking(_) => {
             ui.horizontal(|ui| {
-                ui.spinner();
+                crate::app::spinner::spinner(ui);
                 ui.weak("recognising…");
             });
         }
@@ -232,7 +232,7 @@ fn corpus_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut 
         CorpusState::Unknown => return,
         CorpusState::Loading(_) => {
             ui.horizontal(|ui| {
-                ui.spinner();
+                crate::app::spinner::spinner(ui);
                 ui.weak("reading the corpus…");
             });
             return;

@@ -97,7 +97,7 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
 }
 
 fn running(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
-    ui.spinner();
+    crate::app::spinner::spinner(ui);
     // Languages reopened from the cache send no progress: count them as done.
     let done = rt
         .lang_progress
@@ -175,7 +175,7 @@ fn idle(ui: &mut Ui, rt: &Runtime, look: &super::theme::Look) {
     ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
     if rt.exporting > 0 {
         ui.separator();
-        ui.spinner();
+        crate::app::spinner::spinner(ui);
         ui.weak("exporting…");
     }
 }

@@ -181,7 +181,7 @@ pub fn welcome(ui: &mut Ui, state: &Persisted, rt: &Runtime) {
         );
         ui.add_space(16.0);
         if rt.is_running() {
-            ui.spinner();
+            crate::app::spinner::spinner(ui);
             ui.label(format!("Working: {}", rt.status));
             ui.weak("Results appear here language by language.");
             return;
