@@ -4,7 +4,7 @@ use clap::Parser;
 use neuronxa::cli::{self, Cli, Command};
 
 fn main() {
-    keep_freed_memory();
+    keep_freed_heap_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -43,7 +43,7 @@ fn open_gui(model: Option<String>, screenshot: Option<std::path::PathBuf>) -> i3
 /// keeping freed memory there costs a little resident memory and none of the faults. `MALLOC_*`
 /// variables in the environment still win.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
+fn keep_freed_heap_memory() {
     let set_by_user = |name: &str| std::env::var_os(name).is_some();
     // SAFETY: mallopt only changes allocator tunables, and runs before any other thread starts.
     unsafe {
@@ -57,4 +57,4 @@ fn keep_freed_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}
+fn keep_freed_heap_memory() {}

@@ -386,7 +386,7 @@ fn read_language_files(files: &[PathBuf]) -> Result<Vec<LanguageText>> {
                     format!("the file name should be a language code: {error}"),
                 )
             })?;
-            let sentences = sentence_lines(&read_text(file)?, &shown)?;
+            let sentences = read_sentence_file(file)?;
             Ok(LanguageText {
                 lang,
                 sentences,
@@ -394,6 +394,11 @@ fn read_language_files(files: &[PathBuf]) -> Result<Vec<LanguageText>> {
             })
         })
         .collect()
+}
+
+/// A text file of one sentence per line (see [`sentence_lines`]).
+pub fn read_sentence_file(file: &Path) -> Result<Vec<String>> {
+    sentence_lines(&read_text(file)?, &file.display().to_string())
 }
 
 /// The whole file as UTF-8; invalid bytes are reported with their line.
@@ -538,7 +543,7 @@ fn read_language_file_as(file: &Path, code: &str) -> Result<LanguageText> {
     })?;
     Ok(LanguageText {
         lang,
-        sentences: sentence_lines(&read_text(file)?, &shown)?,
+        sentences: read_sentence_file(file)?,
         origin: shown,
     })
 }

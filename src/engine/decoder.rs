@@ -86,7 +86,7 @@ impl RmsNorm {
             weight
         };
         let eps = cfg.rms_norm_eps as f32;
-        let host = if ctx.device.is_cpu() && ctx.dtype == DType::F32 {
+        let host = if ctx.has_cpu_kernels() {
             Some(Arc::new(HostNorm {
                 weight: weight.to_vec1()?,
                 eps,
@@ -158,6 +158,13 @@ pub struct Decoder {
 struct Ctx {
     device: Device,
     dtype: DType,
+}
+
+impl Ctx {
+    /// Whether the kernels of [`cpu_ops`] can run here: f32 on the CPU.
+    fn has_cpu_kernels(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32
+    }
 }
 
 impl Decoder {
@@ -273,7 +280,7 @@ impl Decoder {
             final_norm,
             lm_head,
             attention_kinds,
-            cpu_kernels: ctx.device.is_cpu() && ctx.dtype == DType::F32,
+            cpu_kernels: ctx.has_cpu_kernels(),
             ctx,
         })
     }
@@ -282,7 +289,7 @@ impl Decoder {
     /// tensor ops the GPUs use (padded batches), which is how the two are checked against
     /// each other. Ignored elsewhere.
     pub fn set_cpu_kernels(&mut self, enabled: bool) {
-        self.cpu_kernels = enabled && self.ctx.device.is_cpu() && self.ctx.dtype == DType::F32;
+        self.cpu_kernels = enabled && self.ctx.has_cpu_kernels();
     }
 
     /// Lays out a batch for this decoder: packed for the CPU kernels, right-padded otherwise.

@@ -185,15 +185,20 @@ impl Model {
     ) -> Result<(Vec<Tokens>, Vec<Vec<usize>>)> {
         let tokens = self.tokenize_all(sentences)?;
         let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
-        let batch_size = memory::resolve_batch_size(
+        let batches = length_sorted_batches(&tokens, self.batch_size_for(longest, requested)?);
+        Ok((tokens, batches))
+    }
+
+    /// Sentences per batch for sentences of up to `longest` tokens: `requested`, or for `0`
+    /// (auto) what fits the device — lowered where `requested` does not fit.
+    pub fn batch_size_for(&self, longest: usize, requested: usize) -> Result<usize> {
+        memory::resolve_batch_size(
             requested,
             &self.config,
             self.decoder.dtype(),
             self.decoder.device(),
             longest,
-        )?;
-        let batches = length_sorted_batches(&tokens, batch_size);
-        Ok((tokens, batches))
+        )
     }
 
     fn batch_input(

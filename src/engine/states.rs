@@ -93,7 +93,6 @@ impl LanguageStates {
         &self.data(kind)[start..start + width]
     }
 
-    /// Appends a batch of pooled states (already on the CPU, in f32).
     /// `sentences` sentences of zeros, to be filled with [`Self::set_sentence`].
     pub fn zeroed(layers: usize, d_ff: usize, d_model: usize, sentences: usize) -> Self {
         Self {

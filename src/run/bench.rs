@@ -32,10 +32,11 @@ pub struct BenchOptions {
 pub struct BenchReport {
     pub model: String,
     pub device: String,
-    /// The batch size the extraction ran with ("auto" resolved).
+    /// The largest batch the extraction ran with ("auto" resolved per group; a batch halved
+    /// after running out of GPU memory is not counted).
     pub batch_size: usize,
-    /// The 2048³ f32 matmul: the better of one measurement before and one after extraction
-    /// (each the best of five products).
+    /// The 2048³ matmul in the model's dtype: the better of one measurement before and one
+    /// after extraction (each the best of five products).
     pub matmul_gflops: f64,
     pub sentences: usize,
     pub tokens: usize,
@@ -109,16 +110,14 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
             .collect();
         counts.push(lengths);
     }
-    let longest = counts.iter().flatten().copied().max().unwrap_or(1);
-    let batch_size = crate::engine::memory::resolve_batch_size(
-        options.batch_size,
-        &model.config,
-        dtype,
-        &device,
-        longest,
-    )?;
+    // Each group resolves "auto" on its own, as a run's languages do; reported is the largest.
+    let mut batch_size = 0;
+    for lengths in &counts {
+        let longest = lengths.iter().copied().max().unwrap_or(1);
+        batch_size = batch_size.max(model.batch_size_for(longest, options.batch_size)?);
+    }
     let extract = ExtractOptions {
-        batch_size,
+        batch_size: options.batch_size,
         ..Default::default()
     };
     log(&format!("batch size {batch_size}"));
@@ -184,14 +183,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
 /// What to extract: one group per language of the corpus, or the lines of a sentences file.
 fn sentence_groups(options: &BenchOptions) -> Result<Vec<(String, Vec<String>)>, RunError> {
     if let Some(path) = &options.sentences_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RunError::Engine(crate::engine::EngineError::io(path, e)))?;
-        let lines: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(String::from)
-            .collect();
+        let lines = corpus::read_sentence_file(path)?;
         return Ok(vec![(path.display().to_string(), lines)]);
     }
     let corpus = match &options.corpus {
