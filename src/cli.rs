@@ -136,7 +136,7 @@ pub struct RunArgs {
     pub no_cache: bool,
 }
 
-/// `auto` or a positive number of sentences; held as the engine's `0 = auto`.
+/// `auto` or a number of sentences; held as the engine's `0 = auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSizeArg(pub usize);
 
@@ -144,13 +144,7 @@ impl std::str::FromStr for BatchSizeArg {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "auto" | "0" => Ok(Self(0)),
-            n => n
-                .parse::<usize>()
-                .map(Self)
-                .map_err(|_| format!("\"{text}\" is neither \"auto\" nor a number of sentences")),
-        }
+        crate::engine::memory::parse_batch_size(text).map(Self)
     }
 }
 

@@ -429,12 +429,16 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, queue: &mut Vec<Command>)
                             format!("{n:.0}")
                         }
                     })
-                    .custom_parser(|text| match text.trim() {
-                        "auto" => Some(0.0),
-                        n => n.parse().ok(),
+                    .custom_parser(|text| {
+                        crate::engine::memory::parse_batch_size(text)
+                            .ok()
+                            .map(|n| n as f64)
                     }),
             )
-            .on_hover_text("Sentences per forward pass. 0 = auto: what fits the GPU's free memory (16 on the CPU)")
+            .on_hover_text(format!(
+                "Sentences per forward pass. 0 = auto: what fits the GPU's free memory ({} on the CPU)",
+                crate::engine::memory::CPU_AUTO_BATCH
+            ))
             .labelled_by(label.id);
             ui.end_row();
 

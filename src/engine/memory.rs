@@ -11,6 +11,16 @@ use super::error::{EngineError, Result};
 
 /// Sentences per batch when the batch size is "auto" on the CPU (measured best, BENCHMARKS.md).
 pub const CPU_AUTO_BATCH: usize = 16;
+/// A batch size as people type it: `auto` (or `0`) or a number of sentences; `0` means auto.
+pub fn parse_batch_size(text: &str) -> std::result::Result<usize, String> {
+    match text.trim() {
+        "auto" => Ok(0),
+        n => n
+            .parse::<usize>()
+            .map_err(|_| format!("\"{text}\" is neither \"auto\" nor a number of sentences")),
+    }
+}
+
 /// Upper bound of an automatic GPU batch: beyond this the GPU is already saturated.
 pub const GPU_MAX_BATCH: usize = 256;
 /// Share of the free memory (after the weights) that batches may use; the rest is headroom for
@@ -186,6 +196,14 @@ mod tests {
         assert_eq!(resolve_batch_size(7, &c, DType::F32, &cpu, 40).unwrap(), 7);
         assert!(device_memory(&cpu).is_none());
         assert!(check_weights_fit(&c, DType::F32, &cpu).is_ok());
+    }
+
+    #[test]
+    fn batch_sizes_parse_as_typed() {
+        assert_eq!(parse_batch_size(" auto "), Ok(0));
+        assert_eq!(parse_batch_size("0"), Ok(0));
+        assert_eq!(parse_batch_size("24"), Ok(24));
+        assert!(parse_batch_size("-3").unwrap_err().contains("-3"));
     }
 
     #[test]

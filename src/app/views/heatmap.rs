@@ -43,7 +43,8 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         super::name_column_width(&painter, rows.iter().map(|(l, _)| l), &font, text_color);
     let legend_width = 84.0;
     let mean_width = 58.0;
-    let bottom = 44.0;
+    // Tick labels, the axis label, and a line for the note on values that do not fit.
+    let bottom = 44.0 + small.size + 4.0;
     let header = font.size + 8.0;
     let grid_left = area.left() + label_width;
     let grid_right = area.right() - legend_width - mean_width - 8.0;
@@ -69,8 +70,8 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         )
     };
     let value_font = FontId::proportional((row_height * 0.45).clamp(9.0, font.size));
-    let cell_labels = CellLabels::fitting(cell_width, row_height, font.size);
-    let show_values = cx.opts.values_in_cells && cell_labels.is_some();
+    let fitting = CellLabels::fitting(cell_width, row_height, font.size);
+    let cell_labels = fitting.as_ref().filter(|_| cx.opts.values_in_cells);
 
     // Column header: mean.
     painter.text(
@@ -99,7 +100,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                     let rect = cell(r, l);
                     let color = scale.color(v);
                     painter.rect_filled(rect, 0.0, color);
-                    if let (true, Some(labels)) = (show_values, &cell_labels) {
+                    if let Some(labels) = cell_labels {
                         painter.text(
                             rect.center(),
                             Align2::CENTER_CENTER,
@@ -170,11 +171,14 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         font.clone(),
         text_color,
     );
-    if cx.opts.values_in_cells && !show_values {
+    if cx.opts.values_in_cells && fitting.is_none() {
         // Say why the values asked for are not there, rather than leave the user guessing.
         painter.text(
-            Pos2::new(grid.left(), grid.bottom() + 8.0 + small.size + 4.0),
-            Align2::LEFT_TOP,
+            Pos2::new(
+                grid.center().x,
+                grid.bottom() + 8.0 + small.size + 4.0 + font.size + 4.0,
+            ),
+            Align2::CENTER_TOP,
             "cells too small for values: widen the window, or hover a cell",
             small.clone(),
             weak,

@@ -212,7 +212,9 @@ pub fn welcome(ui: &mut Ui, state: &Persisted, rt: &Runtime) {
 
 /// One line about the run on screen; details (corpus, time, device, file) on hover.
 pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
-    ui.horizontal(|ui| {
+    // Wrapped: on one unbroken line a narrow window would widen the view past its edge and cut
+    // off the plot's right side with it.
+    ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(run.model_name()).strong());
         let info = &run.provenance.model;
         ui.weak(format!(
