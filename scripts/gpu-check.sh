@@ -31,5 +31,15 @@ CUDA_VISIBLE_DEVICES= /tmp/gpucheck/neuronxa inspect --model tests/fixtures/tiny
 CUDA_VISIBLE_DEVICES= /tmp/gpucheck/neuronxa run --model tests/fixtures/tiny/llama --device cuda \
   --sentences 2 --no-cache >>"$out/inspect_no_gpu.txt" 2>&1
 echo "exit code $?" >>"$out/inspect_no_gpu.txt"
+# `inspect` on auto must have chosen the CPU and said why; a miss fails the whole check.
+fallback=0
+if grep -q "would run on: CPU.*(no usable GPU found)" "$out/inspect_no_gpu.txt"; then
+  echo "fallback to the CPU without a visible GPU: PASS" | tee -a "$out/inspect_no_gpu.txt"
+else
+  echo "fallback to the CPU without a visible GPU: FAIL" | tee -a "$out/inspect_no_gpu.txt"
+  fallback=1
+fi
 python3 scripts/gpu_check.py --bin /tmp/gpucheck/neuronxa --tokenizer "$dir/tokenizer.json" \
   --out "$out" "$@" 2>&1 | tee "$out/gpu_check.log"
+checks=$?
+exit $((checks || fallback))
