@@ -396,8 +396,12 @@ impl ExplorerApp {
         egui::Panel::top("top").show(ui, |ui| {
             ui.add_space(2.0);
             ui.horizontal(|ui| {
-                ui.heading("NeuronXA Explorer");
-                ui.separator();
+                // In a narrow window the title gives way, or the view tabs would run under the
+                // buttons on the right.
+                if ui.available_width() >= 900.0 {
+                    ui.heading("NeuronXA Explorer");
+                    ui.separator();
+                }
                 for view in View::ALL {
                     let selected = self.state.view == view;
                     let response = ui
