@@ -15,6 +15,7 @@ use super::memory;
 use super::model::{Model, map_device_error};
 use super::states::{LanguageStates, SentenceStates};
 use super::tokenizer::Tokens;
+use super::transfer::{HostCopy, PendingCopy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExtractOptions {
@@ -30,6 +31,7 @@ pub struct BatchProgress {
     pub sentences_done: usize,
     pub sentences_total: usize,
     pub tokens_done: usize,
+    pub tokens_total: usize,
     pub elapsed: Duration,
 }
 
@@ -104,64 +106,112 @@ impl Model {
         on_batch: &mut dyn FnMut(BatchProgress),
         on_sentence: &mut dyn FnMut(usize, SentenceStates<'_>) -> Result<()>,
     ) -> Result<()> {
+        let tokens = self.tokenize_all(sentences)?;
+        self.extract_tokens_each(&tokens, options, cancel, on_batch, on_sentence)
+    }
+
+    /// [`Self::extract_each`] for sentences tokenised already ([`Self::tokenize_all`]).
+    pub fn extract_tokens_each(
+        &self,
+        tokens: &[Tokens],
+        options: &ExtractOptions,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(BatchProgress),
+        on_sentence: &mut dyn FnMut(usize, SentenceStates<'_>) -> Result<()>,
+    ) -> Result<()> {
         let started = Instant::now();
-        let (tokens, batches) = self.plan(sentences, options.batch_size)?;
+        let batches = self.plan(tokens, options.batch_size)?;
+        let tokens_total = tokens.iter().map(|t| t.ids.len()).sum();
         let layout = self.decoder.capture_layout();
+        // On a GPU the forward pass is only queued, so the host hands on one batch's states
+        // while the next batch computes; on the CPU each batch is handed on as it ends.
+        let overlap = self.overlapped_copies;
+        let mut host = self.host.lock().map_err(|_| poisoned())?;
         let mut tokens_done = 0;
         let mut sentences_done = 0;
-        let mut pending = BatchQueue::new(batches);
-        while let Some(batch) = pending.next() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(EngineError::Cancelled);
-            }
-            let input = self.batch_input(&tokens, &batch, options.capture)?;
-            let packed = match self
-                .decoder
-                .forward_capture(&input, options.capture.nav_source)
-                .map_err(map_device_error)
-            {
-                Ok(packed) => packed,
-                Err(error @ EngineError::OutOfMemory(_)) => {
-                    // The estimate was too optimistic: run this batch as two halves.
-                    if pending.retry_halved(batch) {
-                        continue;
-                    }
-                    return Err(error);
+        let mut deliver = |host: &mut HostCopy, batch: Vec<usize>, copy: PendingCopy| {
+            host.finish(copy, |values| {
+                for (row, &index) in values.chunks_exact(layout.width()).zip(&batch) {
+                    let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
+                    on_sentence(
+                        index,
+                        SentenceStates {
+                            nas,
+                            nav,
+                            hidden_pooled,
+                            hidden_last,
+                            token_count: tokens[index].ids.len() as u32,
+                        },
+                    )?;
+                    tokens_done += tokens[index].ids.len();
                 }
-                Err(error) => return Err(error),
-            };
-            let mut host = self.host.lock().map_err(|_| poisoned())?;
-            let values = host.copy(&packed)?;
-            for (row, &index) in values.chunks_exact(layout.width()).zip(&batch) {
-                let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
-                on_sentence(
-                    index,
-                    SentenceStates {
-                        nas,
-                        nav,
-                        hidden_pooled,
-                        hidden_last,
-                        token_count: tokens[index].ids.len() as u32,
-                    },
-                )?;
-                tokens_done += tokens[index].ids.len();
-            }
+                Ok(())
+            })?;
             sentences_done += batch.len();
             on_batch(BatchProgress {
                 sentences_done,
-                sentences_total: sentences.len(),
+                sentences_total: tokens.len(),
                 tokens_done,
+                tokens_total,
                 elapsed: started.elapsed(),
             });
-        }
-        Ok(())
+            Ok::<_, EngineError>(())
+        };
+        let mut queue = BatchQueue::new(batches);
+        let mut in_flight: Option<(Vec<usize>, PendingCopy)> = None;
+        let outcome = loop {
+            let Some(batch) = queue.next() else {
+                break Ok(());
+            };
+            if cancel.load(Ordering::Relaxed) {
+                break Err(EngineError::Cancelled);
+            }
+            let packed = match self
+                .batch_input(tokens, &batch, options.capture)
+                .and_then(|input| {
+                    self.decoder
+                        .forward_capture(&input, options.capture.nav_source)
+                        .map_err(map_device_error)
+                }) {
+                Ok(packed) => packed,
+                Err(error @ EngineError::OutOfMemory(_)) => {
+                    // The estimate was too optimistic: run this batch as two halves.
+                    if queue.retry_halved(batch) {
+                        continue;
+                    }
+                    break Err(error);
+                }
+                Err(error) => break Err(error),
+            };
+            let copy = match host.start(&packed) {
+                Ok(copy) => copy,
+                Err(error) => break Err(error),
+            };
+            let ready = if overlap {
+                in_flight.replace((batch, copy))
+            } else {
+                Some((batch, copy))
+            };
+            if let Some((batch, copy)) = ready
+                && let Err(error) = deliver(&mut host, batch, copy)
+            {
+                break Err(error);
+            }
+        };
+        // A batch still in flight finished before whatever stopped the loop: keep it.
+        let last = match in_flight.take() {
+            Some((batch, copy)) => deliver(&mut host, batch, copy),
+            None => Ok(()),
+        };
+        outcome.and(last)
     }
 
     /// Seconds the forward passes with capture take alone, the device synchronised after each
     /// batch but nothing copied to the host: with [`Self::extract`]'s time, it splits a
     /// benchmark into compute and transfer.
     pub fn time_forward_only(&self, sentences: &[String], options: &ExtractOptions) -> Result<f64> {
-        let (tokens, batches) = self.plan(sentences, options.batch_size)?;
+        let tokens = self.tokenize_all(sentences)?;
+        let batches = self.plan(&tokens, options.batch_size)?;
         let device = self.decoder.device();
         let started = Instant::now();
         for batch in batches {
@@ -176,17 +226,14 @@ impl Model {
         Ok(started.elapsed().as_secs_f64())
     }
 
-    /// The tokens of `sentences` and their batches, longest first: as many sentences per batch
-    /// as `requested` (`0` = auto, see [`memory::resolve_batch_size`]) and as fit the device.
-    fn plan(
-        &self,
-        sentences: &[String],
-        requested: usize,
-    ) -> Result<(Vec<Tokens>, Vec<Vec<usize>>)> {
-        let tokens = self.tokenize_all(sentences)?;
+    /// Batches of `tokens`' sentences, longest first: as many sentences per batch as
+    /// `requested` (`0` = auto, see [`memory::resolve_batch_size`]) and as fit the device.
+    fn plan(&self, tokens: &[Tokens], requested: usize) -> Result<Vec<Vec<usize>>> {
         let longest = tokens.iter().map(|t| t.ids.len()).max().unwrap_or(1);
-        let batches = length_sorted_batches(&tokens, self.batch_size_for(longest, requested)?);
-        Ok((tokens, batches))
+        Ok(length_sorted_batches(
+            tokens,
+            self.batch_size_for(longest, requested)?,
+        ))
     }
 
     /// Sentences per batch for sentences of up to `longest` tokens: `requested`, or for `0`
@@ -246,7 +293,8 @@ impl Model {
         } else {
             batch_size
         };
-        let (tokens, batches) = self.plan(sentences, requested)?;
+        let tokens = self.tokenize_all(sentences)?;
+        let batches = self.plan(&tokens, requested)?;
         let device = self.decoder.device();
         let mut host = self.host.lock().map_err(|_| poisoned())?;
         let mut nll = 0f64;
@@ -267,20 +315,24 @@ impl Model {
                 ids[row * t..row * t + tokens[i].ids.len()].copy_from_slice(&tokens[i].ids);
             }
             let ids = Tensor::from_vec(ids, (batch.len(), t), device)?;
-            let logprobs = host.copy(
-                &self
-                    .decoder
-                    .next_token_logprobs(&ids)
-                    .map_err(map_device_error)?,
-            )?;
-            for (row, &i) in batch.iter().enumerate() {
-                let predicted = tokens[i].ids.len() - 1;
-                let start = row * (t - 1);
-                nll -= logprobs[start..start + predicted]
+            let logprobs = self
+                .decoder
+                .next_token_logprobs(&ids)
+                .map_err(map_device_error)?;
+            nll -= host.copy(&logprobs, |logprobs| {
+                Ok(batch
                     .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>();
-            }
+                    .enumerate()
+                    .map(|(row, &i)| {
+                        let predicted = tokens[i].ids.len() - 1;
+                        let start = row * (t - 1);
+                        logprobs[start..start + predicted]
+                            .iter()
+                            .map(|&v| v as f64)
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>())
+            })?;
         }
         let bytes: usize = sentences.iter().map(String::len).sum();
         Ok(nll / std::f64::consts::LN_2 / bytes.max(1) as f64)

@@ -201,6 +201,9 @@ pub struct Model {
     /// The host buffer batches are copied into (page-locked on a GPU), kept between calls:
     /// allocating a gigabyte of page-locked memory costs more than copying it.
     pub(crate) host: Mutex<HostCopy>,
+    /// Whether extraction hands on one batch's states while the next batch computes; see
+    /// [`Self::set_overlapped_copies`].
+    pub(crate) overlapped_copies: bool,
 }
 
 impl Model {
@@ -251,7 +254,18 @@ impl Model {
             decoder,
             device_label: format!("{device_label}, {}", super::device::dtype_name(dtype)),
             host: Mutex::new(HostCopy::new()),
+            overlapped_copies: !device.is_cpu(),
         })
+    }
+}
+
+impl Model {
+    /// On a GPU (the default there) extraction queues batch k + 1 before it hands on batch k's
+    /// states, so the host's share overlaps the device's. On the CPU, where a forward pass
+    /// runs to its end before it returns, this only delays each batch's report by one batch;
+    /// tests turn it on there to run the GPU's order of work.
+    pub fn set_overlapped_copies(&mut self, enabled: bool) {
+        self.overlapped_copies = enabled;
     }
 }
 
