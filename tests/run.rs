@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use neuronxa::analysis::lang::Lang;
 use neuronxa::engine::ModelSource;
@@ -42,7 +42,24 @@ fn adding_a_language_computes_only_that_language() {
     let path = options.cache.run_path_of(&first);
     assert_eq!(Run::load_json(&path).unwrap(), first);
 
-    let second = finished(&execute(&settings(&["en", "fr", "de"]), &options, &cancel));
+    let events = execute(&settings(&["en", "fr", "de"]), &options, &cancel);
+    let second = finished(&events);
+    // Progress counts tokens over all three languages, the cached two as done: it starts
+    // past their share, never goes back, ends at exactly 1, and always has an ETA.
+    let progress: Vec<&job::Progress> = events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Progress(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let cached_share = first.provenance.tokens as f64
+        / (first.provenance.tokens + second.provenance.tokens) as f64;
+    assert!(progress[0].fraction > cached_share, "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0].fraction <= w[1].fraction));
+    assert_eq!(progress.last().unwrap().fraction, 1.0);
+    assert!(progress.iter().all(|p| p.eta.is_some()));
+    assert!(progress.iter().all(|p| p.language.code() == "deu_Latn"));
     let cached: Vec<&str> = second
         .provenance
         .cached_languages
@@ -303,4 +320,64 @@ fn states_streamed_to_disk_equal_the_states_in_memory() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("broken.safetensors"), "{error}");
+}
+
+/// The GPU's order of work (batch k handed on after batch k + 1 is queued), run on the CPU:
+/// the same states, every batch reported, and a cancel still hands on the batch in flight.
+#[test]
+fn overlapped_copies_hand_on_every_batch_and_keep_the_one_in_flight() {
+    use neuronxa::engine::{DTypeChoice, DeviceChoice, ExtractOptions, Model};
+    let mut model = Model::load(
+        &ModelSource::Folder(common::tiny_model("llama")),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap();
+    let texts: Vec<String> = [
+        "Der Hund schläft.",
+        "雨が降っている。",
+        "A longer sentence about rivers and mountains.",
+        "Il pleut.",
+        "Что это?",
+    ]
+    .map(String::from)
+    .to_vec();
+    let options = ExtractOptions {
+        batch_size: 2,
+        ..Default::default()
+    };
+    let never = AtomicBool::new(false);
+    let in_order = model
+        .extract(&texts, &options, &never, &mut |_| {})
+        .unwrap();
+
+    model.set_overlapped_copies(true);
+    let mut reports = Vec::new();
+    let overlapped = model
+        .extract(&texts, &options, &never, &mut |p| {
+            reports.push(p.sentences_done)
+        })
+        .unwrap();
+    assert_eq!(overlapped, in_order);
+    assert_eq!(reports, [2, 4, 5]);
+
+    // Cancelled once the first batch is handed on: by then the second has run too, and is
+    // handed on before the cancel is reported; the third never starts.
+    let cancel = AtomicBool::new(false);
+    let mut handed_on = Vec::new();
+    let error = model
+        .extract_each(
+            &texts,
+            &options,
+            &cancel,
+            &mut |_| cancel.store(true, Ordering::Relaxed),
+            &mut |index, states| {
+                assert_eq!(states.nas, in_order.sentence(index).nas);
+                handed_on.push(index);
+                Ok(())
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(error, neuronxa::engine::EngineError::Cancelled));
+    assert_eq!(handed_on.len(), 4);
 }

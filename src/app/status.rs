@@ -105,11 +105,11 @@ fn running(ui: &mut Ui, rt: &Runtime, queue: &mut Vec<Command>) {
         .filter(|(_, p)| matches!(p, LangProgress::Done { .. }))
         .count();
     let by_language = done as f32 / rt.lang_progress.len().max(1) as f32;
+    // Once computing starts, progress counts tokens over every language, cached ones included.
     let fraction = rt
         .progress
         .as_ref()
-        .map_or(0.0, |p| p.fraction as f32)
-        .max(by_language);
+        .map_or(by_language, |p| p.fraction as f32);
     let mut text = match &rt.progress {
         Some(p) => {
             let mut t = format!(

@@ -20,6 +20,7 @@ use super::cache::{self, Cache};
 use super::scoring;
 use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSettings};
 use crate::engine::states::{StatesFile, StatesWriter};
+use crate::engine::tokenizer::Tokens;
 
 /// What a job tells its owner.
 #[derive(Debug, Clone)]
@@ -254,37 +255,63 @@ impl Job<'_> {
             capture: settings.capture,
             batch_size: settings.batch_size,
         };
-        let total_sentences = settings.sentences * languages.len();
-        let mut computed_sentences = 0usize;
-        let mut compute_time = Duration::ZERO;
-
-        for (index, lang) in languages.iter().enumerate() {
+        // Every language's cached states are looked up first; the others are tokenised when
+        // the model loads. Progress and ETA then count tokens, not sentences: languages differ
+        // by up to twice the tokens per sentence, and the cached ones cost nothing.
+        let mut texts = Vec::with_capacity(languages.len());
+        let mut cached = Vec::with_capacity(languages.len());
+        for lang in &languages {
             let text = selected
                 .get(lang)
                 .ok_or_else(|| RunError::Invalid(format!("the corpus has no {}", lang.name())))?;
-            let sentences = text.sentences.clone();
             let key = cache::states_key(
                 &info.fingerprint,
                 lang,
-                &sentences,
+                &text.sentences,
                 &settings.capture,
                 dtype,
             );
-            let cached = if self.options.use_cache {
+            cached.push(if self.options.use_cache {
                 cache.load_states(&key).unwrap_or_else(|warning| {
                     emit(JobEvent::Warning(format!("{}: {warning}", lang.name())));
                     None
                 })
             } else {
                 None
-            };
-            let from_cache = cached.is_some();
-            let states = match cached {
+            });
+            texts.push((text.sentences.clone(), key));
+        }
+        // Tokens of each cached language, as its states file counts them.
+        let cached_tokens: Vec<Option<usize>> = cached
+            .iter()
+            .map(|states: &Option<StatesFile>| states.as_ref().map(token_total))
+            .collect();
+        let mut work: Option<Work> = None;
+        let mut compute_time = Duration::ZERO;
+        // Tokens of the languages finished so far, cached or computed.
+        let mut finished_tokens = 0usize;
+
+        for (index, (lang, (sentences, key))) in languages.iter().zip(&texts).enumerate() {
+            let from_cache = cached[index].is_some();
+            let states = match cached[index].take() {
                 Some(states) => states,
                 None => {
                     let model = self.load_model(&mut model, &device, &mut run, emit)?;
+                    let work = match &mut work {
+                        Some(work) => work,
+                        None => work.insert(Work::plan(
+                            model,
+                            &languages,
+                            &texts,
+                            &cached_tokens,
+                            emit,
+                        )?),
+                    };
+                    let tokens = work.tokens[index].take().ok_or_else(|| {
+                        RunError::Invalid(format!("{} was not tokenised", lang.name()))
+                    })?;
                     let path = if self.options.use_cache {
-                        cache.states_path(&key)
+                        cache.states_path(key)
                     } else {
                         scratch.path()?.join(format!("{}.safetensors", lang.code()))
                     };
@@ -299,17 +326,15 @@ impl Job<'_> {
                     )?;
                     let language_started = Instant::now();
                     let previous_compute = compute_time;
-                    let done_before = index * settings.sentences;
-                    model.extract_each(
-                        &sentences,
+                    model.extract_tokens_each(
+                        &tokens,
                         &extract_options,
                         self.cancel,
                         &mut |p| {
                             let elapsed = previous_compute + language_started.elapsed();
-                            let computed = computed_sentences + p.sentences_done;
+                            let computed = work.computed_tokens + p.tokens_done;
                             let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
-                            let remaining =
-                                total_sentences.saturating_sub(done_before + p.sentences_done);
+                            let remaining = work.to_compute.saturating_sub(computed);
                             emit(JobEvent::Progress(Progress {
                                 language: lang.clone(),
                                 language_index: index,
@@ -317,8 +342,8 @@ impl Job<'_> {
                                 sentences_done: p.sentences_done,
                                 sentences_total: p.sentences_total,
                                 tokens_per_second: p.tokens_per_second(),
-                                fraction: (done_before + p.sentences_done) as f64
-                                    / total_sentences.max(1) as f64,
+                                fraction: (finished_tokens + p.tokens_done) as f64
+                                    / work.total_tokens.max(1) as f64,
                                 eta: (rate > 0.0)
                                     .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
                             }));
@@ -327,15 +352,14 @@ impl Job<'_> {
                     )?;
                     let states = writer.finish()?;
                     compute_time += language_started.elapsed();
-                    computed_sentences += sentences.len();
-                    run.provenance.tokens += states
-                        .token_counts
-                        .iter()
-                        .map(|&c| c as usize)
-                        .sum::<usize>();
+                    let language_tokens: usize = tokens.iter().map(|t| t.ids.len()).sum();
+                    work.computed_tokens += language_tokens;
+                    run.provenance.tokens += language_tokens;
                     states
                 }
             };
+            finished_tokens += token_total(&states);
+            let sentences = sentences.clone();
             if from_cache {
                 run.provenance.cached_languages.push(lang.clone());
             }
@@ -447,6 +471,61 @@ impl Job<'_> {
         }
         Ok(())
     }
+}
+
+/// What a job has to compute, in tokens, once the model is loaded.
+struct Work {
+    /// The tokens of each language still to compute (`None` for cached ones), in run order.
+    tokens: Vec<Option<Vec<Tokens>>>,
+    /// Tokens of every language, cached ones included (their states files count them).
+    total_tokens: usize,
+    /// Tokens of the languages to compute.
+    to_compute: usize,
+    /// Tokens computed so far, for the rate behind the ETA.
+    computed_tokens: usize,
+}
+
+impl Work {
+    /// Tokenises every language without cached states: `texts` are each language's sentences
+    /// (and cache key), `cached_tokens` the token count of each cached one.
+    fn plan(
+        model: &Model,
+        languages: &[Lang],
+        texts: &[(Vec<String>, String)],
+        cached_tokens: &[Option<usize>],
+        emit: &mut dyn FnMut(JobEvent),
+    ) -> Result<Self, RunError> {
+        emit(JobEvent::Status("tokenising".into()));
+        let mut work = Work {
+            tokens: Vec::with_capacity(languages.len()),
+            total_tokens: 0,
+            to_compute: 0,
+            computed_tokens: 0,
+        };
+        for ((lang, (sentences, _)), cached) in languages.iter().zip(texts).zip(cached_tokens) {
+            match cached {
+                Some(count) => {
+                    work.total_tokens += count;
+                    work.tokens.push(None);
+                }
+                None => {
+                    let tokens = model
+                        .tokenize_all(sentences)
+                        .map_err(|error| RunError::Invalid(format!("{}: {error}", lang.name())))?;
+                    let n: usize = tokens.iter().map(|t| t.ids.len()).sum();
+                    work.total_tokens += n;
+                    work.to_compute += n;
+                    work.tokens.push(Some(tokens));
+                }
+            }
+        }
+        Ok(work)
+    }
+}
+
+/// The tokens of a language's states.
+fn token_total(states: &StatesFile) -> usize {
+    states.token_counts.iter().map(|&c| c as usize).sum()
 }
 
 /// The pivot first, then the other languages in the order given, without duplicates.
