@@ -49,7 +49,11 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                 .legend(
                     Legend::default()
                         .position(legend_corner(
-                            rows.iter().map(|(_, s)| s.per_layer.as_slice()),
+                            // The pivot against itself is a flat line at 1, high in both
+                            // corners: the other curves decide.
+                            rows.iter()
+                                .filter(|(lang, _)| lang != cx.pivot())
+                                .map(|(_, s)| s.per_layer.as_slice()),
                         ))
                         .follow_insertion_order(true),
                 )
