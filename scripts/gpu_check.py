@@ -346,6 +346,19 @@ def pytorch_extract(model, batches, device, state):
     return outputs
 
 
+def pytorch_forward_only(model, batches, device):
+    """The same padded batches through the decoder with no hooks, hidden states or copies:
+    PyTorch's own forward cost, beside our `forward_plain_seconds`."""
+    import torch
+    for ids_list in batches:
+        t = max(len(ids) for ids in ids_list)
+        ids = torch.tensor([seq + [2] * (t - len(seq)) for seq in ids_list], device=device)
+        mask = torch.tensor([[1] * len(seq) + [0] * (t - len(seq)) for seq in ids_list],
+                            device=device)
+        with torch.inference_mode():
+            model.model(input_ids=ids, attention_mask=mask)
+
+
 def bench_pytorch(folder, token_ids, device, one_at_a_time):
     import torch
     from transformers import AutoModelForCausalLM
@@ -381,6 +394,12 @@ def bench_pytorch(folder, token_ids, device, one_at_a_time):
     single_seconds = time.time() - started
     for handle in handles:
         handle.remove()
+    batched = [[token_ids[i] for i in order[k:k + 256]] for k in range(0, len(order), 256)]
+    sync()
+    started = time.time()
+    pytorch_forward_only(model, batched, device)
+    sync()
+    forward_only = time.time() - started
     peak = torch.cuda.max_memory_allocated() / 2**20 if is_gpu(device) else None
     del model
     gc.collect()
@@ -391,6 +410,7 @@ def bench_pytorch(folder, token_ids, device, one_at_a_time):
         "batched_64": by_batch[64],
         "batched_256": by_batch[256],
         "batched_best": max(by_batch.values(), key=lambda r: r["sentences_per_second"]),
+        "batched_256_forward_only_seconds": forward_only,
         "one_at_a_time": {"sentences": len(single), "seconds": single_seconds,
                           "sentences_per_second": len(single) / single_seconds},
         "peak_gpu_mib_torch_allocated": peak,
@@ -552,7 +572,8 @@ def main():
                     finally:
                         del os.environ["NEURONXA_CUDA_RELEASE_MEMORY"]
                     ours["with_driver_default_pool"] = {
-                        k: released[k] for k in ("seconds", "forward_seconds", "sentences_per_second")}
+                        k: released[k] for k in ("seconds", "forward_seconds", "forward_plain_seconds",
+                                                 "sentences_per_second")}
                 log(f"neuronxa {name}: {ours['seconds']:.2f} s, "
                     f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}")
                 torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time)

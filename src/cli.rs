@@ -678,6 +678,9 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     if let Some(seconds) = report.forward_seconds {
         println!("forward alone     {seconds:.2} s (no copy to the host)");
     }
+    if let Some(seconds) = report.forward_plain_seconds {
+        println!("without capture   {seconds:.2} s (forward passes that pool nothing)");
+    }
     println!("forward FLOPs     {:.3e}", report.forward_flops);
     println!("achieved          {:.1} GFLOP/s", report.achieved_gflops());
     println!("matmul 2048^3     {:.1} GFLOP/s", report.matmul_gflops);

@@ -321,6 +321,16 @@ fn check_generic_ops(name: &str) {
     let kernels = extract(&model, &texts, CaptureSettings::default(), 8);
     model.decoder.set_cpu_kernels(false);
     let generic = extract(&model, &texts, CaptureSettings::default(), 8);
+    // The benchmark's timed passes (with and without capture) run on the generic ops too.
+    let options = ExtractOptions {
+        batch_size: 8,
+        ..Default::default()
+    };
+    for capture in [true, false] {
+        if let Err(error) = model.time_forward_only(&texts, &options, capture) {
+            panic!("{name}: timed forward passes (capture {capture}) failed: {error}");
+        }
+    }
     for (what, a, b) in [
         ("nav", &kernels.nav, &generic.nav),
         ("hidden", &kernels.hidden_pooled, &generic.hidden_pooled),

@@ -420,6 +420,13 @@ impl Decoder {
         Ok(Tensor::cat(&parts, 1)?)
     }
 
+    /// The forward pass without capture (no pools, no NAS/NAV), returning the last residual
+    /// stream: benchmarks set it beside [`Self::forward_capture`] to tell the capture's cost
+    /// from the model's own.
+    pub fn forward_plain(&self, input: &BatchInput) -> Result<Tensor> {
+        self.run_layers(input, None, &mut |_| Ok(()))
+    }
+
     /// Natural-log probability of each next token, `[b, t-1]` f32, for bits-per-byte.
     pub fn next_token_logprobs(&self, ids: &Tensor) -> Result<Tensor> {
         let head = match (&self.lm_head, self.config.tie_word_embeddings) {

@@ -206,22 +206,30 @@ impl Model {
         outcome.and(last)
     }
 
-    /// Seconds the forward passes with capture take alone, the device synchronised after each
-    /// batch but nothing copied to the host: with [`Self::extract`]'s time, it splits a
-    /// benchmark into compute and transfer.
-    pub fn time_forward_only(&self, sentences: &[String], options: &ExtractOptions) -> Result<f64> {
+    /// Seconds the forward passes take alone, the device synchronised after each batch but
+    /// nothing copied to the host: with [`Self::extract`]'s time, it splits a benchmark into
+    /// compute and transfer. With `capture` off the passes pool nothing (the model's own cost).
+    pub fn time_forward_only(
+        &self,
+        sentences: &[String],
+        options: &ExtractOptions,
+        capture: bool,
+    ) -> Result<f64> {
         let tokens = self.tokenize_all(sentences)?;
         let batches = self.plan(&tokens, options.batch_size)?;
         let device = self.decoder.device();
         let started = Instant::now();
         for batch in batches {
             let input = self.batch_input(&tokens, &batch, options.capture)?;
-            let packed = self
-                .decoder
-                .forward_capture(&input, options.capture.nav_source)
-                .map_err(map_device_error)?;
+            let output = if capture {
+                self.decoder
+                    .forward_capture(&input, options.capture.nav_source)
+            } else {
+                self.decoder.forward_plain(&input)
+            }
+            .map_err(map_device_error)?;
             device.synchronize()?;
-            drop(packed);
+            drop(output);
         }
         Ok(started.elapsed().as_secs_f64())
     }

@@ -44,6 +44,8 @@ pub struct BenchReport {
     pub seconds: f64,
     /// On a GPU: the forward passes with capture alone, synchronised, nothing copied to the host.
     pub forward_seconds: Option<f64>,
+    /// On a GPU: the same forward passes without the capture (no pools, no NAS/NAV).
+    pub forward_plain_seconds: Option<f64>,
     pub load_seconds: f64,
     pub forward_flops: f64,
     pub peak_rss_mb: Option<f64>,
@@ -129,17 +131,19 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
 
     // On a GPU, the copy of the pooled states to the host can cost as much as the forward passes,
     // so they are also timed alone (on the CPU there is no copy to speak of).
-    let forward_seconds = if device.is_cpu() {
-        None
+    let (forward_seconds, forward_plain_seconds) = if device.is_cpu() {
+        (None, None)
     } else {
-        let mut total = 0f64;
+        let (mut with, mut without) = (0f64, 0f64);
         for (_, sentences) in &groups {
-            total += model.time_forward_only(sentences, &extract)?;
+            with += model.time_forward_only(sentences, &extract, true)?;
+            without += model.time_forward_only(sentences, &extract, false)?;
         }
         log(&format!(
-            "forward passes alone (no copy to the host): {total:.2} s"
+            "forward passes alone (no copy to the host): {with:.2} s; without the capture: \
+             {without:.2} s"
         ));
-        Some(total)
+        (Some(with), Some(without))
     };
     let mut tokens = 0usize;
     let mut flops = 0f64;
@@ -174,6 +178,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         tokens,
         seconds,
         forward_seconds,
+        forward_plain_seconds,
         load_seconds,
         forward_flops: flops,
         peak_rss_mb: peak_rss_mb(),
