@@ -509,6 +509,8 @@ def main():
     parser.add_argument("--tiny-models", default="", help="comma list (default: all)")
     parser.add_argument("--pool-ab", action="store_true",
                         help="also bench the first model with the driver's default memory pool")
+    parser.add_argument("--no-capture-ab", action="store_true",
+                        help="skip benching the first model again with the generic capture ops")
     parser.add_argument("--real-parity-sentences", type=int, default=50)
     parser.add_argument("--tiny-budget", type=float, default=150,
                         help="seconds after which the remaining tiny parity models are skipped")
@@ -574,15 +576,32 @@ def main():
                     ours["with_driver_default_pool"] = {
                         k: released[k] for k in ("seconds", "forward_seconds", "forward_plain_seconds",
                                                  "sentences_per_second")}
+                if name == first and is_gpu(gpu) and not ARGS.no_capture_ab:
+                    # A/B: the CUDA capture kernel against the generic tensor ops.
+                    os.environ["NEURONXA_CUDA_CAPTURE"] = "generic"
+                    try:
+                        generic = bench_neuronxa(binary, folder, sentences_file,
+                                                 work / f"bench_{name}_generic.json", gpu)
+                    finally:
+                        del os.environ["NEURONXA_CUDA_CAPTURE"]
+                    ours["with_generic_capture"] = {
+                        k: generic.get(k) for k in ("capture", "seconds", "forward_seconds",
+                                                    "forward_plain_seconds", "sentences_per_second")}
                 log(f"neuronxa {name}: {ours['seconds']:.2f} s, "
                     f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}")
                 torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time)
                 log(f"pytorch {name}: {json.dumps(torch_result)}")
                 ratio = ours["sentences_per_second"] / torch_result["batched_best"]["sentences_per_second"]
                 single = ours["sentences_per_second"] / torch_result["one_at_a_time"]["sentences_per_second"]
+                goals = {"at_least_batched_pytorch": ratio >= 1.0,
+                         "20x_one_at_a_time": single >= 20.0}
+                if is_gpu(gpu):
+                    # The kernel falls back to the generic ops if it disagrees with them at load.
+                    goals["cuda_capture_kernel_used"] = ours.get("capture") == "CUDA capture kernel"
                 return {"neuronxa": ours, "pytorch": torch_result,
                         "speedup_vs_pytorch_batched": ratio,
-                        "speedup_vs_one_at_a_time": single}
+                        "speedup_vs_one_at_a_time": single,
+                        "pass": goals}
             step(results, f"speed_{name}", speed)
     results["total_seconds"] = round(time.time() - STARTED, 1)
     missed = failures(results)

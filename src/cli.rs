@@ -666,6 +666,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     let report = bench::bench(&options, &mut |line| eprintln!("{line}"))?;
     println!("model             {}", report.model);
     println!("device            {}", report.device);
+    println!("capture           {}", report.capture);
     println!("batch size        {}", report.batch_size);
     println!("sentences         {}", report.sentences);
     println!("tokens            {}", report.tokens);

@@ -348,6 +348,9 @@ fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
     assert!(json["seconds"].as_f64().unwrap() > 0.0, "{json}");
     // Forward passes are timed alone only on a GPU.
     assert!(json["forward_seconds"].is_null(), "{json}");
+    assert!(json["forward_plain_seconds"].is_null(), "{json}");
+    // f32 on the CPU pools with the CPU kernels.
+    assert_eq!(json["capture"], "CPU kernels");
 }
 
 #[test]

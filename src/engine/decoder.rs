@@ -13,6 +13,7 @@ use candle_nn::Linear;
 use super::capture::NavSource;
 use super::config::{Activation, LayerAttention, ModelConfig, Rope, RopeScaling};
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
+use super::cuda_capture::{self, CapturePool};
 use super::error::{EngineError, Result};
 use super::weights::TensorSource;
 
@@ -153,6 +154,8 @@ pub struct Decoder {
     ctx: Ctx,
     /// Use the kernels of [`cpu_ops`] (on by default for f32 on the CPU).
     cpu_kernels: bool,
+    /// Pool NAS and NAV with the kernel of [`cuda_capture`] (CUDA, once checked at load).
+    cuda_capture: bool,
 }
 
 struct Ctx {
@@ -281,8 +284,20 @@ impl Decoder {
             lm_head,
             attention_kinds,
             cpu_kernels: ctx.has_cpu_kernels(),
+            cuda_capture: use_cuda_capture(&ctx, config.activation),
             ctx,
         })
+    }
+
+    /// How NAS and NAV are pooled here, in words (for benchmarks and logs).
+    pub fn capture_path(&self) -> &'static str {
+        if self.cpu_kernels {
+            "CPU kernels"
+        } else if self.cuda_capture {
+            "CUDA capture kernel"
+        } else {
+            "generic tensor ops"
+        }
     }
 
     /// The CPU kernels are on by default for f32 on the CPU; off, the CPU runs the generic
@@ -509,7 +524,10 @@ impl Decoder {
             let mlp_in = step.normed.ok_or_else(|| {
                 EngineError::Device("the residual step lost the MLP's norm".into())
             })?;
-            let (product, mlp_pooled) = layer.mlp.forward(&mlp_in, pool, kernels, i)?;
+            let (product, mlp_pooled) =
+                layer
+                    .mlp
+                    .forward(&mlp_in, pool, kernels, self.cuda_capture, i)?;
             let mut mlp_out = layer.mlp.down.forward(&product)?;
             if let Some((_, post_ffn)) = &layer.gemma_ffn_norms {
                 mlp_out = post_ffn.forward(&mlp_out)?;
@@ -583,6 +601,26 @@ impl Decoder {
     }
 }
 
+/// Whether to pool with the CUDA capture kernel: on CUDA, unless `NEURONXA_CUDA_CAPTURE=generic`
+/// asks for the generic ops (benchmarks compare the two), and only where the kernel agrees with
+/// the generic ops on this device.
+fn use_cuda_capture(ctx: &Ctx, activation: Activation) -> bool {
+    if !ctx.device.is_cuda()
+        || std::env::var_os("NEURONXA_CUDA_CAPTURE").is_some_and(|v| v == "generic")
+    {
+        return false;
+    }
+    match cuda_capture::verify(&ctx.device, ctx.dtype, activation) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(
+                "not using the CUDA capture kernel ({why}); pooling with the generic ops"
+            );
+            false
+        }
+    }
+}
+
 /// The packed layout's sink for pooled states.
 fn sink(input: &BatchInput) -> Result<Arc<PoolSink>> {
     input
@@ -620,6 +658,7 @@ impl Mlp {
         x: &Tensor,
         pool: Option<(&BatchInput, NavSource)>,
         kernels: bool,
+        cuda_capture: bool,
         layer: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let gate_up = self.gate_up.forward(x)?;
@@ -644,31 +683,58 @@ impl Mlp {
                 Ok((product.reshape((rows, cols, f))?, None))
             }
             _ => {
-                let act = match self.activation {
-                    Activation::Silu => candle_nn::ops::silu(&gate)?,
-                    Activation::GeluTanh => gate.gelu()?,
-                    Activation::Gelu => gate.gelu_erf()?,
-                };
+                let act = activate(&gate, self.activation)?;
                 let product = (&act * &up)?;
                 let Some((input, nav_source)) = pool else {
                     return Ok((product, None));
                 };
                 let (pool_weights, _) = device_weights(input)?;
-                let magnitude = match nav_source {
-                    NavSource::Activation => act.abs()?,
-                    NavSource::ActivationTimesUp => product.abs()?,
+                let pooled = if cuda_capture {
+                    gate_up.contiguous()?.apply_op2_no_bwd(
+                        pool_weights,
+                        &CapturePool {
+                            activation: self.activation,
+                            nav_source,
+                        },
+                    )?
+                } else {
+                    generic_pools(&gate, &act, &product, pool_weights, nav_source)?
                 };
-                // A device-side zero: comparing with an f64 scalar would copy it from the host
-                // in every layer.
-                let zero =
-                    Tensor::zeros((), gate.dtype(), gate.device())?.broadcast_as(gate.shape())?;
-                let active = gate.gt(&zero)?.to_dtype(DType::F32)?;
-                let nas = pool_weights.matmul(&active)?;
-                let nav = pool_weights.matmul(&magnitude.to_dtype(DType::F32)?.contiguous()?)?;
-                Ok((product, Some(Tensor::cat(&[nas, nav], 1)?)))
+                Ok((product, Some(pooled)))
             }
         }
     }
+}
+
+/// `act(gate)` with candle's ops (the generic path).
+pub(super) fn activate(gate: &Tensor, activation: Activation) -> Result<Tensor> {
+    Ok(match activation {
+        Activation::Silu => candle_nn::ops::silu(gate)?,
+        Activation::GeluTanh => gate.gelu()?,
+        Activation::Gelu => gate.gelu_erf()?,
+    })
+}
+
+/// Pooled NAS and NAV `[b, 2, f]` (f32) with the generic ops: `gate`, `act` and `product`
+/// (`act·up`) `[b, t, f]`, pooling weights `[b, 1, t]`.
+pub(super) fn generic_pools(
+    gate: &Tensor,
+    act: &Tensor,
+    product: &Tensor,
+    pool_weights: &Tensor,
+    nav_source: NavSource,
+) -> Result<Tensor> {
+    let magnitude = match nav_source {
+        NavSource::Activation => act.abs()?,
+        NavSource::ActivationTimesUp => product.abs()?,
+    };
+    // A device-side zero: comparing with an f64 scalar would copy it from the host in every
+    // layer.
+    let zero = Tensor::zeros((), gate.dtype(), gate.device())?.broadcast_as(gate.shape())?;
+    let active = gate.gt(&zero)?.to_dtype(DType::F32)?;
+    let nas = pool_weights.matmul(&active)?;
+    let nav = pool_weights.matmul(&magnitude.to_dtype(DType::F32)?.contiguous()?)?;
+    Ok(Tensor::cat(&[nas, nav], 1)?)
 }
 
 /// Rotary tables and the additive attention mask for one kind of layer: on the host for the

@@ -7,6 +7,7 @@ pub mod arch;
 pub mod capture;
 pub mod config;
 pub mod cpu_ops;
+pub mod cuda_capture;
 pub mod decoder;
 pub mod device;
 pub mod error;

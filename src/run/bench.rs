@@ -32,6 +32,8 @@ pub struct BenchOptions {
 pub struct BenchReport {
     pub model: String,
     pub device: String,
+    /// How NAS and NAV were pooled: "CPU kernels", "CUDA capture kernel" or "generic tensor ops".
+    pub capture: String,
     /// The largest batch the extraction ran with ("auto" resolved per group; a batch halved
     /// after running out of GPU memory is not counted).
     pub batch_size: usize,
@@ -93,9 +95,10 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     let model = Model::load(&options.model, options.device, options.dtype)?;
     let load_seconds = started.elapsed().as_secs_f64();
     log(&format!(
-        "model {} on {} (loaded in {load_seconds:.2} s)",
+        "model {} on {} (loaded in {load_seconds:.2} s; pooling with the {})",
         model.info.summary(),
-        model.device_label
+        model.device_label,
+        model.decoder.capture_path()
     ));
     let device = model.decoder.device().clone();
     let dtype = model.decoder.dtype();
@@ -172,6 +175,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     Ok(BenchReport {
         model: model.info.summary(),
         device: model.device_label.clone(),
+        capture: model.decoder.capture_path().to_string(),
         batch_size,
         matmul_gflops: matmul,
         sentences: groups.iter().map(|(_, s)| s.len()).sum(),

@@ -1,0 +1,541 @@
+//! One CUDA kernel for an MLP layer's NAS and NAV pools on the GPU (padded batches).
+//!
+//! The generic tensor ops pool by writing the activation's sign and magnitude out in f32 and
+//! running two batched products with the pooling weights: about 26 bytes of memory traffic per
+//! neuron and token, 32 times per batch for an 8B model. The kernel reads the gate (and for
+//! [`NavSource::ActivationTimesUp`] the up projection) once, 2–4 bytes, and writes only the
+//! pooled `[b, 2, d_ff]`. It is compiled at run time with NVRTC, so the program needs no CUDA
+//! toolkit where it runs; at load the decoder checks it against the generic ops on the device
+//! and falls back to them, with a warning, if they disagree ([`verify`]).
+
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
+
+use super::capture::NavSource;
+use super::config::Activation;
+use super::decoder::{activate, generic_pools};
+
+/// The kernels' CUDA C source. Plain C but for the f16 conversions, so that a test compiles it
+/// as C++ on the host (where there is no GPU) and checks it against a reference in Rust.
+///
+/// `gate_up` is `[b, t, 2·f]` (gate in columns `0..f`, up in `f..2f`), `weights` `[b, t]` f32
+/// (0 for padding and skipped tokens), `out` `[b, 2, f]` f32: NAS, then NAV. One thread per
+/// neuron and sentence. The activation is computed in f32 and rounded to the batch's dtype, as
+/// the generic ops store it.
+pub const SOURCE: &str = r#"
+__device__ __forceinline__ float load_f32(float x) { return x; }
+__device__ __forceinline__ float round_f32(float x) { return x; }
+
+__device__ __forceinline__ float load_bf16(unsigned short x) {
+    return __uint_as_float(((unsigned int)x) << 16);
+}
+__device__ __forceinline__ float round_bf16(float x) {
+    unsigned int u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x; /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    return __uint_as_float(u & 0xffff0000u);
+}
+
+#ifdef NEURONXA_HOST_EMULATION
+__device__ __forceinline__ float load_f16(unsigned short x) {
+    _Float16 h; memcpy(&h, &x, 2); return (float)h;
+}
+__device__ __forceinline__ float round_f16(float x) { return (float)(_Float16)x; }
+#else
+__device__ __forceinline__ float load_f16(unsigned short x) {
+    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f;
+}
+__device__ __forceinline__ float round_f16(float x) {
+    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x)); return load_f16(h);
+}
+#endif
+
+/* 0: SiLU, 1: GELU (tanh approximation), 2: GELU (erf). */
+__device__ __forceinline__ float activate(float x, int activation) {
+    if (activation == 0) return x / (1.0f + expf(-x));
+    if (activation == 1) {
+        return 0.5f * x * (1.0f + tanhf(0.7978846f * x * (1.0f + 0.044715f * x * x)));
+    }
+    return 0.5f * x * (1.0f + erff(x * 0.70710678f));
+}
+
+#define CAPTURE_POOL(NAME, T, LOAD, ROUND)                                                   \
+extern "C" __global__ void NAME(const T *gate_up, const float *weights, float *out, int t,  \
+                                int f, int activation, int nav_from_product) {               \
+    int j = blockIdx.x * blockDim.x + threadIdx.x;                                           \
+    unsigned long long s = blockIdx.y;                                                       \
+    if (j >= f) return;                                                                      \
+    float nas = 0.0f, nav = 0.0f;                                                            \
+    for (int r = 0; r < t; ++r) {                                                            \
+        float w = weights[s * t + r];                                                        \
+        if (w == 0.0f) continue;                                                             \
+        const T *row = gate_up + (s * t + r) * 2ull * f;                                     \
+        float g = LOAD(row[j]);                                                              \
+        float a = ROUND(activate(g, activation));                                            \
+        float m = nav_from_product ? ROUND(a * LOAD(row[f + j])) : a;                        \
+        nas += g > 0.0f ? w : 0.0f;                                                          \
+        nav += w * fabsf(m);                                                                 \
+    }                                                                                        \
+    out[s * 2ull * f + j] = nas;                                                             \
+    out[(s * 2ull + 1ull) * f + j] = nav;                                                    \
+}
+
+CAPTURE_POOL(capture_pool_f32, float, load_f32, round_f32)
+CAPTURE_POOL(capture_pool_bf16, unsigned short, load_bf16, round_bf16)
+CAPTURE_POOL(capture_pool_f16, unsigned short, load_f16, round_f16)
+"#;
+
+/// Threads per block: a block covers 256 neurons of one sentence.
+pub const BLOCK: u32 = 256;
+
+/// The pooled NAS and NAV `[b, 2, d_ff]` (f32) of `gate_up` `[b, t, 2·d_ff]` under the
+/// pooling weights `[b, 1, t]` (f32); both contiguous, on a CUDA device.
+pub struct CapturePool {
+    pub activation: Activation,
+    pub nav_source: NavSource,
+}
+
+impl CapturePool {
+    /// The source's activation code.
+    pub fn activation_code(&self) -> i32 {
+        match self.activation {
+            Activation::Silu => 0,
+            Activation::GeluTanh => 1,
+            Activation::Gelu => 2,
+        }
+    }
+
+    pub fn nav_from_product(&self) -> i32 {
+        i32::from(self.nav_source == NavSource::ActivationTimesUp)
+    }
+}
+
+impl CustomOp2 for CapturePool {
+    fn name(&self) -> &'static str {
+        "neuronxa-capture-pool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the capture kernel runs on CUDA only (the CPU has its own kernels)")
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gate_up: &candle_core::CudaStorage,
+        gate_up_layout: &Layout,
+        weights: &candle_core::CudaStorage,
+        weights_layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::forward(self, gate_up, gate_up_layout, weights, weights_layout)
+    }
+}
+
+/// Runs the kernel and the generic ops on the same random batch (3 sentences of up to 7
+/// tokens, padded; 300 neurons, so two blocks, the second partly idle) on `device`, for both
+/// NAV sources, and says how they differ if they do. NAS must agree to 1e-5 (the same sign
+/// tests, summed in another order); NAV to 1e-4 in f32, and in bf16/f16 to 3% (candle computes
+/// GELU in the half type itself, the kernel in f32).
+pub fn verify(device: &Device, dtype: DType, activation: Activation) -> Result<(), String> {
+    let (b, t, f) = (3, 7, 300);
+    let compare = || -> super::error::Result<Option<String>> {
+        let gate_up = Tensor::randn(0f32, 2.0, (b, t, 2 * f), device)?.to_dtype(dtype)?;
+        let mut weights = vec![0f32; b * t];
+        for s in 0..b {
+            let n = t - 2 * s;
+            for r in 0..n {
+                weights[s * t + r] = (r + 1) as f32 / (n * (n + 1) / 2) as f32;
+            }
+        }
+        let weights = Tensor::from_vec(weights, (b, 1, t), device)?;
+        let gate = gate_up.narrow(2, 0, f)?;
+        let act = activate(&gate, activation)?;
+        let product = (&act * &gate_up.narrow(2, f, f)?)?;
+        let nav_tolerance = if dtype == DType::F32 { 1e-4 } else { 3e-2 };
+        for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
+            let op = CapturePool {
+                activation,
+                nav_source,
+            };
+            let kernel = gate_up.apply_op2_no_bwd(&weights, &op)?;
+            let generic = generic_pools(&gate, &act, &product, &weights, nav_source)?;
+            let kernel = kernel.flatten_all()?.to_vec1::<f32>()?;
+            let generic = generic.flatten_all()?.to_vec1::<f32>()?;
+            for (i, (k, g)) in kernel.iter().zip(&generic).enumerate() {
+                let nav = (i / f) % 2 == 1;
+                let tolerance = if nav { nav_tolerance } else { 1e-5 };
+                // Written so that a NaN on either side counts as a difference.
+                let close = (k - g).abs() <= tolerance * (1.0 + g.abs());
+                if !close {
+                    return Ok(Some(format!(
+                        "{} of sentence {}, neuron {} ({nav_source:?}, {dtype:?}): kernel {k}, \
+                         generic ops {g}",
+                        if nav { "NAV" } else { "NAS" },
+                        i / (2 * f),
+                        i % f
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    };
+    match compare() {
+        Ok(None) => Ok(()),
+        Ok(Some(difference)) => Err(format!("it disagrees with the generic ops: {difference}")),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::sync::OnceLock;
+
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+    use candle_core::{CudaDevice, CudaStorage, Layout, Shape};
+
+    use super::{BLOCK, CapturePool, SOURCE};
+
+    /// The PTX of [`SOURCE`], compiled once per process (NVRTC picks the architecture; the
+    /// driver finishes it for the GPU at hand).
+    fn ptx() -> candle_core::Result<&'static str> {
+        static PTX: OnceLock<Result<String, String>> = OnceLock::new();
+        PTX.get_or_init(|| {
+            candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(SOURCE)
+                .map(|ptx| ptx.to_src())
+                .map_err(|e| format!("compiling the capture kernel with NVRTC: {e:?}"))
+        })
+        .as_deref()
+        .map_err(|e| candle_core::Error::Cuda(e.clone().into()))
+    }
+
+    pub(super) fn forward(
+        op: &CapturePool,
+        gate_up: &CudaStorage,
+        gate_up_layout: &Layout,
+        weights: &CudaStorage,
+        weights_layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (b, t, f2) = gate_up_layout.shape().dims3()?;
+        let f = f2 / 2;
+        if weights_layout.shape().dims() != [b, 1, t] {
+            candle_core::bail!(
+                "capture kernel: weights {:?} for gate/up {:?}",
+                weights_layout.shape(),
+                gate_up_layout.shape()
+            );
+        }
+        let (Some((g0, g1)), Some((w0, w1))) = (
+            gate_up_layout.contiguous_offsets(),
+            weights_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("capture kernel: inputs must be contiguous");
+        };
+        let ints = |n: usize| {
+            i32::try_from(n)
+                .map_err(|_| candle_core::Error::Msg(format!("capture kernel: {n} too large")))
+        };
+        let (t, f_i32) = (ints(t)?, ints(f)?);
+        let grid_y = u32::try_from(b)
+            .ok()
+            .filter(|&y| y <= 65_535)
+            .ok_or_else(|| candle_core::Error::Msg(format!("capture kernel: batch of {b}")))?;
+        let cfg = LaunchConfig {
+            grid_dim: ((f as u32).div_ceil(BLOCK), grid_y, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let device = &gate_up.device;
+        let weights = weights.as_cuda_slice::<f32>()?.slice(w0..w1);
+        let out = match &gate_up.slice {
+            CudaStorageSlice::F32(s) => launch(
+                op,
+                device,
+                "capture_pool_f32",
+                s,
+                g0,
+                g1,
+                &weights,
+                t,
+                f_i32,
+                b,
+                cfg,
+            ),
+            CudaStorageSlice::BF16(s) => launch(
+                op,
+                device,
+                "capture_pool_bf16",
+                s,
+                g0,
+                g1,
+                &weights,
+                t,
+                f_i32,
+                b,
+                cfg,
+            ),
+            CudaStorageSlice::F16(s) => launch(
+                op,
+                device,
+                "capture_pool_f16",
+                s,
+                g0,
+                g1,
+                &weights,
+                t,
+                f_i32,
+                b,
+                cfg,
+            ),
+            _ => candle_core::bail!("capture kernel: gate/up must be f32, bf16 or f16"),
+        }?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, device.clone()),
+            Shape::from((b, 2, f)),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch<T: DeviceRepr>(
+        op: &CapturePool,
+        device: &CudaDevice,
+        name: &str,
+        gate_up: &CudaSlice<T>,
+        start: usize,
+        end: usize,
+        weights: &candle_core::cuda_backend::cudarc::driver::CudaView<'_, f32>,
+        t: i32,
+        f: i32,
+        b: usize,
+        cfg: LaunchConfig,
+    ) -> candle_core::Result<CudaSlice<f32>> {
+        let func = device.get_or_load_custom_func(name, "neuronxa_capture", ptx()?)?;
+        let gate_up = gate_up.slice(start..end);
+        // SAFETY: every element is written by the kernel below (one per thread, j < f).
+        let out = unsafe { device.alloc::<f32>(b * 2 * f as usize)? };
+        let (activation, nav_from_product) = (op.activation_code(), op.nav_from_product());
+        let mut builder = func.builder();
+        builder.arg(&gate_up);
+        builder.arg(weights);
+        builder.arg(&out);
+        builder.arg(&t);
+        builder.arg(&f);
+        builder.arg(&activation);
+        builder.arg(&nav_from_product);
+        // SAFETY: the arguments match the kernel's signature in `SOURCE`.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(out)
+    }
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_tests {
+    /// NVRTC needs no GPU: the source compiles to PTX with all three kernels.
+    #[test]
+    fn nvrtc_compiles_the_source() {
+        let ptx = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(super::SOURCE)
+            .unwrap()
+            .to_src();
+        for name in ["capture_pool_f32", "capture_pool_bf16", "capture_pool_f16"] {
+            assert!(ptx.contains(&format!(".entry {name}(")), "{name} missing");
+        }
+        std::fs::write(std::env::temp_dir().join("neuronxa_capture.ptx"), ptx).unwrap();
+    }
+}
+
+/// The kernels compiled as C++ on the host (no GPU here or in CI): every block and thread of a
+/// launch run in turn, against a reference written from the definition.
+#[cfg(test)]
+mod host_emulation_tests {
+    use super::*;
+
+    const HARNESS: &str = r#"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define NEURONXA_HOST_EMULATION 1
+#define __device__
+#define __global__
+#define __forceinline__ inline
+struct Dim3 { unsigned x, y, z; };
+static Dim3 blockIdx, threadIdx, blockDim;
+static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
+#include "capture.cu"
+int main(int argc, char **argv) {
+    int dtype = atoi(argv[1]), b = atoi(argv[2]), t = atoi(argv[3]), f = atoi(argv[4]);
+    int activation = atoi(argv[5]), from_product = atoi(argv[6]);
+    size_t size = dtype == 0 ? 4 : 2, n = (size_t)b * t * 2 * f;
+    void *gate_up = malloc(n * size);
+    float *weights = (float *)malloc((size_t)b * t * 4), *out = (float *)malloc((size_t)b * 2 * f * 4);
+    FILE *in = fopen(argv[7], "rb");
+    if (fread(gate_up, size, n, in) != n || fread(weights, 4, (size_t)b * t, in) != (size_t)b * t) return 2;
+    fclose(in);
+    for (size_t i = 0; i < (size_t)b * 2 * f; ++i) out[i] = -1.0f; /* every entry must be written */
+    blockDim.x = BLOCK;
+    for (blockIdx.y = 0; blockIdx.y < (unsigned)b; ++blockIdx.y)
+        for (blockIdx.x = 0; blockIdx.x < (unsigned)(f + BLOCK - 1) / BLOCK; ++blockIdx.x)
+            for (threadIdx.x = 0; threadIdx.x < BLOCK; ++threadIdx.x) {
+                if (dtype == 0) capture_pool_f32((const float *)gate_up, weights, out, t, f, activation, from_product);
+                if (dtype == 1) capture_pool_bf16((const unsigned short *)gate_up, weights, out, t, f, activation, from_product);
+                if (dtype == 2) capture_pool_f16((const unsigned short *)gate_up, weights, out, t, f, activation, from_product);
+            }
+    FILE *o = fopen(argv[8], "wb");
+    fwrite(out, 4, (size_t)b * 2 * f, o);
+    fclose(o);
+    return 0;
+}
+"#;
+
+    /// The value as the kernel's dtype stores it (`code` 0 f32, 1 bf16, 2 f16).
+    fn round(code: u8, x: f32) -> f32 {
+        match code {
+            0 => x,
+            1 => half::bf16::from_f32(x).to_f32(),
+            _ => half::f16::from_f32(x).to_f32(),
+        }
+    }
+
+    fn activate(activation: Activation, x: f32) -> f32 {
+        match activation {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::GeluTanh => {
+                0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh())
+            }
+            Activation::Gelu => {
+                0.5 * x
+                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_compiled_for_the_host_pool_as_defined() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("capture.cu"), SOURCE).unwrap();
+        let harness = dir.path().join("harness.cpp");
+        std::fs::write(&harness, HARNESS.replace("BLOCK", &BLOCK.to_string())).unwrap();
+        let binary = dir.path().join("harness");
+        let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let built = std::process::Command::new(&compiler)
+            .args(["-O1", "-o"])
+            .arg(&binary)
+            .arg(&harness)
+            .arg("-lm")
+            .output()
+            .unwrap_or_else(|e| panic!("this test needs a C++ compiler ({compiler}): {e}"));
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+
+        // 3 sentences of 9, 6 and 2 tokens, padded to 9; 300 neurons: two blocks, the second
+        // partly idle. Values from a fixed generator, some gates exactly 0.
+        let (b, t, f) = (3usize, 9usize, 300usize);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        };
+        let raw: Vec<f32> = (0..b * t * 2 * f)
+            .map(|i| if i % 97 == 0 { 0.0 } else { next() })
+            .collect();
+        let lengths = [9, 6, 2];
+        let mut weights = vec![0f32; b * t];
+        for (s, &n) in lengths.iter().enumerate() {
+            for r in 0..n {
+                // The first token is skipped, as a special token would be.
+                if r > 0 {
+                    weights[s * t + r] = r as f32 / (n * (n - 1) / 2) as f32;
+                }
+            }
+        }
+        for code in 0u8..3 {
+            let mut bytes = Vec::new();
+            for &x in &raw {
+                match code {
+                    0 => bytes.extend(x.to_le_bytes()),
+                    1 => bytes.extend(half::bf16::from_f32(x).to_bits().to_le_bytes()),
+                    _ => bytes.extend(half::f16::from_f32(x).to_bits().to_le_bytes()),
+                }
+            }
+            for w in &weights {
+                bytes.extend(w.to_le_bytes());
+            }
+            let input = dir.path().join("input.bin");
+            std::fs::write(&input, &bytes).unwrap();
+            for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+                for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
+                    let op = CapturePool {
+                        activation,
+                        nav_source,
+                    };
+                    let output = dir.path().join("output.bin");
+                    let ran = std::process::Command::new(&binary)
+                        .args(
+                            [code as usize, b, t, f]
+                                .map(|v| v.to_string())
+                                .into_iter()
+                                .chain([
+                                    op.activation_code().to_string(),
+                                    op.nav_from_product().to_string(),
+                                ]),
+                        )
+                        .arg(&input)
+                        .arg(&output)
+                        .status()
+                        .unwrap();
+                    assert!(ran.success());
+                    let out: Vec<f32> = std::fs::read(&output)
+                        .unwrap()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    assert_eq!(out.len(), b * 2 * f);
+                    for s in 0..b {
+                        for j in 0..f {
+                            let (mut nas, mut nav) = (0f32, 0f32);
+                            for r in 0..t {
+                                let w = weights[s * t + r];
+                                let row = (s * t + r) * 2 * f;
+                                let g = round(code, raw[row + j]);
+                                let a = round(code, activate(activation, g));
+                                let m = match nav_source {
+                                    NavSource::Activation => a,
+                                    NavSource::ActivationTimesUp => {
+                                        round(code, a * round(code, raw[row + f + j]))
+                                    }
+                                };
+                                nas += w * f32::from(u8::from(g > 0.0));
+                                nav += w * m.abs();
+                            }
+                            let what = format!(
+                                "{code} {op_name} s{s} j{j}",
+                                op_name = op.activation_code()
+                            );
+                            let (k_nas, k_nav) = (out[s * 2 * f + j], out[(s * 2 + 1) * f + j]);
+                            assert!((k_nas - nas).abs() <= 1e-6, "NAS {what}: {k_nas} vs {nas}");
+                            // One rounding step of the half types apart at most.
+                            let tolerance = if code == 0 { 1e-5 } else { 1e-2 };
+                            assert!(
+                                (k_nav - nav).abs() <= tolerance * (1.0 + nav.abs()),
+                                "NAV {what} {nav_source:?}: {k_nav} vs {nav}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
