@@ -126,9 +126,10 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         ..Default::default()
     };
     log(&format!("batch size {batch_size}"));
-    // Warm-up, untimed: a GPU loads its kernels and cuBLAS its handles on first use.
+    // Warm-up, untimed: a GPU loads its kernels and cuBLAS its handles on first use, and the two
+    // page-locked buffers that batches take turns with are allocated (two batches).
     if let Some((_, sentences)) = groups.first() {
-        let few = &sentences[..sentences.len().min(batch_size)];
+        let few = &sentences[..sentences.len().min(2 * batch_size)];
         model.extract(few, &extract, &cancel, &mut |_| {})?;
     }
 
