@@ -537,6 +537,47 @@ fn a_finished_run_reopens_and_compares() {
 }
 
 #[test]
+fn the_scatter_computes_the_proxy_from_cached_states() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = finished_tiny_run(cache.path());
+    assert!(
+        h.state()
+            .current_run()
+            .unwrap()
+            .proxy_bits_per_byte
+            .is_empty()
+    );
+    h.get_by_role_and_label(Role::Button, "Scatter").click();
+    h.run_steps(3);
+    assert_shown(&h, "Nothing to correlate with yet");
+    h.get_by_role_and_label(
+        Role::Button,
+        "Compute the proxy (50 held-out sentences per language)",
+    )
+    .click();
+    h.step();
+    assert!(h.state().is_running(), "the button did not start a run");
+    wait_until(&mut h, Duration::from_secs(300), "the proxy", |h| {
+        h.state().outcome().is_some()
+    });
+    assert_eq!(
+        h.state().outcome(),
+        Some(&Outcome::Finished),
+        "log: {}",
+        log_text(&h)
+    );
+    let run = h.state().current_run().unwrap();
+    // The states came from the cache; only bits per byte was computed, for every language.
+    assert_eq!(run.provenance.cached_languages.len(), 3);
+    assert_eq!(run.proxy_bits_per_byte.len(), 3);
+    assert_eq!(h.state().settings().proxy_sentences, 50);
+    h.run_steps(3);
+    assert_eq!(h.state().view(), View::Scatter);
+    assert_shown(&h, "not a benchmark");
+    assert_shown(&h, "Pearson r");
+}
+
+#[test]
 fn a_screenshot_is_cropped_to_the_view() {
     let out = tempfile::tempdir().unwrap();
     let mut image = egui::ColorImage::filled([200, 100], egui::Color32::WHITE);

@@ -70,6 +70,9 @@ pub enum Command {
     CompareRun(PathBuf),
     /// Put the current run into the compare list (e.g. before starting another).
     CompareCurrent,
+    /// Run the current run's settings again with the bits-per-byte proxy on (its states come
+    /// from the cache, so only the proxy is computed).
+    ComputeProxy,
     RunLoaded {
         path: PathBuf,
         compare: bool,
@@ -120,6 +123,7 @@ impl std::fmt::Debug for Command {
             Self::OpenRun(_) => "OpenRun",
             Self::CompareRun(_) => "CompareRun",
             Self::CompareCurrent => "CompareCurrent",
+            Self::ComputeProxy => "ComputeProxy",
             Self::RunLoaded { .. } => "RunLoaded",
             Self::RemoveCompared(_) => "RemoveCompared",
             Self::HfModelsListed(_) => "HfModelsListed",
@@ -148,6 +152,18 @@ impl ExplorerApp {
     pub fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::StartRun => self.start_run(),
+            Command::ComputeProxy => {
+                let Some(run) = &self.rt.run else {
+                    return;
+                };
+                let mut settings = run.settings.clone();
+                settings.proxy_sentences = PROXY_SENTENCES;
+                if settings.model != self.state.settings.model {
+                    self.handle(Command::ModelChosen(settings.model.clone()));
+                }
+                self.state.settings = settings;
+                self.start_run();
+            }
             Command::Cancel => {
                 if let Some(job) = &self.rt.job {
                     job.cancel();
@@ -846,6 +862,9 @@ impl ExplorerApp {
 }
 
 /// What the model field shows for a source.
+/// Held-out sentences per language for the proxy when the scatter asks for it.
+pub const PROXY_SENTENCES: usize = 50;
+
 pub fn model_text(source: &ModelSource) -> String {
     match source {
         ModelSource::Gguf(p) if *p == hub::demo_model_path() => "demo".into(),

@@ -8,7 +8,7 @@ use egui_plot::{
 };
 
 use super::{ViewCtx, fmt, layer_choice, method_combo};
-use crate::app::command::{Command, DialogPurpose};
+use crate::app::command::{Command, DialogPurpose, PROXY_SENTENCES};
 use crate::run::correlate::{self, TaskSeries};
 
 /// The task series the scatter can use: imported tasks, then the proxy when the run has it.
@@ -86,9 +86,26 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         ui.add_space(20.0);
         ui.label(
             "Nothing to correlate with yet. Import a CSV of task accuracies per language \
-             (e.g. Belebele, m-MMLU, XNLI), or run with \"Proxy sentences\" above 0 to get the \
-             built-in bits-per-byte proxy.",
+             (e.g. Belebele, m-MMLU, XNLI), or compute the built-in bits-per-byte proxy: how \
+             well the model predicts held-out sentences of each language (a proxy, not a \
+             benchmark).",
         );
+        ui.add_space(8.0);
+        let running = cx.pending.is_some() && !cx.run.complete;
+        let button = ui
+            .add_enabled(
+                !running,
+                egui::Button::new(format!(
+                    "Compute the proxy ({PROXY_SENTENCES} held-out sentences per language)"
+                )),
+            )
+            .on_hover_text(
+                "Runs this run's settings again with \"Proxy sentences\" set: the neuron states \
+                 come from the cache, only bits per byte is computed",
+            );
+        if button.clicked() {
+            cx.queue.push(Command::ComputeProxy);
+        }
         return;
     };
     if task.is_proxy {
