@@ -115,6 +115,11 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                  (lower is better, so expect a negative r).",
             )
             .color(cx.look.warning_color()),
+        )
+        .on_hover_text(
+            "Per UTF-8 byte: a script that takes two or three bytes per character (Cyrillic, \
+             Arabic, Devanagari, CJK) has more bytes per sentence than Latin, which lowers its \
+             bits per byte. Compare languages of one script, or import task accuracies.",
         );
     }
     let layer = (!cx.opts.scatter_mean).then_some(cx.opts.scatter_layer);
