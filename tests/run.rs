@@ -381,3 +381,43 @@ fn overlapped_copies_hand_on_every_batch_and_keep_the_one_in_flight() {
     assert!(matches!(error, neuronxa::engine::EngineError::Cancelled));
     assert_eq!(handed_on.len(), 4);
 }
+
+/// A sentence too long for the model, in the third language: the job stops before computing
+/// anything (every language is tokenised when the model loads) and says which language.
+#[test]
+fn a_too_long_sentence_stops_the_job_before_any_computing_and_names_its_language() {
+    let corpus = tempfile::tempdir().unwrap();
+    let line = |word: &str, i: usize| format!("{word} number {i} is here.");
+    let lines = |word: &str| (0..3).map(|i| line(word, i)).collect::<Vec<_>>().join("\n");
+    std::fs::write(corpus.path().join("eng_Latn.txt"), lines("Sentence")).unwrap();
+    std::fs::write(corpus.path().join("fra_Latn.txt"), lines("Phrase")).unwrap();
+    let long = vec!["Wort"; 2000].join(" ");
+    std::fs::write(
+        corpus.path().join("deu_Latn.txt"),
+        format!("{}\n{long}\n{}", line("Satz", 0), line("Satz", 2)),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    let mut settings = settings(&["en", "fr", "de"]);
+    settings.corpus = neuronxa::run::CorpusChoice::Path(corpus.path().to_path_buf());
+    settings.sentences = 3;
+    let events = execute(&settings, &options, &AtomicBool::new(false));
+    let Some(JobEvent::Failed { message, partial }) = events.last() else {
+        panic!("expected a failure, got {:?}", events.last());
+    };
+    assert!(message.starts_with("German: sentence 1 has"), "{message}");
+    assert!(message.contains("limit of 512"), "{message}");
+    assert!(
+        message.ends_with("(\"Wort Wort Wort Wort Wort Wort Wort Wort …\")"),
+        "{message}"
+    );
+    assert!(
+        partial.is_none(),
+        "nothing was computed, so nothing is kept"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, JobEvent::Progress(_))),
+        "a batch ran before the error"
+    );
+}

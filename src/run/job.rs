@@ -509,9 +509,18 @@ impl Work {
                     work.tokens.push(None);
                 }
                 None => {
-                    let tokens = model
-                        .tokenize_all(sentences)
-                        .map_err(|error| RunError::Invalid(format!("{}: {error}", lang.name())))?;
+                    let tokens = model.tokenize_all(sentences).map_err(|error| {
+                        // The engine counts from 0 within the sentences used; show which one.
+                        let quoted = match &error {
+                            EngineError::SentenceTooLong { index, .. }
+                            | EngineError::EmptySentence { index } => sentences
+                                .get(*index)
+                                .map(|text| format!(" (\"{}\")", preview(text)))
+                                .unwrap_or_default(),
+                            _ => String::new(),
+                        };
+                        RunError::Invalid(format!("{}: {error}{quoted}", lang.name()))
+                    })?;
                     let n: usize = tokens.iter().map(|t| t.ids.len()).sum();
                     work.total_tokens += n;
                     work.to_compute += n;
@@ -521,6 +530,16 @@ impl Work {
         }
         Ok(work)
     }
+}
+
+/// The first words of `text`, for messages.
+fn preview(text: &str) -> String {
+    const CHARS: usize = 40;
+    let mut short: String = text.chars().take(CHARS).collect();
+    if text.chars().nth(CHARS).is_some() {
+        short.push('…');
+    }
+    short
 }
 
 /// The tokens of a language's states.
