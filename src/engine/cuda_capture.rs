@@ -196,7 +196,7 @@ mod cuda {
     use std::sync::OnceLock;
 
     use candle_core::cuda_backend::cudarc::driver::{
-        CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg,
+        CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
     };
     use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
     use candle_core::{CudaDevice, CudaStorage, Layout, Shape};
@@ -254,46 +254,19 @@ mod cuda {
         };
         let device = &gate_up.device;
         let weights = weights.as_cuda_slice::<f32>()?.slice(w0..w1);
+        let launch = Launch {
+            op,
+            device,
+            weights: &weights,
+            t,
+            f: f_i32,
+            b,
+            cfg,
+        };
         let out = match &gate_up.slice {
-            CudaStorageSlice::F32(s) => launch(
-                op,
-                device,
-                "capture_pool_f32",
-                s,
-                g0,
-                g1,
-                &weights,
-                t,
-                f_i32,
-                b,
-                cfg,
-            ),
-            CudaStorageSlice::BF16(s) => launch(
-                op,
-                device,
-                "capture_pool_bf16",
-                s,
-                g0,
-                g1,
-                &weights,
-                t,
-                f_i32,
-                b,
-                cfg,
-            ),
-            CudaStorageSlice::F16(s) => launch(
-                op,
-                device,
-                "capture_pool_f16",
-                s,
-                g0,
-                g1,
-                &weights,
-                t,
-                f_i32,
-                b,
-                cfg,
-            ),
+            CudaStorageSlice::F32(s) => launch.run("capture_pool_f32", &s.slice(g0..g1)),
+            CudaStorageSlice::BF16(s) => launch.run("capture_pool_bf16", &s.slice(g0..g1)),
+            CudaStorageSlice::F16(s) => launch.run("capture_pool_f16", &s.slice(g0..g1)),
             _ => candle_core::bail!("capture kernel: gate/up must be f32, bf16 or f16"),
         }?;
         Ok((
@@ -302,36 +275,42 @@ mod cuda {
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn launch<T: DeviceRepr>(
-        op: &CapturePool,
-        device: &CudaDevice,
-        name: &str,
-        gate_up: &CudaSlice<T>,
-        start: usize,
-        end: usize,
-        weights: &candle_core::cuda_backend::cudarc::driver::CudaView<'_, f32>,
+    /// One launch of a capture kernel, all but the dtype of `gate_up` settled.
+    struct Launch<'a> {
+        op: &'a CapturePool,
+        device: &'a CudaDevice,
+        weights: &'a CudaView<'a, f32>,
         t: i32,
         f: i32,
         b: usize,
         cfg: LaunchConfig,
-    ) -> candle_core::Result<CudaSlice<f32>> {
-        let func = device.get_or_load_custom_func(name, "neuronxa_capture", ptx()?)?;
-        let gate_up = gate_up.slice(start..end);
-        // SAFETY: every element is written by the kernel below (one per thread, j < f).
-        let out = unsafe { device.alloc::<f32>(b * 2 * f as usize)? };
-        let (activation, nav_from_product) = (op.activation_code(), op.nav_from_product());
-        let mut builder = func.builder();
-        builder.arg(&gate_up);
-        builder.arg(weights);
-        builder.arg(&out);
-        builder.arg(&t);
-        builder.arg(&f);
-        builder.arg(&activation);
-        builder.arg(&nav_from_product);
-        // SAFETY: the arguments match the kernel's signature in `SOURCE`.
-        unsafe { builder.launch(cfg) }.w()?;
-        Ok(out)
+    }
+
+    impl Launch<'_> {
+        fn run<T: DeviceRepr>(
+            &self,
+            name: &str,
+            gate_up: &CudaView<'_, T>,
+        ) -> candle_core::Result<CudaSlice<f32>> {
+            let func = self
+                .device
+                .get_or_load_custom_func(name, "neuronxa_capture", ptx()?)?;
+            // SAFETY: every element is written by the kernel below (one per thread, j < f).
+            let out = unsafe { self.device.alloc::<f32>(self.b * 2 * self.f as usize)? };
+            let activation = self.op.activation_code();
+            let nav_from_product = self.op.nav_from_product();
+            let mut builder = func.builder();
+            builder.arg(gate_up);
+            builder.arg(self.weights);
+            builder.arg(&out);
+            builder.arg(&self.t);
+            builder.arg(&self.f);
+            builder.arg(&activation);
+            builder.arg(&nav_from_product);
+            // SAFETY: the arguments match the kernel's signature in `SOURCE`.
+            unsafe { builder.launch(self.cfg) }.w()?;
+            Ok(out)
+        }
     }
 }
 
