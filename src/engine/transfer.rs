@@ -22,9 +22,9 @@ pub struct HostCopy {
 
 /// A copy on its way to the host; [`HostCopy::finish`] waits for it and lends its values.
 pub struct PendingCopy {
-    /// The source, kept alive until the copy has finished (on a GPU its device memory is what
-    /// the queued copy reads); on the host, the values themselves.
-    tensor: Tensor,
+    /// On the host, the values themselves. A GPU source is not kept: device memory is freed in
+    /// stream order, after the queued copy has read it, so it can serve the next batch.
+    host: Option<Tensor>,
     /// On a GPU: which page-locked buffer receives the values, and the copy's number there.
     #[cfg(feature = "cuda")]
     slot: Option<(usize, u64)>,
@@ -47,7 +47,7 @@ impl HostCopy {
             let slot_index = (self.started % 2) as usize;
             self.slots[slot_index].start(&tensor, self.started)?;
             return Ok(PendingCopy {
-                tensor,
+                host: None,
                 slot: Some((slot_index, self.started)),
             });
         }
@@ -57,7 +57,7 @@ impl HostCopy {
             tensor.to_device(&Device::Cpu)?
         };
         Ok(PendingCopy {
-            tensor,
+            host: Some(tensor),
             #[cfg(feature = "cuda")]
             slot: None,
         })
@@ -71,12 +71,12 @@ impl HostCopy {
     ) -> Result<R> {
         #[cfg(feature = "cuda")]
         if let Some((slot_index, number)) = pending.slot {
-            let values = self.slots[slot_index].finish(number)?;
-            let result = use_values(values);
-            drop(pending.tensor);
-            return result;
+            return use_values(self.slots[slot_index].finish(number)?);
         }
-        let (storage, layout) = pending.tensor.storage_and_layout();
+        let tensor = pending
+            .host
+            .ok_or_else(|| EngineError::Device("a copy with nowhere to read from".into()))?;
+        let (storage, layout) = tensor.storage_and_layout();
         let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(values)) = &*storage else {
             // Unreachable after the conversions in `start`; an error rather than a panic.
             return Err(EngineError::Device(
