@@ -73,6 +73,8 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         }
         ui.checkbox(&mut cx.opts.compare_relative_depth, "x: relative depth")
             .on_hover_text("Layer / (layers − 1), so models of different depth line up");
+        ui.checkbox(&mut cx.opts.stretch_colors, "Stretch y to the data")
+            .on_hover_text("Off: the y axis always runs from 0 to 1");
         ui.separator();
         if ui.button("Add run.json…").clicked() {
             cx.queue.push(Command::OpenDialog(DialogPurpose::CompareRun));
@@ -128,7 +130,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
         })
         .y_axis_label("mean μ over languages")
         .include_y(0.0)
-        .include_y(1.0)
+        .include_y(if cx.opts.stretch_colors { 0.0 } else { 1.0 })
         .allow_scroll(false)
         .label_formatter(|pos: &HoverPosition<'_>| match pos {
             HoverPosition::NearDataPoint {
