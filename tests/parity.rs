@@ -331,6 +331,28 @@ fn check_generic_ops(name: &str) {
             panic!("{name}: timed forward passes (capture {capture}) failed: {error}");
         }
     }
+    // The CUDA capture kernel's definition (what runs on the CPU in its place) in the generic
+    // path gives the generic ops' pools: NAS exactly but for summation order, NAV to 1e-5.
+    model.decoder.set_capture_kernel(true);
+    assert_eq!(model.decoder.capture_path(), "CUDA capture kernel");
+    let with_kernel = extract(&model, &texts, CaptureSettings::default(), 8);
+    model.decoder.set_capture_kernel(false);
+    for (what, a, b, tolerance) in [
+        ("nas", &with_kernel.nas, &generic.nas, 1e-6),
+        ("nav", &with_kernel.nav, &generic.nav, 1e-5),
+        (
+            "hidden",
+            &with_kernel.hidden_pooled,
+            &generic.hidden_pooled,
+            0.0,
+        ),
+    ] {
+        let worst = worst_difference(a, b);
+        assert!(
+            worst <= tolerance,
+            "{name} {what}: capture kernel vs generic ops differ by {worst:e}"
+        );
+    }
     for (what, a, b) in [
         ("nav", &kernels.nav, &generic.nav),
         ("hidden", &kernels.hidden_pooled, &generic.hidden_pooled),

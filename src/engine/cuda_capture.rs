@@ -107,6 +107,56 @@ impl CapturePool {
     pub fn nav_from_product(&self) -> i32 {
         i32::from(self.nav_source == NavSource::ActivationTimesUp)
     }
+
+    /// The source's `activate`.
+    fn activate(&self, x: f32) -> f32 {
+        match self.activation {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::GeluTanh => {
+                0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh())
+            }
+            Activation::Gelu => {
+                0.5 * x
+                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+            }
+        }
+    }
+
+    /// Every thread `(j, s)` of the kernel in turn: `load` reads a stored value, `round` stores
+    /// an f32 in the batch's dtype and reads it back.
+    fn pool<T: Copy>(
+        &self,
+        gate_up: &[T],
+        weights: &[f32],
+        (b, t, f): (usize, usize, usize),
+        load: impl Fn(T) -> f32,
+        round: impl Fn(f32) -> f32,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; b * 2 * f];
+        for s in 0..b {
+            for j in 0..f {
+                let (mut nas, mut nav) = (0f32, 0f32);
+                for r in 0..t {
+                    let w = weights[s * t + r];
+                    if w == 0.0 {
+                        continue;
+                    }
+                    let row = &gate_up[(s * t + r) * 2 * f..][..2 * f];
+                    let g = load(row[j]);
+                    let a = round(self.activate(g));
+                    let m = match self.nav_source {
+                        NavSource::Activation => a,
+                        NavSource::ActivationTimesUp => round(a * load(row[f + j])),
+                    };
+                    nas += if g > 0.0 { w } else { 0.0 };
+                    nav += w * m.abs();
+                }
+                out[s * 2 * f + j] = nas;
+                out[(s * 2 + 1) * f + j] = nav;
+            }
+        }
+        out
+    }
 }
 
 impl CustomOp2 for CapturePool {
@@ -114,14 +164,50 @@ impl CustomOp2 for CapturePool {
         "neuronxa-capture-pool"
     }
 
+    /// The kernel's definition in Rust, thread by thread as the CUDA source does it. The CPU
+    /// has its own kernels for extraction; this one is what the tests hold the CUDA source and
+    /// the decoder's use of it to.
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        gate_up: &CpuStorage,
+        gate_up_layout: &Layout,
+        weights: &CpuStorage,
+        weights_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("the capture kernel runs on CUDA only (the CPU has its own kernels)")
+        let (b, t, f2) = gate_up_layout.shape().dims3()?;
+        let f = f2 / 2;
+        let (Some((g0, g1)), Some((w0, w1))) = (
+            gate_up_layout.contiguous_offsets(),
+            weights_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("capture kernel: inputs must be contiguous");
+        };
+        if weights_layout.shape().dims() != [b, 1, t] {
+            candle_core::bail!("capture kernel: weights {:?}", weights_layout.shape());
+        }
+        let CpuStorage::F32(weights) = weights else {
+            candle_core::bail!("capture kernel: weights must be f32");
+        };
+        let weights = &weights[w0..w1];
+        let out = match gate_up {
+            CpuStorage::F32(v) => self.pool(&v[g0..g1], weights, (b, t, f), |x| x, |x| x),
+            CpuStorage::BF16(v) => self.pool(
+                &v[g0..g1],
+                weights,
+                (b, t, f),
+                |x| x.to_f32(),
+                |x| half::bf16::from_f32(x).to_f32(),
+            ),
+            CpuStorage::F16(v) => self.pool(
+                &v[g0..g1],
+                weights,
+                (b, t, f),
+                |x| x.to_f32(),
+                |x| half::f16::from_f32(x).to_f32(),
+            ),
+            _ => candle_core::bail!("capture kernel: gate/up must be f32, bf16 or f16"),
+        };
+        Ok((CpuStorage::F32(out), Shape::from((b, 2, f))))
     }
 
     #[cfg(feature = "cuda")]
@@ -374,28 +460,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-    /// The value as the kernel's dtype stores it (`code` 0 f32, 1 bf16, 2 f16).
-    fn round(code: u8, x: f32) -> f32 {
-        match code {
-            0 => x,
-            1 => half::bf16::from_f32(x).to_f32(),
-            _ => half::f16::from_f32(x).to_f32(),
-        }
-    }
-
-    fn activate(activation: Activation, x: f32) -> f32 {
-        match activation {
-            Activation::Silu => x / (1.0 + (-x).exp()),
-            Activation::GeluTanh => {
-                0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh())
-            }
-            Activation::Gelu => {
-                0.5 * x
-                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
-            }
-        }
-    }
-
     #[test]
     fn kernels_compiled_for_the_host_pool_as_defined() {
         let dir = tempfile::tempdir().unwrap();
@@ -481,37 +545,41 @@ int main(int argc, char **argv) {
                         .chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
-                    assert_eq!(out.len(), b * 2 * f);
-                    for s in 0..b {
-                        for j in 0..f {
-                            let (mut nas, mut nav) = (0f32, 0f32);
-                            for r in 0..t {
-                                let w = weights[s * t + r];
-                                let row = (s * t + r) * 2 * f;
-                                let g = round(code, raw[row + j]);
-                                let a = round(code, activate(activation, g));
-                                let m = match nav_source {
-                                    NavSource::Activation => a,
-                                    NavSource::ActivationTimesUp => {
-                                        round(code, a * round(code, raw[row + f + j]))
-                                    }
-                                };
-                                nas += w * f32::from(u8::from(g > 0.0));
-                                nav += w * m.abs();
-                            }
-                            let what = format!(
-                                "{code} {op_name} s{s} j{j}",
-                                op_name = op.activation_code()
-                            );
-                            let (k_nas, k_nav) = (out[s * 2 * f + j], out[(s * 2 + 1) * f + j]);
-                            assert!((k_nas - nas).abs() <= 1e-6, "NAS {what}: {k_nas} vs {nas}");
-                            // One rounding step of the half types apart at most.
-                            let tolerance = if code == 0 { 1e-5 } else { 1e-2 };
-                            assert!(
-                                (k_nav - nav).abs() <= tolerance * (1.0 + nav.abs()),
-                                "NAV {what} {nav_source:?}: {k_nav} vs {nav}"
-                            );
-                        }
+                    // The definition, in Rust, on the same values in the same dtype.
+                    let dtype = [DType::F32, DType::BF16, DType::F16][code as usize];
+                    let gate_up = Tensor::from_slice(&raw, (b, t, 2 * f), &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap();
+                    let w = Tensor::from_slice(&weights, (b, 1, t), &Device::Cpu).unwrap();
+                    let expected: Vec<f32> = gate_up
+                        .apply_op2_no_bwd(&w, &op)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(out.len(), expected.len());
+                    for (i, (k, e)) in out.iter().zip(&expected).enumerate() {
+                        let nas = (i / f) % 2 == 0;
+                        let what = format!(
+                            "{dtype:?} activation {} {nav_source:?}, sentence {}, {} of \
+                             neuron {}",
+                            op.activation_code(),
+                            i / (2 * f),
+                            if nas { "NAS" } else { "NAV" },
+                            i % f
+                        );
+                        // NAS sums the same weights in the same order. For NAV, C's and Rust's
+                        // exp/tanh may differ in the last bit, which rounding to a half type
+                        // can turn into one step of that type.
+                        let tolerance = match (nas, code) {
+                            (true, _) => 1e-6,
+                            (false, 0) => 1e-5,
+                            (false, _) => 1e-2,
+                        };
+                        let close = (k - e).abs() <= tolerance * (1.0 + e.abs());
+                        assert!(close, "{what}: kernel {k}, definition {e}");
                     }
                 }
             }

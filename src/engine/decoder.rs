@@ -289,6 +289,14 @@ impl Decoder {
         })
     }
 
+    /// Pools NAS and NAV with the capture kernel wherever the generic ops run (off: with the
+    /// generic ops). On by default on CUDA once checked at load; tests turn it on on the CPU,
+    /// where the kernel's definition in Rust runs in its place, to check how the decoder uses
+    /// it. Ignored while the CPU kernels are on.
+    pub fn set_capture_kernel(&mut self, enabled: bool) {
+        self.cuda_capture = enabled;
+    }
+
     /// How NAS and NAV are pooled here, in words (for benchmarks and logs).
     pub fn capture_path(&self) -> &'static str {
         if self.cpu_kernels {
