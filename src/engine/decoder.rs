@@ -297,11 +297,16 @@ impl Decoder {
         self.cuda_capture = enabled;
     }
 
+    /// Whether the generic path pools with the capture kernel (see [`Self::set_capture_kernel`]).
+    pub fn uses_capture_kernel(&self) -> bool {
+        self.cuda_capture && !self.cpu_kernels
+    }
+
     /// How NAS and NAV are pooled here, in words (for benchmarks and logs).
     pub fn capture_path(&self) -> &'static str {
         if self.cpu_kernels {
             "CPU kernels"
-        } else if self.cuda_capture {
+        } else if self.uses_capture_kernel() {
             "CUDA capture kernel"
         } else {
             "generic tensor ops"

@@ -253,6 +253,7 @@ impl Model {
             self.decoder.dtype(),
             self.decoder.device(),
             longest,
+            !self.decoder.uses_capture_kernel(),
         )
     }
 

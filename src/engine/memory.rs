@@ -60,8 +60,14 @@ pub fn weight_bytes(parameters: u64, dtype: DType) -> u64 {
 
 /// Peak bytes one sentence of `tokens` tokens adds while a layer runs: residual stream and its
 /// norms, q/k/v and their rotated copies, f32 attention scores and probabilities, gate/up/act and
-/// their product, and the f32 capture buffers (active mask, magnitudes).
-pub fn bytes_per_sentence(config: &ModelConfig, dtype: DType, tokens: usize) -> u64 {
+/// their product, and with `generic_capture` the generic ops' f32 capture buffers (active mask,
+/// magnitudes), which the CUDA capture kernel does without.
+pub fn bytes_per_sentence(
+    config: &ModelConfig,
+    dtype: DType,
+    tokens: usize,
+    generic_capture: bool,
+) -> u64 {
     let e = dtype_bytes(dtype);
     let t = tokens as u64;
     let d_model = config.hidden_size as u64;
@@ -71,7 +77,12 @@ pub fn bytes_per_sentence(config: &ModelConfig, dtype: DType, tokens: usize) -> 
     let residual = 6 * d_model * e;
     let projections = 2 * (q + 2 * kv) * e + 2 * q * e;
     let scores = 3 * config.num_heads as u64 * t * 4;
-    let mlp = 4 * d_ff * e + d_ff * (1 + 4 + 4);
+    let capture = if generic_capture {
+        d_ff * (1 + 4 + 4)
+    } else {
+        0
+    };
+    let mlp = 4 * d_ff * e + capture;
     t * (residual + projections + scores + mlp)
 }
 
@@ -83,7 +94,8 @@ pub fn check_weights_fit(config: &ModelConfig, dtype: DType, device: &Device) ->
     };
     let weights = weight_bytes(config.parameter_count(), dtype);
     // One batch of sixteen 64-token sentences must fit beside the weights.
-    let minimum = weights + 16 * bytes_per_sentence(config, dtype, 64);
+    // Counted with the generic capture: the kernel is only checked once the weights are in.
+    let minimum = weights + 16 * bytes_per_sentence(config, dtype, 64, true);
     if minimum > memory.free {
         let smaller = if dtype == DType::F32 {
             " Try --dtype bf16 (half the memory)."
@@ -109,10 +121,11 @@ pub fn batch_that_fits(
     dtype: DType,
     device: &Device,
     longest: usize,
+    generic_capture: bool,
 ) -> Option<usize> {
     let memory = device_memory(device)?;
     let budget = memory.free as f64 * ACTIVATION_SHARE;
-    let per_sentence = bytes_per_sentence(config, dtype, longest.max(1)) as f64;
+    let per_sentence = bytes_per_sentence(config, dtype, longest.max(1), generic_capture) as f64;
     Some((budget / per_sentence).floor() as usize)
 }
 
@@ -124,12 +137,13 @@ pub fn resolve_batch_size(
     dtype: DType,
     device: &Device,
     longest: usize,
+    generic_capture: bool,
 ) -> Result<usize> {
-    let fits = batch_that_fits(config, dtype, device, longest);
+    let fits = batch_that_fits(config, dtype, device, longest, generic_capture);
     match (requested, fits) {
         (_, Some(0)) => Err(EngineError::OutOfMemory(format!(
             "one sentence of {longest} tokens needs about {} of working memory, more than the GPU has free ({}). Use shorter sentences or a smaller dtype.",
-            gib(bytes_per_sentence(config, dtype, longest)),
+            gib(bytes_per_sentence(config, dtype, longest, generic_capture)),
             device_memory(device).map_or_else(|| "?".into(), |m| gib(m.free)),
         ))),
         (0, Some(fits)) => Ok(fits.min(GPU_MAX_BATCH)),
@@ -185,15 +199,26 @@ mod tests {
         // residual 6·64·2 = 768; projections 2·(64 + 32)·2 + 2·64·2 = 640; scores 3·8·10·4 = 960;
         // mlp 4·128·2 + 128·9 = 2176 → 4544 per token, 45 440 per sentence.
         let c = config(64, 128, 2);
-        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10), 45_440);
+        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 45_440);
+        // The CUDA capture kernel keeps no f32 buffers: 128·9 bytes less per token.
+        assert_eq!(
+            bytes_per_sentence(&c, DType::BF16, 10, false),
+            45_440 - 11_520
+        );
     }
 
     #[test]
     fn cpu_batch_is_the_requested_one_or_sixteen() {
         let c = config(64, 128, 2);
         let cpu = Device::Cpu;
-        assert_eq!(resolve_batch_size(0, &c, DType::F32, &cpu, 40).unwrap(), 16);
-        assert_eq!(resolve_batch_size(7, &c, DType::F32, &cpu, 40).unwrap(), 7);
+        assert_eq!(
+            resolve_batch_size(0, &c, DType::F32, &cpu, 40, true).unwrap(),
+            16
+        );
+        assert_eq!(
+            resolve_batch_size(7, &c, DType::F32, &cpu, 40, true).unwrap(),
+            7
+        );
         assert!(device_memory(&cpu).is_none());
         assert!(check_weights_fit(&c, DType::F32, &cpu).is_ok());
     }
