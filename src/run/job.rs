@@ -258,8 +258,7 @@ impl Job<'_> {
         // Every language's cached states are looked up first; the others are tokenised when
         // the model loads. Progress and ETA then count tokens, not sentences: languages differ
         // by up to twice the tokens per sentence, and the cached ones cost nothing.
-        let mut texts = Vec::with_capacity(languages.len());
-        let mut cached = Vec::with_capacity(languages.len());
+        let mut plans = Vec::with_capacity(languages.len());
         for lang in &languages {
             let text = selected
                 .get(lang)
@@ -271,43 +270,44 @@ impl Job<'_> {
                 &settings.capture,
                 dtype,
             );
-            cached.push(if self.options.use_cache {
+            let cached = if self.options.use_cache {
                 cache.load_states(&key).unwrap_or_else(|warning| {
                     emit(JobEvent::Warning(format!("{}: {warning}", lang.name())));
                     None
                 })
             } else {
                 None
+            };
+            plans.push(LanguagePlan {
+                lang: lang.clone(),
+                sentences: text.sentences.clone(),
+                key,
+                token_count: cached
+                    .as_ref()
+                    .map(|states| states.token_counts.iter().map(|&c| c as usize).sum()),
+                cached,
+                tokens: None,
             });
-            texts.push((text.sentences.clone(), key));
         }
-        // Tokens of each cached language, as its states file counts them.
-        let cached_tokens: Vec<Option<usize>> = cached
-            .iter()
-            .map(|states: &Option<StatesFile>| states.as_ref().map(token_total))
-            .collect();
         let mut work: Option<Work> = None;
         let mut compute_time = Duration::ZERO;
         // Tokens of the languages finished so far, cached or computed.
         let mut finished_tokens = 0usize;
 
-        for (index, (lang, (sentences, key))) in languages.iter().zip(&texts).enumerate() {
-            let from_cache = cached[index].is_some();
-            let states = match cached[index].take() {
+        for index in 0..plans.len() {
+            let cached = plans[index].cached.take();
+            let from_cache = cached.is_some();
+            let states = match cached {
                 Some(states) => states,
                 None => {
                     let model = self.load_model(&mut model, &device, &mut run, emit)?;
                     let work = match &mut work {
                         Some(work) => work,
-                        None => work.insert(Work::plan(
-                            model,
-                            &languages,
-                            &texts,
-                            &cached_tokens,
-                            emit,
-                        )?),
+                        None => work.insert(Work::tokenise(model, &mut plans, emit)?),
                     };
-                    let tokens = work.tokens[index].take().ok_or_else(|| {
+                    let plan = &mut plans[index];
+                    let (lang, key, sentences) = (&plan.lang, &plan.key, &plan.sentences);
+                    let tokens = plan.tokens.take().ok_or_else(|| {
                         RunError::Invalid(format!("{} was not tokenised", lang.name()))
                     })?;
                     let path = if self.options.use_cache {
@@ -352,14 +352,16 @@ impl Job<'_> {
                     )?;
                     let states = writer.finish()?;
                     compute_time += language_started.elapsed();
-                    let language_tokens: usize = tokens.iter().map(|t| t.ids.len()).sum();
+                    let language_tokens = plan.token_count.unwrap_or(0);
                     work.computed_tokens += language_tokens;
                     run.provenance.tokens += language_tokens;
                     states
                 }
             };
-            finished_tokens += token_total(&states);
-            let sentences = sentences.clone();
+            let plan = &mut plans[index];
+            finished_tokens += plan.token_count.unwrap_or(0);
+            let lang = &plan.lang;
+            let sentences = std::mem::take(&mut plan.sentences);
             if from_cache {
                 run.provenance.cached_languages.push(lang.clone());
             }
@@ -473,11 +475,23 @@ impl Job<'_> {
     }
 }
 
+/// One language of a job before it runs.
+struct LanguagePlan {
+    lang: Lang,
+    sentences: Vec<String>,
+    /// Its states' cache key.
+    key: String,
+    /// Its states from the cache, if there.
+    cached: Option<StatesFile>,
+    /// Tokens in its sentences: from the states file when cached, else once tokenised.
+    token_count: Option<usize>,
+    /// Its tokens, when it is to be computed and the model is loaded.
+    tokens: Option<Vec<Tokens>>,
+}
+
 /// What a job has to compute, in tokens, once the model is loaded.
 struct Work {
-    /// The tokens of each language still to compute (`None` for cached ones), in run order.
-    tokens: Vec<Option<Vec<Tokens>>>,
-    /// Tokens of every language, cached ones included (their states files count them).
+    /// Tokens of every language, cached ones included.
     total_tokens: usize,
     /// Tokens of the languages to compute.
     to_compute: usize,
@@ -486,49 +500,38 @@ struct Work {
 }
 
 impl Work {
-    /// Tokenises every language without cached states: `texts` are each language's sentences
-    /// (and cache key), `cached_tokens` the token count of each cached one.
-    fn plan(
+    /// Tokenises every language not counted yet (those without cached states).
+    fn tokenise(
         model: &Model,
-        languages: &[Lang],
-        texts: &[(Vec<String>, String)],
-        cached_tokens: &[Option<usize>],
+        plans: &mut [LanguagePlan],
         emit: &mut dyn FnMut(JobEvent),
     ) -> Result<Self, RunError> {
         emit(JobEvent::Status("tokenising".into()));
-        let mut work = Work {
-            tokens: Vec::with_capacity(languages.len()),
-            total_tokens: 0,
-            to_compute: 0,
-            computed_tokens: 0,
-        };
-        for ((lang, (sentences, _)), cached) in languages.iter().zip(texts).zip(cached_tokens) {
-            match cached {
-                Some(count) => {
-                    work.total_tokens += count;
-                    work.tokens.push(None);
-                }
-                None => {
-                    let tokens = model.tokenize_all(sentences).map_err(|error| {
-                        // The engine counts from 0 within the sentences used; show which one.
-                        let quoted = match &error {
-                            EngineError::SentenceTooLong { index, .. }
-                            | EngineError::EmptySentence { index } => sentences
-                                .get(*index)
-                                .map(|text| format!(" (\"{}\")", preview(text)))
-                                .unwrap_or_default(),
-                            _ => String::new(),
-                        };
-                        RunError::Invalid(format!("{}: {error}{quoted}", lang.name()))
-                    })?;
-                    let n: usize = tokens.iter().map(|t| t.ids.len()).sum();
-                    work.total_tokens += n;
-                    work.to_compute += n;
-                    work.tokens.push(Some(tokens));
-                }
-            }
+        let mut to_compute = 0;
+        for plan in plans.iter_mut().filter(|plan| plan.token_count.is_none()) {
+            let tokens = model.tokenize_all(&plan.sentences).map_err(|error| {
+                // The engine counts from 0 within the sentences used; show which one.
+                let quoted = match &error {
+                    EngineError::SentenceTooLong { index, .. }
+                    | EngineError::EmptySentence { index } => plan
+                        .sentences
+                        .get(*index)
+                        .map(|text| format!(" (\"{}\")", preview(text)))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                RunError::Invalid(format!("{}: {error}{quoted}", plan.lang.name()))
+            })?;
+            let count = tokens.iter().map(|t| t.ids.len()).sum();
+            to_compute += count;
+            plan.token_count = Some(count);
+            plan.tokens = Some(tokens);
         }
-        Ok(work)
+        Ok(Work {
+            total_tokens: plans.iter().filter_map(|plan| plan.token_count).sum(),
+            to_compute,
+            computed_tokens: 0,
+        })
     }
 }
 
@@ -540,11 +543,6 @@ fn preview(text: &str) -> String {
         short.push('…');
     }
     short
-}
-
-/// The tokens of a language's states.
-fn token_total(states: &StatesFile) -> usize {
-    states.token_counts.iter().map(|&c| c as usize).sum()
 }
 
 /// The pivot first, then the other languages in the order given, without duplicates.
