@@ -159,6 +159,41 @@ impl CapturePool {
     }
 }
 
+/// The sizes of one launch and where its inputs lie, checked once for either device.
+struct Operands {
+    b: usize,
+    t: usize,
+    f: usize,
+    gate_up: std::ops::Range<usize>,
+    weights: std::ops::Range<usize>,
+}
+
+impl Operands {
+    /// `gate_up` `[b, t, 2·f]` and pooling weights `[b, 1, t]`, both contiguous.
+    fn check(gate_up: &Layout, weights: &Layout) -> candle_core::Result<Self> {
+        let (b, t, f2) = gate_up.shape().dims3()?;
+        if weights.shape().dims() != [b, 1, t] {
+            candle_core::bail!(
+                "capture kernel: weights {:?} for gate/up {:?}",
+                weights.shape(),
+                gate_up.shape()
+            );
+        }
+        let (Some((g0, g1)), Some((w0, w1))) =
+            (gate_up.contiguous_offsets(), weights.contiguous_offsets())
+        else {
+            candle_core::bail!("capture kernel: inputs must be contiguous");
+        };
+        Ok(Self {
+            b,
+            t,
+            f: f2 / 2,
+            gate_up: g0..g1,
+            weights: w0..w1,
+        })
+    }
+}
+
 impl CustomOp2 for CapturePool {
     fn name(&self) -> &'static str {
         "neuronxa-capture-pool"
@@ -174,32 +209,28 @@ impl CustomOp2 for CapturePool {
         weights: &CpuStorage,
         weights_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, t, f2) = gate_up_layout.shape().dims3()?;
-        let f = f2 / 2;
-        let (Some((g0, g1)), Some((w0, w1))) = (
-            gate_up_layout.contiguous_offsets(),
-            weights_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("capture kernel: inputs must be contiguous");
-        };
-        if weights_layout.shape().dims() != [b, 1, t] {
-            candle_core::bail!("capture kernel: weights {:?}", weights_layout.shape());
-        }
+        let Operands {
+            b,
+            t,
+            f,
+            gate_up: g,
+            weights: w,
+        } = Operands::check(gate_up_layout, weights_layout)?;
         let CpuStorage::F32(weights) = weights else {
             candle_core::bail!("capture kernel: weights must be f32");
         };
-        let weights = &weights[w0..w1];
+        let weights = &weights[w];
         let out = match gate_up {
-            CpuStorage::F32(v) => self.pool(&v[g0..g1], weights, (b, t, f), |x| x, |x| x),
+            CpuStorage::F32(v) => self.pool(&v[g], weights, (b, t, f), |x| x, |x| x),
             CpuStorage::BF16(v) => self.pool(
-                &v[g0..g1],
+                &v[g],
                 weights,
                 (b, t, f),
                 |x| x.to_f32(),
                 |x| half::bf16::from_f32(x).to_f32(),
             ),
             CpuStorage::F16(v) => self.pool(
-                &v[g0..g1],
+                &v[g],
                 weights,
                 (b, t, f),
                 |x| x.to_f32(),
@@ -287,7 +318,7 @@ mod cuda {
     use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
     use candle_core::{CudaDevice, CudaStorage, Layout, Shape};
 
-    use super::{BLOCK, CapturePool, SOURCE};
+    use super::{BLOCK, CapturePool, Operands, SOURCE};
 
     /// The PTX of [`SOURCE`], compiled once per process (NVRTC picks the architecture; the
     /// driver finishes it for the GPU at hand).
@@ -309,21 +340,13 @@ mod cuda {
         weights: &CudaStorage,
         weights_layout: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (b, t, f2) = gate_up_layout.shape().dims3()?;
-        let f = f2 / 2;
-        if weights_layout.shape().dims() != [b, 1, t] {
-            candle_core::bail!(
-                "capture kernel: weights {:?} for gate/up {:?}",
-                weights_layout.shape(),
-                gate_up_layout.shape()
-            );
-        }
-        let (Some((g0, g1)), Some((w0, w1))) = (
-            gate_up_layout.contiguous_offsets(),
-            weights_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("capture kernel: inputs must be contiguous");
-        };
+        let Operands {
+            b,
+            t,
+            f,
+            gate_up: g,
+            weights: w,
+        } = Operands::check(gate_up_layout, weights_layout)?;
         let ints = |n: usize| {
             i32::try_from(n)
                 .map_err(|_| candle_core::Error::Msg(format!("capture kernel: {n} too large")))
@@ -339,7 +362,7 @@ mod cuda {
             shared_mem_bytes: 0,
         };
         let device = &gate_up.device;
-        let weights = weights.as_cuda_slice::<f32>()?.slice(w0..w1);
+        let weights = weights.as_cuda_slice::<f32>()?.slice(w);
         let launch = Launch {
             op,
             device,
@@ -350,9 +373,9 @@ mod cuda {
             cfg,
         };
         let out = match &gate_up.slice {
-            CudaStorageSlice::F32(s) => launch.run("capture_pool_f32", &s.slice(g0..g1)),
-            CudaStorageSlice::BF16(s) => launch.run("capture_pool_bf16", &s.slice(g0..g1)),
-            CudaStorageSlice::F16(s) => launch.run("capture_pool_f16", &s.slice(g0..g1)),
+            CudaStorageSlice::F32(s) => launch.run("capture_pool_f32", &s.slice(g)),
+            CudaStorageSlice::BF16(s) => launch.run("capture_pool_bf16", &s.slice(g)),
+            CudaStorageSlice::F16(s) => launch.run("capture_pool_f16", &s.slice(g)),
             _ => candle_core::bail!("capture kernel: gate/up must be f32, bf16 or f16"),
         }?;
         Ok((

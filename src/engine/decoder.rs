@@ -154,8 +154,9 @@ pub struct Decoder {
     ctx: Ctx,
     /// Use the kernels of [`cpu_ops`] (on by default for f32 on the CPU).
     cpu_kernels: bool,
-    /// Pool NAS and NAV with the kernel of [`cuda_capture`] (CUDA, once checked at load).
-    cuda_capture: bool,
+    /// Pool NAS and NAV with the kernel of [`cuda_capture`] where the generic ops run (CUDA,
+    /// once checked at load; tests on the CPU).
+    capture_kernel: bool,
 }
 
 struct Ctx {
@@ -284,7 +285,7 @@ impl Decoder {
             lm_head,
             attention_kinds,
             cpu_kernels: ctx.has_cpu_kernels(),
-            cuda_capture: use_cuda_capture(&ctx, config.activation),
+            capture_kernel: use_cuda_capture(&ctx, config.activation),
             ctx,
         })
     }
@@ -294,12 +295,12 @@ impl Decoder {
     /// where the kernel's definition in Rust runs in its place, to check how the decoder uses
     /// it. Ignored while the CPU kernels are on.
     pub fn set_capture_kernel(&mut self, enabled: bool) {
-        self.cuda_capture = enabled;
+        self.capture_kernel = enabled;
     }
 
     /// Whether the generic path pools with the capture kernel (see [`Self::set_capture_kernel`]).
     pub fn uses_capture_kernel(&self) -> bool {
-        self.cuda_capture && !self.cpu_kernels
+        self.capture_kernel && !self.cpu_kernels
     }
 
     /// How NAS and NAV are pooled here, in words (for benchmarks and logs).
@@ -540,7 +541,7 @@ impl Decoder {
             let (product, mlp_pooled) =
                 layer
                     .mlp
-                    .forward(&mlp_in, pool, kernels, self.cuda_capture, i)?;
+                    .forward(&mlp_in, pool, kernels, self.uses_capture_kernel(), i)?;
             let mut mlp_out = layer.mlp.down.forward(&product)?;
             if let Some((_, post_ffn)) = &layer.gemma_ffn_norms {
                 mlp_out = post_ffn.forward(&mlp_out)?;
@@ -671,7 +672,7 @@ impl Mlp {
         x: &Tensor,
         pool: Option<(&BatchInput, NavSource)>,
         kernels: bool,
-        cuda_capture: bool,
+        capture_kernel: bool,
         layer: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let gate_up = self.gate_up.forward(x)?;
@@ -702,7 +703,7 @@ impl Mlp {
                     return Ok((product, None));
                 };
                 let (pool_weights, _) = device_weights(input)?;
-                let pooled = if cuda_capture {
+                let pooled = if capture_kernel {
                     gate_up.contiguous()?.apply_op2_no_bwd(
                         pool_weights,
                         &CapturePool {
@@ -804,6 +805,7 @@ impl AttentionTables {
         })
     }
 }
+
 /// `1 / θ^(2i/d)`, rescaled as the config's rope scaling says (transformers' formulas, in f32).
 fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
     let base = rope.theta as f32;
