@@ -255,13 +255,8 @@ fn a_broken_model_fails_in_words_and_keeps_nothing_half_done() {
 #[test]
 fn states_streamed_to_disk_equal_the_states_in_memory() {
     use neuronxa::engine::states::{StateKind, StatesWriter};
-    use neuronxa::engine::{CaptureSettings, DTypeChoice, DeviceChoice, ExtractOptions, Model};
-    let model = Model::load(
-        &ModelSource::Folder(common::tiny_model("gemma3")),
-        DeviceChoice::Cpu,
-        DTypeChoice::F32,
-    )
-    .unwrap();
+    use neuronxa::engine::{CaptureSettings, ExtractOptions};
+    let model = common::load_tiny("gemma3");
     let texts: Vec<String> = [
         "Der Hund schläft.",
         "雨が降っている。",
@@ -326,13 +321,8 @@ fn states_streamed_to_disk_equal_the_states_in_memory() {
 /// the same states, every batch reported, and a cancel still hands on the batch in flight.
 #[test]
 fn overlapped_copies_hand_on_every_batch_and_keep_the_one_in_flight() {
-    use neuronxa::engine::{DTypeChoice, DeviceChoice, ExtractOptions, Model};
-    let mut model = Model::load(
-        &ModelSource::Folder(common::tiny_model("llama")),
-        DeviceChoice::Cpu,
-        DTypeChoice::F32,
-    )
-    .unwrap();
+    use neuronxa::engine::ExtractOptions;
+    let mut model = common::load_tiny("llama");
     let texts: Vec<String> = [
         "Der Hund schläft.",
         "雨が降っている。",

@@ -26,6 +26,17 @@ pub fn tiny_model(name: &str) -> PathBuf {
     fixtures().join("tiny").join(name)
 }
 
+/// A tiny fixture model on the CPU in f32.
+pub fn load_tiny(name: &str) -> neuronxa::engine::Model {
+    use neuronxa::engine::{DTypeChoice, DeviceChoice, Model, ModelSource};
+    Model::load(
+        &ModelSource::Folder(tiny_model(name)),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap_or_else(|e| panic!("tiny {name}: {e}"))
+}
+
 /// Reads a CSV file into rows of strings (header included).
 pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()

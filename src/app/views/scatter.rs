@@ -96,7 +96,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             .add_enabled(
                 !running,
                 egui::Button::new(format!(
-                    "Compute the proxy ({PROXY_SENTENCES} held-out sentences per language)"
+                    "Compute the proxy (up to {PROXY_SENTENCES} held-out sentences per language)"
                 )),
             )
             .on_hover_text(
