@@ -306,6 +306,17 @@ def bench_neuronxa(binary, folder, sentences_file, out_json, gpu):
     return report
 
 
+def bench_variant(binary, folder, sentences_file, out_json, gpu, variable, value):
+    """`bench_neuronxa` with one environment variable set; the figures an A/B compares."""
+    os.environ[variable] = value
+    try:
+        report = bench_neuronxa(binary, folder, sentences_file, out_json, gpu)
+    finally:
+        del os.environ[variable]
+    return {k: report.get(k) for k in ("capture", "seconds", "forward_seconds",
+                                         "forward_plain_seconds", "sentences_per_second")}
+
+
 def pooled_hooks(model, state):
     """Forward hooks on every mlp.act_fn that pool NAS and NAV with the batch's weights, on the GPU."""
     import torch
@@ -565,28 +576,20 @@ def main():
             def speed(name=name, folder=folder):
                 ours = bench_neuronxa(binary, folder, sentences_file,
                                       work / f"bench_{name}.json", gpu)
-                if name == first and is_gpu(gpu) and ARGS.pool_ab:
-                    # A/B: the driver's default of handing freed memory back at every sync.
-                    os.environ["NEURONXA_CUDA_RELEASE_MEMORY"] = "1"
-                    try:
-                        released = bench_neuronxa(binary, folder, sentences_file,
-                                                  work / f"bench_{name}_release.json", gpu)
-                    finally:
-                        del os.environ["NEURONXA_CUDA_RELEASE_MEMORY"]
-                    ours["with_driver_default_pool"] = {
-                        k: released[k] for k in ("seconds", "forward_seconds", "forward_plain_seconds",
-                                                 "sentences_per_second")}
-                if name == first and is_gpu(gpu) and not ARGS.no_capture_ab:
-                    # A/B: the CUDA capture kernel against the generic tensor ops.
-                    os.environ["NEURONXA_CUDA_CAPTURE"] = "generic"
-                    try:
-                        generic = bench_neuronxa(binary, folder, sentences_file,
-                                                 work / f"bench_{name}_generic.json", gpu)
-                    finally:
-                        del os.environ["NEURONXA_CUDA_CAPTURE"]
-                    ours["with_generic_capture"] = {
-                        k: generic.get(k) for k in ("capture", "seconds", "forward_seconds",
-                                                    "forward_plain_seconds", "sentences_per_second")}
+                if name == first and is_gpu(gpu):
+                    # A/B runs of the first model, one environment variable changed each:
+                    # the driver's default of handing freed memory back at every sync, and
+                    # the generic capture ops instead of the CUDA capture kernel.
+                    variants = []
+                    if ARGS.pool_ab:
+                        variants.append(("with_driver_default_pool",
+                                         "NEURONXA_CUDA_RELEASE_MEMORY", "1"))
+                    if not ARGS.no_capture_ab:
+                        variants.append(("with_generic_capture", "NEURONXA_CUDA_CAPTURE", "generic"))
+                    for key, variable, value in variants:
+                        ours[key] = bench_variant(binary, folder, sentences_file,
+                                                  work / f"bench_{name}_{key}.json", gpu,
+                                                  variable, value)
                 log(f"neuronxa {name}: {ours['seconds']:.2f} s, "
                     f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}")
                 torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time)
