@@ -11,16 +11,6 @@ use super::error::{EngineError, Result};
 
 /// Sentences per batch when the batch size is "auto" on the CPU (measured best, BENCHMARKS.md).
 pub const CPU_AUTO_BATCH: usize = 16;
-/// A batch size as people type it: `auto` (or `0`) or a number of sentences; `0` means auto.
-pub fn parse_batch_size(text: &str) -> std::result::Result<usize, String> {
-    match text.trim() {
-        "auto" => Ok(0),
-        n => n
-            .parse::<usize>()
-            .map_err(|_| format!("\"{text}\" is neither \"auto\" nor a number of sentences")),
-    }
-}
-
 /// Upper bound of an automatic GPU batch: beyond this the GPU is already saturated.
 pub const GPU_MAX_BATCH: usize = 256;
 /// Share of the free memory (after the weights) that batches may use; the rest is headroom for
@@ -46,6 +36,16 @@ pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
             })
         }
         _ => None,
+    }
+}
+
+/// A batch size as people type it: `auto` (or `0`) or a number of sentences; `0` means auto.
+pub fn parse_batch_size(text: &str) -> std::result::Result<usize, String> {
+    match text.trim() {
+        "auto" => Ok(0),
+        n => n
+            .parse::<usize>()
+            .map_err(|_| format!("\"{text}\" is neither \"auto\" nor a number of sentences")),
     }
 }
 

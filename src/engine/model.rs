@@ -257,9 +257,7 @@ impl Model {
             overlapped_copies: !device.is_cpu(),
         })
     }
-}
 
-impl Model {
     /// On a GPU (the default there) extraction queues batch k + 1 before it hands on batch k's
     /// states, so the host's share overlaps the device's. On the CPU, where a forward pass
     /// runs to its end before it returns, this only delays each batch's report by one batch;
