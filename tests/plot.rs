@@ -557,3 +557,31 @@ fn dense_runs_render() {
         }
     }
 }
+
+/// The chance line and the mean curve average the languages other than the pivot: the pivot
+/// against itself (μ = 1, its own shuffled pairs) is no baseline for them.
+#[test]
+fn curves_over_languages_leave_the_pivot_out() {
+    let mut run = synthetic_run();
+    let pivot = run.settings.pivot.clone();
+    let own = run
+        .pivot_scores
+        .get_mut(&pivot)
+        .and_then(|m| m.get_mut(&Method::Nas))
+        .unwrap();
+    own.chance_per_layer = vec![0.5; LAYERS];
+    own.per_layer = vec![1.0; LAYERS];
+    let others: Vec<&MethodScores> = ["fr", "de", "sw", "zh"]
+        .map(|c| run.scores(&lang(c), Method::Nas).unwrap())
+        .to_vec();
+    let chance = run.chance_curve(Method::Nas);
+    let mean = run.mean_curve(Method::Nas);
+    assert_eq!(chance.len(), LAYERS);
+    for layer in 0..LAYERS {
+        assert!((chance[layer] - (0.01 + 0.002 * layer as f64)).abs() < 1e-12);
+        let expected = others.iter().map(|s| s.per_layer[layer]).sum::<f64>() / 4.0;
+        assert!((mean[layer] - expected).abs() < 1e-12);
+    }
+    let rows = view_table(&run, &spec(PlotView::Layers));
+    assert!((num(rows[1].last().unwrap()) - 0.01).abs() < 1e-12);
+}

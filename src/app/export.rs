@@ -246,7 +246,7 @@ pub fn compare_rows(run: &Run, compared: &[ComparedRun]) -> Vec<Vec<String>> {
         .chain(compared.iter().map(|c| (c.label.clone(), &c.run)));
     for (label, r) in all {
         for method in r.methods() {
-            for (layer, v) in views::compare::mean_curve(r, method).iter().enumerate() {
+            for (layer, v) in r.mean_curve(method).iter().enumerate() {
                 rows.push(vec![
                     label.clone(),
                     r.model_name().to_string(),

@@ -52,15 +52,15 @@ pub(crate) fn table(run: &Run, spec: &PlotSpec) -> Result<Vec<Vec<String>>, Plot
         }
         PlotView::Layers => {
             let (rows, layers) = pivot_series(run, spec.method, spec.sort_by_score)?;
-            let chance = chance_line(&rows, layers);
+            let chance = run.chance_curve(spec.method);
             let mut header = vec!["layer".to_string()];
             header.extend(rows.iter().map(|s| s.lang.name().to_string()));
             header.push(CHANCE_LABEL.into());
             let mut out = vec![header];
-            for (l, &c) in chance.iter().enumerate() {
+            for l in 0..layers {
                 let mut row = vec![l.to_string()];
                 row.extend(rows.iter().map(|s| cell(s.at(l))));
-                row.push(cell(c));
+                row.push(cell(chance.get(l).copied().unwrap_or(f64::NAN)));
                 out.push(row);
             }
             Ok(out)
@@ -104,7 +104,6 @@ pub(crate) fn table(run: &Run, spec: &PlotSpec) -> Result<Vec<Vec<String>>, Plot
 struct Series {
     lang: Lang,
     per_layer: Vec<f64>,
-    chance: Vec<f64>,
     mean: f64,
 }
 
@@ -143,7 +142,6 @@ fn pivot_series(run: &Run, method: Method, sort: bool) -> Result<(Vec<Series>, u
             let s = run.scores(&lang, method)?;
             Some(Series {
                 per_layer: s.per_layer.clone(),
-                chance: s.chance_per_layer.clone(),
                 mean: s.mean(),
                 lang,
             })
@@ -161,24 +159,6 @@ fn pivot_series(run: &Run, method: Method, sort: bool) -> Result<(Vec<Series>, u
         rows.sort_by(|a, b| descending(a.mean, b.mean));
     }
     Ok((rows, layers))
-}
-
-/// Mean over languages of the shuffled-pairs score, per layer.
-fn chance_line(rows: &[Series], layers: usize) -> Vec<f64> {
-    (0..layers)
-        .map(|l| {
-            let values: Vec<f64> = rows
-                .iter()
-                .filter_map(|s| s.chance.get(l).copied())
-                .filter(|v| v.is_finite())
-                .collect();
-            if values.is_empty() {
-                f64::NAN
-            } else {
-                values.iter().sum::<f64>() / values.len() as f64
-            }
-        })
-        .collect()
 }
 
 fn finite_mean(values: &[f64]) -> f64 {
@@ -396,7 +376,7 @@ pub(crate) fn correlation_lines(c: &Correlation) -> Vec<String> {
 
 fn heatmap(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     let (rows, layers) = pivot_series(run, spec.method, spec.sort_by_score)?;
-    let chance = chance_line(&rows, layers);
+    let chance = run.chance_curve(spec.method);
     let mut fig = Figure::new(spec)?;
     let pivot = run.settings.pivot.name().to_string();
     let top = fig.header(
@@ -612,7 +592,7 @@ fn place_legend(fig: &Figure, labels: &[String], top: f32) -> LegendPlace {
 
 fn layers(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     let (rows, layers) = pivot_series(run, spec.method, spec.sort_by_score)?;
-    let chance = chance_line(&rows, layers);
+    let chance = run.chance_curve(spec.method);
     let mut fig = Figure::new(spec)?;
     let pivot = run.settings.pivot.name().to_string();
     let top = fig.header(

@@ -269,6 +269,42 @@ impl Run {
         self.pivot_scores.get(lang)?.get(&method)
     }
 
+    /// μ per layer averaged over the languages other than the pivot.
+    pub fn mean_curve(&self, method: Method) -> Vec<f64> {
+        self.mean_over_languages(method, |s| &s.per_layer)
+    }
+
+    /// The shuffled-pairs (chance) score per layer averaged over the languages other than the
+    /// pivot (the pivot against itself is no baseline for the others).
+    pub fn chance_curve(&self, method: Method) -> Vec<f64> {
+        self.mean_over_languages(method, |s| &s.chance_per_layer)
+    }
+
+    /// Per layer, the mean of `pick(scores)` over the non-pivot languages with finite values
+    /// there (NaN where none has one).
+    fn mean_over_languages(
+        &self,
+        method: Method,
+        pick: impl Fn(&MethodScores) -> &[f64],
+    ) -> Vec<f64> {
+        let series: Vec<&[f64]> = self
+            .pivot_scores
+            .iter()
+            .filter(|(lang, _)| **lang != self.settings.pivot)
+            .filter_map(|(_, by_method)| by_method.get(&method).map(&pick))
+            .collect();
+        (0..self.layer_count(method))
+            .map(|l| {
+                let values: Vec<f64> = series
+                    .iter()
+                    .filter_map(|s| s.get(l).copied())
+                    .filter(|v| v.is_finite())
+                    .collect();
+                mean(&values)
+            })
+            .collect()
+    }
+
     /// Methods present in this run, in the canonical order.
     pub fn methods(&self) -> Vec<Method> {
         Method::ALL

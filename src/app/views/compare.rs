@@ -9,22 +9,6 @@ use crate::app::command::{Command, DialogPurpose};
 use crate::app::state::CompareMode;
 use crate::run::{Method, Run};
 
-/// μ per layer averaged over the languages other than the pivot.
-pub fn mean_curve(run: &Run, method: Method) -> Vec<f64> {
-    let layers = run.layer_count(method);
-    (0..layers)
-        .map(|l| {
-            let values: Vec<f64> = run
-                .languages
-                .iter()
-                .filter(|lang| **lang != run.settings.pivot)
-                .filter_map(|lang| run.scores(lang, method)?.per_layer.get(l).copied())
-                .collect();
-            crate::run::mean(&values)
-        })
-        .collect()
-}
-
 /// NeuronXA (mean over layers) averaged over the languages other than the pivot.
 pub fn headline(run: &Run, method: Method) -> f64 {
     let values: Vec<f64> = run
@@ -95,7 +79,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     match cx.opts.compare_mode {
         CompareMode::Runs => {
             for (i, (label, run)) in entries(cx).into_iter().enumerate() {
-                let curve = mean_curve(run, cx.opts.method);
+                let curve = run.mean_curve(cx.opts.method);
                 if !curve.is_empty() {
                     curves.push((label, curve, cx.look.series(i), cx.look.series_dashed(i)));
                 }
@@ -105,7 +89,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             for (i, method) in cx.run.methods().into_iter().enumerate() {
                 curves.push((
                     method.label().to_string(),
-                    mean_curve(cx.run, method),
+                    cx.run.mean_curve(method),
                     cx.look.series(i),
                     cx.look.series_dashed(i),
                 ));

@@ -29,17 +29,13 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     let layers = cx.layers(method);
     let width = cx.look.line_width();
 
-    // Chance: the shuffled-pairs baseline, averaged over the languages (not the pivot against
-    // itself, so showing the pivot does not move it), per layer.
-    let chance: Vec<[f64; 2]> = (0..layers)
-        .map(|l| {
-            let values: Vec<f64> = rows
-                .iter()
-                .filter(|(lang, _)| lang != cx.pivot())
-                .filter_map(|(_, s)| s.chance_per_layer.get(l).copied())
-                .collect();
-            [l as f64, crate::run::mean(&values)]
-        })
+    // Chance: the shuffled-pairs baseline, averaged over the non-pivot languages, per layer.
+    let chance: Vec<[f64; 2]> = cx
+        .run
+        .chance_curve(method)
+        .into_iter()
+        .enumerate()
+        .map(|(l, v)| [l as f64, v])
         .collect();
 
     let available = ui.available_size();
