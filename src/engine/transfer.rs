@@ -211,8 +211,10 @@ mod tests {
         );
     }
 
+    /// On the host a pending copy is the tensor itself, converted to f32. (The GPU's two
+    /// buffers and their copy numbers run only on a GPU: `scripts/gpu_check.py`'s parity.)
     #[test]
-    fn two_pending_copies_finish_in_either_order() {
+    fn host_copies_convert_to_f32_finish_in_any_order_and_pass_errors_on() {
         let a = Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap();
         let b = Tensor::new(&[3u8, 4], &Device::Cpu).unwrap();
         let mut copy = HostCopy::new();
