@@ -31,7 +31,6 @@ pub struct BatchProgress {
     pub sentences_done: usize,
     pub sentences_total: usize,
     pub tokens_done: usize,
-    pub tokens_total: usize,
     pub elapsed: Duration,
 }
 
@@ -121,7 +120,6 @@ impl Model {
     ) -> Result<()> {
         let started = Instant::now();
         let batches = self.plan(tokens, options.batch_size)?;
-        let tokens_total = tokens.iter().map(|t| t.ids.len()).sum();
         let layout = self.decoder.capture_layout();
         // On a GPU the forward pass is only queued, so the host hands on one batch's states
         // while the next batch computes; on the CPU each batch is handed on as it ends.
@@ -152,7 +150,6 @@ impl Model {
                 sentences_done,
                 sentences_total: tokens.len(),
                 tokens_done,
-                tokens_total,
                 elapsed: started.elapsed(),
             });
             Ok::<_, EngineError>(())
