@@ -172,7 +172,8 @@ fn means_table(ui: &mut Ui, cx: &mut ViewCtx) {
             .spacing([14.0, 4.0])
             .show(ui, |ui| {
                 ui.strong("run");
-                ui.strong("languages");
+                ui.strong("languages")
+                    .on_hover_text("Besides the pivot: the ones the means average over");
                 ui.strong("sentences");
                 for m in &methods {
                     ui.strong(m.label());
@@ -181,7 +182,12 @@ fn means_table(ui: &mut Ui, cx: &mut ViewCtx) {
                 ui.end_row();
                 for (i, (label, run)) in entries.iter().enumerate() {
                     ui.label(RichText::new(label).color(cx.look.series(i)));
-                    ui.label(run.languages.len().to_string());
+                    let others = run
+                        .languages
+                        .iter()
+                        .filter(|lang| **lang != run.settings.pivot)
+                        .count();
+                    ui.label(others.to_string());
                     ui.label(run.settings.sentences.to_string());
                     for m in &methods {
                         ui.label(fmt(headline(run, *m)));
