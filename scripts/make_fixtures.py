@@ -455,6 +455,20 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_theta=1000000.0, rope_local_base_freq=10000.0, query_pre_attn_scalar=24,
             hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None, attn_logit_softcapping=None,
             tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
+        "gemma": (transformers.GemmaConfig(
+            vocab_size=v_sp, num_hidden_layers=2, hidden_act="gelu_pytorch_tanh", rope_theta=10000.0,
+            tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
+        "olmo2": (transformers.Olmo2Config(
+            vocab_size=v_bl, num_hidden_layers=2, rope_theta=500000.0, tie_word_embeddings=False,
+            **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "bl-nobos", "f32", "v5"),
+        "phi3": (transformers.Phi3Config(
+            vocab_size=v_sp, num_hidden_layers=2, sliding_window=8, tie_word_embeddings=False,
+            original_max_position_embeddings=128,
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                             "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8],
+                             "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+                             "original_max_position_embeddings": 128},
+            **sp_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "sp", "f32", "legacy"),
     }
 
 
@@ -492,7 +506,17 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
     p = folder / "config.json"
     j = json.loads(p.read_text())
     rp = j.pop("rope_parameters")
-    if name == "gemma3":
+    if name == "gemma":
+        # The released Gemma 1 configs say "gelu", which transformers reads as the tanh GELU.
+        j["hidden_act"] = "gelu"
+    if name == "phi3":
+        # Phi-3's hub configs: rope_scaling {"type": "longrope", ...}, original_max at the top.
+        rp = dict(rp)
+        j["rope_theta"] = rp.pop("rope_theta")
+        j["original_max_position_embeddings"] = rp.pop("original_max_position_embeddings")
+        rp["type"] = rp.pop("rope_type")
+        j["rope_scaling"] = rp
+    elif name == "gemma3":
         j["rope_theta"] = rp["full_attention"]["rope_theta"]
         j["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
         j["rope_scaling"] = None
@@ -515,6 +539,11 @@ def decoder_layers(model):
     return model.model.layers
 
 
+def act_fn(mlp):
+    """The MLP's activation module (Phi-3 names it `activation_fn`)."""
+    return mlp.act_fn if hasattr(mlp, "act_fn") else mlp.activation_fn
+
+
 def run_capture(model, ids: list[int]):
     """One sentence, batch 1. Returns dict of per-token tensors (float64 copies) and logits."""
     layers = decoder_layers(model)
@@ -528,10 +557,21 @@ def run_capture(model, ids: list[int]):
             st[key][i] = t.detach()[0].to(torch.float64).clone()
         return fn
 
+    def keep_halves(i):
+        # Phi-3's fused gate_up_proj: gate is the first half of its output, up the second.
+        def fn(_m, _inp, out):
+            gate, up = out.detach()[0].chunk(2, dim=-1)
+            st["g"][i] = gate.to(torch.float64).clone()
+            st["u"][i] = up.to(torch.float64).clone()
+        return fn
+
     for i, layer in enumerate(layers):
-        hooks.append(layer.mlp.gate_proj.register_forward_hook(keep("g", i)))
-        hooks.append(layer.mlp.act_fn.register_forward_hook(keep("a", i)))
-        hooks.append(layer.mlp.up_proj.register_forward_hook(keep("u", i)))
+        if hasattr(layer.mlp, "gate_up_proj"):
+            hooks.append(layer.mlp.gate_up_proj.register_forward_hook(keep_halves(i)))
+        else:
+            hooks.append(layer.mlp.gate_proj.register_forward_hook(keep("g", i)))
+            hooks.append(layer.mlp.up_proj.register_forward_hook(keep("u", i)))
+        hooks.append(act_fn(layer.mlp).register_forward_hook(keep("a", i)))
         hooks.append(layer.register_forward_hook(keep("h", i)))
     try:
         x = torch.tensor([ids], dtype=torch.long)
@@ -546,7 +586,7 @@ def run_capture(model, ids: list[int]):
     assert len(out.hidden_states) == L + 1
     for i in range(L):
         dt = model.dtype
-        ref = layers[i].mlp.act_fn(st["g"][i].to(dt)).to(torch.float64)
+        ref = act_fn(layers[i].mlp)(st["g"][i].to(dt)).to(torch.float64)
         assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
     return {
         "g": torch.stack(st["g"]),  # [L, T, d_ff]
@@ -772,6 +812,9 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager").eval()
         tensors, meta = reference_for(ref_model, ref_tok, sents, name, {
             "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
+        if name == "phi3":
+            # Longer sentences would switch transformers to the long factors, which we refuse.
+            assert int(meta["stats_max_T"]) <= 128, "a phi3 fixture sentence is longer than original_max"
         sensitivity(name, ref_model, ref_tok, sents)
         save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
         dev = {k[len("stats_f64_dev_"):]: float(v) for k, v in meta.items() if k.startswith("stats_f64_dev_")}
@@ -804,7 +847,11 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 500000.0}
         variants["no llama3 rope scaling"] = c
-    if name in ("mistral", "gemma2", "gemma3"):
+    if name == "phi3":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+        variants["no longrope scaling"] = c
+    if name in ("mistral", "gemma2", "gemma3", "phi3"):
         c = copy.deepcopy(cfg)
         c.sliding_window = 100000
         variants["no sliding window"] = c

@@ -205,3 +205,62 @@ fn unknown_device_and_dtype_are_explained() {
     assert!(error.contains("tpu") && error.contains("cuda"), "{error}");
     assert!(DTypeChoice::parse("f8").is_err());
 }
+
+/// Rewrites a copied model's `config.json` with `edit`.
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, json.to_string()).unwrap();
+}
+
+#[test]
+fn partial_rotary_phi_is_refused_by_name() {
+    let dir = copy_model("phi3");
+    edit_config(dir.path(), |json| {
+        json["rope_scaling"]["partial_rotary_factor"] = 0.75.into();
+    });
+    let message = load_err(dir.path());
+    assert!(
+        message.contains("partial_rotary_factor") && message.contains("0.75"),
+        "{message}"
+    );
+}
+
+#[test]
+fn longrope_limits_sentences_to_the_original_context() {
+    let model = load(&fixture("phi3")).unwrap();
+    // The fixture: 512 positions, LongRoPE's original context 128.
+    assert_eq!(
+        model.config.sentence_token_limit(),
+        (128, "original_max_position_embeddings of its LongRoPE")
+    );
+    let long = vec!["word ".repeat(200)];
+    let error = model
+        .extract(
+            &long,
+            &ExtractOptions::default(),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .expect_err("must fail");
+    assert!(
+        matches!(error, EngineError::SentenceTooLong { limit: 128, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("LongRoPE"), "{error}");
+}
+
+#[test]
+fn longrope_needs_a_short_factor_per_rotary_pair() {
+    let dir = copy_model("phi3");
+    edit_config(dir.path(), |json| {
+        json["rope_scaling"]["short_factor"] = serde_json::json!([1.0, 2.0]);
+    });
+    let message = load_err(dir.path());
+    assert!(
+        message.contains("2 short factors") && message.contains("needs 8"),
+        "{message}"
+    );
+}

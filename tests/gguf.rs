@@ -11,10 +11,13 @@ use std::sync::OnceLock;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, IndexOp, Tensor};
-use neuronxa::engine::config::{Activation, Architecture, RopeScaling};
+use neuronxa::engine::config::{Activation, Architecture, NormLayout, QkNorm, RopeScaling};
 use neuronxa::engine::gguf::{self, GgufModel};
 use neuronxa::engine::weights::TensorSource;
-use neuronxa::engine::{EngineError, ModelConfig};
+use neuronxa::engine::{
+    DTypeChoice, DeviceChoice, EngineError, ExtractOptions, Model, ModelConfig, ModelSource,
+};
+use std::sync::atomic::AtomicBool;
 
 // ---------------------------------------------------------------- helpers
 
@@ -115,23 +118,35 @@ fn decoder_tensors(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             ("mlp.gate_proj.weight", vec![f, h]),
             ("mlp.up_proj.weight", vec![f, h]),
             ("mlp.down_proj.weight", vec![h, f]),
-            ("input_layernorm.weight", vec![h]),
-            ("post_attention_layernorm.weight", vec![h]),
         ] {
             list.push((format!("{p}{name}"), shape));
+        }
+        let norms: &[&str] = match c.norm_layout {
+            NormLayout::Pre => &["input_layernorm", "post_attention_layernorm"],
+            NormLayout::Sandwich => &[
+                "input_layernorm",
+                "post_attention_layernorm",
+                "pre_feedforward_layernorm",
+                "post_feedforward_layernorm",
+            ],
+            NormLayout::Post => &["post_attention_layernorm", "post_feedforward_layernorm"],
+        };
+        for name in norms {
+            list.push((format!("{p}{name}.weight"), vec![h]));
         }
         if c.qkv_bias {
             list.push((format!("{p}self_attn.q_proj.bias"), vec![q]));
             list.push((format!("{p}self_attn.k_proj.bias"), vec![kv]));
             list.push((format!("{p}self_attn.v_proj.bias"), vec![kv]));
         }
-        if c.qk_norm {
-            list.push((format!("{p}self_attn.q_norm.weight"), vec![c.head_dim]));
-            list.push((format!("{p}self_attn.k_norm.weight"), vec![c.head_dim]));
-        }
-        if c.gemma_norms {
-            list.push((format!("{p}pre_feedforward_layernorm.weight"), vec![h]));
-            list.push((format!("{p}post_feedforward_layernorm.weight"), vec![h]));
+        let qk_norm_sizes = match c.qk_norm {
+            QkNorm::Off => None,
+            QkNorm::PerHead => Some((c.head_dim, c.head_dim)),
+            QkNorm::AllHeads => Some((q, kv)),
+        };
+        if let Some((q_size, k_size)) = qk_norm_sizes {
+            list.push((format!("{p}self_attn.q_norm.weight"), vec![q_size]));
+            list.push((format!("{p}self_attn.k_norm.weight"), vec![k_size]));
         }
     }
     list
@@ -209,7 +224,9 @@ fn demo_inspect_gives_the_config() {
     assert_eq!(config.head_dim, 64);
     assert_eq!(config.vocab_size, 49152);
     assert!(config.tie_word_embeddings);
-    assert!(!config.qkv_bias && !config.qk_norm && !config.gemma_norms);
+    assert!(!config.qkv_bias && !config.norm_plus_one);
+    assert_eq!(config.qk_norm, QkNorm::Off);
+    assert_eq!(config.norm_layout, NormLayout::Pre);
     assert_eq!(config.activation, Activation::Silu);
     assert_eq!(config.max_position_embeddings, 8192);
     assert!((config.rms_norm_eps - 1e-5).abs() < 1e-9);
@@ -450,7 +467,8 @@ impl Synthetic {
             metadata: Vec::new(),
             tensors: Vec::new(),
         };
-        let gemma = arch.starts_with("gemma");
+        let post_norms = matches!(arch, "gemma2" | "gemma3" | "olmo2");
+        let pre_norms = arch != "olmo2";
         s.set("general.architecture", Value::String(arch.into()));
         for (key, value) in [
             ("block_count", layers),
@@ -501,7 +519,10 @@ impl Synthetic {
         for l in 0..layers {
             let seed = 100 * (l as u64 + 1);
             let b = format!("blk.{l}.");
-            s.tensor(&format!("{b}attn_norm.weight"), random(&[HIDDEN], seed));
+            if pre_norms {
+                s.tensor(&format!("{b}attn_norm.weight"), random(&[HIDDEN], seed));
+                s.tensor(&format!("{b}ffn_norm.weight"), random(&[HIDDEN], seed + 5));
+            }
             s.tensor(&format!("{b}attn_q.weight"), random(&[q, HIDDEN], seed + 1));
             s.tensor(
                 &format!("{b}attn_k.weight"),
@@ -515,7 +536,6 @@ impl Synthetic {
                 &format!("{b}attn_output.weight"),
                 random(&[HIDDEN, q], seed + 4),
             );
-            s.tensor(&format!("{b}ffn_norm.weight"), random(&[HIDDEN], seed + 5));
             s.tensor(
                 &format!("{b}ffn_gate.weight"),
                 random(&[FFN, HIDDEN], seed + 6),
@@ -543,7 +563,11 @@ impl Synthetic {
                     random(&[HEAD_DIM], seed + 13),
                 );
             }
-            if gemma {
+            if arch == "olmo2" {
+                s.tensor(&format!("{b}attn_q_norm.weight"), random(&[q], seed + 12));
+                s.tensor(&format!("{b}attn_k_norm.weight"), random(&[kv], seed + 13));
+            }
+            if post_norms {
                 s.tensor(
                     &format!("{b}post_attention_norm.weight"),
                     random(&[HIDDEN], seed + 14),
@@ -674,7 +698,8 @@ fn qwen2_is_not_permuted_and_has_qkv_biases() {
     let model = gguf::open(&s.write(dir.path(), "qwen2.gguf")).unwrap();
     let c = &model.config;
     assert_eq!(c.architecture, Architecture::Qwen2);
-    assert!(c.qkv_bias && !c.qk_norm && !c.tie_word_embeddings);
+    assert!(c.qkv_bias && !c.tie_word_embeddings);
+    assert_eq!(c.qk_norm, QkNorm::Off);
     for (hf, gguf_name) in [
         (
             "model.layers.1.self_attn.q_proj.weight",
@@ -704,7 +729,8 @@ fn qwen3_has_qk_norms() {
     let dir = tempfile::tempdir().unwrap();
     let s = Synthetic::new("qwen3", 1);
     let model = gguf::open(&s.write(dir.path(), "qwen3.gguf")).unwrap();
-    assert!(model.config.qk_norm && !model.config.qkv_bias);
+    assert_eq!(model.config.qk_norm, QkNorm::PerHead);
+    assert!(!model.config.qkv_bias);
     assert_eq!(model.config.head_dim, HEAD_DIM);
     let q_norm = load(&model, "model.layers.0.self_attn.q_norm.weight");
     assert_eq!(
@@ -724,7 +750,9 @@ fn gemma3_config_and_norms_follow_hf() {
     let model = gguf::open(&s.write(dir.path(), "gemma3.gguf")).unwrap();
     let c = &model.config;
     assert_eq!(c.architecture, Architecture::Gemma3);
-    assert!(c.gemma_norms && c.qk_norm && !c.qkv_bias && c.tie_word_embeddings);
+    assert!(c.norm_plus_one && !c.qkv_bias && c.tie_word_embeddings);
+    assert_eq!(c.norm_layout, NormLayout::Sandwich);
+    assert_eq!(c.qk_norm, QkNorm::PerHead);
     assert_eq!(c.activation, Activation::GeluTanh);
     assert_eq!(c.embedding_scale, Some((HIDDEN as f64).sqrt()));
     assert!((c.attention_scale - 1.0 / (HEAD_DIM as f64).sqrt()).abs() < 1e-12);
@@ -790,7 +818,9 @@ fn gemma2_alternates_local_and_global_layers_and_soft_caps() {
     let model = gguf::open(&s.write(dir.path(), "gemma2.gguf")).unwrap();
     let c = &model.config;
     assert_eq!(c.architecture, Architecture::Gemma2);
-    assert!(c.gemma_norms && !c.qk_norm);
+    assert!(c.norm_plus_one);
+    assert_eq!(c.norm_layout, NormLayout::Sandwich);
+    assert_eq!(c.qk_norm, QkNorm::Off);
     assert_eq!(
         (c.attn_logit_softcapping, c.final_logit_softcapping),
         (Some(50.0), Some(30.0))
@@ -798,6 +828,95 @@ fn gemma2_alternates_local_and_global_layers_and_soft_caps() {
     let windows: Vec<_> = c.layers.iter().map(|l| l.sliding_window).collect();
     assert_eq!(windows, [Some(4096), None, Some(4096), None]);
     assert!(c.layers.iter().all(|l| l.rope.theta == 10_000.0));
+}
+
+#[test]
+fn gemma_has_gemma_norms_in_llama_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synthetic::new("gemma", 2);
+    let model = gguf::open(&s.write(dir.path(), "gemma.gguf")).unwrap();
+    let c = &model.config;
+    assert_eq!(c.architecture, Architecture::Gemma);
+    assert!(c.norm_plus_one && c.tie_word_embeddings);
+    assert_eq!(c.norm_layout, NormLayout::Pre);
+    assert_eq!(c.qk_norm, QkNorm::Off);
+    assert_eq!(c.activation, Activation::GeluTanh);
+    assert_eq!(c.embedding_scale, Some((HIDDEN as f64).sqrt()));
+    assert!(c.layers.iter().all(|l| l.sliding_window.is_none()));
+    for (hf, gguf_name) in [
+        (
+            "model.layers.1.input_layernorm.weight",
+            "blk.1.attn_norm.weight",
+        ),
+        (
+            "model.layers.1.post_attention_layernorm.weight",
+            "blk.1.ffn_norm.weight",
+        ),
+        ("model.norm.weight", "output_norm.weight"),
+    ] {
+        let stored = (s.get(gguf_name) - 1.0).unwrap();
+        assert!(max_abs_diff(&load(&model, hf), &stored) < 1e-6, "{hf}");
+    }
+}
+
+#[test]
+fn olmo2_has_only_output_norms_and_whole_qk_norms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Synthetic::new("olmo2", 2);
+    let model = gguf::open(&s.write(dir.path(), "olmo2.gguf")).unwrap();
+    let c = &model.config;
+    assert_eq!(c.architecture, Architecture::Olmo2);
+    assert_eq!(c.norm_layout, NormLayout::Post);
+    assert_eq!(c.qk_norm, QkNorm::AllHeads);
+    assert!(!c.norm_plus_one && !c.qkv_bias);
+    for (hf, gguf_name) in [
+        (
+            "model.layers.1.post_attention_layernorm.weight",
+            "blk.1.post_attention_norm.weight",
+        ),
+        (
+            "model.layers.1.post_feedforward_layernorm.weight",
+            "blk.1.post_ffw_norm.weight",
+        ),
+        (
+            "model.layers.1.self_attn.q_norm.weight",
+            "blk.1.attn_q_norm.weight",
+        ),
+        (
+            "model.layers.1.self_attn.k_norm.weight",
+            "blk.1.attn_k_norm.weight",
+        ),
+        // Rotary as in Hugging Face's layout: not permuted.
+        (
+            "model.layers.1.self_attn.q_proj.weight",
+            "blk.1.attn_q.weight",
+        ),
+    ] {
+        assert_eq!(
+            max_abs_diff(&load(&model, hf), s.get(gguf_name)),
+            0.0,
+            "{hf}"
+        );
+    }
+    // And the whole model runs, with finite states.
+    let path = dir.path().join("olmo2.gguf");
+    let model = Model::load(
+        &ModelSource::Gguf(path),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap();
+    let states = model
+        .extract(
+            &["ab ab".to_string(), "b a ab".to_string()],
+            &ExtractOptions::default(),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+    let sentence = states.sentence(1);
+    assert!(sentence.nav.iter().all(|v| v.is_finite()));
+    assert!(sentence.nas.iter().any(|&v| v > 0.0));
 }
 
 #[test]

@@ -387,7 +387,9 @@ macro_rules! parity_tests {
     };
 }
 
-parity_tests!(llama, mistral, qwen2, qwen3, gemma2, gemma3);
+parity_tests!(
+    llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo2, phi3
+);
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:
 /// NAS decisions agree on almost every entry and NAV stays close. (bf16 keeps 8 bits of mantissa,

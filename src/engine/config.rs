@@ -17,18 +17,24 @@ pub enum Architecture {
     Mistral,
     Qwen2,
     Qwen3,
+    Gemma,
     Gemma2,
     Gemma3,
+    Olmo2,
+    Phi3,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 6] = [
+    pub const ALL: [Architecture; 9] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
         Self::Qwen3,
+        Self::Gemma,
         Self::Gemma2,
         Self::Gemma3,
+        Self::Olmo2,
+        Self::Phi3,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -38,8 +44,11 @@ impl Architecture {
             Self::Mistral => &["mistral"],
             Self::Qwen2 => &["qwen2"],
             Self::Qwen3 => &["qwen3"],
+            Self::Gemma => &["gemma"],
             Self::Gemma2 => &["gemma2"],
             Self::Gemma3 => &["gemma3_text", "gemma3"],
+            Self::Olmo2 => &["olmo2"],
+            Self::Phi3 => &["phi3"],
         }
     }
 
@@ -55,8 +64,11 @@ impl Architecture {
             Self::Mistral => "Mistral",
             Self::Qwen2 => "Qwen2",
             Self::Qwen3 => "Qwen3",
+            Self::Gemma => "Gemma",
             Self::Gemma2 => "Gemma 2",
             Self::Gemma3 => "Gemma 3",
+            Self::Olmo2 => "OLMo 2",
+            Self::Phi3 => "Phi-3",
         }
     }
 
@@ -110,12 +122,42 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Phi-3's LongRoPE with its short factors, which transformers uses while a sentence fits
+    /// in `original_max_position_embeddings` (longer ones are refused, see
+    /// [`ModelConfig::sentence_token_limit`]). cos and sin are multiplied by
+    /// `attention_factor`, which scales queries and keys alike.
+    LongRope {
+        short_factor: Vec<f64>,
+        original_max_position_embeddings: usize,
+        attention_factor: f64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rope {
     pub theta: f64,
     pub scaling: RopeScaling,
+}
+
+/// Where each layer's RMSNorms sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NormLayout {
+    /// Llama: before attention and before the MLP.
+    Pre,
+    /// Gemma 2 and 3: before and after both attention and the MLP.
+    Sandwich,
+    /// OLMo 2: only on the outputs of attention and of the MLP, before each residual add.
+    Post,
+}
+
+/// RMSNorm on queries and keys after their projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QkNorm {
+    Off,
+    /// One norm of `head_dim` applied to every head (Qwen3, Gemma 3).
+    PerHead,
+    /// One norm over all heads' values together (OLMo 2).
+    AllHeads,
 }
 
 /// Attention settings that may differ from layer to layer (Gemma's local/global layers).
@@ -141,10 +183,12 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Bias on the q, k and v projections (Qwen2).
     pub qkv_bias: bool,
-    /// Per-head RMSNorm on queries and keys (Qwen3, Gemma 3).
-    pub qk_norm: bool,
-    /// Gemma: RMSNorm multiplies by `(1 + w)`; norms around attention and FFN outputs too.
-    pub gemma_norms: bool,
+    pub qk_norm: QkNorm,
+    pub norm_layout: NormLayout,
+    /// Gemma: RMSNorm multiplies by `(1 + w)`.
+    pub norm_plus_one: bool,
+    /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
+    pub fused_projections: bool,
     pub activation: Activation,
     /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size)).
     pub embedding_scale: Option<f64>,
@@ -188,8 +232,11 @@ impl ModelConfig {
             Architecture::Mistral => super::arch::mistral::config(&fields)?,
             Architecture::Qwen2 => super::arch::qwen2::config(&fields)?,
             Architecture::Qwen3 => super::arch::qwen3::config(&fields)?,
+            Architecture::Gemma => super::arch::gemma::config(&fields)?,
             Architecture::Gemma2 => super::arch::gemma2::config(&fields)?,
             Architecture::Gemma3 => super::arch::gemma3::config(&fields)?,
+            Architecture::Olmo2 => super::arch::olmo2::config(&fields)?,
+            Architecture::Phi3 => super::arch::phi3::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -223,7 +270,37 @@ impl ModelConfig {
         if self.vocab_size == 0 {
             return bad("vocab_size must be > 0".into());
         }
+        for layer in &self.layers {
+            if let RopeScaling::LongRope { short_factor, .. } = &layer.rope.scaling
+                && short_factor.len() != self.head_dim / 2
+            {
+                return bad(format!(
+                    "rope scaling \"longrope\" has {} short factors for head_dim {} (needs {})",
+                    short_factor.len(),
+                    self.head_dim,
+                    self.head_dim / 2
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The most tokens a sentence may have, and the config field that sets it.
+    pub fn sentence_token_limit(&self) -> (usize, &'static str) {
+        let long_rope = self.layers.iter().find_map(|l| match l.rope.scaling {
+            RopeScaling::LongRope {
+                original_max_position_embeddings,
+                ..
+            } => Some(original_max_position_embeddings),
+            _ => None,
+        });
+        match long_rope {
+            // Past it transformers switches to LongRoPE's long factors, which we do not run.
+            Some(original) if original < self.max_position_embeddings => {
+                (original, "original_max_position_embeddings of its LongRoPE")
+            }
+            _ => (self.max_position_embeddings, "max_position_embeddings"),
+        }
     }
 
     /// Parameter count of the decoder (embeddings included, lm_head only when untied).
@@ -237,7 +314,10 @@ impl ModelConfig {
         let kv = (self.num_kv_heads * self.head_dim) as u64;
         let attention = h * q + 2 * h * kv + q * h;
         let mlp = 3 * h * f;
-        let norms = if self.gemma_norms { 4 * h } else { 2 * h };
+        let norms = match self.norm_layout {
+            NormLayout::Sandwich => 4 * h,
+            NormLayout::Pre | NormLayout::Post => 2 * h,
+        };
         let per_layer = attention + mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         v * h + self.num_layers as u64 * per_layer + h + head
@@ -403,13 +483,62 @@ impl HfFields<'_> {
                 high_freq_factor: num("high_freq_factor")?,
                 original_max_position_embeddings: num("original_max_position_embeddings")?,
             }),
+            // "su" is what the first Phi-3 configs called it.
+            "longrope" | "su" => self.long_rope(params),
             other => Err(EngineError::config(
                 self.path,
                 format!(
-                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3)"
+                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3, longrope)"
                 ),
             )),
         }
+    }
+
+    /// LongRoPE as transformers reads it: `original_max_position_embeddings` in the rope
+    /// parameters or at the top level; the attention factor given, or from
+    /// `factor` = max / original positions.
+    fn long_rope(&self, params: &Value) -> Result<RopeScaling> {
+        let short_factor = params
+            .get("short_factor")
+            .and_then(Value::as_array)
+            .and_then(|list| list.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| {
+                EngineError::config(
+                    self.path,
+                    "rope scaling \"longrope\" needs a list of numbers \"short_factor\"",
+                )
+            })?;
+        let original = match params
+            .get("original_max_position_embeddings")
+            .and_then(Value::as_u64)
+        {
+            Some(n) => n as usize,
+            None => self.usize("original_max_position_embeddings")?,
+        };
+        if original == 0 {
+            return Err(EngineError::config(
+                self.path,
+                "original_max_position_embeddings is 0",
+            ));
+        }
+        let factor = match params.get("factor").and_then(Value::as_f64) {
+            Some(factor) => factor,
+            None => {
+                self.opt_usize("max_position_embeddings")?
+                    .unwrap_or(original) as f64
+                    / original as f64
+            }
+        };
+        let attention_factor = match params.get("attention_factor").and_then(Value::as_f64) {
+            Some(given) => given,
+            None if factor <= 1.0 => 1.0,
+            None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+        };
+        Ok(RopeScaling::LongRope {
+            short_factor,
+            original_max_position_embeddings: original,
+            attention_factor,
+        })
     }
 
     /// Per-layer attention kinds from transformers ≥ 4.5x `layer_types`, if present.
@@ -474,8 +603,10 @@ impl Dims {
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: false,
             qkv_bias: false,
-            qk_norm: false,
-            gemma_norms: false,
+            qk_norm: QkNorm::Off,
+            norm_layout: NormLayout::Pre,
+            norm_plus_one: false,
+            fused_projections: false,
             activation: Activation::Silu,
             embedding_scale: None,
             attention_scale: 1.0 / (self.head_dim as f64).sqrt(),
@@ -484,5 +615,61 @@ impl Dims {
             layers,
             bos_token_id: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rope_of(json: Value) -> RopeScaling {
+        let fields = HfFields {
+            json: &json,
+            path: Path::new("config.json"),
+        };
+        fields.rope("full_attention", 10_000.0).unwrap().scaling
+    }
+
+    #[test]
+    fn longrope_attention_factor_follows_transformers() {
+        // Phi-3-mini-128k: 131072 / 4096 = 32, sqrt(1 + ln 32 / ln 4096) = 1.19024...
+        let scaling = rope_of(serde_json::json!({
+            "max_position_embeddings": 131072,
+            "original_max_position_embeddings": 4096,
+            "rope_scaling": {"type": "su", "short_factor": [1.0, 1.5], "long_factor": [2.0, 3.0]},
+        }));
+        let RopeScaling::LongRope {
+            short_factor,
+            original_max_position_embeddings,
+            attention_factor,
+        } = scaling
+        else {
+            panic!("not LongRoPE: {scaling:?}")
+        };
+        assert_eq!(short_factor, [1.0, 1.5]);
+        assert_eq!(original_max_position_embeddings, 4096);
+        let expected = (1.0f64 + 32f64.ln() / 4096f64.ln()).sqrt();
+        assert!((attention_factor - expected).abs() < 1e-12);
+        assert!((attention_factor - 1.190_238).abs() < 1e-6);
+    }
+
+    #[test]
+    fn longrope_takes_a_given_attention_factor_and_none_without_extension() {
+        let given = rope_of(serde_json::json!({
+            "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                "short_factor": [1.0], "long_factor": [1.0], "attention_factor": 1.25,
+                "original_max_position_embeddings": 4096},
+        }));
+        assert!(
+            matches!(given, RopeScaling::LongRope { attention_factor, .. } if attention_factor == 1.25)
+        );
+        let unextended = rope_of(serde_json::json!({
+            "max_position_embeddings": 4096,
+            "original_max_position_embeddings": 4096,
+            "rope_scaling": {"type": "longrope", "short_factor": [1.0], "long_factor": [1.0]},
+        }));
+        assert!(
+            matches!(unextended, RopeScaling::LongRope { attention_factor, .. } if attention_factor == 1.0)
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The shared decoder forward pass, with neuron capture reduced inside it.
 //!
-//! Llama, Mistral, Qwen2/3 and Gemma 2/3 differ only in the switches of [`ModelConfig`]
-//! (biases, q/k norms, Gemma's norms and soft-capping, per-layer windows and rotary bases), so
-//! one implementation serves them all. It follows transformers' eager attention path so that
+//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2 and Phi-3 differ only in the switches of
+//! [`ModelConfig`] (biases, q/k norms, where the norms sit, Gemma's `1 + w` and soft-capping,
+//! fused projections, per-layer windows and rotary bases), so one implementation serves them
+//! all. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::Linear;
 
 use super::capture::NavSource;
-use super::config::{Activation, LayerAttention, ModelConfig, Rope, RopeScaling};
+use super::config::{
+    Activation, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+};
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool};
 use super::error::{EngineError, Result};
@@ -81,7 +84,7 @@ impl RmsNorm {
     ) -> Result<Self> {
         // Norm weights are applied in f32 so Gemma's `1 + w` is exact.
         let weight = src.load(name, &[size], DType::F32, &ctx.device)?;
-        let weight = if cfg.gemma_norms {
+        let weight = if cfg.norm_plus_one {
             (weight + 1.0)?
         } else {
             weight
@@ -117,6 +120,8 @@ struct Attention {
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// The q and k norms span all heads together (OLMo 2), not each head.
+    qk_norm_all_heads: bool,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -131,12 +136,16 @@ struct Mlp {
     activation: Activation,
 }
 
+/// A layer's norms; which exist depends on the config's [`NormLayout`].
 struct Layer {
-    input_norm: RmsNorm,
-    /// Llama: the norm before the MLP. Gemma: the norm of the attention output.
-    post_attention_norm: RmsNorm,
-    /// Gemma only: the norms before and after the MLP.
-    gemma_ffn_norms: Option<(RmsNorm, RmsNorm)>,
+    /// Before attention (none in OLMo 2).
+    input_norm: Option<RmsNorm>,
+    /// On attention's output, before the residual add (Gemma 2/3, OLMo 2).
+    attention_out_norm: Option<RmsNorm>,
+    /// Before the MLP (none in OLMo 2).
+    mlp_norm: Option<RmsNorm>,
+    /// On the MLP's output, before the residual add (Gemma 2/3, OLMo 2).
+    mlp_out_norm: Option<RmsNorm>,
     attention: Attention,
     mlp: Mlp,
     /// Index into `Decoder::attention_kinds`.
@@ -204,68 +213,68 @@ impl Decoder {
             let norm = |name: &str, size: usize| {
                 RmsNorm::load(src, &format!("{p}{name}.weight"), size, config, &ctx)
             };
-            let gemma_ffn_norms = if config.gemma_norms {
-                Some((
-                    norm("pre_feedforward_layernorm", h)?,
-                    norm("post_feedforward_layernorm", h)?,
-                ))
-            } else {
-                None
-            };
-            let (q_norm, k_norm) = if config.qk_norm {
-                (
-                    Some(norm("self_attn.q_norm", config.head_dim)?),
-                    Some(norm("self_attn.k_norm", config.head_dim)?),
-                )
-            } else {
-                (None, None)
-            };
+            let [input_norm, attention_out_norm, mlp_norm, mlp_out_norm] =
+                layer_norm_names(config.norm_layout)
+                    .map(|name| name.map(|name| norm(name, h)).transpose());
             let q_out = config.num_heads * config.head_dim;
             let kv_out = config.num_kv_heads * config.head_dim;
+            let (q_norm, k_norm) = match config.qk_norm {
+                QkNorm::Off => (None, None),
+                QkNorm::PerHead => (
+                    Some(norm("self_attn.q_norm", config.head_dim)?),
+                    Some(norm("self_attn.k_norm", config.head_dim)?),
+                ),
+                QkNorm::AllHeads => (
+                    Some(norm("self_attn.q_norm", q_out)?),
+                    Some(norm("self_attn.k_norm", kv_out)?),
+                ),
+            };
             let bias = config.qkv_bias;
+            let (qkv_parts, gate_up_parts) = if config.fused_projections {
+                (
+                    vec![(format!("{p}self_attn.qkv_proj"), q_out + 2 * kv_out)],
+                    vec![(format!("{p}mlp.gate_up_proj"), 2 * f)],
+                )
+            } else {
+                (
+                    vec![
+                        (format!("{p}self_attn.q_proj"), q_out),
+                        (format!("{p}self_attn.k_proj"), kv_out),
+                        (format!("{p}self_attn.v_proj"), kv_out),
+                    ],
+                    vec![
+                        (format!("{p}mlp.gate_proj"), f),
+                        (format!("{p}mlp.up_proj"), f),
+                    ],
+                )
+            };
             layers.push(Layer {
-                input_norm: norm("input_layernorm", h)?,
-                post_attention_norm: norm("post_attention_layernorm", h)?,
-                gemma_ffn_norms,
+                input_norm: input_norm?,
+                attention_out_norm: attention_out_norm?,
+                mlp_norm: mlp_norm?,
+                mlp_out_norm: mlp_out_norm?,
                 attention: Attention {
-                    qkv: linear(
-                        src,
-                        &[
-                            (&format!("{p}self_attn.q_proj"), q_out),
-                            (&format!("{p}self_attn.k_proj"), kv_out),
-                            (&format!("{p}self_attn.v_proj"), kv_out),
-                        ],
-                        h,
-                        bias,
-                        &ctx,
-                    )?,
+                    qkv: linear(src, &qkv_parts, h, bias, &ctx)?,
                     o: linear(
                         src,
-                        &[(&format!("{p}self_attn.o_proj"), h)],
+                        &[(format!("{p}self_attn.o_proj"), h)],
                         q_out,
                         false,
                         &ctx,
                     )?,
                     q_norm,
                     k_norm,
+                    qk_norm_all_heads: config.qk_norm == QkNorm::AllHeads,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
-                    scale: config.attention_scale,
+                    scale: config.attention_scale
+                        * rotary_attention_factor(&attention_kind.rope).powi(2),
                     softcap: config.attn_logit_softcapping,
                 },
                 mlp: Mlp {
-                    gate_up: linear(
-                        src,
-                        &[
-                            (&format!("{p}mlp.gate_proj"), f),
-                            (&format!("{p}mlp.up_proj"), f),
-                        ],
-                        h,
-                        false,
-                        &ctx,
-                    )?,
-                    down: linear(src, &[(&format!("{p}mlp.down_proj"), h)], f, false, &ctx)?,
+                    gate_up: linear(src, &gate_up_parts, h, false, &ctx)?,
+                    down: linear(src, &[(format!("{p}mlp.down_proj"), h)], f, false, &ctx)?,
                     activation: config.activation,
                 },
                 kind,
@@ -506,7 +515,10 @@ impl Decoder {
             h = h.broadcast_mul(&scale)?;
         }
         let pool = capture.map(|nav_source| (input, nav_source));
-        let first_norm = self.layers.first().map(|layer| &layer.input_norm);
+        let first_norm = self
+            .layers
+            .first()
+            .and_then(|layer| layer.input_norm.as_ref());
         let step = self.residual(&h, None, first_norm, input, pool.map(|_| 0))?;
         on_layer(LayerOutput {
             hidden_pooled: step.pooled,
@@ -522,31 +534,29 @@ impl Decoder {
             .map(|kind| AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels))
             .collect::<Result<Vec<_>>>()?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let attn_in = normed.take().ok_or_else(|| {
-                EngineError::Device("the residual step lost the next layer's norm".into())
-            })?;
-            let attn_out =
+            let attn_in = normed_or_raw(normed.take(), &h, layer.input_norm.is_some())?;
+            let mut attn_out =
                 layer
                     .attention
                     .forward(&attn_in, &tables[layer.kind], input, kernels)?;
-            let (attn_out, mlp_norm) = match &layer.gemma_ffn_norms {
-                Some((pre_ffn, _)) => (layer.post_attention_norm.forward(&attn_out)?, pre_ffn),
-                None => (attn_out, &layer.post_attention_norm),
-            };
-            let step = self.residual(&h, Some(&attn_out), Some(mlp_norm), input, None)?;
+            if let Some(norm) = &layer.attention_out_norm {
+                attn_out = norm.forward(&attn_out)?;
+            }
+            let step = self.residual(&h, Some(&attn_out), layer.mlp_norm.as_ref(), input, None)?;
             h = step.h;
-            let mlp_in = step.normed.ok_or_else(|| {
-                EngineError::Device("the residual step lost the MLP's norm".into())
-            })?;
+            let mlp_in = normed_or_raw(step.normed, &h, layer.mlp_norm.is_some())?;
             let (product, mlp_pooled) =
                 layer
                     .mlp
                     .forward(&mlp_in, pool, kernels, self.uses_capture_kernel(), i)?;
             let mut mlp_out = layer.mlp.down.forward(&product)?;
-            if let Some((_, post_ffn)) = &layer.gemma_ffn_norms {
-                mlp_out = post_ffn.forward(&mlp_out)?;
+            if let Some(norm) = &layer.mlp_out_norm {
+                mlp_out = norm.forward(&mlp_out)?;
             }
-            let next_norm = self.layers.get(i + 1).map(|next| &next.input_norm);
+            let next_norm = self
+                .layers
+                .get(i + 1)
+                .and_then(|next| next.input_norm.as_ref());
             let slot = pool.map(|_| i + 1);
             let step = self.residual(&h, Some(&mlp_out), next_norm, input, slot)?;
             h = step.h;
@@ -633,6 +643,15 @@ fn use_cuda_capture(ctx: &Ctx, activation: Activation) -> bool {
             false
         }
     }
+}
+
+/// The input of attention or the MLP: the residual step's normed stream where the layer has a
+/// norm there, else the residual stream itself (OLMo 2).
+fn normed_or_raw(normed: Option<Tensor>, h: &Tensor, has_norm: bool) -> Result<Tensor> {
+    if !has_norm {
+        return Ok(h.clone());
+    }
+    normed.ok_or_else(|| EngineError::Device("the residual step lost a layer's norm".into()))
 }
 
 /// The packed layout's sink for pooled states.
@@ -810,9 +829,13 @@ impl AttentionTables {
 fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
     let base = rope.theta as f32;
     let plain = (0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32));
-    match rope.scaling {
+    match &rope.scaling {
         RopeScaling::None => plain.collect(),
-        RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
+        // transformers: 1 / (factor · θ^(2i/d)).
+        RopeScaling::LongRope { short_factor, .. } => (0..head_dim / 2)
+            .map(|i| 1.0 / (short_factor[i] as f32 * base.powf((2 * i) as f32 / head_dim as f32)))
+            .collect(),
+        RopeScaling::Linear { factor } => plain.map(|f| f / *factor as f32).collect(),
         RopeScaling::Llama3 {
             factor,
             low_freq_factor,
@@ -820,10 +843,10 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
             original_max_position_embeddings: old_context,
         } => {
             let (factor, low, high, old) = (
-                factor as f32,
-                low_freq_factor as f32,
-                high_freq_factor as f32,
-                old_context as f32,
+                *factor as f32,
+                *low_freq_factor as f32,
+                *high_freq_factor as f32,
+                *old_context as f32,
             );
             let low_freq_wavelen = old / low;
             let high_freq_wavelen = old / high;
@@ -845,6 +868,18 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
 }
 
 impl Attention {
+    /// A q or k norm on `y` `[..., heads, head_dim]`: per head, or over all heads together.
+    fn norm_heads(&self, norm: &RmsNorm, y: &Tensor) -> Result<Tensor> {
+        if !self.qk_norm_all_heads {
+            return norm.forward(y);
+        }
+        let dims = y.dims();
+        let (heads, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        let mut flat = dims[..dims.len() - 2].to_vec();
+        flat.push(heads * d);
+        Ok(norm.forward(&y.reshape(flat)?)?.reshape(dims)?)
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -861,8 +896,8 @@ impl Attention {
             let part = |first: usize, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
                 let y = qkv.narrow(1, first * d, heads * d)?;
                 Ok(match norm {
-                    Some(norm) => norm
-                        .forward(&y.reshape((n, heads, d))?)?
+                    Some(norm) => self
+                        .norm_heads(norm, &y.reshape((n, heads, d))?)?
                         .reshape((n, heads * d))?,
                     None => y,
                 })
@@ -895,7 +930,7 @@ impl Attention {
             |first: usize, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
                 let mut y = qkv.narrow(2, first, n)?;
                 if let Some(norm) = norm {
-                    y = norm.forward(&y)?;
+                    y = self.norm_heads(norm, &y)?;
                 }
                 let y = y.transpose(1, 2)?.contiguous()?;
                 Ok(if rotate {
@@ -934,7 +969,7 @@ impl Attention {
 /// v; gate and up. `parts` are `(name, out_dim)`.
 fn linear(
     src: &dyn TensorSource,
-    parts: &[(&str, usize)],
+    parts: &[(String, usize)],
     in_dim: usize,
     bias: bool,
     ctx: &Ctx,
@@ -942,10 +977,10 @@ fn linear(
     let load = |suffix: &str, shape: &dyn Fn(usize) -> Vec<usize>| -> Result<Tensor> {
         let tensors = parts
             .iter()
-            .map(|&(name, out_dim)| {
+            .map(|(name, out_dim)| {
                 src.load(
                     &format!("{name}.{suffix}"),
-                    &shape(out_dim),
+                    &shape(*out_dim),
                     ctx.dtype,
                     &ctx.device,
                 )
@@ -966,6 +1001,42 @@ fn linear(
         None
     };
     Ok(Linear::new(weight, bias))
+}
+
+/// The checkpoint names of a layer's norms under `layout`: before attention, on its output,
+/// before the MLP, on its output.
+fn layer_norm_names(layout: NormLayout) -> [Option<&'static str>; 4] {
+    match layout {
+        NormLayout::Pre => [
+            Some("input_layernorm"),
+            None,
+            Some("post_attention_layernorm"),
+            None,
+        ],
+        NormLayout::Sandwich => [
+            Some("input_layernorm"),
+            Some("post_attention_layernorm"),
+            Some("pre_feedforward_layernorm"),
+            Some("post_feedforward_layernorm"),
+        ],
+        NormLayout::Post => [
+            None,
+            Some("post_attention_layernorm"),
+            None,
+            Some("post_feedforward_layernorm"),
+        ],
+    }
+}
+
+/// What the rotary tables multiply cos and sin by (LongRoPE's attention factor, else 1). It
+/// scales queries and keys alike, so the decoder folds its square into the attention scale.
+fn rotary_attention_factor(rope: &Rope) -> f64 {
+    match rope.scaling {
+        RopeScaling::LongRope {
+            attention_factor, ..
+        } => attention_factor,
+        _ => 1.0,
+    }
 }
 
 /// Where the decoder's tensors live: `model.` for text checkpoints, deeper for multimodal ones.

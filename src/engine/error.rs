@@ -43,12 +43,13 @@ pub enum EngineError {
     EmptySentence { index: usize },
 
     #[error(
-        "sentence {index} has {tokens} tokens, more than this model's limit of {limit} (max_position_embeddings)"
+        "sentence {index} has {tokens} tokens, more than this model's limit of {limit} ({limit_source})"
     )]
     SentenceTooLong {
         index: usize,
         tokens: usize,
         limit: usize,
+        limit_source: &'static str,
     },
 
     #[error("device: {0}")]

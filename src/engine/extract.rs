@@ -43,7 +43,7 @@ impl BatchProgress {
 impl Model {
     /// Tokenises every sentence, refusing empty ones and ones longer than the model allows.
     pub fn tokenize_all(&self, sentences: &[String]) -> Result<Vec<Tokens>> {
-        let limit = self.config.max_position_embeddings;
+        let (limit, limit_source) = self.config.sentence_token_limit();
         sentences
             .iter()
             .enumerate()
@@ -57,6 +57,7 @@ impl Model {
                         index,
                         tokens: tokens.ids.len(),
                         limit,
+                        limit_source,
                     });
                 }
                 if tokens.special.iter().all(|&s| s) {

@@ -15,7 +15,9 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::{DType, Device, Tensor};
 
-use super::config::{Activation, Architecture, LayerAttention, ModelConfig, Rope, RopeScaling};
+use super::config::{
+    Activation, Architecture, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+};
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
 use super::weights::{TensorSource, check_shape};
@@ -201,8 +203,15 @@ const IGNORED_TENSORS: &[&str] = &["rope_freqs.weight"];
 
 /// The Hugging Face name of a GGUF tensor, and what must be undone to get HF values.
 fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
-    let gemma = config.gemma_norms;
-    let norm_fix = if gemma { Fix::SubtractOne } else { Fix::None };
+    // llama.cpp stores Gemma's norm weights with the 1 of `(1 + w)` added.
+    let norm_fix = if config.norm_plus_one {
+        Fix::SubtractOne
+    } else {
+        Fix::None
+    };
+    let sandwich = config.norm_layout == NormLayout::Sandwich;
+    let has_post_norms = config.norm_layout != NormLayout::Pre;
+    let has_pre_norms = config.norm_layout != NormLayout::Post;
     match gguf_name {
         "token_embd.weight" => return Some(("model.embed_tokens.weight".into(), Fix::None)),
         "output_norm.weight" => return Some(("model.norm.weight".into(), norm_fix)),
@@ -220,7 +229,7 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     }
     // llama.cpp permutes Q and K rows only for its `llama` architecture (NORM rope).
     let permuted = config.architecture == Architecture::Llama;
-    let (hf_part, fix) = match (part, gemma) {
+    let (hf_part, fix) = match (part, sandwich) {
         ("attn_q", _) if permuted => (
             "self_attn.q_proj",
             Fix::UnpermuteHeads {
@@ -242,11 +251,11 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         ("ffn_gate", _) => ("mlp.gate_proj", Fix::None),
         ("ffn_up", _) => ("mlp.up_proj", Fix::None),
         ("ffn_down", _) => ("mlp.down_proj", Fix::None),
-        ("attn_norm", _) => ("input_layernorm", norm_fix),
-        ("ffn_norm", false) => ("post_attention_layernorm", Fix::None),
+        ("attn_norm", _) if has_pre_norms => ("input_layernorm", norm_fix),
+        ("ffn_norm", false) if has_pre_norms => ("post_attention_layernorm", norm_fix),
         ("ffn_norm", true) => ("pre_feedforward_layernorm", norm_fix),
-        ("post_attention_norm", true) => ("post_attention_layernorm", norm_fix),
-        ("post_ffw_norm", true) => ("post_feedforward_layernorm", norm_fix),
+        ("post_attention_norm", _) if has_post_norms => ("post_attention_layernorm", norm_fix),
+        ("post_ffw_norm", _) if has_post_norms => ("post_feedforward_layernorm", norm_fix),
         _ => return None,
     };
     Some((format!("model.layers.{layer}.{hf_part}.{kind}"), fix))
@@ -796,8 +805,10 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("llama", Architecture::Llama),
     ("qwen2", Architecture::Qwen2),
     ("qwen3", Architecture::Qwen3),
+    ("gemma", Architecture::Gemma),
     ("gemma2", Architecture::Gemma2),
     ("gemma3", Architecture::Gemma3),
+    ("olmo2", Architecture::Olmo2),
 ];
 
 /// Builds the model description from GGUF metadata, as `arch/*.rs` do from `config.json`.
@@ -861,8 +872,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         // llama.cpp writes `output.weight` only when it differs from the embeddings.
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
         qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-        qk_norm: false,
-        gemma_norms: false,
+        qk_norm: QkNorm::Off,
+        norm_layout: NormLayout::Pre,
+        norm_plus_one: false,
+        fused_projections: false,
         activation: Activation::Silu,
         embedding_scale: None,
         attention_scale: 1.0 / (head_dim as f64).sqrt(),
@@ -882,12 +895,25 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     };
 
     match architecture {
-        Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        Architecture::Qwen3 => config.qk_norm = true,
+        // Phi-3 GGUFs (fused projections, LongRoPE factors as tensors) are not read.
+        Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 | Architecture::Phi3 => {}
+        Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
+        Architecture::Olmo2 => {
+            config.qk_norm = QkNorm::AllHeads;
+            config.norm_layout = NormLayout::Post;
+        }
+        Architecture::Gemma => {
+            config.norm_plus_one = true;
+            config.activation = Activation::GeluTanh;
+            config.embedding_scale = Some((hidden_size as f64).sqrt());
+        }
         Architecture::Gemma2 | Architecture::Gemma3 => {
             let gemma3 = architecture == Architecture::Gemma3;
-            config.gemma_norms = true;
-            config.qk_norm = gemma3;
+            config.norm_plus_one = true;
+            config.norm_layout = NormLayout::Sandwich;
+            if gemma3 {
+                config.qk_norm = QkNorm::PerHead;
+            }
             config.activation = Activation::GeluTanh;
             config.embedding_scale = Some((hidden_size as f64).sqrt());
             // llama.cpp's rule: only the 27B models (46 / 62 layers) scale queries by

@@ -2,7 +2,9 @@
 //! scaled by sqrt(hidden), attention logits soft-capped, local (sliding) and global layers
 //! alternating, starting with a local one.
 
-use crate::engine::config::{Activation, Architecture, HfFields, LayerAttention, ModelConfig};
+use crate::engine::config::{
+    Activation, Architecture, HfFields, LayerAttention, ModelConfig, NormLayout,
+};
 use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
@@ -24,19 +26,20 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let hidden = dims.hidden_size;
     let mut config = dims.into_config(Architecture::Gemma2, layers);
     apply_gemma_common(f, &mut config, head_dim, hidden)?;
+    config.norm_layout = NormLayout::Sandwich;
     config.attn_logit_softcapping = f.opt_f64("attn_logit_softcapping")?;
     config.final_logit_softcapping = f.opt_f64("final_logit_softcapping")?;
     Ok(config)
 }
 
-/// What Gemma 2 and 3 share.
+/// What the Gemma generations share.
 pub(super) fn apply_gemma_common(
     f: &HfFields,
     config: &mut ModelConfig,
     head_dim: usize,
     hidden: usize,
 ) -> Result<()> {
-    config.gemma_norms = true;
+    config.norm_plus_one = true;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
     config.activation = f.activation(&["hidden_activation", "hidden_act"], Activation::GeluTanh)?;
     config.embedding_scale = Some((hidden as f64).sqrt());

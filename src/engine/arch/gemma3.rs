@@ -2,7 +2,7 @@
 //! one, local layers with their own rotary base and no scaling.
 
 use crate::engine::config::{
-    Architecture, HfFields, LayerAttention, ModelConfig, Rope, RopeScaling,
+    Architecture, HfFields, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
 };
 use crate::engine::error::Result;
 
@@ -47,7 +47,8 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let hidden = dims.hidden_size;
     let mut config = dims.into_config(Architecture::Gemma3, layers);
     super::gemma2::apply_gemma_common(f, &mut config, head_dim, hidden)?;
-    config.qk_norm = true;
+    config.norm_layout = NormLayout::Sandwich;
+    config.qk_norm = QkNorm::PerHead;
     config.attn_logit_softcapping = f.opt_f64("attn_logit_softcapping")?;
     config.final_logit_softcapping = f.opt_f64("final_logit_softcapping")?;
     Ok(config)

@@ -5,10 +5,13 @@
 //!
 //! [`ModelConfig`]: super::config::ModelConfig
 
+pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
 pub mod mistral;
+pub mod olmo2;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 

@@ -1,6 +1,8 @@
 //! Qwen3: Qwen2 without q/k/v biases (unless `attention_bias`) and with per-head RMSNorm on q and k.
 
-use crate::engine::config::{Activation, Architecture, HfFields, LayerAttention, ModelConfig};
+use crate::engine::config::{
+    Activation, Architecture, HfFields, LayerAttention, ModelConfig, QkNorm,
+};
 use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
@@ -17,7 +19,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let mut config = dims.into_config(Architecture::Qwen3, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     config.qkv_bias = f.bool_or("attention_bias", false)?;
-    config.qk_norm = true;
+    config.qk_norm = QkNorm::PerHead;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();
     Ok(config)
