@@ -562,6 +562,18 @@ fn the_scatter_computes_the_proxy_from_cached_states() {
     .click();
     h.step();
     assert!(h.state().is_running(), "the button did not start a run");
+    h.run_steps(2);
+    if h.state().is_running() {
+        // A second click would start the same job again.
+        let button = h.get_by_role_and_label(
+            Role::Button,
+            "Compute the proxy (up to 50 held-out sentences per language)",
+        );
+        assert!(
+            button.accesskit_node().is_disabled(),
+            "the button stays enabled while it runs"
+        );
+    }
     wait_finished(&mut h);
     let run = h.state().current_run().unwrap();
     // The states came from the cache; only bits per byte was computed, for every language.

@@ -40,6 +40,9 @@ pub struct Correlation {
 ///
 /// Errors when the lengths differ, n < 3, a value is not finite, x or y has zero variance, or
 /// With `bootstrap_samples` = 0 the bootstrap interval is (NaN, NaN).
+/// The fewest pairs a correlation is computed for (the t-test has n − 2 degrees of freedom).
+pub const MIN_POINTS: usize = 3;
+
 pub fn correlate(x: &[f64], y: &[f64], bootstrap_samples: usize, seed: u64) -> Result<Correlation> {
     if x.len() != y.len() {
         return Err(AnalysisError::InvalidInput(format!(
@@ -49,7 +52,7 @@ pub fn correlate(x: &[f64], y: &[f64], bootstrap_samples: usize, seed: u64) -> R
         )));
     }
     let n = x.len();
-    if n < 3 {
+    if n < MIN_POINTS {
         return Err(AnalysisError::TooFewPoints { n });
     }
     for (name, values) in [("x", x), ("y", y)] {

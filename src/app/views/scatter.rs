@@ -8,6 +8,7 @@ use egui_plot::{
 };
 
 use super::{ViewCtx, fmt, layer_choice, method_combo};
+use crate::analysis::stats::MIN_POINTS;
 use crate::app::command::{Command, DialogPurpose, PROXY_SENTENCES};
 use crate::run::correlate::{self, TaskSeries};
 
@@ -91,7 +92,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
              benchmark).",
         );
         ui.add_space(8.0);
-        let running = cx.pending.is_some() && !cx.run.complete;
+        let running = cx.pending.is_some();
         let button = ui
             .add_enabled(
                 !running,
@@ -122,6 +123,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
              bits per byte. Compare languages of one script, or import task accuracies.",
         );
     }
+    let running = cx.pending.is_some();
     let layer = (!cx.opts.scatter_mean).then_some(cx.opts.scatter_layer);
     let pairs = correlate::paired_values(cx.run, method, layer, &task);
     let stats = safe_correlate(cx.run, method, layer, &task, BOOTSTRAP);
@@ -230,7 +232,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                                 ));
                                 ui.end_row();
                                 ui.label("least squares");
-                                ui.label(format!("y = {:.3} + {:.3}·x", c.intercept, c.slope));
+                                ui.label(line_equation(c.intercept, c.slope));
                                 ui.end_row();
                                 ui.label("Spearman ρ");
                                 ui.label(format!(
@@ -241,11 +243,33 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                                 ui.end_row();
                             });
                     }
+                    // Too few languages yet is a state, not a failure (e.g. while the proxy runs).
+                    Err(_) if pairs.len() < MIN_POINTS => {
+                        let more = if running {
+                            " More are being computed."
+                        } else {
+                            ""
+                        };
+                        ui.add(
+                            egui::Label::new(
+                                RichText::new(format!(
+                                    "Pearson r needs at least {} languages with both values; {} so far.{more}",
+                                    MIN_POINTS,
+                                    pairs.len()
+                                ))
+                                .color(ui.visuals().weak_text_color()),
+                            )
+                            .wrap(),
+                        );
+                    }
                     Err(e) => {
                         ui.add(
                             egui::Label::new(RichText::new(e).color(cx.look.error_color())).wrap(),
                         );
                     }
+                }
+                if r_layers.iter().all(|r| !r.is_finite()) {
+                    return;
                 }
                 ui.add_space(8.0);
                 ui.label(RichText::new("Pearson r at every layer").strong());
@@ -288,6 +312,12 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
             });
         });
     });
+}
+
+/// `y = a + b·x`, or `y = a − b·x` for a negative slope.
+fn line_equation(intercept: f64, slope: f64) -> String {
+    let sign = if slope < 0.0 { '−' } else { '+' };
+    format!("y = {intercept:.3} {sign} {:.3}·x", slope.abs())
 }
 
 /// `run::correlate::correlate`, refusing values that are constant up to rounding (the t-test
@@ -340,4 +370,15 @@ pub fn x_range(pairs: &[(crate::analysis::lang::Lang, f64, f64)]) -> Option<(f64
     let lo = pairs.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let hi = pairs.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     (lo.is_finite() && hi.is_finite()).then_some((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_equation;
+
+    #[test]
+    fn a_negative_slope_reads_as_a_minus() {
+        assert_eq!(line_equation(2.365, -0.32), "y = 2.365 − 0.320·x");
+        assert_eq!(line_equation(-0.5, 1.0), "y = -0.500 + 1.000·x");
+    }
 }
