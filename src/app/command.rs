@@ -609,6 +609,7 @@ impl ExplorerApp {
         if let Some(path) = &path {
             self.state.remember_run(path.clone());
             self.state.last_run = Some(path.clone());
+            self.rt.save_now = true;
         }
         self.rt.run = Some(run);
         self.rt.run_path = path;

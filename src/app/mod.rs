@@ -639,7 +639,7 @@ pub fn utc_time(seconds: u64) -> String {
 }
 
 impl eframe::App for ExplorerApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let frame_started = Instant::now();
         let ctx = ui.ctx().clone();
         self.drain();
@@ -658,6 +658,13 @@ impl eframe::App for ExplorerApp {
             export::window(&ctx, &mut self.state, &mut self.rt, &mut self.queue);
         }
         self.toasts(&ctx);
+        if std::mem::take(&mut self.rt.save_now)
+            && let Some(storage) = frame.storage_mut()
+        {
+            // A few kilobytes; eframe's file storage writes them on its own thread.
+            self.save(storage);
+            storage.flush();
+        }
         self.take_pending_screenshot(&ctx);
 
         // What the UI asked for this frame is handled now, so the next frame shows it.

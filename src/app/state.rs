@@ -399,6 +399,9 @@ pub struct Runtime {
     pub frame_stats: FrameStats,
     pub background_tasks: usize,
     pub started: Option<Instant>,
+    /// Write the persisted state at the end of this frame (a new run to remember):
+    /// eframe saves only on exit and at its interval, which a killed window never reaches.
+    pub save_now: bool,
 }
 
 impl Runtime {

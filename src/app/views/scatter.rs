@@ -126,6 +126,16 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
     let running = cx.pending.is_some();
     let layer = (!cx.opts.scatter_mean).then_some(cx.opts.scatter_layer);
     let pairs = correlate::paired_values(cx.run, method, layer, &task);
+    if pairs.is_empty() {
+        let waiting = if running {
+            "No language has both values yet; they are being computed."
+        } else {
+            "No language of this run has both an alignment and a value in this series."
+        };
+        ui.add_space(20.0);
+        ui.label(RichText::new(waiting).color(ui.visuals().weak_text_color()));
+        return;
+    }
     let stats = safe_correlate(cx.run, method, layer, &task, BOOTSTRAP);
     // One resample is the least `correlate` takes; only r is read here.
     let r_layers: Vec<f64> = (0..layers)
