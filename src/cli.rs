@@ -210,8 +210,10 @@ pub struct PlotArgs {
     /// Dark background.
     #[arg(long)]
     pub dark: bool,
-    /// Colours: viridis, cividis, colorblind (Okabe–Ito lines) or high-contrast (prints in
-    /// black and white). Default: viridis for heatmap and matrix, colorblind for lines and scatter.
+    /// Colours: viridis, cividis, colorblind (Okabe–Ito lines), tol-muted, tol-bright,
+    /// projector (the explorer's presentation colours) or high-contrast (prints in black and
+    /// white). Lines take the explorer's colour for each language. Default: viridis for heatmap
+    /// and matrix, colorblind for lines and scatter.
     #[arg(long)]
     pub palette: Option<String>,
 }
@@ -566,7 +568,7 @@ fn cmd_plot(args: PlotArgs) -> Result<()> {
     let palette = match &args.palette {
         Some(name) => crate::plot::Palette::parse(name).with_context(|| {
             format!(
-                "unknown palette \"{name}\" (use viridis, cividis, colorblind or high-contrast)"
+                "unknown palette \"{name}\" (use viridis, cividis, colorblind, tol-muted, tol-bright, projector or high-contrast)"
             )
         })?,
         // Distinguishable lines by default; a perceptual map where colour encodes a value.

@@ -585,3 +585,47 @@ fn curves_over_languages_leave_the_pivot_out() {
     let rows = view_table(&run, &spec(PlotView::Layers));
     assert!((num(rows[1].last().unwrap()) - 0.01).abs() < 1e-12);
 }
+
+/// Each series line of a layers SVG: its colour and its points.
+fn series_lines(svg: &str) -> BTreeMap<String, Vec<String>> {
+    let mut lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for element in svg.split("<polyline ").skip(1) {
+        let attribute = |name: &str| {
+            let start = element.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = element[start..].find('"')? + start;
+            Some(element[start..end].to_string())
+        };
+        // Grid and axis lines are thinner than the series.
+        if attribute("stroke-width").as_deref() != Some("2.25") {
+            continue;
+        }
+        if let (Some(color), Some(points)) = (attribute("stroke"), attribute("points")) {
+            lines.entry(color).or_default().push(points);
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_language_keeps_its_colour_when_the_legend_is_sorted() {
+    // Non-pivot order fr, de, sw, zh; by score fr, de, zh, sw.
+    let run = synthetic_run();
+    let draw = |sort_by_score: bool| {
+        let spec = PlotSpec {
+            view: PlotView::Layers,
+            palette: Palette::ColorBlindSafe,
+            sort_by_score,
+            ..PlotSpec::default()
+        };
+        series_lines(&render_svg_string(&run, &spec).unwrap())
+    };
+    let (as_run, sorted) = (draw(false), draw(true));
+    assert_eq!(as_run.len(), 4, "{as_run:?}");
+    assert_eq!(as_run, sorted);
+    // The explorer's first four Okabe–Ito colours, one per language.
+    for [r, g, b] in &neuronxa::plot::line_colors(neuronxa::plot::LineScheme::OkabeIto, false)[..4]
+    {
+        let color = format!("#{r:02x}{g:02x}{b:02x}");
+        assert!(as_run.contains_key(&color), "{color} not in {as_run:?}");
+    }
+}

@@ -208,17 +208,21 @@ impl ExportRequest {
     }
 }
 
-/// The plot module's palette closest to the window's look.
+/// The plot module's palette with the window's colours: the same line colour per language
+/// (presentation mode's too), the same colour map.
 fn plot_palette(look: &Look, view: View) -> plot::Palette {
     use super::theme::{ColorMap, PaletteChoice};
-    if look.presentation {
-        return plot::Palette::HighContrast;
-    }
+    let lines = if look.presentation {
+        PaletteChoice::HighContrast
+    } else {
+        look.palette
+    };
     match view {
-        View::Curves | View::Scatter | View::Compare => match look.palette {
-            PaletteChoice::OkabeIto => plot::Palette::ColorBlindSafe,
-            PaletteChoice::HighContrast => plot::Palette::HighContrast,
-            PaletteChoice::TolMuted | PaletteChoice::TolBright => plot::Palette::Viridis,
+        View::Curves | View::Scatter | View::Compare => match lines.line_scheme() {
+            plot::LineScheme::OkabeIto => plot::Palette::ColorBlindSafe,
+            plot::LineScheme::TolMuted => plot::Palette::TolMuted,
+            plot::LineScheme::TolBright => plot::Palette::TolBright,
+            plot::LineScheme::Projector => plot::Palette::Projector,
         },
         _ => match look.color_map {
             ColorMap::Viridis => plot::Palette::Viridis,
@@ -505,6 +509,50 @@ fn contents(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<Co
         }
         if rt.last_exported.len() > 6 {
             ui.weak(format!("… and {} more", rt.last_exported.len() - 6));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::theme::{ColorMap, PaletteChoice};
+
+    /// A language drawn in colour `i` on screen has colour `i` in the exported plot too, with
+    /// every palette, theme and presentation mode.
+    #[test]
+    fn exported_lines_take_the_window_colours() {
+        for palette in PaletteChoice::ALL {
+            for dark in [false, true] {
+                for presentation in [false, true] {
+                    let look = Look {
+                        dark,
+                        presentation,
+                        palette,
+                        color_map: ColorMap::Viridis,
+                    };
+                    let theme = if dark {
+                        plot::Theme::Dark
+                    } else {
+                        plot::Theme::Light
+                    };
+                    let exported = plot_palette(&look, View::Curves);
+                    for i in 0..12 {
+                        let on_screen = look.series(i);
+                        let style = plot::style::series(exported, theme, i, 12);
+                        assert_eq!(
+                            [on_screen.r(), on_screen.g(), on_screen.b()],
+                            [style.color.r, style.color.g, style.color.b],
+                            "{palette:?} dark {dark} presentation {presentation} colour {i}"
+                        );
+                        assert_eq!(
+                            look.series_dashed(i),
+                            style.dash.is_some(),
+                            "{palette:?} dash of colour {i}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -7,6 +7,8 @@ use egui::epaint::text::{FontData, FontInsert, FontPriority, InsertFontFamily};
 use egui::{Color32, FontFamily, TextStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::plot::LineScheme;
+
 /// Categorical colours for languages, runs and methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum PaletteChoice {
@@ -39,74 +41,16 @@ impl PaletteChoice {
     }
 
     fn colors(self, dark: bool) -> &'static [[u8; 3]] {
+        crate::plot::line_colors(self.line_scheme(), dark)
+    }
+
+    /// The exported plots' palette with the same line colours.
+    pub fn line_scheme(self) -> LineScheme {
         match self {
-            // Okabe & Ito's seven hues, then two of Paul Tol's (rose, teal) so that the nine
-            // languages besides the pivot of the default run all differ, then black (white on
-            // dark backgrounds). The yellow is darkened on light backgrounds to stay legible.
-            Self::OkabeIto if dark => &[
-                [230, 159, 0],
-                [86, 180, 233],
-                [0, 158, 115],
-                [240, 228, 66],
-                [0, 114, 178],
-                [213, 94, 0],
-                [204, 121, 167],
-                [204, 102, 119],
-                [68, 170, 153],
-                [230, 230, 230],
-            ],
-            Self::OkabeIto => &[
-                [230, 159, 0],
-                [86, 180, 233],
-                [0, 158, 115],
-                [181, 165, 0],
-                [0, 114, 178],
-                [213, 94, 0],
-                [204, 121, 167],
-                [170, 68, 102],
-                [68, 170, 153],
-                [0, 0, 0],
-            ],
-            Self::TolMuted => &[
-                [204, 102, 119],
-                [51, 34, 136],
-                [221, 204, 119],
-                [17, 119, 51],
-                [136, 204, 238],
-                [136, 34, 85],
-                [68, 170, 153],
-                [153, 153, 51],
-                [170, 68, 153],
-            ],
-            Self::TolBright => &[
-                [68, 119, 170],
-                [238, 102, 119],
-                [34, 136, 51],
-                [204, 187, 68],
-                [102, 204, 238],
-                [170, 51, 119],
-                [187, 187, 187],
-            ],
-            Self::HighContrast if dark => &[
-                [255, 176, 0],
-                [100, 200, 255],
-                [0, 230, 150],
-                [255, 100, 200],
-                [255, 255, 255],
-                [255, 80, 60],
-                [180, 140, 255],
-                [200, 230, 60],
-            ],
-            Self::HighContrast => &[
-                [0, 68, 136],
-                [187, 85, 102],
-                [0, 120, 40],
-                [221, 120, 0],
-                [0, 0, 0],
-                [140, 0, 140],
-                [0, 150, 170],
-                [120, 80, 0],
-            ],
+            Self::OkabeIto => LineScheme::OkabeIto,
+            Self::TolMuted => LineScheme::TolMuted,
+            Self::TolBright => LineScheme::TolBright,
+            Self::HighContrast => LineScheme::Projector,
         }
     }
 }

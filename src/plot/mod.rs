@@ -14,7 +14,9 @@ mod layout;
 mod png;
 mod raster;
 mod scene;
-mod style;
+pub(crate) mod style;
+
+pub use style::{LineScheme, line_colors};
 mod svg;
 mod views;
 
@@ -85,14 +87,24 @@ pub enum Palette {
     /// Black plus Paul Tol's high-contrast colours with dash patterns for lines, greyscale for
     /// heatmaps (prints in black and white).
     HighContrast,
+    /// Paul Tol's muted colours for lines, viridis for heatmaps.
+    TolMuted,
+    /// Paul Tol's bright colours for lines, viridis for heatmaps.
+    TolBright,
+    /// The window's presentation colours for lines (saturated, for projectors), viridis for
+    /// heatmaps.
+    Projector,
 }
 
 impl Palette {
-    pub const ALL: [Palette; 4] = [
+    pub const ALL: [Palette; 7] = [
         Self::Viridis,
         Self::Cividis,
         Self::ColorBlindSafe,
         Self::HighContrast,
+        Self::TolMuted,
+        Self::TolBright,
+        Self::Projector,
     ];
 
     pub fn key(self) -> &'static str {
@@ -101,6 +113,9 @@ impl Palette {
             Self::Cividis => "cividis",
             Self::ColorBlindSafe => "colorblind",
             Self::HighContrast => "high-contrast",
+            Self::TolMuted => "tol-muted",
+            Self::TolBright => "tol-bright",
+            Self::Projector => "projector",
         }
     }
 
@@ -110,6 +125,9 @@ impl Palette {
             Self::Cividis => "Cividis",
             Self::ColorBlindSafe => "Colour-blind safe (Okabe–Ito)",
             Self::HighContrast => "High contrast",
+            Self::TolMuted => "Tol muted",
+            Self::TolBright => "Tol bright",
+            Self::Projector => "Projector",
         }
     }
 

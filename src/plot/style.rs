@@ -82,7 +82,10 @@ fn interpolate(stops: &[u32], t: f64) -> Rgba {
 /// The colour of a score in [0, 1] on a heatmap.
 pub(crate) fn sequential(palette: Palette, t: f64) -> Rgba {
     match palette {
-        Palette::Viridis => interpolate(&VIRIDIS, t),
+        // The line palettes draw their heatmaps in viridis.
+        Palette::Viridis | Palette::TolMuted | Palette::TolBright | Palette::Projector => {
+            interpolate(&VIRIDIS, t)
+        }
         Palette::Cividis => interpolate(&CIVIDIS, t),
         // Single-hue light→dark blue: ordered by lightness, readable with any colour vision.
         Palette::ColorBlindSafe => interpolate(&BLUES, t),
@@ -126,11 +129,99 @@ pub(crate) struct SeriesStyle {
     pub dash: Option<[f32; 2]>,
 }
 
-// Okabe & Ito (2008), ordered so that the first colours are the most distinct on white; the
-// yellow comes last and black is replaced by the theme's text colour.
-const OKABE_ITO: [u32; 7] = [
-    0x0072B2, 0xD55E00, 0x009E73, 0xCC79A7, 0xE69F00, 0x56B4E9, 0xF0E442,
+// Okabe & Ito's seven hues, then two of Paul Tol's (rose, teal) so that the nine languages
+// besides the pivot of the default run all differ, then white (black on light backgrounds).
+// The yellow is darkened on light backgrounds to stay legible.
+const OKABE_ITO_DARK: [[u8; 3]; 10] = [
+    [230, 159, 0],
+    [86, 180, 233],
+    [0, 158, 115],
+    [240, 228, 66],
+    [0, 114, 178],
+    [213, 94, 0],
+    [204, 121, 167],
+    [204, 102, 119],
+    [68, 170, 153],
+    [230, 230, 230],
 ];
+const OKABE_ITO_LIGHT: [[u8; 3]; 10] = [
+    [230, 159, 0],
+    [86, 180, 233],
+    [0, 158, 115],
+    [181, 165, 0],
+    [0, 114, 178],
+    [213, 94, 0],
+    [204, 121, 167],
+    [170, 68, 102],
+    [68, 170, 153],
+    [0, 0, 0],
+];
+// Paul Tol's muted and bright schemes.
+const TOL_MUTED: [[u8; 3]; 9] = [
+    [204, 102, 119],
+    [51, 34, 136],
+    [221, 204, 119],
+    [17, 119, 51],
+    [136, 204, 238],
+    [136, 34, 85],
+    [68, 170, 153],
+    [153, 153, 51],
+    [170, 68, 153],
+];
+const TOL_BRIGHT: [[u8; 3]; 7] = [
+    [68, 119, 170],
+    [238, 102, 119],
+    [34, 136, 51],
+    [204, 187, 68],
+    [102, 204, 238],
+    [170, 51, 119],
+    [187, 187, 187],
+];
+// Saturated colours that survive a projector, dark-edged ones on light backgrounds.
+const PROJECTOR_DARK: [[u8; 3]; 8] = [
+    [255, 176, 0],
+    [100, 200, 255],
+    [0, 230, 150],
+    [255, 100, 200],
+    [255, 255, 255],
+    [255, 80, 60],
+    [180, 140, 255],
+    [200, 230, 60],
+];
+const PROJECTOR_LIGHT: [[u8; 3]; 8] = [
+    [0, 68, 136],
+    [187, 85, 102],
+    [0, 120, 40],
+    [221, 120, 0],
+    [0, 0, 0],
+    [140, 0, 140],
+    [0, 150, 170],
+    [120, 80, 0],
+];
+
+/// Categorical line colours. One table serves the window and the exported plots, so that a
+/// language has the same colour on screen and on paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineScheme {
+    /// Okabe & Ito (2008): safe for every common colour-vision deficiency.
+    OkabeIto,
+    TolMuted,
+    TolBright,
+    /// Saturated colours for projectors (the window's presentation mode).
+    Projector,
+}
+
+/// The sRGB colours of `scheme`, for a dark or a light background.
+pub fn line_colors(scheme: LineScheme, dark: bool) -> &'static [[u8; 3]] {
+    match (scheme, dark) {
+        (LineScheme::OkabeIto, true) => &OKABE_ITO_DARK,
+        (LineScheme::OkabeIto, false) => &OKABE_ITO_LIGHT,
+        (LineScheme::TolMuted, _) => &TOL_MUTED,
+        (LineScheme::TolBright, _) => &TOL_BRIGHT,
+        (LineScheme::Projector, true) => &PROJECTOR_DARK,
+        (LineScheme::Projector, false) => &PROJECTOR_LIGHT,
+    }
+}
 // Paul Tol's high-contrast scheme, and lighter versions of the same hues for dark backgrounds.
 const TOL_HIGH_CONTRAST: [u32; 3] = [0x004488, 0xBB5566, 0xDDAA33];
 const TOL_HIGH_CONTRAST_DARK: [u32; 3] = [0x77AADD, 0xEE8866, 0xEEDD88];
@@ -158,12 +249,18 @@ pub(crate) fn series(palette: Palette, theme: Theme, i: usize, n: usize) -> Seri
                 dash: None,
             }
         }
-        Palette::ColorBlindSafe => {
-            let k = OKABE_ITO.len() + 1;
-            let slot = i % k;
-            let color = OKABE_ITO.get(slot).map_or(fg, |&c| Rgba::hex(c));
+        Palette::ColorBlindSafe | Palette::TolMuted | Palette::TolBright | Palette::Projector => {
+            let scheme = match palette {
+                Palette::TolMuted => LineScheme::TolMuted,
+                Palette::TolBright => LineScheme::TolBright,
+                Palette::Projector => LineScheme::Projector,
+                _ => LineScheme::OkabeIto,
+            };
+            let table = line_colors(scheme, theme == Theme::Dark);
+            let k = table.len();
+            let [r, g, b] = table[i % k];
             SeriesStyle {
-                color,
+                color: Rgba { r, g, b, a: 1.0 },
                 marker,
                 dash: DASHES[(i / k) % DASHES.len()],
             }

@@ -103,6 +103,8 @@ pub(crate) fn table(run: &Run, spec: &PlotSpec) -> Result<Vec<Vec<String>>, Plot
 
 struct Series {
     lang: Lang,
+    /// The language's place among the run's non-pivot languages: its colour.
+    color_index: usize,
     per_layer: Vec<f64>,
     mean: f64,
 }
@@ -123,24 +125,16 @@ fn descending(a: f64, b: f64) -> Ordering {
     }
 }
 
-/// Languages in the run's order (then any others with scores), without the pivot.
-fn non_pivot_languages(run: &Run) -> Vec<Lang> {
-    let mut order: Vec<Lang> = Vec::new();
-    for lang in run.languages.iter().chain(run.pivot_scores.keys()) {
-        if *lang != run.settings.pivot && !order.contains(lang) {
-            order.push(lang.clone());
-        }
-    }
-    order
-}
-
 /// Every non-pivot language's scores against the pivot, and the number of layers.
 fn pivot_series(run: &Run, method: Method, sort: bool) -> Result<(Vec<Series>, usize), PlotError> {
-    let mut rows: Vec<Series> = non_pivot_languages(run)
+    let mut rows: Vec<Series> = run
+        .non_pivot_languages()
         .into_iter()
-        .filter_map(|lang| {
+        .enumerate()
+        .filter_map(|(color_index, lang)| {
             let s = run.scores(&lang, method)?;
             Some(Series {
+                color_index,
                 per_layer: s.per_layer.clone(),
                 mean: s.mean(),
                 lang,
@@ -289,7 +283,8 @@ fn scatter_data(run: &Run, spec: &PlotSpec) -> Result<ScatterData, PlotError> {
     {
         return Err(PlotError::Layer { layer, count });
     }
-    let points: Vec<Point> = non_pivot_languages(run)
+    let points: Vec<Point> = run
+        .non_pivot_languages()
         .into_iter()
         .filter_map(|lang| {
             let s = run.scores(&lang, spec.method)?;
@@ -600,16 +595,15 @@ fn layers(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
         Some(&pivot_subtitle(run, &chance)),
     );
     let colors = fig.colors;
-    let n = rows.len();
+    let n = run.non_pivot_languages().len();
     let marker_every = layers.div_ceil(24).max(1);
 
     let mut entries: Vec<(String, SeriesStyle, bool)> = rows
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .map(|s| {
             (
                 s.lang.name().to_string(),
-                series(spec.palette, spec.theme, i, n),
+                series(spec.palette, spec.theme, s.color_index, n),
                 true,
             )
         })
@@ -676,8 +670,8 @@ fn layers(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
             stroke: chance_stroke,
         });
     }
-    for (i, s) in rows.iter().enumerate() {
-        let style = series(spec.palette, spec.theme, i, n);
+    for s in &rows {
+        let style = series(spec.palette, spec.theme, s.color_index, n);
         let mut stroke = Stroke::round(style.color, 2.25);
         stroke.dash = style.dash;
         let values: Vec<f64> = (0..layers).map(|l| s.at(l)).collect();

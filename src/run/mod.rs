@@ -269,6 +269,25 @@ impl Run {
         self.pivot_scores.get(lang)?.get(&method)
     }
 
+    /// The languages other than the pivot in the order chosen for the run (then any others it
+    /// has scores for). A language's place here is its colour, in the window and in exported
+    /// plots alike.
+    pub fn non_pivot_languages(&self) -> Vec<Lang> {
+        let mut order: Vec<Lang> = Vec::new();
+        let all = self
+            .settings
+            .languages
+            .iter()
+            .chain(&self.languages)
+            .chain(self.pivot_scores.keys());
+        for lang in all {
+            if *lang != self.settings.pivot && !order.contains(lang) {
+                order.push(lang.clone());
+            }
+        }
+        order
+    }
+
     /// μ per layer averaged over the languages other than the pivot.
     pub fn mean_curve(&self, method: Method) -> Vec<f64> {
         self.mean_over_languages(method, |s| &s.per_layer)

@@ -69,11 +69,14 @@ impl ViewCtx<'_> {
         if lang == self.pivot() {
             return None;
         }
-        let others: Vec<Lang> = self
-            .all_languages()
-            .into_iter()
-            .filter(|l| l != self.pivot())
-            .collect();
+        // The exported plots use the run's order too (`Run::non_pivot_languages`); languages
+        // still being computed follow.
+        let mut others = self.run.non_pivot_languages();
+        for lang in self.all_languages() {
+            if lang != *self.pivot() && !others.contains(&lang) {
+                others.push(lang);
+            }
+        }
         Some(
             others
                 .iter()
