@@ -216,6 +216,10 @@ pub struct PlotArgs {
     /// and matrix, colorblind for lines and scatter.
     #[arg(long)]
     pub palette: Option<String>,
+    /// Spread the colours of heatmap and matrix over the scores shown, and end the layers
+    /// view's y axis just above its highest value, instead of 0 to 1.
+    #[arg(long)]
+    pub stretch: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -591,6 +595,7 @@ fn cmd_plot(args: PlotArgs) -> Result<()> {
         height: args.height,
         scale: args.scale,
         sort_by_score: true,
+        stretch: args.stretch,
         task,
     };
     crate::plot::render_to_file(&run, &spec, &args.out)?;

@@ -629,3 +629,28 @@ fn a_language_keeps_its_colour_when_the_legend_is_sorted() {
         assert!(as_run.contains_key(&color), "{color} not in {as_run:?}");
     }
 }
+
+#[test]
+fn stretch_changes_heatmap_matrix_and_layers() {
+    // Weak alignment: everything below 0.3 but the pivot.
+    let run = make_run(
+        ["en", "fr", "de"].map(lang).to_vec(),
+        &[1.0, 0.28, 0.21],
+        LAYERS,
+    );
+    for view in [PlotView::Heatmap, PlotView::Matrix, PlotView::Layers] {
+        let draw = |stretch: bool| {
+            let spec = PlotSpec {
+                view,
+                stretch,
+                ..PlotSpec::default()
+            };
+            render_svg_string(&run, &spec).unwrap()
+        };
+        assert_ne!(
+            draw(false),
+            draw(true),
+            "{view:?}: --stretch changed nothing"
+        );
+    }
+}

@@ -172,6 +172,7 @@ impl ExportRequest {
             height: self.height,
             scale: self.scale,
             sort_by_score: self.options.sort_by_mean,
+            stretch: self.options.stretch_colors,
             task,
         })
     }
@@ -211,7 +212,7 @@ impl ExportRequest {
 /// The plot module's palette with the window's colours: the same line colour per language
 /// (presentation mode's too), the same colour map.
 fn plot_palette(look: &Look, view: View) -> plot::Palette {
-    use super::theme::{ColorMap, PaletteChoice};
+    use super::theme::PaletteChoice;
     let lines = if look.presentation {
         PaletteChoice::HighContrast
     } else {
@@ -224,11 +225,7 @@ fn plot_palette(look: &Look, view: View) -> plot::Palette {
             plot::LineScheme::TolBright => plot::Palette::TolBright,
             plot::LineScheme::Projector => plot::Palette::Projector,
         },
-        _ => match look.color_map {
-            ColorMap::Viridis => plot::Palette::Viridis,
-            ColorMap::Cividis => plot::Palette::Cividis,
-            ColorMap::Greys => plot::Palette::HighContrast,
-        },
+        _ => look.color_map.plot_palette(),
     }
 }
 

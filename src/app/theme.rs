@@ -78,49 +78,22 @@ impl ColorMap {
         }
     }
 
-    fn anchors(self) -> &'static [[u8; 3]] {
+    /// The exported plots' palette with this colour map.
+    pub fn plot_palette(self) -> crate::plot::Palette {
         match self {
-            Self::Viridis => &[
-                [68, 1, 84],
-                [72, 40, 120],
-                [62, 74, 137],
-                [49, 104, 142],
-                [38, 130, 142],
-                [31, 158, 137],
-                [53, 183, 121],
-                [110, 206, 88],
-                [181, 222, 43],
-                [253, 231, 37],
-            ],
-            Self::Cividis => &[
-                [0, 34, 78],
-                [18, 53, 112],
-                [59, 73, 108],
-                [87, 92, 109],
-                [112, 113, 115],
-                [138, 134, 120],
-                [165, 156, 116],
-                [195, 179, 105],
-                [225, 204, 85],
-                [254, 232, 56],
-            ],
-            Self::Greys => &[[250, 250, 250], [20, 20, 20]],
+            Self::Viridis => crate::plot::Palette::Viridis,
+            Self::Cividis => crate::plot::Palette::Cividis,
+            Self::Greys => crate::plot::Palette::HighContrast,
         }
     }
 
-    /// The colour of `t` in 0..=1 (clamped); NaN is drawn grey.
+    /// The colour of `t` in 0..=1 (clamped): the exported plots' colour; NaN is drawn grey.
     pub fn color(self, t: f64) -> Color32 {
         if !t.is_finite() {
             return Color32::from_gray(128);
         }
-        let anchors = self.anchors();
-        let t = t.clamp(0.0, 1.0) * (anchors.len() - 1) as f64;
-        let i = (t.floor() as usize).min(anchors.len() - 2);
-        let f = t - i as f64;
-        let a = anchors[i];
-        let b = anchors[i + 1];
-        let mix = |k: usize| (a[k] as f64 + (b[k] as f64 - a[k] as f64) * f).round() as u8;
-        Color32::from_rgb(mix(0), mix(1), mix(2))
+        let [r, g, b] = crate::plot::map_color(self.plot_palette(), t);
+        Color32::from_rgb(r, g, b)
     }
 
     /// Black or white, whichever reads better on `background`.

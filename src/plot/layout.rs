@@ -20,6 +20,8 @@ pub(crate) struct Figure {
     pub scene: Scene,
     pub colors: Colors,
     pub palette: Palette,
+    /// The scores the colour map spans: 0–1, or the values shown when stretched.
+    pub range: (f64, f64),
 }
 
 /// A rectangle in logical pixels.
@@ -66,7 +68,44 @@ impl Figure {
             scene: Scene::new(spec.width as f32, spec.height as f32, colors.background)?,
             colors,
             palette: spec.palette,
+            range: (0.0, 1.0),
         })
+    }
+
+    /// Spans the colour map over `values` (their finite minimum to maximum), when they differ.
+    pub fn stretch_colors(&mut self, values: impl Iterator<Item = f64>) {
+        let (lo, hi) = values
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        if lo.is_finite() && hi > lo {
+            self.range = (lo, hi);
+        }
+    }
+
+    /// The colour of score `v` on the colour map.
+    pub fn shade(&self, v: f64) -> Rgba {
+        let (lo, hi) = self.range;
+        sequential(self.palette, (v - lo) / (hi - lo))
+    }
+
+    /// The colour bar's ticks: tenths of 0–1, or nice steps of a stretched range.
+    fn colorbar_ticks(&self) -> Vec<(f64, String)> {
+        if self.range == (0.0, 1.0) {
+            return (0..=5)
+                .map(|i| {
+                    let v = i as f64 / 5.0;
+                    (v, format!("{v:.1}"))
+                })
+                .collect();
+        }
+        let (lo, hi) = self.range;
+        let (ticks, step) = nice_ticks(lo, hi, 5);
+        ticks
+            .into_iter()
+            .map(|v| (v, tick_label(v, step)))
+            .collect()
     }
 
     pub fn width(&self) -> f32 {
@@ -241,15 +280,17 @@ impl Figure {
 
     /// Width a colour bar with its ticks and label takes.
     pub fn colorbar_width(&self) -> f32 {
-        COLORBAR_BAR
-            + TICK_LEN
-            + GAP
-            + self.text_width("0.0", TICK, false)
-            + 16.0
-            + self.text_height(LABEL)
+        COLORBAR_BAR + TICK_LEN + GAP + self.colorbar_label_width() + 16.0 + self.text_height(LABEL)
     }
 
-    /// A vertical colour bar for scores in [0, 1] at `x`, spanning `y0..y1`.
+    fn colorbar_label_width(&self) -> f32 {
+        self.colorbar_ticks()
+            .iter()
+            .map(|(_, label)| self.text_width(label, TICK, false))
+            .fold(0.0, f32::max)
+    }
+
+    /// A vertical colour bar for the scores of [`Figure::range`] at `x`, spanning `y0..y1`.
     pub fn colorbar(&mut self, x: f32, y0: f32, y1: f32, title: &str) {
         let steps = 256;
         let h = (y1 - y0) / steps as f32;
@@ -269,15 +310,14 @@ impl Figure {
             stroke: Some(Stroke::solid(axis, 1.0)),
         });
         let right = x + COLORBAR_BAR;
-        for i in 0..=5 {
-            let v = i as f64 / 5.0;
-            let y = y1 - (y1 - y0) * v as f32;
+        let (lo, hi) = self.range;
+        for (v, label) in self.colorbar_ticks() {
+            let y = y1 - (y1 - y0) * ((v - lo) / (hi - lo)) as f32;
             self.rule(right, y, right + TICK_LEN, y, axis, 1.25);
-            let label = format!("{v:.1}");
             let lx = right + TICK_LEN + GAP;
             self.text(&label, lx, y, TICK, text, HAlign::Left, VAlign::Middle, 0.0);
         }
-        let tx = right + TICK_LEN + GAP + self.text_width("0.0", TICK, false) + 16.0;
+        let tx = right + TICK_LEN + GAP + self.colorbar_label_width() + 16.0;
         let size = self.fit(title, LABEL, 12.0, false, y1 - y0);
         self.text(
             title,

@@ -16,7 +16,7 @@ mod raster;
 mod scene;
 pub(crate) mod style;
 
-pub use style::{LineScheme, line_colors};
+pub use style::{LineScheme, line_colors, map_color};
 mod svg;
 mod views;
 
@@ -202,6 +202,9 @@ pub struct PlotSpec {
     pub scale: f32,
     /// Heatmap, Layers and Matrix: order languages by score (best first) instead of run order.
     pub sort_by_score: bool,
+    /// Heatmap and Matrix: the colours span the scores shown instead of 0–1. Layers: the y
+    /// axis runs from 0 to the highest value instead of to 1. (The explorer's "Stretch".)
+    pub stretch: bool,
     /// Scatter: the y values; `None` uses the run's bits-per-byte proxy.
     pub task: Option<TaskSeries>,
 }
@@ -218,6 +221,7 @@ impl Default for PlotSpec {
             height: 1000,
             scale: 1.0,
             sort_by_score: false,
+            stretch: false,
             task: None,
         }
     }

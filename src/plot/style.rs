@@ -94,6 +94,12 @@ pub(crate) fn sequential(palette: Palette, t: f64) -> Rgba {
     }
 }
 
+/// The sRGB colour of `t` in 0..=1 on `palette`'s colour map (the explorer's too).
+pub fn map_color(palette: Palette, t: f64) -> [u8; 3] {
+    let c = sequential(palette, t);
+    [c.r, c.g, c.b]
+}
+
 /// Black or white, whichever reads better on `fill`.
 pub(crate) fn text_on(fill: Rgba) -> Rgba {
     let (dark, light) = (Rgba::hex(0x111111), Rgba::hex(0xFFFFFF));

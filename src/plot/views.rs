@@ -7,7 +7,7 @@ use super::layout::{
     nice_ticks, tick_label,
 };
 use super::scene::{HAlign, Prim, Rgba, Scene, Stroke, Text, VAlign};
-use super::style::{Marker, SeriesStyle, sequential, series, text_on};
+use super::style::{Marker, SeriesStyle, series, text_on};
 use super::{PlotError, PlotSpec, PlotView, TaskSeries};
 use crate::analysis::lang::Lang;
 use crate::analysis::stats::Correlation;
@@ -153,6 +153,26 @@ fn pivot_series(run: &Run, method: Method, sort: bool) -> Result<(Vec<Series>, u
         rows.sort_by(|a, b| descending(a.mean, b.mean));
     }
     Ok((rows, layers))
+}
+
+/// The top of a y axis from 0 that shows `values`: the next nice step above the highest (1 where
+/// nothing is above 0).
+fn stretched_top<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
+    let highest = values
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    if highest <= 0.0 {
+        return 1.0;
+    }
+    let (ticks, step) = nice_ticks(0.0, highest, 6);
+    let last = ticks.last().copied().unwrap_or(highest);
+    if last + 1e-12 >= highest {
+        last
+    } else {
+        last + step
+    }
+    .min(1.0)
 }
 
 fn finite_mean(values: &[f64]) -> f64 {
@@ -373,6 +393,9 @@ fn heatmap(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     let (rows, layers) = pivot_series(run, spec.method, spec.sort_by_score)?;
     let chance = run.chance_curve(spec.method);
     let mut fig = Figure::new(spec)?;
+    if spec.stretch {
+        fig.stretch_colors(rows.iter().flat_map(|s| s.per_layer.iter().copied()));
+    }
     let pivot = run.settings.pivot.name().to_string();
     let top = fig.header(
         &title(run, spec.method, &pivot),
@@ -510,7 +533,7 @@ fn value_cell(
     label_size: Option<f32>,
 ) {
     let fill = if v.is_finite() {
-        sequential(fig.palette, v)
+        fig.shade(v)
     } else {
         fig.colors.missing
     };
@@ -620,7 +643,12 @@ fn layers(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     let labels: Vec<String> = entries.iter().map(|e| e.0.clone()).collect();
     let legend = place_legend(&fig, &labels, top);
     let bottom = fig.height() - MARGIN - fig.x_axis_space() - legend.below;
-    let (ys, ystep) = nice_ticks(0.0, 1.0, 6);
+    let y_top = if spec.stretch {
+        stretched_top(rows.iter().flat_map(|s| s.per_layer.iter()).chain(&chance))
+    } else {
+        1.0
+    };
+    let (ys, ystep) = nice_ticks(0.0, y_top, 6);
     let y_ticks: Vec<(f64, String)> = ys.iter().map(|&v| (v, tick_label(v, ystep))).collect();
     let left = MARGIN + fig.y_axis_space(&y_ticks);
     let right = fig.width() - MARGIN - legend.beside;
@@ -635,7 +663,7 @@ fn layers(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     let axes = Axes {
         frame,
         x: (-pad, last + pad),
-        y: (-0.02, 1.02),
+        y: (-0.02 * y_top, 1.02 * y_top),
     };
     let unit = frame.width() / (last + 2.0 * pad) as f32;
     let label_w = fig.text_width(&layers.saturating_sub(1).to_string(), TICK, false);
@@ -721,6 +749,15 @@ enum XLabels {
 fn matrix(run: &Run, spec: &PlotSpec) -> Result<Scene, PlotError> {
     let m = matrix_data(run, spec)?;
     let mut fig = Figure::new(spec)?;
+    if spec.stretch {
+        // The diagonal (a language with itself, 1 by definition) would take the top colour.
+        fig.stretch_colors(m.values.iter().enumerate().flat_map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .filter(move |(j, _)| *j != i)
+                .map(|(_, v)| *v)
+        }));
+    }
     let which = match spec.layer {
         Some(l) => format!("layer {l} of {}", m.layers),
         None => format!("mean over {} layers", m.layers),
@@ -1147,6 +1184,19 @@ mod tests {
         assert_eq!(two(-0.0001), "0.00");
         assert_eq!(two(-0.5), "\u{2212}0.50");
         assert_eq!(two(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn a_stretched_axis_ends_at_the_next_step_above_the_data() {
+        let close = |values: &[f64], top: f64| {
+            let got = stretched_top(values.iter());
+            assert!((got - top).abs() < 1e-9, "{values:?}: {got}, not {top}");
+        };
+        // Steps of 0.1 up to 0.31: the axis ends at 0.4.
+        close(&[0.31, 0.05, f64::NAN], 0.4);
+        close(&[0.3], 0.3);
+        close(&[0.96], 1.0);
+        close(&[0.0, f64::NAN], 1.0);
     }
 
     #[test]
