@@ -433,3 +433,47 @@ fn bf16_generic_capture_path_agrees_with_f32() {
         "NAV differs by {worst} (scale {scale})"
     );
 }
+
+/// The bf16 goal on the CPU: one neuron's on/off decision at the last token of a
+/// sentence, bf16 against f32, agrees on ≥ 99.5% of entries for each tiny architecture. (With
+/// the residual stream rounded to bf16 at every add, as before, llama, mistral and qwen2 were
+/// at 99.45–99.47%; with it in f32 the lowest is llama at 99.56%.)
+#[test]
+fn bf16_nas_decisions_agree_with_f32() {
+    let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
+    let last = CaptureSettings {
+        pooling: Pooling::Last,
+        ..CaptureSettings::default()
+    };
+    let mut report = Vec::new();
+    let mut below = Vec::new();
+    for name in [
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "phi3",
+    ] {
+        let folder = fixtures().join("tiny").join(name);
+        let exact = extract(&load(&folder), &texts, last, 8);
+        let bf16 = Model::load(
+            &ModelSource::Folder(folder),
+            DeviceChoice::Cpu,
+            DTypeChoice::Bf16,
+        )
+        .unwrap();
+        let half = extract(&bf16, &texts, last, 8);
+        let equal = exact
+            .nas
+            .iter()
+            .zip(&half.nas)
+            .filter(|(a, b)| (**a > 0.5) == (**b > 0.5))
+            .count();
+        let agreement = equal as f64 / exact.nas.len() as f64;
+        report.push(format!("{name} {:.3}%", 100.0 * agreement));
+        if agreement < 0.995 {
+            below.push(name);
+        }
+    }
+    eprintln!("bf16 NAS agreement: {}", report.join(", "));
+    assert!(below.is_empty(), "below 99.5%: {below:?} ({report:?})");
+}

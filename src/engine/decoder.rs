@@ -67,8 +67,10 @@ impl BatchInput {
 }
 
 struct RmsNorm {
-    /// For Gemma already `1 + w`.
+    /// In f32 (for Gemma already `1 + w`): norms compute in f32 whatever the weights' dtype,
+    /// as transformers does, and hand on the compute dtype.
     weight: Tensor,
+    out_dtype: DType,
     eps: f32,
     /// The same weights on the host, for the CPU kernels (f32 on the CPU only).
     host: Option<Arc<HostNorm>>,
@@ -99,18 +101,16 @@ impl RmsNorm {
             None
         };
         Ok(Self {
-            weight: weight.to_dtype(ctx.dtype)?,
+            weight,
+            out_dtype: ctx.dtype,
             eps,
             host,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(
-            &x.contiguous()?,
-            &self.weight,
-            self.eps,
-        )?)
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        Ok(candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?.to_dtype(self.out_dtype)?)
     }
 }
 
@@ -514,6 +514,9 @@ impl Decoder {
             let scale = Tensor::new(scale as f32, &self.ctx.device)?.to_dtype(self.ctx.dtype)?;
             h = h.broadcast_mul(&scale)?;
         }
+        // The residual stream stays in f32 with bf16/f16 weights: rounding it to 8 bits of
+        // mantissa at every add is most of what moves a bf16 run's NAS decisions away from f32.
+        let h = h.to_dtype(DType::F32)?;
         let pool = capture.map(|nav_source| (input, nav_source));
         let first_norm = self
             .layers
@@ -534,7 +537,12 @@ impl Decoder {
             .map(|kind| AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels))
             .collect::<Result<Vec<_>>>()?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let attn_in = normed_or_raw(normed.take(), &h, layer.input_norm.is_some())?;
+            let attn_in = normed_or_raw(
+                normed.take(),
+                &h,
+                layer.input_norm.is_some(),
+                self.ctx.dtype,
+            )?;
             let mut attn_out =
                 layer
                     .attention
@@ -544,7 +552,7 @@ impl Decoder {
             }
             let step = self.residual(&h, Some(&attn_out), layer.mlp_norm.as_ref(), input, None)?;
             h = step.h;
-            let mlp_in = normed_or_raw(step.normed, &h, layer.mlp_norm.is_some())?;
+            let mlp_in = normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?;
             let (product, mlp_pooled) =
                 layer
                     .mlp
@@ -611,7 +619,7 @@ impl Decoder {
             });
         }
         let h = match delta {
-            Some(delta) => (h + delta)?,
+            Some(delta) => (h + delta.to_dtype(DType::F32)?)?,
             None => h.clone(),
         };
         let normed = norm.map(|norm| norm.forward(&h)).transpose()?;
@@ -647,9 +655,14 @@ fn use_cuda_capture(ctx: &Ctx, activation: Activation) -> bool {
 
 /// The input of attention or the MLP: the residual step's normed stream where the layer has a
 /// norm there, else the residual stream itself (OLMo 2).
-fn normed_or_raw(normed: Option<Tensor>, h: &Tensor, has_norm: bool) -> Result<Tensor> {
+fn normed_or_raw(
+    normed: Option<Tensor>,
+    h: &Tensor,
+    has_norm: bool,
+    dtype: DType,
+) -> Result<Tensor> {
     if !has_norm {
-        return Ok(h.clone());
+        return Ok(h.to_dtype(dtype)?);
     }
     normed.ok_or_else(|| EngineError::Device("the residual step lost a layer's norm".into()))
 }

@@ -74,7 +74,8 @@ pub fn bytes_per_sentence(
     let d_ff = config.intermediate_size as u64;
     let q = (config.num_heads * config.head_dim) as u64;
     let kv = (config.num_kv_heads * config.head_dim) as u64;
-    let residual = 6 * d_model * e;
+    // The decoder keeps the residual stream, and computes norms, in f32 whatever `dtype` is.
+    let residual = 6 * d_model * 4;
     let projections = 2 * (q + 2 * kv) * e + 2 * q * e;
     let scores = 3 * config.num_heads as u64 * t * 4;
     let capture = if generic_capture {
@@ -196,14 +197,15 @@ mod tests {
     #[test]
     fn per_sentence_bytes_by_hand() {
         // hidden 64, d_ff 128, 8 heads of 8, 2 kv heads, bf16 (2 bytes), 10 tokens:
-        // residual 6·64·2 = 768; projections 2·(64 + 32)·2 + 2·64·2 = 640; scores 3·8·10·4 = 960;
-        // mlp 4·128·2 + 128·9 = 2176 → 4544 per token, 45 440 per sentence.
+        // residual (f32) 6·64·4 = 1536; projections 2·(64 + 32)·2 + 2·64·2 = 640;
+        // scores 3·8·10·4 = 960; mlp 4·128·2 + 128·9 = 2176 → 5312 per token, 53 120 per
+        // sentence.
         let c = config(64, 128, 2);
-        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 45_440);
+        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 53_120);
         // The CUDA capture kernel keeps no f32 buffers: 128·9 bytes less per token.
         assert_eq!(
             bytes_per_sentence(&c, DType::BF16, 10, false),
-            45_440 - 11_520
+            53_120 - 11_520
         );
     }
 
