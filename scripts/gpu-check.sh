@@ -19,8 +19,20 @@ else
   cp "$dir/neuronxa" /tmp/gpucheck/neuronxa
 fi
 chmod +x /tmp/gpucheck/neuronxa
-# The CUDA libraries of PyTorch's cu13 install stand in for a system toolkit.
-cuda_lib=$(python3 -c "import nvidia, os; print(os.path.join(nvidia.__path__[0], 'cu13', 'lib'))" 2>/dev/null)
+# The CUDA libraries of PyTorch's pip install stand in for a system toolkit: every folder of
+# the `nvidia` packages that holds the runtime, cuBLAS or NVRTC (cu13/lib in one wheel for
+# CUDA 13, one package per library for CUDA 12).
+cuda_lib=$(python3 - <<'PY' 2>/dev/null
+import glob, os, nvidia
+found = set()
+for root in nvidia.__path__:
+    for lib in glob.glob(os.path.join(root, "**", "lib*.so*"), recursive=True):
+        if os.path.basename(lib).startswith(("libcudart", "libcublas", "libnvrtc", "libcurand")):
+            found.add(os.path.dirname(lib))
+print(":".join(sorted(found)))
+PY
+)
+echo "CUDA libraries from: ${cuda_lib:-(none found)}" >"$out/cuda_libs.txt"
 export LD_LIBRARY_PATH="${cuda_lib}:${LD_LIBRARY_PATH:-}"
 export PYTHONUNBUFFERED=1
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1
