@@ -469,6 +469,14 @@ def tiny_specs(v_sp: int, v_bl: int):
                              "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
                              "original_max_position_embeddings": 128},
             **sp_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "sp", "f32", "legacy"),
+        "smollm3": (transformers.SmolLM3Config(
+            vocab_size=v_bl, num_hidden_layers=4, no_rope_layer_interval=4, rope_theta=2000000.0,
+            tie_word_embeddings=True, **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}),
+            "bl-bos", "f32", "v5"),
+        "granite": (transformers.GraniteConfig(
+            vocab_size=v_sp, num_hidden_layers=2, embedding_multiplier=12.0, attention_multiplier=0.05,
+            residual_multiplier=0.22, logits_scaling=8.0, rope_theta=10000.0, tie_word_embeddings=True,
+            **sp_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "sp", "f32", "v5"),
     }
 
 
@@ -851,6 +859,16 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "smollm3":
+        c = copy.deepcopy(cfg)
+        c.no_rope_layers = [1] * cfg.num_hidden_layers
+        variants["rotary on the NoPE layer"] = c
+    if name == "granite":
+        for key, neutral in [("embedding_multiplier", 1.0), ("attention_multiplier", 0.25),
+                             ("residual_multiplier", 1.0), ("logits_scaling", 1.0)]:
+            c = copy.deepcopy(cfg)
+            setattr(c, key, neutral)
+            variants[f"no {key}"] = c
     if name in ("mistral", "gemma2", "gemma3", "phi3"):
         c = copy.deepcopy(cfg)
         c.sliding_window = 100000

@@ -264,3 +264,18 @@ fn longrope_needs_a_short_factor_per_rotary_pair() {
         "{message}"
     );
 }
+
+#[test]
+fn a_malformed_no_rope_list_is_named() {
+    let dir = copy_model("smollm3");
+    edit_config(dir.path(), |json| {
+        json["no_rope_layers"] = serde_json::json!([1, 1, 2, 0]);
+    });
+    let message = load_err(dir.path());
+    assert!(message.contains("no_rope_layers"), "{message}");
+    edit_config(dir.path(), |json| {
+        json["no_rope_layers"] = serde_json::json!([1, 0]);
+    });
+    let message = load_err(dir.path());
+    assert!(message.contains("2 entries for 4 layers"), "{message}");
+}

@@ -22,10 +22,12 @@ pub enum Architecture {
     Gemma3,
     Olmo2,
     Phi3,
+    SmolLm3,
+    Granite,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 9] = [
+    pub const ALL: [Architecture; 11] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -35,6 +37,8 @@ impl Architecture {
         Self::Gemma3,
         Self::Olmo2,
         Self::Phi3,
+        Self::SmolLm3,
+        Self::Granite,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -49,6 +53,8 @@ impl Architecture {
             Self::Gemma3 => &["gemma3_text", "gemma3"],
             Self::Olmo2 => &["olmo2"],
             Self::Phi3 => &["phi3"],
+            Self::SmolLm3 => &["smollm3"],
+            Self::Granite => &["granite"],
         }
     }
 
@@ -69,6 +75,8 @@ impl Architecture {
             Self::Gemma3 => "Gemma 3",
             Self::Olmo2 => "OLMo 2",
             Self::Phi3 => "Phi-3",
+            Self::SmolLm3 => "SmolLM3",
+            Self::Granite => "Granite",
         }
     }
 
@@ -131,6 +139,8 @@ pub enum RopeScaling {
         original_max_position_embeddings: usize,
         attention_factor: f64,
     },
+    /// No rotation at all (SmolLM3's NoPE layers): every frequency is 0, so cos is 1 and sin 0.
+    NoRotation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,8 +200,13 @@ pub struct ModelConfig {
     /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
     pub fused_projections: bool,
     pub activation: Activation,
-    /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size)).
+    /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size), Granite's
+    /// `embedding_multiplier`).
     pub embedding_scale: Option<f64>,
+    /// Multiply attention's and the MLP's outputs by this before each residual add (Granite).
+    pub residual_scale: Option<f64>,
+    /// Divide the logits by this (Granite's `logits_scaling`).
+    pub logits_divisor: Option<f64>,
     /// Scale of q·k (1/sqrt(head_dim), or Gemma's 1/sqrt(query_pre_attn_scalar)).
     pub attention_scale: f64,
     pub attn_logit_softcapping: Option<f64>,
@@ -237,6 +252,8 @@ impl ModelConfig {
             Architecture::Gemma3 => super::arch::gemma3::config(&fields)?,
             Architecture::Olmo2 => super::arch::olmo2::config(&fields)?,
             Architecture::Phi3 => super::arch::phi3::config(&fields)?,
+            Architecture::SmolLm3 => super::arch::smollm3::config(&fields)?,
+            Architecture::Granite => super::arch::granite::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -609,6 +626,8 @@ impl Dims {
             fused_projections: false,
             activation: Activation::Silu,
             embedding_scale: None,
+            residual_scale: None,
+            logits_divisor: None,
             attention_scale: 1.0 / (self.head_dim as f64).sqrt(),
             attn_logit_softcapping: None,
             final_logit_softcapping: None,

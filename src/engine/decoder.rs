@@ -1,9 +1,9 @@
 //! The shared decoder forward pass, with neuron capture reduced inside it.
 //!
-//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2 and Phi-3 differ only in the switches of
-//! [`ModelConfig`] (biases, q/k norms, where the norms sit, Gemma's `1 + w` and soft-capping,
-//! fused projections, per-layer windows and rotary bases), so one implementation serves them
-//! all. It follows transformers' eager attention path so that
+//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3 and Granite differ only in the
+//! switches of [`ModelConfig`] (biases, q/k norms, where the norms sit, Gemma's `1 + w` and
+//! soft-capping, fused projections, per-layer windows, rotary bases and NoPE layers, Granite's
+//! multipliers), so one implementation serves them all. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 
 use std::sync::Arc;
@@ -481,6 +481,9 @@ impl Decoder {
         let (b, t, _) = hidden.dims3()?;
         let normed = self.final_norm.forward(&hidden)?;
         let mut logits = normed.broadcast_matmul(&head.t()?)?.to_dtype(DType::F32)?;
+        if let Some(divisor) = self.config.logits_divisor {
+            logits = (logits / divisor)?;
+        }
         if let Some(cap) = self.config.final_logit_softcapping {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
@@ -550,6 +553,9 @@ impl Decoder {
             if let Some(norm) = &layer.attention_out_norm {
                 attn_out = norm.forward(&attn_out)?;
             }
+            if let Some(scale) = self.config.residual_scale {
+                attn_out = attn_out.affine(scale, 0.0)?;
+            }
             let step = self.residual(&h, Some(&attn_out), layer.mlp_norm.as_ref(), input, None)?;
             h = step.h;
             let mlp_in = normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?;
@@ -560,6 +566,9 @@ impl Decoder {
             let mut mlp_out = layer.mlp.down.forward(&product)?;
             if let Some(norm) = &layer.mlp_out_norm {
                 mlp_out = norm.forward(&mlp_out)?;
+            }
+            if let Some(scale) = self.config.residual_scale {
+                mlp_out = mlp_out.affine(scale, 0.0)?;
             }
             let next_norm = self
                 .layers
@@ -844,6 +853,7 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
     let plain = (0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32));
     match &rope.scaling {
         RopeScaling::None => plain.collect(),
+        RopeScaling::NoRotation => vec![0.0; head_dim / 2],
         // transformers: 1 / (factor · θ^(2i/d)).
         RopeScaling::LongRope { short_factor, .. } => (0..head_dim / 2)
             .map(|i| 1.0 / (short_factor[i] as f32 * base.powf((2 * i) as f32 / head_dim as f32)))

@@ -878,6 +878,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         fused_projections: false,
         activation: Activation::Silu,
         embedding_scale: None,
+        residual_scale: None,
+        logits_divisor: None,
         attention_scale: 1.0 / (head_dim as f64).sqrt(),
         attn_logit_softcapping: None,
         final_logit_softcapping: None,
@@ -895,8 +897,14 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     };
 
     match architecture {
-        // Phi-3 GGUFs (fused projections, LongRoPE factors as tensors) are not read.
-        Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 | Architecture::Phi3 => {}
+        // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),
+        // SmolLM3 and Granite.
+        Architecture::Llama
+        | Architecture::Mistral
+        | Architecture::Qwen2
+        | Architecture::Phi3
+        | Architecture::SmolLm3
+        | Architecture::Granite => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => {
             config.qk_norm = QkNorm::AllHeads;

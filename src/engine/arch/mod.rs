@@ -8,12 +8,14 @@
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod granite;
 pub mod llama;
 pub mod mistral;
 pub mod olmo2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod smollm3;
 
 use super::config::{HfFields, LayerAttention, Rope};
 use super::error::{EngineError, Result};

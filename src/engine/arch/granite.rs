@@ -1,0 +1,21 @@
+//! Granite (3.x, dense): Llama with four multipliers — on the embeddings, as the attention
+//! scale, on each sub-layer's output before the residual add, and dividing the logits.
+
+use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig};
+use crate::engine::error::Result;
+
+pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    super::reject_mlp_bias(f)?;
+    let dims = f.dims()?;
+    let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
+    let mut config = dims.into_config(Architecture::Granite, layers);
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
+    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
+    config.embedding_scale = Some(f.f64_or("embedding_multiplier", 1.0)?);
+    config.attention_scale = f.f64_or("attention_multiplier", config.attention_scale)?;
+    config.residual_scale = Some(f.f64_or("residual_multiplier", 1.0)?);
+    config.logits_divisor = Some(f.f64_or("logits_scaling", 1.0)?);
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}
