@@ -477,6 +477,10 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_sp, num_hidden_layers=2, embedding_multiplier=12.0, attention_multiplier=0.05,
             residual_multiplier=0.22, logits_scaling=8.0, rope_theta=10000.0, tie_word_embeddings=True,
             **sp_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "sp", "f32", "v5"),
+        "cohere": (transformers.CohereConfig(
+            vocab_size=v_bl, num_hidden_layers=2, logit_scale=0.25, layer_norm_eps=1e-5, rope_theta=10000.0,
+            tie_word_embeddings=True, **bl_ids,
+            **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-bos", "f32", "v5"),
     }
 
 
@@ -859,6 +863,10 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "cohere":
+        c = copy.deepcopy(cfg)
+        c.logit_scale = 1.0
+        variants["no logit_scale"] = c
     if name == "smollm3":
         c = copy.deepcopy(cfg)
         c.no_rope_layers = [1] * cfg.num_hidden_layers

@@ -279,3 +279,13 @@ fn a_malformed_no_rope_list_is_named() {
     let message = load_err(dir.path());
     assert!(message.contains("2 entries for 4 layers"), "{message}");
 }
+
+#[test]
+fn command_r_plus_qk_norms_are_refused_by_name() {
+    let dir = copy_model("cohere");
+    edit_config(dir.path(), |json| {
+        json["use_qk_norm"] = true.into();
+    });
+    let message = load_err(dir.path());
+    assert!(message.contains("use_qk_norm"), "{message}");
+}

@@ -24,10 +24,11 @@ pub enum Architecture {
     Phi3,
     SmolLm3,
     Granite,
+    Cohere,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 11] = [
+    pub const ALL: [Architecture; 12] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -39,6 +40,7 @@ impl Architecture {
         Self::Phi3,
         Self::SmolLm3,
         Self::Granite,
+        Self::Cohere,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -55,6 +57,7 @@ impl Architecture {
             Self::Phi3 => &["phi3"],
             Self::SmolLm3 => &["smollm3"],
             Self::Granite => &["granite"],
+            Self::Cohere => &["cohere"],
         }
     }
 
@@ -77,6 +80,7 @@ impl Architecture {
             Self::Phi3 => "Phi-3",
             Self::SmolLm3 => "SmolLM3",
             Self::Granite => "Granite",
+            Self::Cohere => "Cohere",
         }
     }
 
@@ -158,6 +162,9 @@ pub enum NormLayout {
     Sandwich,
     /// OLMo 2: only on the outputs of attention and of the MLP, before each residual add.
     Post,
+    /// Cohere: one norm whose output feeds attention and the MLP side by side; both outputs
+    /// are added to the residual stream.
+    Parallel,
 }
 
 /// RMSNorm on queries and keys after their projections.
@@ -197,6 +204,13 @@ pub struct ModelConfig {
     pub norm_layout: NormLayout,
     /// Gemma: RMSNorm multiplies by `(1 + w)`.
     pub norm_plus_one: bool,
+    /// Cohere: the norms subtract the mean first (a LayerNorm without bias).
+    pub norm_centered: bool,
+    /// Cohere: rotary pairs are neighbouring dimensions (0 and 1, 2 and 3, …), not the two
+    /// halves of a head.
+    pub rope_interleaved: bool,
+    /// Multiply the logits by this (Cohere's `logit_scale`).
+    pub logit_scale: Option<f64>,
     /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
     pub fused_projections: bool,
     pub activation: Activation,
@@ -254,6 +268,7 @@ impl ModelConfig {
             Architecture::Phi3 => super::arch::phi3::config(&fields)?,
             Architecture::SmolLm3 => super::arch::smollm3::config(&fields)?,
             Architecture::Granite => super::arch::granite::config(&fields)?,
+            Architecture::Cohere => super::arch::cohere::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -334,6 +349,7 @@ impl ModelConfig {
         let norms = match self.norm_layout {
             NormLayout::Sandwich => 4 * h,
             NormLayout::Pre | NormLayout::Post => 2 * h,
+            NormLayout::Parallel => h,
         };
         let per_layer = attention + mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
@@ -623,6 +639,9 @@ impl Dims {
             qk_norm: QkNorm::Off,
             norm_layout: NormLayout::Pre,
             norm_plus_one: false,
+            norm_centered: false,
+            rope_interleaved: false,
+            logit_scale: None,
             fused_projections: false,
             activation: Activation::Silu,
             embedding_scale: None,

@@ -106,6 +106,8 @@ pub struct RopeTable {
     pub cos: Vec<f32>,
     pub sin: Vec<f32>,
     pub half: usize,
+    /// Pairs are neighbouring dimensions (Cohere), not the two halves of a head.
+    pub interleaved: bool,
 }
 
 /// `buf` viewed as rows of `width`, cut into one mutable chunk per span (gaps skipped).
@@ -268,12 +270,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Rotary embedding of one head vector at `position` (transformers' `rotate_half` layout).
+/// Rotary embedding of one head vector at `position` (transformers' `rotate_half` layout, or
+/// neighbouring pairs where the table says so).
 #[inline(always)]
 fn rotate(x: &[f32], position: usize, table: &RopeTable, out: &mut [f32]) {
     let half = table.half;
     let cos = &table.cos[position * half..][..half];
     let sin = &table.sin[position * half..][..half];
+    if table.interleaved {
+        for (i, (o, x)) in out.chunks_exact_mut(2).zip(x.chunks_exact(2)).enumerate() {
+            o[0] = x[0] * cos[i] - x[1] * sin[i];
+            o[1] = x[1] * cos[i] + x[0] * sin[i];
+        }
+        return;
+    }
     let (x1, x2) = x.split_at(half);
     let (o1, o2) = out.split_at_mut(half);
     for i in 0..half {
@@ -403,6 +413,8 @@ fn attend_wide(op: &Attention, span: Span, out: &mut [f32], q: Rows, k: Rows, v:
 pub struct HostNorm {
     pub weight: Vec<f32>,
     pub eps: f32,
+    /// Subtract the row's mean first (Cohere's LayerNorm without bias).
+    pub centered: bool,
 }
 
 /// One step of the residual stream: `h + delta` (or `h` alone), optionally its RMSNorm for
@@ -439,6 +451,18 @@ impl Residual {
         if let (Some(norm), Some(normed)) = (&self.norm, normed) {
             let d = norm.weight.len();
             for (x, normed) in summed.chunks_exact(d).zip(normed.chunks_exact_mut(d)) {
+                if norm.centered {
+                    let mean = x.iter().sum::<f32>() / d as f32;
+                    for (n, &x) in normed.iter_mut().zip(x) {
+                        *n = x - mean;
+                    }
+                    let variance = dot(normed, normed) / d as f32;
+                    let scale = 1.0 / (variance + norm.eps).sqrt();
+                    for (n, &w) in normed.iter_mut().zip(&norm.weight) {
+                        *n *= scale * w;
+                    }
+                    continue;
+                }
                 let mean_square = dot(x, x) / d as f32;
                 let scale = 1.0 / (mean_square + norm.eps).sqrt();
                 for ((n, &x), &w) in normed.iter_mut().zip(x).zip(&norm.weight) {
@@ -765,6 +789,7 @@ mod tests {
                 cos: (0..4 * 4).map(|i| (i as f32).cos()).collect(),
                 sin: (0..4 * 4).map(|i| (i as f32).sin()).collect(),
                 half: 4,
+                interleaved: false,
             });
             let attention = Attention {
                 spans: spans.clone(),
@@ -790,6 +815,7 @@ mod tests {
                 norm: Some(Arc::new(HostNorm {
                     weight: vec![0.5; 16],
                     eps: 1e-6,
+                    centered: false,
                 })),
                 pool: Some((pooling.clone(), sink.clone(), 1)),
                 spans,
@@ -883,6 +909,7 @@ mod tests {
                 cos: vec![1.0, 0.0],
                 sin: vec![0.0, 1.0],
                 half: 1,
+                interleaved: false,
             }),
         };
         let out = q.apply_op3_no_bwd(&k, &v, &op).unwrap();
@@ -925,6 +952,7 @@ mod tests {
                 cos: vec![1.0, 0.6, 0.0],
                 sin: vec![0.0, 0.8, 1.0],
                 half: 1,
+                interleaved: false,
             }),
         };
         let q = qkv.narrow(1, 0, 4).unwrap();
@@ -973,6 +1001,7 @@ mod tests {
             norm: Some(Arc::new(HostNorm {
                 weight: vec![1.0, 2.0],
                 eps: 0.0,
+                centered: false,
             })),
             spans: pooling.spans.clone(),
             pool: Some((Arc::new(pooling), sink.clone(), 1)),

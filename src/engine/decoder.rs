@@ -1,9 +1,10 @@
 //! The shared decoder forward pass, with neuron capture reduced inside it.
 //!
-//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3 and Granite differ only in the
-//! switches of [`ModelConfig`] (biases, q/k norms, where the norms sit, Gemma's `1 + w` and
-//! soft-capping, fused projections, per-layer windows, rotary bases and NoPE layers, Granite's
-//! multipliers), so one implementation serves them all. It follows transformers' eager attention path so that
+//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3, Granite and Cohere differ
+//! only in the switches of [`ModelConfig`] (biases, q/k norms, where the norms sit, Gemma's
+//! `1 + w` and soft-capping, fused projections, per-layer windows, rotary bases and NoPE layers,
+//! Granite's multipliers, Cohere's parallel block, centred norms and interleaved rotary pairs),
+//! so one implementation serves them all. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 
 use std::sync::Arc;
@@ -72,6 +73,8 @@ struct RmsNorm {
     weight: Tensor,
     out_dtype: DType,
     eps: f32,
+    /// Subtract the mean first (Cohere).
+    centered: bool,
     /// The same weights on the host, for the CPU kernels (f32 on the CPU only).
     host: Option<Arc<HostNorm>>,
 }
@@ -96,6 +99,7 @@ impl RmsNorm {
             Some(Arc::new(HostNorm {
                 weight: weight.to_vec1()?,
                 eps,
+                centered: cfg.norm_centered,
             }))
         } else {
             None
@@ -104,12 +108,17 @@ impl RmsNorm {
             weight,
             out_dtype: ctx.dtype,
             eps,
+            centered: cfg.norm_centered,
             host,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        let mut x = x.to_dtype(DType::F32)?.contiguous()?;
+        if self.centered {
+            // A LayerNorm without bias is an RMSNorm of the centred values.
+            x = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        }
         Ok(candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?.to_dtype(self.out_dtype)?)
     }
 }
@@ -122,6 +131,8 @@ struct Attention {
     k_norm: Option<RmsNorm>,
     /// The q and k norms span all heads together (OLMo 2), not each head.
     qk_norm_all_heads: bool,
+    /// Rotary pairs are neighbouring dimensions (Cohere).
+    rope_interleaved: bool,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -265,6 +276,7 @@ impl Decoder {
                     q_norm,
                     k_norm,
                     qk_norm_all_heads: config.qk_norm == QkNorm::AllHeads,
+                    rope_interleaved: config.rope_interleaved,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
@@ -484,6 +496,9 @@ impl Decoder {
         if let Some(divisor) = self.config.logits_divisor {
             logits = (logits / divisor)?;
         }
+        if let Some(scale) = self.config.logit_scale {
+            logits = (logits * scale)?;
+        }
         if let Some(cap) = self.config.final_logit_softcapping {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
@@ -558,7 +573,13 @@ impl Decoder {
             }
             let step = self.residual(&h, Some(&attn_out), layer.mlp_norm.as_ref(), input, None)?;
             h = step.h;
-            let mlp_in = normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?;
+            let mlp_in = if self.config.norm_layout == NormLayout::Parallel {
+                // Side by side: the MLP reads what attention read, and both outputs are added
+                // (attention's first, as transformers does).
+                attn_in
+            } else {
+                normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?
+            };
             let (product, mlp_pooled) =
                 layer
                     .mlp
@@ -840,7 +861,12 @@ impl AttentionTables {
             ))
         };
         Ok(Self {
-            rope: Arc::new(RopeTable { cos, sin, half }),
+            rope: Arc::new(RopeTable {
+                cos,
+                sin,
+                half,
+                interleaved: cfg.rope_interleaved,
+            }),
             window: kind.sliding_window,
             tensors,
         })
@@ -957,7 +983,11 @@ impl Attention {
                 }
                 let y = y.transpose(1, 2)?.contiguous()?;
                 Ok(if rotate {
-                    candle_nn::rotary_emb::rope(&y, cos, sin)?
+                    if self.rope_interleaved {
+                        candle_nn::rotary_emb::rope_i(&y, cos, sin)?
+                    } else {
+                        candle_nn::rotary_emb::rope(&y, cos, sin)?
+                    }
                 } else {
                     y
                 })
@@ -1048,6 +1078,8 @@ fn layer_norm_names(layout: NormLayout) -> [Option<&'static str>; 4] {
             None,
             Some("post_feedforward_layernorm"),
         ],
+        // The MLP reads attention's input.
+        NormLayout::Parallel => [Some("input_layernorm"), None, None, None],
     }
 }
 

@@ -875,6 +875,9 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         qk_norm: QkNorm::Off,
         norm_layout: NormLayout::Pre,
         norm_plus_one: false,
+        norm_centered: false,
+        rope_interleaved: false,
+        logit_scale: None,
         fused_projections: false,
         activation: Activation::Silu,
         embedding_scale: None,
@@ -898,13 +901,14 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),
-        // SmolLM3 and Granite.
+        // SmolLM3, Granite and Cohere.
         Architecture::Llama
         | Architecture::Mistral
         | Architecture::Qwen2
         | Architecture::Phi3
         | Architecture::SmolLm3
-        | Architecture::Granite => {}
+        | Architecture::Granite
+        | Architecture::Cohere => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => {
             config.qk_norm = QkNorm::AllHeads;

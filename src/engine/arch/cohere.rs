@@ -1,0 +1,29 @@
+//! Cohere (Command R, Aya 23, Aya Expanse): attention and the MLP side by side on one
+//! mean-centred norm (a LayerNorm without bias), interleaved rotary pairs, and scaled logits.
+
+use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig, NormLayout};
+use crate::engine::error::{EngineError, Result};
+
+pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    super::reject_mlp_bias(f)?;
+    if f.bool_or("use_qk_norm", false)? {
+        // Command R+: a separate norm weight for every head, which the decoder does not have.
+        return Err(EngineError::config(
+            f.path,
+            "\"use_qk_norm\": true (per-head q/k LayerNorms, Command R+) is not supported",
+        ));
+    }
+    let mut dims = f.dims()?;
+    dims.rms_norm_eps = f.f64_or("layer_norm_eps", 1e-5)?;
+    let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
+    let mut config = dims.into_config(Architecture::Cohere, layers);
+    config.norm_layout = NormLayout::Parallel;
+    config.norm_centered = true;
+    config.rope_interleaved = true;
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
+    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
+    config.logit_scale = Some(f.f64_or("logit_scale", 0.0625)?);
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}
