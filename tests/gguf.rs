@@ -130,6 +130,7 @@ fn decoder_tensors(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
                 "post_feedforward_layernorm",
             ],
             NormLayout::Post => &["post_attention_layernorm", "post_feedforward_layernorm"],
+            NormLayout::Parallel => &["input_layernorm"],
         };
         for name in norms {
             list.push((format!("{p}{name}.weight"), vec![h]));
