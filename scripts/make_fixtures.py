@@ -481,6 +481,10 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, num_hidden_layers=2, logit_scale=0.25, layer_norm_eps=1e-5, rope_theta=10000.0,
             tie_word_embeddings=True, **bl_ids,
             **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-bos", "f32", "v5"),
+        "gpt2": (transformers.GPT2Config(
+            vocab_size=v_bl, n_embd=64, n_layer=2, n_head=4, n_inner=128, n_positions=512,
+            activation_function="gelu_new", layer_norm_epsilon=1e-5, initializer_range=0.2,
+            tie_word_embeddings=True, **bl_ids), "bl-nobos", "f32", "v5"),
     }
 
 
@@ -493,12 +497,12 @@ def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name:
+            if "norm" in name or ".ln_" in name:
                 lo, hi = (-0.4, 0.4) if gemma_norm else (0.6, 1.4)
                 p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (hi - lo) + lo)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
-            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+            elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight")):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.07)
             else:
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.2)
@@ -548,12 +552,15 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
 # 2d. Capture and pooling
 # --------------------------------------------------------------------------------------------
 def decoder_layers(model):
-    return model.model.layers
+    return model.model.layers if hasattr(model, "model") else model.transformer.h
 
 
 def act_fn(mlp):
-    """The MLP's activation module (Phi-3 names it `activation_fn`)."""
-    return mlp.act_fn if hasattr(mlp, "act_fn") else mlp.activation_fn
+    """The MLP's activation module (Phi-3 names it `activation_fn`, GPT-2 `act`)."""
+    for name in ("act_fn", "activation_fn", "act"):
+        if hasattr(mlp, name):
+            return getattr(mlp, name)
+    raise AttributeError(f"no activation in {type(mlp).__name__}")
 
 
 def run_capture(model, ids: list[int]):
@@ -569,6 +576,11 @@ def run_capture(model, ids: list[int]):
             st[key][i] = t.detach()[0].to(torch.float64).clone()
         return fn
 
+    def keep_ones(key, i):
+        def fn(_m, _inp, out):
+            st[key][i] = torch.ones_like(out.detach()[0], dtype=torch.float64)
+        return fn
+
     def keep_halves(i):
         # Phi-3's fused gate_up_proj: gate is the first half of its output, up the second.
         def fn(_m, _inp, out):
@@ -578,7 +590,11 @@ def run_capture(model, ids: list[int]):
         return fn
 
     for i, layer in enumerate(layers):
-        if hasattr(layer.mlp, "gate_up_proj"):
+        if hasattr(layer.mlp, "c_fc"):
+            # GPT-2's MLP is not gated: its neurons are act(c_fc(h)); up is 1 (METHOD §1).
+            hooks.append(layer.mlp.c_fc.register_forward_hook(keep("g", i)))
+            hooks.append(layer.mlp.c_fc.register_forward_hook(keep_ones("u", i)))
+        elif hasattr(layer.mlp, "gate_up_proj"):
             hooks.append(layer.mlp.gate_up_proj.register_forward_hook(keep_halves(i)))
         else:
             hooks.append(layer.mlp.gate_proj.register_forward_hook(keep("g", i)))
@@ -723,7 +739,7 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
     meta = {
         "model": name,
         "n_layers": str(cfg.num_hidden_layers),
-        "d_ff": str(cfg.intermediate_size),
+        "d_ff": str(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)),
         "d_model": str(cfg.hidden_size),
         "n_sentences": str(len(sents)),
         "sentences": "tests/fixtures/sentences.json",

@@ -22,7 +22,10 @@ fn main() {
     let code = match cli.command {
         None => open_gui(None, None),
         Some(Command::Gui { model, screenshot }) => open_gui(model, screenshot),
-        Some(command) => cli::main_with(command),
+        Some(command) => {
+            quiet_on_closed_pipe();
+            cli::main_with(command)
+        }
     };
     std::process::exit(code);
 }
@@ -36,6 +39,20 @@ fn open_gui(model: Option<String>, screenshot: Option<std::path::PathBuf>) -> i3
         }
     }
 }
+
+/// Rust ignores SIGPIPE, so printing to a pipe whose reader has gone (`neuronxa inspect | head`)
+/// panicked. Like other command-line tools, end quietly instead; files are written atomically,
+/// so an interrupted run leaves no half-written one.
+#[cfg(unix)]
+fn quiet_on_closed_pipe() {
+    // SAFETY: resetting a signal to its default action, before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_on_closed_pipe() {}
 
 /// glibc hands every freed block above 128 KiB back to the kernel, so the tensors of each layer
 /// came back as fresh, zero-filled pages: 6 points of `neuronxa bench`'s matmul ratio went to

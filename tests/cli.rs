@@ -384,3 +384,31 @@ fn batch_size_is_auto_or_a_number() {
         stderr(&wrong)
     );
 }
+
+/// `neuronxa inspect … | head -1`: the reader goes away after one line; the program must end
+/// quietly, not panic over the closed pipe.
+#[test]
+#[cfg(unix)]
+fn a_closed_output_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/gpt2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neuronxa"))
+        .args(["inspect", "--model"])
+        .arg(&model)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Close the reading end at once.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -25,10 +25,11 @@ pub enum Architecture {
     SmolLm3,
     Granite,
     Cohere,
+    Gpt2,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 12] = [
+    pub const ALL: [Architecture; 13] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -41,6 +42,7 @@ impl Architecture {
         Self::SmolLm3,
         Self::Granite,
         Self::Cohere,
+        Self::Gpt2,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -58,6 +60,7 @@ impl Architecture {
             Self::SmolLm3 => &["smollm3"],
             Self::Granite => &["granite"],
             Self::Cohere => &["cohere"],
+            Self::Gpt2 => &["gpt2"],
         }
     }
 
@@ -81,6 +84,7 @@ impl Architecture {
             Self::SmolLm3 => "SmolLM3",
             Self::Granite => "Granite",
             Self::Cohere => "Cohere",
+            Self::Gpt2 => "GPT-2",
         }
     }
 
@@ -211,6 +215,14 @@ pub struct ModelConfig {
     pub rope_interleaved: bool,
     /// Multiply the logits by this (Cohere's `logit_scale`).
     pub logit_scale: Option<f64>,
+    /// A gated MLP (`act(gate)·up`, every family but GPT-2); otherwise `act(up)`, and the
+    /// neurons are those of `up` (METHOD §1: `a = act_fn(fc_in(h))`).
+    pub mlp_gated: bool,
+    /// GPT-2: the norms add a bias, and so do the attention output and both MLP projections.
+    pub norm_bias: bool,
+    pub linear_bias: bool,
+    /// GPT-2: learned position embeddings added to the token embeddings (no rotary).
+    pub learned_positions: bool,
     /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
     pub fused_projections: bool,
     pub activation: Activation,
@@ -269,6 +281,7 @@ impl ModelConfig {
             Architecture::SmolLm3 => super::arch::smollm3::config(&fields)?,
             Architecture::Granite => super::arch::granite::config(&fields)?,
             Architecture::Cohere => super::arch::cohere::config(&fields)?,
+            Architecture::Gpt2 => super::arch::gpt2::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -345,7 +358,7 @@ impl ModelConfig {
         let q = (self.num_heads * self.head_dim) as u64;
         let kv = (self.num_kv_heads * self.head_dim) as u64;
         let attention = h * q + 2 * h * kv + q * h;
-        let mlp = 3 * h * f;
+        let mlp = if self.mlp_gated { 3 * h * f } else { 2 * h * f };
         let norms = match self.norm_layout {
             NormLayout::Sandwich => 4 * h,
             NormLayout::Pre | NormLayout::Post => 2 * h,
@@ -353,7 +366,12 @@ impl ModelConfig {
         };
         let per_layer = attention + mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
-        v * h + self.num_layers as u64 * per_layer + h + head
+        let positions = if self.learned_positions {
+            self.max_position_embeddings as u64 * h
+        } else {
+            0
+        };
+        v * h + positions + self.num_layers as u64 * per_layer + h + head
     }
 
     /// Multiply-accumulate FLOPs of one token through the decoder (no lm_head), for `seq_len`
@@ -362,7 +380,8 @@ impl ModelConfig {
         let (h, f) = (self.hidden_size as f64, self.intermediate_size as f64);
         let q = (self.num_heads * self.head_dim) as f64;
         let kv = (self.num_kv_heads * self.head_dim) as f64;
-        let matmul = 2.0 * (h * q + 2.0 * h * kv + q * h + 3.0 * h * f);
+        let mlp_matrices = if self.mlp_gated { 3.0 } else { 2.0 };
+        let matmul = 2.0 * (h * q + 2.0 * h * kv + q * h + mlp_matrices * h * f);
         let attention = 2.0 * 2.0 * q * mean_context;
         self.num_layers as f64 * (matmul + attention)
     }
@@ -642,6 +661,10 @@ impl Dims {
             norm_centered: false,
             rope_interleaved: false,
             logit_scale: None,
+            mlp_gated: true,
+            norm_bias: false,
+            linear_bias: false,
+            learned_positions: false,
             fused_projections: false,
             activation: Activation::Silu,
             embedding_scale: None,

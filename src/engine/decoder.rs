@@ -1,10 +1,11 @@
 //! The shared decoder forward pass, with neuron capture reduced inside it.
 //!
-//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3, Granite and Cohere differ
-//! only in the switches of [`ModelConfig`] (biases, q/k norms, where the norms sit, Gemma's
-//! `1 + w` and soft-capping, fused projections, per-layer windows, rotary bases and NoPE layers,
-//! Granite's multipliers, Cohere's parallel block, centred norms and interleaved rotary pairs),
-//! so one implementation serves them all. It follows transformers' eager attention path so that
+//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3, Granite, Cohere and GPT-2
+//! differ only in the switches of [`ModelConfig`] (biases, q/k norms, where the norms sit,
+//! Gemma's `1 + w` and soft-capping, fused projections, per-layer windows, rotary bases and NoPE
+//! layers, Granite's multipliers, Cohere's parallel block, centred norms and interleaved rotary
+//! pairs, GPT-2's learned positions and non-gated MLP), so one implementation serves them all.
+//! The CPU kernels cover all but GPT-2, which runs on the generic ops. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 
 use std::sync::Arc;
@@ -73,8 +74,10 @@ struct RmsNorm {
     weight: Tensor,
     out_dtype: DType,
     eps: f32,
-    /// Subtract the mean first (Cohere).
+    /// Subtract the mean first (Cohere, GPT-2).
     centered: bool,
+    /// Added after the scaling (GPT-2's LayerNorm), in f32.
+    bias: Option<Tensor>,
     /// The same weights on the host, for the CPU kernels (f32 on the CPU only).
     host: Option<Arc<HostNorm>>,
 }
@@ -104,11 +107,18 @@ impl RmsNorm {
         } else {
             None
         };
+        let bias = if cfg.norm_bias {
+            let name = name.strip_suffix(".weight").unwrap_or(name);
+            Some(src.load(&format!("{name}.bias"), &[size], DType::F32, &ctx.device)?)
+        } else {
+            None
+        };
         Ok(Self {
             weight,
             out_dtype: ctx.dtype,
             eps,
             centered: cfg.norm_centered,
+            bias,
             host,
         })
     }
@@ -119,7 +129,11 @@ impl RmsNorm {
             // A LayerNorm without bias is an RMSNorm of the centred values.
             x = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         }
-        Ok(candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?.to_dtype(self.out_dtype)?)
+        let mut y = candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        Ok(y.to_dtype(self.out_dtype)?)
     }
 }
 
@@ -141,10 +155,12 @@ struct Attention {
 }
 
 struct Mlp {
-    /// gate and up stacked: `[2·d_ff, d_model]`.
+    /// gate and up stacked: `[2·d_ff, d_model]`; up alone `[d_ff, d_model]` when not gated.
     gate_up: Linear,
     down: Linear,
     activation: Activation,
+    /// `act(gate)·up`; otherwise `act(up)` (GPT-2), and `up` plays the gate's part in NAS.
+    gated: bool,
 }
 
 /// A layer's norms; which exist depends on the config's [`NormLayout`].
@@ -166,6 +182,8 @@ struct Layer {
 pub struct Decoder {
     config: ModelConfig,
     embed: Tensor,
+    /// GPT-2's learned position embeddings `[positions, d_model]`.
+    embed_positions: Option<Tensor>,
     layers: Vec<Layer>,
     final_norm: RmsNorm,
     lm_head: Option<Tensor>,
@@ -182,12 +200,15 @@ pub struct Decoder {
 struct Ctx {
     device: Device,
     dtype: DType,
+    /// The model is one the kernels of [`cpu_ops`] implement (gated MLP, norms without bias,
+    /// no learned positions): every family but GPT-2.
+    kernel_model: bool,
 }
 
 impl Ctx {
-    /// Whether the kernels of [`cpu_ops`] can run here: f32 on the CPU.
+    /// Whether the kernels of [`cpu_ops`] can run here: f32 on the CPU, for a model they know.
     fn has_cpu_kernels(&self) -> bool {
-        self.device.is_cpu() && self.dtype == DType::F32
+        self.device.is_cpu() && self.dtype == DType::F32 && self.kernel_model
     }
 }
 
@@ -201,6 +222,7 @@ impl Decoder {
         let ctx = Ctx {
             device: device.clone(),
             dtype,
+            kernel_model: config.mlp_gated && !config.norm_bias && !config.learned_positions,
         };
         let prefix = model_prefix(src);
         let (h, f) = (config.hidden_size, config.intermediate_size);
@@ -210,6 +232,17 @@ impl Decoder {
             dtype,
             device,
         )?;
+        let embed_positions = config
+            .learned_positions
+            .then(|| {
+                src.load(
+                    &format!("{prefix}embed_positions.weight"),
+                    &[config.max_position_embeddings, h],
+                    dtype,
+                    device,
+                )
+            })
+            .transpose()?;
         let mut attention_kinds: Vec<LayerAttention> = Vec::new();
         let mut layers = Vec::with_capacity(config.num_layers);
         for (i, attention_kind) in config.layers.iter().enumerate() {
@@ -244,7 +277,11 @@ impl Decoder {
             let (qkv_parts, gate_up_parts) = if config.fused_projections {
                 (
                     vec![(format!("{p}self_attn.qkv_proj"), q_out + 2 * kv_out)],
-                    vec![(format!("{p}mlp.gate_up_proj"), 2 * f)],
+                    if config.mlp_gated {
+                        vec![(format!("{p}mlp.gate_up_proj"), 2 * f)]
+                    } else {
+                        vec![(format!("{p}mlp.up_proj"), f)]
+                    },
                 )
             } else {
                 (
@@ -253,10 +290,14 @@ impl Decoder {
                         (format!("{p}self_attn.k_proj"), kv_out),
                         (format!("{p}self_attn.v_proj"), kv_out),
                     ],
-                    vec![
-                        (format!("{p}mlp.gate_proj"), f),
-                        (format!("{p}mlp.up_proj"), f),
-                    ],
+                    if config.mlp_gated {
+                        vec![
+                            (format!("{p}mlp.gate_proj"), f),
+                            (format!("{p}mlp.up_proj"), f),
+                        ]
+                    } else {
+                        vec![(format!("{p}mlp.up_proj"), f)]
+                    },
                 )
             };
             layers.push(Layer {
@@ -270,7 +311,7 @@ impl Decoder {
                         src,
                         &[(format!("{p}self_attn.o_proj"), h)],
                         q_out,
-                        false,
+                        config.linear_bias,
                         &ctx,
                     )?,
                     q_norm,
@@ -285,9 +326,16 @@ impl Decoder {
                     softcap: config.attn_logit_softcapping,
                 },
                 mlp: Mlp {
-                    gate_up: linear(src, &gate_up_parts, h, false, &ctx)?,
-                    down: linear(src, &[(format!("{p}mlp.down_proj"), h)], f, false, &ctx)?,
+                    gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
+                    down: linear(
+                        src,
+                        &[(format!("{p}mlp.down_proj"), h)],
+                        f,
+                        config.linear_bias,
+                        &ctx,
+                    )?,
                     activation: config.activation,
+                    gated: config.mlp_gated,
                 },
                 kind,
             });
@@ -301,12 +349,14 @@ impl Decoder {
         Ok(Self {
             config: config.clone(),
             embed,
+            embed_positions,
             layers,
             final_norm,
             lm_head,
             attention_kinds,
             cpu_kernels: ctx.has_cpu_kernels(),
-            capture_kernel: use_cuda_capture(&ctx, config.activation),
+            // The kernel reads gate and up side by side; a non-gated MLP pools generically.
+            capture_kernel: config.mlp_gated && use_cuda_capture(&ctx, config.activation),
             ctx,
         })
     }
@@ -532,6 +582,16 @@ impl Decoder {
             let scale = Tensor::new(scale as f32, &self.ctx.device)?.to_dtype(self.ctx.dtype)?;
             h = h.broadcast_mul(&scale)?;
         }
+        if let Some(positions) = &self.embed_positions {
+            // Only the generic ops run learned positions, on right-padded rows: a token's
+            // position is its column.
+            if input.packed {
+                return Err(EngineError::Device(
+                    "learned positions need the padded layout".into(),
+                ));
+            }
+            h = h.broadcast_add(&positions.narrow(0, 0, cols)?.unsqueeze(0)?)?;
+        }
         // The residual stream stays in f32 with bf16/f16 weights: rounding it to 8 bits of
         // mantissa at every add is most of what moves a bf16 run's NAS decisions away from f32.
         let h = h.to_dtype(DType::F32)?;
@@ -738,6 +798,17 @@ impl Mlp {
         layer: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let gate_up = self.gate_up.forward(x)?;
+        if !self.gated {
+            // METHOD §1 for non-gated MLPs: the neurons are act(fc_in(h)), which is also what
+            // goes on to the down projection (so both NAV sources are |act|).
+            let act = activate(&gate_up, self.activation)?;
+            let Some((input, _)) = pool else {
+                return Ok((act, None));
+            };
+            let (pool_weights, _) = device_weights(input)?;
+            let pooled = generic_pools(&gate_up, &act, &act, pool_weights, NavSource::Activation)?;
+            return Ok((act, Some(pooled)));
+        }
         let (rows, cols, f2) = gate_up.dims3()?;
         let f = f2 / 2;
         let gate = gate_up.narrow(2, 0, f)?;

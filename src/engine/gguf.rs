@@ -878,6 +878,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         norm_centered: false,
         rope_interleaved: false,
         logit_scale: None,
+        mlp_gated: true,
+        norm_bias: false,
+        linear_bias: false,
+        learned_positions: false,
         fused_projections: false,
         activation: Activation::Silu,
         embedding_scale: None,
@@ -901,14 +905,15 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),
-        // SmolLM3, Granite and Cohere.
+        // SmolLM3, Granite, Cohere and GPT-2.
         Architecture::Llama
         | Architecture::Mistral
         | Architecture::Qwen2
         | Architecture::Phi3
         | Architecture::SmolLm3
         | Architecture::Granite
-        | Architecture::Cohere => {}
+        | Architecture::Cohere
+        | Architecture::Gpt2 => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => {
             config.qk_norm = QkNorm::AllHeads;

@@ -231,7 +231,11 @@ impl Model {
                 let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
                 let weights = SafetensorsSource::open_folder(&folder)?;
                 let files = weights.files().to_vec();
-                (config, Box::new(weights), tokenizer, files)
+                let weights: Box<dyn TensorSource> = match config.architecture {
+                    Architecture::Gpt2 => Box::new(super::arch::gpt2::Gpt2Weights::new(weights)),
+                    _ => Box::new(weights),
+                };
+                (config, weights, tokenizer, files)
             }
             ResolvedSource::Gguf(path) => {
                 let model = gguf::open(&path)?;

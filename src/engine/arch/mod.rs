@@ -9,6 +9,7 @@ pub mod cohere;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod gpt2;
 pub mod granite;
 pub mod llama;
 pub mod mistral;
