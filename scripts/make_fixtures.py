@@ -463,12 +463,13 @@ def tiny_specs(v_sp: int, v_bl: int):
             **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "bl-nobos", "f32", "v5"),
         "phi3": (transformers.Phi3Config(
             vocab_size=v_sp, num_hidden_layers=2, sliding_window=8, tie_word_embeddings=False,
-            original_max_position_embeddings=128,
+            max_position_embeddings=2048,
+            original_max_position_embeddings=512,
             rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
                              "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8],
                              "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
-                             "original_max_position_embeddings": 128},
-            **sp_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}), "sp", "f32", "legacy"),
+                             "original_max_position_embeddings": 512},
+            **sp_ids, **{k: v for k, v in COMMON.items() if k not in ("head_dim", "max_position_embeddings")}), "sp", "f32", "legacy"),
         "smollm3": (transformers.SmolLM3Config(
             vocab_size=v_bl, num_hidden_layers=4, no_rope_layer_interval=4, rope_theta=2000000.0,
             tie_word_embeddings=True, **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}),
@@ -842,7 +843,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
             "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
         if name == "phi3":
             # Longer sentences would switch transformers to the long factors, which we refuse.
-            assert int(meta["stats_max_T"]) <= 128, "a phi3 fixture sentence is longer than original_max"
+            assert int(meta["stats_max_T"]) <= 512, "a phi3 fixture sentence is longer than original_max"
         sensitivity(name, ref_model, ref_tok, sents)
         save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
         dev = {k[len("stats_f64_dev_"):]: float(v) for k, v in meta.items() if k.startswith("stats_f64_dev_")}

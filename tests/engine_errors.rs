@@ -231,12 +231,12 @@ fn partial_rotary_phi_is_refused_by_name() {
 #[test]
 fn longrope_limits_sentences_to_the_original_context() {
     let model = load(&fixture("phi3")).unwrap();
-    // The fixture: 512 positions, LongRoPE's original context 128.
+    // The fixture: 2048 positions, LongRoPE's original context 512.
     assert_eq!(
         model.config.sentence_token_limit(),
-        (128, "original_max_position_embeddings of its LongRoPE")
+        (512, "original_max_position_embeddings of its LongRoPE")
     );
-    let long = vec!["word ".repeat(200)];
+    let long = vec!["word ".repeat(600)];
     let error = model
         .extract(
             &long,
@@ -246,7 +246,7 @@ fn longrope_limits_sentences_to_the_original_context() {
         )
         .expect_err("must fail");
     assert!(
-        matches!(error, EngineError::SentenceTooLong { limit: 128, .. }),
+        matches!(error, EngineError::SentenceTooLong { limit: 512, .. }),
         "{error}"
     );
     assert!(error.to_string().contains("LongRoPE"), "{error}");
