@@ -486,6 +486,9 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, n_embd=64, n_layer=2, n_head=4, n_inner=128, n_positions=512,
             activation_function="gelu_new", layer_norm_epsilon=1e-5, initializer_range=0.2,
             tie_word_embeddings=True, **bl_ids), "bl-nobos", "f32", "v5"),
+        "bloom": (transformers.BloomConfig(
+            vocab_size=v_bl, hidden_size=64, n_layer=2, n_head=4, layer_norm_epsilon=1e-5,
+            initializer_range=0.2, tie_word_embeddings=True, **bl_ids), "bl-nobos", "f32", "v5"),
     }
 
 
@@ -503,7 +506,8 @@ def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
                 p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (hi - lo) + lo)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
-            elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight")):
+            elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight",
+                                "self_attention.dense.weight", "dense_4h_to_h.weight")):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.07)
             else:
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.2)
@@ -558,7 +562,7 @@ def decoder_layers(model):
 
 def act_fn(mlp):
     """The MLP's activation module (Phi-3 names it `activation_fn`, GPT-2 `act`)."""
-    for name in ("act_fn", "activation_fn", "act"):
+    for name in ("act_fn", "activation_fn", "act", "gelu_impl"):
         if hasattr(mlp, name):
             return getattr(mlp, name)
     raise AttributeError(f"no activation in {type(mlp).__name__}")
@@ -591,10 +595,12 @@ def run_capture(model, ids: list[int]):
         return fn
 
     for i, layer in enumerate(layers):
-        if hasattr(layer.mlp, "c_fc"):
-            # GPT-2's MLP is not gated: its neurons are act(c_fc(h)); up is 1 (METHOD §1).
-            hooks.append(layer.mlp.c_fc.register_forward_hook(keep("g", i)))
-            hooks.append(layer.mlp.c_fc.register_forward_hook(keep_ones("u", i)))
+        fc_in = getattr(layer.mlp, "c_fc", None) or getattr(layer.mlp, "dense_h_to_4h", None)
+        if fc_in is not None:
+            # GPT-2's and BLOOM's MLPs are not gated: the neurons are act(fc_in(h)); up is 1
+            # (METHOD §1).
+            hooks.append(fc_in.register_forward_hook(keep("g", i)))
+            hooks.append(fc_in.register_forward_hook(keep_ones("u", i)))
         elif hasattr(layer.mlp, "gate_up_proj"):
             hooks.append(layer.mlp.gate_up_proj.register_forward_hook(keep_halves(i)))
         else:
@@ -740,7 +746,7 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
     meta = {
         "model": name,
         "n_layers": str(cfg.num_hidden_layers),
-        "d_ff": str(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)),
+        "d_ff": str(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size),
         "d_model": str(cfg.hidden_size),
         "n_sentences": str(len(sents)),
         "sentences": "tests/fixtures/sentences.json",

@@ -26,10 +26,11 @@ pub enum Architecture {
     Granite,
     Cohere,
     Gpt2,
+    Bloom,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 13] = [
+    pub const ALL: [Architecture; 14] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -43,6 +44,7 @@ impl Architecture {
         Self::Granite,
         Self::Cohere,
         Self::Gpt2,
+        Self::Bloom,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -61,6 +63,7 @@ impl Architecture {
             Self::Granite => &["granite"],
             Self::Cohere => &["cohere"],
             Self::Gpt2 => &["gpt2"],
+            Self::Bloom => &["bloom"],
         }
     }
 
@@ -85,6 +88,7 @@ impl Architecture {
             Self::Granite => "Granite",
             Self::Cohere => "Cohere",
             Self::Gpt2 => "GPT-2",
+            Self::Bloom => "BLOOM",
         }
     }
 
@@ -223,6 +227,11 @@ pub struct ModelConfig {
     pub linear_bias: bool,
     /// GPT-2: learned position embeddings added to the token embeddings (no rotary).
     pub learned_positions: bool,
+    /// BLOOM: a norm right after the token embeddings.
+    pub embedding_norm: bool,
+    /// BLOOM: ALiBi, a per-head bias of `slope · key position` on the attention scores, in
+    /// place of any position embedding.
+    pub alibi: bool,
     /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
     pub fused_projections: bool,
     pub activation: Activation,
@@ -282,6 +291,7 @@ impl ModelConfig {
             Architecture::Granite => super::arch::granite::config(&fields)?,
             Architecture::Cohere => super::arch::cohere::config(&fields)?,
             Architecture::Gpt2 => super::arch::gpt2::config(&fields)?,
+            Architecture::Bloom => super::arch::bloom::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -665,6 +675,8 @@ impl Dims {
             norm_bias: false,
             linear_bias: false,
             learned_positions: false,
+            embedding_norm: false,
+            alibi: false,
             fused_projections: false,
             activation: Activation::Silu,
             embedding_scale: None,

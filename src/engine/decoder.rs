@@ -1,11 +1,12 @@
 //! The shared decoder forward pass, with neuron capture reduced inside it.
 //!
-//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3, Granite, Cohere and GPT-2
-//! differ only in the switches of [`ModelConfig`] (biases, q/k norms, where the norms sit,
+//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2, Phi-3, SmolLM3, Granite, Cohere, GPT-2 and
+//! BLOOM differ only in the switches of [`ModelConfig`] (biases, q/k norms, where the norms sit,
 //! Gemma's `1 + w` and soft-capping, fused projections, per-layer windows, rotary bases and NoPE
 //! layers, Granite's multipliers, Cohere's parallel block, centred norms and interleaved rotary
-//! pairs, GPT-2's learned positions and non-gated MLP), so one implementation serves them all.
-//! The CPU kernels cover all but GPT-2, which runs on the generic ops. It follows transformers' eager attention path so that
+//! pairs, GPT-2's learned positions and non-gated MLP, BLOOM's ALiBi and embedding norm), so
+//! one implementation serves them all. The CPU kernels cover all but GPT-2 and BLOOM, which run
+//! on the generic ops. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 
 use std::sync::Arc;
@@ -184,6 +185,8 @@ pub struct Decoder {
     embed: Tensor,
     /// GPT-2's learned position embeddings `[positions, d_model]`.
     embed_positions: Option<Tensor>,
+    /// BLOOM's norm of the token embeddings.
+    embed_norm: Option<RmsNorm>,
     layers: Vec<Layer>,
     final_norm: RmsNorm,
     lm_head: Option<Tensor>,
@@ -222,7 +225,11 @@ impl Decoder {
         let ctx = Ctx {
             device: device.clone(),
             dtype,
-            kernel_model: config.mlp_gated && !config.norm_bias && !config.learned_positions,
+            kernel_model: config.mlp_gated
+                && !config.norm_bias
+                && !config.learned_positions
+                && !config.alibi
+                && !config.embedding_norm,
         };
         let prefix = model_prefix(src);
         let (h, f) = (config.hidden_size, config.intermediate_size);
@@ -242,6 +249,10 @@ impl Decoder {
                     device,
                 )
             })
+            .transpose()?;
+        let embed_norm = config
+            .embedding_norm
+            .then(|| RmsNorm::load(src, &format!("{prefix}embed_norm.weight"), h, config, &ctx))
             .transpose()?;
         let mut attention_kinds: Vec<LayerAttention> = Vec::new();
         let mut layers = Vec::with_capacity(config.num_layers);
@@ -350,6 +361,7 @@ impl Decoder {
             config: config.clone(),
             embed,
             embed_positions,
+            embed_norm,
             layers,
             final_norm,
             lm_head,
@@ -591,6 +603,9 @@ impl Decoder {
                 ));
             }
             h = h.broadcast_add(&positions.narrow(0, 0, cols)?.unsqueeze(0)?)?;
+        }
+        if let Some(norm) = &self.embed_norm {
+            h = norm.forward(&h)?;
         }
         // The residual stream stays in f32 with bf16/f16 weights: rounding it to 8 bits of
         // mantissa at every add is most of what moves a bf16 run's NAS decisions away from f32.
@@ -917,18 +932,36 @@ impl AttentionTables {
         let tensors = if host_only {
             None
         } else {
-            let mask: Vec<f32> = (0..t)
-                .flat_map(|i| {
-                    (0..t).map(move |j| {
-                        let visible = j <= i && kind.sliding_window.is_none_or(|w| i - j < w);
-                        if visible { 0.0 } else { f32::NEG_INFINITY }
+            // ALiBi (BLOOM) adds `slope · j` for key j, one slope per head: `[heads, t, t]`.
+            let slopes = if cfg.alibi {
+                super::arch::bloom::alibi_slopes(cfg.num_heads)
+            } else {
+                vec![0.0]
+            };
+            let mask: Vec<f32> = slopes
+                .iter()
+                .flat_map(|&slope| {
+                    (0..t).flat_map(move |i| {
+                        (0..t).map(move |j| {
+                            let visible = j <= i && kind.sliding_window.is_none_or(|w| i - j < w);
+                            if visible {
+                                slope * j as f32
+                            } else {
+                                f32::NEG_INFINITY
+                            }
+                        })
                     })
                 })
                 .collect();
+            let mask_shape = if cfg.alibi {
+                vec![slopes.len(), t, t]
+            } else {
+                vec![t, t]
+            };
             Some((
                 Tensor::from_slice(&cos, (t, half), &ctx.device)?.to_dtype(ctx.dtype)?,
                 Tensor::from_slice(&sin, (t, half), &ctx.device)?.to_dtype(ctx.dtype)?,
-                Tensor::from_vec(mask, (t, t), &ctx.device)?,
+                Tensor::from_vec(mask, mask_shape, &ctx.device)?,
             ))
         };
         Ok(Self {

@@ -882,6 +882,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         norm_bias: false,
         linear_bias: false,
         learned_positions: false,
+        embedding_norm: false,
+        alibi: false,
         fused_projections: false,
         activation: Activation::Silu,
         embedding_scale: None,
@@ -905,7 +907,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),
-        // SmolLM3, Granite, Cohere and GPT-2.
+        // SmolLM3, Granite, Cohere, GPT-2 and BLOOM.
         Architecture::Llama
         | Architecture::Mistral
         | Architecture::Qwen2
@@ -913,7 +915,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::SmolLm3
         | Architecture::Granite
         | Architecture::Cohere
-        | Architecture::Gpt2 => {}
+        | Architecture::Gpt2
+        | Architecture::Bloom => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => {
             config.qk_norm = QkNorm::AllHeads;

@@ -233,6 +233,11 @@ impl Model {
                 let files = weights.files().to_vec();
                 let weights: Box<dyn TensorSource> = match config.architecture {
                     Architecture::Gpt2 => Box::new(super::arch::gpt2::Gpt2Weights::new(weights)),
+                    Architecture::Bloom => Box::new(super::arch::bloom::BloomWeights::new(
+                        weights,
+                        config.num_heads,
+                        config.head_dim,
+                    )),
                     _ => Box::new(weights),
                 };
                 (config, weights, tokenizer, files)

@@ -5,6 +5,7 @@
 //!
 //! [`ModelConfig`]: super::config::ModelConfig
 
+pub mod bloom;
 pub mod cohere;
 pub mod gemma;
 pub mod gemma2;
