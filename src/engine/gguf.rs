@@ -16,7 +16,8 @@ use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
-    Activation, Architecture, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+    Activation, Architecture, Dims, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope,
+    RopeScaling,
 };
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
@@ -858,8 +859,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     };
     let rope = Rope { theta, scaling };
 
-    let mut config = ModelConfig {
-        architecture,
+    let dims = Dims {
         vocab_size,
         hidden_size,
         intermediate_size: meta.usize(&key("feed_forward_length"))?,
@@ -869,41 +869,22 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         head_dim,
         rms_norm_eps: meta.f64(&key("attention.layer_norm_rms_epsilon"))?,
         max_position_embeddings: meta.usize(&key("context_length"))?,
-        // llama.cpp writes `output.weight` only when it differs from the embeddings.
-        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
-        qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-        qk_norm: QkNorm::Off,
-        norm_layout: NormLayout::Pre,
-        norm_plus_one: false,
-        norm_centered: false,
-        rope_interleaved: false,
-        logit_scale: None,
-        mlp_gated: true,
-        norm_bias: false,
-        linear_bias: false,
-        learned_positions: false,
-        embedding_norm: false,
-        alibi: false,
-        fused_projections: false,
-        activation: Activation::Silu,
-        embedding_scale: None,
-        residual_scale: None,
-        logits_divisor: None,
-        attention_scale: 1.0 / (head_dim as f64).sqrt(),
-        attn_logit_softcapping: None,
-        final_logit_softcapping: None,
-        layers: vec![
-            LayerAttention {
-                sliding_window: None,
-                rope: rope.clone(),
-            };
-            num_layers
-        ],
-        bos_token_id: meta
-            .opt_i64("tokenizer.ggml.bos_token_id")?
-            .and_then(|id| u32::try_from(id).ok())
-            .filter(|&id| (id as usize) < vocab_size),
     };
+    let layers = vec![
+        LayerAttention {
+            sliding_window: None,
+            rope: rope.clone(),
+        };
+        num_layers
+    ];
+    let mut config = dims.into_config(architecture, layers);
+    // llama.cpp writes `output.weight` only when it differs from the embeddings.
+    config.tie_word_embeddings = !content.tensor_infos.contains_key("output.weight");
+    config.qkv_bias = content.tensor_infos.contains_key("blk.0.attn_q.bias");
+    config.bos_token_id = meta
+        .opt_i64("tokenizer.ggml.bos_token_id")?
+        .and_then(|id| u32::try_from(id).ok())
+        .filter(|&id| (id as usize) < vocab_size);
 
     match architecture {
         // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),

@@ -232,8 +232,8 @@ impl Model {
                 let weights = SafetensorsSource::open_folder(&folder)?;
                 let files = weights.files().to_vec();
                 let weights: Box<dyn TensorSource> = match config.architecture {
-                    Architecture::Gpt2 => Box::new(super::arch::gpt2::Gpt2Weights::new(weights)),
-                    Architecture::Bloom => Box::new(super::arch::bloom::BloomWeights::new(
+                    Architecture::Gpt2 => Box::new(super::arch::gpt2::weights(weights)),
+                    Architecture::Bloom => Box::new(super::arch::bloom::weights(
                         weights,
                         config.num_heads,
                         config.head_dim,

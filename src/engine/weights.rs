@@ -173,3 +173,91 @@ pub fn check_shape(name: &str, found: &[usize], expected: &[usize], path: &Path)
     }
     Ok(())
 }
+
+/// How a checkpoint stores a tensor that the decoder asks for by its own name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    AsAsked,
+    /// Transposed: GPT-2's `Conv1D` weights are `[in, out]`.
+    Transposed,
+    /// Rows grouped `[heads, 3, head_dim]` where the decoder stacks all q, then all k, then all
+    /// v rows (BLOOM's fused `query_key_value`).
+    GroupedByHead {
+        heads: usize,
+        head_dim: usize,
+    },
+}
+
+/// A checkpoint whose tensors have other names, and some other layouts, than the decoder's
+/// Llama-style ones (GPT-2, BLOOM): `rename` gives the stored name and layout of a decoder name.
+pub struct RenamedWeights<S> {
+    inner: S,
+    family: &'static str,
+    rename: Box<Rename>,
+}
+
+/// A decoder tensor name → the checkpoint's name and layout for it.
+type Rename = dyn Fn(&str) -> Option<(String, Stored)> + Send + Sync;
+
+impl<S: TensorSource> RenamedWeights<S> {
+    pub fn new(
+        inner: S,
+        family: &'static str,
+        rename: impl Fn(&str) -> Option<(String, Stored)> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            family,
+            rename: Box::new(rename),
+        }
+    }
+}
+
+impl<S: TensorSource> TensorSource for RenamedWeights<S> {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let (stored, layout) = (self.rename)(name).ok_or_else(|| {
+            EngineError::weights(
+                self.origin(),
+                format!("{} has no tensor for {name}", self.family),
+            )
+        })?;
+        match (layout, shape) {
+            (Stored::Transposed, &[rows, cols]) => Ok(self
+                .inner
+                .load(&stored, &[cols, rows], dtype, device)?
+                .t()?
+                .contiguous()?),
+            (Stored::GroupedByHead { heads, head_dim }, _) => {
+                let tensor = self.inner.load(&stored, shape, dtype, device)?;
+                let mut grouped = vec![heads, 3, head_dim];
+                grouped.extend(&shape[1..]);
+                Ok(tensor
+                    .reshape(grouped)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape(shape)?)
+            }
+            _ => self.inner.load(&stored, shape, dtype, device),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        (self.rename)(name).is_some_and(|(stored, _)| self.inner.contains(&stored))
+    }
+
+    fn origin(&self) -> &Path {
+        self.inner.origin()
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.inner.storage_dtype()
+    }
+}
+
+/// `model.layers.{layer}.{part}.{kind}` as `(layer, part, kind)`.
+pub fn layer_tensor_parts(name: &str) -> Option<(&str, &str, &str)> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    Some((layer, part, kind))
+}

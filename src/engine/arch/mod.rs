@@ -20,7 +20,8 @@ pub mod qwen2;
 pub mod qwen3;
 pub mod smollm3;
 
-use super::config::{HfFields, LayerAttention, Rope};
+use super::config::Activation;
+use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope, RopeScaling};
 use super::error::{EngineError, Result};
 
 /// The same attention settings on every layer.
@@ -32,6 +33,57 @@ fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<La
         };
         n
     ]
+}
+
+/// The sizes of a GPT-2-style config, whose keys differ from Llama's (`n_embd`, `n_head`, …):
+/// one head count for queries and keys, `d_ff` given or 4 × hidden.
+struct LayerNormFamily {
+    hidden_size: usize,
+    num_heads: usize,
+    num_layers: usize,
+    intermediate_size: Option<usize>,
+    max_position_embeddings: usize,
+}
+
+impl LayerNormFamily {
+    /// What GPT-2 and BLOOM share: LayerNorms with bias, biases on every projection, fused q,
+    /// k and v, a non-gated MLP with the tanh GELU, tied embeddings, and no rotary embedding.
+    fn config(self, f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
+        let (hidden, heads) = (self.hidden_size, self.num_heads);
+        if heads == 0 || !hidden.is_multiple_of(heads) {
+            return Err(EngineError::config(
+                f.path,
+                format!("the hidden size ({hidden}) must be a multiple of the heads ({heads})"),
+            ));
+        }
+        let dims = Dims {
+            vocab_size: f.usize("vocab_size")?,
+            hidden_size: hidden,
+            intermediate_size: self.intermediate_size.unwrap_or(4 * hidden),
+            num_layers: self.num_layers,
+            num_heads: heads,
+            num_kv_heads: heads,
+            head_dim: hidden / heads,
+            rms_norm_eps: f.f64_or("layer_norm_epsilon", 1e-5)?,
+            max_position_embeddings: self.max_position_embeddings,
+        };
+        let no_rotation = Rope {
+            theta: 10_000.0,
+            scaling: RopeScaling::NoRotation,
+        };
+        let layers = uniform_layers(dims.num_layers, None, no_rotation);
+        let mut config = dims.into_config(architecture, layers);
+        config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
+        config.norm_centered = true;
+        config.norm_bias = true;
+        config.qkv_bias = true;
+        config.linear_bias = true;
+        config.mlp_gated = false;
+        config.fused_projections = true;
+        config.activation = Activation::GeluTanh;
+        config.bos_token_id = f.bos_token_id();
+        Ok(config)
+    }
 }
 
 /// Biased MLPs are not part of any supported family; refuse rather than ignore weights.
