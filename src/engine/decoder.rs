@@ -204,7 +204,7 @@ struct Ctx {
     device: Device,
     dtype: DType,
     /// The model is one the kernels of [`cpu_ops`] implement (gated MLP, norms without bias,
-    /// no learned positions): every family but GPT-2.
+    /// rotary positions only): every family but GPT-2 and BLOOM.
     kernel_model: bool,
 }
 
