@@ -33,7 +33,7 @@ pub fn panel(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<C
                         ui.separator();
                         methods_section(ui, state);
                         ui.separator();
-                        capture_section(ui, state, queue);
+                        capture_section(ui, state, rt, queue);
                     });
                     if running {
                         ui.add_space(6.0);
@@ -382,7 +382,7 @@ fn methods_section(ui: &mut Ui, state: &mut Persisted) {
     }
 }
 
-fn capture_section(ui: &mut Ui, state: &mut Persisted, queue: &mut Vec<Command>) {
+fn capture_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<Command>) {
     section_title(ui, "Capture and compute");
     let settings = &mut state.settings;
     egui::Grid::new("capture")
@@ -407,15 +407,27 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, queue: &mut Vec<Command>)
             ui.end_row();
 
             let label = ui.label("NAV source");
-            egui::ComboBox::from_id_salt("nav-source")
-                .selected_text(settings.capture.nav_source.label())
-                .show_ui(ui, |ui| {
-                    for source in [NavSource::Activation, NavSource::ActivationTimesUp] {
-                        ui.selectable_value(&mut settings.capture.nav_source, source, source.label());
-                    }
-                })
-                .response
-                .labelled_by(label.id);
+            ui.horizontal(|ui| {
+                egui::ComboBox::from_id_salt("nav-source")
+                    .selected_text(settings.capture.nav_source.label())
+                    .show_ui(ui, |ui| {
+                        for source in [NavSource::Activation, NavSource::ActivationTimesUp] {
+                            ui.selectable_value(&mut settings.capture.nav_source, source, source.label());
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                if let ModelCheck::Recognised { info, .. } = &rt.model_check
+                    && !info.architecture.has_gated_mlp()
+                {
+                    ui.weak("same here")
+                        .on_hover_text(format!(
+                            "{} has no gated MLP: what goes on to the down projection is the \
+                             activation itself, so both sources give the same NAV",
+                            info.architecture
+                        ));
+                }
+            });
             ui.end_row();
 
             let label = ui.label("Batch size");

@@ -92,6 +92,11 @@ impl Architecture {
         }
     }
 
+    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's and BLOOM's are `act(fc_in(h))`.
+    pub fn has_gated_mlp(self) -> bool {
+        !matches!(self, Self::Gpt2 | Self::Bloom)
+    }
+
     /// Human-readable list for error messages.
     pub fn supported_list() -> String {
         Self::ALL
@@ -671,7 +676,7 @@ impl Dims {
             norm_centered: false,
             rope_interleaved: false,
             logit_scale: None,
-            mlp_gated: true,
+            mlp_gated: architecture.has_gated_mlp(),
             norm_bias: false,
             linear_bias: false,
             learned_positions: false,

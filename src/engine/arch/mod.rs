@@ -78,7 +78,6 @@ impl LayerNormFamily {
         config.norm_bias = true;
         config.qkv_bias = true;
         config.linear_bias = true;
-        config.mlp_gated = false;
         config.fused_projections = true;
         config.activation = Activation::GeluTanh;
         config.bos_token_id = f.bos_token_id();
