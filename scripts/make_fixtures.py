@@ -489,6 +489,10 @@ def tiny_specs(v_sp: int, v_bl: int):
         "bloom": (transformers.BloomConfig(
             vocab_size=v_bl, hidden_size=64, n_layer=2, n_head=4, layer_norm_epsilon=1e-5,
             initializer_range=0.2, tie_word_embeddings=True, **bl_ids), "bl-nobos", "f32", "v5"),
+        "cohere2": (transformers.Cohere2Config(
+            vocab_size=v_bl, num_hidden_layers=4, sliding_window=8, logit_scale=0.25, layer_norm_eps=1e-5,
+            rope_theta=10000.0, tie_word_embeddings=True, **bl_ids,
+            **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-bos", "f32", "v5"),
     }
 
 
@@ -900,7 +904,7 @@ def sensitivity(name, model, tok, sents):
             c = copy.deepcopy(cfg)
             setattr(c, key, neutral)
             variants[f"no {key}"] = c
-    if name in ("mistral", "gemma2", "gemma3", "phi3"):
+    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2"):
         c = copy.deepcopy(cfg)
         c.sliding_window = 100000
         variants["no sliding window"] = c

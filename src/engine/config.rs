@@ -27,10 +27,11 @@ pub enum Architecture {
     Cohere,
     Gpt2,
     Bloom,
+    Cohere2,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 14] = [
+    pub const ALL: [Architecture; 15] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -45,6 +46,7 @@ impl Architecture {
         Self::Cohere,
         Self::Gpt2,
         Self::Bloom,
+        Self::Cohere2,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -64,6 +66,7 @@ impl Architecture {
             Self::Cohere => &["cohere"],
             Self::Gpt2 => &["gpt2"],
             Self::Bloom => &["bloom"],
+            Self::Cohere2 => &["cohere2"],
         }
     }
 
@@ -89,6 +92,7 @@ impl Architecture {
             Self::Cohere => "Cohere",
             Self::Gpt2 => "GPT-2",
             Self::Bloom => "BLOOM",
+            Self::Cohere2 => "Cohere 2",
         }
     }
 
@@ -297,6 +301,7 @@ impl ModelConfig {
             Architecture::Cohere => super::arch::cohere::config(&fields)?,
             Architecture::Gpt2 => super::arch::gpt2::config(&fields)?,
             Architecture::Bloom => super::arch::bloom::config(&fields)?,
+            Architecture::Cohere2 => super::arch::cohere::config2(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
