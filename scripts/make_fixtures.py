@@ -493,6 +493,11 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, num_hidden_layers=4, sliding_window=8, logit_scale=0.25, layer_norm_eps=1e-5,
             rope_theta=10000.0, tie_word_embeddings=True, **bl_ids,
             **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-bos", "f32", "v5"),
+        "olmo3": (transformers.Olmo3Config(
+            vocab_size=v_bl, num_hidden_layers=4, sliding_window=8, rope_theta=500000.0,
+            rope_scaling={"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64},
+            tie_word_embeddings=False, **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}),
+            "bl-nobos", "f32", "legacy"),
     }
 
 
@@ -541,6 +546,11 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
         j["original_max_position_embeddings"] = rp.pop("original_max_position_embeddings")
         rp["type"] = rp.pop("rope_type")
         j["rope_scaling"] = rp
+    elif name == "olmo3":
+        # The released configs: one rope_theta, rope_scaling for the global layers.
+        full = dict(rp["full_attention"])
+        j["rope_theta"] = full.pop("rope_theta")
+        j["rope_scaling"] = full
     elif name == "gemma3":
         j["rope_theta"] = rp["full_attention"]["rope_theta"]
         j["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
@@ -904,7 +914,12 @@ def sensitivity(name, model, tok, sents):
             c = copy.deepcopy(cfg)
             setattr(c, key, neutral)
             variants[f"no {key}"] = c
-    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2"):
+    if name == "olmo3":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {"full_attention": {"rope_type": "default", "rope_theta": 500000.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 500000.0}}
+        variants["no yarn on the global layer"] = c
+    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2", "olmo3"):
         c = copy.deepcopy(cfg)
         c.sliding_window = 100000
         variants["no sliding window"] = c

@@ -389,7 +389,7 @@ macro_rules! parity_tests {
 
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo2, phi3, smollm3, granite, cohere,
-    gpt2, bloom, cohere2
+    gpt2, bloom, cohere2, olmo3
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:
@@ -455,7 +455,7 @@ fn bf16_nas_decisions_agree_with_f32() {
     let mut below = Vec::new();
     for name in [
         "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "phi3",
-        "smollm3", "granite", "cohere", "gpt2", "bloom", "cohere2",
+        "smollm3", "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);

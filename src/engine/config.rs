@@ -28,10 +28,11 @@ pub enum Architecture {
     Gpt2,
     Bloom,
     Cohere2,
+    Olmo3,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 15] = [
+    pub const ALL: [Architecture; 16] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -47,6 +48,7 @@ impl Architecture {
         Self::Gpt2,
         Self::Bloom,
         Self::Cohere2,
+        Self::Olmo3,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -67,6 +69,7 @@ impl Architecture {
             Self::Gpt2 => &["gpt2"],
             Self::Bloom => &["bloom"],
             Self::Cohere2 => &["cohere2"],
+            Self::Olmo3 => &["olmo3"],
         }
     }
 
@@ -93,6 +96,7 @@ impl Architecture {
             Self::Gpt2 => "GPT-2",
             Self::Bloom => "BLOOM",
             Self::Cohere2 => "Cohere 2",
+            Self::Olmo3 => "OLMo 3",
         }
     }
 
@@ -162,6 +166,17 @@ pub enum RopeScaling {
     },
     /// No rotation at all (SmolLM3's NoPE layers): every frequency is 0, so cos is 1 and sin 0.
     NoRotation,
+    /// YaRN: frequencies blended between interpolated (÷ factor) and original along a ramp
+    /// between the dimensions that turn `beta_fast` and `beta_slow` times over the original
+    /// context; cos and sin are multiplied by `attention_factor`.
+    Yarn {
+        factor: f64,
+        original_max_position_embeddings: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        attention_factor: f64,
+        truncate: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,6 +317,7 @@ impl ModelConfig {
             Architecture::Gpt2 => super::arch::gpt2::config(&fields)?,
             Architecture::Bloom => super::arch::bloom::config(&fields)?,
             Architecture::Cohere2 => super::arch::cohere::config2(&fields)?,
+            Architecture::Olmo3 => super::arch::olmo2::config3(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -557,10 +573,11 @@ impl HfFields<'_> {
             }),
             // "su" is what the first Phi-3 configs called it.
             "longrope" | "su" => self.long_rope(params),
+            "yarn" => self.yarn(params),
             other => Err(EngineError::config(
                 self.path,
                 format!(
-                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3, longrope)"
+                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3, longrope, yarn)"
                 ),
             )),
         }
@@ -610,6 +627,48 @@ impl HfFields<'_> {
             short_factor,
             original_max_position_embeddings: original,
             attention_factor,
+        })
+    }
+
+    /// YaRN as transformers reads it (`_compute_yarn_parameters`).
+    fn yarn(&self, params: &Value) -> Result<RopeScaling> {
+        let get = |key: &str| params.get(key).and_then(Value::as_f64);
+        let original = match get("original_max_position_embeddings") {
+            Some(n) => n,
+            None => self.usize("original_max_position_embeddings")? as f64,
+        };
+        let factor = match get("factor") {
+            Some(f) => f,
+            None => self.usize("max_position_embeddings")? as f64 / original,
+        };
+        let mscale = |scale: f64, m: f64| {
+            if scale <= 1.0 {
+                1.0
+            } else {
+                0.1 * m * scale.ln() + 1.0
+            }
+        };
+        let attention_factor = match (
+            get("attention_factor"),
+            get("mscale"),
+            get("mscale_all_dim"),
+        ) {
+            (Some(given), _, _) => given,
+            (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                mscale(factor, m) / mscale(factor, all)
+            }
+            _ => mscale(factor, 1.0),
+        };
+        Ok(RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings: original,
+            beta_fast: get("beta_fast").filter(|b| *b != 0.0).unwrap_or(32.0),
+            beta_slow: get("beta_slow").filter(|b| *b != 0.0).unwrap_or(1.0),
+            attention_factor,
+            truncate: params
+                .get("truncate")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
         })
     }
 
@@ -734,6 +793,29 @@ mod tests {
         let expected = (1.0f64 + 32f64.ln() / 4096f64.ln()).sqrt();
         assert!((attention_factor - expected).abs() < 1e-12);
         assert!((attention_factor - 1.190_238).abs() < 1e-6);
+    }
+
+    #[test]
+    fn yarn_attention_factor_follows_transformers() {
+        let attention = |scaling: RopeScaling| match scaling {
+            RopeScaling::Yarn {
+                attention_factor, ..
+            } => attention_factor,
+            other => panic!("not YaRN: {other:?}"),
+        };
+        // Qwen-style: factor 4 → 0.1 · ln 4 + 1.
+        let plain = rope_of(serde_json::json!({
+            "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                "original_max_position_embeddings": 32768},
+        }));
+        assert!((attention(plain) - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+        // DeepSeek-style mscale / mscale_all_dim, and the context from the top level.
+        let deepseek = rope_of(serde_json::json!({
+            "original_max_position_embeddings": 4096,
+            "rope_scaling": {"type": "yarn", "factor": 40.0, "mscale": 0.707,
+                "mscale_all_dim": 0.707},
+        }));
+        assert!((attention(deepseek) - 1.0).abs() < 1e-12);
     }
 
     #[test]

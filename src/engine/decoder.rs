@@ -984,6 +984,40 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
     match &rope.scaling {
         RopeScaling::None => plain.collect(),
         RopeScaling::NoRotation => vec![0.0; head_dim / 2],
+        RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings: context,
+            beta_fast,
+            beta_slow,
+            truncate,
+            ..
+        } => {
+            // transformers' `_compute_yarn_parameters`: the ramp's ends in f64, the rest in f32.
+            let dim = head_dim as f64;
+            let correction = |rotations: f64| {
+                dim * (context / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                    / (2.0 * rope.theta.ln())
+            };
+            let (mut low, mut high) = (correction(*beta_fast), correction(*beta_slow));
+            if *truncate {
+                (low, high) = (low.floor(), high.ceil());
+            }
+            let (low, mut high) = (low.max(0.0) as f32, high.min(dim - 1.0) as f32);
+            if low == high {
+                high += 0.001;
+            }
+            let factor = *factor as f32;
+            (0..head_dim / 2)
+                .map(|i| {
+                    let pos_freq = base.powf((2 * i) as f32 / head_dim as f32);
+                    let extrapolation = 1.0 / pos_freq;
+                    let interpolation = 1.0 / (factor * pos_freq);
+                    let ramp = ((i as f32 - low) / (high - low)).clamp(0.0, 1.0);
+                    let keep = 1.0 - ramp;
+                    interpolation * (1.0 - keep) + extrapolation * keep
+                })
+                .collect()
+        }
         // transformers: 1 / (factor · θ^(2i/d)).
         RopeScaling::LongRope { short_factor, .. } => (0..head_dim / 2)
             .map(|i| 1.0 / (short_factor[i] as f32 * base.powf((2 * i) as f32 / head_dim as f32)))
@@ -1192,6 +1226,9 @@ fn layer_norm_names(layout: NormLayout) -> [Option<&'static str>; 4] {
 fn rotary_attention_factor(rope: &Rope) -> f64 {
     match rope.scaling {
         RopeScaling::LongRope {
+            attention_factor, ..
+        }
+        | RopeScaling::Yarn {
             attention_factor, ..
         } => attention_factor,
         _ => 1.0,

@@ -888,7 +888,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),
-        // SmolLM3, Granite, Cohere (1 and 2), GPT-2 and BLOOM.
+        // SmolLM3, Granite, Cohere (1 and 2), GPT-2, BLOOM and OLMo 3.
         Architecture::Llama
         | Architecture::Mistral
         | Architecture::Qwen2
@@ -898,7 +898,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Cohere
         | Architecture::Gpt2
         | Architecture::Bloom
-        | Architecture::Cohere2 => {}
+        | Architecture::Cohere2
+        | Architecture::Olmo3 => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => {
             config.qk_norm = QkNorm::AllHeads;

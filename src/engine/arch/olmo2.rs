@@ -1,14 +1,55 @@
 //! OLMo 2: Llama's attention and MLP with RMSNorms only on their outputs (before each residual
 //! add, none before), and one RMSNorm over all query heads (and one over all key heads).
+//! OLMo 3: the same with sliding-window layers (three of four), each kind with its own rotary
+//! settings (YaRN on the global ones in the long-context checkpoints).
 
-use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig, NormLayout, QkNorm};
+use crate::engine::config::{
+    Activation, Architecture, HfFields, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope,
+    RopeScaling,
+};
 use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
-    super::reject_mlp_bias(f)?;
     let dims = f.dims()?;
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
-    let mut config = dims.into_config(Architecture::Olmo2, layers);
+    shared(f, dims.into_config(Architecture::Olmo2, layers))
+}
+
+pub fn config3(f: &HfFields) -> Result<ModelConfig> {
+    let dims = f.dims()?;
+    let n = dims.num_layers;
+    let sliding = match f.layer_types(n)? {
+        Some(types) => types,
+        None => (0..n).map(|i| (i + 1) % 4 != 0).collect(),
+    };
+    let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
+    let global = f.rope("full_attention", 10_000.0)?;
+    // Older configs give one `rope_theta` and a `rope_scaling` that transformers applies to the
+    // global layers only.
+    let local = if f.json.get("rope_parameters").is_some() {
+        f.rope("sliding_attention", 10_000.0)?
+    } else {
+        Rope {
+            theta: global.theta,
+            scaling: RopeScaling::None,
+        }
+    };
+    let layers = sliding
+        .into_iter()
+        .map(|is_sliding| LayerAttention {
+            sliding_window: is_sliding.then_some(window),
+            rope: if is_sliding {
+                local.clone()
+            } else {
+                global.clone()
+            },
+        })
+        .collect();
+    shared(f, dims.into_config(Architecture::Olmo3, layers))
+}
+
+fn shared(f: &HfFields, mut config: ModelConfig) -> Result<ModelConfig> {
+    super::reject_mlp_bias(f)?;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     config.qkv_bias = f.bool_or("attention_bias", false)?;
     config.qk_norm = QkNorm::AllHeads;
