@@ -185,6 +185,36 @@ pub struct Rope {
     pub scaling: RopeScaling,
 }
 
+impl Rope {
+    /// No rotation at all (the base does not matter).
+    pub fn no_rotation() -> Self {
+        Self {
+            theta: 10_000.0,
+            scaling: RopeScaling::NoRotation,
+        }
+    }
+}
+
+impl LayerAttention {
+    /// One entry per layer from which layers slide: a sliding layer sees the last `window`
+    /// positions (all of them when `None`) with the `local` rotary settings, the others see
+    /// everything with the `global` ones.
+    pub fn per_layer(
+        sliding: &[bool],
+        window: Option<usize>,
+        local: &Rope,
+        global: &Rope,
+    ) -> Vec<Self> {
+        sliding
+            .iter()
+            .map(|&is_sliding| Self {
+                sliding_window: if is_sliding { window } else { None },
+                rope: if is_sliding { local } else { global }.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Where each layer's RMSNorms sit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NormLayout {
@@ -670,6 +700,19 @@ impl HfFields<'_> {
                 .and_then(Value::as_bool)
                 .unwrap_or(true),
         })
+    }
+
+    /// Which layers slide: `layer_types` where given, else every `sliding_window_pattern`-th
+    /// layer (or every `period`-th, the family's default) is global and the others slide.
+    pub fn sliding_or_every(&self, num_layers: usize, period: usize) -> Result<Vec<bool>> {
+        if let Some(types) = self.layer_types(num_layers)? {
+            return Ok(types);
+        }
+        let period = self
+            .opt_usize("sliding_window_pattern")?
+            .unwrap_or(period)
+            .max(1);
+        Ok((0..num_layers).map(|i| (i + 1) % period != 0).collect())
     }
 
     /// Per-layer attention kinds from transformers ≥ 4.5x `layer_types`, if present.

@@ -956,17 +956,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             } else {
                 rope.clone()
             };
-            config.layers = sliding
-                .into_iter()
-                .map(|is_sliding| LayerAttention {
-                    sliding_window: is_sliding.then_some(window),
-                    rope: if is_sliding {
-                        local_rope.clone()
-                    } else {
-                        rope.clone()
-                    },
-                })
-                .collect();
+            config.layers = LayerAttention::per_layer(&sliding, Some(window), &local_rope, &rope);
         }
     }
     config.validate(path)?;

@@ -4,7 +4,7 @@
 //! global layers that use no rotary embedding at all.
 
 use crate::engine::config::{
-    Activation, Architecture, HfFields, LayerAttention, ModelConfig, NormLayout, Rope, RopeScaling,
+    Activation, Architecture, HfFields, LayerAttention, ModelConfig, NormLayout, Rope,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -14,32 +14,11 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 
 pub fn config2(f: &HfFields) -> Result<ModelConfig> {
     let mut config = shared(f, Architecture::Cohere2)?;
-    let n = config.num_layers;
-    let sliding = match f.layer_types(n)? {
-        Some(types) => types,
-        // transformers' default: every fourth layer global.
-        None => {
-            let period = f.opt_usize("sliding_window_pattern")?.unwrap_or(4).max(1);
-            (0..n).map(|i| (i + 1) % period != 0).collect()
-        }
-    };
+    let sliding = f.sliding_or_every(config.num_layers, 4)?;
     let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
+    // Only the sliding layers rotate queries and keys.
     let rope = config.layers[0].rope.clone();
-    config.layers = sliding
-        .into_iter()
-        .map(|is_sliding| LayerAttention {
-            sliding_window: is_sliding.then_some(window),
-            // Only the sliding layers rotate queries and keys.
-            rope: if is_sliding {
-                rope.clone()
-            } else {
-                Rope {
-                    theta: rope.theta,
-                    scaling: RopeScaling::NoRotation,
-                }
-            },
-        })
-        .collect();
+    config.layers = LayerAttention::per_layer(&sliding, Some(window), &rope, &Rope::no_rotation());
     Ok(config)
 }
 

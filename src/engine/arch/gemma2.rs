@@ -11,17 +11,8 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let dims = f.dims()?;
     let rope = f.rope("full_attention", 10_000.0)?;
     let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
-    let sliding = match f.layer_types(dims.num_layers)? {
-        Some(types) => types,
-        None => (0..dims.num_layers).map(|i| i % 2 == 0).collect(),
-    };
-    let layers = sliding
-        .into_iter()
-        .map(|is_sliding| LayerAttention {
-            sliding_window: is_sliding.then_some(window),
-            rope: rope.clone(),
-        })
-        .collect();
+    let sliding = f.sliding_or_every(dims.num_layers, 2)?;
+    let layers = LayerAttention::per_layer(&sliding, Some(window), &rope, &rope);
     let head_dim = dims.head_dim;
     let hidden = dims.hidden_size;
     let mut config = dims.into_config(Architecture::Gemma2, layers);

@@ -18,31 +18,8 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         }
     };
     let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
-    let sliding = match f.layer_types(dims.num_layers)? {
-        Some(types) => types,
-        None => {
-            let pattern = f.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
-            (0..dims.num_layers)
-                .map(|i| (i + 1) % pattern != 0)
-                .collect()
-        }
-    };
-    let layers = sliding
-        .into_iter()
-        .map(|is_sliding| {
-            if is_sliding {
-                LayerAttention {
-                    sliding_window: Some(window),
-                    rope: local_rope.clone(),
-                }
-            } else {
-                LayerAttention {
-                    sliding_window: None,
-                    rope: global_rope.clone(),
-                }
-            }
-        })
-        .collect();
+    let sliding = f.sliding_or_every(dims.num_layers, 6)?;
+    let layers = LayerAttention::per_layer(&sliding, Some(window), &local_rope, &global_rope);
     let head_dim = dims.head_dim;
     let hidden = dims.hidden_size;
     let mut config = dims.into_config(Architecture::Gemma3, layers);

@@ -21,7 +21,7 @@ pub mod qwen3;
 pub mod smollm3;
 
 use super::config::Activation;
-use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope, RopeScaling};
+use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope};
 use super::error::{EngineError, Result};
 
 /// The same attention settings on every layer.
@@ -67,11 +67,7 @@ impl LayerNormFamily {
             rms_norm_eps: f.f64_or("layer_norm_epsilon", 1e-5)?,
             max_position_embeddings: self.max_position_embeddings,
         };
-        let no_rotation = Rope {
-            theta: 10_000.0,
-            scaling: RopeScaling::NoRotation,
-        };
-        let layers = uniform_layers(dims.num_layers, None, no_rotation);
+        let layers = uniform_layers(dims.num_layers, None, Rope::no_rotation());
         let mut config = dims.into_config(architecture, layers);
         config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
         config.norm_centered = true;

@@ -17,11 +17,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 
 pub fn config3(f: &HfFields) -> Result<ModelConfig> {
     let dims = f.dims()?;
-    let n = dims.num_layers;
-    let sliding = match f.layer_types(n)? {
-        Some(types) => types,
-        None => (0..n).map(|i| (i + 1) % 4 != 0).collect(),
-    };
+    let sliding = f.sliding_or_every(dims.num_layers, 4)?;
     let window = f.opt_usize("sliding_window")?.unwrap_or(4096);
     let global = f.rope("full_attention", 10_000.0)?;
     // Older configs give one `rope_theta` and a `rope_scaling` that transformers applies to the
@@ -34,17 +30,7 @@ pub fn config3(f: &HfFields) -> Result<ModelConfig> {
             scaling: RopeScaling::None,
         }
     };
-    let layers = sliding
-        .into_iter()
-        .map(|is_sliding| LayerAttention {
-            sliding_window: is_sliding.then_some(window),
-            rope: if is_sliding {
-                local.clone()
-            } else {
-                global.clone()
-            },
-        })
-        .collect();
+    let layers = LayerAttention::per_layer(&sliding, Some(window), &local, &global);
     shared(f, dims.into_config(Architecture::Olmo3, layers))
 }
 

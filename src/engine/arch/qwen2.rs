@@ -8,13 +8,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let rope = f.rope("full_attention", 10_000.0)?;
     let sliding = sliding_layers(f, dims.num_layers)?;
     let window = f.opt_usize("sliding_window")?;
-    let layers = sliding
-        .into_iter()
-        .map(|is_sliding| LayerAttention {
-            sliding_window: if is_sliding { window } else { None },
-            rope: rope.clone(),
-        })
-        .collect();
+    let layers = LayerAttention::per_layer(&sliding, window, &rope, &rope);
     let mut config = dims.into_config(Architecture::Qwen2, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     config.qkv_bias = true;

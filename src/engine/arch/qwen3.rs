@@ -9,13 +9,8 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let dims = f.dims()?;
     let rope = f.rope("full_attention", 10_000.0)?;
     let window = f.opt_usize("sliding_window")?;
-    let layers = super::qwen2::sliding_layers(f, dims.num_layers)?
-        .into_iter()
-        .map(|is_sliding| LayerAttention {
-            sliding_window: if is_sliding { window } else { None },
-            rope: rope.clone(),
-        })
-        .collect();
+    let sliding = super::qwen2::sliding_layers(f, dims.num_layers)?;
+    let layers = LayerAttention::per_layer(&sliding, window, &rope, &rope);
     let mut config = dims.into_config(Architecture::Qwen3, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     config.qkv_bias = f.bool_or("attention_bias", false)?;

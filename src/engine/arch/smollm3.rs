@@ -2,7 +2,7 @@
 //! layer, or as `no_rope_layers` lists them) and optional sliding windows.
 
 use crate::engine::config::{
-    Activation, Architecture, HfFields, LayerAttention, ModelConfig, Rope, RopeScaling,
+    Activation, Architecture, HfFields, LayerAttention, ModelConfig, Rope,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -54,10 +54,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             rope: if rotary {
                 rope.clone()
             } else {
-                Rope {
-                    theta: rope.theta,
-                    scaling: RopeScaling::NoRotation,
-                }
+                Rope::no_rotation()
             },
         })
         .collect();
