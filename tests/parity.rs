@@ -486,3 +486,34 @@ fn bf16_nas_decisions_agree_with_f32() {
     eprintln!("bf16 NAS agreement: {}", report.join(", "));
     assert!(below.is_empty(), "below the goal: {below:?} ({report:?})");
 }
+
+/// The parameter count the explorer and `inspect` show is the checkpoint's: every tiny model's
+/// weights, counted from its safetensors files (biases, norms, positions and all).
+#[test]
+fn parameter_counts_are_the_checkpoints() {
+    for entry in std::fs::read_dir(fixtures().join("tiny")).unwrap() {
+        let folder = entry.unwrap().path();
+        let config_path = folder.join("config.json");
+        if !config_path.exists() {
+            continue; // the GGUF model
+        }
+        let config = neuronxa::engine::ModelConfig::from_hf_file(&config_path).unwrap();
+        let files: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "safetensors")
+                    && p.file_name().is_some_and(|n| n != "reference.safetensors")
+            })
+            .collect();
+        // SAFETY: fixture files nobody changes while the test runs.
+        let weights =
+            unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.unwrap();
+        let stored: u64 = weights
+            .tensors()
+            .iter()
+            .map(|(_, view)| view.shape().iter().product::<usize>() as u64)
+            .sum();
+        assert_eq!(config.parameter_count(), stored, "{}", folder.display());
+    }
+}

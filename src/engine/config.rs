@@ -271,7 +271,7 @@ pub struct ModelConfig {
     /// Cohere: rotary pairs are neighbouring dimensions (0 and 1, 2 and 3, …), not the two
     /// halves of a head.
     pub rope_interleaved: bool,
-    /// Multiply the logits by this (Cohere's `logit_scale`).
+    /// Multiply the logits by this (Cohere's `logit_scale`, 1 / Granite's `logits_scaling`).
     pub logit_scale: Option<f64>,
     /// A gated MLP (`act(gate)·up`, every family but GPT-2); otherwise `act(up)`, and the
     /// neurons are those of `up` (METHOD §1: `a = act_fn(fc_in(h))`).
@@ -294,8 +294,6 @@ pub struct ModelConfig {
     pub embedding_scale: Option<f64>,
     /// Multiply attention's and the MLP's outputs by this before each residual add (Granite).
     pub residual_scale: Option<f64>,
-    /// Divide the logits by this (Granite's `logits_scaling`).
-    pub logits_divisor: Option<f64>,
     /// Scale of q·k (1/sqrt(head_dim), or Gemma's 1/sqrt(query_pre_attn_scalar)).
     pub attention_scale: f64,
     pub attn_logit_softcapping: Option<f64>,
@@ -423,21 +421,35 @@ impl ModelConfig {
         );
         let q = (self.num_heads * self.head_dim) as u64;
         let kv = (self.num_kv_heads * self.head_dim) as u64;
-        let attention = h * q + 2 * h * kv + q * h;
-        let mlp = if self.mlp_gated { 3 * h * f } else { 2 * h * f };
-        let norms = match self.norm_layout {
-            NormLayout::Sandwich => 4 * h,
-            NormLayout::Pre | NormLayout::Post => 2 * h,
-            NormLayout::Parallel => h,
-        };
+        let bias = |on: bool, n: u64| if on { n } else { 0 };
+        // One norm of `h` values, and its bias where the family has one.
+        let norm = h + bias(self.norm_bias, h);
+        let attention = h * q
+            + 2 * h * kv
+            + q * h
+            + bias(self.qkv_bias, q + 2 * kv)
+            + bias(self.linear_bias, h)
+            + match self.qk_norm {
+                QkNorm::Off => 0,
+                QkNorm::PerHead => 2 * self.head_dim as u64,
+                QkNorm::AllHeads => q + kv,
+            };
+        let gates = if self.mlp_gated { 2 } else { 1 };
+        let mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h);
+        let norms = norm
+            * match self.norm_layout {
+                NormLayout::Sandwich => 4,
+                NormLayout::Pre | NormLayout::Post => 2,
+                NormLayout::Parallel => 1,
+            };
         let per_layer = attention + mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
-        let positions = if self.learned_positions {
-            self.max_position_embeddings as u64 * h
-        } else {
-            0
-        };
-        v * h + positions + self.num_layers as u64 * per_layer + h + head
+        let positions = bias(
+            self.learned_positions,
+            self.max_position_embeddings as u64 * h,
+        );
+        let embedding_norm = bias(self.embedding_norm, norm);
+        v * h + positions + embedding_norm + self.num_layers as u64 * per_layer + norm + head
     }
 
     /// Multiply-accumulate FLOPs of one token through the decoder (no lm_head), for `seq_len`
@@ -793,7 +805,6 @@ impl Dims {
             activation: Activation::Silu,
             embedding_scale: None,
             residual_scale: None,
-            logits_divisor: None,
             attention_scale: 1.0 / (self.head_dim as f64).sqrt(),
             attn_logit_softcapping: None,
             final_logit_softcapping: None,

@@ -555,9 +555,6 @@ impl Decoder {
         let (b, t, _) = hidden.dims3()?;
         let normed = self.final_norm.forward(&hidden)?;
         let mut logits = normed.broadcast_matmul(&head.t()?)?.to_dtype(DType::F32)?;
-        if let Some(divisor) = self.config.logits_divisor {
-            logits = (logits / divisor)?;
-        }
         if let Some(scale) = self.config.logit_scale {
             logits = (logits * scale)?;
         }

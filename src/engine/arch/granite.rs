@@ -15,7 +15,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     config.embedding_scale = Some(f.f64_or("embedding_multiplier", 1.0)?);
     config.attention_scale = f.f64_or("attention_multiplier", config.attention_scale)?;
     config.residual_scale = Some(f.f64_or("residual_multiplier", 1.0)?);
-    config.logits_divisor = Some(f.f64_or("logits_scaling", 1.0)?);
+    config.logit_scale = Some(1.0 / f.f64_or("logits_scaling", 1.0)?);
     config.bos_token_id = f.bos_token_id();
     Ok(config)
 }
