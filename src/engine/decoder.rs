@@ -146,8 +146,6 @@ struct Attention {
     k_norm: Option<RmsNorm>,
     /// The q and k norms span all heads together (OLMo 2), not each head.
     qk_norm_all_heads: bool,
-    /// Rotary pairs are neighbouring dimensions (Cohere).
-    rope_interleaved: bool,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -328,7 +326,6 @@ impl Decoder {
                     q_norm,
                     k_norm,
                     qk_norm_all_heads: config.qk_norm == QkNorm::AllHeads,
-                    rope_interleaved: config.rope_interleaved,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
@@ -1118,7 +1115,7 @@ impl Attention {
                 }
                 let y = y.transpose(1, 2)?.contiguous()?;
                 Ok(if rotate {
-                    if self.rope_interleaved {
+                    if tables.rope.interleaved {
                         candle_nn::rotary_emb::rope_i(&y, cos, sin)?
                     } else {
                         candle_nn::rotary_emb::rope(&y, cos, sin)?
