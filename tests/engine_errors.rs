@@ -64,11 +64,9 @@ fn malformed_config_says_it_is_not_json() {
 #[test]
 fn config_missing_a_field_names_it() {
     let dir = copy_model("qwen3");
-    let path = dir.path().join("config.json");
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    json.as_object_mut().unwrap().remove("hidden_size");
-    std::fs::write(&path, json.to_string()).unwrap();
+    edit_config(dir.path(), |json| {
+        json.as_object_mut().unwrap().remove("hidden_size");
+    });
     let message = load_err(dir.path());
     assert!(message.contains("hidden_size"), "{message}");
 }
@@ -76,11 +74,7 @@ fn config_missing_a_field_names_it() {
 #[test]
 fn unknown_architecture_lists_the_supported_ones() {
     let dir = copy_model("qwen3");
-    let path = dir.path().join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("\"qwen3\"", "\"gpt_neox\"");
-    std::fs::write(&path, text).unwrap();
+    edit_config(dir.path(), |json| json["model_type"] = "gpt_neox".into());
     let error = load(dir.path()).err().expect("must fail");
     assert!(
         matches!(error, EngineError::UnsupportedArchitecture { .. }),
