@@ -6,6 +6,7 @@ Run by developers (never by CI), from the repository root:
     /work/pyenv/bin/python scripts/make_fixtures.py            # everything
     /work/pyenv/bin/python scripts/make_fixtures.py --only tiny # tiny models only
     /work/pyenv/bin/python scripts/make_fixtures.py --only demo --demo-gguf PATH
+    /work/pyenv/bin/python scripts/make_fixtures.py --only converted --llama-cpp DIR
 
 Everything is written under tests/fixtures/ (see tests/fixtures/README.md for the contents and the
 exact definitions). All computation is float32 on CPU with eager attention, model.eval() and
@@ -13,6 +14,10 @@ torch.no_grad(); seeds are fixed so that a rerun reproduces the same files.
 
 The demo GGUF is taken from --demo-gguf, else $NEURONXA_DEMO_GGUF, else
 ~/.cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf. Without it, the demo part is skipped.
+
+The converted part runs llama.cpp's own converter (DIR/convert_hf_to_gguf.py, e.g. from the
+llama-cpp-python sdist on PyPI, whose vendor/llama.cpp holds it) on the tiny models; taken from
+--llama-cpp, else $NEURONXA_LLAMA_CPP. Without it, that part is skipped.
 """
 
 from __future__ import annotations
@@ -1170,15 +1175,74 @@ def make_llama_gguf(sp_tok, sents):
     print(f"tiny/llama_gguf: {sizeof(path)} gguf, Q8_0: {len(quantized)} tensors; ref {sizeof(folder / 'reference.safetensors')}")
 
 
+# What a tiny checkpoint needs before llama.cpp's converter takes it, and why. The converter
+# reads SentencePiece vocabularies from `tokenizer.model`, identifies a BPE pre-tokenizer by the
+# hash of its output on a test string (ours is Qwen2's split on a vocabulary of our own, so no
+# hash is known), and reads config keys that hub checkpoints carry and transformers 5 no longer
+# writes.
+CONVERTER_PATCH = r"""
+import sys
+from pathlib import Path
+llama_cpp, model, out = sys.argv[1:4]
+sys.path.insert(0, llama_cpp)
+sys.path.insert(1, str(Path(llama_cpp) / "gguf-py"))
+import conversion.base as base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+import convert_hf_to_gguf
+sys.argv = ["convert_hf_to_gguf.py", model, "--outtype", "f32", "--outfile", out]
+convert_hf_to_gguf.main()
+"""
+
+# Every tiny model but two whose GGUF cannot say what the tiny model does:
+# - Mistral: llama.cpp writes Mistral v0.x as `llama` without its sliding window (8 tokens in
+#   the tiny model, 4096 in the real ones, where it never binds a sentence);
+# - Gemma 3: GGUF has no query_pre_attn_scalar; llama.cpp takes hidden/heads for the 27B model
+#   and head_dim otherwise, as every release has it. The tiny one uses 24 (head_dim 16) to
+#   test the config.json path.
+CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo2", "phi3", "smollm3",
+             "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3"]
+
+
+def make_converted_ggufs(llama_cpp: Path, only=None):
+    """tests/fixtures/gguf/<name>.gguf: tiny/<name> converted by llama.cpp's converter (F32), so
+    that the GGUF reader is checked against transformers' reference for the original checkpoint."""
+    import subprocess
+    out_dir = FIX / "gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in CONVERTED:
+        if only and name not in only:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / name
+            shutil.copytree(TINY / name, folder, ignore=shutil.ignore_patterns("reference.safetensors"))
+            cfg = json.loads((folder / "config.json").read_text())
+            tok = json.loads((folder / "tokenizer.json").read_text())
+            if tok["model"].get("byte_fallback"):
+                shutil.copy(FIX / "tokenizers" / "sp_llama.model", folder / "tokenizer.model")
+            if cfg["model_type"] == "gpt2":
+                cfg["n_ctx"] = cfg["n_positions"]
+            if cfg["model_type"] == "cohere2":
+                cfg["rotary_pct"] = 1.0
+            (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+            out = out_dir / f"{name}.gguf"
+            # The converter's own gguf-py, not the installed one.
+            env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
+            subprocess.run([sys.executable, "-c", CONVERTER_PATCH, str(llama_cpp), str(folder), str(out)],
+                           check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"gguf/{name}.gguf: {sizeof(out)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["tiny", "demo", "gguf"], action="append",
+    ap.add_argument("--only", choices=["tiny", "demo", "gguf", "converted"], action="append",
                     help="restrict to a part (repeatable); tokenizers are always rebuilt")
     ap.add_argument("--models", nargs="*", help="restrict the tiny part to these model names")
     ap.add_argument("--demo-gguf", default=os.environ.get(
         "NEURONXA_DEMO_GGUF", str(Path.home() / ".cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf")))
+    ap.add_argument("--llama-cpp", default=os.environ.get("NEURONXA_LLAMA_CPP"),
+                    help="a llama.cpp folder holding convert_hf_to_gguf.py (for the converted part)")
     args = ap.parse_args()
-    parts = set(args.only or ["tiny", "demo", "gguf"])
+    parts = set(args.only or ["tiny", "demo", "gguf", "converted"])
 
     torch.manual_seed(SEED)
     np.random.seed(SEED)
@@ -1198,6 +1262,11 @@ def main():
             make_demo(g)
         else:
             print(f"demo: {g} not found; demo fixtures left as they are", file=sys.stderr)
+    if "converted" in parts:
+        if args.llama_cpp and (Path(args.llama_cpp) / "convert_hf_to_gguf.py").is_file():
+            make_converted_ggufs(Path(args.llama_cpp), only=args.models)
+        else:
+            print("converted: no llama.cpp converter given (--llama-cpp); gguf/ left as it is", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -921,7 +921,7 @@ fn olmo2_has_only_output_norms_and_whole_qk_norms() {
 }
 
 #[test]
-fn llama3_rope_freqs_become_llama3_scaling() {
+fn rope_freqs_tables_divide_the_frequencies() {
     // What convert_hf_to_gguf.py writes for Llama 3.1 (factor 8, low 1, high 4, original 8192).
     let (theta, head_dim, factor, low, high, original) =
         (500_000.0f64, 64usize, 8.0f64, 1.0f64, 4.0f64, 8192.0f64);
@@ -956,26 +956,29 @@ fn llama3_rope_freqs_become_llama3_scaling() {
     );
     let path = s.write(dir.path(), "llama31.gguf");
     let (config, _) = gguf::inspect(&path).unwrap();
+    let expected: Vec<f64> = divisors.iter().map(|&d| f64::from(d)).collect();
     assert_eq!(
         config.layers[0].rope.scaling,
-        RopeScaling::Llama3 {
-            factor: 8.0,
-            low_freq_factor: 1.0,
-            high_freq_factor: 4.0,
-            original_max_position_embeddings: 8192.0
-        }
+        RopeScaling::FrequencyDivisors { divisors: expected }
     );
     // `rope_freqs` is configuration, not a weight: the file opens.
     assert!(gguf::open(&path).is_ok());
 
-    // A table no known llama3 scaling produces is refused, not guessed.
-    let mut odd = divisors.clone();
-    odd[20] = 3.0;
+    // A table of ones is no scaling; a zero divisor is refused by name.
     s.tensor(
         "rope_freqs.weight",
-        Tensor::new(odd.as_slice(), &Device::Cpu).unwrap(),
+        Tensor::ones(head_dim / 2, DType::F32, &Device::Cpu).unwrap(),
     );
-    let path = s.write(dir.path(), "odd_rope.gguf");
+    let path = s.write(dir.path(), "ones.gguf");
+    let (config, _) = gguf::inspect(&path).unwrap();
+    assert_eq!(config.layers[0].rope.scaling, RopeScaling::None);
+    let mut zero = divisors.clone();
+    zero[20] = 0.0;
+    s.tensor(
+        "rope_freqs.weight",
+        Tensor::new(zero.as_slice(), &Device::Cpu).unwrap(),
+    );
+    let path = s.write(dir.path(), "zero_rope.gguf");
     let err = error_naming(gguf::inspect(&path), &path).to_string();
     assert!(err.contains("rope_freqs"), "{err}");
 }
@@ -1094,18 +1097,18 @@ fn truncated_tensor_data_is_a_gguf_error_naming_the_file() {
 #[test]
 fn unsupported_architecture_names_it_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Synthetic::new("phi3", 1);
-    s.set("general.architecture", Value::String("phi3".into()));
-    let path = s.write(dir.path(), "phi3.gguf");
+    let mut s = Synthetic::new("mamba", 1);
+    s.set("general.architecture", Value::String("mamba".into()));
+    let path = s.write(dir.path(), "mamba.gguf");
     let err = error_naming(gguf::open(&path), &path);
     assert!(
-        matches!(&err, EngineError::UnsupportedArchitecture { found, .. } if found == "phi3"),
+        matches!(&err, EngineError::UnsupportedArchitecture { found, .. } if found == "mamba"),
         "{err:?}"
     );
-    assert!(
-        err.to_string().contains("qwen2"),
-        "lists what is supported: {err}"
-    );
+    // It lists GGUF's names for what is supported, not config.json's.
+    let message = err.to_string();
+    assert!(message.contains("command-r"), "{message}");
+    assert!(!message.contains("gemma3_text"), "{message}");
 }
 
 #[test]
@@ -1193,4 +1196,90 @@ fn embedding_rows_keep_their_order() {
     let row = embeddings.i(100).unwrap();
     let expected = s.get("token_embd.weight").i(100).unwrap();
     assert_eq!(max_abs_diff(&row, &expected), 0.0);
+}
+
+/// Two JSON values equal up to f32 rounding of their numbers (GGUF stores floats as f32);
+/// the paths where they differ otherwise.
+fn json_differences(
+    path: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            if (x - y).abs() > 1e-6 * x.abs().max(y.abs()) {
+                out.push(format!("{path}: {x} vs {y}"));
+            }
+        }
+        (J::Array(x), J::Array(y)) if x.len() == y.len() => {
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                json_differences(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        (J::Object(x), J::Object(y)) if x.len() == y.len() => {
+            for (key, x) in x {
+                match y.get(key) {
+                    Some(y) => json_differences(&format!("{path}.{key}"), x, y, out),
+                    None => out.push(format!("{path}.{key}: missing")),
+                }
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{path}: {a} vs {b}")),
+    }
+}
+
+/// What the GGUF reader makes of each model llama.cpp's converter wrote is what the
+/// `config.json` reader makes of the original checkpoint.
+#[test]
+fn converted_models_read_as_their_config_json() {
+    let gguf_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&gguf_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let (from_gguf, _) = gguf::inspect(&path).unwrap();
+        let hf = fixture(&format!("tiny/{name}/config.json"));
+        let from_hf = neuronxa::engine::ModelConfig::from_hf_file(&hf).unwrap();
+        let mut differences = Vec::new();
+        json_differences(
+            &name,
+            &serde_json::to_value(&from_gguf).unwrap(),
+            &serde_json::to_value(&from_hf).unwrap(),
+            &mut differences,
+        );
+        if name == "llama" {
+            // Llama 3's scaling arrives as llama.cpp's table of divisors, not its parameters
+            // (the same frequencies: `rope_freqs_tables_divide_the_frequencies`).
+            differences.retain(|d| !d.contains(".rope.scaling.FrequencyDivisors: missing"));
+        }
+        assert!(differences.is_empty(), "{differences:#?}");
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        14,
+        "the converted fixtures in {}",
+        gguf_dir.display()
+    );
+}
+
+#[test]
+fn rotary_on_part_of_each_head_is_refused_by_name() {
+    // Phi-4-mini's converter output: rotary on 3/4 of each head.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("phi3", 1);
+    s.set(
+        "phi3.rope.dimension_count",
+        Value::U32((HEAD_DIM / 2) as u32),
+    );
+    let path = s.write(dir.path(), "phi4_mini.gguf");
+    let err = error_naming(gguf::inspect(&path), &path).to_string();
+    assert!(
+        err.contains("phi3.rope.dimension_count") && err.contains("part of each head"),
+        "{err}"
+    );
 }

@@ -164,6 +164,11 @@ pub enum RopeScaling {
         original_max_position_embeddings: usize,
         attention_factor: f64,
     },
+    /// Each inverse frequency divided by its own entry: llama.cpp's `rope_freqs` table, which
+    /// is how GGUF files carry llama 3's scaling.
+    FrequencyDivisors {
+        divisors: Vec<f64>,
+    },
     /// No rotation at all (SmolLM3's NoPE layers): every frequency is 0, so cos is 1 and sin 0.
     NoRotation,
     /// YaRN: frequencies blended between interpolated (÷ factor) and original along a ramp
@@ -321,6 +326,7 @@ impl ModelConfig {
             EngineError::UnsupportedArchitecture {
                 path: path.to_path_buf(),
                 found: model_type.to_string(),
+                supported: Architecture::supported_list(),
             }
         })?;
         // Multimodal Gemma 3 checkpoints keep the language model's settings in `text_config`.
@@ -683,13 +689,6 @@ impl HfFields<'_> {
             Some(f) => f,
             None => self.usize("max_position_embeddings")? as f64 / original,
         };
-        let mscale = |scale: f64, m: f64| {
-            if scale <= 1.0 {
-                1.0
-            } else {
-                0.1 * m * scale.ln() + 1.0
-            }
-        };
         let attention_factor = match (
             get("attention_factor"),
             get("mscale"),
@@ -697,9 +696,9 @@ impl HfFields<'_> {
         ) {
             (Some(given), _, _) => given,
             (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
-                mscale(factor, m) / mscale(factor, all)
+                yarn_mscale(factor, m) / yarn_mscale(factor, all)
             }
-            _ => mscale(factor, 1.0),
+            _ => yarn_mscale(factor, 1.0),
         };
         Ok(RopeScaling::Yarn {
             factor,
@@ -753,6 +752,16 @@ impl HfFields<'_> {
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+}
+
+/// YaRN's `get_mscale`: the attention factor of a context stretched `scale` times (`m` = 1
+/// when the config names none).
+pub(crate) fn yarn_mscale(scale: f64, m: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * m * scale.ln() + 1.0
     }
 }
 

@@ -1017,6 +1017,9 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
             .map(|i| 1.0 / (short_factor[i] as f32 * base.powf((2 * i) as f32 / head_dim as f32)))
             .collect(),
         RopeScaling::Linear { factor } => plain.map(|f| f / *factor as f32).collect(),
+        RopeScaling::FrequencyDivisors { divisors } => {
+            plain.zip(divisors).map(|(f, d)| f / *d as f32).collect()
+        }
         RopeScaling::Llama3 {
             factor,
             low_freq_factor,
@@ -1262,5 +1265,23 @@ mod tests {
         let scaled = inverse_frequencies(&rope, 128);
         assert_eq!(scaled[0], plain[0]);
         assert!((scaled[63] - plain[63] / 8.0).abs() < 1e-12);
+
+        // The same scaling as a GGUF file carries it (llama.cpp's `rope_freqs`: each
+        // frequency's divisor) gives the same frequencies.
+        let divisors: Vec<f64> = plain
+            .iter()
+            .zip(&scaled)
+            .map(|(p, s)| f64::from(*p) / f64::from(*s))
+            .collect();
+        let table = inverse_frequencies(
+            &Rope {
+                theta: 500_000.0,
+                scaling: RopeScaling::FrequencyDivisors { divisors },
+            },
+            128,
+        );
+        for (t, s) in table.iter().zip(&scaled) {
+            assert!((t - s).abs() <= 1e-6 * s.abs(), "{t} vs {s}");
+        }
     }
 }

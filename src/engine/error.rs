@@ -14,11 +14,14 @@ pub enum EngineError {
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
 
-    #[error(
-        "unsupported architecture '{found}' in {path}; supported: {}",
-        crate::engine::Architecture::supported_list()
-    )]
-    UnsupportedArchitecture { path: PathBuf, found: String },
+    /// `supported` lists what the reader of that kind of file knows (Hugging Face `model_type`s
+    /// for `config.json`, llama.cpp's architecture names for GGUF).
+    #[error("unsupported architecture '{found}' in {path}; supported: {supported}")]
+    UnsupportedArchitecture {
+        path: PathBuf,
+        found: String,
+        supported: String,
+    },
 
     #[error("no tokenizer for the model in {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },

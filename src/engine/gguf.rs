@@ -3,8 +3,11 @@
 //! The metadata is read into the same [`ModelConfig`] a Hugging Face `config.json` gives, and the
 //! tensors are served under their Hugging Face names and shapes, dequantized to f32 when asked
 //! for, so the shared decoder never knows the model came from a GGUF file. Where llama.cpp's
-//! converter changed a tensor on the way in (rows of Q and K permuted for `llama`, `+1` folded
-//! into Gemma's norms), the change is undone here.
+//! converter changed a tensor on the way in (rows of Q and K permuted for the models it writes
+//! through its `LlamaModel`, `+1` folded into Gemma's norms), the change is undone here; where
+//! it moved configuration into tensors (llama 3's `rope_freqs`, Phi-3's rotary factors), they
+//! are read into the config. Each family is checked against transformers on a tiny model that
+//! llama.cpp's own converter wrote (`tests/fixtures/gguf/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -17,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::{
     Activation, Architecture, Dims, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope,
-    RopeScaling,
+    RopeScaling, yarn_mscale,
 };
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
@@ -45,7 +48,8 @@ pub fn open(path: &Path) -> Result<GgufModel> {
 }
 
 /// The configuration and a summary of the storage types (`"Q4_1+F32+Q8_0"`, most used first),
-/// from the header alone: no tensor data is read, except llama 3's small `rope_freqs` table.
+/// from the header alone: no tensor data is read, except the small rotary tables (llama 3's
+/// `rope_freqs`, Phi-3's `rope_factors_short`).
 pub fn inspect(path: &Path) -> Result<(ModelConfig, String)> {
     let (mut file, content) = read_header(path)?;
     let config = model_config(&content, &mut file, path)?;
@@ -199,8 +203,13 @@ impl TensorSource for GgufSource {
 }
 
 /// Tensors present in GGUF files that carry nothing the decoder needs as a weight.
-/// (`rope_freqs` holds llama 3's rotary scaling, read into the config instead.)
-const IGNORED_TENSORS: &[&str] = &["rope_freqs.weight"];
+/// (`rope_freqs` holds llama 3's rotary scaling, `rope_factors_*` Phi-3's, read into the config
+/// instead; only the short factors run, as on the `config.json` path.)
+const IGNORED_TENSORS: &[&str] = &[
+    "rope_freqs.weight",
+    "rope_factors_short.weight",
+    "rope_factors_long.weight",
+];
 
 /// The Hugging Face name of a GGUF tensor, and what must be undone to get HF values.
 fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
@@ -211,11 +220,25 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         Fix::None
     };
     let sandwich = config.norm_layout == NormLayout::Sandwich;
-    let has_post_norms = config.norm_layout != NormLayout::Pre;
+    let has_post_norms = matches!(config.norm_layout, NormLayout::Sandwich | NormLayout::Post);
     let has_pre_norms = config.norm_layout != NormLayout::Post;
+    // Cohere's MLP reads attention's norm.
+    let has_mlp_norm = config.norm_layout != NormLayout::Parallel;
     match gguf_name {
         "token_embd.weight" => return Some(("model.embed_tokens.weight".into(), Fix::None)),
+        "position_embd.weight" if config.learned_positions => {
+            return Some(("model.embed_positions.weight".into(), Fix::None));
+        }
         "output_norm.weight" => return Some(("model.norm.weight".into(), norm_fix)),
+        "output_norm.bias" if config.norm_bias => {
+            return Some(("model.norm.bias".into(), Fix::None));
+        }
+        "token_embd_norm.weight" if config.embedding_norm => {
+            return Some(("model.embed_norm.weight".into(), Fix::None));
+        }
+        "token_embd_norm.bias" if config.embedding_norm && config.norm_bias => {
+            return Some(("model.embed_norm.bias".into(), Fix::None));
+        }
         "output.weight" => return Some(("lm_head.weight".into(), Fix::None)),
         _ => {}
     }
@@ -223,13 +246,20 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (part, kind) = rest.rsplit_once('.')?;
-    // Biases exist only on q, k and v (Qwen2); any other is a variant the decoder lacks.
-    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v");
+    // Biases: on q, k and v (Qwen2), or everywhere in the LayerNorm families (GPT-2, BLOOM).
+    let is_norm = part.ends_with("_norm");
+    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v")
+        || (config.linear_bias && !is_norm)
+        || (config.norm_bias && is_norm);
     if kind != "weight" && !(kind == "bias" && bias_allowed) {
         return None;
     }
-    // llama.cpp permutes Q and K rows only for its `llama` architecture (NORM rope).
-    let permuted = config.architecture == Architecture::Llama;
+    // llama.cpp's converter permutes Q and K rows for the models it writes through its
+    // `LlamaModel` (ggml's NORM rope rotates adjacent pairs); the others keep HF's layout.
+    let permuted = matches!(
+        config.architecture,
+        Architecture::Llama | Architecture::Granite | Architecture::SmolLm3
+    );
     let (hf_part, fix) = match (part, sandwich) {
         ("attn_q", _) if permuted => (
             "self_attn.q_proj",
@@ -246,14 +276,22 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         ("attn_q", _) => ("self_attn.q_proj", Fix::None),
         ("attn_k", _) => ("self_attn.k_proj", Fix::None),
         ("attn_v", _) => ("self_attn.v_proj", Fix::None),
+        // q, k and v in one matrix, all q rows first (BLOOM's converter regroups them so).
+        ("attn_qkv", _) if config.fused_projections => ("self_attn.qkv_proj", Fix::None),
         ("attn_output", _) => ("self_attn.o_proj", Fix::None),
         ("attn_q_norm", _) => ("self_attn.q_norm", norm_fix),
         ("attn_k_norm", _) => ("self_attn.k_norm", norm_fix),
         ("ffn_gate", _) => ("mlp.gate_proj", Fix::None),
+        // Phi-3 keeps gate and up in one matrix, gate rows first, as transformers does.
+        ("ffn_up", _) if config.fused_projections && config.mlp_gated => {
+            ("mlp.gate_up_proj", Fix::None)
+        }
         ("ffn_up", _) => ("mlp.up_proj", Fix::None),
         ("ffn_down", _) => ("mlp.down_proj", Fix::None),
         ("attn_norm", _) if has_pre_norms => ("input_layernorm", norm_fix),
-        ("ffn_norm", false) if has_pre_norms => ("post_attention_layernorm", norm_fix),
+        ("ffn_norm", false) if has_pre_norms && has_mlp_norm => {
+            ("post_attention_layernorm", norm_fix)
+        }
         ("ffn_norm", true) => ("pre_feedforward_layernorm", norm_fix),
         ("post_attention_norm", _) if has_post_norms => ("post_attention_layernorm", norm_fix),
         ("post_ffw_norm", _) if has_post_norms => ("post_feedforward_layernorm", norm_fix),
@@ -809,20 +847,46 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("gemma", Architecture::Gemma),
     ("gemma2", Architecture::Gemma2),
     ("gemma3", Architecture::Gemma3),
+    // OLMo 3 too: it is `olmo2` with sliding-window keys.
     ("olmo2", Architecture::Olmo2),
+    ("phi3", Architecture::Phi3),
+    ("smollm3", Architecture::SmolLm3),
+    ("granite", Architecture::Granite),
+    ("command-r", Architecture::Cohere),
+    ("cohere2", Architecture::Cohere2),
+    ("gpt2", Architecture::Gpt2),
+    ("bloom", Architecture::Bloom),
 ];
 
-/// Builds the model description from GGUF metadata, as `arch/*.rs` do from `config.json`.
+/// The `general.architecture` names this reader knows, for messages.
+pub fn supported_list() -> String {
+    let names: Vec<&str> = GGUF_ARCHITECTURES.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
+/// Builds the model description from GGUF metadata, as `arch/*.rs` do from `config.json`;
+/// each family's traits come from the same functions there.
 fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<ModelConfig> {
     let meta = Metadata::new(content, path);
     let arch_name = meta.string("general.architecture")?;
-    let Some(&(_, architecture)) = GGUF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name) else {
+    let Some(&(_, mut architecture)) = GGUF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name)
+    else {
         return Err(EngineError::UnsupportedArchitecture {
             path: path.to_path_buf(),
             found: arch_name.to_string(),
+            supported: supported_list(),
         });
     };
     let key = |k: &str| format!("{arch_name}.{k}");
+    if architecture == Architecture::Olmo2 && meta.get(&key("attention.sliding_window")).is_some() {
+        architecture = Architecture::Olmo3;
+    }
+    // Learned positions (GPT-2) or ALiBi (BLOOM) instead of rotary.
+    let rotary = !matches!(architecture, Architecture::Gpt2 | Architecture::Bloom);
+    let layer_norms = matches!(
+        architecture,
+        Architecture::Gpt2 | Architecture::Bloom | Architecture::Cohere | Architecture::Cohere2
+    );
 
     let num_layers = meta.usize(&key("block_count"))?;
     let hidden_size = meta.usize(&key("embedding_length"))?;
@@ -834,17 +898,42 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         .opt_usize(&key("attention.head_count_kv"))?
         .unwrap_or(num_heads);
     // transformers reads llama's head_dim from the rotary dimension count.
+    let rotary_dims = meta.opt_usize(&key("rope.dimension_count"))?;
     let head_dim = match meta.opt_usize(&key("attention.key_length"))? {
         Some(d) => d,
-        None if architecture == Architecture::Llama => meta
-            .opt_usize(&key("rope.dimension_count"))?
-            .unwrap_or(hidden_size / num_heads),
+        None if architecture == Architecture::Llama => {
+            rotary_dims.unwrap_or(hidden_size / num_heads)
+        }
         None => hidden_size / num_heads,
     };
+    if let Some(rotary_dims) = rotary_dims.filter(|&d| rotary && d != head_dim) {
+        return Err(meta.error(format!(
+            "\"{}\" is {rotary_dims}: rotary on part of each head ({head_dim} dimensions) is not \
+             supported",
+            key("rope.dimension_count")
+        )));
+    }
     let Some(embeddings) = content.tensor_infos.get("token_embd.weight") else {
         return Err(meta.error("tensor \"token_embd.weight\" is missing"));
     };
     let vocab_size = embeddings.shape.dims().first().copied().unwrap_or(0);
+    let intermediate_size = match content.tensor_infos.get("blk.0.ffn_up.weight") {
+        // llama.cpp's converter writes 4 × n_embd for GPT-2 whatever `n_inner` says.
+        Some(up) if architecture == Architecture::Gpt2 => {
+            up.shape.dims().first().copied().unwrap_or(0)
+        }
+        _ => meta.usize(&key("feed_forward_length"))?,
+    };
+    let max_position_embeddings = match architecture {
+        // The converter writes `seq_length` or n_embd; ALiBi has no trained length.
+        Architecture::Bloom => super::arch::bloom::ALIBI_POSITIONS,
+        _ => meta.usize(&key("context_length"))?,
+    };
+    let rms_norm_eps = if layer_norms {
+        meta.f64(&key("attention.layer_norm_epsilon"))?
+    } else {
+        meta.f64(&key("attention.layer_norm_rms_epsilon"))?
+    };
 
     let default_theta = match architecture {
         Architecture::Gemma3 => 1_000_000.0,
@@ -853,22 +942,35 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     let theta = meta
         .opt_f64(&key("rope.freq_base"))?
         .unwrap_or(default_theta);
-    let scaling = match content.tensor_infos.get("rope_freqs.weight") {
-        Some(info) => llama3_scaling(&meta, info, content, file, theta, head_dim)?,
-        None => rope_scaling(&meta, arch_name)?,
+    let scaling = if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
+        frequency_divisors(&meta, info, content, file, head_dim)?
+    } else if let Some(info) = content.tensor_infos.get("rope_factors_short.weight") {
+        long_rope(&meta, arch_name, info, content, file, head_dim)?
+    } else {
+        rope_scaling(&meta, arch_name)?
     };
-    let rope = Rope { theta, scaling };
+    let rope = if rotary {
+        Rope { theta, scaling }
+    } else {
+        Rope::no_rotation()
+    };
+    // The rotary settings of sliding layers where they have their own (Gemma 3, OLMo 3).
+    let local_rope = Rope {
+        theta: meta.opt_f64(&key("rope.freq_base_swa"))?.unwrap_or(theta),
+        scaling: RopeScaling::None,
+    };
+    let window = meta.opt_usize(&key("attention.sliding_window"))?;
 
     let dims = Dims {
         vocab_size,
         hidden_size,
-        intermediate_size: meta.usize(&key("feed_forward_length"))?,
+        intermediate_size,
         num_layers,
         num_heads,
         num_kv_heads,
         head_dim,
-        rms_norm_eps: meta.f64(&key("attention.layer_norm_rms_epsilon"))?,
-        max_position_embeddings: meta.usize(&key("context_length"))?,
+        rms_norm_eps,
+        max_position_embeddings,
     };
     let layers = vec![
         LayerAttention {
@@ -885,25 +987,61 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         .opt_i64("tokenizer.ggml.bos_token_id")?
         .and_then(|id| u32::try_from(id).ok())
         .filter(|&id| (id as usize) < vocab_size);
+    let pattern_key = key("attention.sliding_window_pattern");
 
     match architecture {
-        // Not in GGUF_ARCHITECTURES: Phi-3 (fused projections, LongRoPE factors as tensors),
-        // SmolLM3, Granite, Cohere (1 and 2), GPT-2, BLOOM and OLMo 3.
-        Architecture::Llama
-        | Architecture::Mistral
-        | Architecture::Qwen2
-        | Architecture::Phi3
-        | Architecture::SmolLm3
-        | Architecture::Granite
-        | Architecture::Cohere
-        | Architecture::Gpt2
-        | Architecture::Bloom
-        | Architecture::Cohere2
-        | Architecture::Olmo3 => {}
+        Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
-        Architecture::Olmo2 => {
-            config.qk_norm = QkNorm::AllHeads;
-            config.norm_layout = NormLayout::Post;
+        Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
+        Architecture::Olmo3 => {
+            super::arch::olmo2::family_traits(&mut config);
+            // llama.cpp, as transformers: no YaRN on the sliding layers.
+            let sliding = sliding_layers(&meta, &pattern_key, num_layers, 4)?;
+            config.layers = LayerAttention::per_layer(&sliding, window, &local_rope, &rope);
+        }
+        Architecture::Phi3 => {
+            config.fused_projections = true;
+            // 0 marks Phi-4's files: no window.
+            let window = window.filter(|&w| w > 0);
+            for layer in &mut config.layers {
+                layer.sliding_window = window;
+            }
+        }
+        Architecture::SmolLm3 => {
+            // llama.cpp's fixed step (its `n_no_rope_layer_step`): every 4th layer has no rotary.
+            for (i, layer) in config.layers.iter_mut().enumerate() {
+                if (i + 1) % 4 == 0 {
+                    layer.rope = Rope::no_rotation();
+                }
+            }
+        }
+        Architecture::Granite => {
+            config.embedding_scale = meta.opt_f64(&key("embedding_scale"))?;
+            config.residual_scale = meta.opt_f64(&key("residual_scale"))?;
+            if let Some(scale) = meta.opt_f64(&key("attention.scale"))? {
+                config.attention_scale = scale;
+            }
+            // Stored as transformers' `logits_scaling`, a divisor.
+            config.logit_scale = meta.opt_f64(&key("logit_scale"))?.map(|d| 1.0 / d);
+        }
+        Architecture::Cohere | Architecture::Cohere2 => {
+            super::arch::cohere::family_traits(&mut config);
+            config.logit_scale = Some(meta.opt_f64(&key("logit_scale"))?.unwrap_or(0.0625));
+            if architecture == Architecture::Cohere2 {
+                // llama.cpp's pattern: three sliding layers, then one global without rotary.
+                let sliding = sliding_layers(&meta, &pattern_key, num_layers, 4)?;
+                let window = window.or(Some(4096));
+                config.layers =
+                    LayerAttention::per_layer(&sliding, window, &rope, &Rope::no_rotation());
+            }
+        }
+        Architecture::Gpt2 => {
+            super::arch::layer_norm_family(&mut config);
+            config.learned_positions = true;
+        }
+        Architecture::Bloom => {
+            super::arch::layer_norm_family(&mut config);
+            super::arch::bloom::family_traits(&mut config);
         }
         Architecture::Gemma => {
             config.norm_plus_one = true;
@@ -938,25 +1076,22 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
                 meta.opt_f64(&key("attn_logit_softcapping"))?.or(attn_cap);
             config.final_logit_softcapping =
                 meta.opt_f64(&key("final_logit_softcapping"))?.or(final_cap);
-            let window = meta
-                .opt_usize(&key("attention.sliding_window"))?
-                .unwrap_or(4096);
-            let sliding = sliding_layers(
-                &meta,
-                &key("attention.sliding_window_pattern"),
-                num_layers,
-                if gemma3 { 6 } else { 2 },
-            )?;
-            // Gemma 3's local layers use their own rotary base and no scaling.
-            let local_rope = if gemma3 {
+            let sliding =
+                sliding_layers(&meta, &pattern_key, num_layers, if gemma3 { 6 } else { 2 })?;
+            // Gemma 3's local layers use their own rotary base (10 000 unless the file says)
+            // and no scaling; Gemma 2's the global ones.
+            let local = if gemma3 {
                 Rope {
-                    theta: 10_000.0,
+                    theta: meta
+                        .opt_f64(&key("rope.freq_base_swa"))?
+                        .unwrap_or(10_000.0),
                     scaling: RopeScaling::None,
                 }
             } else {
                 rope.clone()
             };
-            config.layers = LayerAttention::per_layer(&sliding, Some(window), &local_rope, &rope);
+            config.layers =
+                LayerAttention::per_layer(&sliding, window.or(Some(4096)), &local, &rope);
         }
     }
     config.validate(path)?;
@@ -1003,94 +1138,119 @@ fn rope_scaling(meta: &Metadata, arch: &str) -> Result<RopeScaling> {
         (None | Some("none"), _) => Ok(RopeScaling::None),
         (Some("linear"), Some(1.0)) => Ok(RopeScaling::None),
         (Some("linear"), Some(factor)) => Ok(RopeScaling::Linear { factor }),
-        (Some("linear"), None) => Err(meta.error(format!(
-            "\"{kind_key}\" is linear but \"{factor_key}\" is missing"
+        (Some("linear" | "yarn"), None) => Err(meta.error(format!(
+            "\"{kind_key}\" is {} but \"{factor_key}\" is missing",
+            kind.unwrap_or_default()
         ))),
+        (Some("yarn"), Some(factor)) => {
+            let key = |k: &str| format!("{arch}.rope.scaling.{k}");
+            let original = meta.usize(&key("original_context_length"))? as f64;
+            // What the converter writes only where the config gave it; transformers' defaults.
+            let nonzero = |v: Option<f64>| v.filter(|v| *v != 0.0);
+            Ok(RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: original,
+                beta_fast: nonzero(meta.opt_f64(&key("yarn_beta_fast"))?).unwrap_or(32.0),
+                beta_slow: nonzero(meta.opt_f64(&key("yarn_beta_slow"))?).unwrap_or(1.0),
+                attention_factor: meta
+                    .opt_f64(&key("yarn_attn_factor"))?
+                    .unwrap_or_else(|| yarn_mscale(factor, 1.0)),
+                truncate: true,
+            })
+        }
         (Some(other), _) => Err(meta.error(format!(
-            "unsupported rope scaling \"{other}\" in \"{kind_key}\" (supported: none, linear, and llama 3's rope_freqs)"
+            "unsupported rope scaling \"{other}\" in \"{kind_key}\" (supported: none, linear, yarn, llama 3's rope_freqs and Phi-3's rope factors)"
         ))),
     }
 }
 
+/// Phi-3's LongRoPE: the converter stores the short and long factors as tensors and the
+/// original context and attention factor as metadata. Like the `config.json` path, only the
+/// short factors run (sentences past the original context are refused).
+fn long_rope(
+    meta: &Metadata,
+    arch: &str,
+    info: &TensorInfo,
+    content: &Content,
+    file: &mut File,
+    head_dim: usize,
+) -> Result<RopeScaling> {
+    let short_factor: Vec<f64> =
+        read_small_f32(meta, "rope_factors_short.weight", info, content, file)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+    if short_factor.len() != head_dim / 2 {
+        return Err(meta.error(format!(
+            "tensor \"rope_factors_short.weight\" has {} entries, head_dim {head_dim} needs {}",
+            short_factor.len(),
+            head_dim / 2
+        )));
+    }
+    let original_key = format!("{arch}.rope.scaling.original_context_length");
+    let original = meta.usize(&original_key)?;
+    if original == 0 {
+        return Err(meta.error(format!("\"{original_key}\" is 0")));
+    }
+    let attention_factor = match meta.opt_f64(&format!("{arch}.rope.scaling.attn_factor"))? {
+        Some(given) => given,
+        // The converter's (and transformers') default for a context stretched `scale` times.
+        None => {
+            let scale = meta.usize(&format!("{arch}.context_length"))? as f64 / original as f64;
+            if scale <= 1.0 {
+                1.0
+            } else {
+                (1.0 + scale.ln() / (original as f64).ln()).sqrt()
+            }
+        }
+    };
+    Ok(RopeScaling::LongRope {
+        short_factor,
+        original_max_position_embeddings: original,
+        attention_factor,
+    })
+}
+
+/// A small table stored as a tensor (rotary factors), as f32 values.
+fn read_small_f32(
+    meta: &Metadata,
+    name: &str,
+    info: &TensorInfo,
+    content: &Content,
+    file: &mut File,
+) -> Result<Vec<f32>> {
+    info.read(file, content.tensor_data_offset, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .and_then(|t| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1())
+        .map_err(|e| meta.error(format!("tensor \"{name}\": {}", candle_message(&e))))
+}
+
 /// Llama 3.1+ GGUF files carry their rotary scaling as a table of per-frequency divisors
-/// (`rope_freqs.weight`) instead of its parameters. Recover the parameters by matching the table
-/// against the llama3 formula with the values every Llama 3.x release uses.
-fn llama3_scaling(
+/// (`rope_freqs.weight`) instead of its parameters; it is applied as llama.cpp applies it.
+fn frequency_divisors(
     meta: &Metadata,
     info: &TensorInfo,
     content: &Content,
     file: &mut File,
-    theta: f64,
     head_dim: usize,
 ) -> Result<RopeScaling> {
-    let factors: Vec<f32> = info
-        .read(file, content.tensor_data_offset, &Device::Cpu)
-        .and_then(|q| q.dequantize(&Device::Cpu))
-        .and_then(|t| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1())
-        .map_err(|e| {
-            meta.error(format!(
-                "tensor \"rope_freqs.weight\": {}",
-                candle_message(&e)
-            ))
-        })?;
-    if factors.len() != head_dim / 2 {
+    let divisors = read_small_f32(meta, "rope_freqs.weight", info, content, file)?;
+    if divisors.len() != head_dim / 2 {
         return Err(meta.error(format!(
             "tensor \"rope_freqs.weight\" has {} entries, head_dim {head_dim} needs {}",
-            factors.len(),
+            divisors.len(),
             head_dim / 2
         )));
     }
-    let factor = factors.iter().copied().fold(1.0f32, f32::max) as f64;
-    if factors.iter().all(|&f| (f - 1.0).abs() < 1e-6) {
+    if let Some(bad) = divisors.iter().find(|d| !(d.is_finite() && **d > 0.0)) {
+        return Err(meta.error(format!(
+            "tensor \"rope_freqs.weight\" holds {bad}; rotary divisors must be positive"
+        )));
+    }
+    if divisors.iter().all(|&d| d == 1.0) {
         return Ok(RopeScaling::None);
     }
-    // (low_freq_factor, high_freq_factor, original_max_position_embeddings) of Llama 3.1–3.3.
-    const KNOWN: &[(f64, f64, f64)] = &[(1.0, 4.0, 8192.0)];
-    for &(low, high, original) in KNOWN {
-        let expected = llama3_divisors(theta, head_dim, factor, low, high, original);
-        let matches = expected
-            .iter()
-            .zip(&factors)
-            .all(|(e, &f)| (e - f as f64).abs() <= 1e-3 * e.abs().max(1.0));
-        if matches {
-            return Ok(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor: low,
-                high_freq_factor: high,
-                original_max_position_embeddings: original,
-            });
-        }
-    }
-    Err(meta.error(
-        "tensor \"rope_freqs.weight\" holds rotary scaling factors that match no known llama3 \
-         scaling (low_freq_factor 1, high_freq_factor 4, original context 8192)",
-    ))
-}
-
-/// What llama.cpp's converter writes to `rope_freqs` for llama3 scaling: each frequency's divisor.
-fn llama3_divisors(
-    theta: f64,
-    head_dim: usize,
-    factor: f64,
-    low_freq_factor: f64,
-    high_freq_factor: f64,
-    original: f64,
-) -> Vec<f64> {
-    let low_freq_wavelen = original / low_freq_factor;
-    let high_freq_wavelen = original / high_freq_factor;
-    (0..head_dim / 2)
-        .map(|i| {
-            let freq = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            if wavelen < high_freq_wavelen {
-                1.0
-            } else if wavelen > low_freq_wavelen {
-                factor
-            } else {
-                let smooth =
-                    (original / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
-                1.0 / ((1.0 - smooth) / factor + smooth)
-            }
-        })
-        .collect()
+    Ok(RopeScaling::FrequencyDivisors {
+        divisors: divisors.into_iter().map(f64::from).collect(),
+    })
 }

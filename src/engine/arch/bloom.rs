@@ -8,7 +8,7 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::weights::{RenamedWeights, Stored, TensorSource, layer_tensor_parts};
 
 /// ALiBi has no trained context length; this only bounds what a sentence may be.
-const ALIBI_POSITIONS: usize = 1 << 16;
+pub(crate) const ALIBI_POSITIONS: usize = 1 << 16;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
     if f.bool_or("apply_residual_connection_post_layernorm", false)? {
@@ -32,9 +32,14 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     }
     .config(f, Architecture::Bloom)?;
     // BloomGelu is the tanh approximation, as the family's default.
+    family_traits(&mut config);
+    Ok(config)
+}
+
+/// What BLOOM adds to the LayerNorm family, from `config.json` or GGUF alike.
+pub(crate) fn family_traits(config: &mut ModelConfig) {
     config.embedding_norm = true;
     config.alibi = true;
-    Ok(config)
 }
 
 /// ALiBi's slope for each head (transformers' `_get_alibi_slopes`, in f32).

@@ -35,13 +35,19 @@ fn shared(f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
     dims.rms_norm_eps = f.f64_or("layer_norm_eps", 1e-5)?;
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
     let mut config = dims.into_config(architecture, layers);
-    config.norm_layout = NormLayout::Parallel;
-    config.norm_centered = true;
-    config.rope_interleaved = true;
+    family_traits(&mut config);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
     config.qkv_bias = f.bool_or("attention_bias", false)?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.logit_scale = Some(f.f64_or("logit_scale", 0.0625)?);
     config.bos_token_id = f.bos_token_id();
     Ok(config)
+}
+
+/// What makes a Cohere model, from `config.json` or GGUF alike: attention and the MLP side by
+/// side on one mean-centred norm, and rotary on adjacent pairs.
+pub(crate) fn family_traits(config: &mut ModelConfig) {
+    config.norm_layout = NormLayout::Parallel;
+    config.norm_centered = true;
+    config.rope_interleaved = true;
 }

@@ -70,15 +70,21 @@ impl LayerNormFamily {
         let layers = uniform_layers(dims.num_layers, None, Rope::no_rotation());
         let mut config = dims.into_config(architecture, layers);
         config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
-        config.norm_centered = true;
-        config.norm_bias = true;
-        config.qkv_bias = true;
-        config.linear_bias = true;
-        config.fused_projections = true;
-        config.activation = Activation::GeluTanh;
+        layer_norm_family(&mut config);
         config.bos_token_id = f.bos_token_id();
         Ok(config)
     }
+}
+
+/// What GPT-2 and BLOOM share, from `config.json` or GGUF alike: LayerNorms with bias, a bias
+/// on every projection, q, k and v in one matrix, and a tanh-GELU MLP without a gate.
+pub(crate) fn layer_norm_family(config: &mut ModelConfig) {
+    config.norm_centered = true;
+    config.norm_bias = true;
+    config.qkv_bias = true;
+    config.linear_bias = true;
+    config.fused_projections = true;
+    config.activation = Activation::GeluTanh;
 }
 
 /// Biased MLPs are not part of any supported family; refuse rather than ignore weights.

@@ -38,9 +38,14 @@ fn shared(f: &HfFields, mut config: ModelConfig) -> Result<ModelConfig> {
     super::reject_mlp_bias(f)?;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     config.qkv_bias = f.bool_or("attention_bias", false)?;
-    config.qk_norm = QkNorm::AllHeads;
-    config.norm_layout = NormLayout::Post;
+    family_traits(&mut config);
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();
     Ok(config)
+}
+
+/// What makes an OLMo 2 or 3 model, from `config.json` or GGUF alike.
+pub(crate) fn family_traits(config: &mut ModelConfig) {
+    config.qk_norm = QkNorm::AllHeads;
+    config.norm_layout = NormLayout::Post;
 }
