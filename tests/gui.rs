@@ -458,6 +458,22 @@ fn exports_csv_png_svg_and_a_bundle() {
         "{text}"
     );
 
+    // Exporting the same view again keeps the first file and takes a new name, unless asked
+    // to replace it.
+    let again = export(&mut h, "Save CSV");
+    assert_ne!(again, csv);
+    assert!(
+        again[0].to_string_lossy().ends_with("-2.csv"),
+        "{}",
+        again[0].display()
+    );
+    assert_eq!(std::fs::read_to_string(&csv[0]).unwrap(), text);
+    h.get_by_role_and_label(Role::CheckBox, "Replace files of the same name")
+        .click();
+    h.run_steps(2);
+    assert!(h.state().persisted().export.replace_existing);
+    assert_eq!(export(&mut h, "Save CSV"), csv);
+
     let png = export(&mut h, "Save PNG");
     let bytes = std::fs::read(&png[0]).unwrap();
     assert!(

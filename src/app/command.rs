@@ -805,7 +805,12 @@ impl ExplorerApp {
             return;
         }
         if kind == ExportKind::ScreenPng {
-            let path = folder.join(format!("{}.png", self.export_stem(true)));
+            let path = export::export_path(
+                &folder,
+                &self.export_stem(true),
+                "png",
+                self.state.export.replace_existing,
+            );
             self.rt.export_open = false;
             self.rt.screenshot = Some(PendingScreenshot {
                 path,
@@ -832,6 +837,7 @@ impl ExplorerApp {
             width: self.state.export.width,
             height: self.state.export.height,
             scale: self.state.export.scale,
+            replace_existing: self.state.export.replace_existing,
         };
         self.rt.exporting += 1;
         self.spawn_helper("export", move || Command::Exported(request.write(kind)));

@@ -43,6 +43,21 @@ pub struct ExportRequest {
     pub width: u32,
     pub height: u32,
     pub scale: f32,
+    /// Write over files of the same name instead of taking a new name.
+    pub replace_existing: bool,
+}
+
+/// `folder/stem.ext`, or, unless `replace_existing`, the first of `stem-2.ext`, `stem-3.ext`…
+/// that does not exist yet: an export never overwrites an earlier one unasked.
+pub fn export_path(folder: &Path, stem: &str, ext: &str, replace_existing: bool) -> PathBuf {
+    let first = folder.join(format!("{stem}.{ext}"));
+    if replace_existing || !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|n| folder.join(format!("{stem}-{n}.{ext}")))
+        .find(|path| !path.exists())
+        .unwrap_or(first)
 }
 
 impl ExportRequest {
@@ -64,12 +79,12 @@ impl ExportRequest {
                         self.view.label()
                     )
                 })?;
-                let path = self.folder.join(format!("{}.{ext}", self.stem));
+                let path = self.path(ext);
                 plot::render_to_file(&self.run, &spec, &path).map_err(|e| e.to_string())?;
                 Ok(vec![path])
             }
             ExportKind::Csv => {
-                let path = self.folder.join(format!("{}.csv", self.stem));
+                let path = self.path("csv");
                 let rows = self.view_rows(self.view);
                 if rows.len() < 2 {
                     return Err(format!(
@@ -82,6 +97,10 @@ impl ExportRequest {
             }
             ExportKind::Bundle => self.bundle(),
         }
+    }
+
+    fn path(&self, ext: &str) -> PathBuf {
+        export_path(&self.folder, &self.stem, ext, self.replace_existing)
     }
 
     fn bundle(&self) -> Result<Vec<PathBuf>, String> {
@@ -423,6 +442,11 @@ fn contents(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut Vec<Co
             queue.push(Command::OpenDialog(DialogPurpose::ExportFolder));
         }
     });
+    ui.checkbox(
+        &mut state.export.replace_existing,
+        "Replace files of the same name",
+    )
+    .on_hover_text("Off: a new export of the same view is saved beside the old one (…-2.png)");
     ui.add_space(6.0);
     let has_run = rt.run.is_some();
     let has_figure = !matches!(view, View::Compare | View::Sentences);

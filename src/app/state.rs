@@ -157,6 +157,8 @@ pub struct ExportSettings {
     pub width: u32,
     pub height: u32,
     pub scale: f32,
+    /// Write over a file of the same name; otherwise a new name (`…-2.png`) is taken.
+    pub replace_existing: bool,
 }
 
 impl Default for ExportSettings {
@@ -171,6 +173,7 @@ impl Default for ExportSettings {
             width: 1600,
             height: 1000,
             scale: 1.0,
+            replace_existing: false,
         }
     }
 }
