@@ -475,6 +475,17 @@ def tiny_specs(v_sp: int, v_bl: int):
                              "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
                              "original_max_position_embeddings": 512},
             **sp_ids, **{k: v for k, v in COMMON.items() if k not in ("head_dim", "max_position_embeddings")}), "sp", "f32", "legacy"),
+        # Phi-4-mini's shape: rotary on 3/4 of each head (12 of 16 dimensions), LongRoPE over
+        # those 12, tied embeddings, a byte-level BPE tokenizer, no sliding window.
+        "phi4_mini": (transformers.Phi3Config(
+            vocab_size=v_bl, num_hidden_layers=2, sliding_window=None, tie_word_embeddings=True,
+            max_position_embeddings=2048, original_max_position_embeddings=512,
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+                             "short_factor": [1.0, 1.2, 1.5, 1.9, 2.4, 3.0],
+                             "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+                             "original_max_position_embeddings": 512},
+            **bl_ids, **{k: v for k, v in COMMON.items() if k not in ("head_dim", "max_position_embeddings")}),
+            "bl-nobos", "f32", "v5"),
         "smollm3": (transformers.SmolLM3Config(
             vocab_size=v_bl, num_hidden_layers=4, no_rope_layer_interval=4, rope_theta=2000000.0,
             tie_word_embeddings=True, **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}),
@@ -866,9 +877,9 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager").eval()
         tensors, meta = reference_for(ref_model, ref_tok, sents, name, {
             "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
-        if name == "phi3":
+        if name in ("phi3", "phi4_mini"):
             # Longer sentences would switch transformers to the long factors, which we refuse.
-            assert int(meta["stats_max_T"]) <= 512, "a phi3 fixture sentence is longer than original_max"
+            assert int(meta["stats_max_T"]) <= 512, f"a {name} fixture sentence is longer than original_max"
         sensitivity(name, ref_model, ref_tok, sents)
         save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
         dev = {k[len("stats_f64_dev_"):]: float(v) for k, v in meta.items() if k.startswith("stats_f64_dev_")}
@@ -905,6 +916,13 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "phi4_mini":
+        # Rotary over a quarter fewer dimensions than full: the same frequencies moved.
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 0.5,
+                             "short_factor": cfg.rope_parameters["short_factor"][:4],
+                             "long_factor": cfg.rope_parameters["long_factor"][:4]}
+        variants["rotary on 8 of 16 dimensions"] = c
     if name == "cohere":
         c = copy.deepcopy(cfg)
         c.logit_scale = 1.0
@@ -1179,7 +1197,7 @@ def make_llama_gguf(sp_tok, sents):
 # reads SentencePiece vocabularies from `tokenizer.model`, identifies a BPE pre-tokenizer by the
 # hash of its output on a test string (ours is Qwen2's split on a vocabulary of our own, so no
 # hash is known), and reads config keys that hub checkpoints carry and transformers 5 no longer
-# writes.
+# writes (and Phi-4-mini's tokenizer class, by which it tells a byte-level BPE Phi).
 CONVERTER_PATCH = r"""
 import sys
 from pathlib import Path
@@ -1199,7 +1217,7 @@ convert_hf_to_gguf.main()
 # - Gemma 3: GGUF has no query_pre_attn_scalar; llama.cpp takes hidden/heads for the 27B model
 #   and head_dim otherwise, as every release has it. The tiny one uses 24 (head_dim 16) to
 #   test the config.json path.
-CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo2", "phi3", "smollm3",
+CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo2", "phi3", "phi4_mini", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3"]
 
 
@@ -1223,6 +1241,12 @@ def make_converted_ggufs(llama_cpp: Path, only=None):
                 cfg["n_ctx"] = cfg["n_positions"]
             if cfg["model_type"] == "cohere2":
                 cfg["rotary_pct"] = 1.0
+            if cfg["model_type"] == "phi3" and not tok["model"].get("byte_fallback"):
+                # Phi-4-mini's hub tokenizer_config names the class the converter looks for.
+                tc_path = folder / "tokenizer_config.json"
+                tc = json.loads(tc_path.read_text())
+                tc["tokenizer_class"] = "GPT2Tokenizer"
+                tc_path.write_text(json.dumps(tc, indent=2))
             (folder / "config.json").write_text(json.dumps(cfg, indent=2))
             out = out_dir / f"{name}.gguf"
             # The converter's own gguf-py, not the installed one.

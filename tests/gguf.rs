@@ -1261,25 +1261,27 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        14,
+        15,
         "the converted fixtures in {}",
         gguf_dir.display()
     );
 }
 
 #[test]
-fn rotary_on_part_of_each_head_is_refused_by_name() {
+fn rotary_on_part_of_each_head_is_read_and_an_odd_part_refused() {
     // Phi-4-mini's converter output: rotary on 3/4 of each head.
     let dir = tempfile::tempdir().unwrap();
     let mut s = Synthetic::new("phi3", 1);
-    s.set(
-        "phi3.rope.dimension_count",
-        Value::U32((HEAD_DIM / 2) as u32),
-    );
+    s.set("phi3.rope.dimension_count", Value::U32(6));
     let path = s.write(dir.path(), "phi4_mini.gguf");
-    let err = error_naming(gguf::inspect(&path), &path).to_string();
-    assert!(
-        err.contains("phi3.rope.dimension_count") && err.contains("part of each head"),
-        "{err}"
+    let (config, _) = gguf::inspect(&path).unwrap();
+    assert_eq!(
+        (config.head_dim, config.partial_rotary),
+        (HEAD_DIM, Some(6))
     );
+
+    s.set("phi3.rope.dimension_count", Value::U32(5));
+    let path = s.write(dir.path(), "odd.gguf");
+    let err = error_naming(gguf::inspect(&path), &path).to_string();
+    assert!(err.contains("rotary on 5"), "{err}");
 }

@@ -293,6 +293,11 @@ pub struct ModelConfig {
     pub alibi: bool,
     /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
     pub fused_projections: bool,
+    /// Rotary on the first `n` dimensions of each head only (Phi-4-mini's
+    /// `partial_rotary_factor`); `None`: on all of them. (Left out of the serialized config
+    /// when `None`, so the fingerprints of other models stay as they were.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary: Option<usize>,
     pub activation: Activation,
     /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size), Granite's
     /// `embedding_multiplier`).
@@ -385,15 +390,28 @@ impl ModelConfig {
         if self.vocab_size == 0 {
             return bad("vocab_size must be > 0".into());
         }
+        if let Some(rotary) = self.partial_rotary
+            && (rotary == 0 || !rotary.is_multiple_of(2) || rotary > self.head_dim)
+        {
+            return bad(format!(
+                "rotary on {rotary} of each head's {} dimensions: it must be even, > 0 and at \
+                 most head_dim",
+                self.head_dim
+            ));
+        }
+        if self.partial_rotary.is_some() && self.rope_interleaved {
+            return bad("partial rotary on interleaved pairs is not supported".into());
+        }
+        let rotary = self.rotary_dims();
         for layer in &self.layers {
             if let RopeScaling::LongRope { short_factor, .. } = &layer.rope.scaling
-                && short_factor.len() != self.head_dim / 2
+                && short_factor.len() != rotary / 2
             {
                 return bad(format!(
-                    "rope scaling \"longrope\" has {} short factors for head_dim {} (needs {})",
+                    "rope scaling \"longrope\" has {} short factors for {rotary} rotary \
+                     dimensions (needs {})",
                     short_factor.len(),
-                    self.head_dim,
-                    self.head_dim / 2
+                    rotary / 2
                 ));
             }
         }
@@ -401,6 +419,11 @@ impl ModelConfig {
     }
 
     /// The most tokens a sentence may have, and the config field that sets it.
+    /// How many dimensions of each head rotary turns.
+    pub fn rotary_dims(&self) -> usize {
+        self.partial_rotary.unwrap_or(self.head_dim)
+    }
+
     pub fn sentence_token_limit(&self) -> (usize, &'static str) {
         let long_rope = self.layers.iter().find_map(|l| match l.rope.scaling {
             RopeScaling::LongRope {
@@ -811,6 +834,7 @@ impl Dims {
             embedding_norm: false,
             alibi: false,
             fused_projections: false,
+            partial_rotary: None,
             activation: Activation::Silu,
             embedding_scale: None,
             residual_scale: None,

@@ -21,7 +21,7 @@ use super::config::{
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool};
 use super::error::{EngineError, Result};
-use super::weights::TensorSource;
+use super::weights::{PartialRotaryWeights, TensorSource};
 
 /// One sentence of a batch: its tokens and how each counts in the pools.
 pub struct SentenceInput<'a> {
@@ -229,6 +229,14 @@ impl Decoder {
                 && !config.alibi
                 && !config.embedding_norm,
         };
+        let reordered;
+        let src = match config.partial_rotary {
+            Some(rotary) => {
+                reordered = PartialRotaryWeights::new(src, config, rotary);
+                &reordered as &dyn TensorSource
+            }
+            None => src,
+        };
         let prefix = model_prefix(src);
         let (h, f) = (config.hidden_size, config.intermediate_size);
         let embed = src.load(
@@ -329,8 +337,7 @@ impl Decoder {
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: config.head_dim,
-                    scale: config.attention_scale
-                        * rotary_attention_factor(&attention_kind.rope).powi(2),
+                    scale: config.attention_scale,
                     softcap: config.attn_logit_softcapping,
                 },
                 mlp: Mlp {
@@ -911,17 +918,24 @@ impl AttentionTables {
         ctx: &Ctx,
         host_only: bool,
     ) -> Result<Self> {
-        let inv_freq = inverse_frequencies(&kind.rope, cfg.head_dim);
-        let half = inv_freq.len();
+        // Partial rotary: the frequencies of the turned dimensions, then 0 (cos 1, sin 0) for
+        // the others, which `PartialRotaryWeights` moved to the end of each half.
+        let inv_freq = inverse_frequencies(&kind.rope, cfg.rotary_dims());
+        let turned = inv_freq.len();
+        let half = cfg.head_dim / 2;
+        // LongRoPE's and YaRN's attention factor multiplies cos and sin of the turned pairs.
+        let factor = rotary_attention_factor(&kind.rope) as f32;
         // f32 as transformers computes them: position × inverse frequency, then cos and sin.
         let mut cos = Vec::with_capacity(t * half);
         let mut sin = Vec::with_capacity(t * half);
         for pos in 0..t {
             for &f in &inv_freq {
                 let angle = pos as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos.push(angle.cos() * factor);
+                sin.push(angle.sin() * factor);
             }
+            cos.extend(std::iter::repeat_n(1.0, half - turned));
+            sin.extend(std::iter::repeat_n(0.0, half - turned));
         }
         let tensors = if host_only {
             None
@@ -1218,8 +1232,8 @@ fn layer_norm_names(layout: NormLayout) -> [Option<&'static str>; 4] {
     }
 }
 
-/// What the rotary tables multiply cos and sin by (LongRoPE's attention factor, else 1). It
-/// scales queries and keys alike, so the decoder folds its square into the attention scale.
+/// What the rotary tables multiply cos and sin by (LongRoPE's and YaRN's attention factor,
+/// else 1), as transformers does.
 fn rotary_attention_factor(rope: &Rope) -> f64 {
     match rope.scaling {
         RopeScaling::LongRope {

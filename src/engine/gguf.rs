@@ -906,13 +906,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         }
         None => hidden_size / num_heads,
     };
-    if let Some(rotary_dims) = rotary_dims.filter(|&d| rotary && d != head_dim) {
-        return Err(meta.error(format!(
-            "\"{}\" is {rotary_dims}: rotary on part of each head ({head_dim} dimensions) is not \
-             supported",
-            key("rope.dimension_count")
-        )));
-    }
+    // Rotary on part of each head (Phi-4-mini); `validate` refuses what the decoder cannot run.
+    let partial_rotary = rotary_dims.filter(|&d| rotary && d != head_dim);
     let Some(embeddings) = content.tensor_infos.get("token_embd.weight") else {
         return Err(meta.error("tensor \"token_embd.weight\" is missing"));
     };
@@ -943,9 +938,22 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         .opt_f64(&key("rope.freq_base"))?
         .unwrap_or(default_theta);
     let scaling = if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
-        frequency_divisors(&meta, info, content, file, head_dim)?
+        frequency_divisors(
+            &meta,
+            info,
+            content,
+            file,
+            partial_rotary.unwrap_or(head_dim),
+        )?
     } else if let Some(info) = content.tensor_infos.get("rope_factors_short.weight") {
-        long_rope(&meta, arch_name, info, content, file, head_dim)?
+        long_rope(
+            &meta,
+            arch_name,
+            info,
+            content,
+            file,
+            partial_rotary.unwrap_or(head_dim),
+        )?
     } else {
         rope_scaling(&meta, arch_name)?
     };
@@ -980,6 +988,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         num_layers
     ];
     let mut config = dims.into_config(architecture, layers);
+    config.partial_rotary = partial_rotary;
     // llama.cpp writes `output.weight` only when it differs from the embeddings.
     config.tie_word_embeddings = !content.tensor_infos.contains_key("output.weight");
     config.qkv_bias = content.tensor_infos.contains_key("blk.0.attn_q.bias");
@@ -1173,18 +1182,18 @@ fn long_rope(
     info: &TensorInfo,
     content: &Content,
     file: &mut File,
-    head_dim: usize,
+    rotary_dims: usize,
 ) -> Result<RopeScaling> {
     let short_factor: Vec<f64> =
         read_small_f32(meta, "rope_factors_short.weight", info, content, file)?
             .into_iter()
             .map(f64::from)
             .collect();
-    if short_factor.len() != head_dim / 2 {
+    if short_factor.len() != rotary_dims / 2 {
         return Err(meta.error(format!(
-            "tensor \"rope_factors_short.weight\" has {} entries, head_dim {head_dim} needs {}",
+            "tensor \"rope_factors_short.weight\" has {} entries, {rotary_dims} rotary dimensions need {}",
             short_factor.len(),
-            head_dim / 2
+            rotary_dims / 2
         )));
     }
     let original_key = format!("{arch}.rope.scaling.original_context_length");
@@ -1232,14 +1241,14 @@ fn frequency_divisors(
     info: &TensorInfo,
     content: &Content,
     file: &mut File,
-    head_dim: usize,
+    rotary_dims: usize,
 ) -> Result<RopeScaling> {
     let divisors = read_small_f32(meta, "rope_freqs.weight", info, content, file)?;
-    if divisors.len() != head_dim / 2 {
+    if divisors.len() != rotary_dims / 2 {
         return Err(meta.error(format!(
-            "tensor \"rope_freqs.weight\" has {} entries, head_dim {head_dim} needs {}",
+            "tensor \"rope_freqs.weight\" has {} entries, {rotary_dims} rotary dimensions need {}",
             divisors.len(),
-            head_dim / 2
+            rotary_dims / 2
         )));
     }
     if let Some(bad) = divisors.iter().find(|d| !(d.is_finite() && **d > 0.0)) {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+use super::config::ModelConfig;
 use super::error::{EngineError, Result, candle_message};
 
 /// A provider of named weight tensors.
@@ -260,4 +261,122 @@ pub fn layer_tensor_parts(name: &str) -> Option<(&str, &str, &str)> {
     let (layer, rest) = rest.split_once('.')?;
     let (part, kind) = rest.rsplit_once('.')?;
     Some((layer, part, kind))
+}
+
+/// Partial rotary (Phi-4-mini) seen by rotary code that turns whole heads: within each query
+/// and key head, the `rotary` turned dimensions are moved to the front of each half (pairs
+/// `(i, i + rotary/2)` become `(i, i + head_dim/2)`) and the others to the back, where the
+/// decoder gives them frequency 0. Queries and keys move alike, so every attention score is
+/// what it was; values and the output projection are untouched.
+pub struct PartialRotaryWeights<'a> {
+    inner: &'a dyn TensorSource,
+    /// For each position of a reordered head, the stored dimension it takes.
+    head_order: Vec<u32>,
+    num_heads: usize,
+    num_kv_heads: usize,
+}
+
+impl<'a> PartialRotaryWeights<'a> {
+    pub fn new(inner: &'a dyn TensorSource, config: &ModelConfig, rotary: usize) -> Self {
+        Self {
+            inner,
+            head_order: partial_rotary_order(config.head_dim, rotary),
+            num_heads: config.num_heads,
+            num_kv_heads: config.num_kv_heads,
+        }
+    }
+
+    /// The stored row of each row the decoder asks for, for the tensors that hold query or
+    /// key heads along their first axis (`None`: untouched).
+    fn row_order(&self, name: &str, rows: usize) -> Option<Vec<u32>> {
+        let d = self.head_order.len();
+        let part = name.rsplit_once('.').map_or(name, |(part, _)| part);
+        let (heads, kv_heads) = (self.num_heads, self.num_kv_heads);
+        // (first head row, heads) blocks to reorder; the rows after them stay.
+        let blocks: Vec<(usize, usize)> = if part.ends_with("self_attn.q_proj") {
+            vec![(0, heads)]
+        } else if part.ends_with("self_attn.k_proj") {
+            vec![(0, kv_heads)]
+        } else if part.ends_with("self_attn.qkv_proj") {
+            vec![(0, heads), (heads * d, kv_heads)]
+        } else if part.ends_with("self_attn.q_norm") || part.ends_with("self_attn.k_norm") {
+            // One head's norm (Qwen3 style) or all heads' (OLMo 2 style).
+            vec![(0, rows / d)]
+        } else {
+            return None;
+        };
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        for (start, count) in blocks {
+            for head in 0..count {
+                let base = start + head * d;
+                for (position, &stored) in self.head_order.iter().enumerate() {
+                    if let Some(slot) = order.get_mut(base + position) {
+                        *slot = (base as u32) + stored;
+                    }
+                }
+            }
+        }
+        Some(order)
+    }
+}
+
+/// Within one head: the stored dimension at each position after the reordering
+/// [`PartialRotaryWeights`] describes.
+pub fn partial_rotary_order(head_dim: usize, rotary: usize) -> Vec<u32> {
+    let (half, turned_half, still_half) = (head_dim / 2, rotary / 2, (head_dim - rotary) / 2);
+    (0..head_dim)
+        .map(|position| {
+            let (side, i) = if position < half {
+                (0, position)
+            } else {
+                (1, position - half)
+            };
+            let stored = if i < turned_half {
+                side * turned_half + i
+            } else {
+                rotary + side * still_half + (i - turned_half)
+            };
+            stored as u32
+        })
+        .collect()
+}
+
+impl TensorSource for PartialRotaryWeights<'_> {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let tensor = self.inner.load(name, shape, dtype, device)?;
+        match shape.first().and_then(|&rows| self.row_order(name, rows)) {
+            Some(order) => {
+                let rows = order.len();
+                let index = Tensor::from_vec(order, rows, device)?;
+                Ok(tensor.index_select(&index, 0)?)
+            }
+            None => Ok(tensor),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+
+    fn origin(&self) -> &Path {
+        self.inner.origin()
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.inner.storage_dtype()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_rotary_order;
+
+    #[test]
+    fn partial_rotary_moves_turned_pairs_to_the_front_of_each_half() {
+        // head_dim 8, 4 turned: pairs (0, 2) and (1, 3) become (0, 4) and (1, 5); 4..8 stay
+        // as the pairs (2, 6) and (3, 7) that the decoder does not turn.
+        assert_eq!(partial_rotary_order(8, 4), vec![0, 1, 4, 5, 2, 3, 6, 7]);
+        // Everything turned: nothing moves.
+        assert_eq!(partial_rotary_order(8, 8), (0..8).collect::<Vec<u32>>());
+    }
 }
