@@ -475,6 +475,12 @@ def tiny_specs(v_sp: int, v_bl: int):
                              "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
                              "original_max_position_embeddings": 512},
             **sp_ids, **{k: v for k, v in COMMON.items() if k not in ("head_dim", "max_position_embeddings")}), "sp", "f32", "legacy"),
+        # OLMo (1), as OLMo-1.7-7B: LayerNorms without weight or bias, q/k/v clamped to ±2 (about
+        # a fifth of the projected values here), untied.
+        "olmo": (transformers.OlmoConfig(
+            vocab_size=v_bl, num_hidden_layers=2, clip_qkv=2.0, rope_theta=10000.0,
+            tie_word_embeddings=False, **bl_ids,
+            **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-nobos", "f32", "v5"),
         # Phi-4-mini's shape: rotary on 3/4 of each head (12 of 16 dimensions), LongRoPE over
         # those 12, tied embeddings, a byte-level BPE tokenizer, no sliding window.
         "phi4_mini": (transformers.Phi3Config(
@@ -916,6 +922,10 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "olmo":
+        c = copy.deepcopy(cfg)
+        c.clip_qkv = None
+        variants["no clip_qkv"] = c
     if name == "phi4_mini":
         # Rotary over a quarter fewer dimensions than full: the same frequencies moved.
         c = copy.deepcopy(cfg)
@@ -1217,7 +1227,7 @@ convert_hf_to_gguf.main()
 # - Gemma 3: GGUF has no query_pre_attn_scalar; llama.cpp takes hidden/heads for the 27B model
 #   and head_dim otherwise, as every release has it. The tiny one uses 24 (head_dim 16) to
 #   test the config.json path.
-CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo2", "phi3", "phi4_mini", "smollm3",
+CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3"]
 
 

@@ -29,10 +29,11 @@ pub enum Architecture {
     Bloom,
     Cohere2,
     Olmo3,
+    Olmo,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 16] = [
+    pub const ALL: [Architecture; 17] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -49,6 +50,7 @@ impl Architecture {
         Self::Bloom,
         Self::Cohere2,
         Self::Olmo3,
+        Self::Olmo,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -70,6 +72,7 @@ impl Architecture {
             Self::Bloom => &["bloom"],
             Self::Cohere2 => &["cohere2"],
             Self::Olmo3 => &["olmo3"],
+            Self::Olmo => &["olmo"],
         }
     }
 
@@ -97,6 +100,7 @@ impl Architecture {
             Self::Bloom => "BLOOM",
             Self::Cohere2 => "Cohere 2",
             Self::Olmo3 => "OLMo 3",
+            Self::Olmo => "OLMo",
         }
     }
 
@@ -298,6 +302,12 @@ pub struct ModelConfig {
     /// when `None`, so the fingerprints of other models stay as they were.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_rotary: Option<usize>,
+    /// OLMo (1): the norms are LayerNorms without weight or bias (`F.layer_norm(x, None, None)`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub norm_unweighted: bool,
+    /// OLMo (1)'s `clip_qkv`: q, k and v are clamped to `[-c, c]` right after projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qkv_clip: Option<f64>,
     pub activation: Activation,
     /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size), Granite's
     /// `embedding_multiplier`).
@@ -357,6 +367,7 @@ impl ModelConfig {
             Architecture::Bloom => super::arch::bloom::config(&fields)?,
             Architecture::Cohere2 => super::arch::cohere::config2(&fields)?,
             Architecture::Olmo3 => super::arch::olmo2::config3(&fields)?,
+            Architecture::Olmo => super::arch::olmo::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -452,7 +463,7 @@ impl ModelConfig {
         let kv = (self.num_kv_heads * self.head_dim) as u64;
         let bias = |on: bool, n: u64| if on { n } else { 0 };
         // One norm of `h` values, and its bias where the family has one.
-        let norm = h + bias(self.norm_bias, h);
+        let norm = bias(!self.norm_unweighted, h) + bias(self.norm_bias, h);
         let attention = h * q
             + 2 * h * kv
             + q * h
@@ -835,6 +846,8 @@ impl Dims {
             alibi: false,
             fused_projections: false,
             partial_rotary: None,
+            norm_unweighted: false,
+            qkv_clip: None,
             activation: Activation::Silu,
             embedding_scale: None,
             residual_scale: None,

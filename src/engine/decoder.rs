@@ -92,7 +92,11 @@ impl RmsNorm {
         ctx: &Ctx,
     ) -> Result<Self> {
         // Norm weights are applied in f32 so Gemma's `1 + w` is exact.
-        let weight = src.load(name, &[size], DType::F32, &ctx.device)?;
+        let weight = if cfg.norm_unweighted {
+            Tensor::ones(size, DType::F32, &ctx.device)?
+        } else {
+            src.load(name, &[size], DType::F32, &ctx.device)?
+        };
         let weight = if cfg.norm_plus_one {
             (weight + 1.0)?
         } else {
@@ -151,6 +155,8 @@ struct Attention {
     head_dim: usize,
     scale: f64,
     softcap: Option<f64>,
+    /// OLMo (1): q, k and v clamped to `[-c, c]` after projection.
+    clip: Option<f64>,
 }
 
 struct Mlp {
@@ -339,6 +345,7 @@ impl Decoder {
                     head_dim: config.head_dim,
                     scale: config.attention_scale,
                     softcap: config.attn_logit_softcapping,
+                    clip: config.qkv_clip,
                 },
                 mlp: Mlp {
                     gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
@@ -1078,6 +1085,15 @@ impl Attention {
         Ok(norm.forward(&y.reshape(flat)?)?.reshape(dims)?)
     }
 
+    /// q, k and v stacked, clamped where the model says so.
+    fn project(&self, x: &Tensor) -> Result<Tensor> {
+        let qkv = self.qkv.forward(x)?;
+        Ok(match self.clip {
+            Some(c) => qkv.clamp(-c, c)?,
+            None => qkv,
+        })
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -1089,7 +1105,7 @@ impl Attention {
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         if kernels {
             let n = b * t;
-            let qkv = self.qkv.forward(x)?.reshape((n, (h + 2 * kvh) * d))?;
+            let qkv = self.project(x)?.reshape((n, (h + 2 * kvh) * d))?;
             // Column ranges of the stacked projection: the kernel reads strided rows.
             let part = |first: usize, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
                 let y = qkv.narrow(1, first * d, heads * d)?;
@@ -1123,7 +1139,7 @@ impl Attention {
             .tensors
             .as_ref()
             .ok_or_else(|| EngineError::Device("attention tables built for the CPU".into()))?;
-        let qkv = self.qkv.forward(x)?.reshape((b, t, h + 2 * kvh, d))?;
+        let qkv = self.project(x)?.reshape((b, t, h + 2 * kvh, d))?;
         let heads =
             |first: usize, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
                 let mut y = qkv.narrow(2, first, n)?;

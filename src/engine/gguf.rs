@@ -258,7 +258,7 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     // `LlamaModel` (ggml's NORM rope rotates adjacent pairs); the others keep HF's layout.
     let permuted = matches!(
         config.architecture,
-        Architecture::Llama | Architecture::Granite | Architecture::SmolLm3
+        Architecture::Llama | Architecture::Granite | Architecture::SmolLm3 | Architecture::Olmo
     );
     let (hf_part, fix) = match (part, sandwich) {
         ("attn_q", _) if permuted => (
@@ -849,6 +849,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("gemma3", Architecture::Gemma3),
     // OLMo 3 too: it is `olmo2` with sliding-window keys.
     ("olmo2", Architecture::Olmo2),
+    ("olmo", Architecture::Olmo),
     ("phi3", Architecture::Phi3),
     ("smollm3", Architecture::SmolLm3),
     ("granite", Architecture::Granite),
@@ -885,7 +886,11 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     let rotary = !matches!(architecture, Architecture::Gpt2 | Architecture::Bloom);
     let layer_norms = matches!(
         architecture,
-        Architecture::Gpt2 | Architecture::Bloom | Architecture::Cohere | Architecture::Cohere2
+        Architecture::Gpt2
+            | Architecture::Bloom
+            | Architecture::Cohere
+            | Architecture::Cohere2
+            | Architecture::Olmo
     );
 
     let num_layers = meta.usize(&key("block_count"))?;
@@ -1002,6 +1007,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
+        Architecture::Olmo => {
+            super::arch::olmo::family_traits(&mut config);
+            config.qkv_clip = meta.opt_f64(&key("attention.clamp_kqv"))?;
+        }
         Architecture::Olmo3 => {
             super::arch::olmo2::family_traits(&mut config);
             // llama.cpp, as transformers: no YaRN on the sliding layers.

@@ -14,6 +14,7 @@ pub mod gpt2;
 pub mod granite;
 pub mod llama;
 pub mod mistral;
+pub mod olmo;
 pub mod olmo2;
 pub mod phi3;
 pub mod qwen2;
