@@ -303,6 +303,9 @@ pub struct Attention {
     pub softcap: Option<f32>,
     pub window: Option<usize>,
     pub rope: Arc<RopeTable>,
+    /// BLOOM's ALiBi: per head, `slope · j` added to the score of key `j` (its place in the
+    /// sentence; softmax does not see the shift from transformers' absolute positions).
+    pub alibi: Option<Arc<[f32]>>,
 }
 
 impl CustomOp3 for Attention {
@@ -330,6 +333,9 @@ impl CustomOp3 for Attention {
         let longest = self.spans.iter().map(|s| s.len).max().unwrap_or(0);
         if self.rope.cos.len() < longest * self.rope.half || self.rope.half * 2 != d {
             bail!("attention: rotary table too short");
+        }
+        if self.alibi.as_ref().is_some_and(|s| s.len() != self.heads) {
+            bail!("attention: one ALiBi slope per head expected");
         }
         let width = self.heads * d;
         let mut out = vec![0f32; n * width];
@@ -366,6 +372,7 @@ impl Attention {
                 rotate(k.row(span.start + i, kv * d, d), i, &self.rope, key);
             }
             for head in kv * group..(kv + 1) * group {
+                let slope = self.alibi.as_ref().map_or(0.0, |slopes| slopes[head]);
                 for i in 0..len {
                     rotate(
                         q.row(span.start + i, head * d, d),
@@ -381,7 +388,7 @@ impl Attention {
                         if let Some(cap) = self.softcap {
                             s = (s / cap).tanh() * cap;
                         }
-                        *score = s;
+                        *score = s + slope * j as f32;
                         max = max.max(s);
                     }
                     let mut sum = 0f32;
@@ -413,8 +420,10 @@ fn attend_wide(op: &Attention, span: Span, out: &mut [f32], q: Rows, k: Rows, v:
 pub struct HostNorm {
     pub weight: Vec<f32>,
     pub eps: f32,
-    /// Subtract the row's mean first (Cohere's LayerNorm without bias).
+    /// Subtract the row's mean first (a LayerNorm: Cohere's, GPT-2's).
     pub centered: bool,
+    /// Added after the scaling (GPT-2's and BLOOM's LayerNorms).
+    pub bias: Option<Vec<f32>>,
 }
 
 /// One step of the residual stream: `h + delta` (or `h` alone), optionally its RMSNorm for
@@ -461,12 +470,17 @@ impl Residual {
                     for (n, &w) in normed.iter_mut().zip(&norm.weight) {
                         *n *= scale * w;
                     }
-                    continue;
+                } else {
+                    let mean_square = dot(x, x) / d as f32;
+                    let scale = 1.0 / (mean_square + norm.eps).sqrt();
+                    for ((n, &x), &w) in normed.iter_mut().zip(x).zip(&norm.weight) {
+                        *n = x * scale * w;
+                    }
                 }
-                let mean_square = dot(x, x) / d as f32;
-                let scale = 1.0 / (mean_square + norm.eps).sqrt();
-                for ((n, &x), &w) in normed.iter_mut().zip(x).zip(&norm.weight) {
-                    *n = x * scale * w;
+                if let Some(bias) = &norm.bias {
+                    for (n, &b) in normed.iter_mut().zip(bias) {
+                        *n += b;
+                    }
                 }
             }
         }
@@ -616,6 +630,9 @@ impl CustomOp1 for ResidualStart {
 /// written to the sink, all in one pass: gate and up `[n, f]` (rows may be strided) →
 /// `[n, f]` products (zero outside spans).
 pub struct FusedMlp {
+    /// `act(gate)·up`; otherwise (GPT-2, BLOOM) `act(gate)` alone, `gate` being the MLP's
+    /// one input projection, and both NAV sources are `|act|` (METHOD §1).
+    pub gated: bool,
     pub activation: Activation,
     pub nav_source: NavSource,
     pub pool: Arc<HostPooling>,
@@ -636,8 +653,12 @@ impl FusedMlp {
             }
             Activation::GeluTanh => {
                 const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+                // tanh(u) = 1 − 2 / (e^{2u} + 1) with the vectorising [`exp`]: within a few
+                // ulp of the library's tanh, which is a scalar call per value.
                 for (o, &x) in out.iter_mut().zip(gate) {
-                    *o = 0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh());
+                    let u = SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x);
+                    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+                    *o = 0.5 * x * (1.0 + tanh);
                 }
             }
             Activation::Gelu => {
@@ -679,11 +700,14 @@ impl FusedMlp {
                 for (n, &x) in nas.iter_mut().zip(g) {
                     *n += if x > 0.0 { w } else { 0.0 };
                 }
-                if self.nav_source == NavSource::Activation {
+                if self.nav_source == NavSource::Activation || !self.gated {
                     for (v, &a) in nav.iter_mut().zip(product.iter()) {
                         *v += w * a.abs();
                     }
                 }
+            }
+            if !self.gated {
+                continue;
             }
             for (p, &x) in product.iter_mut().zip(u) {
                 *p *= x;
@@ -800,6 +824,7 @@ mod tests {
                 softcap: Some(5.0),
                 window: Some(3),
                 rope,
+                alibi: None,
             };
             let (qs, kv) = (q.narrow(1, 0, 16).unwrap(), q.narrow(1, 16, 8).unwrap());
             let contiguous = qs.contiguous().unwrap();
@@ -816,12 +841,14 @@ mod tests {
                     weight: vec![0.5; 16],
                     eps: 1e-6,
                     centered: false,
+                    bias: None,
                 })),
                 pool: Some((pooling.clone(), sink.clone(), 1)),
                 spans,
             };
             let summed = attended.apply_op2_no_bwd(&contiguous, &residual).unwrap();
             let mlp = FusedMlp {
+                gated: true,
                 activation: Activation::Silu,
                 nav_source: NavSource::Activation,
                 pool: pooling,
@@ -911,6 +938,7 @@ mod tests {
                 half: 1,
                 interleaved: false,
             }),
+            alibi: None,
         };
         let out = q.apply_op3_no_bwd(&k, &v, &op).unwrap();
         out.flatten_all().unwrap().to_vec1().unwrap()
@@ -954,6 +982,7 @@ mod tests {
                 half: 1,
                 interleaved: false,
             }),
+            alibi: None,
         };
         let q = qkv.narrow(1, 0, 4).unwrap();
         let k = qkv.narrow(1, 4, 2).unwrap();
@@ -1002,6 +1031,7 @@ mod tests {
                 weight: vec![1.0, 2.0],
                 eps: 0.0,
                 centered: false,
+                bias: None,
             })),
             spans: pooling.spans.clone(),
             pool: Some((Arc::new(pooling), sink.clone(), 1)),
@@ -1055,6 +1085,7 @@ mod tests {
                 };
                 let sink = Arc::new(PoolSink::new(layout, 2));
                 let op = FusedMlp {
+                    gated: true,
                     activation,
                     nav_source,
                     pool: pooling.clone(),

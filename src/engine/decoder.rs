@@ -103,18 +103,19 @@ impl RmsNorm {
             weight
         };
         let eps = cfg.rms_norm_eps as f32;
+        let bias = if cfg.norm_bias {
+            let name = name.strip_suffix(".weight").unwrap_or(name);
+            Some(src.load(&format!("{name}.bias"), &[size], DType::F32, &ctx.device)?)
+        } else {
+            None
+        };
         let host = if ctx.has_cpu_kernels() {
             Some(Arc::new(HostNorm {
                 weight: weight.to_vec1()?,
                 eps,
                 centered: cfg.norm_centered,
+                bias: bias.as_ref().map(Tensor::to_vec1).transpose()?,
             }))
-        } else {
-            None
-        };
-        let bias = if cfg.norm_bias {
-            let name = name.strip_suffix(".weight").unwrap_or(name);
-            Some(src.load(&format!("{name}.bias"), &[size], DType::F32, &ctx.device)?)
         } else {
             None
         };
@@ -157,6 +158,9 @@ struct Attention {
     softcap: Option<f64>,
     /// OLMo (1): q, k and v clamped to `[-c, c]` after projection.
     clip: Option<f64>,
+    /// BLOOM's ALiBi slopes, one per head, for the CPU kernel (the generic ops have them in
+    /// the mask).
+    alibi: Option<Arc<[f32]>>,
 }
 
 struct Mlp {
@@ -207,15 +211,12 @@ pub struct Decoder {
 struct Ctx {
     device: Device,
     dtype: DType,
-    /// The model is one the kernels of [`cpu_ops`] implement (gated MLP, norms without bias,
-    /// rotary positions only): every family but GPT-2 and BLOOM.
-    kernel_model: bool,
 }
 
 impl Ctx {
-    /// Whether the kernels of [`cpu_ops`] can run here: f32 on the CPU, for a model they know.
+    /// Whether the kernels of [`cpu_ops`] can run here: f32 on the CPU.
     fn has_cpu_kernels(&self) -> bool {
-        self.device.is_cpu() && self.dtype == DType::F32 && self.kernel_model
+        self.device.is_cpu() && self.dtype == DType::F32
     }
 }
 
@@ -229,11 +230,6 @@ impl Decoder {
         let ctx = Ctx {
             device: device.clone(),
             dtype,
-            kernel_model: config.mlp_gated
-                && !config.norm_bias
-                && !config.learned_positions
-                && !config.alibi
-                && !config.embedding_norm,
         };
         let reordered;
         let src = match config.partial_rotary {
@@ -266,6 +262,9 @@ impl Decoder {
             .embedding_norm
             .then(|| RmsNorm::load(src, &format!("{prefix}embed_norm.weight"), h, config, &ctx))
             .transpose()?;
+        let alibi_slopes: Option<Arc<[f32]>> = config
+            .alibi
+            .then(|| super::arch::bloom::alibi_slopes(config.num_heads).into());
         let mut attention_kinds: Vec<LayerAttention> = Vec::new();
         let mut layers = Vec::with_capacity(config.num_layers);
         for (i, attention_kind) in config.layers.iter().enumerate() {
@@ -346,6 +345,7 @@ impl Decoder {
                     scale: config.attention_scale,
                     softcap: config.attn_logit_softcapping,
                     clip: config.qkv_clip,
+                    alibi: alibi_slopes.clone(),
                 },
                 mlp: Mlp {
                     gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
@@ -603,14 +603,24 @@ impl Decoder {
             h = h.broadcast_mul(&scale)?;
         }
         if let Some(positions) = &self.embed_positions {
-            // Only the generic ops run learned positions, on right-padded rows: a token's
-            // position is its column.
-            if input.packed {
-                return Err(EngineError::Device(
-                    "learned positions need the padded layout".into(),
-                ));
-            }
-            h = h.broadcast_add(&positions.narrow(0, 0, cols)?.unsqueeze(0)?)?;
+            h = if input.packed {
+                // Sentences one after another: a token's position is its place in its span.
+                let mut ids = vec![0u32; rows * cols];
+                for span in input.pooling.spans.iter() {
+                    let Some(span_ids) = ids.get_mut(span.start..span.start + span.len) else {
+                        return Err(EngineError::Device("a span runs past its batch".into()));
+                    };
+                    for (position, id) in span_ids.iter_mut().enumerate() {
+                        *id = position as u32;
+                    }
+                }
+                let ids = Tensor::from_vec(ids, rows * cols, &self.ctx.device)?;
+                let added = positions.index_select(&ids, 0)?;
+                (h + added.reshape((rows, cols, self.config.hidden_size))?)?
+            } else {
+                // Right-padded rows: a token's position is its column.
+                h.broadcast_add(&positions.narrow(0, 0, cols)?.unsqueeze(0)?)?
+            };
         }
         if let Some(norm) = &self.embed_norm {
             h = norm.forward(&h)?;
@@ -810,6 +820,29 @@ struct LayerOutput {
 }
 
 impl Mlp {
+    /// The CPU kernel's one pass: `act(gate)·up` (or `act(gate)` when not gated, `up` then
+    /// the same tensor) and the NAS and NAV pools of `layer` into the batch's sink.
+    fn fused(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        input: &BatchInput,
+        nav_source: NavSource,
+        layer: usize,
+    ) -> Result<Tensor> {
+        Ok(gate.apply_op2_no_bwd(
+            up,
+            &cpu_ops::FusedMlp {
+                gated: self.gated,
+                activation: self.activation,
+                nav_source,
+                pool: input.pooling.clone(),
+                sink: sink(input)?,
+                layer,
+            },
+        )?)
+    }
+
     /// `act(gate)·up` for the down projection and, when capturing, the pooled NAS and NAV
     /// of `layer` (`[b, 2, d_ff]`, or with the CPU kernels written to the batch's sink).
     fn forward(
@@ -824,6 +857,12 @@ impl Mlp {
         if !self.gated {
             // METHOD §1 for non-gated MLPs: the neurons are act(fc_in(h)), which is also what
             // goes on to the down projection (so both NAV sources are |act|).
+            if let (Some((input, nav_source)), true) = (pool, kernels) {
+                let (rows, cols, f) = gate_up.dims3()?;
+                let fc_in = gate_up.reshape((rows * cols, f))?;
+                let act = self.fused(&fc_in, &fc_in, input, nav_source, layer)?;
+                return Ok((act.reshape((rows, cols, f))?, None));
+            }
             let act = activate(&gate_up, self.activation)?;
             let Some((input, _)) = pool else {
                 return Ok((act, None));
@@ -840,16 +879,8 @@ impl Mlp {
             Some((input, nav_source)) if kernels => {
                 let n = rows * cols;
                 let gate_up = gate_up.reshape((n, 2 * f))?;
-                let product = gate_up.narrow(1, 0, f)?.apply_op2_no_bwd(
-                    &gate_up.narrow(1, f, f)?,
-                    &cpu_ops::FusedMlp {
-                        activation: self.activation,
-                        nav_source,
-                        pool: input.pooling.clone(),
-                        sink: sink(input)?,
-                        layer,
-                    },
-                )?;
+                let (gate, up) = (gate_up.narrow(1, 0, f)?, gate_up.narrow(1, f, f)?);
+                let product = self.fused(&gate, &up, input, nav_source, layer)?;
                 Ok((product.reshape((rows, cols, f))?, None))
             }
             _ => {
@@ -1131,6 +1162,7 @@ impl Attention {
                     softcap: self.softcap.map(|c| c as f32),
                     window: tables.window,
                     rope: tables.rope.clone(),
+                    alibi: self.alibi.clone(),
                 },
             )?;
             return Ok(self.o.forward(&out.reshape((b, t, h * d))?)?);
