@@ -481,6 +481,14 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, num_hidden_layers=2, clip_qkv=2.0, rope_theta=10000.0,
             tie_word_embeddings=False, **bl_ids,
             **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-nobos", "f32", "v5"),
+        # StableLM 2 1.6B's shape: LayerNorms with bias, rotary on a quarter of each head (4 of
+        # 16 dimensions), q/k/v biases, gated SiLU MLP, untied.
+        "stablelm": (transformers.StableLmConfig(
+            vocab_size=v_bl, num_hidden_layers=2, use_qkv_bias=True, use_parallel_residual=False,
+            qk_layernorm=False, layer_norm_eps=1e-5, tie_word_embeddings=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+            **bl_ids, **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}),
+            "bl-nobos", "f32", "v5"),
         # Phi-4-mini's shape: rotary on 3/4 of each head (12 of 16 dimensions), LongRoPE over
         # those 12, tied embeddings, a byte-level BPE tokenizer, no sliding window.
         "phi4_mini": (transformers.Phi3Config(
@@ -922,6 +930,10 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "stablelm":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 0.5}
+        variants["rotary on 8 of 16 dimensions"] = c
     if name == "olmo":
         c = copy.deepcopy(cfg)
         c.clip_qkv = None
@@ -1227,7 +1239,7 @@ convert_hf_to_gguf.main()
 # - Gemma 3: GGUF has no query_pre_attn_scalar; llama.cpp takes hidden/heads for the 27B model
 #   and head_dim otherwise, as every release has it. The tiny one uses 24 (head_dim 16) to
 #   test the config.json path.
-CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "smollm3",
+CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3"]
 
 

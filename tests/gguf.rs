@@ -1261,7 +1261,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        16,
+        17,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

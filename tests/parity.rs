@@ -415,8 +415,8 @@ macro_rules! parity_tests {
 }
 
 parity_tests!(
-    llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, smollm3,
-    granite, cohere, gpt2, bloom, cohere2, olmo3
+    llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
+    smollm3, granite, cohere, gpt2, bloom, cohere2, olmo3
 );
 
 macro_rules! converted_gguf_tests {
@@ -435,8 +435,8 @@ macro_rules! converted_gguf_tests {
 // Every tiny model but Mistral (llama.cpp writes it as `llama` without its sliding window) and
 // Gemma 3 (GGUF cannot carry its unusual query scale); see scripts/make_fixtures.py.
 converted_gguf_tests!(
-    llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, smollm3, granite, cohere,
-    gpt2, bloom, cohere2, olmo3
+    llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
+    cohere, gpt2, bloom, cohere2, olmo3
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

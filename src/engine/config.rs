@@ -30,10 +30,11 @@ pub enum Architecture {
     Cohere2,
     Olmo3,
     Olmo,
+    StableLm,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 17] = [
+    pub const ALL: [Architecture; 18] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -51,6 +52,7 @@ impl Architecture {
         Self::Cohere2,
         Self::Olmo3,
         Self::Olmo,
+        Self::StableLm,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -73,6 +75,7 @@ impl Architecture {
             Self::Cohere2 => &["cohere2"],
             Self::Olmo3 => &["olmo3"],
             Self::Olmo => &["olmo"],
+            Self::StableLm => &["stablelm"],
         }
     }
 
@@ -101,6 +104,7 @@ impl Architecture {
             Self::Cohere2 => "Cohere 2",
             Self::Olmo3 => "OLMo 3",
             Self::Olmo => "OLMo",
+            Self::StableLm => "StableLM",
         }
     }
 
@@ -368,6 +372,7 @@ impl ModelConfig {
             Architecture::Cohere2 => super::arch::cohere::config2(&fields)?,
             Architecture::Olmo3 => super::arch::olmo2::config3(&fields)?,
             Architecture::Olmo => super::arch::olmo::config(&fields)?,
+            Architecture::StableLm => super::arch::stablelm::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -745,6 +750,27 @@ impl HfFields<'_> {
                 .and_then(Value::as_bool)
                 .unwrap_or(true),
         })
+    }
+
+    /// How many dimensions of each head rotary turns, from `partial_rotary_factor` (in
+    /// `rope_parameters`, `rope_scaling` or at the top; `default` where none says), as
+    /// transformers reads it: `int(head_dim · factor)`. `None` when that is all of them.
+    pub fn partial_rotary(&self, head_dim: usize, default: f64) -> Result<Option<usize>> {
+        let in_rope = ["rope_parameters", "rope_scaling"]
+            .iter()
+            .find_map(|key| self.json.get(*key)?.get("partial_rotary_factor")?.as_f64());
+        let factor = match in_rope {
+            Some(factor) => factor,
+            None => self.f64_or("partial_rotary_factor", default)?,
+        };
+        if !(factor > 0.0 && factor <= 1.0) {
+            return Err(EngineError::config(
+                self.path,
+                format!("\"partial_rotary_factor\" is {factor}; it must be in (0, 1]"),
+            ));
+        }
+        let rotary = (head_dim as f64 * factor) as usize;
+        Ok((rotary != head_dim).then_some(rotary))
     }
 
     /// Which layers slide: `layer_types` where given, else every `sliding_window_pattern`-th

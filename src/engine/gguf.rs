@@ -851,6 +851,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("olmo2", Architecture::Olmo2),
     ("olmo", Architecture::Olmo),
     ("phi3", Architecture::Phi3),
+    ("stablelm", Architecture::StableLm),
     ("smollm3", Architecture::SmolLm3),
     ("granite", Architecture::Granite),
     ("command-r", Architecture::Cohere),
@@ -891,6 +892,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             | Architecture::Cohere
             | Architecture::Cohere2
             | Architecture::Olmo
+            | Architecture::StableLm
     );
 
     let num_layers = meta.usize(&key("block_count"))?;
@@ -1007,6 +1009,19 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
+        Architecture::StableLm => {
+            if content
+                .tensor_infos
+                .contains_key("blk.0.attn_q_norm.weight")
+            {
+                return Err(
+                    meta.error("per-head q/k LayerNorms (StableLM 2 12B) are not supported")
+                );
+            }
+            // llama.cpp's own rule: attention and the MLP side by side where no MLP norm is.
+            let parallel = !content.tensor_infos.contains_key("blk.0.ffn_norm.weight");
+            super::arch::stablelm::family_traits(&mut config, parallel);
+        }
         Architecture::Olmo => {
             super::arch::olmo::family_traits(&mut config);
             config.qkv_clip = meta.opt_f64(&key("attention.clamp_kqv"))?;

@@ -20,6 +20,7 @@ pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod smollm3;
+pub mod stablelm;
 
 use super::config::Activation;
 use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope};
