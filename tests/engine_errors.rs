@@ -210,14 +210,24 @@ fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 #[test]
-fn partial_rotary_phi_is_refused_by_name() {
+fn partial_rotary_that_cannot_be_is_refused_by_name() {
+    // Rotary on 12 of 16 dimensions, but LongRoPE factors for all 16.
     let dir = copy_model("phi3");
     edit_config(dir.path(), |json| {
         json["rope_scaling"]["partial_rotary_factor"] = 0.75.into();
     });
     let message = load_err(dir.path());
     assert!(
-        message.contains("partial_rotary_factor") && message.contains("0.75"),
+        message.contains("8 short factors for 12 rotary dimensions"),
+        "{message}"
+    );
+    // A factor outside (0, 1].
+    edit_config(dir.path(), |json| {
+        json["rope_scaling"]["partial_rotary_factor"] = 1.5.into();
+    });
+    let message = load_err(dir.path());
+    assert!(
+        message.contains("partial_rotary_factor") && message.contains("1.5"),
         "{message}"
     );
 }
