@@ -481,6 +481,13 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, num_hidden_layers=2, clip_qkv=2.0, rope_theta=10000.0,
             tie_word_embeddings=False, **bl_ids,
             **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-nobos", "f32", "v5"),
+        # XGLM: fixed sinusoidal positions from 2, embeddings × sqrt(64), pre-LayerNorms with
+        # bias, biases everywhere, non-gated erf-GELU MLP (d_ff 128), tied. SentencePiece, as the
+        # real ones.
+        "xglm": (transformers.XGLMConfig(
+            vocab_size=v_sp, d_model=64, ffn_dim=128, num_layers=2, attention_heads=4,
+            max_position_embeddings=512, activation_function="gelu", scale_embedding=True,
+            init_std=0.2, tie_word_embeddings=True, **sp_ids), "sp", "f32", "v5"),
         # StableLM 2 1.6B's shape: LayerNorms with bias, rotary on a quarter of each head (4 of
         # 16 dimensions), q/k/v biases, gated SiLU MLP, untied.
         "stablelm": (transformers.StableLmConfig(
@@ -604,6 +611,11 @@ def decoder_layers(model):
     return model.model.layers if hasattr(model, "model") else model.transformer.h
 
 
+def mlp_of(layer):
+    """The module holding the MLP's projections (XGLM keeps them on the layer itself)."""
+    return getattr(layer, "mlp", layer)
+
+
 def act_fn(mlp):
     """The MLP's activation module (Phi-3 names it `activation_fn`, GPT-2 `act`)."""
     for name in ("act_fn", "activation_fn", "act", "gelu_impl"):
@@ -639,18 +651,19 @@ def run_capture(model, ids: list[int]):
         return fn
 
     for i, layer in enumerate(layers):
-        fc_in = getattr(layer.mlp, "c_fc", None) or getattr(layer.mlp, "dense_h_to_4h", None)
+        mlp = mlp_of(layer)
+        fc_in = next((getattr(mlp, n) for n in ("c_fc", "dense_h_to_4h", "fc1") if hasattr(mlp, n)), None)
         if fc_in is not None:
-            # GPT-2's and BLOOM's MLPs are not gated: the neurons are act(fc_in(h)); up is 1
-            # (METHOD §1).
+            # GPT-2's, BLOOM's and XGLM's MLPs are not gated: the neurons are act(fc_in(h)); up
+            # is 1 (METHOD §1).
             hooks.append(fc_in.register_forward_hook(keep("g", i)))
             hooks.append(fc_in.register_forward_hook(keep_ones("u", i)))
-        elif hasattr(layer.mlp, "gate_up_proj"):
-            hooks.append(layer.mlp.gate_up_proj.register_forward_hook(keep_halves(i)))
+        elif hasattr(mlp, "gate_up_proj"):
+            hooks.append(mlp.gate_up_proj.register_forward_hook(keep_halves(i)))
         else:
-            hooks.append(layer.mlp.gate_proj.register_forward_hook(keep("g", i)))
-            hooks.append(layer.mlp.up_proj.register_forward_hook(keep("u", i)))
-        hooks.append(act_fn(layer.mlp).register_forward_hook(keep("a", i)))
+            hooks.append(mlp.gate_proj.register_forward_hook(keep("g", i)))
+            hooks.append(mlp.up_proj.register_forward_hook(keep("u", i)))
+        hooks.append(act_fn(mlp).register_forward_hook(keep("a", i)))
         hooks.append(layer.register_forward_hook(keep("h", i)))
     try:
         x = torch.tensor([ids], dtype=torch.long)
@@ -665,7 +678,7 @@ def run_capture(model, ids: list[int]):
     assert len(out.hidden_states) == L + 1
     for i in range(L):
         dt = model.dtype
-        ref = act_fn(layers[i].mlp)(st["g"][i].to(dt)).to(torch.float64)
+        ref = act_fn(mlp_of(layers[i]))(st["g"][i].to(dt)).to(torch.float64)
         assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
     return {
         "g": torch.stack(st["g"]),  # [L, T, d_ff]
@@ -889,8 +902,16 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         check_tokenizer_json(folder, ref_tok, sents, cfg.vocab_size)
         check_reload(model, ref_model, wdtype)
         f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager").eval()
-        tensors, meta = reference_for(ref_model, ref_tok, sents, name, {
-            "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
+        # transformers' XGLM attention floors its scores with `torch.full((), finfo(dtype).min)`
+        # and no dtype, which overflows the default float32 when the model runs in float64.
+        default_dtype = torch.get_default_dtype()
+        if name == "xglm":
+            torch.set_default_dtype(torch.float64)
+        try:
+            tensors, meta = reference_for(ref_model, ref_tok, sents, name, {
+                "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
+        finally:
+            torch.set_default_dtype(default_dtype)
         if name in ("phi3", "phi4_mini"):
             # Longer sentences would switch transformers to the long factors, which we refuse.
             assert int(meta["stats_max_T"]) <= 512, f"a {name} fixture sentence is longer than original_max"
@@ -930,6 +951,10 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "xglm":
+        c = copy.deepcopy(cfg)
+        c.scale_embedding = False
+        variants["no embedding scale"] = c
     if name == "stablelm":
         c = copy.deepcopy(cfg)
         c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 0.5}

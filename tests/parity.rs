@@ -416,7 +416,7 @@ macro_rules! parity_tests {
 
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
-    smollm3, granite, cohere, gpt2, bloom, cohere2, olmo3
+    smollm3, granite, cohere, gpt2, bloom, cohere2, olmo3, xglm
 );
 
 macro_rules! converted_gguf_tests {

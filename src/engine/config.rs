@@ -31,10 +31,11 @@ pub enum Architecture {
     Olmo3,
     Olmo,
     StableLm,
+    Xglm,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 18] = [
+    pub const ALL: [Architecture; 19] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -53,6 +54,7 @@ impl Architecture {
         Self::Olmo3,
         Self::Olmo,
         Self::StableLm,
+        Self::Xglm,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -76,6 +78,7 @@ impl Architecture {
             Self::Olmo3 => &["olmo3"],
             Self::Olmo => &["olmo"],
             Self::StableLm => &["stablelm"],
+            Self::Xglm => &["xglm"],
         }
     }
 
@@ -105,12 +108,14 @@ impl Architecture {
             Self::Olmo3 => "OLMo 3",
             Self::Olmo => "OLMo",
             Self::StableLm => "StableLM",
+            Self::Xglm => "XGLM",
         }
     }
 
-    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's and BLOOM's are `act(fc_in(h))`.
+    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's and XGLM's are
+    /// `act(fc_in(h))`.
     pub fn has_gated_mlp(self) -> bool {
-        !matches!(self, Self::Gpt2 | Self::Bloom)
+        !matches!(self, Self::Gpt2 | Self::Bloom | Self::Xglm)
     }
 
     /// Human-readable list for error messages.
@@ -294,6 +299,10 @@ pub struct ModelConfig {
     pub linear_bias: bool,
     /// GPT-2: learned position embeddings added to the token embeddings (no rotary).
     pub learned_positions: bool,
+    /// XGLM: fixed sinusoidal position embeddings (fairseq's, from position 2) added to the
+    /// token embeddings (no rotary).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sinusoidal_positions: bool,
     /// BLOOM: a norm right after the token embeddings.
     pub embedding_norm: bool,
     /// BLOOM: ALiBi, a per-head bias of `slope · key position` on the attention scores, in
@@ -373,6 +382,7 @@ impl ModelConfig {
             Architecture::Olmo3 => super::arch::olmo2::config3(&fields)?,
             Architecture::Olmo => super::arch::olmo::config(&fields)?,
             Architecture::StableLm => super::arch::stablelm::config(&fields)?,
+            Architecture::Xglm => super::arch::xglm::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -868,6 +878,7 @@ impl Dims {
             norm_bias: false,
             linear_bias: false,
             learned_positions: false,
+            sinusoidal_positions: false,
             embedding_norm: false,
             alibi: false,
             fused_projections: false,

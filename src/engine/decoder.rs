@@ -247,17 +247,20 @@ impl Decoder {
             dtype,
             device,
         )?;
-        let embed_positions = config
-            .learned_positions
-            .then(|| {
-                src.load(
-                    &format!("{prefix}embed_positions.weight"),
-                    &[config.max_position_embeddings, h],
-                    dtype,
-                    device,
-                )
-            })
-            .transpose()?;
+        let embed_positions = if config.learned_positions {
+            Some(src.load(
+                &format!("{prefix}embed_positions.weight"),
+                &[config.max_position_embeddings, h],
+                dtype,
+                device,
+            )?)
+        } else if config.sinusoidal_positions {
+            let n = config.max_position_embeddings;
+            let table = super::arch::xglm::sinusoidal_positions(n, h);
+            Some(Tensor::from_vec(table, (n, h), device)?.to_dtype(dtype)?)
+        } else {
+            None
+        };
         let embed_norm = config
             .embedding_norm
             .then(|| RmsNorm::load(src, &format!("{prefix}embed_norm.weight"), h, config, &ctx))

@@ -1007,6 +1007,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
+        // llama.cpp has no XGLM: never named by GGUF_ARCHITECTURES.
+        Architecture::Xglm => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
         Architecture::StableLm => {

@@ -233,6 +233,7 @@ impl Model {
                 let files = weights.files().to_vec();
                 let weights: Box<dyn TensorSource> = match config.architecture {
                     Architecture::Gpt2 => Box::new(super::arch::gpt2::weights(weights)),
+                    Architecture::Xglm => Box::new(super::arch::xglm::weights(weights)),
                     Architecture::Bloom => Box::new(super::arch::bloom::weights(
                         weights,
                         config.num_heads,

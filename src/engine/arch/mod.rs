@@ -21,6 +21,7 @@ pub mod qwen2;
 pub mod qwen3;
 pub mod smollm3;
 pub mod stablelm;
+pub mod xglm;
 
 use super::config::Activation;
 use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope};
