@@ -481,6 +481,15 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, num_hidden_layers=2, clip_qkv=2.0, rope_theta=10000.0,
             tie_word_embeddings=False, **bl_ids,
             **{k: v for k, v in COMMON.items() if k not in ("head_dim", "rms_norm_eps")}), "bl-nobos", "f32", "v5"),
+        # GPT-NeoX as Pythia: attention and the MLP side by side, each on its own LayerNorm
+        # (with bias) of the layer's input; rotary on a quarter of each head (4 of 16); q/k/v in
+        # one matrix grouped by head; non-gated erf-GELU MLP; untied (`embed_out`).
+        "gpt_neox": (transformers.GPTNeoXConfig(
+            vocab_size=v_bl, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, max_position_embeddings=512, hidden_act="gelu",
+            use_parallel_residual=True, layer_norm_eps=1e-5, attention_bias=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+            initializer_range=0.2, tie_word_embeddings=False, **bl_ids), "bl-nobos", "f32", "v5"),
         # XGLM: fixed sinusoidal positions from 2, embeddings × sqrt(64), pre-LayerNorms with
         # bias, biases everywhere, non-gated erf-GELU MLP (d_ff 128), tied. SentencePiece, as the
         # real ones.
@@ -608,6 +617,8 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
 # 2d. Capture and pooling
 # --------------------------------------------------------------------------------------------
 def decoder_layers(model):
+    if hasattr(model, "gpt_neox"):
+        return model.gpt_neox.layers
     return model.model.layers if hasattr(model, "model") else model.transformer.h
 
 
@@ -951,6 +962,10 @@ def sensitivity(name, model, tok, sents):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         variants["no longrope scaling"] = c
+    if name == "gpt_neox":
+        c = copy.deepcopy(cfg)
+        c.use_parallel_residual = False
+        variants["sequential residual"] = c
     if name == "xglm":
         c = copy.deepcopy(cfg)
         c.scale_embedding = False
@@ -1244,7 +1259,8 @@ def make_llama_gguf(sp_tok, sents):
 # reads SentencePiece vocabularies from `tokenizer.model`, identifies a BPE pre-tokenizer by the
 # hash of its output on a test string (ours is Qwen2's split on a vocabulary of our own, so no
 # hash is known), and reads config keys that hub checkpoints carry and transformers 5 no longer
-# writes (and Phi-4-mini's tokenizer class, by which it tells a byte-level BPE Phi).
+# writes (GPT-2's `n_ctx`, Cohere 2's and GPT-NeoX's `rotary_pct`, and Phi-4-mini's tokenizer
+# class, by which it tells a byte-level BPE Phi).
 CONVERTER_PATCH = r"""
 import sys
 from pathlib import Path
@@ -1253,6 +1269,17 @@ sys.path.insert(0, llama_cpp)
 sys.path.insert(1, str(Path(llama_cpp) / "gguf-py"))
 import conversion.base as base
 base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+# The converter reads the config through transformers, whose GPTNeoXConfig (v5) folds
+# `rotary_pct` into `rope_parameters`; give it back the key it looks for.
+import json
+_load_hparams = base.ModelBase.load_hparams
+def load_hparams(dir_model, *args, **kwargs):
+    config = _load_hparams(dir_model, *args, **kwargs)
+    raw = json.loads((Path(dir_model) / "config.json").read_text())
+    if "rotary_pct" in raw:
+        config.setdefault("rotary_pct", raw["rotary_pct"])
+    return config
+base.ModelBase.load_hparams = staticmethod(load_hparams)
 import convert_hf_to_gguf
 sys.argv = ["convert_hf_to_gguf.py", model, "--outtype", "f32", "--outfile", out]
 convert_hf_to_gguf.main()
@@ -1265,7 +1292,7 @@ convert_hf_to_gguf.main()
 #   and head_dim otherwise, as every release has it. The tiny one uses 24 (head_dim 16) to
 #   test the config.json path.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
-             "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3"]
+             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "cohere2", "olmo3"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):
@@ -1288,6 +1315,8 @@ def make_converted_ggufs(llama_cpp: Path, only=None):
                 cfg["n_ctx"] = cfg["n_positions"]
             if cfg["model_type"] == "cohere2":
                 cfg["rotary_pct"] = 1.0
+            if cfg["model_type"] == "gpt_neox":
+                cfg["rotary_pct"] = cfg["rope_parameters"]["partial_rotary_factor"]
             if cfg["model_type"] == "phi3" and not tok["model"].get("byte_fallback"):
                 # Phi-4-mini's hub tokenizer_config names the class the converter looks for.
                 tc_path = folder / "tokenizer_config.json"

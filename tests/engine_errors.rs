@@ -74,7 +74,7 @@ fn config_missing_a_field_names_it() {
 #[test]
 fn unknown_architecture_lists_the_supported_ones() {
     let dir = copy_model("qwen3");
-    edit_config(dir.path(), |json| json["model_type"] = "gpt_neox".into());
+    edit_config(dir.path(), |json| json["model_type"] = "mamba".into());
     let error = load(dir.path()).err().expect("must fail");
     assert!(
         matches!(error, EngineError::UnsupportedArchitecture { .. }),
@@ -82,7 +82,7 @@ fn unknown_architecture_lists_the_supported_ones() {
     );
     let message = error.to_string();
     assert!(
-        message.contains("gpt_neox") && message.contains("llama") && message.contains("gemma2"),
+        message.contains("mamba") && message.contains("llama") && message.contains("gemma2"),
         "{message}"
     );
 }

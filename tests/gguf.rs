@@ -122,7 +122,9 @@ fn decoder_tensors(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
             list.push((format!("{p}{name}"), shape));
         }
         let norms: &[&str] = match c.norm_layout {
-            NormLayout::Pre => &["input_layernorm", "post_attention_layernorm"],
+            NormLayout::Pre | NormLayout::ParallelTwoNorms => {
+                &["input_layernorm", "post_attention_layernorm"]
+            }
             NormLayout::Sandwich => &[
                 "input_layernorm",
                 "post_attention_layernorm",
@@ -1261,7 +1263,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        17,
+        18,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

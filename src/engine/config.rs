@@ -32,10 +32,11 @@ pub enum Architecture {
     Olmo,
     StableLm,
     Xglm,
+    GptNeoX,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 19] = [
+    pub const ALL: [Architecture; 20] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -55,6 +56,7 @@ impl Architecture {
         Self::Olmo,
         Self::StableLm,
         Self::Xglm,
+        Self::GptNeoX,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -79,6 +81,7 @@ impl Architecture {
             Self::Olmo => &["olmo"],
             Self::StableLm => &["stablelm"],
             Self::Xglm => &["xglm"],
+            Self::GptNeoX => &["gpt_neox"],
         }
     }
 
@@ -109,13 +112,14 @@ impl Architecture {
             Self::Olmo => "OLMo",
             Self::StableLm => "StableLM",
             Self::Xglm => "XGLM",
+            Self::GptNeoX => "GPT-NeoX",
         }
     }
 
-    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's and XGLM's are
+    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's, XGLM's and GPT-NeoX's are
     /// `act(fc_in(h))`.
     pub fn has_gated_mlp(self) -> bool {
-        !matches!(self, Self::Gpt2 | Self::Bloom | Self::Xglm)
+        !matches!(self, Self::Gpt2 | Self::Bloom | Self::Xglm | Self::GptNeoX)
     }
 
     /// Human-readable list for error messages.
@@ -245,6 +249,8 @@ pub enum NormLayout {
     /// Cohere: one norm whose output feeds attention and the MLP side by side; both outputs
     /// are added to the residual stream.
     Parallel,
+    /// GPT-NeoX: attention and the MLP side by side, each on its own norm of the layer's input.
+    ParallelTwoNorms,
 }
 
 /// RMSNorm on queries and keys after their projections.
@@ -383,6 +389,7 @@ impl ModelConfig {
             Architecture::Olmo => super::arch::olmo::config(&fields)?,
             Architecture::StableLm => super::arch::stablelm::config(&fields)?,
             Architecture::Xglm => super::arch::xglm::config(&fields)?,
+            Architecture::GptNeoX => super::arch::gpt_neox::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -494,7 +501,7 @@ impl ModelConfig {
         let norms = norm
             * match self.norm_layout {
                 NormLayout::Sandwich => 4,
-                NormLayout::Pre | NormLayout::Post => 2,
+                NormLayout::Pre | NormLayout::Post | NormLayout::ParallelTwoNorms => 2,
                 NormLayout::Parallel => 1,
             };
         let per_layer = attention + mlp + norms;
@@ -769,9 +776,11 @@ impl HfFields<'_> {
         let in_rope = ["rope_parameters", "rope_scaling"]
             .iter()
             .find_map(|key| self.json.get(*key)?.get("partial_rotary_factor")?.as_f64());
-        let factor = match in_rope {
-            Some(factor) => factor,
-            None => self.f64_or("partial_rotary_factor", default)?,
+        let factor = match (in_rope, self.opt_f64("rotary_pct")?) {
+            (Some(factor), _) => factor,
+            // GPT-NeoX's name for it.
+            (None, Some(pct)) => pct,
+            (None, None) => self.f64_or("partial_rotary_factor", default)?,
         };
         if !(factor > 0.0 && factor <= 1.0) {
             return Err(EngineError::config(

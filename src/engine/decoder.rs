@@ -650,6 +650,7 @@ impl Decoder {
             .iter()
             .map(|kind| AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels))
             .collect::<Result<Vec<_>>>()?;
+        let two_norms = self.config.norm_layout == NormLayout::ParallelTwoNorms;
         for (i, layer) in self.layers.iter().enumerate() {
             let attn_in = normed_or_raw(
                 normed.take(),
@@ -657,6 +658,13 @@ impl Decoder {
                 layer.input_norm.is_some(),
                 self.ctx.dtype,
             )?;
+            // GPT-NeoX: the MLP's own norm of the layer's input, before attention adds to it.
+            let parallel_mlp_in = if two_norms {
+                let step = self.residual(&h, None, layer.mlp_norm.as_ref(), input, None)?;
+                Some(normed_or_raw(step.normed, &h, true, self.ctx.dtype)?)
+            } else {
+                None
+            };
             let mut attn_out =
                 layer
                     .attention
@@ -667,14 +675,17 @@ impl Decoder {
             if let Some(scale) = self.config.residual_scale {
                 attn_out = attn_out.affine(scale, 0.0)?;
             }
-            let step = self.residual(&h, Some(&attn_out), layer.mlp_norm.as_ref(), input, None)?;
+            let mlp_norm = layer.mlp_norm.as_ref().filter(|_| !two_norms);
+            let step = self.residual(&h, Some(&attn_out), mlp_norm, input, None)?;
             h = step.h;
-            let mlp_in = if self.config.norm_layout == NormLayout::Parallel {
-                // Side by side: the MLP reads what attention read, and both outputs are added
-                // (attention's first, as transformers does).
-                attn_in
-            } else {
-                normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?
+            // Side by side (Cohere, GPT-NeoX): the MLP reads the layer's input, and both
+            // outputs are added (attention's first, as transformers does).
+            let mlp_in = match (parallel_mlp_in, self.config.norm_layout) {
+                (Some(mlp_in), _) => mlp_in,
+                (None, NormLayout::Parallel) => attn_in,
+                (None, _) => {
+                    normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?
+                }
             };
             let (product, mlp_pooled) =
                 layer
@@ -1280,6 +1291,13 @@ fn layer_norm_names(layout: NormLayout) -> [Option<&'static str>; 4] {
         ],
         // The MLP reads attention's input.
         NormLayout::Parallel => [Some("input_layernorm"), None, None, None],
+        // The MLP's norm reads the layer's input, as attention's does.
+        NormLayout::ParallelTwoNorms => [
+            Some("input_layernorm"),
+            None,
+            Some("post_attention_layernorm"),
+            None,
+        ],
     }
 }
 

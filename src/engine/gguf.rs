@@ -858,6 +858,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("cohere2", Architecture::Cohere2),
     ("gpt2", Architecture::Gpt2),
     ("bloom", Architecture::Bloom),
+    ("gptneox", Architecture::GptNeoX),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -893,6 +894,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             | Architecture::Cohere2
             | Architecture::Olmo
             | Architecture::StableLm
+            | Architecture::GptNeoX
     );
 
     let num_layers = meta.usize(&key("block_count"))?;
@@ -1077,6 +1079,12 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Bloom => {
             super::arch::layer_norm_family(&mut config);
             super::arch::bloom::family_traits(&mut config);
+        }
+        Architecture::GptNeoX => {
+            let parallel = meta
+                .opt_bool(&key("use_parallel_residual"))?
+                .unwrap_or(true);
+            super::arch::gpt_neox::family_traits(&mut config, parallel);
         }
         Architecture::Gemma => {
             config.norm_plus_one = true;

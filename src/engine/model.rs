@@ -14,7 +14,7 @@ use super::device::{DTypeChoice, DeviceChoice};
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
 use super::transfer::HostCopy;
-use super::weights::{SafetensorsSource, TensorSource};
+use super::weights::{RenamedWeights, SafetensorsSource, TensorSource};
 use super::{gguf, hub};
 
 /// Where a model comes from.
@@ -231,15 +231,21 @@ impl Model {
                 let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
                 let weights = SafetensorsSource::open_folder(&folder)?;
                 let files = weights.files().to_vec();
-                let weights: Box<dyn TensorSource> = match config.architecture {
-                    Architecture::Gpt2 => Box::new(super::arch::gpt2::weights(weights)),
-                    Architecture::Xglm => Box::new(super::arch::xglm::weights(weights)),
-                    Architecture::Bloom => Box::new(super::arch::bloom::weights(
+                let names = match config.architecture {
+                    Architecture::Gpt2 => Some(&super::arch::gpt2::NAMES),
+                    Architecture::Bloom => Some(&super::arch::bloom::NAMES),
+                    Architecture::Xglm => Some(&super::arch::xglm::NAMES),
+                    Architecture::GptNeoX => Some(&super::arch::gpt_neox::NAMES),
+                    _ => None,
+                };
+                let weights: Box<dyn TensorSource> = match names {
+                    Some(names) => Box::new(RenamedWeights::new(
                         weights,
+                        names,
                         config.num_heads,
                         config.head_dim,
                     )),
-                    _ => Box::new(weights),
+                    None => Box::new(weights),
                 };
                 (config, weights, tokenizer, files)
             }

@@ -179,58 +179,97 @@ pub fn check_shape(name: &str, found: &[usize], expected: &[usize], path: &Path)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
     AsAsked,
-    /// Transposed: GPT-2's `Conv1D` weights are `[in, out]`.
-    Transposed,
+    /// Weights transposed (GPT-2's `Conv1D`, `[in, out]`); biases as asked.
+    Conv1D,
     /// Rows grouped `[heads, 3, head_dim]` where the decoder stacks all q, then all k, then all
-    /// v rows (BLOOM's fused `query_key_value`).
-    GroupedByHead {
-        heads: usize,
-        head_dim: usize,
-    },
+    /// v rows (BLOOM's and GPT-NeoX's fused `query_key_value`, weight and bias).
+    GroupedByHead,
+}
+
+/// The names a family's checkpoints give the decoder's tensors (GPT-2, BLOOM, XGLM, GPT-NeoX
+/// name theirs their own way; the decoder asks in Llama's).
+pub struct NameTable {
+    pub family: &'static str,
+    /// What full-model checkpoints put before every name but the output head's
+    /// (`transformer.`); bare-model checkpoints have nothing there.
+    pub prefix: &'static str,
+    /// Decoder name → stored name, after the prefix. The token embeddings come first: their
+    /// presence under the prefix tells which kind of checkpoint it is.
+    pub fixed: &'static [(&'static str, &'static str)],
+    /// The output head's stored name (no prefix).
+    pub lm_head: &'static str,
+    /// Where the layers are, after the prefix (`h`, `layers`).
+    pub layers: &'static str,
+    /// Decoder part of a layer → stored part and how it is stored.
+    pub parts: &'static [(&'static str, &'static str, Stored)],
 }
 
 /// A checkpoint whose tensors have other names, and some other layouts, than the decoder's
-/// Llama-style ones (GPT-2, BLOOM): `rename` gives the stored name and layout of a decoder name.
+/// Llama-style ones, served under the decoder's names.
 pub struct RenamedWeights<S> {
     inner: S,
-    family: &'static str,
-    rename: Box<Rename>,
+    table: &'static NameTable,
+    /// The table's prefix, or nothing for a bare-model checkpoint.
+    prefix: &'static str,
+    heads: usize,
+    head_dim: usize,
 }
 
-/// A decoder tensor name → the checkpoint's name and layout for it.
-type Rename = dyn Fn(&str) -> Option<(String, Stored)> + Send + Sync;
-
 impl<S: TensorSource> RenamedWeights<S> {
-    pub fn new(
-        inner: S,
-        family: &'static str,
-        rename: impl Fn(&str) -> Option<(String, Stored)> + Send + Sync + 'static,
-    ) -> Self {
+    /// `heads` and `head_dim` regroup [`Stored::GroupedByHead`] tensors.
+    pub fn new(inner: S, table: &'static NameTable, heads: usize, head_dim: usize) -> Self {
+        let embeddings = table.fixed.first().map_or("", |(_, stored)| *stored);
+        let prefix = if inner.contains(&format!("{}{embeddings}", table.prefix)) {
+            table.prefix
+        } else {
+            ""
+        };
         Self {
             inner,
-            family,
-            rename: Box::new(rename),
+            table,
+            prefix,
+            heads,
+            head_dim,
         }
+    }
+
+    /// The stored name and layout of a decoder tensor.
+    fn stored(&self, name: &str) -> Option<(String, Stored)> {
+        let p = self.prefix;
+        if name == "lm_head.weight" {
+            return Some((self.table.lm_head.to_string(), Stored::AsAsked));
+        }
+        if let Some((_, stored)) = self.table.fixed.iter().find(|(asked, _)| *asked == name) {
+            return Some((format!("{p}{stored}"), Stored::AsAsked));
+        }
+        let (layer, part, kind) = layer_tensor_parts(name)?;
+        let &(_, stored, layout) = self.table.parts.iter().find(|(asked, ..)| *asked == part)?;
+        let layout = match layout {
+            Stored::Conv1D if kind != "weight" => Stored::AsAsked,
+            other => other,
+        };
+        let layers = self.table.layers;
+        Some((format!("{p}{layers}.{layer}.{stored}.{kind}"), layout))
     }
 }
 
 impl<S: TensorSource> TensorSource for RenamedWeights<S> {
     fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        let (stored, layout) = (self.rename)(name).ok_or_else(|| {
+        let (stored, layout) = self.stored(name).ok_or_else(|| {
             EngineError::weights(
                 self.origin(),
-                format!("{} has no tensor for {name}", self.family),
+                format!("{} has no tensor for {name}", self.table.family),
             )
         })?;
         match (layout, shape) {
-            (Stored::Transposed, &[rows, cols]) => Ok(self
+            (Stored::Conv1D, &[rows, cols]) => Ok(self
                 .inner
                 .load(&stored, &[cols, rows], dtype, device)?
                 .t()?
                 .contiguous()?),
-            (Stored::GroupedByHead { heads, head_dim }, _) => {
+            (Stored::GroupedByHead, _) => {
                 let tensor = self.inner.load(&stored, shape, dtype, device)?;
-                let mut grouped = vec![heads, 3, head_dim];
+                let mut grouped = vec![self.heads, 3, self.head_dim];
                 grouped.extend(&shape[1..]);
                 Ok(tensor
                     .reshape(grouped)?
@@ -243,7 +282,8 @@ impl<S: TensorSource> TensorSource for RenamedWeights<S> {
     }
 
     fn contains(&self, name: &str) -> bool {
-        (self.rename)(name).is_some_and(|(stored, _)| self.inner.contains(&stored))
+        self.stored(name)
+            .is_some_and(|(stored, _)| self.inner.contains(&stored))
     }
 
     fn origin(&self) -> &Path {

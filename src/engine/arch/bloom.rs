@@ -1,11 +1,11 @@
 //! BLOOM (and BLOOMZ): ALiBi instead of any position embedding, a LayerNorm right after the
 //! token embeddings, LayerNorms with bias, biases on every projection, and a non-gated MLP
-//! `gelu(dense_h_to_4h(h))` whose units are the neurons (METHOD §1). [`weights`] hands its
+//! `gelu(dense_h_to_4h(h))` whose units are the neurons (METHOD §1). [`NAMES`] hands its
 //! tensors to the decoder under the Llama-style names it asks for, q, k and v regrouped.
 
 use crate::engine::config::{Architecture, HfFields, ModelConfig};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::weights::{RenamedWeights, Stored, TensorSource, layer_tensor_parts};
+use crate::engine::weights::{NameTable, Stored};
 
 /// ALiBi has no trained context length; this only bounds what a sentence may be.
 pub(crate) const ALIBI_POSITIONS: usize = 1 << 16;
@@ -57,43 +57,40 @@ pub fn alibi_slopes(num_heads: usize) -> Vec<f32> {
     slopes
 }
 
-/// A BLOOM checkpoint seen through the decoder's names. Its fused `query_key_value` keeps each
-/// head's q, k and v together; the decoder wants all q rows, then all k, then all v.
-pub fn weights<S: TensorSource>(inner: S, heads: usize, head_dim: usize) -> RenamedWeights<S> {
-    // `transformer.` for `BloomForCausalLM` checkpoints, nothing for bare `BloomModel` ones.
-    let prefix = if inner.contains("transformer.word_embeddings.weight") {
-        "transformer."
-    } else {
-        ""
-    };
-    let grouped = Stored::GroupedByHead { heads, head_dim };
-    RenamedWeights::new(inner, "BLOOM", move |name| rename(prefix, grouped, name))
-}
-
-fn rename(p: &str, grouped: Stored, name: &str) -> Option<(String, Stored)> {
-    let fixed = match name {
-        "lm_head.weight" => return Some((name.to_string(), Stored::AsAsked)),
-        "model.embed_tokens.weight" => "word_embeddings.weight",
-        "model.embed_norm.weight" => "word_embeddings_layernorm.weight",
-        "model.embed_norm.bias" => "word_embeddings_layernorm.bias",
-        "model.norm.weight" => "ln_f.weight",
-        "model.norm.bias" => "ln_f.bias",
-        _ => "",
-    };
-    if !fixed.is_empty() {
-        return Some((format!("{p}{fixed}"), Stored::AsAsked));
-    }
-    let (layer, part, kind) = layer_tensor_parts(name)?;
-    let (bloom_part, layout) = match part {
-        "input_layernorm" | "post_attention_layernorm" => (part, Stored::AsAsked),
-        "self_attn.qkv_proj" => ("self_attention.query_key_value", grouped),
-        "self_attn.o_proj" => ("self_attention.dense", Stored::AsAsked),
-        "mlp.up_proj" => ("mlp.dense_h_to_4h", Stored::AsAsked),
-        "mlp.down_proj" => ("mlp.dense_4h_to_h", Stored::AsAsked),
-        _ => return None,
-    };
-    Some((format!("{p}h.{layer}.{bloom_part}.{kind}"), layout))
-}
+/// BLOOM's names (`transformer.` before them in `BloomForCausalLM` checkpoints). Its fused
+/// `query_key_value` keeps each head's q, k and v together.
+pub const NAMES: NameTable = NameTable {
+    family: "BLOOM",
+    prefix: "transformer.",
+    fixed: &[
+        ("model.embed_tokens.weight", "word_embeddings.weight"),
+        (
+            "model.embed_norm.weight",
+            "word_embeddings_layernorm.weight",
+        ),
+        ("model.embed_norm.bias", "word_embeddings_layernorm.bias"),
+        ("model.norm.weight", "ln_f.weight"),
+        ("model.norm.bias", "ln_f.bias"),
+    ],
+    lm_head: "lm_head.weight",
+    layers: "h",
+    parts: &[
+        ("input_layernorm", "input_layernorm", Stored::AsAsked),
+        (
+            "post_attention_layernorm",
+            "post_attention_layernorm",
+            Stored::AsAsked,
+        ),
+        (
+            "self_attn.qkv_proj",
+            "self_attention.query_key_value",
+            Stored::GroupedByHead,
+        ),
+        ("self_attn.o_proj", "self_attention.dense", Stored::AsAsked),
+        ("mlp.up_proj", "mlp.dense_h_to_4h", Stored::AsAsked),
+        ("mlp.down_proj", "mlp.dense_4h_to_h", Stored::AsAsked),
+    ],
+};
 
 #[cfg(test)]
 mod tests {

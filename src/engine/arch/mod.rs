@@ -11,6 +11,7 @@ pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod gpt2;
+pub mod gpt_neox;
 pub mod granite;
 pub mod llama;
 pub mod mistral;

@@ -1,12 +1,12 @@
 //! XGLM (Meta's multilingual decoders, 564M to 7.5B, 30 languages): fairseq's transformer
 //! decoder, with fixed sinusoidal positions, embeddings scaled by sqrt(d_model), LayerNorms with
 //! bias before attention and the MLP, biases on every projection and a non-gated GELU MLP
-//! `gelu(fc1(h))` whose units are the neurons (METHOD §1). [`weights`] hands its tensors to the
+//! `gelu(fc1(h))` whose units are the neurons (METHOD §1). [`NAMES`] hands its tensors to the
 //! decoder under the Llama-style names it asks for.
 
 use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig};
 use crate::engine::error::Result;
-use crate::engine::weights::{RenamedWeights, Stored, TensorSource, layer_tensor_parts};
+use crate::engine::weights::{NameTable, Stored};
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let mut config = super::LayerNormFamily {
@@ -47,43 +47,32 @@ pub fn sinusoidal_positions(positions: usize, d_model: usize) -> Vec<f32> {
     table
 }
 
-/// An XGLM checkpoint seen through the decoder's names.
-pub fn weights<S: TensorSource>(inner: S) -> RenamedWeights<S> {
-    // `model.` for `XGLMForCausalLM` checkpoints, nothing for bare `XGLMModel` ones.
-    let prefix = if inner.contains("model.embed_tokens.weight") {
-        "model."
-    } else {
-        ""
-    };
-    RenamedWeights::new(inner, "XGLM", move |name| rename(prefix, name))
-}
-
-fn rename(p: &str, name: &str) -> Option<(String, Stored)> {
-    let fixed = match name {
-        "lm_head.weight" => return Some((name.to_string(), Stored::AsAsked)),
-        "model.embed_tokens.weight" => "embed_tokens.weight",
-        "model.norm.weight" => "layer_norm.weight",
-        "model.norm.bias" => "layer_norm.bias",
-        _ => "",
-    };
-    if !fixed.is_empty() {
-        return Some((format!("{p}{fixed}"), Stored::AsAsked));
-    }
-    let (layer, part, kind) = layer_tensor_parts(name)?;
-    let xglm_part = match part {
-        "input_layernorm" => "self_attn_layer_norm",
-        "post_attention_layernorm" => "final_layer_norm",
-        "self_attn.q_proj" | "self_attn.k_proj" | "self_attn.v_proj" => part,
-        "self_attn.o_proj" => "self_attn.out_proj",
-        "mlp.up_proj" => "fc1",
-        "mlp.down_proj" => "fc2",
-        _ => return None,
-    };
-    Some((
-        format!("{p}layers.{layer}.{xglm_part}.{kind}"),
-        Stored::AsAsked,
-    ))
-}
+/// XGLM's names (`model.` before them in `XGLMForCausalLM` checkpoints).
+pub const NAMES: NameTable = NameTable {
+    family: "XGLM",
+    prefix: "model.",
+    fixed: &[
+        ("model.embed_tokens.weight", "embed_tokens.weight"),
+        ("model.norm.weight", "layer_norm.weight"),
+        ("model.norm.bias", "layer_norm.bias"),
+    ],
+    lm_head: "lm_head.weight",
+    layers: "layers",
+    parts: &[
+        ("input_layernorm", "self_attn_layer_norm", Stored::AsAsked),
+        (
+            "post_attention_layernorm",
+            "final_layer_norm",
+            Stored::AsAsked,
+        ),
+        ("self_attn.q_proj", "self_attn.q_proj", Stored::AsAsked),
+        ("self_attn.k_proj", "self_attn.k_proj", Stored::AsAsked),
+        ("self_attn.v_proj", "self_attn.v_proj", Stored::AsAsked),
+        ("self_attn.o_proj", "self_attn.out_proj", Stored::AsAsked),
+        ("mlp.up_proj", "fc1", Stored::AsAsked),
+        ("mlp.down_proj", "fc2", Stored::AsAsked),
+    ],
+};
 
 #[cfg(test)]
 mod tests {
