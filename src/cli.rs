@@ -631,13 +631,13 @@ fn cmd_models() -> Result<()> {
 
 fn cmd_inspect(model: &str) -> Result<()> {
     let source = ModelSource::parse(model);
-    let info = crate::engine::model::inspect(&source)?;
+    let (info, config) = crate::engine::model::inspect_with_config(&source)?;
     println!("{}", info.name);
     println!("{}", info.summary());
-    println!(
-        "heads {} (kv {}), vocab {}",
-        info.heads, info.kv_heads, info.vocab_size
-    );
+    println!("vocab {}", info.vocab_size);
+    for line in config.anatomy() {
+        println!("{line}");
+    }
     println!("fingerprint {}", info.fingerprint);
     let (device, label) = DeviceChoice::Auto.resolve()?;
     println!("would run on: {label}");

@@ -307,6 +307,18 @@ fn inspect_and_models_describe_the_demo_model() {
         text.contains("30 layers") && text.contains("d_ff 1536"),
         "{text}"
     );
+    // What was recognised, in words.
+    for line in [
+        "attention: 9 heads (3 key/value), head_dim 64",
+        "positions: rotary on all 64 dimensions of each head; θ 100000",
+        "norms: RMSNorm, before attention and before the MLP",
+        "MLP: gated, SiLU; neurons 1536 × 30 layers, states of act(gate)",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
     let output = neuronxa(cache.path(), &["models"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("present"));
 }

@@ -171,6 +171,11 @@ pub fn human_count(n: u64) -> String {
 
 /// Reads what a model is without loading its weights (fast: config or GGUF metadata only).
 pub fn inspect(source: &ModelSource) -> Result<ModelInfo> {
+    Ok(inspect_with_config(source)?.0)
+}
+
+/// [`inspect`], and the config the model was read as.
+pub fn inspect_with_config(source: &ModelSource) -> Result<(ModelInfo, ModelConfig)> {
     match source.resolve()? {
         ResolvedSource::Folder(folder) => {
             let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
@@ -182,11 +187,13 @@ pub fn inspect(source: &ModelSource) -> Result<ModelInfo> {
                 });
             }
             let weights = SafetensorsSource::open_folder(&folder)?;
-            ModelInfo::new(source, &config, weights.storage_dtype(), weights.files())
+            let info = ModelInfo::new(source, &config, weights.storage_dtype(), weights.files())?;
+            Ok((info, config))
         }
         ResolvedSource::Gguf(path) => {
             let (config, storage) = gguf::inspect(&path)?;
-            ModelInfo::new(source, &config, storage, std::slice::from_ref(&path))
+            let info = ModelInfo::new(source, &config, storage, std::slice::from_ref(&path))?;
+            Ok((info, config))
         }
     }
 }

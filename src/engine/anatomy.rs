@@ -1,0 +1,258 @@
+//! What the engine recognised in a model, in words: the lines `neuronxa inspect` prints after
+//! the summary, so that a user can check that their checkpoint was read as it is.
+
+use super::config::{
+    Activation, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+};
+
+impl ModelConfig {
+    /// Attention, positions, norms, MLP and any scales, a line each.
+    pub fn anatomy(&self) -> Vec<String> {
+        let mut lines = vec![self.attention_line(), self.positions_line()];
+        lines.push(self.norms_line());
+        lines.push(self.mlp_line());
+        if let Some(scales) = self.scales_line() {
+            lines.push(scales);
+        }
+        lines
+    }
+
+    fn attention_line(&self) -> String {
+        let mut parts = vec![format!(
+            "attention: {} heads ({} key/value), head_dim {}",
+            self.num_heads, self.num_kv_heads, self.head_dim
+        )];
+        if self.qkv_bias {
+            parts.push("q/k/v biases".into());
+        }
+        match self.qk_norm {
+            QkNorm::Off => {}
+            QkNorm::PerHead => parts.push("q/k norms per head".into()),
+            QkNorm::AllHeads => parts.push("q/k norms over all heads".into()),
+        }
+        if let Some(clip) = self.qkv_clip {
+            parts.push(format!("q/k/v clipped to ±{clip}"));
+        }
+        let usual = 1.0 / (self.head_dim as f64).sqrt();
+        if (self.attention_scale - usual).abs() > 1e-9 * usual {
+            parts.push(format!(
+                "scores × {} (not 1/√head_dim)",
+                short(self.attention_scale)
+            ));
+        }
+        if let Some(cap) = self.attn_logit_softcapping {
+            parts.push(format!("scores soft-capped at {cap}"));
+        }
+        parts.join(", ")
+    }
+
+    fn positions_line(&self) -> String {
+        if self.alibi {
+            return "positions: ALiBi".into();
+        }
+        if self.learned_positions {
+            return format!("positions: learned ({})", self.max_position_embeddings);
+        }
+        if self.sinusoidal_positions {
+            return "positions: sinusoidal (fixed)".into();
+        }
+        let dims = match self.partial_rotary {
+            Some(rotary) => format!("{rotary} of {} dimensions", self.head_dim),
+            None => format!("all {} dimensions", self.head_dim),
+        };
+        let pairs = if self.rope_interleaved {
+            ", adjacent pairs"
+        } else {
+            ""
+        };
+        // Layer kinds in order of first appearance, with how many layers each has.
+        let mut kinds: Vec<(&LayerAttention, usize)> = Vec::new();
+        for layer in &self.layers {
+            match kinds.iter_mut().find(|(kind, _)| *kind == layer) {
+                Some((_, count)) => *count += 1,
+                None => kinds.push((layer, 1)),
+            }
+        }
+        let kinds: Vec<String> = kinds
+            .iter()
+            .map(|(kind, count)| {
+                let window = match kind.sliding_window {
+                    Some(w) => format!(", window {w}"),
+                    None => String::new(),
+                };
+                let layers = match *count {
+                    n if n == self.num_layers => String::new(),
+                    1 => "1 layer: ".into(),
+                    n => format!("{n} layers: "),
+                };
+                format!("{layers}{}{window}", rope_words(&kind.rope))
+            })
+            .collect();
+        format!(
+            "positions: rotary on {dims} of each head{pairs}; {}",
+            kinds.join("; ")
+        )
+    }
+
+    fn norms_line(&self) -> String {
+        let kind = match (self.norm_centered, self.norm_unweighted, self.norm_bias) {
+            (_, true, _) => "LayerNorm without weight or bias",
+            (true, false, true) => "LayerNorm with bias",
+            (true, false, false) => "LayerNorm without bias",
+            (false, _, _) if self.norm_plus_one => "RMSNorm (scaled by 1 + w)",
+            (false, _, _) => "RMSNorm",
+        };
+        let place = match self.norm_layout {
+            NormLayout::Pre => "before attention and before the MLP",
+            NormLayout::Sandwich => "before and after attention and the MLP",
+            NormLayout::Post => "after attention and after the MLP",
+            NormLayout::Parallel => "one, feeding attention and the MLP side by side",
+            NormLayout::ParallelTwoNorms => "one each for attention and the MLP, side by side",
+        };
+        let embedding = if self.embedding_norm {
+            "; one on the embeddings"
+        } else {
+            ""
+        };
+        format!("norms: {kind}, {place}{embedding}")
+    }
+
+    fn mlp_line(&self) -> String {
+        let activation = match self.activation {
+            Activation::Silu => "SiLU",
+            Activation::GeluTanh => "GELU (tanh)",
+            Activation::Gelu => "GELU (erf)",
+        };
+        let (kind, neurons) = if self.mlp_gated {
+            ("gated", "act(gate)")
+        } else {
+            ("not gated", "act(fc_in)")
+        };
+        let biases = if self.linear_bias {
+            ", with biases"
+        } else {
+            ""
+        };
+        format!(
+            "MLP: {kind}, {activation}{biases}; neurons {} × {} layers, states of {neurons}",
+            self.intermediate_size, self.num_layers
+        )
+    }
+
+    fn scales_line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(scale) = self.embedding_scale {
+            parts.push(format!("embeddings × {}", short(scale)));
+        }
+        if let Some(scale) = self.residual_scale {
+            parts.push(format!("residual additions × {}", short(scale)));
+        }
+        if let Some(scale) = self.logit_scale {
+            parts.push(format!("logits × {}", short(scale)));
+        }
+        if let Some(cap) = self.final_logit_softcapping {
+            parts.push(format!("logits soft-capped at {cap}"));
+        }
+        (!parts.is_empty()).then(|| format!("scales: {}", parts.join(", ")))
+    }
+}
+
+/// A number with at most four decimals, without trailing zeros (8, 45.2548, 0.22).
+fn short(value: f64) -> String {
+    let text = format!("{value:.4}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A rotary setting in words: "θ 10000", "θ 500000, llama3 ×8", "none".
+fn rope_words(rope: &Rope) -> String {
+    let theta = format!("θ {}", rope.theta);
+    match &rope.scaling {
+        RopeScaling::None => theta,
+        RopeScaling::NoRotation => "no rotary".into(),
+        RopeScaling::Linear { factor } => format!("{theta}, linear ×{factor}"),
+        RopeScaling::Llama3 { factor, .. } => format!("{theta}, llama3 ×{factor}"),
+        RopeScaling::FrequencyDivisors { .. } => format!("{theta}, per-frequency divisors"),
+        RopeScaling::LongRope {
+            original_max_position_embeddings,
+            ..
+        } => format!(
+            "{theta}, LongRoPE short factors (sentences up to {original_max_position_embeddings} tokens)"
+        ),
+        RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            ..
+        } => format!("{theta}, YaRN ×{factor} (original {original_max_position_embeddings})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::{Architecture, Dims};
+
+    fn llama() -> ModelConfig {
+        let dims = Dims {
+            vocab_size: 10,
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_layers: 4,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 16,
+            rms_norm_eps: 1e-6,
+            max_position_embeddings: 512,
+        };
+        let rope = Rope {
+            theta: 10_000.0,
+            scaling: RopeScaling::None,
+        };
+        let layers = LayerAttention::per_layer(
+            &[true, true, true, false],
+            Some(8),
+            &rope,
+            &Rope::no_rotation(),
+        );
+        dims.into_config(Architecture::Llama, layers)
+    }
+
+    #[test]
+    fn layer_kinds_are_counted_and_partial_rotary_named() {
+        let mut config = llama();
+        config.partial_rotary = Some(12);
+        let lines = config.anatomy();
+        assert_eq!(
+            lines[1],
+            "positions: rotary on 12 of 16 dimensions of each head; 3 layers: θ 10000, window 8; \
+             1 layer: no rotary"
+        );
+        assert_eq!(
+            lines[2],
+            "norms: RMSNorm, before attention and before the MLP"
+        );
+        assert!(
+            lines[3].starts_with("MLP: gated, SiLU; neurons 128 × 4 layers"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 4, "no scales: {lines:?}");
+    }
+
+    #[test]
+    fn layer_norm_families_say_so() {
+        let mut config = llama();
+        config.alibi = true;
+        config.norm_centered = true;
+        config.norm_bias = true;
+        config.mlp_gated = false;
+        config.activation = Activation::GeluTanh;
+        config.logit_scale = Some(0.25);
+        let lines = config.anatomy();
+        assert_eq!(lines[1], "positions: ALiBi");
+        assert!(
+            lines[2].starts_with("norms: LayerNorm with bias"),
+            "{lines:?}"
+        );
+        assert!(lines[3].contains("not gated, GELU (tanh)") && lines[3].contains("act(fc_in)"));
+        assert_eq!(lines[4], "scales: logits × 0.25");
+    }
+}
