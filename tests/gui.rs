@@ -238,6 +238,14 @@ fn runs_a_tiny_model_with_progress_and_every_view() {
         ModelCheck::Recognised { .. }
     ));
     assert_shown(&h, "2 layers");
+    // Hovering the summary says how the model was read.
+    h.query_all_by_label_contains("2 layers")
+        .next()
+        .unwrap()
+        .hover();
+    // egui waits half a second before it shows a tooltip.
+    h.run_steps(60);
+    assert_shown(&h, "norms: RMSNorm, before attention and before the MLP");
     choose_languages(&mut h, &["fra", "deu", "spa"], 5);
     // The bits-per-byte proxy for the scatter view.
     h.get_by_role_and_label(Role::SpinButton, "Proxy sentences")

@@ -54,7 +54,7 @@ pub enum Command {
     InspectModel,
     ModelInspected {
         source: ModelSource,
-        result: Result<(Box<ModelInfo>, Result<String, String>), String>,
+        result: Result<(Box<ModelInfo>, Vec<String>, Result<String, String>), String>,
     },
     CorpusChosen(CorpusChoice),
     CorpusLoaded {
@@ -204,9 +204,10 @@ impl ExplorerApp {
                     return; // an older request; a newer one is on its way
                 }
                 self.rt.model_check = match result {
-                    Ok((info, device)) => ModelCheck::Recognised {
+                    Ok((info, anatomy, device)) => ModelCheck::Recognised {
                         source,
                         info,
+                        anatomy,
                         device,
                     },
                     Err(message) => ModelCheck::Problem { source, message },
@@ -664,8 +665,8 @@ impl ExplorerApp {
         self.rt.model_check = ModelCheck::Checking(source.clone());
         self.rt.background_tasks += 1;
         self.spawn_helper("inspect", move || {
-            let result = crate::engine::model::inspect(&source)
-                .map(|info| (Box::new(info), device_label(device)))
+            let result = crate::engine::model::inspect_with_config(&source)
+                .map(|(info, config)| (Box::new(info), config.anatomy(), device_label(device)))
                 .map_err(|e| e.to_string());
             Command::ModelInspected { source, result }
         });

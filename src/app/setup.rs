@@ -167,9 +167,15 @@ fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut V
                 ui.weak("recognising…");
             });
         }
-        ModelCheck::Recognised { info, device, .. } => {
+        ModelCheck::Recognised {
+            info,
+            anatomy,
+            device,
+            ..
+        } => {
             ui.add(egui::Label::new(RichText::new(&info.name).strong()).wrap());
-            ui.add(egui::Label::new(info.summary()).wrap());
+            ui.add(egui::Label::new(info.summary()).wrap())
+                .on_hover_text(anatomy.join("\n"));
             match device {
                 Ok(label) => ui.add(egui::Label::new(format!("Device: {label}")).wrap()),
                 Err(message) => {

@@ -298,6 +298,8 @@ pub enum ModelCheck {
     Recognised {
         source: ModelSource,
         info: Box<ModelInfo>,
+        /// What was recognised, in words (`ModelConfig::anatomy`).
+        anatomy: Vec<String>,
         device: Result<String, String>,
     },
     Problem {
