@@ -34,6 +34,10 @@ pub enum DialogPurpose {
     ExportFolder,
 }
 
+/// A model recognised: its description, what was recognised in words, and the device a run
+/// would use (or why none).
+pub type Recognition = (Box<ModelInfo>, Vec<String>, Result<String, String>);
+
 pub enum Command {
     /// Start a job with the settings being edited.
     StartRun,
@@ -54,7 +58,7 @@ pub enum Command {
     InspectModel,
     ModelInspected {
         source: ModelSource,
-        result: Result<(Box<ModelInfo>, Vec<String>, Result<String, String>), String>,
+        result: Result<Recognition, String>,
     },
     CorpusChosen(CorpusChoice),
     CorpusLoaded {
