@@ -485,9 +485,11 @@ fn bf16_generic_capture_path_agrees_with_f32() {
 /// The bf16 goal on the CPU: one neuron's on/off decision at the last token of a
 /// sentence, bf16 against f32, agrees on ≥ 99.5% of entries for each tiny architecture. (With
 /// the residual stream rounded to bf16 at every add, as before, llama, mistral and qwen2 were
-/// at 99.45–99.47%; with it in f32 the lowest of those is llama at 99.56%.) Two miss the goal:
-/// the 4-layer smollm3 at 99.29% and phi3 at 99.47% (not wiring faults: their f32 parity with
-/// transformers holds); they are held to 99.0% so that a change for the worse still shows.
+/// at 99.45–99.47%; with it in f32 the lowest of those is llama at 99.56%.) One misses the
+/// goal: the 4-layer smollm3 at 99.29% (not a wiring fault: its f32 parity with transformers
+/// holds); it is held to 99.0% so that a change for the worse still shows. (phi3 was at 99.47%
+/// while LongRoPE's attention factor was folded into the attention scale; multiplied into cos
+/// and sin, as transformers does, it is at 99.54%.)
 #[test]
 fn bf16_nas_decisions_agree_with_f32() {
     let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
@@ -501,8 +503,27 @@ fn bf16_nas_decisions_agree_with_f32() {
     let mut report = Vec::new();
     let mut below = Vec::new();
     for name in [
-        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "phi3",
-        "smollm3", "granite", "cohere", "gpt2", "bloom", "cohere2", "olmo3",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "olmo",
+        "olmo2",
+        "phi3",
+        "phi4_mini",
+        "stablelm",
+        "smollm3",
+        "granite",
+        "cohere",
+        "gpt2",
+        "bloom",
+        "gpt_neox",
+        "cohere2",
+        "olmo3",
+        "xglm",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -521,11 +542,7 @@ fn bf16_nas_decisions_agree_with_f32() {
             .count();
         let agreement = equal as f64 / exact.nas.len() as f64;
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
-        let goal = if matches!(name, "smollm3" | "phi3") {
-            0.990
-        } else {
-            0.995
-        };
+        let goal = if name == "smollm3" { 0.990 } else { 0.995 };
         if agreement < goal {
             below.push(name);
         }
