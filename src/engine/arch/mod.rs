@@ -101,3 +101,38 @@ fn reject_mlp_bias(fields: &HfFields) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// `RenamedWeights` tells full-model from bare-model checkpoints by the first fixed name,
+    /// which must be the token embeddings; and every part the decoder asks for is named.
+    #[test]
+    fn name_tables_start_with_the_embeddings_and_name_every_part() {
+        for table in [
+            &super::gpt2::NAMES,
+            &super::bloom::NAMES,
+            &super::xglm::NAMES,
+            &super::gpt_neox::NAMES,
+        ] {
+            assert_eq!(
+                table.fixed.first().map(|(asked, _)| *asked),
+                Some("model.embed_tokens.weight"),
+                "{}",
+                table.family
+            );
+            for part in [
+                "input_layernorm",
+                "post_attention_layernorm",
+                "self_attn.o_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+            ] {
+                assert!(
+                    table.parts.iter().any(|(asked, ..)| *asked == part),
+                    "{} names no {part}",
+                    table.family
+                );
+            }
+        }
+    }
+}
