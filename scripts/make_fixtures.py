@@ -1332,9 +1332,42 @@ def make_converted_ggufs(llama_cpp: Path, only=None):
         print(f"gguf/{name}.gguf: {sizeof(out)}")
 
 
+# Checkpoints in PyTorch's own format (`torch.save` zips, as transformers < 5 wrote them and as
+# many older hub repositories still have only them): the same weights as tiny/<name>, one file
+# for GPT-2, two shards with an index for XGLM.
+PYTORCH_CHECKPOINTS = {"gpt2": 1, "xglm": 2}
+
+
+def make_pytorch_checkpoints():
+    from safetensors.torch import load_file
+    for name, shards in PYTORCH_CHECKPOINTS.items():
+        src, out = TINY / name, FIX / "pytorch" / name
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(src / f, out / f)
+        state = load_file(str(src / "model.safetensors"))
+        keys = sorted(state)
+        if shards == 1:
+            torch.save({k: state[k] for k in keys}, out / "pytorch_model.bin")
+        else:
+            weight_map = {}
+            per = math.ceil(len(keys) / shards)
+            for i in range(shards):
+                file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+                part = keys[i * per:(i + 1) * per]
+                torch.save({k: state[k] for k in part}, out / file)
+                weight_map.update({k: file for k in part})
+            total = sum(t.numel() * t.element_size() for t in state.values())
+            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+            (out / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        print(f"pytorch/{name}: {shards} file(s), {len(keys)} tensors")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["tiny", "demo", "gguf", "converted"], action="append",
+    ap.add_argument("--only", choices=["tiny", "demo", "gguf", "converted", "pytorch"], action="append",
                     help="restrict to a part (repeatable); tokenizers are always rebuilt")
     ap.add_argument("--models", nargs="*", help="restrict the tiny part to these model names")
     ap.add_argument("--demo-gguf", default=os.environ.get(
@@ -1342,7 +1375,7 @@ def main():
     ap.add_argument("--llama-cpp", default=os.environ.get("NEURONXA_LLAMA_CPP"),
                     help="a llama.cpp folder holding convert_hf_to_gguf.py (for the converted part)")
     args = ap.parse_args()
-    parts = set(args.only or ["tiny", "demo", "gguf", "converted"])
+    parts = set(args.only or ["tiny", "demo", "gguf", "converted", "pytorch"])
 
     torch.manual_seed(SEED)
     np.random.seed(SEED)
@@ -1362,6 +1395,8 @@ def main():
             make_demo(g)
         else:
             print(f"demo: {g} not found; demo fixtures left as they are", file=sys.stderr)
+    if "pytorch" in parts:
+        make_pytorch_checkpoints()
     if "converted" in parts:
         if args.llama_cpp and (Path(args.llama_cpp) / "convert_hf_to_gguf.py").is_file():
             make_converted_ggufs(Path(args.llama_cpp), only=args.models)

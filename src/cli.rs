@@ -77,8 +77,8 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Folder (config.json + tokenizer.json + safetensors), .gguf file, Hugging Face id in the
-    /// local cache, or "demo".
+    /// Folder (config.json + tokenizer.json + safetensors or pytorch_model.bin), .gguf file,
+    /// Hugging Face id in the local cache, or "demo".
     #[arg(long, default_value = "demo")]
     pub model: String,
     /// Corpus: "bundled", a folder (FLORES-200/FLORES+, or <code>.txt files), a TSV, JSONL or

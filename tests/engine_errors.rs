@@ -110,6 +110,37 @@ fn truncated_safetensors_names_the_file() {
 }
 
 #[test]
+fn truncated_pytorch_checkpoint_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/gpt2");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().join("pytorch_model.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let message = load_err(dir.path());
+    assert!(
+        message.contains("pytorch_model.bin") && message.contains("truncated"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_folder_without_weights_says_which_files_it_looked_for() {
+    let dir = copy_model("qwen3");
+    for file in ["model.safetensors", "reference.safetensors"] {
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+    }
+    let message = load_err(dir.path());
+    assert!(
+        message.contains("no model.safetensors") && message.contains("pytorch_model.bin"),
+        "{message}"
+    );
+}
+
+#[test]
 fn weights_that_do_not_match_the_config_name_the_tensor() {
     let dir = copy_model("qwen3");
     let path = dir.path().join("config.json");

@@ -419,6 +419,22 @@ parity_tests!(
     smollm3, granite, cohere, gpt2, bloom, gpt_neox, cohere2, olmo3, xglm
 );
 
+/// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
+/// GPT-2, two shards and an index for XGLM): the same numbers as from safetensors.
+#[test]
+fn pytorch_checkpoints_give_the_safetensors_numbers() {
+    for name in ["gpt2", "xglm"] {
+        let folder = fixtures().join("pytorch").join(name);
+        let model = load(&folder);
+        assert!(
+            model.info.storage_dtype.contains("f32"),
+            "{}",
+            model.info.storage_dtype
+        );
+        check_against_reference(name, &format!("{name} (pytorch_model.bin)"), &model);
+    }
+}
+
 macro_rules! converted_gguf_tests {
     ($($arch:ident),*) => {
         mod converted_gguf {

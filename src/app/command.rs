@@ -755,7 +755,7 @@ impl ExplorerApp {
             let opened = Instant::now();
             let path = match purpose {
                 DialogPurpose::ModelFolder => dialog
-                    .set_title("Choose a model folder (config.json, tokenizer.json, *.safetensors)")
+                    .set_title("Choose a model folder (config.json, tokenizer.json, *.safetensors or pytorch_model.bin)")
                     .pick_folder(),
                 DialogPurpose::ModelFile => dialog
                     .set_title("Choose a GGUF model")

@@ -111,7 +111,7 @@ fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut V
     }
     ui.horizontal(|ui| {
         ui.menu_button("Browse…", |ui| {
-            if ui.button("Model folder (safetensors)…").clicked() {
+            if ui.button("Model folder…").clicked() {
                 queue.push(Command::OpenDialog(DialogPurpose::ModelFolder));
                 ui.close();
             }

@@ -162,7 +162,8 @@ pub fn cached_models() -> Vec<(String, PathBuf)> {
     found
 }
 
-/// Downloads a model's config, tokenizer and safetensors into the Hugging Face cache.
+/// Downloads a model's config, tokenizer and weights into the Hugging Face cache: safetensors
+/// (one file or the shards of its index), else PyTorch's `pytorch_model.bin` (likewise).
 /// Only ever called on the user's explicit request.
 pub fn download(id: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let failed = |e: hf_hub::api::sync::ApiError| EngineError::Download {
@@ -174,25 +175,36 @@ pub fn download(id: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         .build()
         .map_err(failed)?;
     let repo = api.model(id.to_string());
+    let files: Vec<String> = repo
+        .info()
+        .map_err(failed)?
+        .siblings
+        .into_iter()
+        .map(|s| s.rfilename)
+        .collect();
+    let has = |name: &str| files.iter().any(|f| f == name);
     let mut names = vec!["config.json".to_string(), "tokenizer.json".to_string()];
-    match repo.get("model.safetensors.index.json") {
-        Ok(index) => {
-            let text = std::fs::read_to_string(&index).map_err(|e| EngineError::io(&index, e))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| EngineError::weights(&index, e.to_string()))?;
-            let mut shards: Vec<String> = json["weight_map"]
-                .as_object()
-                .map(|m| {
-                    m.values()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            names.extend(shards);
+    let weights = [
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    ];
+    match weights
+        .iter()
+        .find(|(index, single)| has(index) || has(single))
+    {
+        Some((index, _)) if has(index) => {
+            let index = repo.get(index).map_err(failed)?;
+            names.extend(super::weights::shard_names(&index)?);
         }
-        Err(_) => names.push("model.safetensors".into()),
+        Some((_, single)) => names.push(single.to_string()),
+        None => {
+            return Err(EngineError::Download {
+                what: id.to_string(),
+                message: "it has no model.safetensors, pytorch_model.bin or index of their \
+                          shards"
+                    .into(),
+            });
+        }
     }
     let mut folder = PathBuf::new();
     for name in &names {

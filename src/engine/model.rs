@@ -14,7 +14,7 @@ use super::device::{DTypeChoice, DeviceChoice};
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
 use super::transfer::HostCopy;
-use super::weights::{RenamedWeights, SafetensorsSource, TensorSource};
+use super::weights::{FolderWeights, RenamedWeights, TensorSource};
 use super::{gguf, hub};
 
 /// Where a model comes from.
@@ -186,7 +186,7 @@ pub fn inspect_with_config(source: &ModelSource) -> Result<(ModelInfo, ModelConf
                     message: "tokenizer.json is missing".into(),
                 });
             }
-            let weights = SafetensorsSource::open_folder(&folder)?;
+            let weights = FolderWeights::open(&folder)?;
             let info = ModelInfo::new(source, &config, weights.storage_dtype(), weights.files())?;
             Ok((info, config))
         }
@@ -236,7 +236,7 @@ impl Model {
             ResolvedSource::Folder(folder) => {
                 let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
                 let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
-                let weights = SafetensorsSource::open_folder(&folder)?;
+                let weights = FolderWeights::open(&folder)?;
                 let files = weights.files().to_vec();
                 let names = match config.architecture {
                     Architecture::Gpt2 => Some(&super::arch::gpt2::NAMES),

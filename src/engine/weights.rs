@@ -105,8 +105,8 @@ impl SafetensorsSource {
     }
 }
 
-/// The shard files an index names, in a stable order, each checked to exist.
-fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
+/// The shard file names an index (`*.index.json`) lists, each once, in a stable order.
+pub fn shard_names(index_path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index_path).map_err(|e| EngineError::io(index_path, e))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| EngineError::weights(index_path, format!("not valid JSON: {e}")))?;
@@ -114,11 +114,23 @@ fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
         .get("weight_map")
         .and_then(serde_json::Value::as_object)
         .ok_or_else(|| EngineError::weights(index_path, "no \"weight_map\" object"))?;
-    let folder = index_path.parent().unwrap_or(Path::new("."));
-    let mut names: Vec<&str> = map.values().filter_map(serde_json::Value::as_str).collect();
+    let mut names: Vec<String> = map
+        .values()
+        .filter_map(serde_json::Value::as_str)
+        .map(String::from)
+        .collect();
     names.sort_unstable();
     names.dedup();
-    let files: Vec<PathBuf> = names.iter().map(|n| folder.join(n)).collect();
+    Ok(names)
+}
+
+/// The shard files an index names, in a stable order, each checked to exist.
+fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
+    let folder = index_path.parent().unwrap_or(Path::new("."));
+    let files: Vec<PathBuf> = shard_names(index_path)?
+        .iter()
+        .map(|n| folder.join(n))
+        .collect();
     if let Some(missing) = files.iter().find(|f| !f.exists()) {
         return Err(EngineError::weights(
             missing,
@@ -149,6 +161,154 @@ impl TensorSource for SafetensorsSource {
         // a GPU converts far faster than one CPU thread.
         let tensor = self.mmaps[file].load(name, device).map_err(unreadable)?;
         Ok(tensor.to_dtype(dtype)?)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn origin(&self) -> &Path {
+        &self.folder
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.storage_dtype.clone()
+    }
+}
+
+/// The weights of a model folder: safetensors where there are any, else PyTorch's own
+/// `pytorch_model.bin` (or its shards), as older checkpoints have only that.
+pub enum FolderWeights {
+    Safetensors(SafetensorsSource),
+    Pytorch(PytorchSource),
+}
+
+impl FolderWeights {
+    pub fn open(folder: &Path) -> Result<Self> {
+        let pytorch = folder.join("pytorch_model.bin");
+        let pytorch_index = folder.join("pytorch_model.bin.index.json");
+        let has_safetensors = std::fs::read_dir(folder)
+            .map_err(|e| EngineError::io(folder, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .any(|p| {
+                p.extension().is_some_and(|x| x == "safetensors")
+                    || p.file_name()
+                        .is_some_and(|n| n == "model.safetensors.index.json")
+            });
+        if !has_safetensors && (pytorch.exists() || pytorch_index.exists()) {
+            return Ok(Self::Pytorch(PytorchSource::open_folder(folder)?));
+        }
+        SafetensorsSource::open_folder(folder)
+            .map(Self::Safetensors)
+            .map_err(|e| match e {
+                EngineError::Weights { path, .. } if path == folder => EngineError::weights(
+                    folder,
+                    "no model.safetensors (or its shards and index), and no pytorch_model.bin",
+                ),
+                other => other,
+            })
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        match self {
+            Self::Safetensors(s) => s.files(),
+            Self::Pytorch(p) => &p.files,
+        }
+    }
+
+    fn source(&self) -> &dyn TensorSource {
+        match self {
+            Self::Safetensors(s) => s,
+            Self::Pytorch(p) => p,
+        }
+    }
+}
+
+impl TensorSource for FolderWeights {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        self.source().load(name, shape, dtype, device)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.source().contains(name)
+    }
+
+    fn origin(&self) -> &Path {
+        self.source().origin()
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.source().storage_dtype()
+    }
+}
+
+/// PyTorch checkpoints (`torch.save` zip archives), read by candle's data-only unpickler (no
+/// code in the file runs); each tensor is read from its archive when asked for.
+pub struct PytorchSource {
+    folder: PathBuf,
+    files: Vec<PathBuf>,
+    shards: Vec<candle_core::pickle::PthTensors>,
+    /// tensor name → index into `shards`
+    index: HashMap<String, usize>,
+    storage_dtype: String,
+}
+
+impl PytorchSource {
+    /// Opens `pytorch_model.bin`, or every shard of `pytorch_model.bin.index.json`, in `folder`.
+    pub fn open_folder(folder: &Path) -> Result<Self> {
+        let index_path = folder.join("pytorch_model.bin.index.json");
+        let files = if index_path.exists() {
+            shard_files(&index_path)?
+        } else {
+            vec![folder.join("pytorch_model.bin")]
+        };
+        let mut shards = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        let mut dtypes = std::collections::BTreeSet::new();
+        for (i, file) in files.iter().enumerate() {
+            let shard = candle_core::pickle::PthTensors::new(file, None).map_err(|e| {
+                EngineError::weights(
+                    file,
+                    format!(
+                        "not a PyTorch checkpoint this program can read ({}); is it truncated, \
+                         or saved before PyTorch 1.6?",
+                        candle_message(&e)
+                    ),
+                )
+            })?;
+            for (name, info) in shard.tensor_infos() {
+                dtypes.insert(format!("{:?}", info.dtype).to_lowercase());
+                index.insert(name.clone(), i);
+            }
+            shards.push(shard);
+        }
+        Ok(Self {
+            folder: folder.to_path_buf(),
+            files,
+            shards,
+            index,
+            storage_dtype: dtypes.into_iter().collect::<Vec<_>>().join("+"),
+        })
+    }
+}
+
+impl TensorSource for PytorchSource {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let Some(&file) = self.index.get(name) else {
+            return Err(EngineError::weights(
+                &self.folder,
+                format!("tensor \"{name}\" is missing"),
+            ));
+        };
+        let path = &self.files[file];
+        let unreadable =
+            |message: String| EngineError::weights(path, format!("tensor \"{name}\": {message}"));
+        let tensor = self.shards[file]
+            .get(name)
+            .map_err(|e| unreadable(candle_message(&e)))?
+            .ok_or_else(|| unreadable("listed but not readable".into()))?;
+        check_shape(name, tensor.dims(), shape, path)?;
+        Ok(tensor.to_dtype(dtype)?.to_device(device)?)
     }
 
     fn contains(&self, name: &str) -> bool {
