@@ -490,6 +490,23 @@ def tiny_specs(v_sp: int, v_bl: int):
             use_parallel_residual=True, layer_norm_eps=1e-5, attention_bias=True,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
             initializer_range=0.2, tie_word_embeddings=False, **bl_ids), "bl-nobos", "f32", "v5"),
+        # Falcon's new decoder architecture (40B, 180B): 4 query heads on 2 key/value heads, q/k/v
+        # grouped per key/value head, attention and MLP side by side on ln_attn / ln_mlp, no
+        # linear biases, erf-GELU MLP, untied.
+        "falcon": (transformers.FalconConfig(
+            vocab_size=v_bl, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
+            new_decoder_architecture=True, num_ln_in_parallel_attn=2, multi_query=False, parallel_attn=True,
+            bias=False, alibi=False, ffn_hidden_size=128, max_position_embeddings=512, layer_norm_epsilon=1e-5,
+            activation="gelu", rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            initializer_range=0.2, tie_word_embeddings=False, **bl_ids), "bl-nobos", "f32", "v5"),
+        # Falcon 7B's layout: multi-query (one key/value head), attention and MLP side by side on
+        # one input_layernorm, tied.
+        "falcon_7b": (transformers.FalconConfig(
+            vocab_size=v_bl, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            new_decoder_architecture=False, multi_query=True, parallel_attn=True, bias=False, alibi=False,
+            ffn_hidden_size=128, max_position_embeddings=512, layer_norm_epsilon=1e-5, activation="gelu",
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            initializer_range=0.2, tie_word_embeddings=True, **bl_ids), "bl-nobos", "f32", "v5"),
         # XGLM: fixed sinusoidal positions from 2, embeddings × sqrt(64), pre-LayerNorms with
         # bias, biases everywhere, non-gated erf-GELU MLP (d_ff 128), tied. SentencePiece, as the
         # real ones.

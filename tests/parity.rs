@@ -416,7 +416,7 @@ macro_rules! parity_tests {
 
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
-    smollm3, granite, cohere, gpt2, bloom, gpt_neox, cohere2, olmo3, xglm
+    smollm3, granite, cohere, gpt2, bloom, gpt_neox, falcon, falcon_7b, cohere2, olmo3, xglm
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -537,6 +537,8 @@ fn bf16_nas_decisions_agree_with_f32() {
         "gpt2",
         "bloom",
         "gpt_neox",
+        "falcon",
+        "falcon_7b",
         "cohere2",
         "olmo3",
         "xglm",

@@ -33,10 +33,11 @@ pub enum Architecture {
     StableLm,
     Xglm,
     GptNeoX,
+    Falcon,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 20] = [
+    pub const ALL: [Architecture; 21] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -57,6 +58,7 @@ impl Architecture {
         Self::StableLm,
         Self::Xglm,
         Self::GptNeoX,
+        Self::Falcon,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -82,6 +84,7 @@ impl Architecture {
             Self::StableLm => &["stablelm"],
             Self::Xglm => &["xglm"],
             Self::GptNeoX => &["gpt_neox"],
+            Self::Falcon => &["falcon"],
         }
     }
 
@@ -113,13 +116,17 @@ impl Architecture {
             Self::StableLm => "StableLM",
             Self::Xglm => "XGLM",
             Self::GptNeoX => "GPT-NeoX",
+            Self::Falcon => "Falcon",
         }
     }
 
-    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's, XGLM's and GPT-NeoX's are
-    /// `act(fc_in(h))`.
+    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's, XGLM's, GPT-NeoX's and
+    /// Falcon's are `act(fc_in(h))`.
     pub fn has_gated_mlp(self) -> bool {
-        !matches!(self, Self::Gpt2 | Self::Bloom | Self::Xglm | Self::GptNeoX)
+        !matches!(
+            self,
+            Self::Gpt2 | Self::Bloom | Self::Xglm | Self::GptNeoX | Self::Falcon
+        )
     }
 
     /// Human-readable list for error messages.
@@ -390,6 +397,7 @@ impl ModelConfig {
             Architecture::StableLm => super::arch::stablelm::config(&fields)?,
             Architecture::Xglm => super::arch::xglm::config(&fields)?,
             Architecture::GptNeoX => super::arch::gpt_neox::config(&fields)?,
+            Architecture::Falcon => super::arch::falcon::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)

@@ -1009,8 +1009,9 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM: never named by GGUF_ARCHITECTURES.
-        Architecture::Xglm => {}
+        // Not read from GGUF (never named by GGUF_ARCHITECTURES): llama.cpp has no XGLM;
+        // Falcon's GGUF files are not read yet.
+        Architecture::Xglm | Architecture::Falcon => {}
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
         Architecture::StableLm => {

@@ -8,7 +8,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::config::{Architecture, ModelConfig};
+use super::config::{Architecture, ModelConfig, NormLayout};
 use super::decoder::Decoder;
 use super::device::{DTypeChoice, DeviceChoice};
 use super::error::{EngineError, Result};
@@ -243,15 +243,14 @@ impl Model {
                     Architecture::Bloom => Some(&super::arch::bloom::NAMES),
                     Architecture::Xglm => Some(&super::arch::xglm::NAMES),
                     Architecture::GptNeoX => Some(&super::arch::gpt_neox::NAMES),
+                    Architecture::Falcon if config.norm_layout == NormLayout::ParallelTwoNorms => {
+                        Some(&super::arch::falcon::NAMES_TWO_NORMS)
+                    }
+                    Architecture::Falcon => Some(&super::arch::falcon::NAMES),
                     _ => None,
                 };
                 let weights: Box<dyn TensorSource> = match names {
-                    Some(names) => Box::new(RenamedWeights::new(
-                        weights,
-                        names,
-                        config.num_heads,
-                        config.head_dim,
-                    )),
+                    Some(names) => Box::new(RenamedWeights::new(weights, names, &config)),
                     None => Box::new(weights),
                 };
                 (config, weights, tokenizer, files)

@@ -341,9 +341,11 @@ pub enum Stored {
     AsAsked,
     /// Weights transposed (GPT-2's `Conv1D`, `[in, out]`); biases as asked.
     Conv1D,
-    /// Rows grouped `[heads, 3, head_dim]` where the decoder stacks all q, then all k, then all
-    /// v rows (BLOOM's and GPT-NeoX's fused `query_key_value`, weight and bias).
-    GroupedByHead,
+    /// q, k and v rows grouped per key/value head — the group's query heads, then its key,
+    /// then its value — where the decoder stacks all q, then all k, then all v rows. BLOOM's
+    /// and GPT-NeoX's fused `query_key_value` (one query head per group: `[heads, 3, d]`) and
+    /// Falcon's (`[kv_heads, heads/kv_heads + 2, d]`), weight and bias.
+    Grouped,
 }
 
 /// The names a family's checkpoints give the decoder's tensors (GPT-2, BLOOM, XGLM, GPT-NeoX
@@ -360,7 +362,9 @@ pub struct NameTable {
     pub lm_head: &'static str,
     /// Where the layers are, after the prefix (`h`, `layers`).
     pub layers: &'static str,
-    /// Decoder part of a layer → stored part and how it is stored.
+    /// A layer's norms: decoder part → stored part.
+    pub norms: &'static [(&'static str, &'static str)],
+    /// A layer's projections: decoder part → stored part and how it is stored.
     pub parts: &'static [(&'static str, &'static str, Stored)],
 }
 
@@ -371,13 +375,13 @@ pub struct RenamedWeights<S> {
     table: &'static NameTable,
     /// The table's prefix, or nothing for a bare-model checkpoint.
     prefix: &'static str,
-    heads: usize,
-    head_dim: usize,
+    /// For each row of the decoder's stacked q/k/v, the stored row ([`Stored::Grouped`]).
+    grouped_rows: Vec<u32>,
 }
 
 impl<S: TensorSource> RenamedWeights<S> {
-    /// `heads` and `head_dim` regroup [`Stored::GroupedByHead`] tensors.
-    pub fn new(inner: S, table: &'static NameTable, heads: usize, head_dim: usize) -> Self {
+    /// The config's heads place [`Stored::Grouped`] rows.
+    pub fn new(inner: S, table: &'static NameTable, config: &ModelConfig) -> Self {
         let embeddings = table.fixed.first().map_or("", |(_, stored)| *stored);
         let prefix = if inner.contains(&format!("{}{embeddings}", table.prefix)) {
             table.prefix
@@ -388,8 +392,7 @@ impl<S: TensorSource> RenamedWeights<S> {
             inner,
             table,
             prefix,
-            heads,
-            head_dim,
+            grouped_rows: grouped_qkv_rows(config.num_heads, config.num_kv_heads, config.head_dim),
         }
     }
 
@@ -403,7 +406,11 @@ impl<S: TensorSource> RenamedWeights<S> {
             return Some((format!("{p}{stored}"), Stored::AsAsked));
         }
         let (layer, part, kind) = layer_tensor_parts(name)?;
-        let &(_, stored, layout) = self.table.parts.iter().find(|(asked, ..)| *asked == part)?;
+        let norm = self.table.norms.iter().find(|(asked, _)| *asked == part);
+        let &(_, stored, layout) = match norm {
+            Some(&(asked, stored)) => &(asked, stored, Stored::AsAsked),
+            None => self.table.parts.iter().find(|(asked, ..)| *asked == part)?,
+        };
         let layout = match layout {
             Stored::Conv1D if kind != "weight" => Stored::AsAsked,
             other => other,
@@ -427,15 +434,19 @@ impl<S: TensorSource> TensorSource for RenamedWeights<S> {
                 .load(&stored, &[cols, rows], dtype, device)?
                 .t()?
                 .contiguous()?),
-            (Stored::GroupedByHead, _) => {
+            (Stored::Grouped, _) => {
                 let tensor = self.inner.load(&stored, shape, dtype, device)?;
-                let mut grouped = vec![self.heads, 3, self.head_dim];
-                grouped.extend(&shape[1..]);
-                Ok(tensor
-                    .reshape(grouped)?
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .reshape(shape)?)
+                if shape.first() != Some(&self.grouped_rows.len()) {
+                    return Err(EngineError::weights(
+                        self.origin(),
+                        format!(
+                            "tensor \"{stored}\" has {shape:?}; q, k and v need {} rows",
+                            self.grouped_rows.len()
+                        ),
+                    ));
+                }
+                let rows = Tensor::from_slice(&self.grouped_rows, self.grouped_rows.len(), device)?;
+                Ok(tensor.index_select(&rows, 0)?)
             }
             _ => self.inner.load(&stored, shape, dtype, device),
         }
@@ -453,6 +464,21 @@ impl<S: TensorSource> TensorSource for RenamedWeights<S> {
     fn storage_dtype(&self) -> String {
         self.inner.storage_dtype()
     }
+}
+
+/// For each row of the decoder's q/k/v stack (all query heads, then all keys, then all values),
+/// its row in a [`Stored::Grouped`] tensor.
+fn grouped_qkv_rows(heads: usize, kv_heads: usize, head_dim: usize) -> Vec<u32> {
+    let group = heads / kv_heads.max(1);
+    let block = |kv: usize, slot: usize| (kv * (group + 2) + slot) * head_dim;
+    let queries = (0..heads).map(|h| block(h / group.max(1), h % group.max(1)));
+    let keys = (0..kv_heads).map(|kv| block(kv, group));
+    let values = (0..kv_heads).map(|kv| block(kv, group + 1));
+    queries
+        .chain(keys)
+        .chain(values)
+        .flat_map(|start| (start..start + head_dim).map(|row| row as u32))
+        .collect()
 }
 
 /// `model.layers.{layer}.{part}.{kind}` as `(layer, part, kind)`.
@@ -570,6 +596,22 @@ impl TensorSource for PartialRotaryWeights<'_> {
 #[cfg(test)]
 mod tests {
     use super::partial_rotary_order;
+
+    #[test]
+    fn grouped_qkv_rows_are_stacked_q_then_k_then_v() {
+        // One query head per key/value head (BLOOM): [h0 q k v, h1 q k v], head_dim 1.
+        assert_eq!(super::grouped_qkv_rows(2, 2, 1), vec![0, 3, 1, 4, 2, 5]);
+        // Falcon's groups: 4 query heads on 2 key/value heads, [q q k v, q q k v].
+        assert_eq!(
+            super::grouped_qkv_rows(4, 2, 1),
+            vec![0, 1, 4, 5, 2, 6, 3, 7]
+        );
+        // One key/value head (multi-query): q all, k, v as stored.
+        assert_eq!(
+            super::grouped_qkv_rows(3, 1, 2),
+            (0..10).collect::<Vec<u32>>()
+        );
+    }
 
     #[test]
     fn partial_rotary_moves_turned_pairs_to_the_front_of_each_half() {

@@ -74,17 +74,15 @@ pub const NAMES: NameTable = NameTable {
     ],
     lm_head: "lm_head.weight",
     layers: "h",
+    norms: &[
+        ("input_layernorm", "input_layernorm"),
+        ("post_attention_layernorm", "post_attention_layernorm"),
+    ],
     parts: &[
-        ("input_layernorm", "input_layernorm", Stored::AsAsked),
-        (
-            "post_attention_layernorm",
-            "post_attention_layernorm",
-            Stored::AsAsked,
-        ),
         (
             "self_attn.qkv_proj",
             "self_attention.query_key_value",
-            Stored::GroupedByHead,
+            Stored::Grouped,
         ),
         ("self_attn.o_proj", "self_attention.dense", Stored::AsAsked),
         ("mlp.up_proj", "mlp.dense_h_to_4h", Stored::AsAsked),

@@ -44,9 +44,11 @@ pub const NAMES: NameTable = NameTable {
     ],
     lm_head: "lm_head.weight",
     layers: "h",
+    norms: &[
+        ("input_layernorm", "ln_1"),
+        ("post_attention_layernorm", "ln_2"),
+    ],
     parts: &[
-        ("input_layernorm", "ln_1", Stored::AsAsked),
-        ("post_attention_layernorm", "ln_2", Stored::AsAsked),
         ("self_attn.qkv_proj", "attn.c_attn", Stored::Conv1D),
         ("self_attn.o_proj", "attn.c_proj", Stored::Conv1D),
         ("mlp.up_proj", "mlp.c_fc", Stored::Conv1D),

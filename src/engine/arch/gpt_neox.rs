@@ -65,17 +65,15 @@ pub const NAMES: NameTable = NameTable {
     ],
     lm_head: "embed_out.weight",
     layers: "layers",
+    norms: &[
+        ("input_layernorm", "input_layernorm"),
+        ("post_attention_layernorm", "post_attention_layernorm"),
+    ],
     parts: &[
-        ("input_layernorm", "input_layernorm", Stored::AsAsked),
-        (
-            "post_attention_layernorm",
-            "post_attention_layernorm",
-            Stored::AsAsked,
-        ),
         (
             "self_attn.qkv_proj",
             "attention.query_key_value",
-            Stored::GroupedByHead,
+            Stored::Grouped,
         ),
         ("self_attn.o_proj", "attention.dense", Stored::AsAsked),
         ("mlp.up_proj", "mlp.dense_h_to_4h", Stored::AsAsked),

@@ -7,6 +7,7 @@
 
 pub mod bloom;
 pub mod cohere;
+pub mod falcon;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
@@ -113,6 +114,8 @@ mod tests {
             &super::bloom::NAMES,
             &super::xglm::NAMES,
             &super::gpt_neox::NAMES,
+            &super::falcon::NAMES,
+            &super::falcon::NAMES_TWO_NORMS,
         ] {
             assert_eq!(
                 table.fixed.first().map(|(asked, _)| *asked),
@@ -120,13 +123,14 @@ mod tests {
                 "{}",
                 table.family
             );
-            for part in [
-                "input_layernorm",
-                "post_attention_layernorm",
-                "self_attn.o_proj",
-                "mlp.up_proj",
-                "mlp.down_proj",
-            ] {
+            for norm in ["input_layernorm", "post_attention_layernorm"] {
+                assert!(
+                    table.norms.iter().any(|(asked, _)| *asked == norm),
+                    "{} names no {norm}",
+                    table.family
+                );
+            }
+            for part in ["self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"] {
                 assert!(
                     table.parts.iter().any(|(asked, ..)| *asked == part),
                     "{} names no {part}",

@@ -58,13 +58,11 @@ pub const NAMES: NameTable = NameTable {
     ],
     lm_head: "lm_head.weight",
     layers: "layers",
+    norms: &[
+        ("input_layernorm", "self_attn_layer_norm"),
+        ("post_attention_layernorm", "final_layer_norm"),
+    ],
     parts: &[
-        ("input_layernorm", "self_attn_layer_norm", Stored::AsAsked),
-        (
-            "post_attention_layernorm",
-            "final_layer_norm",
-            Stored::AsAsked,
-        ),
         ("self_attn.q_proj", "self_attn.q_proj", Stored::AsAsked),
         ("self_attn.k_proj", "self_attn.k_proj", Stored::AsAsked),
         ("self_attn.v_proj", "self_attn.v_proj", Stored::AsAsked),
