@@ -1302,14 +1302,17 @@ sys.argv = ["convert_hf_to_gguf.py", model, "--outtype", "f32", "--outfile", out
 convert_hf_to_gguf.main()
 """
 
-# Every tiny model but two whose GGUF cannot say what the tiny model does:
+# Every tiny model of an architecture llama.cpp has (it has no XGLM) but three whose GGUF cannot
+# say what the tiny model does:
 # - Mistral: llama.cpp writes Mistral v0.x as `llama` without its sliding window (8 tokens in
 #   the tiny model, 4096 in the real ones, where it never binds a sentence);
 # - Gemma 3: GGUF has no query_pre_attn_scalar; llama.cpp takes hidden/heads for the 27B model
 #   and head_dim otherwise, as every release has it. The tiny one uses 24 (head_dim 16) to
 #   test the config.json path.
+# - Falcon 7B's layout: the converter reads `num_kv_heads` through transformers, which fills it
+#   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
-             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "cohere2", "olmo3"]
+             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

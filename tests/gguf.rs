@@ -1258,12 +1258,16 @@ fn converted_models_read_as_their_config_json() {
             // (the same frequencies: `rope_freqs_tables_divide_the_frequencies`).
             differences.retain(|d| !d.contains(".rope.scaling.FrequencyDivisors: missing"));
         }
+        if name == "falcon" {
+            // The converter writes 2048 positions for every Falcon ("not in config.json").
+            differences.retain(|d| d != "falcon.max_position_embeddings: 2048 vs 512");
+        }
         assert!(differences.is_empty(), "{differences:#?}");
         checked += 1;
     }
     assert_eq!(
         checked,
-        18,
+        19,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

@@ -452,7 +452,7 @@ macro_rules! converted_gguf_tests {
 // Gemma 3 (GGUF cannot carry its unusual query scale); see scripts/make_fixtures.py.
 converted_gguf_tests!(
     llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
-    cohere, gpt2, bloom, gpt_neox, cohere2, olmo3
+    cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

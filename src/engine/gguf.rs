@@ -224,6 +224,8 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let has_pre_norms = config.norm_layout != NormLayout::Post;
     // Cohere's MLP reads attention's norm.
     let has_mlp_norm = config.norm_layout != NormLayout::Parallel;
+    let falcon_two_norms = config.architecture == Architecture::Falcon
+        && config.norm_layout == NormLayout::ParallelTwoNorms;
     match gguf_name {
         "token_embd.weight" => return Some(("model.embed_tokens.weight".into(), Fix::None)),
         "position_embd.weight" if config.learned_positions => {
@@ -247,7 +249,7 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let layer: usize = layer.parse().ok()?;
     let (part, kind) = rest.rsplit_once('.')?;
     // Biases: on q, k and v (Qwen2), or everywhere in the LayerNorm families (GPT-2, BLOOM).
-    let is_norm = part.ends_with("_norm");
+    let is_norm = part.ends_with("_norm") || part.ends_with("_norm_2");
     let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v")
         || (config.linear_bias && !is_norm)
         || (config.norm_bias && is_norm);
@@ -288,6 +290,10 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         }
         ("ffn_up", _) => ("mlp.up_proj", Fix::None),
         ("ffn_down", _) => ("mlp.down_proj", Fix::None),
+        // Falcon 40B's two norms: llama.cpp's converter names `ln_mlp` (the MLP's)
+        // `attn_norm` and `ln_attn` (attention's) `attn_norm_2`.
+        ("attn_norm", _) if falcon_two_norms => ("post_attention_layernorm", norm_fix),
+        ("attn_norm_2", _) if falcon_two_norms => ("input_layernorm", norm_fix),
         ("attn_norm", _) if has_pre_norms => ("input_layernorm", norm_fix),
         ("ffn_norm", false) if has_pre_norms && has_mlp_norm => {
             ("post_attention_layernorm", norm_fix)
@@ -859,6 +865,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("gpt2", Architecture::Gpt2),
     ("bloom", Architecture::Bloom),
     ("gptneox", Architecture::GptNeoX),
+    ("falcon", Architecture::Falcon),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -895,6 +902,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             | Architecture::Olmo
             | Architecture::StableLm
             | Architecture::GptNeoX
+            | Architecture::Falcon
     );
 
     let num_layers = meta.usize(&key("block_count"))?;
@@ -922,8 +930,9 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     };
     let vocab_size = embeddings.shape.dims().first().copied().unwrap_or(0);
     let intermediate_size = match content.tensor_infos.get("blk.0.ffn_up.weight") {
-        // llama.cpp's converter writes 4 × n_embd for GPT-2 whatever `n_inner` says.
-        Some(up) if architecture == Architecture::Gpt2 => {
+        // llama.cpp's converter writes 4 × n_embd for GPT-2 and Falcon whatever `n_inner` or
+        // `ffn_hidden_size` say.
+        Some(up) if matches!(architecture, Architecture::Gpt2 | Architecture::Falcon) => {
             up.shape.dims().first().copied().unwrap_or(0)
         }
         _ => meta.usize(&key("feed_forward_length"))?,
@@ -1009,9 +1018,26 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // Not read from GGUF (never named by GGUF_ARCHITECTURES): llama.cpp has no XGLM;
-        // Falcon's GGUF files are not read yet.
-        Architecture::Xglm | Architecture::Falcon => {}
+        // llama.cpp has no XGLM: never named by GGUF_ARCHITECTURES.
+        Architecture::Xglm => {}
+        Architecture::Falcon => {
+            super::arch::layer_norm_family(&mut config);
+            let bias = content.tensor_infos.contains_key("blk.0.attn_qkv.bias");
+            config.qkv_bias = bias;
+            config.linear_bias = bias;
+            // The checkpoints' exact GELU (`activation: "gelu"`); GGUF files do not say.
+            config.activation = Activation::Gelu;
+            // llama.cpp runs every Falcon side by side: on two norms where the file has them
+            // (40B, 180B), else on one.
+            config.norm_layout = if content
+                .tensor_infos
+                .contains_key("blk.0.attn_norm_2.weight")
+            {
+                NormLayout::ParallelTwoNorms
+            } else {
+                NormLayout::Parallel
+            };
+        }
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
         Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
         Architecture::StableLm => {
