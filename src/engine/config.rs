@@ -253,10 +253,11 @@ pub enum NormLayout {
     Sandwich,
     /// OLMo 2: only on the outputs of attention and of the MLP, before each residual add.
     Post,
-    /// Cohere: one norm whose output feeds attention and the MLP side by side; both outputs
-    /// are added to the residual stream.
+    /// Cohere (and StableLM, Falcon 7B): one norm whose output feeds attention and the MLP side
+    /// by side; both outputs are added to the residual stream.
     Parallel,
-    /// GPT-NeoX: attention and the MLP side by side, each on its own norm of the layer's input.
+    /// GPT-NeoX (and Falcon 40B): attention and the MLP side by side, each on its own norm of
+    /// the layer's input.
     ParallelTwoNorms,
 }
 

@@ -658,7 +658,8 @@ impl Decoder {
                 layer.input_norm.is_some(),
                 self.ctx.dtype,
             )?;
-            // GPT-NeoX: the MLP's own norm of the layer's input, before attention adds to it.
+            // GPT-NeoX, Falcon 40B: the MLP's own norm of the layer's input, before attention
+            // adds to it.
             let parallel_mlp_in = if two_norms {
                 let step = self.residual(&h, None, layer.mlp_norm.as_ref(), input, None)?;
                 Some(normed_or_raw(step.normed, &h, true, self.ctx.dtype)?)
@@ -678,8 +679,8 @@ impl Decoder {
             let mlp_norm = layer.mlp_norm.as_ref().filter(|_| !two_norms);
             let step = self.residual(&h, Some(&attn_out), mlp_norm, input, None)?;
             h = step.h;
-            // Side by side (Cohere, GPT-NeoX): the MLP reads the layer's input, and both
-            // outputs are added (attention's first, as transformers does).
+            // Side by side (Cohere, StableLM, GPT-NeoX, Falcon): the MLP reads the layer's
+            // input, and both outputs are added (attention's first, as transformers does).
             let mlp_in = match (parallel_mlp_in, self.config.norm_layout) {
                 (Some(mlp_in), _) => mlp_in,
                 (None, NormLayout::Parallel) => attn_in,
