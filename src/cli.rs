@@ -614,8 +614,16 @@ fn cmd_models() -> Result<()> {
             "missing: run `neuronxa fetch-demo-model`"
         }
     );
-    for (id, folder) in hub::cached_models() {
-        println!("hf-cache\t{id}\t{}", folder.display());
+    for model in hub::cached_models() {
+        let architecture = match &model.architecture {
+            Ok(architecture) => architecture.to_string(),
+            Err(why) => why.clone(),
+        };
+        println!(
+            "hf-cache\t{}\t{}\t{architecture}",
+            model.id,
+            model.folder.display()
+        );
     }
     for (path, run) in Cache::default_location().recent_runs().into_iter().take(10) {
         println!(

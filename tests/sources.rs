@@ -3,7 +3,7 @@
 
 mod common;
 
-use neuronxa::engine::{DTypeChoice, DeviceChoice, EngineError, Model, ModelSource};
+use neuronxa::engine::{Architecture, DTypeChoice, DeviceChoice, EngineError, Model, ModelSource};
 
 /// Lays a fixture model out as the Hugging Face hub cache does.
 fn fake_hf_cache(root: &std::path::Path, id: &str) {
@@ -31,10 +31,26 @@ fn hub_ids_resolve_in_the_local_cache_and_missing_ones_are_explained() {
     assert_eq!(source, ModelSource::Hub("tiny-org/tiny-qwen2".into()));
     let model = Model::load(&source, DeviceChoice::Cpu, DTypeChoice::F32).unwrap();
     assert_eq!(model.info.layers, 2);
+    // The listing says what each cached model is, and which ones this engine cannot run.
+    fake_hf_cache(home.path(), "tiny-org/tiny-mamba");
+    let mamba_config = home
+        .path()
+        .join("hub/models--tiny-org--tiny-mamba/snapshots/0123abcd/config.json");
+    std::fs::write(&mamba_config, r#"{"model_type": "mamba"}"#).unwrap();
     let listed = neuronxa::engine::hub::cached_models();
-    assert!(
-        listed.iter().any(|(id, _)| id == "tiny-org/tiny-qwen2"),
-        "{listed:?}"
+    let kinds: Vec<(&str, Result<Architecture, String>)> = listed
+        .iter()
+        .map(|m| (m.id.as_str(), m.architecture.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "tiny-org/tiny-mamba",
+                Err("unsupported architecture 'mamba'".to_string())
+            ),
+            ("tiny-org/tiny-qwen2", Ok(Architecture::Qwen2)),
+        ]
     );
 
     let missing = Model::load(

