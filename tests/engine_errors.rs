@@ -13,14 +13,25 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A private copy of a fixture model that a test may break.
+/// A private copy of a tiny fixture model that a test may break.
 fn copy_model(name: &str) -> tempfile::TempDir {
+    copy_folder(&fixture(name))
+}
+
+/// A private copy of any fixture folder.
+fn copy_folder(source: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+    for entry in std::fs::read_dir(source).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     dir
+}
+
+/// A file cut off half way, as an interrupted download leaves it.
+fn truncate_to_half(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
 }
 
 fn load(folder: &Path) -> Result<Model, EngineError> {
@@ -100,8 +111,7 @@ fn missing_tokenizer_is_a_tokenizer_error() {
 fn truncated_safetensors_names_the_file() {
     let dir = copy_model("qwen3");
     let path = dir.path().join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    truncate_to_half(&path);
     let message = load_err(dir.path());
     assert!(
         message.contains("model.safetensors") && message.contains("truncated"),
@@ -111,15 +121,10 @@ fn truncated_safetensors_names_the_file() {
 
 #[test]
 fn truncated_pytorch_checkpoint_names_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/gpt2");
-    for entry in std::fs::read_dir(source).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    let dir =
+        copy_folder(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch/gpt2"));
     let path = dir.path().join("pytorch_model.bin");
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    truncate_to_half(&path);
     let message = load_err(dir.path());
     assert!(
         message.contains("pytorch_model.bin") && message.contains("truncated"),

@@ -548,6 +548,14 @@ impl HfFields<'_> {
             .ok_or_else(|| EngineError::config(self.path, format!("missing field \"{key}\"")))
     }
 
+    /// `key`, else `fallback` (the older name some checkpoints use).
+    pub fn usize_either(&self, key: &str, fallback: &str) -> Result<usize> {
+        match self.opt_usize(key)? {
+            Some(n) => Ok(n),
+            None => self.usize(fallback),
+        }
+    }
+
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(None),

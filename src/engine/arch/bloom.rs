@@ -17,16 +17,11 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             "\"apply_residual_connection_post_layernorm\": true is not supported",
         ));
     }
-    let either = |a: &str, b: &str| -> Result<usize> {
-        match f.opt_usize(a)? {
-            Some(n) => Ok(n),
-            None => f.usize(b),
-        }
-    };
     let mut config = super::LayerNormFamily {
-        hidden_size: either("hidden_size", "n_embed")?,
-        num_heads: either("n_head", "num_attention_heads")?,
-        num_layers: either("n_layer", "num_hidden_layers")?,
+        hidden_size: f.usize_either("hidden_size", "n_embed")?,
+        num_heads: f.usize_either("n_head", "num_attention_heads")?,
+        num_kv_heads: None,
+        num_layers: f.usize_either("n_layer", "num_hidden_layers")?,
         intermediate_size: None,
         max_position_embeddings: ALIBI_POSITIONS,
     }

@@ -4,7 +4,7 @@
 //! `num_ln_in_parallel_attn: 1`) or each on its own (`ln_attn`, `ln_mlp`: the "new decoder
 //! architecture" of 40B and 180B). The ALiBi variants (falcon-rw) are refused.
 
-use crate::engine::config::{Activation, Architecture, Dims, HfFields, ModelConfig, NormLayout};
+use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig, NormLayout};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::weights::NameTable;
 
@@ -15,22 +15,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             "\"alibi\": true (Falcon-RW) is not supported",
         ));
     }
-    let either = |a: &str, b: &str| -> Result<usize> {
-        match f.opt_usize(a)? {
-            Some(n) => Ok(n),
-            None => f.usize(b),
-        }
-    };
-    let hidden_size = either("hidden_size", "n_embed")?;
-    let num_heads = either("num_attention_heads", "n_head")?;
-    if num_heads == 0 || !hidden_size.is_multiple_of(num_heads) {
-        return Err(EngineError::config(
-            f.path,
-            format!(
-                "the hidden size ({hidden_size}) must be a multiple of the heads ({num_heads})"
-            ),
-        ));
-    }
+    let num_heads = f.usize_either("num_attention_heads", "n_head")?;
     let new_architecture = f.bool_or("new_decoder_architecture", false)?;
     let multi_query = f.bool_or("multi_query", true)?;
     let parallel = f.bool_or("parallel_attn", true)?;
@@ -48,20 +33,18 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
              architecture is not a Falcon layout",
         ));
     }
-    let dims = Dims {
-        vocab_size: f.usize("vocab_size")?,
-        hidden_size,
-        intermediate_size: f.opt_usize("ffn_hidden_size")?.unwrap_or(4 * hidden_size),
-        num_layers: either("num_hidden_layers", "n_layer")?,
+    let mut config = super::LayerNormFamily {
+        hidden_size: f.usize_either("hidden_size", "n_embed")?,
         num_heads,
-        num_kv_heads,
-        head_dim: hidden_size / num_heads,
-        rms_norm_eps: f.f64_or("layer_norm_epsilon", 1e-5)?,
+        num_kv_heads: Some(num_kv_heads),
+        num_layers: f.usize_either("num_hidden_layers", "n_layer")?,
+        intermediate_size: f.opt_usize("ffn_hidden_size")?,
         max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(2048),
-    };
-    let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
-    let mut config = dims.into_config(Architecture::Falcon, layers);
-    super::layer_norm_family(&mut config);
+    }
+    .config(f, Architecture::Falcon)?;
+    // Rotary, where the rest of the LayerNorm family has none.
+    config.layers =
+        super::uniform_layers(config.num_layers, None, f.rope("full_attention", 10_000.0)?);
     let bias = f.bool_or("bias", false)?;
     config.qkv_bias = bias;
     config.linear_bias = bias;
@@ -81,9 +64,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     } else {
         NormLayout::Pre
     };
-    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
     config.activation = f.activation(&["activation"], Activation::Gelu)?;
-    config.bos_token_id = f.bos_token_id();
     Ok(config)
 }
 

@@ -18,6 +18,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let mut config = super::LayerNormFamily {
         hidden_size: f.usize("n_embd")?,
         num_heads: f.usize("n_head")?,
+        num_kv_heads: None,
         num_layers: f.usize("n_layer")?,
         intermediate_size: f.opt_usize("n_inner")?,
         max_position_embeddings: f.usize("n_positions")?,

@@ -45,6 +45,8 @@ fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<La
 struct LayerNormFamily {
     hidden_size: usize,
     num_heads: usize,
+    /// One per query head unless the family says fewer (Falcon).
+    num_kv_heads: Option<usize>,
     num_layers: usize,
     intermediate_size: Option<usize>,
     max_position_embeddings: usize,
@@ -67,7 +69,7 @@ impl LayerNormFamily {
             intermediate_size: self.intermediate_size.unwrap_or(4 * hidden),
             num_layers: self.num_layers,
             num_heads: heads,
-            num_kv_heads: heads,
+            num_kv_heads: self.num_kv_heads.unwrap_or(heads),
             head_dim: hidden / heads,
             rms_norm_eps: f.f64_or("layer_norm_epsilon", 1e-5)?,
             max_position_embeddings: self.max_position_embeddings,

@@ -12,6 +12,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let mut config = super::LayerNormFamily {
         hidden_size: f.usize("d_model")?,
         num_heads: f.usize("attention_heads")?,
+        num_kv_heads: None,
         num_layers: f.usize("num_layers")?,
         intermediate_size: Some(f.usize("ffn_dim")?),
         max_position_embeddings: f.usize("max_position_embeddings")?,
