@@ -929,13 +929,12 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         return Err(meta.error("tensor \"token_embd.weight\" is missing"));
     };
     let vocab_size = embeddings.shape.dims().first().copied().unwrap_or(0);
-    let intermediate_size = match content.tensor_infos.get("blk.0.ffn_up.weight") {
-        // llama.cpp's converter writes 4 × n_embd for GPT-2 and Falcon whatever `n_inner` or
-        // `ffn_hidden_size` say.
-        Some(up) if matches!(architecture, Architecture::Gpt2 | Architecture::Falcon) => {
-            up.shape.dims().first().copied().unwrap_or(0)
-        }
-        _ => meta.usize(&key("feed_forward_length"))?,
+    // d_ff as the weights have it (`ffn_down` is `[d_model, d_ff]` in every family, fused or
+    // not): llama.cpp's converter writes `feed_forward_length` as 4 × n_embd for GPT-2 and
+    // Falcon whatever `n_inner` or `ffn_hidden_size` say.
+    let intermediate_size = match content.tensor_infos.get("blk.0.ffn_down.weight") {
+        Some(down) => down.shape.dims().get(1).copied().unwrap_or(0),
+        None => meta.usize(&key("feed_forward_length"))?,
     };
     let max_position_embeddings = match architecture {
         // The converter writes `seq_length` or n_embd; ALiBi has no trained length.
