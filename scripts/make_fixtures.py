@@ -561,6 +561,15 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_scaling={"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64},
             tie_word_embeddings=False, **bl_ids, **{k: v for k, v in COMMON.items() if k != "head_dim"}),
             "bl-nobos", "f32", "legacy"),
+        # Apertus: Llama's attention with per-head q/k RMSNorm and llama3 rotary scaling; a
+        # non-gated MLP down(xIELU(up(h))) whose xIELU parameters are random per layer here
+        # (init_weights), so that it turns positive again below about -1.7 and NAS = 1[a > 0]
+        # differs from the sign of up(h); its own norm names; bf16 on disk, as released.
+        "apertus": (transformers.ApertusConfig(
+            vocab_size=v_bl, num_hidden_layers=2, hidden_act="xielu",
+            rope_parameters={"rope_type": "llama3", "rope_theta": 12000000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-bos", "bf16", "legacy"),
     }
 
 
@@ -681,9 +690,11 @@ def run_capture(model, ids: list[int]):
     for i, layer in enumerate(layers):
         mlp = mlp_of(layer)
         fc_in = next((getattr(mlp, n) for n in ("c_fc", "dense_h_to_4h", "fc1") if hasattr(mlp, n)), None)
+        if fc_in is None and not hasattr(mlp, "gate_proj") and hasattr(mlp, "up_proj"):
+            fc_in = mlp.up_proj  # Apertus: down(xIELU(up(h)))
         if fc_in is not None:
-            # GPT-2's, BLOOM's and XGLM's MLPs are not gated: the neurons are act(fc_in(h)); up
-            # is 1 (METHOD §1).
+            # GPT-2's, BLOOM's, XGLM's and Apertus' MLPs are not gated: the neurons are
+            # act(fc_in(h)); up is 1 (METHOD §1).
             hooks.append(fc_in.register_forward_hook(keep("g", i)))
             hooks.append(fc_in.register_forward_hook(keep_ones("u", i)))
         elif hasattr(mlp, "gate_up_proj"):
@@ -735,7 +746,8 @@ def pool(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.einsum("...td,t->...d", x, w).to(torch.float32).contiguous()
 
 
-def sentence_tensors(cap, ids, special_mask, full: bool, layers=None, hidden_idx=None) -> dict:
+def sentence_tensors(cap, ids, special_mask, full: bool, layers=None, hidden_idx=None,
+                     sign_from_act: bool = False) -> dict:
     g, a, u, h = cap["g"], cap["a"], cap["u"], cap["h"]
     if layers is not None:
         g, a, u = g[layers], a[layers], u[layers]
@@ -750,6 +762,10 @@ def sentence_tensors(cap, ids, special_mask, full: bool, layers=None, hidden_idx
     out["nas_weighted"] = pool(nas, ww)
     out["nav_weighted"] = pool(nav, ww)
     out["gate_min_abs"] = g.abs().amin(dim=-2).to(torch.float32).contiguous()
+    if sign_from_act:
+        # xIELU is not positive exactly where its input is: NAS entries whose min_t |a| is
+        # below GATE_EPS are not comparable either (a ~ 0.5·x near 0, steeper at its other root).
+        out["act_min_abs"] = a.abs().amin(dim=-2).to(torch.float32).contiguous()
     out["hidden_weighted"] = pool(h, ww)
     out["hidden_last"] = pool(h, wl)
     if full:
@@ -796,25 +812,32 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
     stats = {"max_abs_logprob": 0.0, "nas_flips": 0, "nas_flips_not_skipped": 0, "min_gate_abs": math.inf, "n_gate_below_eps": 0,
              "max_T": 0, "min_T": 10**9}
     any_special = False
+    sign_from_act = getattr(model.config, "hidden_act", None) == "xielu"
+    if sign_from_act:
+        stats["nas_not_gate_sign"] = 0
     with torch.no_grad():
         for k, s in enumerate(sents):
             ids, smask = encode(tok, s["text"])
             any_special |= any(smask)
             cap = run_capture(model, ids)
-            t = sentence_tensors(cap, ids, smask, full=True)
+            t = sentence_tensors(cap, ids, smask, full=True, sign_from_act=sign_from_act)
+            if sign_from_act:
+                stats["nas_not_gate_sign"] += int(((cap["a"] > 0) != (cap["g"] > 0)).sum())
             t["logprob_sum"] = logprob_sum(cap, ids)
             for key, v in t.items():
                 tensors[f"s{k}.{key}"] = v
             T = len(ids)
             stats["max_T"], stats["min_T"] = max(stats["max_T"], T), min(stats["min_T"], T)
             gmin = cap["g"].abs().amin(dim=1)
+            if sign_from_act:
+                gmin = torch.minimum(gmin, cap["a"].abs().amin(dim=1))
             stats["min_gate_abs"] = min(stats["min_gate_abs"], gmin.min().item())
             stats["n_gate_below_eps"] += int((gmin < GATE_EPS).sum())
             if f64_model is not None:
                 c64 = run_capture(f64_model, ids)
-                t64 = sentence_tensors(c64, ids, smask, full=True)
+                t64 = sentence_tensors(c64, ids, smask, full=True, sign_from_act=sign_from_act)
                 for key in t:
-                    if key in ("input_ids", "logprob_sum") or key.startswith("nas") or key == "gate_min_abs":
+                    if key in ("input_ids", "logprob_sum", "gate_min_abs", "act_min_abs") or key.startswith("nas"):
                         continue
                     sk = "f64_dev_" + key
                     stats[sk] = max(stats.get(sk, 0.0), (t64[key] - t[key]).abs().max().item())
@@ -940,6 +963,9 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
                 "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
         finally:
             torch.set_default_dtype(default_dtype)
+        if name == "apertus":
+            # Else a NAS read from the sign of up(h) would pass the parity test.
+            assert int(meta["stats_nas_not_gate_sign"]) > 0, "xIELU never positive below 0 here"
         if name in ("phi3", "phi4_mini"):
             # Longer sentences would switch transformers to the long factors, which we refuse.
             assert int(meta["stats_max_T"]) <= 512, f"a {name} fixture sentence is longer than original_max"
@@ -1312,7 +1338,7 @@ convert_hf_to_gguf.main()
 # - Falcon 7B's layout: the converter reads `num_kv_heads` through transformers, which fills it
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
-             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3"]
+             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

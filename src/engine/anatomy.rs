@@ -122,6 +122,7 @@ impl ModelConfig {
             Activation::Silu => "SiLU",
             Activation::GeluTanh => "GELU (tanh)",
             Activation::Gelu => "GELU (erf)",
+            Activation::XIelu => "xIELU (with its own parameters in every layer)",
         };
         let (kind, neurons) = if self.mlp_gated {
             ("gated", "act(gate)")

@@ -34,10 +34,11 @@ pub enum Architecture {
     Xglm,
     GptNeoX,
     Falcon,
+    Apertus,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 21] = [
+    pub const ALL: [Architecture; 22] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -59,6 +60,7 @@ impl Architecture {
         Self::Xglm,
         Self::GptNeoX,
         Self::Falcon,
+        Self::Apertus,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -85,6 +87,7 @@ impl Architecture {
             Self::Xglm => &["xglm"],
             Self::GptNeoX => &["gpt_neox"],
             Self::Falcon => &["falcon"],
+            Self::Apertus => &["apertus"],
         }
     }
 
@@ -117,6 +120,7 @@ impl Architecture {
             Self::Xglm => "XGLM",
             Self::GptNeoX => "GPT-NeoX",
             Self::Falcon => "Falcon",
+            Self::Apertus => "Apertus",
         }
     }
 
@@ -153,6 +157,10 @@ pub enum Activation {
     GeluTanh,
     /// Exact (erf) GELU.
     Gelu,
+    /// xIELU (Apertus): quadratic above 0, an ELU-like branch below, with parameters of its
+    /// own in every layer (read with the weights, see [`XIelu`]). Unlike the others it is not
+    /// positive exactly where its input is: it turns positive again far below 0.
+    XIelu,
 }
 
 impl Activation {
@@ -161,6 +169,7 @@ impl Activation {
             "silu" | "swish" => Some(Self::Silu),
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Self::GeluTanh),
             "gelu" => Some(Self::Gelu),
+            "xielu" => Some(Self::XIelu),
             _ => None,
         }
     }
@@ -399,6 +408,7 @@ impl ModelConfig {
             Architecture::Xglm => super::arch::xglm::config(&fields)?,
             Architecture::GptNeoX => super::arch::gpt_neox::config(&fields)?,
             Architecture::Falcon => super::arch::falcon::config(&fields)?,
+            Architecture::Apertus => super::arch::apertus::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -506,7 +516,9 @@ impl ModelConfig {
                 QkNorm::AllHeads => q + kv,
             };
         let gates = if self.mlp_gated { 2 } else { 1 };
-        let mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h);
+        // xIELU's alpha_p, alpha_n, beta and eps, stored in every layer.
+        let activation = bias(self.activation == Activation::XIelu, 4);
+        let mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h) + activation;
         let norms = norm
             * match self.norm_layout {
                 NormLayout::Sandwich => 4,
@@ -601,7 +613,7 @@ impl HfFields<'_> {
                 return Activation::from_hf(v).ok_or_else(|| {
                     EngineError::config(
                         self.path,
-                        format!("unsupported activation \"{v}\" in \"{key}\" (supported: silu, gelu, gelu_pytorch_tanh)"),
+                        format!("unsupported activation \"{v}\" in \"{key}\" (supported: silu, gelu, gelu_pytorch_tanh, xielu)"),
                     )
                 });
             }

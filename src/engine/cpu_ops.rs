@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, bail};
 use rayon::prelude::*;
 
+use super::activation::LayerActivation;
 use super::capture::NavSource;
-use super::config::Activation;
 
 /// A sentence's tokens on a batch's flattened token axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -633,7 +633,7 @@ pub struct FusedMlp {
     /// `act(gate)·up`; otherwise (GPT-2, BLOOM) `act(gate)` alone, `gate` being the MLP's
     /// one input projection, and both NAV sources are `|act|` (METHOD §1).
     pub gated: bool,
-    pub activation: Activation,
+    pub activation: LayerActivation,
     pub nav_source: NavSource,
     pub pool: Arc<HostPooling>,
     pub sink: Arc<PoolSink>,
@@ -646,12 +646,12 @@ impl FusedMlp {
     #[inline(always)]
     fn act_row(&self, gate: &[f32], out: &mut [f32]) {
         match self.activation {
-            Activation::Silu => {
+            LayerActivation::Silu => {
                 for (o, &x) in out.iter_mut().zip(gate) {
                     *o = x / (1.0 + exp(-x));
                 }
             }
-            Activation::GeluTanh => {
+            LayerActivation::GeluTanh => {
                 const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
                 // tanh(u) = 1 − 2 / (e^{2u} + 1) with the vectorising [`exp`]: within a few
                 // ulp of the library's tanh, which is a scalar call per value.
@@ -661,12 +661,17 @@ impl FusedMlp {
                     *o = 0.5 * x * (1.0 + tanh);
                 }
             }
-            Activation::Gelu => {
+            LayerActivation::Gelu => {
                 for (o, &x) in out.iter_mut().zip(gate) {
                     *o = (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)
                         + 1.0)
                         * 0.5
                         * x;
+                }
+            }
+            LayerActivation::XIelu(p) => {
+                for (o, &x) in out.iter_mut().zip(gate) {
+                    *o = p.apply(x);
                 }
             }
         }
@@ -697,7 +702,14 @@ impl FusedMlp {
             self.act_row(g, product);
             let pool = w != 0.0;
             if pool {
-                for (n, &x) in nas.iter_mut().zip(g) {
+                // The sign NAS reads: the gate's, or the activation's (xIELU), which is
+                // `product` until it is multiplied by up below.
+                let sign = if self.activation.positive_with_input() {
+                    g
+                } else {
+                    &*product
+                };
+                for (n, &x) in nas.iter_mut().zip(sign) {
                     *n += if x > 0.0 { w } else { 0.0 };
                 }
                 if self.nav_source == NavSource::Activation || !self.gated {
@@ -786,6 +798,7 @@ mod tests {
     use candle_core::{DType, Device, Tensor};
 
     use super::*;
+    use crate::engine::activation::XIelu;
 
     /// Set: the kernels take their SSE2 versions even where AVX2 is there.
     pub(super) static NARROW: std::sync::atomic::AtomicBool =
@@ -849,7 +862,7 @@ mod tests {
             let summed = attended.apply_op2_no_bwd(&contiguous, &residual).unwrap();
             let mlp = FusedMlp {
                 gated: true,
-                activation: Activation::Silu,
+                activation: LayerActivation::Silu,
                 nav_source: NavSource::Activation,
                 pool: pooling,
                 sink: sink.clone(),
@@ -1061,7 +1074,13 @@ mod tests {
     fn fused_mlp_matches_candle_ops() {
         let device = Device::Cpu;
         let (n, f) = (5, 6);
-        let gate = Tensor::randn(0f32, 1.0, (n, f), &device).unwrap();
+        // Wide enough that xIELU meets its second positive region (below about −1.5 here).
+        let mut gate: Vec<f32> = Tensor::randn(0f32, 2.0, n * f, &device)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        gate[..3].copy_from_slice(&[-4.0, -0.5, 1.5]);
+        let gate = Tensor::from_vec(gate, (n, f), &device).unwrap();
         let up = Tensor::randn(0f32, 1.0, (n, f), &device).unwrap();
         // Sentences at rows 0..2 and 3..5.
         let weights = vec![0.5f32, 0.5, 0.0, 0.2, 0.8];
@@ -1075,7 +1094,21 @@ mod tests {
         matrix[..2].copy_from_slice(&weights[..2]);
         matrix[n + 3..2 * n].copy_from_slice(&weights[3..]);
         let matrix = Tensor::from_vec(matrix, (2, n), &device).unwrap();
-        for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+        let xielu = LayerActivation::XIelu(XIelu::from_stored(0.0, 0.0, 0.5, -1e-6));
+        assert!(
+            xielu
+                .apply(&Tensor::new(&[-4f32], &device).unwrap())
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0]
+                > 0.0
+        );
+        for activation in [
+            LayerActivation::Silu,
+            LayerActivation::GeluTanh,
+            LayerActivation::Gelu,
+            xielu,
+        ] {
             for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
                 // Three layers; this is layer 1: a row is nas [3·f] | nav [3·f] | hidden [4·1] ×2.
                 let layout = CaptureLayout {
@@ -1103,17 +1136,18 @@ mod tests {
                     out.extend(&row[f..2 * f]);
                     out.extend(&row[4 * f..5 * f]);
                 }
-                let act = match activation {
-                    Activation::Silu => candle_nn::ops::silu(&gate).unwrap(),
-                    Activation::GeluTanh => gate.gelu().unwrap(),
-                    Activation::Gelu => gate.gelu_erf().unwrap(),
-                };
+                let act = activation.apply(&gate).unwrap();
                 let product = (&act * &up).unwrap();
                 let magnitude = match nav_source {
                     NavSource::Activation => act.abs().unwrap(),
                     NavSource::ActivationTimesUp => product.abs().unwrap(),
                 };
-                let active = gate.gt(0f64).unwrap().to_dtype(DType::F32).unwrap();
+                let sign = if activation.positive_with_input() {
+                    &gate
+                } else {
+                    &act
+                };
+                let active = sign.gt(0f64).unwrap().to_dtype(DType::F32).unwrap();
                 let nas = matrix.matmul(&active).unwrap();
                 let nav = matrix.matmul(&magnitude).unwrap();
                 let mut expected: Vec<f32> = product.flatten_all().unwrap().to_vec1().unwrap();

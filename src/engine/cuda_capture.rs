@@ -10,9 +10,10 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 
+use super::activation::LayerActivation;
 use super::capture::NavSource;
 use super::config::Activation;
-use super::decoder::{activate, generic_pools};
+use super::decoder::generic_pools;
 
 /// The kernels' CUDA C source. Plain C but for the f16 conversions, so that a test compiles it
 /// as C++ on the host (where there is no GPU) and checks it against a reference in Rust.
@@ -90,17 +91,45 @@ pub const BLOCK: u32 = 256;
 /// The pooled NAS and NAV `[b, 2, d_ff]` (f32) of `gate_up` `[b, t, 2·d_ff]` under the
 /// pooling weights `[b, 1, t]` (f32); both contiguous, on a CUDA device.
 pub struct CapturePool {
-    pub activation: Activation,
+    pub activation: KernelActivation,
     pub nav_source: NavSource,
+}
+
+/// The activations the kernel computes: those positive exactly where the gate is, so that
+/// NAS reads the gate's sign (not xIELU, which pools with the generic ops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelActivation {
+    Silu,
+    GeluTanh,
+    Gelu,
+}
+
+impl KernelActivation {
+    pub fn of(activation: &LayerActivation) -> Option<Self> {
+        match activation {
+            LayerActivation::Silu => Some(Self::Silu),
+            LayerActivation::GeluTanh => Some(Self::GeluTanh),
+            LayerActivation::Gelu => Some(Self::Gelu),
+            LayerActivation::XIelu(_) => None,
+        }
+    }
+
+    fn layer(self) -> LayerActivation {
+        match self {
+            Self::Silu => LayerActivation::Silu,
+            Self::GeluTanh => LayerActivation::GeluTanh,
+            Self::Gelu => LayerActivation::Gelu,
+        }
+    }
 }
 
 impl CapturePool {
     /// The source's activation code.
     pub fn activation_code(&self) -> i32 {
         match self.activation {
-            Activation::Silu => 0,
-            Activation::GeluTanh => 1,
-            Activation::Gelu => 2,
+            KernelActivation::Silu => 0,
+            KernelActivation::GeluTanh => 1,
+            KernelActivation::Gelu => 2,
         }
     }
 
@@ -111,11 +140,11 @@ impl CapturePool {
     /// The source's `activate`.
     fn activate(&self, x: f32) -> f32 {
         match self.activation {
-            Activation::Silu => x / (1.0 + (-x).exp()),
-            Activation::GeluTanh => {
+            KernelActivation::Silu => x / (1.0 + (-x).exp()),
+            KernelActivation::GeluTanh => {
                 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh())
             }
-            Activation::Gelu => {
+            KernelActivation::Gelu => {
                 0.5 * x
                     * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
             }
@@ -259,6 +288,12 @@ impl CustomOp2 for CapturePool {
 /// tests, summed in another order); NAV to 1e-4 in f32, and in bf16/f16 to 3% (candle computes
 /// GELU in the half type itself, the kernel in f32).
 pub fn verify(device: &Device, dtype: DType, activation: Activation) -> Result<(), String> {
+    let Some(activation) = LayerActivation::without_parameters(activation)
+        .as_ref()
+        .and_then(KernelActivation::of)
+    else {
+        return Err(format!("the kernel has no {activation:?}"));
+    };
     let (b, t, f) = (3, 7, 300);
     let compare = || -> super::error::Result<Option<String>> {
         let gate_up = Tensor::randn(0f32, 2.0, (b, t, 2 * f), device)?.to_dtype(dtype)?;
@@ -271,7 +306,7 @@ pub fn verify(device: &Device, dtype: DType, activation: Activation) -> Result<(
         }
         let weights = Tensor::from_vec(weights, (b, 1, t), device)?;
         let gate = gate_up.narrow(2, 0, f)?;
-        let act = activate(&gate, activation)?;
+        let act = activation.layer().apply(&gate)?;
         let product = (&act * &gate_up.narrow(2, f, f)?)?;
         let nav_tolerance = if dtype == DType::F32 { 1e-4 } else { 3e-2 };
         for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
@@ -541,7 +576,11 @@ int main(int argc, char **argv) {
             }
             let input = dir.path().join("input.bin");
             std::fs::write(&input, &bytes).unwrap();
-            for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+            for activation in [
+                KernelActivation::Silu,
+                KernelActivation::GeluTanh,
+                KernelActivation::Gelu,
+            ] {
                 for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {
                     let op = CapturePool {
                         activation,

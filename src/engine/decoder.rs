@@ -14,12 +14,13 @@ use std::sync::Arc;
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::Linear;
 
+use super::activation::LayerActivation;
 use super::capture::NavSource;
 use super::config::{
     Activation, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
 };
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
-use super::cuda_capture::{self, CapturePool};
+use super::cuda_capture::{self, CapturePool, KernelActivation};
 use super::error::{EngineError, Result};
 use super::weights::{PartialRotaryWeights, TensorSource};
 
@@ -167,7 +168,7 @@ struct Mlp {
     /// gate and up stacked: `[2·d_ff, d_model]`; up alone `[d_ff, d_model]` when not gated.
     gate_up: Linear,
     down: Linear,
-    activation: Activation,
+    activation: LayerActivation,
     /// `act(gate)·up`; otherwise `act(up)` (GPT-2), and `up` plays the gate's part in NAS.
     gated: bool,
 }
@@ -332,11 +333,13 @@ impl Decoder {
                 mlp_out_norm: mlp_out_norm?,
                 attention: Attention {
                     qkv: linear(src, &qkv_parts, h, bias, &ctx)?,
+                    // Llama's, Qwen3's, OLMo 2's and Apertus' `attention_bias` puts a bias on
+                    // the output projection too (Qwen2's does not): apply the one stored.
                     o: linear(
                         src,
                         &[(format!("{p}self_attn.o_proj"), h)],
                         q_out,
-                        config.linear_bias,
+                        config.linear_bias || src.contains(&format!("{p}self_attn.o_proj.bias")),
                         &ctx,
                     )?,
                     q_norm,
@@ -359,7 +362,7 @@ impl Decoder {
                         config.linear_bias,
                         &ctx,
                     )?,
-                    activation: config.activation,
+                    activation: LayerActivation::load(config.activation, src, &p)?,
                     gated: config.mlp_gated,
                 },
                 kind,
@@ -835,6 +838,16 @@ struct LayerOutput {
 }
 
 impl Mlp {
+    /// What NAS reads the sign of: the gate where the activation is positive exactly where it
+    /// is (the sign of a value that rounding cannot move), else the activation.
+    fn nas_sign<'a>(&self, gate: &'a Tensor, act: &'a Tensor) -> &'a Tensor {
+        if self.activation.positive_with_input() {
+            gate
+        } else {
+            act
+        }
+    }
+
     /// The CPU kernel's one pass: `act(gate)·up` (or `act(gate)` when not gated, `up` then
     /// the same tensor) and the NAS and NAV pools of `layer` into the batch's sink.
     fn fused(
@@ -878,12 +891,13 @@ impl Mlp {
                 let act = self.fused(&fc_in, &fc_in, input, nav_source, layer)?;
                 return Ok((act.reshape((rows, cols, f))?, None));
             }
-            let act = activate(&gate_up, self.activation)?;
+            let act = self.activation.apply(&gate_up)?;
             let Some((input, _)) = pool else {
                 return Ok((act, None));
             };
             let (pool_weights, _) = device_weights(input)?;
-            let pooled = generic_pools(&gate_up, &act, &act, pool_weights, NavSource::Activation)?;
+            let sign = self.nas_sign(&gate_up, &act);
+            let pooled = generic_pools(sign, &act, &act, pool_weights, NavSource::Activation)?;
             return Ok((act, Some(pooled)));
         }
         let (rows, cols, f2) = gate_up.dims3()?;
@@ -899,22 +913,24 @@ impl Mlp {
                 Ok((product.reshape((rows, cols, f))?, None))
             }
             _ => {
-                let act = activate(&gate, self.activation)?;
+                let act = self.activation.apply(&gate)?;
                 let product = (&act * &up)?;
                 let Some((input, nav_source)) = pool else {
                     return Ok((product, None));
                 };
                 let (pool_weights, _) = device_weights(input)?;
-                let pooled = if capture_kernel {
+                let kernel = KernelActivation::of(&self.activation).filter(|_| capture_kernel);
+                let pooled = if let Some(activation) = kernel {
                     gate_up.contiguous()?.apply_op2_no_bwd(
                         pool_weights,
                         &CapturePool {
-                            activation: self.activation,
+                            activation,
                             nav_source,
                         },
                     )?
                 } else {
-                    generic_pools(&gate, &act, &product, pool_weights, nav_source)?
+                    let sign = self.nas_sign(&gate, &act);
+                    generic_pools(sign, &act, &product, pool_weights, nav_source)?
                 };
                 Ok((product, Some(pooled)))
             }
@@ -922,19 +938,12 @@ impl Mlp {
     }
 }
 
-/// `act(gate)` with candle's ops (the generic path).
-pub(super) fn activate(gate: &Tensor, activation: Activation) -> Result<Tensor> {
-    Ok(match activation {
-        Activation::Silu => candle_nn::ops::silu(gate)?,
-        Activation::GeluTanh => gate.gelu()?,
-        Activation::Gelu => gate.gelu_erf()?,
-    })
-}
-
-/// Pooled NAS and NAV `[b, 2, f]` (f32) with the generic ops: `gate`, `act` and `product`
-/// (`act·up`) `[b, t, f]`, pooling weights `[b, 1, t]`.
+/// Pooled NAS and NAV `[b, 2, f]` (f32) with the generic ops: `sign` (whose values above 0
+/// are the active neurons: the gate, or the activation itself, see
+/// [`LayerActivation::positive_with_input`]), `act` and `product` (`act·up`) `[b, t, f]`,
+/// pooling weights `[b, 1, t]`.
 pub(super) fn generic_pools(
-    gate: &Tensor,
+    sign: &Tensor,
     act: &Tensor,
     product: &Tensor,
     pool_weights: &Tensor,
@@ -946,8 +955,8 @@ pub(super) fn generic_pools(
     };
     // A device-side zero: comparing with an f64 scalar would copy it from the host in every
     // layer.
-    let zero = Tensor::zeros((), gate.dtype(), gate.device())?.broadcast_as(gate.shape())?;
-    let active = gate.gt(&zero)?.to_dtype(DType::F32)?;
+    let zero = Tensor::zeros((), sign.dtype(), sign.device())?.broadcast_as(sign.shape())?;
+    let active = sign.gt(&zero)?.to_dtype(DType::F32)?;
     let nas = pool_weights.matmul(&active)?;
     let nav = pool_weights.matmul(&magnitude.to_dtype(DType::F32)?.contiguous()?)?;
     Ok(Tensor::cat(&[nas, nav], 1)?)

@@ -39,7 +39,9 @@ pub fn open(path: &Path) -> Result<GgufModel> {
     let (mut file, content) = read_header(path)?;
     let config = model_config(&content, &mut file, path)?;
     let tokenizer = super::gguf_tokenizer::from_gguf(&content, path)?;
-    let weights = GgufSource::new(path, content, &config)?;
+    let from_metadata = metadata_tensors(&content, &config, path)?;
+    let mut weights = GgufSource::new(path, content, &config)?;
+    weights.from_metadata = from_metadata;
     Ok(GgufModel {
         config,
         weights,
@@ -62,8 +64,14 @@ pub struct GgufSource {
     tensor_data_offset: u64,
     /// Hugging Face name → where the tensor is and how to turn it into the HF convention.
     tensors: HashMap<String, GgufTensor>,
+    /// Hugging Face name → values llama.cpp keeps in the metadata instead (Apertus' xIELU
+    /// parameters).
+    from_metadata: HashMap<String, MetadataTensor>,
     storage_dtype: String,
 }
+
+/// A small tensor's values and shape, as the metadata holds them.
+type MetadataTensor = (Vec<f32>, Vec<usize>);
 
 struct GgufTensor {
     gguf_name: String,
@@ -133,6 +141,7 @@ impl GgufSource {
             path: path.to_path_buf(),
             tensor_data_offset: content.tensor_data_offset,
             tensors,
+            from_metadata: HashMap::new(),
             storage_dtype,
         })
     }
@@ -178,6 +187,11 @@ impl GgufSource {
 
 impl TensorSource for GgufSource {
     fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        if let Some((values, stored_shape)) = self.from_metadata.get(name) {
+            check_shape(name, stored_shape, shape, &self.path)?;
+            let tensor = Tensor::from_slice(values, stored_shape.as_slice(), &Device::Cpu)?;
+            return Ok(tensor.to_dtype(dtype)?.to_device(device)?);
+        }
         let Some(tensor) = self.tensors.get(name) else {
             return Err(EngineError::gguf(
                 &self.path,
@@ -190,7 +204,7 @@ impl TensorSource for GgufSource {
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(name) || self.from_metadata.contains_key(name)
     }
 
     fn origin(&self) -> &Path {
@@ -210,6 +224,47 @@ const IGNORED_TENSORS: &[&str] = &[
     "rope_factors_short.weight",
     "rope_factors_long.weight",
 ];
+
+/// The values llama.cpp's converter moves from tensors into the metadata, under the Hugging
+/// Face tensor names the decoder asks for: Apertus' xIELU parameters, one array per
+/// parameter with a value per layer (`xielu.alpha_p`, …, without the architecture's prefix),
+/// stored as transformers stores them (`alpha_p` and `alpha_n` before their softplus).
+fn metadata_tensors(
+    content: &Content,
+    config: &ModelConfig,
+    path: &Path,
+) -> Result<HashMap<String, MetadataTensor>> {
+    let mut tensors = HashMap::new();
+    if config.activation != Activation::XIelu {
+        return Ok(tensors);
+    }
+    let meta = Metadata::new(content, path);
+    for (name, shape) in [
+        ("alpha_p", vec![1]),
+        ("alpha_n", vec![1]),
+        ("beta", vec![]),
+        ("eps", vec![]),
+    ] {
+        let key = format!("xielu.{name}");
+        let values = meta
+            .opt_f32_array(&key)?
+            .ok_or_else(|| meta.error(format!("\"{key}\" (xIELU's parameters) is missing")))?;
+        if values.len() != config.num_layers {
+            return Err(meta.error(format!(
+                "\"{key}\" has {} values for {} layers",
+                values.len(),
+                config.num_layers
+            )));
+        }
+        for (layer, value) in values.into_iter().enumerate() {
+            tensors.insert(
+                format!("model.layers.{layer}.mlp.act_fn.{name}"),
+                (vec![value], shape.clone()),
+            );
+        }
+    }
+    Ok(tensors)
+}
 
 /// The Hugging Face name of a GGUF tensor, and what must be undone to get HF values.
 fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
@@ -250,7 +305,8 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let (part, kind) = rest.rsplit_once('.')?;
     // Biases: on q, k and v (Qwen2), or everywhere in the LayerNorm families (GPT-2, BLOOM).
     let is_norm = part.ends_with("_norm") || part.ends_with("_norm_2");
-    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v")
+    // The output projection's, which the decoder applies where the file has it.
+    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v" | "attn_output")
         || (config.linear_bias && !is_norm)
         || (config.norm_bias && is_norm);
     if kind != "weight" && !(kind == "bias" && bias_allowed) {
@@ -866,6 +922,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("bloom", Architecture::Bloom),
     ("gptneox", Architecture::GptNeoX),
     ("falcon", Architecture::Falcon),
+    ("apertus", Architecture::Apertus),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -1038,6 +1095,12 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             };
         }
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
+        Architecture::Apertus => {
+            // Its xIELU parameters are metadata arrays, served by `metadata_tensors`.
+            config.qk_norm = QkNorm::PerHead;
+            config.mlp_gated = false;
+            config.activation = Activation::XIelu;
+        }
         Architecture::Olmo2 => super::arch::olmo2::family_traits(&mut config),
         Architecture::StableLm => {
             if content

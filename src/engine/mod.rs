@@ -3,6 +3,7 @@
 //!
 //! It knows nothing of corpora, scores or user interfaces.
 
+pub mod activation;
 pub mod anatomy;
 pub mod arch;
 pub mod capture;

@@ -247,6 +247,7 @@ impl Model {
                         Some(&super::arch::falcon::NAMES_TWO_NORMS)
                     }
                     Architecture::Falcon => Some(&super::arch::falcon::NAMES),
+                    Architecture::Apertus => Some(&super::arch::apertus::NAMES),
                     _ => None,
                 };
                 let weights: Box<dyn TensorSource> = match names {

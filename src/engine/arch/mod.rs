@@ -5,6 +5,7 @@
 //!
 //! [`ModelConfig`]: super::config::ModelConfig
 
+pub mod apertus;
 pub mod bloom;
 pub mod cohere;
 pub mod falcon;
@@ -118,6 +119,7 @@ mod tests {
             &super::gpt_neox::NAMES,
             &super::falcon::NAMES,
             &super::falcon::NAMES_TWO_NORMS,
+            &super::apertus::NAMES,
         ] {
             assert_eq!(
                 table.fixed.first().map(|(asked, _)| *asked),
