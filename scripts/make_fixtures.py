@@ -570,6 +570,12 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_parameters={"rope_type": "llama3", "rope_theta": 12000000.0, "factor": 8.0, "low_freq_factor": 1.0,
                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
             tie_word_embeddings=False, **bl_ids, **COMMON), "bl-bos", "bf16", "legacy"),
+        # Llama with `attention_bias`: biases on q, k, v and the output projection (Qwen2's
+        # stop at v), which Llama's successors (Qwen3, Gemma, OLMo, Granite, Cohere, SmolLM3,
+        # Apertus) read the same way.
+        "llama_bias": (transformers.LlamaConfig(
+            vocab_size=v_bl, num_hidden_layers=2, rope_theta=10000.0, attention_bias=True,
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
     }
 
 
@@ -1028,6 +1034,10 @@ def sensitivity(name, model, tok, sents):
                              "short_factor": cfg.rope_parameters["short_factor"][:4],
                              "long_factor": cfg.rope_parameters["long_factor"][:4]}
         variants["rotary on 8 of 16 dimensions"] = c
+    if name == "llama_bias":
+        # The same model without its output projection's bias (q/k/v keep theirs).
+        import types
+        variants["no o_proj bias"] = types.SimpleNamespace(drop="o_proj.bias")
     if name == "cohere":
         c = copy.deepcopy(cfg)
         c.logit_scale = 1.0
@@ -1064,8 +1074,15 @@ def sensitivity(name, model, tok, sents):
                              "sliding_attention": dict(cfg.rope_parameters["full_attention"])}
         variants["global rope base on local layers"] = c
     for what, c in variants.items():
-        m2 = type(model)(c).eval()
-        m2.load_state_dict(model.state_dict())
+        if hasattr(c, "drop"):
+            m2 = copy.deepcopy(model).eval()
+            with torch.no_grad():
+                for n, p in m2.named_parameters():
+                    if n.endswith(c.drop):
+                        p.zero_()
+        else:
+            m2 = type(model)(c).eval()
+            m2.load_state_dict(model.state_dict())
         worst = 0.0
         with torch.no_grad():
             for s in sents:
@@ -1338,7 +1355,8 @@ convert_hf_to_gguf.main()
 # - Falcon 7B's layout: the converter reads `num_kv_heads` through transformers, which fills it
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
-             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus"]
+             "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
+             "llama_bias"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

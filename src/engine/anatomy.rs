@@ -22,8 +22,11 @@ impl ModelConfig {
             "attention: {} heads ({} key/value), head_dim {}",
             self.num_heads, self.num_kv_heads, self.head_dim
         )];
-        if self.qkv_bias {
-            parts.push("q/k/v biases".into());
+        match (self.qkv_bias, self.o_bias && !self.linear_bias) {
+            (true, true) => parts.push("q/k/v and output biases".into()),
+            (true, false) => parts.push("q/k/v biases".into()),
+            (false, true) => parts.push("an output bias".into()),
+            (false, false) => {}
         }
         match self.qk_norm {
             QkNorm::Off => {}

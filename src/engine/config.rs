@@ -303,6 +303,10 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Bias on the q, k and v projections (Qwen2).
     pub qkv_bias: bool,
+    /// Bias on attention's output projection alone: Llama's `attention_bias` (and that of
+    /// most of its successors) puts one on q, k, v and o, Qwen2's biases stop at v.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub o_bias: bool,
     pub qk_norm: QkNorm,
     pub norm_layout: NormLayout,
     /// Gemma: RMSNorm multiplies by `(1 + w)`.
@@ -509,7 +513,7 @@ impl ModelConfig {
             + 2 * h * kv
             + q * h
             + bias(self.qkv_bias, q + 2 * kv)
-            + bias(self.linear_bias, h)
+            + bias(self.linear_bias || self.o_bias, h)
             + match self.qk_norm {
                 QkNorm::Off => 0,
                 QkNorm::PerHead => 2 * self.head_dim as u64,
@@ -906,6 +910,7 @@ impl Dims {
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: false,
             qkv_bias: false,
+            o_bias: false,
             qk_norm: QkNorm::Off,
             norm_layout: NormLayout::Pre,
             norm_plus_one: false,

@@ -333,13 +333,11 @@ impl Decoder {
                 mlp_out_norm: mlp_out_norm?,
                 attention: Attention {
                     qkv: linear(src, &qkv_parts, h, bias, &ctx)?,
-                    // Llama's, Qwen3's, OLMo 2's and Apertus' `attention_bias` puts a bias on
-                    // the output projection too (Qwen2's does not): apply the one stored.
                     o: linear(
                         src,
                         &[(format!("{p}self_attn.o_proj"), h)],
                         q_out,
-                        config.linear_bias || src.contains(&format!("{p}self_attn.o_proj.bias")),
+                        config.linear_bias || config.o_bias,
                         &ctx,
                     )?,
                     q_norm,

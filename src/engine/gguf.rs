@@ -305,8 +305,8 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let (part, kind) = rest.rsplit_once('.')?;
     // Biases: on q, k and v (Qwen2), or everywhere in the LayerNorm families (GPT-2, BLOOM).
     let is_norm = part.ends_with("_norm") || part.ends_with("_norm_2");
-    // The output projection's, which the decoder applies where the file has it.
-    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v" | "attn_output")
+    let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v")
+        || (part == "attn_output" && config.o_bias)
         || (config.linear_bias && !is_norm)
         || (config.norm_bias && is_norm);
     if kind != "weight" && !(kind == "bias" && bias_allowed) {
@@ -1226,6 +1226,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
                 LayerAttention::per_layer(&sliding, window.or(Some(4096)), &local, &rope);
         }
     }
+    // An output bias of its own (Llama's `attention_bias`), where the family's biases do not
+    // already include it.
+    config.o_bias =
+        !config.linear_bias && content.tensor_infos.contains_key("blk.0.attn_output.bias");
     config.validate(path)?;
     Ok(config)
 }

@@ -14,7 +14,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 12e6)?);
     let mut config = dims.into_config(Architecture::Apertus, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     config.qk_norm = QkNorm::PerHead;
     config.mlp_gated = false;
     config.activation = f.activation(&["hidden_act"], Activation::XIelu)?;

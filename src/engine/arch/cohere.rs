@@ -37,7 +37,7 @@ fn shared(f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
     let mut config = dims.into_config(architecture, layers);
     family_traits(&mut config);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.logit_scale = Some(f.f64_or("logit_scale", 0.0625)?);
     config.bos_token_id = f.bos_token_id();

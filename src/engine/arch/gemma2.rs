@@ -36,7 +36,7 @@ pub(super) fn apply_gemma_common(
     config.embedding_scale = Some((hidden as f64).sqrt());
     let scalar = f.f64_or("query_pre_attn_scalar", head_dim as f64)?;
     config.attention_scale = 1.0 / scalar.sqrt();
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, config)?;
     config.bos_token_id = f.bos_token_id();
     Ok(())
 }

@@ -10,7 +10,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
     let mut config = dims.into_config(Architecture::Granite, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.embedding_scale = Some(f.f64_or("embedding_multiplier", 1.0)?);
     config.attention_scale = f.f64_or("attention_multiplier", config.attention_scale)?;

@@ -10,7 +10,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
     let mut config = dims.into_config(Architecture::Llama, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();
     Ok(config)

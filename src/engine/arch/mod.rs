@@ -95,6 +95,15 @@ pub(crate) fn layer_norm_family(config: &mut ModelConfig) {
     config.activation = Activation::GeluTanh;
 }
 
+/// Llama's `attention_bias` (and that of the families that took it over): biases on q, k, v
+/// and the output projection.
+fn attention_bias(f: &HfFields, config: &mut ModelConfig) -> Result<()> {
+    let bias = f.bool_or("attention_bias", false)?;
+    config.qkv_bias = bias;
+    config.o_bias = bias;
+    Ok(())
+}
+
 /// Biased MLPs are not part of any supported family; refuse rather than ignore weights.
 fn reject_mlp_bias(fields: &HfFields) -> Result<()> {
     if fields.bool_or("mlp_bias", false)? {

@@ -37,7 +37,7 @@ pub fn config3(f: &HfFields) -> Result<ModelConfig> {
 fn shared(f: &HfFields, mut config: ModelConfig) -> Result<ModelConfig> {
     super::reject_mlp_bias(f)?;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     family_traits(&mut config);
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();

@@ -13,7 +13,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let layers = LayerAttention::per_layer(&sliding, window, &rope, &rope);
     let mut config = dims.into_config(Architecture::Qwen3, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     config.qk_norm = QkNorm::PerHead;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();

@@ -60,7 +60,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         .collect();
     let mut config = dims.into_config(Architecture::SmolLm3, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
-    config.qkv_bias = f.bool_or("attention_bias", false)?;
+    super::attention_bias(f, &mut config)?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();
     Ok(config)
