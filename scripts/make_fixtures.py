@@ -576,6 +576,13 @@ def tiny_specs(v_sp: int, v_bl: int):
         "llama_bias": (transformers.LlamaConfig(
             vocab_size=v_bl, num_hidden_layers=2, rope_theta=10000.0, attention_bias=True,
             tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
+        # Jais 2: Llama's names and rotary attention with LayerNorms (weight and bias), biases on
+        # q, k, v, o and both MLP projections, a non-gated MLP down(relu(up(h))²), untied.
+        "jais2": (transformers.Jais2Config(
+            vocab_size=v_bl, num_hidden_layers=2, layer_norm_eps=1e-5, attention_bias=True, mlp_bias=True,
+            hidden_act="relu2", rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            tie_word_embeddings=False, **bl_ids, **{k: v for k, v in COMMON.items() if k != "rms_norm_eps"}),
+            "bl-bos", "f32", "v5"),
     }
 
 
@@ -1356,7 +1363,7 @@ convert_hf_to_gguf.main()
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
-             "llama_bias"]
+             "llama_bias", "jais2"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

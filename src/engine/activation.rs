@@ -13,6 +13,7 @@ pub enum LayerActivation {
     Silu,
     GeluTanh,
     Gelu,
+    Relu2,
     XIelu(XIelu),
 }
 
@@ -24,6 +25,7 @@ impl LayerActivation {
             Activation::Silu => Self::Silu,
             Activation::GeluTanh => Self::GeluTanh,
             Activation::Gelu => Self::Gelu,
+            Activation::Relu2 => Self::Relu2,
             Activation::XIelu => Self::XIelu(XIelu::load(src, &format!("{prefix}mlp.act_fn."))?),
         })
     }
@@ -34,12 +36,13 @@ impl LayerActivation {
             Activation::Silu => Some(Self::Silu),
             Activation::GeluTanh => Some(Self::GeluTanh),
             Activation::Gelu => Some(Self::Gelu),
+            Activation::Relu2 => Some(Self::Relu2),
             Activation::XIelu => None,
         }
     }
 
     /// Whether `act(x) > 0` exactly where `x > 0`, so that NAS can read the sign of the
-    /// activation's input (SiLU and GELU). xIELU is positive again far below 0, so its NAS
+    /// activation's input (SiLU, GELU, ReLU²). xIELU is positive again far below 0, so its NAS
     /// reads the activation itself (METHOD §2: `1[a > 0]`).
     pub fn positive_with_input(&self) -> bool {
         !matches!(self, Self::XIelu(_))
@@ -51,6 +54,7 @@ impl LayerActivation {
             Self::Silu => candle_nn::ops::silu(x)?,
             Self::GeluTanh => x.gelu()?,
             Self::Gelu => x.gelu_erf()?,
+            Self::Relu2 => x.relu()?.sqr()?,
             Self::XIelu(p) => p.apply_tensor(x)?,
         })
     }

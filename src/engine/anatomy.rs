@@ -125,6 +125,7 @@ impl ModelConfig {
             Activation::Silu => "SiLU",
             Activation::GeluTanh => "GELU (tanh)",
             Activation::Gelu => "GELU (erf)",
+            Activation::Relu2 => "ReLU²",
             Activation::XIelu => "xIELU (with its own parameters in every layer)",
         };
         let (kind, neurons) = if self.mlp_gated {

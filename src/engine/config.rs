@@ -35,10 +35,11 @@ pub enum Architecture {
     GptNeoX,
     Falcon,
     Apertus,
+    Jais2,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 22] = [
+    pub const ALL: [Architecture; 23] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -61,6 +62,7 @@ impl Architecture {
         Self::GptNeoX,
         Self::Falcon,
         Self::Apertus,
+        Self::Jais2,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -88,6 +90,7 @@ impl Architecture {
             Self::GptNeoX => &["gpt_neox"],
             Self::Falcon => &["falcon"],
             Self::Apertus => &["apertus"],
+            Self::Jais2 => &["jais2"],
         }
     }
 
@@ -121,6 +124,7 @@ impl Architecture {
             Self::GptNeoX => "GPT-NeoX",
             Self::Falcon => "Falcon",
             Self::Apertus => "Apertus",
+            Self::Jais2 => "Jais 2",
         }
     }
 
@@ -157,6 +161,8 @@ pub enum Activation {
     GeluTanh,
     /// Exact (erf) GELU.
     Gelu,
+    /// ReLU squared (`relu2`: Jais 2, Nemotron).
+    Relu2,
     /// xIELU (Apertus): quadratic above 0, an ELU-like branch below, with parameters of its
     /// own in every layer (read with the weights, see [`XIelu`]). Unlike the others it is not
     /// positive exactly where its input is: it turns positive again far below 0.
@@ -170,6 +176,7 @@ impl Activation {
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Self::GeluTanh),
             "gelu" => Some(Self::Gelu),
             "xielu" => Some(Self::XIelu),
+            "relu2" => Some(Self::Relu2),
             _ => None,
         }
     }
@@ -413,6 +420,7 @@ impl ModelConfig {
             Architecture::GptNeoX => super::arch::gpt_neox::config(&fields)?,
             Architecture::Falcon => super::arch::falcon::config(&fields)?,
             Architecture::Apertus => super::arch::apertus::config(&fields)?,
+            Architecture::Jais2 => super::arch::jais2::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -617,7 +625,7 @@ impl HfFields<'_> {
                 return Activation::from_hf(v).ok_or_else(|| {
                     EngineError::config(
                         self.path,
-                        format!("unsupported activation \"{v}\" in \"{key}\" (supported: silu, gelu, gelu_pytorch_tanh, xielu)"),
+                        format!("unsupported activation \"{v}\" in \"{key}\" (supported: silu, gelu, gelu_pytorch_tanh, relu2, xielu)"),
                     )
                 });
             }

@@ -669,6 +669,12 @@ impl FusedMlp {
                         * x;
                 }
             }
+            LayerActivation::Relu2 => {
+                for (o, &x) in out.iter_mut().zip(gate) {
+                    let r = x.max(0.0);
+                    *o = r * r;
+                }
+            }
             LayerActivation::XIelu(p) => {
                 for (o, &x) in out.iter_mut().zip(gate) {
                     *o = p.apply(x);
@@ -1107,6 +1113,7 @@ mod tests {
             LayerActivation::Silu,
             LayerActivation::GeluTanh,
             LayerActivation::Gelu,
+            LayerActivation::Relu2,
             xielu,
         ] {
             for nav_source in [NavSource::Activation, NavSource::ActivationTimesUp] {

@@ -110,7 +110,8 @@ impl KernelActivation {
             LayerActivation::Silu => Some(Self::Silu),
             LayerActivation::GeluTanh => Some(Self::GeluTanh),
             LayerActivation::Gelu => Some(Self::Gelu),
-            LayerActivation::XIelu(_) => None,
+            // Only non-gated MLPs (Jais 2, Nemotron) have these, and they pool generically.
+            LayerActivation::Relu2 | LayerActivation::XIelu(_) => None,
         }
     }
 

@@ -923,6 +923,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("gptneox", Architecture::GptNeoX),
     ("falcon", Architecture::Falcon),
     ("apertus", Architecture::Apertus),
+    ("jais2", Architecture::Jais2),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -960,6 +961,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             | Architecture::StableLm
             | Architecture::GptNeoX
             | Architecture::Falcon
+            | Architecture::Jais2
     );
 
     let num_layers = meta.usize(&key("block_count"))?;
@@ -1095,6 +1097,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             };
         }
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
+        Architecture::Jais2 => {
+            super::arch::jais2::family_traits(&mut config);
+            config.linear_bias = content.tensor_infos.contains_key("blk.0.ffn_up.bias");
+        }
         Architecture::Apertus => {
             // Its xIELU parameters are metadata arrays, served by `metadata_tensors`.
             config.qk_norm = QkNorm::PerHead;

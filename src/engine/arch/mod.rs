@@ -15,6 +15,7 @@ pub mod gemma3;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod granite;
+pub mod jais2;
 pub mod llama;
 pub mod mistral;
 pub mod olmo;
