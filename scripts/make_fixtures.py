@@ -583,6 +583,15 @@ def tiny_specs(v_sp: int, v_bl: int):
             hidden_act="relu2", rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
             tie_word_embeddings=False, **bl_ids, **{k: v for k, v in COMMON.items() if k != "rms_norm_eps"}),
             "bl-bos", "f32", "v5"),
+        # Nemotron-4 / Minitron (e.g. Nemotron-4-Mini-Hindi): "1p" LayerNorms x̂·(1 + w) + b (norm
+        # weights drawn as Gemma's), rotary on half of each head (8 of 16), no biases, non-gated
+        # MLP down(relu(up(h))²), untied; SentencePiece, as the real ones; legacy config with
+        # `partial_rotary_factor` at the top level, as released.
+        "nemotron": (transformers.NemotronConfig(
+            vocab_size=v_sp, num_hidden_layers=2, norm_eps=1e-5, hidden_act="relu2",
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **sp_ids, **{k: v for k, v in COMMON.items() if k != "rms_norm_eps"}),
+            "sp", "f32", "legacy"),
     }
 
 
@@ -645,6 +654,8 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
     else:
         rp = dict(rp)
         j["rope_theta"] = rp.pop("rope_theta")
+        if name == "nemotron":
+            j["partial_rotary_factor"] = rp.pop("partial_rotary_factor")
         if rp.get("rope_type", "default") == "default":
             j["rope_scaling"] = None
         else:
@@ -949,7 +960,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         torch.manual_seed(SEED + i)
         cfg._attn_implementation = "eager"
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
-        init_weights(model, SEED + 100 + i, gemma_norm=name.startswith("gemma"))
+        init_weights(model, SEED + 100 + i, gemma_norm=name.startswith("gemma") or name == "nemotron")
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
         elif wdtype == "f32-sharded":
@@ -1041,6 +1052,10 @@ def sensitivity(name, model, tok, sents):
                              "short_factor": cfg.rope_parameters["short_factor"][:4],
                              "long_factor": cfg.rope_parameters["long_factor"][:4]}
         variants["rotary on 8 of 16 dimensions"] = c
+    if name == "nemotron":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 1.0}
+        variants["rotary on all 16 dimensions"] = c
     if name == "llama_bias":
         # The same model without its output projection's bias (q/k/v keep theirs).
         import types
@@ -1363,7 +1378,7 @@ convert_hf_to_gguf.main()
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
-             "llama_bias", "jais2"]
+             "llama_bias", "jais2", "nemotron"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

@@ -431,7 +431,7 @@ macro_rules! parity_tests {
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
     smollm3, granite, cohere, gpt2, bloom, gpt_neox, falcon, falcon_7b, cohere2, olmo3, xglm,
-    apertus, llama_bias, jais2
+    apertus, llama_bias, jais2, nemotron
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -467,7 +467,7 @@ macro_rules! converted_gguf_tests {
 // Gemma 3 (GGUF cannot carry its unusual query scale); see scripts/make_fixtures.py.
 converted_gguf_tests!(
     llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
-    cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2
+    cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:
@@ -560,6 +560,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "apertus",
         "llama_bias",
         "jais2",
+        "nemotron",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);

@@ -36,10 +36,11 @@ pub enum Architecture {
     Falcon,
     Apertus,
     Jais2,
+    Nemotron,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 23] = [
+    pub const ALL: [Architecture; 24] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -63,6 +64,7 @@ impl Architecture {
         Self::Falcon,
         Self::Apertus,
         Self::Jais2,
+        Self::Nemotron,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -91,6 +93,7 @@ impl Architecture {
             Self::Falcon => &["falcon"],
             Self::Apertus => &["apertus"],
             Self::Jais2 => &["jais2"],
+            Self::Nemotron => &["nemotron"],
         }
     }
 
@@ -125,6 +128,7 @@ impl Architecture {
             Self::Falcon => "Falcon",
             Self::Apertus => "Apertus",
             Self::Jais2 => "Jais 2",
+            Self::Nemotron => "Nemotron",
         }
     }
 
@@ -421,6 +425,7 @@ impl ModelConfig {
             Architecture::Falcon => super::arch::falcon::config(&fields)?,
             Architecture::Apertus => super::arch::apertus::config(&fields)?,
             Architecture::Jais2 => super::arch::jais2::config(&fields)?,
+            Architecture::Nemotron => super::arch::nemotron::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)

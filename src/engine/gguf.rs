@@ -359,6 +359,12 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         ("post_ffw_norm", _) if has_post_norms => ("post_feedforward_layernorm", norm_fix),
         _ => return None,
     };
+    // The `1 +` of Gemma's and Nemotron's norms is in their weights, never their biases.
+    let fix = if kind == "bias" && fix == Fix::SubtractOne {
+        Fix::None
+    } else {
+        fix
+    };
     Some((format!("model.layers.{layer}.{hf_part}.{kind}"), fix))
 }
 
@@ -924,6 +930,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("falcon", Architecture::Falcon),
     ("apertus", Architecture::Apertus),
     ("jais2", Architecture::Jais2),
+    ("nemotron", Architecture::Nemotron),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -962,6 +969,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             | Architecture::GptNeoX
             | Architecture::Falcon
             | Architecture::Jais2
+            | Architecture::Nemotron
     );
 
     let num_layers = meta.usize(&key("block_count"))?;
@@ -1097,8 +1105,13 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             };
         }
         Architecture::Qwen3 => config.qk_norm = QkNorm::PerHead,
-        Architecture::Jais2 => {
-            super::arch::jais2::family_traits(&mut config);
+        Architecture::Jais2 | Architecture::Nemotron => {
+            if architecture == Architecture::Jais2 {
+                super::arch::jais2::family_traits(&mut config);
+            } else {
+                super::arch::nemotron::family_traits(&mut config);
+            }
+            // Biases on the MLP (and so on the output projection) where the file has them.
             config.linear_bias = content.tensor_infos.contains_key("blk.0.ffn_up.bias");
         }
         Architecture::Apertus => {

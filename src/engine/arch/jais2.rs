@@ -3,7 +3,7 @@
 //! `down(relu(up(h))²)`.
 
 use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig};
-use crate::engine::error::{EngineError, Result};
+use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let mut dims = f.dims()?;
@@ -11,18 +11,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
     let mut config = dims.into_config(Architecture::Jais2, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
-    let attention_bias = f.bool_or("attention_bias", true)?;
-    let mlp_bias = f.bool_or("mlp_bias", true)?;
-    if mlp_bias && !attention_bias {
-        // `linear_bias` is the output projection's and the MLP's together.
-        return Err(EngineError::config(
-            f.path,
-            "\"mlp_bias\": true with \"attention_bias\": false is not supported",
-        ));
-    }
-    config.qkv_bias = attention_bias;
-    config.linear_bias = mlp_bias;
-    config.o_bias = attention_bias && !mlp_bias;
+    super::attention_and_mlp_bias(f, &mut config, true)?;
     family_traits(&mut config);
     config.activation = f.activation(&["hidden_act"], Activation::Relu2)?;
     config.bos_token_id = f.bos_token_id();

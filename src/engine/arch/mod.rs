@@ -18,6 +18,7 @@ pub mod granite;
 pub mod jais2;
 pub mod llama;
 pub mod mistral;
+pub mod nemotron;
 pub mod olmo;
 pub mod olmo2;
 pub mod phi3;
@@ -102,6 +103,24 @@ fn attention_bias(f: &HfFields, config: &mut ModelConfig) -> Result<()> {
     let bias = f.bool_or("attention_bias", false)?;
     config.qkv_bias = bias;
     config.o_bias = bias;
+    Ok(())
+}
+
+/// `attention_bias` (q, k, v and o) and `mlp_bias` (up and down), each `default` where not
+/// given (Jais 2, Nemotron).
+fn attention_and_mlp_bias(f: &HfFields, config: &mut ModelConfig, default: bool) -> Result<()> {
+    let attention = f.bool_or("attention_bias", default)?;
+    let mlp = f.bool_or("mlp_bias", default)?;
+    if mlp && !attention {
+        // `linear_bias` is the output projection's and the MLP's together.
+        return Err(EngineError::config(
+            f.path,
+            "\"mlp_bias\": true with \"attention_bias\": false is not supported",
+        ));
+    }
+    config.qkv_bias = attention;
+    config.linear_bias = mlp;
+    config.o_bias = attention && !mlp;
     Ok(())
 }
 
