@@ -592,7 +592,26 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
             tie_word_embeddings=False, **sp_ids, **{k: v for k, v in COMMON.items() if k != "rms_norm_eps"}),
             "sp", "f32", "legacy"),
+        # Mixtures of experts (engine::moe): the router's softmax over the experts, the two best
+        # per token; a layer's neurons are every expert's (8 × 16 or 4 × 32 = 128), an expert's
+        # inactive where it is not chosen. OLMoE: q/k norms over all heads, weights as the
+        # softmax gave them; Qwen3-MoE: Qwen3's attention, weights renormalized over the two;
+        # Mixtral: Mistral's attention (window 8), renormalized, `block_sparse_moe` names.
+        "olmoe": (transformers.OlmoeConfig(
+            vocab_size=v_bl, num_hidden_layers=2, num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
+            rope_theta=10000.0, tie_word_embeddings=False, **bl_ids,
+            **{**{k: v for k, v in COMMON.items() if k != "head_dim"}, "intermediate_size": 16}), "bl-nobos", "f32", "v5"),
+        "qwen3_moe": (transformers.Qwen3MoeConfig(
+            vocab_size=v_bl, num_hidden_layers=2, num_experts=8, num_experts_per_tok=2, norm_topk_prob=True,
+            moe_intermediate_size=16, decoder_sparse_step=1, mlp_only_layers=[], rope_theta=1000000.0,
+            use_sliding_window=False, tie_word_embeddings=True, **bl_ids, **COMMON), "bl-bos", "f32", "v5"),
+        "mixtral": (transformers.MixtralConfig(
+            vocab_size=v_sp, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2, sliding_window=8,
+            rope_theta=10000.0, tie_word_embeddings=False, **sp_ids,
+            **{**COMMON, "intermediate_size": 32, "rms_norm_eps": 1e-5}), "sp", "f32", "legacy"),
     }
+
+MOE = {"olmoe", "qwen3_moe", "mixtral"}
 
 
 def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
@@ -610,7 +629,7 @@ def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
             elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight",
-                                "self_attention.dense.weight", "dense_4h_to_h.weight")):
+                                "self_attention.dense.weight", "dense_4h_to_h.weight", "experts.down_proj")):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.07)
             else:
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.2)
@@ -689,7 +708,7 @@ def run_capture(model, ids: list[int]):
     """One sentence, batch 1. Returns dict of per-token tensors (float64 copies) and logits."""
     layers = decoder_layers(model)
     L = len(layers)
-    st = {"g": [None] * L, "a": [None] * L, "u": [None] * L, "h": [None] * L}
+    st = {"g": [None] * L, "a": [None] * L, "u": [None] * L, "h": [None] * L, "r": [None] * L}
     hooks = []
 
     def keep(key, i):
@@ -711,8 +730,27 @@ def run_capture(model, ids: list[int]):
             st["u"][i] = up.to(torch.float64).clone()
         return fn
 
+    moe_inputs = {}
+
+    def keep_moe(i):
+        # The experts' inputs: the MLP's normed input and each token's chosen experts.
+        def fn(_m, args, kwargs):
+            moe_inputs[i] = [a.detach() for a in args] + [kwargs[k].detach() for k in
+                                                         ("top_k_index", "top_k_weights") if k in kwargs]
+        return fn
+
+    def keep_router(i):
+        def fn(_m, _inp, out):
+            st["r"][i] = out[0].detach().to(torch.float64).clone()  # [T, experts] logits
+        return fn
+
     for i, layer in enumerate(layers):
         mlp = mlp_of(layer)
+        if hasattr(mlp, "experts"):
+            hooks.append(mlp.experts.register_forward_pre_hook(keep_moe(i), with_kwargs=True))
+            hooks.append(mlp.gate.register_forward_hook(keep_router(i)))
+            hooks.append(layer.register_forward_hook(keep("h", i)))
+            continue
         fc_in = next((getattr(mlp, n) for n in ("c_fc", "dense_h_to_4h", "fc1") if hasattr(mlp, n)), None)
         if fc_in is None and not hasattr(mlp, "gate_proj") and hasattr(mlp, "up_proj"):
             fc_in = mlp.up_proj  # Apertus: down(xIELU(up(h)))
@@ -734,22 +772,66 @@ def run_capture(model, ids: list[int]):
     finally:
         for h in hooks:
             h.remove()
+    for i, inputs in moe_inputs.items():
+        moe_neurons(st, i, layers[i], inputs)
     hs = [out.hidden_states[0][0].to(torch.float64)] + st["h"]
     # Sanity: transformers' hidden_states[1..L-1] are the raw decoder-layer outputs; [L] is normed.
     for i in range(1, L):
         assert torch.equal(out.hidden_states[i][0].to(torch.float64), hs[i]), f"hidden state {i} differs"
     assert len(out.hidden_states) == L + 1
     for i in range(L):
+        if i in moe_inputs:
+            continue
         dt = model.dtype
         ref = act_fn(mlp_of(layers[i]))(st["g"][i].to(dt)).to(torch.float64)
         assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
+    margins = [router_margin(st["r"][i], layers[i].mlp.gate.top_k) for i in moe_inputs]
     return {
+        "router_margin": min(margins) if margins else math.inf,
         "g": torch.stack(st["g"]),  # [L, T, d_ff]
         "a": torch.stack(st["a"]),
         "u": torch.stack(st["u"]),
         "h": torch.stack(hs),  # [L+1, T, d]
         "logits": out.logits[0].to(torch.float64),  # [T, V]
     }
+
+
+def moe_neurons(st, i, layer, inputs):
+    """Every expert's neurons at every token of layer i, as transformers' eager expert loop
+    computes them for the tokens routed to the expert: a, gate and up are 0 elsewhere (gate is
+    +inf there, so that min |gate| only counts the tokens an expert saw)."""
+    x, top_k_index = inputs[0], inputs[1]
+    experts = layer.mlp.experts
+    E, f = experts.num_experts, experts.intermediate_dim
+    T = x.shape[0]
+    g = torch.full((T, E * f), math.inf, dtype=torch.float64)
+    a = torch.zeros((T, E * f), dtype=torch.float64)
+    u = torch.zeros((T, E * f), dtype=torch.float64)
+    for e in range(E):
+        tokens = (top_k_index == e).any(dim=-1).nonzero().flatten()
+        if len(tokens) == 0:
+            continue
+        gate, up = torch.nn.functional.linear(x[tokens], experts.gate_up_proj[e]).chunk(2, dim=-1)
+        cols = slice(e * f, (e + 1) * f)
+        g[tokens, cols] = gate.to(torch.float64)
+        a[tokens, cols] = experts.act_fn(gate).to(torch.float64)
+        u[tokens, cols] = up.to(torch.float64)
+    st["g"][i], st["a"][i], st["u"][i] = g, a, u
+
+
+def moe_neurons_per_layer(cfg):
+    """Every expert's neurons (None for a dense model)."""
+    experts = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None)
+    if not experts:
+        return None
+    return experts * (getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size)
+
+
+def router_margin(logits, k):
+    """The smallest gap, over tokens, between the k-th and the (k+1)-th router probability: a
+    token near 0 could be routed differently by another correct implementation."""
+    probs = torch.softmax(logits.to(torch.float32), dim=-1).sort(dim=-1, descending=True).values
+    return (probs[:, k - 1] - probs[:, k]).min().item()
 
 
 def weights(T: int, kind: str) -> torch.Tensor:
@@ -852,6 +934,7 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
                 tensors[f"s{k}.{key}"] = v
             T = len(ids)
             stats["max_T"], stats["min_T"] = max(stats["max_T"], T), min(stats["min_T"], T)
+            stats["min_router_margin"] = min(stats.get("min_router_margin", math.inf), cap["router_margin"])
             gmin = cap["g"].abs().amin(dim=1)
             if sign_from_act:
                 gmin = torch.minimum(gmin, cap["a"].abs().amin(dim=1))
@@ -878,7 +961,8 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
     meta = {
         "model": name,
         "n_layers": str(cfg.num_hidden_layers),
-        "d_ff": str(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size),
+        "d_ff": str(moe_neurons_per_layer(cfg) or getattr(cfg, "intermediate_size", None)
+                    or getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size),
         "d_model": str(cfg.hidden_size),
         "n_sentences": str(len(sents)),
         "sentences": "tests/fixtures/sentences.json",
@@ -959,7 +1043,9 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         folder.mkdir(parents=True)
         torch.manual_seed(SEED + i)
         cfg._attn_implementation = "eager"
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+        # transformers' reference loop over the experts, not its grouped matmuls.
+        impl = {"experts_implementation": "eager"} if name in MOE else {}
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         init_weights(model, SEED + 100 + i, gemma_norm=name.startswith("gemma") or name == "nemotron")
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
@@ -972,11 +1058,13 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         if cfg_format == "legacy":
             rewrite_config_legacy(folder, name, cfg)
         # Reference from exactly what is on disk, reloaded in float32.
-        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager",
+                                                         **impl).eval()
         ref_tok = AutoTokenizer.from_pretrained(folder)
         check_tokenizer_json(folder, ref_tok, sents, cfg.vocab_size)
         check_reload(model, ref_model, wdtype)
-        f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager").eval()
+        f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager",
+                                                   **impl).eval()
         # transformers' XGLM attention floors its scores with `torch.full((), finfo(dtype).min)`
         # and no dtype, which overflows the default float32 when the model runs in float64.
         default_dtype = torch.get_default_dtype()
@@ -987,6 +1075,13 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
                 "tokenizer": tok_desc[tkind], "weights_on_disk": wdtype, "config_format": cfg_format}, f64_model=f64)
         finally:
             torch.set_default_dtype(default_dtype)
+        if name in MOE:
+            # Another correct implementation could route a token differently where two experts'
+            # probabilities are this close (f32 logits of another matmul differ by ~1e-6); none of
+            # the fixture's tokens comes near.
+            margin = float(meta["stats_min_router_margin"])
+            print(f"    smallest router margin {margin:.1e}")
+            assert margin > 1e-5, f"{name}: a token's routing is a near tie ({margin:.1e})"
         if name == "apertus":
             # Else a NAS read from the sign of up(h) would pass the parity test.
             assert int(meta["stats_nas_not_gate_sign"]) > 0, "xIELU never positive below 0 here"

@@ -431,7 +431,7 @@ macro_rules! parity_tests {
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
     smollm3, granite, cohere, gpt2, bloom, gpt_neox, falcon, falcon_7b, cohere2, olmo3, xglm,
-    apertus, llama_bias, jais2, nemotron
+    apertus, llama_bias, jais2, nemotron, olmoe, qwen3_moe, mixtral
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -520,7 +520,11 @@ fn bf16_generic_capture_path_agrees_with_f32() {
 /// goal: the 4-layer smollm3 at 99.29% (not a wiring fault: its f32 parity with transformers
 /// holds); it is held to 99.0% so that a change for the worse still shows. (phi3 was at 99.47%
 /// while LongRoPE's attention factor was folded into the attention scale; multiplied into cos
-/// and sin, as transformers does, it is at 99.54%.)
+/// and sin, as transformers does, it is at 99.54%.) The mixtures of experts decide in blocks:
+/// a token routed to another expert in bf16 turns that expert's 16 (or 32) neurons off and
+/// another's on at once, 6–12% of the sentence's 256 entries at its last token; olmoe meets
+/// one or two such flips among its 30 sentences (99.1–99.4%, with the router in f32 or in
+/// bf16), so the mixtures are held to 98.5%.
 #[test]
 fn bf16_nas_decisions_agree_with_f32() {
     let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
@@ -561,6 +565,9 @@ fn bf16_nas_decisions_agree_with_f32() {
         "llama_bias",
         "jais2",
         "nemotron",
+        "olmoe",
+        "qwen3_moe",
+        "mixtral",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -579,7 +586,11 @@ fn bf16_nas_decisions_agree_with_f32() {
             .count();
         let agreement = equal as f64 / exact.nas.len() as f64;
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
-        let goal = if name == "smollm3" { 0.990 } else { 0.995 };
+        let goal = match name {
+            "smollm3" => 0.990,
+            "olmoe" | "qwen3_moe" | "mixtral" => 0.985,
+            _ => 0.995,
+        };
         if agreement < goal {
             below.push(name);
         }

@@ -44,6 +44,7 @@ mod fixture {
                     // Hidden states have one more layer (the embeddings) than the decoder.
                     layers: layers - 1,
                     d_ff: 64,
+                    experts: None,
                     d_model: 16,
                     heads: 2,
                     kv_heads: 2,

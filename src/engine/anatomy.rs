@@ -138,9 +138,26 @@ impl ModelConfig {
         } else {
             ""
         };
+        let experts = match &self.experts {
+            Some(e) => format!(
+                "; {} experts of {} ({} per token{}), an expert's neurons inactive where it \
+                 is not chosen",
+                e.count,
+                self.intermediate_size,
+                e.per_token,
+                if e.normalize_top_k {
+                    ", weights renormalized"
+                } else {
+                    ""
+                }
+            ),
+            None => String::new(),
+        };
         format!(
-            "MLP: {kind}, {activation}{biases}; neurons {} × {} layers, states of {neurons}",
-            self.intermediate_size, self.num_layers
+            "MLP: {kind}, {activation}{biases}{experts}; neurons {} × {} layers, states of \
+             {neurons}",
+            self.neurons_per_layer(),
+            self.num_layers
         )
     }
 

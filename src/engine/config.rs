@@ -37,10 +37,13 @@ pub enum Architecture {
     Apertus,
     Jais2,
     Nemotron,
+    Olmoe,
+    Qwen3Moe,
+    Mixtral,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 24] = [
+    pub const ALL: [Architecture; 27] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -65,6 +68,9 @@ impl Architecture {
         Self::Apertus,
         Self::Jais2,
         Self::Nemotron,
+        Self::Olmoe,
+        Self::Qwen3Moe,
+        Self::Mixtral,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -94,6 +100,9 @@ impl Architecture {
             Self::Apertus => &["apertus"],
             Self::Jais2 => &["jais2"],
             Self::Nemotron => &["nemotron"],
+            Self::Olmoe => &["olmoe"],
+            Self::Qwen3Moe => &["qwen3_moe"],
+            Self::Mixtral => &["mixtral"],
         }
     }
 
@@ -129,6 +138,9 @@ impl Architecture {
             Self::Apertus => "Apertus",
             Self::Jais2 => "Jais 2",
             Self::Nemotron => "Nemotron",
+            Self::Olmoe => "OLMoE",
+            Self::Qwen3Moe => "Qwen3-MoE",
+            Self::Mixtral => "Mixtral",
         }
     }
 
@@ -184,6 +196,16 @@ impl Activation {
             _ => None,
         }
     }
+}
+
+/// A mixture-of-experts MLP: a router scores `count` gated experts per token and the
+/// `per_token` best run, their outputs summed with the router's softmax weights (renormalized
+/// over the chosen ones where `normalize_top_k`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experts {
+    pub count: usize,
+    pub per_token: usize,
+    pub normalize_top_k: bool,
 }
 
 /// How rotary frequencies are rescaled for long contexts.
@@ -360,6 +382,11 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qkv_clip: Option<f64>,
     pub activation: Activation,
+    /// A mixture of experts in every layer's MLP (OLMoE, Qwen3-MoE, Mixtral):
+    /// `intermediate_size` is then one expert's width. (Left out of the serialized config when
+    /// `None`, so the fingerprints of dense models stay as they were.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<Experts>,
     /// Multiply the token embeddings by this (Gemma: sqrt(hidden_size), Granite's
     /// `embedding_multiplier`).
     pub embedding_scale: Option<f64>,
@@ -426,6 +453,9 @@ impl ModelConfig {
             Architecture::Apertus => super::arch::apertus::config(&fields)?,
             Architecture::Jais2 => super::arch::jais2::config(&fields)?,
             Architecture::Nemotron => super::arch::nemotron::config(&fields)?,
+            Architecture::Olmoe => super::arch::olmoe::config(&fields)?,
+            Architecture::Qwen3Moe => super::arch::qwen3_moe::config(&fields)?,
+            Architecture::Mixtral => super::arch::mixtral::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -434,6 +464,14 @@ impl ModelConfig {
     /// Catches configs whose numbers cannot describe a working model.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |m: String| Err(EngineError::config(path, m));
+        if let Some(experts) = &self.experts
+            && (experts.count == 0 || experts.per_token == 0 || experts.per_token > experts.count)
+        {
+            return bad(format!(
+                "{} experts per token of {} is not a mixture of experts",
+                experts.per_token, experts.count
+            ));
+        }
         if self.num_layers == 0 || self.hidden_size == 0 || self.intermediate_size == 0 {
             return bad("num_hidden_layers, hidden_size and intermediate_size must be > 0".into());
         }
@@ -511,6 +549,15 @@ impl ModelConfig {
     }
 
     /// Parameter count of the decoder (embeddings included, lm_head only when untied).
+    /// The neurons of one layer, whose states are captured: `d_ff`, or every expert's in a
+    /// mixture of experts.
+    pub fn neurons_per_layer(&self) -> usize {
+        match &self.experts {
+            Some(experts) => experts.count * self.intermediate_size,
+            None => self.intermediate_size,
+        }
+    }
+
     pub fn parameter_count(&self) -> u64 {
         let (h, f, v) = (
             self.hidden_size as u64,
@@ -535,7 +582,12 @@ impl ModelConfig {
         let gates = if self.mlp_gated { 2 } else { 1 };
         // xIELU's alpha_p, alpha_n, beta and eps, stored in every layer.
         let activation = bias(self.activation == Activation::XIelu, 4);
-        let mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h) + activation;
+        let one_mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h) + activation;
+        // A mixture: every expert's MLP and the router's `[experts, h]`.
+        let mlp = match &self.experts {
+            Some(experts) => experts.count as u64 * (one_mlp + h),
+            None => one_mlp,
+        };
         let norms = norm
             * match self.norm_layout {
                 NormLayout::Sandwich => 4,
@@ -559,6 +611,11 @@ impl ModelConfig {
         let q = (self.num_heads * self.head_dim) as f64;
         let kv = (self.num_kv_heads * self.head_dim) as f64;
         let mlp_matrices = if self.mlp_gated { 3.0 } else { 2.0 };
+        // A mixture runs its chosen experts, and its router.
+        let mlp_matrices = match &self.experts {
+            Some(e) => e.per_token as f64 * mlp_matrices + e.count as f64 / f,
+            None => mlp_matrices,
+        };
         let matmul = 2.0 * (h * q + 2.0 * h * kv + q * h + mlp_matrices * h * f);
         let attention = 2.0 * 2.0 * q * mean_context;
         self.num_layers as f64 * (matmul + attention)
@@ -931,6 +988,7 @@ impl Dims {
             rope_interleaved: false,
             logit_scale: None,
             mlp_gated: architecture.has_gated_mlp(),
+            experts: None,
             norm_bias: false,
             linear_bias: false,
             learned_positions: false,

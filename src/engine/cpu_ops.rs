@@ -91,6 +91,40 @@ impl PoolSink {
         }
     }
 
+    /// Adds the pooled NAS and NAV of `layer` (`[sentences, d_ff]` each, row-major) to the
+    /// rows: what the generic ops computed for a layer the kernels do not run (a mixture of
+    /// experts).
+    pub fn add_layer_pools(
+        &self,
+        layer: usize,
+        nas: &[f32],
+        nav: &[f32],
+    ) -> candle_core::Result<()> {
+        let layout = self.layout;
+        let (f, width) = (layout.d_ff, layout.width());
+        let mut rows = self.lock()?;
+        let sentences = rows.len() / width;
+        if nas.len() != sentences * f || nav.len() != sentences * f {
+            bail!(
+                "pooled states of {} values for {sentences} sentences of {f}",
+                nas.len()
+            );
+        }
+        for ((row, nas), nav) in rows
+            .chunks_exact_mut(width)
+            .zip(nas.chunks_exact(f))
+            .zip(nav.chunks_exact(f))
+        {
+            for (r, v) in row[layout.nas(layer)..][..f].iter_mut().zip(nas) {
+                *r += v;
+            }
+            for (r, v) in row[layout.nav(layer)..][..f].iter_mut().zip(nav) {
+                *r += v;
+            }
+        }
+        Ok(())
+    }
+
     /// The rows, one per span, for a kernel to fill.
     fn lock(&self) -> candle_core::Result<std::sync::MutexGuard<'_, Vec<f32>>> {
         match self.rows.lock() {

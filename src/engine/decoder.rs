@@ -22,6 +22,7 @@ use super::config::{
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool, KernelActivation};
 use super::error::{EngineError, Result};
+use super::moe::MoeMlp;
 use super::weights::{PartialRotaryWeights, TensorSource};
 
 /// One sentence of a batch: its tokens and how each counts in the pools.
@@ -40,12 +41,12 @@ pub struct BatchInput {
     ids: Tensor,
     packed: bool,
     /// Where each sentence is on the flattened token axis, and its pooling weights.
-    pooling: Arc<HostPooling>,
+    pub(super) pooling: Arc<HostPooling>,
     /// Padded layout only: `[b, 1, t]` pooling weights and `[b, 2, t]` (pooling weights, last
     /// token) on the device.
     device_weights: Option<(Tensor, Tensor)>,
     /// Packed layout only: where the CPU kernels write the pooled states.
-    sink: Option<Arc<PoolSink>>,
+    pub(super) sink: Option<Arc<PoolSink>>,
 }
 
 impl BatchInput {
@@ -164,6 +165,12 @@ struct Attention {
     alibi: Option<Arc<[f32]>>,
 }
 
+/// A layer's MLP: one, or a mixture of experts.
+enum LayerMlp {
+    Dense(Mlp),
+    Experts(MoeMlp),
+}
+
 struct Mlp {
     /// gate and up stacked: `[2·d_ff, d_model]`; up alone `[d_ff, d_model]` when not gated.
     gate_up: Linear,
@@ -184,7 +191,7 @@ struct Layer {
     /// On the MLP's output, before the residual add (Gemma 2/3, OLMo 2).
     mlp_out_norm: Option<RmsNorm>,
     attention: Attention,
-    mlp: Mlp,
+    mlp: LayerMlp,
     /// Index into `Decoder::attention_kinds`.
     kind: usize,
 }
@@ -209,9 +216,9 @@ pub struct Decoder {
     capture_kernel: bool,
 }
 
-struct Ctx {
-    device: Device,
-    dtype: DType,
+pub(super) struct Ctx {
+    pub(super) device: Device,
+    pub(super) dtype: DType,
 }
 
 impl Ctx {
@@ -351,17 +358,27 @@ impl Decoder {
                     clip: config.qkv_clip,
                     alibi: alibi_slopes.clone(),
                 },
-                mlp: Mlp {
-                    gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
-                    down: linear(
+                mlp: match &config.experts {
+                    Some(experts) => LayerMlp::Experts(MoeMlp::load(
                         src,
-                        &[(format!("{p}mlp.down_proj"), h)],
-                        f,
-                        config.linear_bias,
+                        &p,
+                        config,
+                        experts,
+                        LayerActivation::load(config.activation, src, &p)?,
                         &ctx,
-                    )?,
-                    activation: LayerActivation::load(config.activation, src, &p)?,
-                    gated: config.mlp_gated,
+                    )?),
+                    None => LayerMlp::Dense(Mlp {
+                        gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
+                        down: linear(
+                            src,
+                            &[(format!("{p}mlp.down_proj"), h)],
+                            f,
+                            config.linear_bias,
+                            &ctx,
+                        )?,
+                        activation: LayerActivation::load(config.activation, src, &p)?,
+                        gated: config.mlp_gated,
+                    }),
                 },
                 kind,
             });
@@ -503,7 +520,7 @@ impl Decoder {
     pub fn capture_layout(&self) -> CaptureLayout {
         CaptureLayout {
             layers: self.config.num_layers,
-            d_ff: self.config.intermediate_size,
+            d_ff: self.config.neurons_per_layer(),
             d_model: self.config.hidden_size,
         }
     }
@@ -689,11 +706,14 @@ impl Decoder {
                     normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?
                 }
             };
-            let (product, mlp_pooled) =
-                layer
-                    .mlp
-                    .forward(&mlp_in, pool, kernels, self.uses_capture_kernel(), i)?;
-            let mut mlp_out = layer.mlp.down.forward(&product)?;
+            let (mut mlp_out, mlp_pooled) = match &layer.mlp {
+                LayerMlp::Dense(mlp) => {
+                    let (product, pooled) =
+                        mlp.forward(&mlp_in, pool, kernels, self.uses_capture_kernel(), i)?;
+                    (mlp.down.forward(&product)?, pooled)
+                }
+                LayerMlp::Experts(mixture) => mixture.forward(&mlp_in, pool, i)?,
+            };
             if let Some(norm) = &layer.mlp_out_norm {
                 mlp_out = norm.forward(&mlp_out)?;
             }
@@ -1239,7 +1259,7 @@ impl Attention {
 
 /// Projections that read the same input, stacked into one matmul (`[Σ out, in]`): q, k and
 /// v; gate and up. `parts` are `(name, out_dim)`.
-fn linear(
+pub(super) fn linear(
     src: &dyn TensorSource,
     parts: &[(String, usize)],
     in_dim: usize,

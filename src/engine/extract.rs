@@ -79,7 +79,7 @@ impl Model {
         let cfg = &self.config;
         let mut states = LanguageStates::zeroed(
             cfg.num_layers,
-            cfg.intermediate_size,
+            cfg.neurons_per_layer(),
             cfg.hidden_size,
             sentences.len(),
         );

@@ -953,6 +953,13 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         });
     };
     let key = |k: &str| format!("{arch_name}.{k}");
+    // llama.cpp writes Mixtral as `llama` with its experts stacked in one tensor per layer.
+    if meta.opt_usize(&key("expert_count"))?.is_some_and(|n| n > 0) {
+        return Err(meta.error(
+            "a mixture of experts in a GGUF file is not supported (load its safetensors \
+             checkpoint instead)",
+        ));
+    }
     if architecture == Architecture::Olmo2 && meta.get(&key("attention.sliding_window")).is_some() {
         architecture = Architecture::Olmo3;
     }
@@ -1084,8 +1091,12 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM: never named by GGUF_ARCHITECTURES.
-        Architecture::Xglm => {}
+        // llama.cpp has no XGLM, and mixtures of experts are not read from GGUF files: never
+        // named by GGUF_ARCHITECTURES.
+        Architecture::Xglm
+        | Architecture::Olmoe
+        | Architecture::Qwen3Moe
+        | Architecture::Mixtral => {}
         Architecture::Falcon => {
             super::arch::layer_norm_family(&mut config);
             let bias = content.tensor_infos.contains_key("blk.0.attn_qkv.bias");

@@ -71,7 +71,15 @@ pub fn bytes_per_sentence(
     let e = dtype_bytes(dtype);
     let t = tokens as u64;
     let d_model = config.hidden_size as u64;
-    let d_ff = config.intermediate_size as u64;
+    // A mixture of experts runs `per_token` experts for each token, and pools every expert's
+    // neurons per sentence.
+    let (d_ff, pooled) = match &config.experts {
+        Some(experts) => (
+            (config.intermediate_size * experts.per_token) as u64,
+            2 * 4 * (config.neurons_per_layer() * config.num_layers) as u64,
+        ),
+        None => (config.intermediate_size as u64, 0),
+    };
     let q = (config.num_heads * config.head_dim) as u64;
     let kv = (config.num_kv_heads * config.head_dim) as u64;
     // The decoder keeps the residual stream, and computes norms, in f32 whatever `dtype` is.
@@ -84,7 +92,7 @@ pub fn bytes_per_sentence(
         0
     };
     let mlp = 4 * d_ff * e + capture;
-    t * (residual + projections + scores + mlp)
+    t * (residual + projections + scores + mlp) + pooled
 }
 
 /// Checks that the weights fit before any is loaded, so a model too large for the GPU is a

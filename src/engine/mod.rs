@@ -19,6 +19,7 @@ pub mod gguf_tokenizer;
 pub mod hub;
 pub mod memory;
 pub mod model;
+pub mod moe;
 pub mod states;
 pub mod tokenizer;
 pub mod transfer;

@@ -111,7 +111,11 @@ pub struct ModelInfo {
     pub source: ModelSource,
     pub architecture: Architecture,
     pub layers: usize,
+    /// The neurons of a layer (every expert's in a mixture of experts).
     pub d_ff: usize,
+    /// A mixture's experts per layer (their neurons make up `d_ff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<usize>,
     pub d_model: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -135,7 +139,8 @@ impl ModelInfo {
             source: source.clone(),
             architecture: config.architecture,
             layers: config.num_layers,
-            d_ff: config.intermediate_size,
+            d_ff: config.neurons_per_layer(),
+            experts: config.experts.as_ref().map(|e| e.count),
             d_model: config.hidden_size,
             heads: config.num_heads,
             kv_heads: config.num_kv_heads,
@@ -152,11 +157,25 @@ impl ModelInfo {
             "{} · {} layers · d_ff {} · d_model {} · {} params · {}",
             self.architecture,
             self.layers,
-            self.d_ff,
+            self.neurons(),
             self.d_model,
             human_count(self.parameters),
             self.storage_dtype
         )
+    }
+}
+
+impl ModelInfo {
+    /// A layer's neurons: "1536", or "128 (8 experts × 16)".
+    pub fn neurons(&self) -> String {
+        match self.experts {
+            Some(experts) if experts > 0 => format!(
+                "{} ({experts} experts × {})",
+                self.d_ff,
+                self.d_ff / experts
+            ),
+            _ => self.d_ff.to_string(),
+        }
     }
 }
 

@@ -320,7 +320,7 @@ impl Job<'_> {
                         &path,
                         sentences.len(),
                         cfg.num_layers,
-                        cfg.intermediate_size,
+                        cfg.neurons_per_layer(),
                         cfg.hidden_size,
                         &settings.capture,
                     )?;

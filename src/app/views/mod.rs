@@ -222,7 +222,9 @@ pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
         let info = &run.provenance.model;
         ui.weak(format!(
             "{} · {} layers · d_ff {}",
-            info.architecture, info.layers, info.d_ff
+            info.architecture,
+            info.layers,
+            info.neurons()
         ));
         ui.separator();
         ui.label(format!(

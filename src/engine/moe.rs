@@ -1,0 +1,301 @@
+//! Mixture-of-experts MLPs (OLMoE, Qwen3-MoE, Mixtral): a router sends each token to its
+//! `per_token` best experts, each a gated MLP of its own, and sums their outputs with the
+//! router's softmax weights.
+//!
+//! A layer's neurons are all its experts' (`experts × d_ff`; METHOD §1 read for mixtures, a
+//! *choice* the paper does not face): an expert's neurons are inactive — 0 in NAS and NAV —
+//! at the tokens the router does not send to it, so a sentence's pooled states say which
+//! experts it used as well as how. Routing runs on the host (the router's `[tokens, experts]`
+//! scores are small); each expert then runs on its own tokens only.
+
+use candle_core::{DType, Tensor};
+use candle_nn::{Linear, Module};
+
+use super::activation::LayerActivation;
+use super::capture::NavSource;
+use super::config::{Experts, ModelConfig};
+use super::decoder::{BatchInput, Ctx, linear};
+use super::error::Result;
+use super::weights::TensorSource;
+
+pub(super) struct MoeMlp {
+    /// `[experts, d_model]`, f32.
+    router: Tensor,
+    experts: Vec<Expert>,
+    per_token: usize,
+    normalize_top_k: bool,
+    activation: LayerActivation,
+    d_ff: usize,
+}
+
+struct Expert {
+    /// gate and up stacked: `[2·d_ff, d_model]`.
+    gate_up: Linear,
+    down: Linear,
+}
+
+/// How a checkpoint stores a layer's router and experts.
+enum Layout {
+    /// OLMoE, Qwen3-MoE: `mlp.gate`, `mlp.experts.{e}.{gate,up,down}_proj`.
+    PerExpert,
+    /// Mixtral: `block_sparse_moe.gate`, `block_sparse_moe.experts.{e}.w1` (gate), `w3` (up),
+    /// `w2` (down).
+    BlockSparse,
+    /// transformers 5's own: `mlp.experts.gate_up_proj` `[experts, 2·d_ff, d_model]` and
+    /// `mlp.experts.down_proj` `[experts, d_model, d_ff]`.
+    Stacked,
+}
+
+impl MoeMlp {
+    /// Layer `p` (`model.layers.3.`)'s router and experts.
+    pub(super) fn load(
+        src: &dyn TensorSource,
+        p: &str,
+        config: &ModelConfig,
+        mixture: &Experts,
+        activation: LayerActivation,
+        ctx: &Ctx,
+    ) -> Result<Self> {
+        let (h, f, count) = (config.hidden_size, config.intermediate_size, mixture.count);
+        let layout = if src.contains(&format!("{p}block_sparse_moe.gate.weight")) {
+            Layout::BlockSparse
+        } else if src.contains(&format!("{p}mlp.experts.gate_up_proj")) {
+            Layout::Stacked
+        } else {
+            Layout::PerExpert
+        };
+        let router_name = match layout {
+            Layout::BlockSparse => format!("{p}block_sparse_moe.gate.weight"),
+            Layout::PerExpert | Layout::Stacked => format!("{p}mlp.gate.weight"),
+        };
+        // In f32 whatever the compute dtype: the router is small, and a bf16 score moves a
+        // token to another expert where two are close, flipping all their neurons at once.
+        let router = src.load(&router_name, &[count, h], DType::F32, &ctx.device)?;
+        let experts = match layout {
+            Layout::PerExpert | Layout::BlockSparse => (0..count)
+                .map(|e| {
+                    let [gate, up, down] = match layout {
+                        Layout::BlockSparse => ["w1", "w3", "w2"]
+                            .map(|w| format!("{p}block_sparse_moe.experts.{e}.{w}")),
+                        _ => ["gate_proj", "up_proj", "down_proj"]
+                            .map(|w| format!("{p}mlp.experts.{e}.{w}")),
+                    };
+                    Ok(Expert {
+                        gate_up: linear(src, &[(gate, f), (up, f)], h, false, ctx)?,
+                        down: linear(src, &[(down, h)], f, false, ctx)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            Layout::Stacked => {
+                let load = |name: &str, shape: &[usize]| {
+                    src.load(
+                        &format!("{p}mlp.experts.{name}"),
+                        shape,
+                        ctx.dtype,
+                        &ctx.device,
+                    )
+                };
+                let gate_up = load("gate_up_proj", &[count, 2 * f, h])?;
+                let down = load("down_proj", &[count, h, f])?;
+                (0..count)
+                    .map(|e| {
+                        Ok(Expert {
+                            gate_up: Linear::new(matrix(gate_up.get(e)?, ctx)?, None),
+                            down: Linear::new(matrix(down.get(e)?, ctx)?, None),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
+        Ok(Self {
+            router,
+            experts,
+            // `ModelConfig::validate` checked it is 1..=count.
+            per_token: mixture.per_token,
+            normalize_top_k: mixture.normalize_top_k,
+            activation,
+            d_ff: f,
+        })
+    }
+
+    /// The mixture's output `[rows, cols, d_model]` for `x` (the MLP's normed input), and with
+    /// `pool` the pooled NAS and NAV of every expert's neurons: `[b, 2, experts·d_ff]`, or
+    /// with the CPU kernels added to the batch's sink.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        pool: Option<(&BatchInput, NavSource)>,
+        layer: usize,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (rows, cols, h) = x.dims3()?;
+        let n = rows * cols;
+        let flat = x.reshape((n, h))?;
+        let scores = flat
+            .to_dtype(DType::F32)?
+            .matmul(&self.router.t()?)?
+            .to_vec2::<f32>()?;
+        let routes = self.route(&scores);
+        let device = x.device();
+        let mut out = flat.zeros_like()?;
+        let b = pool.map_or(0, |(input, _)| input.pooling.spans.len());
+        let sentence_of = pool.map(|(input, _)| sentence_of_token(input, n));
+        let (mut nas, mut nav) = (Vec::new(), Vec::new());
+        for (expert, (tokens, weights)) in self.experts.iter().zip(routes) {
+            if tokens.is_empty() {
+                if pool.is_some() {
+                    let zeros = Tensor::zeros((b, self.d_ff), DType::F32, device)?;
+                    nas.push(zeros.clone());
+                    nav.push(zeros);
+                }
+                continue;
+            }
+            let chosen = tokens.len();
+            let index = Tensor::from_slice(&tokens, chosen, device)?;
+            let gate_up = expert.gate_up.forward(&flat.index_select(&index, 0)?)?;
+            let gate = gate_up.narrow(1, 0, self.d_ff)?;
+            let up = gate_up.narrow(1, self.d_ff, self.d_ff)?;
+            let act = self.activation.apply(&gate)?;
+            let product = (&act * &up)?;
+            let weights = Tensor::from_slice(&weights, (chosen, 1), device)?;
+            let y = expert
+                .down
+                .forward(&product)?
+                .broadcast_mul(&weights.to_dtype(flat.dtype())?)?;
+            out = out.index_add(&index, &y, 0)?;
+            let (Some((input, nav_source)), Some(sentence_of)) = (pool, &sentence_of) else {
+                continue;
+            };
+            // `[b, chosen]`: each chosen token's pooling weight in its sentence's row.
+            let mut matrix = vec![0f32; b * chosen];
+            for (i, &token) in tokens.iter().enumerate() {
+                let token = token as usize;
+                if let Some(s) = sentence_of[token] {
+                    matrix[s * chosen + i] = input.pooling.weights[token];
+                }
+            }
+            let matrix = Tensor::from_vec(matrix, (b, chosen), device)?;
+            let sign = if self.activation.positive_with_input() {
+                &gate
+            } else {
+                &act
+            };
+            let active = sign.gt(&sign.zeros_like()?)?.to_dtype(DType::F32)?;
+            let magnitude = match nav_source {
+                NavSource::Activation => act.abs()?,
+                NavSource::ActivationTimesUp => product.abs()?,
+            };
+            nas.push(matrix.matmul(&active)?);
+            nav.push(matrix.matmul(&magnitude.to_dtype(DType::F32)?)?);
+        }
+        let out = out.reshape((rows, cols, h))?;
+        let Some((input, _)) = pool else {
+            return Ok((out, None));
+        };
+        let nas = Tensor::cat(&nas, 1)?;
+        let nav = Tensor::cat(&nav, 1)?;
+        if let Some(sink) = &input.sink {
+            // The CPU kernels' batch: the rest of the layer's states are in the sink already.
+            sink.add_layer_pools(
+                layer,
+                &nas.flatten_all()?.to_vec1::<f32>()?,
+                &nav.flatten_all()?.to_vec1::<f32>()?,
+            )?;
+            return Ok((out, None));
+        }
+        Ok((out, Some(Tensor::stack(&[nas, nav], 1)?)))
+    }
+
+    /// For each expert, the tokens sent to it and their weights: the router's softmax over the
+    /// experts (f32), the `per_token` largest, renormalized over those where the family does,
+    /// as transformers computes them.
+    fn route(&self, scores: &[Vec<f32>]) -> Vec<(Vec<u32>, Vec<f32>)> {
+        let mut routes = vec![(Vec::new(), Vec::new()); self.experts.len()];
+        let mut order: Vec<usize> = Vec::with_capacity(self.experts.len());
+        for (token, logits) in scores.iter().enumerate() {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            let probs: Vec<f32> = exps.iter().map(|&e| e / sum).collect();
+            order.clear();
+            order.extend(0..probs.len());
+            // Highest first; exact ties (which real scores do not meet) to the lower index.
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+            let chosen = &order[..self.per_token];
+            let total: f32 = chosen.iter().map(|&e| probs[e]).sum();
+            for &e in chosen {
+                let weight = if self.normalize_top_k {
+                    probs[e] / total
+                } else {
+                    probs[e]
+                };
+                routes[e].0.push(token as u32);
+                routes[e].1.push(weight);
+            }
+        }
+        routes
+    }
+}
+
+/// One expert's `[out, in]` matrix, laid out for the CPU's matmuls as `linear` lays them.
+fn matrix(weight: Tensor, ctx: &Ctx) -> Result<Tensor> {
+    Ok(if ctx.device.is_cpu() {
+        weight.t()?.contiguous()?.t()?
+    } else {
+        weight.contiguous()?
+    })
+}
+
+/// For each token of the flattened batch, its sentence (`None` in padding and gaps).
+fn sentence_of_token(input: &BatchInput, n: usize) -> Vec<Option<usize>> {
+    let mut sentence = vec![None; n];
+    for (s, span) in input.pooling.spans.iter().enumerate() {
+        for slot in sentence.iter_mut().skip(span.start).take(span.len) {
+            *slot = Some(s);
+        }
+    }
+    sentence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mixture(per_token: usize, normalize_top_k: bool) -> MoeMlp {
+        let device = candle_core::Device::Cpu;
+        let expert = || Expert {
+            gate_up: Linear::new(Tensor::zeros((2, 1), DType::F32, &device).unwrap(), None),
+            down: Linear::new(Tensor::zeros((1, 1), DType::F32, &device).unwrap(), None),
+        };
+        MoeMlp {
+            router: Tensor::zeros((3, 1), DType::F32, &device).unwrap(),
+            experts: vec![expert(), expert(), expert()],
+            per_token,
+            normalize_top_k,
+            activation: LayerActivation::Silu,
+            d_ff: 1,
+        }
+    }
+
+    /// Logits ln 1, ln 2, ln 5 give probabilities 0.125, 0.25, 0.625.
+    #[test]
+    fn routing_takes_the_largest_softmax_weights() {
+        let scores = vec![
+            vec![0.0, 2f32.ln(), 5f32.ln()],
+            vec![5f32.ln(), 2f32.ln(), 0.0],
+        ];
+        let routes = mixture(2, false).route(&scores);
+        assert_eq!(routes[0].0, vec![1]);
+        assert_eq!(routes[1].0, vec![0, 1]);
+        assert_eq!(routes[2].0, vec![0]);
+        assert!((routes[2].1[0] - 0.625).abs() < 1e-6);
+        assert!((routes[1].1[0] - 0.25).abs() < 1e-6);
+        // Renormalized over the two chosen: 0.625 / 0.875 and 0.25 / 0.875.
+        let routes = mixture(2, true).route(&scores);
+        assert!((routes[2].1[0] - 0.625 / 0.875).abs() < 1e-6);
+        assert!((routes[1].1[0] - 0.25 / 0.875).abs() < 1e-6);
+        // Equal scores: the lower expert.
+        let routes = mixture(1, true).route(&[vec![1.0, 1.0, 0.0]]);
+        assert_eq!((routes[0].0.len(), routes[1].0.len()), (1, 0));
+        assert!((routes[0].1[0] - 1.0).abs() < 1e-6);
+    }
+}
