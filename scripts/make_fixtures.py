@@ -595,18 +595,20 @@ def tiny_specs(v_sp: int, v_bl: int):
         # Mixtures of experts (engine::moe): the router's softmax over the experts, the two best
         # per token; a layer's neurons are every expert's (8 × 16 or 4 × 32 = 128), an expert's
         # inactive where it is not chosen. OLMoE: q/k norms over all heads, weights as the
-        # softmax gave them; Qwen3-MoE: Qwen3's attention, weights renormalized over the two;
-        # Mixtral: Mistral's attention (window 8), renormalized, `block_sparse_moe` names.
+        # softmax gave them, rms eps 1e-5 (as released; llama.cpp's converter writes it); Qwen3-MoE: Qwen3's attention, weights renormalized over the two;
+        # Mixtral: Mistral's attention without a window (as released), renormalized,
+        # `block_sparse_moe` names.
         "olmoe": (transformers.OlmoeConfig(
             vocab_size=v_bl, num_hidden_layers=2, num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
             rope_theta=10000.0, tie_word_embeddings=False, **bl_ids,
-            **{**{k: v for k, v in COMMON.items() if k != "head_dim"}, "intermediate_size": 16}), "bl-nobos", "f32", "v5"),
+            **{**{k: v for k, v in COMMON.items() if k != "head_dim"}, "intermediate_size": 16, "rms_norm_eps": 1e-5}),
+            "bl-nobos", "f32", "v5"),
         "qwen3_moe": (transformers.Qwen3MoeConfig(
             vocab_size=v_bl, num_hidden_layers=2, num_experts=8, num_experts_per_tok=2, norm_topk_prob=True,
             moe_intermediate_size=16, decoder_sparse_step=1, mlp_only_layers=[], rope_theta=1000000.0,
             use_sliding_window=False, tie_word_embeddings=True, **bl_ids, **COMMON), "bl-bos", "f32", "v5"),
         "mixtral": (transformers.MixtralConfig(
-            vocab_size=v_sp, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2, sliding_window=8,
+            vocab_size=v_sp, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
             rope_theta=10000.0, tie_word_embeddings=False, **sp_ids,
             **{**COMMON, "intermediate_size": 32, "rms_norm_eps": 1e-5}), "sp", "f32", "legacy"),
     }
@@ -1473,7 +1475,7 @@ convert_hf_to_gguf.main()
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
-             "llama_bias", "jais2", "nemotron"]
+             "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

@@ -467,7 +467,8 @@ macro_rules! converted_gguf_tests {
 // Gemma 3 (GGUF cannot carry its unusual query scale); see scripts/make_fixtures.py.
 converted_gguf_tests!(
     llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
-    cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron
+    cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron,
+    olmoe, qwen3_moe, mixtral
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

@@ -19,7 +19,7 @@ use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
-    Activation, Architecture, Dims, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope,
+    Activation, Architecture, Dims, Experts, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope,
     RopeScaling, yarn_mscale,
 };
 use super::error::{EngineError, Result};
@@ -316,7 +316,11 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     // `LlamaModel` (ggml's NORM rope rotates adjacent pairs); the others keep HF's layout.
     let permuted = matches!(
         config.architecture,
-        Architecture::Llama | Architecture::Granite | Architecture::SmolLm3 | Architecture::Olmo
+        Architecture::Llama
+            | Architecture::Mixtral
+            | Architecture::Granite
+            | Architecture::SmolLm3
+            | Architecture::Olmo
     );
     let (hf_part, fix) = match (part, sandwich) {
         ("attn_q", _) if permuted => (
@@ -346,6 +350,11 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         }
         ("ffn_up", _) => ("mlp.up_proj", Fix::None),
         ("ffn_down", _) => ("mlp.down_proj", Fix::None),
+        // A mixture's router, and its experts stacked `[experts, out, in]`.
+        ("ffn_gate_inp", _) if config.experts.is_some() => ("mlp.gate", Fix::None),
+        ("ffn_gate_exps", _) if config.experts.is_some() => ("mlp.experts.gate_proj", Fix::None),
+        ("ffn_up_exps", _) if config.experts.is_some() => ("mlp.experts.up_proj", Fix::None),
+        ("ffn_down_exps", _) if config.experts.is_some() => ("mlp.experts.down_proj", Fix::None),
         // Falcon 40B's two norms: llama.cpp's converter names `ln_mlp` (the MLP's)
         // `attn_norm` and `ln_attn` (attention's) `attn_norm_2`.
         ("attn_norm", _) if falcon_two_norms => ("post_attention_layernorm", norm_fix),
@@ -931,6 +940,8 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("apertus", Architecture::Apertus),
     ("jais2", Architecture::Jais2),
     ("nemotron", Architecture::Nemotron),
+    ("olmoe", Architecture::Olmoe),
+    ("qwen3moe", Architecture::Qwen3Moe),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -953,12 +964,20 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         });
     };
     let key = |k: &str| format!("{arch_name}.{k}");
-    // llama.cpp writes Mixtral as `llama` with its experts stacked in one tensor per layer.
-    if meta.opt_usize(&key("expert_count"))?.is_some_and(|n| n > 0) {
-        return Err(meta.error(
-            "a mixture of experts in a GGUF file is not supported (load its safetensors \
-             checkpoint instead)",
-        ));
+    // A mixture of experts: llama.cpp writes Mixtral as `llama` with experts.
+    let expert_count = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0);
+    if expert_count.is_some() {
+        architecture = match architecture {
+            Architecture::Llama => Architecture::Mixtral,
+            Architecture::Olmoe | Architecture::Qwen3Moe => architecture,
+            _ => {
+                return Err(meta.error(format!(
+                    "a mixture of experts in a \"{arch_name}\" GGUF file is not supported"
+                )));
+            }
+        };
+    } else if matches!(architecture, Architecture::Olmoe | Architecture::Qwen3Moe) {
+        return Err(meta.error(format!("\"{}\" is missing", key("expert_count"))));
     }
     if architecture == Architecture::Olmo2 && meta.get(&key("attention.sliding_window")).is_some() {
         architecture = Architecture::Olmo3;
@@ -1006,9 +1025,14 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     // d_ff as the weights have it (`ffn_down` is `[d_model, d_ff]` in every family, fused or
     // not): llama.cpp's converter writes `feed_forward_length` as 4 × n_embd for GPT-2 and
     // Falcon whatever `n_inner` or `ffn_hidden_size` say.
-    let intermediate_size = match content.tensor_infos.get("blk.0.ffn_down.weight") {
-        Some(down) => down.shape.dims().get(1).copied().unwrap_or(0),
-        None => meta.usize(&key("feed_forward_length"))?,
+    // A mixture's `ffn_down_exps` is `[experts, d_model, d_ff]`.
+    let intermediate_size = match (
+        content.tensor_infos.get("blk.0.ffn_down.weight"),
+        content.tensor_infos.get("blk.0.ffn_down_exps.weight"),
+    ) {
+        (Some(down), _) => down.shape.dims().get(1).copied().unwrap_or(0),
+        (None, Some(down)) => down.shape.dims().get(2).copied().unwrap_or(0),
+        (None, None) => meta.usize(&key("feed_forward_length"))?,
     };
     let max_position_embeddings = match architecture {
         // The converter writes `seq_length` or n_embd; ALiBi has no trained length.
@@ -1091,12 +1115,25 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and mixtures of experts are not read from GGUF files: never
-        // named by GGUF_ARCHITECTURES.
-        Architecture::Xglm
-        | Architecture::Olmoe
-        | Architecture::Qwen3Moe
-        | Architecture::Mixtral => {}
+        // llama.cpp has no XGLM: never named by GGUF_ARCHITECTURES.
+        Architecture::Xglm => {}
+        Architecture::Olmoe | Architecture::Qwen3Moe | Architecture::Mixtral => {
+            config.qk_norm = match architecture {
+                Architecture::Olmoe => QkNorm::AllHeads,
+                Architecture::Qwen3Moe => QkNorm::PerHead,
+                _ => QkNorm::Off,
+            };
+            // llama.cpp renormalizes the chosen experts' weights for Mixtral and Qwen3-MoE,
+            // not for OLMoE, unless the file says.
+            let normalize_top_k = meta
+                .opt_bool(&key("expert_weights_norm"))?
+                .unwrap_or(architecture != Architecture::Olmoe);
+            config.experts = Some(Experts {
+                count: expert_count.unwrap_or(0),
+                per_token: meta.usize(&key("expert_used_count"))?,
+                normalize_top_k,
+            });
+        }
         Architecture::Falcon => {
             super::arch::layer_norm_family(&mut config);
             let bias = content.tensor_infos.contains_key("blk.0.attn_qkv.bias");

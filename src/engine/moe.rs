@@ -44,6 +44,10 @@ enum Layout {
     /// transformers 5's own: `mlp.experts.gate_up_proj` `[experts, 2·d_ff, d_model]` and
     /// `mlp.experts.down_proj` `[experts, d_model, d_ff]`.
     Stacked,
+    /// GGUF files (as the reader names them): `mlp.experts.gate_proj.weight` and
+    /// `up_proj.weight` `[experts, d_ff, d_model]`, `down_proj.weight` `[experts, d_model,
+    /// d_ff]`.
+    StackedApart,
 }
 
 impl MoeMlp {
@@ -61,12 +65,14 @@ impl MoeMlp {
             Layout::BlockSparse
         } else if src.contains(&format!("{p}mlp.experts.gate_up_proj")) {
             Layout::Stacked
+        } else if src.contains(&format!("{p}mlp.experts.gate_proj.weight")) {
+            Layout::StackedApart
         } else {
             Layout::PerExpert
         };
         let router_name = match layout {
             Layout::BlockSparse => format!("{p}block_sparse_moe.gate.weight"),
-            Layout::PerExpert | Layout::Stacked => format!("{p}mlp.gate.weight"),
+            _ => format!("{p}mlp.gate.weight"),
         };
         // In f32 whatever the compute dtype: the router is small, and a bf16 score moves a
         // token to another expert where two are close, flipping all their neurons at once.
@@ -86,7 +92,7 @@ impl MoeMlp {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
-            Layout::Stacked => {
+            Layout::Stacked | Layout::StackedApart => {
                 let load = |name: &str, shape: &[usize]| {
                     src.load(
                         &format!("{p}mlp.experts.{name}"),
@@ -95,8 +101,19 @@ impl MoeMlp {
                         &ctx.device,
                     )
                 };
-                let gate_up = load("gate_up_proj", &[count, 2 * f, h])?;
-                let down = load("down_proj", &[count, h, f])?;
+                let (gate_up, down) = if matches!(layout, Layout::Stacked) {
+                    (
+                        load("gate_up_proj", &[count, 2 * f, h])?,
+                        load("down_proj", &[count, h, f])?,
+                    )
+                } else {
+                    let gate = load("gate_proj.weight", &[count, f, h])?;
+                    let up = load("up_proj.weight", &[count, f, h])?;
+                    (
+                        Tensor::cat(&[gate, up], 1)?,
+                        load("down_proj.weight", &[count, h, f])?,
+                    )
+                };
                 (0..count)
                     .map(|e| {
                         Ok(Expert {
