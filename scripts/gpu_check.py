@@ -161,6 +161,15 @@ def score_difference(reference, other, methods=("Nas", "Nav")):
     return worst
 
 
+def is_mixture(model):
+    """Whether the model folder holds a mixture of experts (OLMoE, Qwen3-MoE, Mixtral)."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return False
+    keys = json.loads(config.read_text())
+    return bool(keys.get("num_experts") or keys.get("num_local_experts"))
+
+
 def parity_model(binary, model, work, gpu, cpu_sentences, gpu_sentences, label):
     """CPU f32 vs GPU f32 (states), and GPU bf16 vs GPU f32 (decisions, scores)."""
     result = {"model": label}
@@ -193,7 +202,11 @@ def parity_model(binary, model, work, gpu, cpu_sentences, gpu_sentences, label):
         # threshold on the GPU would flip far more.
         "nas_f32_entries_differing_below_0.1%":
             result["nas_entries_differing_gpu_f32_vs_cpu_f32"] <= 1e-3,
-        "nas_decisions_bf16_99.5%": result["nas_decision_agreement_bf16_vs_f32"] >= 0.995,
+        # A mixture of experts decides in blocks: a token routed to another expert in bf16 turns
+        # that expert's neurons off and another's on at once (tests/parity.rs holds the tiny
+        # mixtures to 98.5% for the same reason).
+        "nas_decisions_bf16_99.5%": result["nas_decision_agreement_bf16_vs_f32"]
+        >= (0.985 if is_mixture(model) else 0.995),
         # One sentence's match is 1/n of a score; 1e-9 absorbs float noise at exactly 0.02.
         "scores_bf16_within_0.02": result["max_score_diff_bf16_vs_f32"] <= 0.02 + 1e-9,
     }
