@@ -647,6 +647,13 @@ fn cmd_inspect(model: &str) -> Result<()> {
         println!("{line}");
     }
     println!("fingerprint {}", info.fingerprint);
+    // What the cache keeps per sentence, so that a large run's disk use is no surprise.
+    let per_sentence = crate::engine::states::file_bytes(1, info.layers, info.d_ff, info.d_model);
+    println!(
+        "pooled states: {} per sentence ({} for 100 sentences in 10 languages)",
+        crate::engine::memory::gib(per_sentence),
+        crate::engine::memory::gib(per_sentence * 1000)
+    );
     let (device, label) = DeviceChoice::Auto.resolve()?;
     println!("would run on: {label}");
     if let Some(memory) = crate::engine::memory::device_memory(&device) {

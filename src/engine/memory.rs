@@ -162,13 +162,15 @@ pub fn resolve_batch_size(
     }
 }
 
-/// `12.3 GiB`, `512 MiB`.
+/// `12.3 GiB`, `512 MiB`, `96 KiB`.
 pub fn gib(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= (1u64 << 30) as f64 {
         format!("{:.1} GiB", b / (1u64 << 30) as f64)
-    } else {
+    } else if b >= (1u64 << 20) as f64 {
         format!("{:.0} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", b / (1u64 << 10) as f64)
     }
 }
 

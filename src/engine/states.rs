@@ -255,6 +255,19 @@ impl StatesLayout {
     }
 }
 
+/// The bytes of a states file's neuron tensors (`nas`, `nav`: each) and hidden-state tensors
+/// (`hidden_weighted`, `hidden_last`: each), f32.
+fn tensor_bytes(sentences: usize, layers: usize, d_ff: usize, d_model: usize) -> [u64; 2] {
+    let (n, l) = (sentences as u64, layers as u64);
+    [n * l * d_ff as u64 * 4, n * (l + 1) * d_model as u64 * 4]
+}
+
+/// What a states file of `sentences` takes on disk (its data; the header is small).
+pub fn file_bytes(sentences: usize, layers: usize, d_ff: usize, d_model: usize) -> u64 {
+    let [neurons, hidden] = tensor_bytes(sentences, layers, d_ff, d_model);
+    2 * neurons + 2 * hidden + 4 * sentences as u64
+}
+
 /// Writes a states file sentence by sentence, so that a language's pooled states never need
 /// to be in memory at once. The file is a regular safetensors file (readable with
 /// [`LanguageStates::load`] or from Python), written beside its final path and renamed into place by
@@ -280,8 +293,7 @@ impl StatesWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let neuron_bytes = (sentences * layers * d_ff * 4) as u64;
-        let hidden_bytes = (sentences * (layers + 1) * d_model * 4) as u64;
+        let [neuron_bytes, hidden_bytes] = tensor_bytes(sentences, layers, d_ff, d_model);
         let sizes = [
             neuron_bytes,
             neuron_bytes,

@@ -289,6 +289,26 @@ impl Job<'_> {
                 tokens: None,
             });
         }
+        // The states still to compute go to the cache (or a scratch folder): refuse before any
+        // work rather than fill the disk half-way.
+        let needed: u64 = plans
+            .iter()
+            .filter(|plan| plan.cached.is_none())
+            .map(|plan| {
+                crate::engine::states::file_bytes(
+                    plan.sentences.len(),
+                    info.layers,
+                    info.d_ff,
+                    info.d_model,
+                )
+            })
+            .sum();
+        let states_dir = if self.options.use_cache {
+            cache.root().to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        check_disk_space(&states_dir, needed)?;
         let mut work: Option<Work> = None;
         let mut compute_time = Duration::ZERO;
         // Tokens of the languages finished so far, cached or computed.
@@ -570,6 +590,27 @@ fn held_out_sentences(full: &Corpus, selected: &Corpus, lang: &Lang, count: usiz
 }
 
 /// A private temporary folder for states when the cache is off, removed when the job ends.
+/// Refuses `needed` bytes where the disk holding `dir` (or its nearest existing parent) has
+/// less free, with a tenth of a gigabyte to spare. Where the free space cannot be read, the
+/// run goes ahead.
+fn check_disk_space(dir: &std::path::Path, needed: u64) -> Result<(), RunError> {
+    const SPARE: u64 = 100_000_000;
+    let Some(existing) = dir.ancestors().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    let Ok(free) = fs2::available_space(existing) else {
+        return Ok(());
+    };
+    if needed.saturating_add(SPARE) > free {
+        return Err(RunError::DiskSpace {
+            path: dir.to_path_buf(),
+            needed,
+            free,
+        });
+    }
+    Ok(())
+}
+
 struct ScratchDir {
     path: std::path::PathBuf,
 }
@@ -596,5 +637,63 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_larger_than_the_disk_is_refused_with_the_numbers() {
+        let dir = std::env::temp_dir()
+            .join("neuronxa-disk-check")
+            .join("not-yet-made");
+        assert!(check_disk_space(&dir, 1_000).is_ok());
+        let err = check_disk_space(&dir, u64::MAX / 2).unwrap_err();
+        assert!(matches!(err, RunError::DiskSpace { needed, .. } if needed == u64::MAX / 2));
+        let message = err.to_string();
+        assert!(
+            message.contains("GiB") && message.contains("NEURONXA_CACHE"),
+            "{message}"
+        );
+    }
+
+    /// A states file's size as written: what the check counts.
+    #[test]
+    fn states_file_bytes_match_what_the_writer_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.safetensors");
+        let (n, layers, d_ff, d_model) = (3, 2, 5, 4);
+        let mut writer = StatesWriter::create(
+            &path,
+            n,
+            layers,
+            d_ff,
+            d_model,
+            &crate::engine::CaptureSettings::default(),
+        )
+        .unwrap();
+        let (neurons, hidden) = (
+            vec![0.5f32; layers * d_ff],
+            vec![1f32; (layers + 1) * d_model],
+        );
+        for index in 0..n {
+            let states = crate::engine::states::SentenceStates {
+                nas: &neurons,
+                nav: &neurons,
+                hidden_pooled: &hidden,
+                hidden_last: &hidden,
+                token_count: 7,
+            };
+            writer.write_sentence(index, &states).unwrap();
+        }
+        writer.finish().unwrap();
+        let on_disk = std::fs::metadata(&path).unwrap().len();
+        let data = crate::engine::states::file_bytes(n, layers, d_ff, d_model);
+        assert!(
+            on_disk >= data && on_disk < data + 4096,
+            "{on_disk} vs {data}"
+        );
     }
 }

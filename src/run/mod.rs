@@ -379,6 +379,17 @@ pub enum RunError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Analysis(#[from] crate::analysis::error::AnalysisError),
+    #[error(
+        "the pooled states of this run need {} in {path}, which has {} free: use fewer \
+         sentences or languages, or point NEURONXA_CACHE at a larger disk",
+        crate::engine::memory::gib(*needed),
+        crate::engine::memory::gib(*free)
+    )]
+    DiskSpace {
+        path: PathBuf,
+        needed: u64,
+        free: u64,
+    },
     #[error("{0}")]
     Invalid(String),
 }
