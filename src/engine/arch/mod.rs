@@ -109,6 +109,35 @@ fn attention_bias(f: &HfFields, config: &mut ModelConfig) -> Result<()> {
     Ok(())
 }
 
+/// Llama's names and rotary attention with LayerNorms (weight and bias) and a non-gated ReLU²
+/// MLP (Jais 2, Nemotron): the norm eps under `eps_key`, biases `bias_default` where the
+/// config does not say.
+fn relu2_layer_norm_config(
+    f: &HfFields,
+    architecture: Architecture,
+    eps_key: &str,
+    bias_default: bool,
+) -> Result<ModelConfig> {
+    let mut dims = f.dims()?;
+    dims.rms_norm_eps = f.f64_or(eps_key, 1e-5)?;
+    let layers = uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
+    let mut config = dims.into_config(architecture, layers);
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
+    attention_and_mlp_bias(f, &mut config, bias_default)?;
+    relu2_layer_norm_traits(&mut config);
+    config.activation = f.activation(&["hidden_act"], Activation::Relu2)?;
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}
+
+/// LayerNorms with bias and a non-gated ReLU² MLP, from `config.json` or GGUF alike.
+pub(crate) fn relu2_layer_norm_traits(config: &mut ModelConfig) {
+    config.norm_centered = true;
+    config.norm_bias = true;
+    config.mlp_gated = false;
+    config.activation = Activation::Relu2;
+}
+
 /// `attention_bias` (q, k, v and o) and `mlp_bias` (up and down), each `default` where not
 /// given (Jais 2, Nemotron).
 fn attention_and_mlp_bias(f: &HfFields, config: &mut ModelConfig, default: bool) -> Result<()> {
