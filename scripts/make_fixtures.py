@@ -611,6 +611,18 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_sp, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
             rope_theta=10000.0, tie_word_embeddings=False, **sp_ids,
             **{**COMMON, "intermediate_size": 32, "rms_norm_eps": 1e-5}), "sp", "f32", "legacy"),
+        # GLM (the "-hf" GLM-4-9B) and GLM-4 (-0414): q/k/v biases (not o), rotary on the first
+        # half of each head (8 of 16) in neighbouring pairs, gate and up in one gate_up_proj;
+        # GLM-4 adds norms on attention's and the MLP's outputs (post_self_attn_layernorm,
+        # post_mlp_layernorm); untied.
+        "glm": (transformers.GlmConfig(
+            vocab_size=v_bl, num_hidden_layers=2, attention_bias=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
+        "glm4": (transformers.Glm4Config(
+            vocab_size=v_bl, num_hidden_layers=2, attention_bias=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
     }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral"}
@@ -1149,6 +1161,10 @@ def sensitivity(name, model, tok, sents):
                              "short_factor": cfg.rope_parameters["short_factor"][:4],
                              "long_factor": cfg.rope_parameters["long_factor"][:4]}
         variants["rotary on 8 of 16 dimensions"] = c
+    if name in ("glm", "glm4"):
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 1.0}
+        variants["rotary on all 16 dimensions"] = c
     if name == "nemotron":
         c = copy.deepcopy(cfg)
         c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 1.0}

@@ -40,10 +40,12 @@ pub enum Architecture {
     Olmoe,
     Qwen3Moe,
     Mixtral,
+    Glm,
+    Glm4,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 27] = [
+    pub const ALL: [Architecture; 29] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -71,6 +73,8 @@ impl Architecture {
         Self::Olmoe,
         Self::Qwen3Moe,
         Self::Mixtral,
+        Self::Glm,
+        Self::Glm4,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -103,6 +107,8 @@ impl Architecture {
             Self::Olmoe => &["olmoe"],
             Self::Qwen3Moe => &["qwen3_moe"],
             Self::Mixtral => &["mixtral"],
+            Self::Glm => &["glm"],
+            Self::Glm4 => &["glm4"],
         }
     }
 
@@ -141,6 +147,8 @@ impl Architecture {
             Self::Olmoe => "OLMoE",
             Self::Qwen3Moe => "Qwen3-MoE",
             Self::Mixtral => "Mixtral",
+            Self::Glm => "GLM",
+            Self::Glm4 => "GLM-4",
         }
     }
 
@@ -370,6 +378,9 @@ pub struct ModelConfig {
     pub alibi: bool,
     /// Phi-3: q, k and v stored as one `qkv_proj`, gate and up as one `gate_up_proj`.
     pub fused_projections: bool,
+    /// GLM: gate and up stored as one `gate_up_proj` (q, k and v apart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fused_gate_up: bool,
     /// Rotary on the first `n` dimensions of each head only (Phi-4-mini's
     /// `partial_rotary_factor`); `None`: on all of them. (Left out of the serialized config
     /// when `None`, so the fingerprints of other models stay as they were.)
@@ -456,6 +467,8 @@ impl ModelConfig {
             Architecture::Olmoe => super::arch::olmoe::config(&fields)?,
             Architecture::Qwen3Moe => super::arch::qwen3_moe::config(&fields)?,
             Architecture::Mixtral => super::arch::mixtral::config(&fields)?,
+            Architecture::Glm => super::arch::glm::config(&fields)?,
+            Architecture::Glm4 => super::arch::glm::config4(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -505,9 +518,6 @@ impl ModelConfig {
                  most head_dim",
                 self.head_dim
             ));
-        }
-        if self.partial_rotary.is_some() && self.rope_interleaved {
-            return bad("partial rotary on interleaved pairs is not supported".into());
         }
         let rotary = self.rotary_dims();
         for layer in &self.layers {
@@ -996,6 +1006,7 @@ impl Dims {
             embedding_norm: false,
             alibi: false,
             fused_projections: false,
+            fused_gate_up: false,
             partial_rotary: None,
             norm_unweighted: false,
             qkv_clip: None,

@@ -307,7 +307,8 @@ impl Decoder {
                 ),
             };
             let bias = config.qkv_bias;
-            let (qkv_parts, gate_up_parts) = if config.fused_projections {
+            let fused_gate_up = config.fused_projections || config.fused_gate_up;
+            let (qkv_parts, mut gate_up_parts) = if config.fused_projections {
                 (
                     vec![(format!("{p}self_attn.qkv_proj"), q_out + 2 * kv_out)],
                     if config.mlp_gated {
@@ -333,6 +334,9 @@ impl Decoder {
                     },
                 )
             };
+            if fused_gate_up && config.mlp_gated {
+                gate_up_parts = vec![(format!("{p}mlp.gate_up_proj"), 2 * f)];
+            }
             layers.push(Layer {
                 input_norm: input_norm?,
                 attention_out_norm: attention_out_norm?,
@@ -1057,7 +1061,8 @@ impl AttentionTables {
                 cos,
                 sin,
                 half,
-                interleaved: cfg.rope_interleaved,
+                // Partial rotary on neighbouring pairs (GLM) was made halves at load.
+                interleaved: cfg.rope_interleaved && cfg.partial_rotary.is_none(),
             }),
             window: kind.sliding_window,
             tensors,

@@ -1115,8 +1115,9 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM: never named by GGUF_ARCHITECTURES.
-        Architecture::Xglm => {}
+        // llama.cpp has no XGLM, and no GLM files are read yet: never named by
+        // GGUF_ARCHITECTURES.
+        Architecture::Xglm | Architecture::Glm | Architecture::Glm4 => {}
         Architecture::Olmoe | Architecture::Qwen3Moe | Architecture::Mixtral => {
             config.qk_norm = match architecture {
                 Architecture::Olmoe => QkNorm::AllHeads,

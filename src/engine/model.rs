@@ -267,6 +267,7 @@ impl Model {
                     }
                     Architecture::Falcon => Some(&super::arch::falcon::NAMES),
                     Architecture::Apertus => Some(&super::arch::apertus::NAMES),
+                    Architecture::Glm4 => Some(&super::arch::glm::NAMES4),
                     _ => None,
                 };
                 let weights: Box<dyn TensorSource> = match names {

@@ -506,7 +506,7 @@ impl<'a> PartialRotaryWeights<'a> {
     pub fn new(inner: &'a dyn TensorSource, config: &ModelConfig, rotary: usize) -> Self {
         Self {
             inner,
-            head_order: partial_rotary_order(config.head_dim, rotary),
+            head_order: partial_rotary_order(config.head_dim, rotary, config.rope_interleaved),
             num_heads: config.num_heads,
             num_kv_heads: config.num_kv_heads,
         }
@@ -547,8 +547,10 @@ impl<'a> PartialRotaryWeights<'a> {
 }
 
 /// Within one head: the stored dimension at each position after the reordering
-/// [`PartialRotaryWeights`] describes.
-pub fn partial_rotary_order(head_dim: usize, rotary: usize) -> Vec<u32> {
+/// [`PartialRotaryWeights`] describes. With `interleaved` (GLM) the stored pairs are
+/// neighbours, `(2i, 2i + 1)`, and come out as halves like the others: the decoder then turns
+/// them as it turns any head.
+pub fn partial_rotary_order(head_dim: usize, rotary: usize, interleaved: bool) -> Vec<u32> {
     let (half, turned_half, still_half) = (head_dim / 2, rotary / 2, (head_dim - rotary) / 2);
     (0..head_dim)
         .map(|position| {
@@ -558,7 +560,11 @@ pub fn partial_rotary_order(head_dim: usize, rotary: usize) -> Vec<u32> {
                 (1, position - half)
             };
             let stored = if i < turned_half {
-                side * turned_half + i
+                if interleaved {
+                    2 * i + side
+                } else {
+                    side * turned_half + i
+                }
             } else {
                 rotary + side * still_half + (i - turned_half)
             };
@@ -617,8 +623,20 @@ mod tests {
     fn partial_rotary_moves_turned_pairs_to_the_front_of_each_half() {
         // head_dim 8, 4 turned: pairs (0, 2) and (1, 3) become (0, 4) and (1, 5); 4..8 stay
         // as the pairs (2, 6) and (3, 7) that the decoder does not turn.
-        assert_eq!(partial_rotary_order(8, 4), vec![0, 1, 4, 5, 2, 3, 6, 7]);
+        assert_eq!(
+            partial_rotary_order(8, 4, false),
+            vec![0, 1, 4, 5, 2, 3, 6, 7]
+        );
         // Everything turned: nothing moves.
-        assert_eq!(partial_rotary_order(8, 8), (0..8).collect::<Vec<u32>>());
+        assert_eq!(
+            partial_rotary_order(8, 8, false),
+            (0..8).collect::<Vec<u32>>()
+        );
+        // GLM's neighbouring pairs (0, 1) and (2, 3) become (0, 4) and (1, 5).
+        assert_eq!(
+            partial_rotary_order(8, 4, true),
+            vec![0, 2, 4, 5, 1, 3, 6, 7]
+        );
+        assert_eq!(partial_rotary_order(4, 4, true), vec![0, 2, 1, 3]);
     }
 }

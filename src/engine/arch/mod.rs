@@ -12,6 +12,7 @@ pub mod falcon;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod glm;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod granite;
@@ -181,6 +182,7 @@ mod tests {
             &super::falcon::NAMES,
             &super::falcon::NAMES_TWO_NORMS,
             &super::apertus::NAMES,
+            &super::glm::NAMES4,
         ] {
             assert_eq!(
                 table.fixed.first().map(|(asked, _)| *asked),
@@ -195,7 +197,15 @@ mod tests {
                     table.family
                 );
             }
-            for part in ["self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"] {
+            assert!(
+                table
+                    .parts
+                    .iter()
+                    .any(|(asked, ..)| *asked == "mlp.up_proj" || *asked == "mlp.gate_up_proj"),
+                "{} names no up projection",
+                table.family
+            );
+            for part in ["self_attn.o_proj", "mlp.down_proj"] {
                 assert!(
                     table.parts.iter().any(|(asked, ..)| *asked == part),
                     "{} names no {part}",
