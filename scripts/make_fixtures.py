@@ -623,9 +623,17 @@ def tiny_specs(v_sp: int, v_bl: int):
             vocab_size=v_bl, num_hidden_layers=2, attention_bias=True,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
             tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
+        # Qwen2-MoE: Qwen2's attention (q/k/v biases), 8 experts of 12, 2 per token, weights as
+        # the softmax gave them, and a shared expert of 32 that every token runs, scaled by
+        # sigmoid(w·h): 8 × 12 + 32 = 128 neurons, the shared expert's last; tied.
+        "qwen2_moe": (transformers.Qwen2MoeConfig(
+            vocab_size=v_bl, num_hidden_layers=2, num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
+            moe_intermediate_size=12, shared_expert_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[],
+            rope_theta=1000000.0, use_sliding_window=False, tie_word_embeddings=True, **bl_ids,
+            **{k: v for k, v in COMMON.items() if k != "head_dim"}), "bl-nobos", "f32", "v5"),
     }
 
-MOE = {"olmoe", "qwen3_moe", "mixtral"}
+MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe"}
 
 
 def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
@@ -830,6 +838,13 @@ def moe_neurons(st, i, layer, inputs):
         g[tokens, cols] = gate.to(torch.float64)
         a[tokens, cols] = experts.act_fn(gate).to(torch.float64)
         u[tokens, cols] = up.to(torch.float64)
+    shared = getattr(layer.mlp, "shared_expert", None)
+    if shared is not None:
+        # Qwen2-MoE's shared expert runs on every token; its neurons follow the experts'.
+        gate, up = shared.gate_proj(x), shared.up_proj(x)
+        g = torch.cat([g, gate.to(torch.float64)], dim=-1)
+        a = torch.cat([a, shared.act_fn(gate).to(torch.float64)], dim=-1)
+        u = torch.cat([u, up.to(torch.float64)], dim=-1)
     st["g"][i], st["a"][i], st["u"][i] = g, a, u
 
 
@@ -838,7 +853,8 @@ def moe_neurons_per_layer(cfg):
     experts = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None)
     if not experts:
         return None
-    return experts * (getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size)
+    shared = getattr(cfg, "shared_expert_intermediate_size", None) or 0
+    return experts * (getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size) + shared
 
 
 def router_margin(logits, k):
@@ -1491,7 +1507,7 @@ convert_hf_to_gguf.main()
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
-             "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral"]
+             "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

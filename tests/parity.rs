@@ -400,11 +400,14 @@ fn check_generic_ops(name: &str) {
             "{name} {what}: kernels vs generic ops differ by {worst:e}"
         );
     }
+    // The same weights summed in another order (a mixture's pools are one product over the
+    // whole batch's tokens, padded or packed) may differ in the last bits; a flipped neuron
+    // moves an entry by at least one token's weight, 1/(T(T+1)/2) ≥ 2e-4 here.
     let equal = kernels
         .nas
         .iter()
         .zip(generic.nas.iter())
-        .filter(|(a, b)| a == b)
+        .filter(|(a, b)| (*a - *b).abs() <= 1e-6)
         .count();
     assert!(
         equal as f64 >= 0.999 * kernels.nas.len() as f64,
@@ -431,7 +434,7 @@ macro_rules! parity_tests {
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
     smollm3, granite, cohere, gpt2, bloom, gpt_neox, falcon, falcon_7b, cohere2, olmo3, xglm,
-    apertus, llama_bias, jais2, nemotron, olmoe, qwen3_moe, mixtral, glm, glm4
+    apertus, llama_bias, jais2, nemotron, olmoe, qwen3_moe, mixtral, glm, glm4, qwen2_moe
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -468,7 +471,7 @@ macro_rules! converted_gguf_tests {
 converted_gguf_tests!(
     llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
     cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron,
-    olmoe, qwen3_moe, mixtral
+    olmoe, qwen3_moe, mixtral, qwen2_moe
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:
@@ -573,6 +576,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "mixtral",
         "glm",
         "glm4",
+        "qwen2_moe",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -593,7 +597,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
         let goal = match name {
             "smollm3" | "glm" => 0.990,
-            "olmoe" | "qwen3_moe" | "mixtral" => 0.985,
+            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" => 0.985,
             _ => 0.995,
         };
         if agreement < goal {

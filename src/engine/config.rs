@@ -42,10 +42,11 @@ pub enum Architecture {
     Mixtral,
     Glm,
     Glm4,
+    Qwen2Moe,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 29] = [
+    pub const ALL: [Architecture; 30] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -75,6 +76,7 @@ impl Architecture {
         Self::Mixtral,
         Self::Glm,
         Self::Glm4,
+        Self::Qwen2Moe,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -109,6 +111,7 @@ impl Architecture {
             Self::Mixtral => &["mixtral"],
             Self::Glm => &["glm"],
             Self::Glm4 => &["glm4"],
+            Self::Qwen2Moe => &["qwen2_moe"],
         }
     }
 
@@ -149,6 +152,7 @@ impl Architecture {
             Self::Mixtral => "Mixtral",
             Self::Glm => "GLM",
             Self::Glm4 => "GLM-4",
+            Self::Qwen2Moe => "Qwen2-MoE",
         }
     }
 
@@ -214,6 +218,10 @@ pub struct Experts {
     pub count: usize,
     pub per_token: usize,
     pub normalize_top_k: bool,
+    /// Qwen2-MoE: one more gated MLP of this width that every token runs, its output scaled by
+    /// `sigmoid(w·h)`; its neurons follow the experts'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_d_ff: Option<usize>,
 }
 
 /// How rotary frequencies are rescaled for long contexts.
@@ -469,6 +477,7 @@ impl ModelConfig {
             Architecture::Mixtral => super::arch::mixtral::config(&fields)?,
             Architecture::Glm => super::arch::glm::config(&fields)?,
             Architecture::Glm4 => super::arch::glm::config4(&fields)?,
+            Architecture::Qwen2Moe => super::arch::qwen2_moe::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -563,7 +572,9 @@ impl ModelConfig {
     /// mixture of experts.
     pub fn neurons_per_layer(&self) -> usize {
         match &self.experts {
-            Some(experts) => experts.count * self.intermediate_size,
+            Some(experts) => {
+                experts.count * self.intermediate_size + experts.shared_d_ff.unwrap_or(0)
+            }
             None => self.intermediate_size,
         }
     }
@@ -595,7 +606,10 @@ impl ModelConfig {
         let one_mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h) + activation;
         // A mixture: every expert's MLP and the router's `[experts, h]`.
         let mlp = match &self.experts {
-            Some(experts) => experts.count as u64 * (one_mlp + h),
+            Some(experts) => {
+                let shared = experts.shared_d_ff.map_or(0, |s| 3 * h * s as u64 + h);
+                experts.count as u64 * (one_mlp + h) + shared
+            }
             None => one_mlp,
         };
         let norms = norm
@@ -623,7 +637,10 @@ impl ModelConfig {
         let mlp_matrices = if self.mlp_gated { 3.0 } else { 2.0 };
         // A mixture runs its chosen experts, and its router.
         let mlp_matrices = match &self.experts {
-            Some(e) => e.per_token as f64 * mlp_matrices + e.count as f64 / f,
+            Some(e) => {
+                let shared = e.shared_d_ff.map_or(0.0, |s| (3 * s + 1) as f64 / f);
+                e.per_token as f64 * mlp_matrices + e.count as f64 / f + shared
+            }
             None => mlp_matrices,
         };
         let matmul = 2.0 * (h * q + 2.0 * h * kv + q * h + mlp_matrices * h * f);

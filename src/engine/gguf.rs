@@ -355,6 +355,11 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         ("ffn_gate_exps", _) if config.experts.is_some() => ("mlp.experts.gate_proj", Fix::None),
         ("ffn_up_exps", _) if config.experts.is_some() => ("mlp.experts.up_proj", Fix::None),
         ("ffn_down_exps", _) if config.experts.is_some() => ("mlp.experts.down_proj", Fix::None),
+        // Qwen2-MoE's shared expert and its gate.
+        ("ffn_gate_shexp", _) => ("mlp.shared_expert.gate_proj", Fix::None),
+        ("ffn_up_shexp", _) => ("mlp.shared_expert.up_proj", Fix::None),
+        ("ffn_down_shexp", _) => ("mlp.shared_expert.down_proj", Fix::None),
+        ("ffn_gate_inp_shexp", _) => ("mlp.shared_expert_gate", Fix::None),
         // Falcon 40B's two norms: llama.cpp's converter names `ln_mlp` (the MLP's)
         // `attn_norm` and `ln_attn` (attention's) `attn_norm_2`.
         ("attn_norm", _) if falcon_two_norms => ("post_attention_layernorm", norm_fix),
@@ -941,6 +946,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("jais2", Architecture::Jais2),
     ("nemotron", Architecture::Nemotron),
     ("olmoe", Architecture::Olmoe),
+    ("qwen2moe", Architecture::Qwen2Moe),
     ("qwen3moe", Architecture::Qwen3Moe),
 ];
 
@@ -969,14 +975,17 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     if expert_count.is_some() {
         architecture = match architecture {
             Architecture::Llama => Architecture::Mixtral,
-            Architecture::Olmoe | Architecture::Qwen3Moe => architecture,
+            Architecture::Olmoe | Architecture::Qwen2Moe | Architecture::Qwen3Moe => architecture,
             _ => {
                 return Err(meta.error(format!(
                     "a mixture of experts in a \"{arch_name}\" GGUF file is not supported"
                 )));
             }
         };
-    } else if matches!(architecture, Architecture::Olmoe | Architecture::Qwen3Moe) {
+    } else if matches!(
+        architecture,
+        Architecture::Olmoe | Architecture::Qwen2Moe | Architecture::Qwen3Moe
+    ) {
         return Err(meta.error(format!("\"{}\" is missing", key("expert_count"))));
     }
     if architecture == Architecture::Olmo2 && meta.get(&key("attention.sliding_window")).is_some() {
@@ -1118,21 +1127,33 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         // llama.cpp has no XGLM, and no GLM files are read yet: never named by
         // GGUF_ARCHITECTURES.
         Architecture::Xglm | Architecture::Glm | Architecture::Glm4 => {}
-        Architecture::Olmoe | Architecture::Qwen3Moe | Architecture::Mixtral => {
+        Architecture::Olmoe
+        | Architecture::Qwen2Moe
+        | Architecture::Qwen3Moe
+        | Architecture::Mixtral => {
             config.qk_norm = match architecture {
                 Architecture::Olmoe => QkNorm::AllHeads,
                 Architecture::Qwen3Moe => QkNorm::PerHead,
                 _ => QkNorm::Off,
             };
             // llama.cpp renormalizes the chosen experts' weights for Mixtral and Qwen3-MoE,
-            // not for OLMoE, unless the file says.
+            // not for OLMoE and Qwen2-MoE, unless the file says.
             let normalize_top_k = meta
                 .opt_bool(&key("expert_weights_norm"))?
-                .unwrap_or(architecture != Architecture::Olmoe);
+                .unwrap_or(!matches!(
+                    architecture,
+                    Architecture::Olmoe | Architecture::Qwen2Moe
+                ));
+            // Qwen2-MoE's shared expert: `ffn_down_shexp` is `[d_model, d_ff]`.
+            let shared_d_ff = content
+                .tensor_infos
+                .get("blk.0.ffn_down_shexp.weight")
+                .and_then(|down| down.shape.dims().get(1).copied());
             config.experts = Some(Experts {
                 count: expert_count.unwrap_or(0),
                 per_token: meta.usize(&key("expert_used_count"))?,
                 normalize_top_k,
+                shared_d_ff,
             });
         }
         Architecture::Falcon => {

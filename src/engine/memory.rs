@@ -75,7 +75,8 @@ pub fn bytes_per_sentence(
     // neurons per sentence.
     let (d_ff, pooled) = match &config.experts {
         Some(experts) => (
-            (config.intermediate_size * experts.per_token) as u64,
+            (config.intermediate_size * experts.per_token + experts.shared_d_ff.unwrap_or(0))
+                as u64,
             2 * 4 * (config.neurons_per_layer() * config.num_layers) as u64,
         ),
         None => (config.intermediate_size as u64, 0),

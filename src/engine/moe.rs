@@ -26,12 +26,21 @@ pub(super) struct MoeMlp {
     normalize_top_k: bool,
     activation: LayerActivation,
     d_ff: usize,
+    /// Qwen2-MoE's shared expert, which every token runs, and its gate `[1, d_model]`.
+    shared: Option<(Expert, Linear)>,
 }
 
 struct Expert {
     /// gate and up stacked: `[2·d_ff, d_model]`.
     gate_up: Linear,
     down: Linear,
+}
+
+/// An expert's work on its tokens: the gate, the activation and `act·up`, `[tokens, d_ff]`.
+struct ExpertRun {
+    gate: Tensor,
+    act: Tensor,
+    product: Tensor,
 }
 
 /// How a checkpoint stores a layer's router and experts.
@@ -132,6 +141,30 @@ impl MoeMlp {
             normalize_top_k: mixture.normalize_top_k,
             activation,
             d_ff: f,
+            shared: mixture
+                .shared_d_ff
+                .map(|shared| -> Result<_> {
+                    let name = |part: &str| format!("{p}mlp.shared_expert.{part}");
+                    let expert = Expert {
+                        gate_up: linear(
+                            src,
+                            &[(name("gate_proj"), shared), (name("up_proj"), shared)],
+                            h,
+                            false,
+                            ctx,
+                        )?,
+                        down: linear(src, &[(name("down_proj"), h)], shared, false, ctx)?,
+                    };
+                    let gate = linear(
+                        src,
+                        &[(format!("{p}mlp.shared_expert_gate"), 1)],
+                        h,
+                        false,
+                        ctx,
+                    )?;
+                    Ok((expert, gate))
+                })
+                .transpose()?,
         })
     }
 
@@ -168,41 +201,33 @@ impl MoeMlp {
             }
             let chosen = tokens.len();
             let index = Tensor::from_slice(&tokens, chosen, device)?;
-            let gate_up = expert.gate_up.forward(&flat.index_select(&index, 0)?)?;
-            let gate = gate_up.narrow(1, 0, self.d_ff)?;
-            let up = gate_up.narrow(1, self.d_ff, self.d_ff)?;
-            let act = self.activation.apply(&gate)?;
-            let product = (&act * &up)?;
+            let run = self.run(expert, &flat.index_select(&index, 0)?)?;
             let weights = Tensor::from_slice(&weights, (chosen, 1), device)?;
             let y = expert
                 .down
-                .forward(&product)?
+                .forward(&run.product)?
                 .broadcast_mul(&weights.to_dtype(flat.dtype())?)?;
             out = out.index_add(&index, &y, 0)?;
-            let (Some((input, nav_source)), Some(sentence_of)) = (pool, &sentence_of) else {
-                continue;
-            };
-            // `[b, chosen]`: each chosen token's pooling weight in its sentence's row.
-            let mut matrix = vec![0f32; b * chosen];
-            for (i, &token) in tokens.iter().enumerate() {
-                let token = token as usize;
-                if let Some(s) = sentence_of[token] {
-                    matrix[s * chosen + i] = input.pooling.weights[token];
-                }
+            if let (Some((input, nav_source)), Some(sentence_of)) = (pool, &sentence_of) {
+                let (expert_nas, expert_nav) =
+                    self.pools(&run, &tokens, input, nav_source, sentence_of)?;
+                nas.push(expert_nas);
+                nav.push(expert_nav);
             }
-            let matrix = Tensor::from_vec(matrix, (b, chosen), device)?;
-            let sign = if self.activation.positive_with_input() {
-                &gate
-            } else {
-                &act
-            };
-            let active = sign.gt(&sign.zeros_like()?)?.to_dtype(DType::F32)?;
-            let magnitude = match nav_source {
-                NavSource::Activation => act.abs()?,
-                NavSource::ActivationTimesUp => product.abs()?,
-            };
-            nas.push(matrix.matmul(&active)?);
-            nav.push(matrix.matmul(&magnitude.to_dtype(DType::F32)?)?);
+        }
+        if let Some((expert, gate)) = &self.shared {
+            // After the routed experts, as transformers adds it.
+            let run = self.run(expert, &flat)?;
+            let scale = candle_nn::ops::sigmoid(&gate.forward(&flat)?)?;
+            let y = expert.down.forward(&run.product)?.broadcast_mul(&scale)?;
+            out = (out + y)?;
+            if let (Some((input, nav_source)), Some(sentence_of)) = (pool, &sentence_of) {
+                let every: Vec<u32> = (0..n as u32).collect();
+                let (shared_nas, shared_nav) =
+                    self.pools(&run, &every, input, nav_source, sentence_of)?;
+                nas.push(shared_nas);
+                nav.push(shared_nav);
+            }
         }
         let out = out.reshape((rows, cols, h))?;
         let Some((input, _)) = pool else {
@@ -220,6 +245,53 @@ impl MoeMlp {
             return Ok((out, None));
         }
         Ok((out, Some(Tensor::stack(&[nas, nav], 1)?)))
+    }
+
+    /// An expert's gate, activation and `act·up` on `x` (its tokens' rows).
+    fn run(&self, expert: &Expert, x: &Tensor) -> Result<ExpertRun> {
+        let gate_up = expert.gate_up.forward(x)?;
+        let f = gate_up.dim(1)? / 2;
+        let gate = gate_up.narrow(1, 0, f)?;
+        let up = gate_up.narrow(1, f, f)?;
+        let act = self.activation.apply(&gate)?;
+        let product = (&act * &up)?;
+        Ok(ExpertRun { gate, act, product })
+    }
+
+    /// Pooled NAS and NAV `[b, d_ff]` of an expert that ran on `tokens` (rows of the batch's
+    /// flattened token axis): its other tokens count as inactive.
+    fn pools(
+        &self,
+        run: &ExpertRun,
+        tokens: &[u32],
+        input: &BatchInput,
+        nav_source: NavSource,
+        sentence_of: &[Option<usize>],
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, chosen) = (input.pooling.spans.len(), tokens.len());
+        // `[b, chosen]`: each chosen token's pooling weight in its sentence's row.
+        let mut matrix = vec![0f32; b * chosen];
+        for (i, &token) in tokens.iter().enumerate() {
+            let token = token as usize;
+            if let Some(s) = sentence_of[token] {
+                matrix[s * chosen + i] = input.pooling.weights[token];
+            }
+        }
+        let matrix = Tensor::from_vec(matrix, (b, chosen), run.gate.device())?;
+        let sign = if self.activation.positive_with_input() {
+            &run.gate
+        } else {
+            &run.act
+        };
+        let active = sign.gt(&sign.zeros_like()?)?.to_dtype(DType::F32)?;
+        let magnitude = match nav_source {
+            NavSource::Activation => run.act.abs()?,
+            NavSource::ActivationTimesUp => run.product.abs()?,
+        };
+        Ok((
+            matrix.matmul(&active)?,
+            matrix.matmul(&magnitude.to_dtype(DType::F32)?)?,
+        ))
     }
 
     /// For each expert, the tokens sent to it and their weights: the router's softmax over the
@@ -290,6 +362,7 @@ mod tests {
             normalize_top_k,
             activation: LayerActivation::Silu,
             d_ff: 1,
+            shared: None,
         }
     }
 

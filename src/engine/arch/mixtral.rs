@@ -12,6 +12,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         count: f.usize_either("num_local_experts", "num_experts")?,
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: true,
+        shared_d_ff: None,
     });
     Ok(config)
 }

@@ -7,6 +7,19 @@ use crate::engine::config::{Activation, Architecture, Experts, HfFields, ModelCo
 use crate::engine::error::{EngineError, Result};
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    let mut config = super::qwen3::config(f)?;
+    qwen_experts(f, &mut config, Architecture::Qwen3Moe, None)?;
+    Ok(config)
+}
+
+/// What Qwen's mixtures (Qwen2-MoE, Qwen3-MoE) read alike: experts of `moe_intermediate_size`
+/// in every layer, and `shared` a shared expert's width.
+pub(super) fn qwen_experts(
+    f: &HfFields,
+    config: &mut ModelConfig,
+    architecture: Architecture,
+    shared_d_ff: Option<usize>,
+) -> Result<()> {
     let dense_layers = f
         .json
         .get("mlp_only_layers")
@@ -19,14 +32,14 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
              are not supported",
         ));
     }
-    let mut config = super::qwen3::config(f)?;
-    config.architecture = Architecture::Qwen3Moe;
+    config.architecture = architecture;
     config.intermediate_size = f.usize("moe_intermediate_size")?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.experts = Some(Experts {
         count: f.usize_either("num_experts", "num_local_experts")?,
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: f.bool_or("norm_topk_prob", false)?,
+        shared_d_ff,
     });
-    Ok(config)
+    Ok(())
 }
