@@ -631,6 +631,21 @@ def tiny_specs(v_sp: int, v_bl: int):
             moe_intermediate_size=12, shared_expert_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[],
             rope_theta=1000000.0, use_sliding_window=False, tie_word_embeddings=True, **bl_ids,
             **{k: v for k, v in COMMON.items() if k != "head_dim"}), "bl-nobos", "f32", "v5"),
+        # EXAONE 4.0 as the 32B: norms only on attention's and the MLP's outputs (OLMo 2's), q/k
+        # RMSNorms per head, three sliding layers (window 8) for each global one, rotary on the
+        # sliding layers only; untied.
+        "exaone4": (transformers.Exaone4Config(
+            vocab_size=v_bl, num_hidden_layers=4, sliding_window=8, sliding_window_pattern=4, rope_theta=10000.0,
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-bos", "f32", "v5"),
+        # Helium (Kyutai, 24 EU languages): Llama with rotary on neighbouring pairs, no biases;
+        # SentencePiece, as the real one; untied.
+        "helium": (transformers.HeliumConfig(
+            vocab_size=v_sp, num_hidden_layers=2, rope_theta=100000.0, attention_bias=False,
+            tie_word_embeddings=False, **sp_ids, **COMMON), "sp", "f32", "v5"),
+        # Arcee (AFM-4.5B): Llama's attention and norms, non-gated ReLU² MLP; untied.
+        "arcee": (transformers.ArceeConfig(
+            vocab_size=v_bl, num_hidden_layers=2, hidden_act="relu2", rope_theta=10000.0,
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
     }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe"}
@@ -1208,7 +1223,12 @@ def sensitivity(name, model, tok, sents):
         c.rope_parameters = {"full_attention": {"rope_type": "default", "rope_theta": 500000.0},
                              "sliding_attention": {"rope_type": "default", "rope_theta": 500000.0}}
         variants["no yarn on the global layer"] = c
-    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2", "olmo3"):
+    if name == "exaone4":
+        c = copy.deepcopy(cfg)
+        c.sliding_window = None
+        c.layer_types = ["full_attention"] * cfg.num_hidden_layers
+        variants["every layer global, with rotary"] = c
+    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2", "olmo3", "exaone4"):
         c = copy.deepcopy(cfg)
         c.sliding_window = 100000
         variants["no sliding window"] = c

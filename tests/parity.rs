@@ -434,7 +434,8 @@ macro_rules! parity_tests {
 parity_tests!(
     llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
     smollm3, granite, cohere, gpt2, bloom, gpt_neox, falcon, falcon_7b, cohere2, olmo3, xglm,
-    apertus, llama_bias, jais2, nemotron, olmoe, qwen3_moe, mixtral, glm, glm4, qwen2_moe
+    apertus, llama_bias, jais2, nemotron, olmoe, qwen3_moe, mixtral, glm, glm4, qwen2_moe, exaone4,
+    helium, arcee
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -577,6 +578,9 @@ fn bf16_nas_decisions_agree_with_f32() {
         "glm",
         "glm4",
         "qwen2_moe",
+        "exaone4",
+        "helium",
+        "arcee",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);

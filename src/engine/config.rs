@@ -43,10 +43,13 @@ pub enum Architecture {
     Glm,
     Glm4,
     Qwen2Moe,
+    Exaone4,
+    Helium,
+    Arcee,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 30] = [
+    pub const ALL: [Architecture; 33] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -77,6 +80,9 @@ impl Architecture {
         Self::Glm,
         Self::Glm4,
         Self::Qwen2Moe,
+        Self::Exaone4,
+        Self::Helium,
+        Self::Arcee,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -112,6 +118,9 @@ impl Architecture {
             Self::Glm => &["glm"],
             Self::Glm4 => &["glm4"],
             Self::Qwen2Moe => &["qwen2_moe"],
+            Self::Exaone4 => &["exaone4"],
+            Self::Helium => &["helium"],
+            Self::Arcee => &["arcee"],
         }
     }
 
@@ -153,6 +162,9 @@ impl Architecture {
             Self::Glm => "GLM",
             Self::Glm4 => "GLM-4",
             Self::Qwen2Moe => "Qwen2-MoE",
+            Self::Exaone4 => "EXAONE 4",
+            Self::Helium => "Helium",
+            Self::Arcee => "Arcee",
         }
     }
 
@@ -478,6 +490,9 @@ impl ModelConfig {
             Architecture::Glm => super::arch::glm::config(&fields)?,
             Architecture::Glm4 => super::arch::glm::config4(&fields)?,
             Architecture::Qwen2Moe => super::arch::qwen2_moe::config(&fields)?,
+            Architecture::Exaone4 => super::arch::exaone4::config(&fields)?,
+            Architecture::Helium => super::arch::helium::config(&fields)?,
+            Architecture::Arcee => super::arch::arcee::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)

@@ -1126,7 +1126,12 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
         // llama.cpp has no XGLM, and no GLM files are read yet: never named by
         // GGUF_ARCHITECTURES.
-        Architecture::Xglm | Architecture::Glm | Architecture::Glm4 => {}
+        Architecture::Xglm
+        | Architecture::Glm
+        | Architecture::Glm4
+        | Architecture::Exaone4
+        | Architecture::Helium
+        | Architecture::Arcee => {}
         Architecture::Olmoe
         | Architecture::Qwen2Moe
         | Architecture::Qwen3Moe

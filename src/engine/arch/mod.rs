@@ -6,8 +6,10 @@
 //! [`ModelConfig`]: super::config::ModelConfig
 
 pub mod apertus;
+pub mod arcee;
 pub mod bloom;
 pub mod cohere;
+pub mod exaone4;
 pub mod falcon;
 pub mod gemma;
 pub mod gemma2;
@@ -16,6 +18,7 @@ pub mod glm;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod granite;
+pub mod helium;
 pub mod jais2;
 pub mod llama;
 pub mod mistral;
