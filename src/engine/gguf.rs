@@ -317,6 +317,7 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let permuted = matches!(
         config.architecture,
         Architecture::Llama
+            | Architecture::Arcee
             | Architecture::Mixtral
             | Architecture::Granite
             | Architecture::SmolLm3
@@ -948,6 +949,8 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("olmoe", Architecture::Olmoe),
     ("qwen2moe", Architecture::Qwen2Moe),
     ("qwen3moe", Architecture::Qwen3Moe),
+    ("exaone4", Architecture::Exaone4),
+    ("arcee", Architecture::Arcee),
 ];
 
 /// The `general.architecture` names this reader knows, for messages.
@@ -1126,12 +1129,22 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
         // llama.cpp has no XGLM, and no GLM files are read yet: never named by
         // GGUF_ARCHITECTURES.
-        Architecture::Xglm
-        | Architecture::Glm
-        | Architecture::Glm4
-        | Architecture::Exaone4
-        | Architecture::Helium
-        | Architecture::Arcee => {}
+        Architecture::Xglm | Architecture::Glm | Architecture::Glm4 | Architecture::Helium => {}
+        Architecture::Exaone4 => {
+            config.qk_norm = QkNorm::PerHead;
+            config.norm_layout = NormLayout::Post;
+            // llama.cpp's pattern where a window is set: three sliding layers, then one global
+            // without rotary.
+            if window.is_some() {
+                let sliding = sliding_layers(&meta, &pattern_key, num_layers, 4)?;
+                config.layers =
+                    LayerAttention::per_layer(&sliding, window, &rope, &Rope::no_rotation());
+            }
+        }
+        Architecture::Arcee => {
+            config.mlp_gated = false;
+            config.activation = Activation::Relu2;
+        }
         Architecture::Olmoe
         | Architecture::Qwen2Moe
         | Architecture::Qwen3Moe
