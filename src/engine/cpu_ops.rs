@@ -91,40 +91,6 @@ impl PoolSink {
         }
     }
 
-    /// Adds the pooled NAS and NAV of `layer` (`[sentences, d_ff]` each, row-major) to the
-    /// rows: what the generic ops computed for a layer the kernels do not run (a mixture of
-    /// experts).
-    pub fn add_layer_pools(
-        &self,
-        layer: usize,
-        nas: &[f32],
-        nav: &[f32],
-    ) -> candle_core::Result<()> {
-        let layout = self.layout;
-        let (f, width) = (layout.d_ff, layout.width());
-        let mut rows = self.lock()?;
-        let sentences = rows.len() / width;
-        if nas.len() != sentences * f || nav.len() != sentences * f {
-            bail!(
-                "pooled states of {} values for {sentences} sentences of {f}",
-                nas.len()
-            );
-        }
-        for ((row, nas), nav) in rows
-            .chunks_exact_mut(width)
-            .zip(nas.chunks_exact(f))
-            .zip(nav.chunks_exact(f))
-        {
-            for (r, v) in row[layout.nas(layer)..][..f].iter_mut().zip(nas) {
-                *r += v;
-            }
-            for (r, v) in row[layout.nav(layer)..][..f].iter_mut().zip(nav) {
-                *r += v;
-            }
-        }
-        Ok(())
-    }
-
     /// The rows, one per span, for a kernel to fill.
     fn lock(&self) -> candle_core::Result<std::sync::MutexGuard<'_, Vec<f32>>> {
         match self.rows.lock() {
@@ -672,6 +638,9 @@ pub struct FusedMlp {
     pub pool: Arc<HostPooling>,
     pub sink: Arc<PoolSink>,
     pub layer: usize,
+    /// Where these neurons start in the layer's block of a sink row: 0, or an expert's first
+    /// neuron in a mixture of experts (whose rows are then that expert's tokens).
+    pub neuron_offset: usize,
 }
 
 impl FusedMlp {
@@ -728,12 +697,13 @@ impl FusedMlp {
         up: Rows<'_>,
         products: &mut [f32],
         row: &mut [f32],
+        f: usize,
     ) {
         let layout = self.sink.layout;
-        let f = layout.d_ff;
+        let offset = self.neuron_offset;
         let (nas, nav) = row.split_at_mut(layout.nav(self.layer));
-        let nas = &mut nas[layout.nas(self.layer)..][..f];
-        let nav = &mut nav[..f];
+        let nas = &mut nas[layout.nas(self.layer) + offset..][..f];
+        let nav = &mut nav[offset..][..f];
         for (i, product) in products.chunks_exact_mut(f).enumerate() {
             let token = span.start + i;
             let (g, u) = (gate.row(token, 0, f), up.row(token, 0, f));
@@ -782,8 +752,9 @@ fn mlp_wide(
     up: Rows,
     products: &mut [f32],
     row: &mut [f32],
+    f: usize,
 ) {
-    op.sentence(span, gate, up, products, row);
+    op.sentence(span, gate, up, products, row, f);
 }
 
 impl CustomOp2 for FusedMlp {
@@ -806,7 +777,7 @@ impl CustomOp2 for FusedMlp {
             bail!("fused mlp: gate, up and pooling weights do not match");
         }
         let layout = self.sink.layout;
-        if layout.d_ff != f || self.layer >= layout.layers {
+        if self.neuron_offset + f > layout.d_ff || self.layer >= layout.layers {
             bail!("fused mlp: the sink's layout does not match");
         }
         let mut out = vec![0f32; n * f];
@@ -824,10 +795,10 @@ impl CustomOp2 for FusedMlp {
                 #[cfg(target_arch = "x86_64")]
                 if wide_simd() {
                     // SAFETY: `wide_simd` checked the CPU for the features.
-                    unsafe { mlp_wide(self, span, gate, up, products, row) };
+                    unsafe { mlp_wide(self, span, gate, up, products, row, f) };
                     return;
                 }
-                self.sentence(span, gate, up, products, row);
+                self.sentence(span, gate, up, products, row, f);
             });
         Ok((CpuStorage::F32(out), Shape::from((n, f))))
     }
@@ -907,6 +878,7 @@ mod tests {
                 pool: pooling,
                 sink: sink.clone(),
                 layer: 0,
+                neuron_offset: 0,
             };
             let products = qs.apply_op2_no_bwd(&attended, &mlp).unwrap();
             let mut all: Vec<f32> = summed.to_vec1().unwrap();
@@ -1165,6 +1137,7 @@ mod tests {
                     pool: pooling.clone(),
                     sink: sink.clone(),
                     layer: 1,
+                    neuron_offset: 0,
                 };
                 let mut out: Vec<f32> = gate
                     .apply_op2_no_bwd(&up, &op)

@@ -889,6 +889,7 @@ impl Mlp {
                 pool: input.pooling.clone(),
                 sink: sink(input)?,
                 layer,
+                neuron_offset: 0,
             },
         )?)
     }

@@ -8,14 +8,17 @@
 //! experts it used as well as how. Routing runs on the host (the router's `[tokens, experts]`
 //! scores are small); each expert then runs on its own tokens only.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Tensor};
 use candle_nn::{Linear, Module};
 
 use super::activation::LayerActivation;
 use super::capture::NavSource;
 use super::config::{Experts, ModelConfig};
+use super::cpu_ops::{FusedMlp, HostPooling, Span};
 use super::decoder::{BatchInput, Ctx, linear};
-use super::error::Result;
+use super::error::{EngineError, Result};
 use super::weights::TensorSource;
 
 pub(super) struct MoeMlp {
@@ -189,10 +192,13 @@ impl MoeMlp {
         let mut out = flat.zeros_like()?;
         let b = pool.map_or(0, |(input, _)| input.pooling.spans.len());
         let sentence_of = pool.map(|(input, _)| sentence_of_token(input, n));
+        // With the CPU kernels (a packed batch and its sink), each expert's pools are written
+        // in the fused MLP pass at its neurons' place; otherwise they are products here.
+        let kernels = pool.filter(|(input, _)| input.sink.is_some());
         let (mut nas, mut nav) = (Vec::new(), Vec::new());
-        for (expert, (tokens, weights)) in self.experts.iter().zip(routes) {
+        for (e, (expert, (tokens, weights))) in self.experts.iter().zip(routes).enumerate() {
             if tokens.is_empty() {
-                if pool.is_some() {
+                if pool.is_some() && kernels.is_none() {
                     let zeros = Tensor::zeros((b, self.d_ff), DType::F32, device)?;
                     nas.push(zeros.clone());
                     nav.push(zeros);
@@ -201,50 +207,91 @@ impl MoeMlp {
             }
             let chosen = tokens.len();
             let index = Tensor::from_slice(&tokens, chosen, device)?;
-            let run = self.run(expert, &flat.index_select(&index, 0)?)?;
+            let x = flat.index_select(&index, 0)?;
+            let product = match (kernels, pool, &sentence_of) {
+                (Some((input, nav_source)), _, Some(sentence_of)) => {
+                    let pooling = expert_pooling(input, &tokens, sentence_of)?;
+                    self.fused(expert, &x, input, nav_source, pooling, layer, e * self.d_ff)?
+                }
+                (_, Some((input, nav_source)), Some(sentence_of)) => {
+                    let run = self.run(expert, &x)?;
+                    let (expert_nas, expert_nav) =
+                        self.pools(&run, &tokens, input, nav_source, sentence_of)?;
+                    nas.push(expert_nas);
+                    nav.push(expert_nav);
+                    run.product
+                }
+                _ => self.run(expert, &x)?.product,
+            };
             let weights = Tensor::from_slice(&weights, (chosen, 1), device)?;
             let y = expert
                 .down
-                .forward(&run.product)?
+                .forward(&product)?
                 .broadcast_mul(&weights.to_dtype(flat.dtype())?)?;
             out = out.index_add(&index, &y, 0)?;
-            if let (Some((input, nav_source)), Some(sentence_of)) = (pool, &sentence_of) {
-                let (expert_nas, expert_nav) =
-                    self.pools(&run, &tokens, input, nav_source, sentence_of)?;
-                nas.push(expert_nas);
-                nav.push(expert_nav);
-            }
         }
         if let Some((expert, gate)) = &self.shared {
-            // After the routed experts, as transformers adds it.
-            let run = self.run(expert, &flat)?;
+            // After the routed experts, as transformers adds it; its neurons follow theirs.
+            let offset = self.experts.len() * self.d_ff;
+            let product = match (kernels, pool, &sentence_of) {
+                (Some((input, nav_source)), ..) => {
+                    let pooling = input.pooling.clone();
+                    self.fused(expert, &flat, input, nav_source, pooling, layer, offset)?
+                }
+                (_, Some((input, nav_source)), Some(sentence_of)) => {
+                    let run = self.run(expert, &flat)?;
+                    let every: Vec<u32> = (0..n as u32).collect();
+                    let (shared_nas, shared_nav) =
+                        self.pools(&run, &every, input, nav_source, sentence_of)?;
+                    nas.push(shared_nas);
+                    nav.push(shared_nav);
+                    run.product
+                }
+                _ => self.run(expert, &flat)?.product,
+            };
             let scale = candle_nn::ops::sigmoid(&gate.forward(&flat)?)?;
-            let y = expert.down.forward(&run.product)?.broadcast_mul(&scale)?;
+            let y = expert.down.forward(&product)?.broadcast_mul(&scale)?;
             out = (out + y)?;
-            if let (Some((input, nav_source)), Some(sentence_of)) = (pool, &sentence_of) {
-                let every: Vec<u32> = (0..n as u32).collect();
-                let (shared_nas, shared_nav) =
-                    self.pools(&run, &every, input, nav_source, sentence_of)?;
-                nas.push(shared_nas);
-                nav.push(shared_nav);
-            }
         }
         let out = out.reshape((rows, cols, h))?;
-        let Some((input, _)) = pool else {
-            return Ok((out, None));
-        };
-        let nas = Tensor::cat(&nas, 1)?;
-        let nav = Tensor::cat(&nav, 1)?;
-        if let Some(sink) = &input.sink {
-            // The CPU kernels' batch: the rest of the layer's states are in the sink already.
-            sink.add_layer_pools(
-                layer,
-                &nas.flatten_all()?.to_vec1::<f32>()?,
-                &nav.flatten_all()?.to_vec1::<f32>()?,
-            )?;
+        if pool.is_none() || kernels.is_some() {
             return Ok((out, None));
         }
+        let nas = Tensor::cat(&nas, 1)?;
+        let nav = Tensor::cat(&nav, 1)?;
         Ok((out, Some(Tensor::stack(&[nas, nav], 1)?)))
+    }
+
+    /// The CPU kernels' one pass over an expert's tokens `x`: `act(gate)·up`, and its NAS and
+    /// NAV pools added to the batch's sink at `offset` in the layer's neurons.
+    #[allow(clippy::too_many_arguments)]
+    fn fused(
+        &self,
+        expert: &Expert,
+        x: &Tensor,
+        input: &BatchInput,
+        nav_source: NavSource,
+        pooling: Arc<HostPooling>,
+        layer: usize,
+        offset: usize,
+    ) -> Result<Tensor> {
+        let gate_up = expert.gate_up.forward(x)?;
+        let f = gate_up.dim(1)? / 2;
+        let sink = input.sink.clone().ok_or_else(|| {
+            EngineError::Device("this batch has no sink for pooled states".into())
+        })?;
+        Ok(gate_up.narrow(1, 0, f)?.apply_op2_no_bwd(
+            &gate_up.narrow(1, f, f)?,
+            &FusedMlp {
+                gated: true,
+                activation: self.activation,
+                nav_source,
+                pool: pooling,
+                sink,
+                layer,
+                neuron_offset: offset,
+            },
+        )?)
     }
 
     /// An expert's gate, activation and `act·up` on `x` (its tokens' rows).
@@ -332,6 +379,39 @@ fn matrix(weight: Tensor, ctx: &Ctx) -> Result<Tensor> {
     } else {
         weight.contiguous()?
     })
+}
+
+/// An expert's tokens (ascending rows of a packed batch) as the fused MLP pass pools them:
+/// one span per sentence over the gathered rows (empty where the sentence sent it none).
+fn expert_pooling(
+    input: &BatchInput,
+    tokens: &[u32],
+    sentence_of: &[Option<usize>],
+) -> Result<Arc<HostPooling>> {
+    let mut counts = vec![0usize; input.pooling.spans.len()];
+    let mut weights = Vec::with_capacity(tokens.len());
+    for &token in tokens {
+        let token = token as usize;
+        let sentence = sentence_of[token].ok_or_else(|| {
+            EngineError::Device("a packed batch has a token outside every sentence".into())
+        })?;
+        counts[sentence] += 1;
+        weights.push(input.pooling.weights[token]);
+    }
+    let mut start = 0;
+    let spans: Vec<Span> = counts
+        .into_iter()
+        .map(|len| {
+            let span = Span { start, len };
+            start += len;
+            span
+        })
+        .collect();
+    Ok(Arc::new(HostPooling {
+        spans: spans.into(),
+        last: vec![0.0; weights.len()],
+        weights,
+    }))
 }
 
 /// For each token of the flattened batch, its sentence (`None` in padding and gaps).
