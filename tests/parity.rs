@@ -454,6 +454,52 @@ fn pytorch_checkpoints_give_the_safetensors_numbers() {
     }
 }
 
+/// A mixture saved with its experts stacked, as transformers 5 keeps them in memory
+/// (`mlp.experts.gate_up_proj` `[experts, 2·d_ff, d_model]`, `mlp.experts.down_proj`
+/// `[experts, d_model, d_ff]`): the tiny OLMoE restacked gives its own numbers.
+#[test]
+fn stacked_experts_give_the_per_expert_numbers() {
+    let source = fixtures().join("tiny").join("olmoe");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    let mut tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    let experts = (0..)
+        .take_while(|e| {
+            tensors.contains_key(&format!("model.layers.0.mlp.experts.{e}.up_proj.weight"))
+        })
+        .count();
+    assert_eq!(experts, 8);
+    for layer in 0..2 {
+        let mut take = |e: usize, part: &str| {
+            tensors
+                .remove(&format!(
+                    "model.layers.{layer}.mlp.experts.{e}.{part}.weight"
+                ))
+                .unwrap()
+        };
+        let (mut gate_up, mut down) = (Vec::new(), Vec::new());
+        for e in 0..experts {
+            gate_up.push(Tensor::cat(&[take(e, "gate_proj"), take(e, "up_proj")], 0).unwrap());
+            down.push(take(e, "down_proj"));
+        }
+        let prefix = format!("model.layers.{layer}.mlp.experts.");
+        tensors.insert(
+            format!("{prefix}gate_up_proj"),
+            Tensor::stack(&gate_up, 0).unwrap(),
+        );
+        tensors.insert(
+            format!("{prefix}down_proj"),
+            Tensor::stack(&down, 0).unwrap(),
+        );
+    }
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let model = load(dir.path());
+    check_against_reference("olmoe", "olmoe (stacked experts)", &model);
+}
+
 macro_rules! converted_gguf_tests {
     ($($arch:ident),*) => {
         mod converted_gguf {

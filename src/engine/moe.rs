@@ -1,6 +1,6 @@
-//! Mixture-of-experts MLPs (OLMoE, Qwen3-MoE, Mixtral): a router sends each token to its
-//! `per_token` best experts, each a gated MLP of its own, and sums their outputs with the
-//! router's softmax weights.
+//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral): a router sends each token to
+//! its `per_token` best experts, each a gated MLP of its own, and sums their outputs with the
+//! router's softmax weights (Qwen2-MoE adds a shared expert that every token runs).
 //!
 //! A layer's neurons are all its experts' (`experts × d_ff`; METHOD §1 read for mixtures, a
 //! *choice* the paper does not face): an expert's neurons are inactive — 0 in NAS and NAV —
