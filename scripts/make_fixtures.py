@@ -1192,11 +1192,7 @@ def sensitivity(name, model, tok, sents):
                              "short_factor": cfg.rope_parameters["short_factor"][:4],
                              "long_factor": cfg.rope_parameters["long_factor"][:4]}
         variants["rotary on 8 of 16 dimensions"] = c
-    if name in ("glm", "glm4"):
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 1.0}
-        variants["rotary on all 16 dimensions"] = c
-    if name == "nemotron":
+    if name in ("glm", "glm4", "nemotron"):
         c = copy.deepcopy(cfg)
         c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 1.0}
         variants["rotary on all 16 dimensions"] = c

@@ -26,10 +26,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 pub const NAMES: NameTable = NameTable {
     family: "Apertus",
     prefix: "model.",
-    fixed: &[
-        ("model.embed_tokens.weight", "embed_tokens.weight"),
-        ("model.norm.weight", "norm.weight"),
-    ],
+    fixed: super::LLAMA_FIXED,
     lm_head: "lm_head.weight",
     layers: "layers",
     norms: &[

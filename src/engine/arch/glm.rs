@@ -41,10 +41,7 @@ fn family(f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
 pub const NAMES4: NameTable = NameTable {
     family: "GLM-4",
     prefix: "model.",
-    fixed: &[
-        ("model.embed_tokens.weight", "embed_tokens.weight"),
-        ("model.norm.weight", "norm.weight"),
-    ],
+    fixed: super::LLAMA_FIXED,
     lm_head: "lm_head.weight",
     layers: "layers",
     norms: &[

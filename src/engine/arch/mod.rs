@@ -40,6 +40,13 @@ use super::config::Activation;
 use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope};
 use super::error::{EngineError, Result};
 
+/// The embeddings and final norm of families that keep Llama's names for them (under the
+/// `model.` prefix of their name tables).
+pub(crate) const LLAMA_FIXED: &[(&str, &str)] = &[
+    ("model.embed_tokens.weight", "embed_tokens.weight"),
+    ("model.norm.weight", "norm.weight"),
+];
+
 /// The same attention settings on every layer.
 fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<LayerAttention> {
     vec![
