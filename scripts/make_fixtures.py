@@ -1596,6 +1596,26 @@ def make_pytorch_checkpoints():
         print(f"pytorch/{name}: {shards} file(s), {len(keys)} tensors")
 
 
+def make_gpt2_files_tokenizer(bl_nobos, sents):
+    """tokenizers/gpt2_files/: the byte-level vocabulary as GPT-2-era repositories ship it
+    (vocab.json, merges.txt and a tokenizer_config.json, no tokenizer.json; mGPT, for one), and
+    the ids transformers' GPT2Tokenizer gives the fixture sentences from those files."""
+    out = FIX / "tokenizers" / "gpt2_files"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    bl_nobos.backend_tokenizer.model.save(str(out))
+    config = {"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|begin_of_text|>",
+              "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "add_prefix_space": False,
+              "model_max_length": 512}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tok = transformers.GPT2Tokenizer.from_pretrained(str(out))
+    assert not (out / "tokenizer.json").exists()
+    expected = [{"text": s["text"], "ids": tok(s["text"])["input_ids"]} for s in sents]
+    (out / "expected_ids.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1) + "\n")
+    print(f"tokenizers/gpt2_files: {len(tok)} tokens, ids of {len(expected)} sentences")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["tiny", "demo", "gguf", "converted", "pytorch"], action="append",
@@ -1628,6 +1648,7 @@ def main():
             print(f"demo: {g} not found; demo fixtures left as they are", file=sys.stderr)
     if "pytorch" in parts:
         make_pytorch_checkpoints()
+        make_gpt2_files_tokenizer(bl_nobos, sents)
     if "converted" in parts:
         if args.llama_cpp and (Path(args.llama_cpp) / "convert_hf_to_gguf.py").is_file():
             make_converted_ggufs(Path(args.llama_cpp), only=args.models)

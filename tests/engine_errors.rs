@@ -98,6 +98,29 @@ fn unknown_architecture_lists_the_supported_ones() {
     );
 }
 
+/// A folder with only a SentencePiece model says how to make the `tokenizer.json` it needs.
+#[test]
+fn a_sentencepiece_model_alone_is_explained_with_the_conversion() {
+    let dir = copy_model("llama");
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers/sp_llama.model"),
+        dir.path().join("tokenizer.model"),
+    )
+    .unwrap();
+    let error = load(dir.path()).err().expect("must fail");
+    let message = error.to_string();
+    assert!(matches!(error, EngineError::Tokenizer { .. }), "{message}");
+    assert!(
+        message.contains("tokenizer.model") && message.contains("save_pretrained"),
+        "{message}"
+    );
+    // `inspect` says the same before any weight is read.
+    let source = ModelSource::Folder(dir.path().to_path_buf());
+    let error = neuronxa::engine::model::inspect(&source).expect_err("must fail");
+    assert!(error.to_string().contains("save_pretrained"), "{error}");
+}
+
 #[test]
 fn missing_tokenizer_is_a_tokenizer_error() {
     let dir = copy_model("qwen3");

@@ -688,3 +688,60 @@ fn parameter_counts_are_the_checkpoints() {
         assert_eq!(config.parameter_count(), stored, "{}", folder.display());
     }
 }
+
+/// GPT-2-era repositories (mGPT's, for one) ship `vocab.json` and `merges.txt` without a
+/// `tokenizer.json`: the tokenizer built from them gives transformers' `GPT2Tokenizer` ids on
+/// every fixture sentence (`tokenizers/gpt2_files`, written by scripts/make_fixtures.py).
+#[test]
+fn gpt2_vocab_and_merges_tokenize_as_transformers() {
+    let folder = fixtures().join("tokenizers").join("gpt2_files");
+    assert!(!folder.join("tokenizer.json").exists());
+    let tokenizer = neuronxa::engine::tokenizer::TextTokenizer::from_folder(&folder).unwrap();
+    let expected: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("expected_ids.json")).unwrap())
+            .unwrap();
+    assert_eq!(expected.len(), 30);
+    for sentence in expected {
+        let text = sentence["text"].as_str().unwrap();
+        let ids: Vec<u32> = sentence["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tokenizer.encode(text).unwrap().ids, ids, "{text}");
+    }
+}
+
+/// An older checkpoint as such repositories come: `pytorch_model.bin`, `vocab.json` and
+/// `merges.txt`, no safetensors and no `tokenizer.json`. It loads, and runs the fixture
+/// sentences with the files' tokenizer.
+#[test]
+fn an_older_checkpoint_with_gpt2_tokenizer_files_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = fixtures().join("pytorch").join("gpt2");
+    for file in ["config.json", "pytorch_model.bin"] {
+        std::fs::copy(checkpoint.join(file), dir.path().join(file)).unwrap();
+    }
+    let tokenizer = fixtures().join("tokenizers").join("gpt2_files");
+    for file in ["vocab.json", "merges.txt", "tokenizer_config.json"] {
+        std::fs::copy(tokenizer.join(file), dir.path().join(file)).unwrap();
+    }
+    let source = ModelSource::Folder(dir.path().to_path_buf());
+    neuronxa::engine::model::inspect(&source).unwrap();
+    let model = load(dir.path());
+    let text = "The cat sleeps on the warm windowsill.";
+    let expected: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(tokenizer.join("expected_ids.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<u32> = expected.iter().find(|s| s["text"] == text).unwrap()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(model.tokenizer.encode(text).unwrap().ids, ids);
+    let states = extract(&model, &[text.to_string()], CaptureSettings::default(), 1);
+    assert!(states.nas.iter().any(|&v| v > 0.0) && states.nav.iter().all(|v| v.is_finite()));
+}

@@ -213,7 +213,16 @@ pub fn download(id: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         .map(|s| s.rfilename)
         .collect();
     let has = |name: &str| files.iter().any(|f| f == name);
-    let mut names = vec!["config.json".to_string(), "tokenizer.json".to_string()];
+    let mut names = vec!["config.json".to_string()];
+    // The tokenizer: `tokenizer.json`, else GPT-2's two files (older repositories).
+    if has("tokenizer.json") || !(has("vocab.json") && has("merges.txt")) {
+        names.push("tokenizer.json".to_string());
+    } else {
+        names.extend(["vocab.json", "merges.txt"].map(String::from));
+        if has("tokenizer_config.json") {
+            names.push("tokenizer_config.json".to_string());
+        }
+    }
     let weights = [
         ("model.safetensors.index.json", "model.safetensors"),
         ("pytorch_model.bin.index.json", "pytorch_model.bin"),

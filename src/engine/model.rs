@@ -198,13 +198,7 @@ pub fn inspect_with_config(source: &ModelSource) -> Result<(ModelInfo, ModelConf
     match source.resolve()? {
         ResolvedSource::Folder(folder) => {
             let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
-            let tokenizer = folder.join("tokenizer.json");
-            if !tokenizer.exists() {
-                return Err(EngineError::Tokenizer {
-                    path: tokenizer,
-                    message: "tokenizer.json is missing".into(),
-                });
-            }
+            TextTokenizer::check_folder(&folder)?;
             let weights = FolderWeights::open(&folder)?;
             let info = ModelInfo::new(source, &config, weights.storage_dtype(), weights.files())?;
             Ok((info, config))
@@ -254,7 +248,7 @@ impl Model {
         ) = match source.resolve()? {
             ResolvedSource::Folder(folder) => {
                 let config = ModelConfig::from_hf_file(&folder.join("config.json"))?;
-                let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
+                let tokenizer = TextTokenizer::from_folder(&folder)?;
                 let weights = FolderWeights::open(&folder)?;
                 let files = weights.files().to_vec();
                 let names = match config.architecture {
