@@ -646,6 +646,24 @@ def tiny_specs(v_sp: int, v_bl: int):
         "arcee": (transformers.ArceeConfig(
             vocab_size=v_bl, num_hidden_layers=2, hidden_act="relu2", rope_theta=10000.0,
             tie_word_embeddings=False, **bl_ids, **COMMON), "bl-nobos", "f32", "v5"),
+        # Ministral 3: Mistral with YaRN (factor 16 over 128 original positions) and Llama 4's
+        # query scaling, which is 1 before position 128 (every fixture sentence is shorter; the
+        # engine refuses longer ones); untied.
+        "ministral3": (transformers.Ministral3Config(
+            vocab_size=v_sp, num_hidden_layers=2, sliding_window=None,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 1000000.0, "factor": 16.0,
+                             "original_max_position_embeddings": 128, "beta_fast": 32.0, "beta_slow": 1.0,
+                             "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1},
+            tie_word_embeddings=False, **sp_ids, **{**COMMON, "max_position_embeddings": 1024}), "sp", "f32", "v5"),
+        # Mistral 3 (Mistral Small 3.x): a Pixtral vision tower and projector around a Mistral
+        # language model (`text_config`, weights under `model.language_model.`); the tiny vision
+        # tower is there to be skipped.
+        "mistral3": (transformers.Mistral3Config(
+            text_config=dict(model_type="mistral", vocab_size=v_sp, num_hidden_layers=2, sliding_window=None,
+                             rope_theta=1000000.0, tie_word_embeddings=False, **sp_ids, **COMMON),
+            vision_config=dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                               num_attention_heads=2, head_dim=16, image_size=32, patch_size=16),
+            tie_word_embeddings=False), "sp", "f32", "v5"),
     }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe"}
@@ -725,6 +743,8 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
 def decoder_layers(model):
     if hasattr(model, "gpt_neox"):
         return model.gpt_neox.layers
+    if hasattr(model, "model") and hasattr(model.model, "language_model"):
+        return model.model.language_model.layers  # vision wrappers (Mistral 3)
     return model.model.layers if hasattr(model, "model") else model.transformer.h
 
 
@@ -1002,7 +1022,7 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
                 stats["max_abs_hidden_per_token"] = max(stats.get("max_abs_hidden_per_token", 0.0),
                                                         (c64["h"] - cap["h"]).abs().max().item())
             stats["max_abs_hidden_value"] = max(stats.get("max_abs_hidden_value", 0.0), cap["h"].abs().max().item())
-    cfg = model.config
+    cfg = text_config(model.config)
     meta = {
         "model": name,
         "n_layers": str(cfg.num_hidden_layers),
@@ -1070,6 +1090,18 @@ def make_tokenizers():
     return sp_tok, bl_bos, bl_nobos
 
 
+def text_config(cfg):
+    """The language model's config (a vision wrapper's `text_config`)."""
+    return getattr(cfg, "text_config", None) or cfg
+
+
+def model_class(name):
+    """The transformers class of a tiny model: the vision wrappers are not causal-LM classes."""
+    if name == "mistral3":
+        return transformers.Mistral3ForConditionalGeneration
+    return AutoModelForCausalLM
+
+
 def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
     specs = tiny_specs(len(sp_tok), len(bl_bos))
     toks = {"sp": sp_tok, "bl-bos": bl_bos, "bl-nobos": bl_nobos}
@@ -1090,7 +1122,11 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         cfg._attn_implementation = "eager"
         # transformers' reference loop over the experts, not its grouped matmuls.
         impl = {"experts_implementation": "eager"} if name in MOE else {}
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
+        if name == "mistral3":
+            model = transformers.Mistral3ForConditionalGeneration._from_config(
+                cfg, attn_implementation="eager", dtype=torch.float32)
+        else:
+            model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         init_weights(model, SEED + 100 + i, gemma_norm=name.startswith("gemma") or name == "nemotron")
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
@@ -1103,12 +1139,12 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         if cfg_format == "legacy":
             rewrite_config_legacy(folder, name, cfg)
         # Reference from exactly what is on disk, reloaded in float32.
-        ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager",
+        ref_model = model_class(name).from_pretrained(folder, dtype=torch.float32, attn_implementation="eager",
                                                          **impl).eval()
         ref_tok = AutoTokenizer.from_pretrained(folder)
-        check_tokenizer_json(folder, ref_tok, sents, cfg.vocab_size)
+        check_tokenizer_json(folder, ref_tok, sents, text_config(cfg).vocab_size)
         check_reload(model, ref_model, wdtype)
-        f64 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float64, attn_implementation="eager",
+        f64 = model_class(name).from_pretrained(folder, dtype=torch.float64, attn_implementation="eager",
                                                    **impl).eval()
         # transformers' XGLM attention floors its scores with `torch.full((), finfo(dtype).min)`
         # and no dtype, which overflows the default float32 when the model runs in float64.
@@ -1136,7 +1172,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         sensitivity(name, ref_model, ref_tok, sents)
         save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
         dev = {k[len("stats_f64_dev_"):]: float(v) for k, v in meta.items() if k.startswith("stats_f64_dev_")}
-        print(f"tiny/{name}: L={cfg.num_hidden_layers} V={cfg.vocab_size} T=[{meta['stats_min_T']},{meta['stats_max_T']}] "
+        print(f"tiny/{name}: L={text_config(cfg).num_hidden_layers} V={text_config(cfg).vocab_size} T=[{meta['stats_min_T']},{meta['stats_max_T']}] "
               f"max|h| {float(meta['stats_max_abs_hidden_value']):.1f}; f32-vs-f64: worst pooled {max(dev.values()):.1e} "
               f"logprob {float(meta['stats_max_abs_logprob']):.1e} nas_flips {meta['stats_nas_flips']} "
               f"(not skipped: {meta['stats_nas_flips_not_skipped']}) "
@@ -1219,6 +1255,11 @@ def sensitivity(name, model, tok, sents):
         c.rope_parameters = {"full_attention": {"rope_type": "default", "rope_theta": 500000.0},
                              "sliding_attention": {"rope_type": "default", "rope_theta": 500000.0}}
         variants["no yarn on the global layer"] = c
+    if name == "ministral3":
+        c = copy.deepcopy(cfg)
+        c.rope_parameters = {"rope_type": "default", "rope_theta": 1000000.0, "llama_4_scaling_beta": 0.1,
+                             "original_max_position_embeddings": 128}
+        variants["no yarn"] = c
     if name == "exaone4":
         c = copy.deepcopy(cfg)
         c.sliding_window = None

@@ -46,10 +46,13 @@ pub enum Architecture {
     Exaone4,
     Helium,
     Arcee,
+    Ministral3,
+    /// The vision wrapper; read as its language model (`Mistral` or `Ministral3`).
+    Mistral3,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 33] = [
+    pub const ALL: [Architecture; 35] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -83,6 +86,8 @@ impl Architecture {
         Self::Exaone4,
         Self::Helium,
         Self::Arcee,
+        Self::Ministral3,
+        Self::Mistral3,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -121,6 +126,8 @@ impl Architecture {
             Self::Exaone4 => &["exaone4"],
             Self::Helium => &["helium"],
             Self::Arcee => &["arcee"],
+            Self::Ministral3 => &["ministral3"],
+            Self::Mistral3 => &["mistral3"],
         }
     }
 
@@ -165,6 +172,8 @@ impl Architecture {
             Self::Exaone4 => "EXAONE 4",
             Self::Helium => "Helium",
             Self::Arcee => "Arcee",
+            Self::Ministral3 => "Ministral 3",
+            Self::Mistral3 => "Mistral 3",
         }
     }
 
@@ -413,6 +422,10 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qkv_clip: Option<f64>,
     pub activation: Activation,
+    /// Ministral 3: from this position on, queries are scaled up (Llama 4's attention scaling,
+    /// `1 + β·log(1 + ⌊p / n⌋)`), which the decoder does not do; before it the scale is 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_scaling_from: Option<usize>,
     /// A mixture of experts in every layer's MLP (OLMoE, Qwen3-MoE, Mixtral):
     /// `intermediate_size` is then one expert's width. (Left out of the serialized config when
     /// `None`, so the fingerprints of dense models stay as they were.)
@@ -455,8 +468,24 @@ impl ModelConfig {
         })?;
         // Multimodal Gemma 3 checkpoints keep the language model's settings in `text_config`.
         let json = match (arch, json.get("text_config")) {
-            (Architecture::Gemma3, Some(text)) => text,
+            (Architecture::Gemma3 | Architecture::Mistral3, Some(text)) => text,
             _ => json,
+        };
+        // Mistral 3 (Mistral Small 3.x, Ministral 3, Magistral) is a vision wrapper around a
+        // Mistral or Ministral 3 language model, which its `text_config` names.
+        let arch = match arch {
+            Architecture::Mistral3 => match json.get("model_type").and_then(Value::as_str) {
+                Some("mistral") => Architecture::Mistral,
+                Some("ministral3") => Architecture::Ministral3,
+                other => {
+                    return Err(EngineError::UnsupportedArchitecture {
+                        path: path.to_path_buf(),
+                        found: format!("mistral3 around {}", other.unwrap_or("nothing")),
+                        supported: Architecture::supported_list(),
+                    });
+                }
+            },
+            arch => arch,
         };
         let fields = HfFields { json, path };
         let config = match arch {
@@ -493,6 +522,9 @@ impl ModelConfig {
             Architecture::Exaone4 => super::arch::exaone4::config(&fields)?,
             Architecture::Helium => super::arch::helium::config(&fields)?,
             Architecture::Arcee => super::arch::arcee::config(&fields)?,
+            Architecture::Ministral3 => super::arch::mistral::config3(&fields)?,
+            // Replaced by its language model's architecture above.
+            Architecture::Mistral3 => super::arch::mistral::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -573,16 +605,18 @@ impl ModelConfig {
             } => Some(original_max_position_embeddings),
             _ => None,
         });
-        match long_rope {
+        match (long_rope, self.query_scaling_from) {
             // Past it transformers switches to LongRoPE's long factors, which we do not run.
-            Some(original) if original < self.max_position_embeddings => {
+            (Some(original), _) if original < self.max_position_embeddings => {
                 (original, "original_max_position_embeddings of its LongRoPE")
+            }
+            (_, Some(from)) if from < self.max_position_embeddings => {
+                (from, "the position where its Llama 4 query scaling starts")
             }
             _ => (self.max_position_embeddings, "max_position_embeddings"),
         }
     }
 
-    /// Parameter count of the decoder (embeddings included, lm_head only when untied).
     /// The neurons of one layer, whose states are captured: `d_ff`, or every expert's in a
     /// mixture of experts.
     pub fn neurons_per_layer(&self) -> usize {
@@ -594,6 +628,7 @@ impl ModelConfig {
         }
     }
 
+    /// Parameter count of the decoder (embeddings included, lm_head only when untied).
     pub fn parameter_count(&self) -> u64 {
         let (h, f, v) = (
             self.hidden_size as u64,
@@ -1031,6 +1066,7 @@ impl Dims {
             logit_scale: None,
             mlp_gated: architecture.has_gated_mlp(),
             experts: None,
+            query_scaling_from: None,
             norm_bias: false,
             linear_bias: false,
             learned_positions: false,

@@ -1129,7 +1129,12 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
         // llama.cpp has no XGLM, and no GLM files are read yet: never named by
         // GGUF_ARCHITECTURES.
-        Architecture::Xglm | Architecture::Glm | Architecture::Glm4 | Architecture::Helium => {}
+        Architecture::Xglm
+        | Architecture::Glm
+        | Architecture::Glm4
+        | Architecture::Helium
+        | Architecture::Ministral3
+        | Architecture::Mistral3 => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;
