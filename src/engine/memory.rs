@@ -61,7 +61,8 @@ pub fn weight_bytes(parameters: u64, dtype: DType) -> u64 {
 /// Peak bytes one sentence of `tokens` tokens adds while a layer runs: residual stream and its
 /// norms, q/k/v and their rotated copies, f32 attention scores and probabilities, gate/up/act and
 /// their product, and with `generic_capture` the generic ops' f32 capture buffers (active mask,
-/// magnitudes), which the CUDA capture kernel does without.
+/// magnitudes), which the CUDA capture kernel does without; and the sentence's pooled NAS and
+/// NAV of every layer, kept until the batch's row is assembled.
 pub fn bytes_per_sentence(
     config: &ModelConfig,
     dtype: DType,
@@ -71,16 +72,14 @@ pub fn bytes_per_sentence(
     let e = dtype_bytes(dtype);
     let t = tokens as u64;
     let d_model = config.hidden_size as u64;
-    // A mixture of experts runs `per_token` experts for each token, and pools every expert's
-    // neurons per sentence.
-    let (d_ff, pooled) = match &config.experts {
-        Some(experts) => (
-            (config.intermediate_size * experts.per_token + experts.shared_d_ff.unwrap_or(0))
-                as u64,
-            2 * 4 * (config.neurons_per_layer() * config.num_layers) as u64,
-        ),
-        None => (config.intermediate_size as u64, 0),
-    };
+    // A mixture of experts runs `per_token` experts (and its shared one) for each token.
+    let d_ff = match &config.experts {
+        Some(experts) => {
+            config.intermediate_size * experts.per_token + experts.shared_d_ff.unwrap_or(0)
+        }
+        None => config.intermediate_size,
+    } as u64;
+    let pooled = 2 * 4 * (config.neurons_per_layer() * config.num_layers) as u64;
     let q = (config.num_heads * config.head_dim) as u64;
     let kv = (config.num_kv_heads * config.head_dim) as u64;
     // The decoder keeps the residual stream, and computes norms, in f32 whatever `dtype` is.
@@ -209,15 +208,25 @@ mod tests {
     fn per_sentence_bytes_by_hand() {
         // hidden 64, d_ff 128, 8 heads of 8, 2 kv heads, bf16 (2 bytes), 10 tokens:
         // residual (f32) 6·64·4 = 1536; projections 2·(64 + 32)·2 + 2·64·2 = 640;
-        // scores 3·8·10·4 = 960; mlp 4·128·2 + 128·9 = 2176 → 5312 per token, 53 120 per
-        // sentence.
-        let c = config(64, 128, 2);
-        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 53_120);
+        // scores 3·8·10·4 = 960; mlp 4·128·2 + 128·9 = 2176 → 5312 per token, 53 120 for
+        // the tokens; pooled NAS and NAV 2·4·128·2 layers = 2048 → 55 168.
+        let mut c = config(64, 128, 2);
+        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 55_168);
         // The CUDA capture kernel keeps no f32 buffers: 128·9 bytes less per token.
         assert_eq!(
             bytes_per_sentence(&c, DType::BF16, 10, false),
-            53_120 - 11_520
+            55_168 - 11_520
         );
+        // Four experts of 128, two per token: the MLP's buffers for 256 per token,
+        // 4·256·2 + 256·9 = 4352 → 7488 per token, 74 880 for the tokens; pooled states of
+        // all 512 neurons, 2·4·512·2 = 8192 → 83 072.
+        c.experts = Some(crate::engine::config::Experts {
+            count: 4,
+            per_token: 2,
+            normalize_top_k: false,
+            shared_d_ff: None,
+        });
+        assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 83_072);
     }
 
     #[test]
