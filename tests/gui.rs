@@ -652,3 +652,24 @@ fn run_times_are_written_in_utc() {
         "2026-11-26 07:25 UTC"
     );
 }
+
+/// Where the MLP has no gate (here Apertus, which the explorer once took for gated: it asked
+/// the architecture, not the config) the NAV source says both sources give the same.
+#[test]
+fn the_nav_source_says_when_both_sources_are_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    for (model, same) in [("apertus", true), ("llama", false)] {
+        let cache = tempfile::tempdir().unwrap();
+        let mut h = harness(cache.path(), Some(ModelSource::Folder(root.join(model))));
+        wait_ready(&mut h);
+        assert!(matches!(
+            h.state().model_check(),
+            ModelCheck::Recognised { .. }
+        ));
+        assert_eq!(
+            h.query_by_label("same here").is_some(),
+            same,
+            "{model}: \"same here\" beside the NAV source"
+        );
+    }
+}

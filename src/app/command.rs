@@ -36,7 +36,11 @@ pub enum DialogPurpose {
 
 /// A model recognised: its description, what was recognised in words, and the device a run
 /// would use (or why none).
-pub type Recognition = (Box<ModelInfo>, Vec<String>, Result<String, String>);
+pub type Recognition = (
+    Box<ModelInfo>,
+    Box<crate::engine::ModelConfig>,
+    Result<String, String>,
+);
 
 pub enum Command {
     /// Start a job with the settings being edited.
@@ -208,10 +212,10 @@ impl ExplorerApp {
                     return; // an older request; a newer one is on its way
                 }
                 self.rt.model_check = match result {
-                    Ok((info, anatomy, device)) => ModelCheck::Recognised {
+                    Ok((info, config, device)) => ModelCheck::Recognised {
                         source,
                         info,
-                        anatomy,
+                        config,
                         device,
                     },
                     Err(message) => ModelCheck::Problem { source, message },
@@ -670,7 +674,7 @@ impl ExplorerApp {
         self.rt.background_tasks += 1;
         self.spawn_helper("inspect", move || {
             let result = crate::engine::model::inspect_with_config(&source)
-                .map(|(info, config)| (Box::new(info), config.anatomy(), device_label(device)))
+                .map(|(info, config)| (Box::new(info), Box::new(config), device_label(device)))
                 .map_err(|e| e.to_string());
             Command::ModelInspected { source, result }
         });

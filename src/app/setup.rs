@@ -182,13 +182,15 @@ fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut V
         }
         ModelCheck::Recognised {
             info,
-            anatomy,
+            config,
             device,
             ..
         } => {
             ui.add(egui::Label::new(RichText::new(&info.name).strong()).wrap());
             ui.add(egui::Label::new(info.summary()).wrap())
-                .on_hover_text(anatomy.join("\n"));
+                .on_hover_ui(|ui| {
+                    ui.label(config.anatomy().join("\n"));
+                });
             match device {
                 Ok(label) => ui.add(egui::Label::new(format!("Device: {label}")).wrap()),
                 Err(message) => {
@@ -436,8 +438,8 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut
                     })
                     .response
                     .labelled_by(label.id);
-                if let ModelCheck::Recognised { info, .. } = &rt.model_check
-                    && !info.architecture.has_gated_mlp()
+                if let ModelCheck::Recognised { info, config, .. } = &rt.model_check
+                    && !config.mlp_gated
                 {
                     ui.weak("same here")
                         .on_hover_text(format!(

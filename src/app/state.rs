@@ -298,8 +298,8 @@ pub enum ModelCheck {
     Recognised {
         source: ModelSource,
         info: Box<ModelInfo>,
-        /// What was recognised, in words (`ModelConfig::anatomy`).
-        anatomy: Vec<String>,
+        /// How it was read (its anatomy is shown on hover).
+        config: Box<crate::engine::ModelConfig>,
         device: Result<String, String>,
     },
     Problem {

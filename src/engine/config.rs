@@ -177,15 +177,6 @@ impl Architecture {
         }
     }
 
-    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's, XGLM's, GPT-NeoX's and
-    /// Falcon's are `act(fc_in(h))`.
-    pub fn has_gated_mlp(self) -> bool {
-        !matches!(
-            self,
-            Self::Gpt2 | Self::Bloom | Self::Xglm | Self::GptNeoX | Self::Falcon
-        )
-    }
-
     /// Human-readable list for error messages.
     pub fn supported_list() -> String {
         Self::ALL
@@ -1064,7 +1055,7 @@ impl Dims {
             norm_centered: false,
             rope_interleaved: false,
             logit_scale: None,
-            mlp_gated: architecture.has_gated_mlp(),
+            mlp_gated: true,
             experts: None,
             query_scaling_from: None,
             norm_bias: false,

@@ -109,6 +109,7 @@ pub(crate) fn layer_norm_family(config: &mut ModelConfig) {
     config.qkv_bias = true;
     config.linear_bias = true;
     config.fused_projections = true;
+    config.mlp_gated = false;
     config.activation = Activation::GeluTanh;
 }
 
