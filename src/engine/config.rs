@@ -10,6 +10,11 @@ use serde_json::Value;
 
 use super::error::{EngineError, Result};
 
+/// Multimodal wrappers whose `config.json` keeps the language model's settings in
+/// `text_config`: Gemma 3 (4B and up) and Mistral 3 (Mistral Small 3.x, Magistral, around a
+/// Mistral or Ministral 3 language model).
+const TEXT_CONFIG_WRAPPERS: &[&str] = &["gemma3", "mistral3"];
+
 /// The decoder families this engine can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Architecture {
@@ -47,12 +52,10 @@ pub enum Architecture {
     Helium,
     Arcee,
     Ministral3,
-    /// The vision wrapper; read as its language model (`Mistral` or `Ministral3`).
-    Mistral3,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 35] = [
+    pub const ALL: [Architecture; 34] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -87,7 +90,6 @@ impl Architecture {
         Self::Helium,
         Self::Arcee,
         Self::Ministral3,
-        Self::Mistral3,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -127,7 +129,6 @@ impl Architecture {
             Self::Helium => &["helium"],
             Self::Arcee => &["arcee"],
             Self::Ministral3 => &["ministral3"],
-            Self::Mistral3 => &["mistral3"],
         }
     }
 
@@ -173,17 +174,49 @@ impl Architecture {
             Self::Helium => "Helium",
             Self::Arcee => "Arcee",
             Self::Ministral3 => "Ministral 3",
-            Self::Mistral3 => "Mistral 3",
         }
     }
 
     /// Human-readable list for error messages.
     pub fn supported_list() -> String {
+        let wrappers = TEXT_CONFIG_WRAPPERS
+            .iter()
+            .filter(|w| Self::from_model_type(w).is_none())
+            .map(|w| format!("{w} (its language model)"));
         Self::ALL
             .iter()
             .map(|a| a.model_types().join("/"))
+            .chain(wrappers)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The architecture a `config.json` describes, and the part of it that describes the
+    /// language model: a multimodal wrapper's `text_config` (Gemma 3, Mistral 3), whose
+    /// vision tower's weights are then left alone.
+    pub fn of_config<'a>(json: &'a Value, path: &Path) -> Result<(Self, &'a Value)> {
+        fn model_type(json: &Value) -> Option<&str> {
+            json.get("model_type").and_then(Value::as_str)
+        }
+        let top =
+            model_type(json).ok_or_else(|| EngineError::config(path, "no \"model_type\" field"))?;
+        let (json, found) = match json.get("text_config") {
+            Some(text) if TEXT_CONFIG_WRAPPERS.contains(&top) => {
+                (text, model_type(text).unwrap_or(top))
+            }
+            _ => (json, top),
+        };
+        let arch =
+            Self::from_model_type(found).ok_or_else(|| EngineError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                found: if found == top {
+                    top.to_string()
+                } else {
+                    format!("{top} around {found}")
+                },
+                supported: Self::supported_list(),
+            })?;
+        Ok((arch, json))
     }
 }
 
@@ -446,38 +479,7 @@ impl ModelConfig {
     }
 
     pub fn from_hf_json(json: &Value, path: &Path) -> Result<Self> {
-        let model_type = json
-            .get("model_type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| EngineError::config(path, "no \"model_type\" field"))?;
-        let arch = Architecture::from_model_type(model_type).ok_or_else(|| {
-            EngineError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                found: model_type.to_string(),
-                supported: Architecture::supported_list(),
-            }
-        })?;
-        // Multimodal Gemma 3 checkpoints keep the language model's settings in `text_config`.
-        let json = match (arch, json.get("text_config")) {
-            (Architecture::Gemma3 | Architecture::Mistral3, Some(text)) => text,
-            _ => json,
-        };
-        // Mistral 3 (Mistral Small 3.x, Ministral 3, Magistral) is a vision wrapper around a
-        // Mistral or Ministral 3 language model, which its `text_config` names.
-        let arch = match arch {
-            Architecture::Mistral3 => match json.get("model_type").and_then(Value::as_str) {
-                Some("mistral") => Architecture::Mistral,
-                Some("ministral3") => Architecture::Ministral3,
-                other => {
-                    return Err(EngineError::UnsupportedArchitecture {
-                        path: path.to_path_buf(),
-                        found: format!("mistral3 around {}", other.unwrap_or("nothing")),
-                        supported: Architecture::supported_list(),
-                    });
-                }
-            },
-            arch => arch,
-        };
+        let (arch, json) = Architecture::of_config(json, path)?;
         let fields = HfFields { json, path };
         let config = match arch {
             Architecture::Llama => super::arch::llama::config(&fields)?,
@@ -514,8 +516,6 @@ impl ModelConfig {
             Architecture::Helium => super::arch::helium::config(&fields)?,
             Architecture::Arcee => super::arch::arcee::config(&fields)?,
             Architecture::Ministral3 => super::arch::mistral::config3(&fields)?,
-            // Replaced by its language model's architecture above.
-            Architecture::Mistral3 => super::arch::mistral::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)

@@ -1133,8 +1133,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Glm
         | Architecture::Glm4
         | Architecture::Helium
-        | Architecture::Ministral3
-        | Architecture::Mistral3 => {}
+        | Architecture::Ministral3 => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

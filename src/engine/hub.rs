@@ -184,12 +184,13 @@ pub fn cached_models() -> Vec<CachedModel> {
 fn named_architecture(config: &Path) -> std::result::Result<Architecture, String> {
     let text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let model_type = json
-        .get("model_type")
-        .and_then(serde_json::Value::as_str)
-        .ok_or("no model_type")?;
-    Architecture::from_model_type(model_type)
-        .ok_or_else(|| format!("unsupported architecture '{model_type}'"))
+    match Architecture::of_config(&json, config) {
+        Ok((architecture, _)) => Ok(architecture),
+        Err(EngineError::UnsupportedArchitecture { found, .. }) => {
+            Err(format!("unsupported architecture '{found}'"))
+        }
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 /// Downloads a model's config, tokenizer and weights into the Hugging Face cache: safetensors

@@ -56,13 +56,18 @@ mod tests {
     fn ministral3_refuses_sentences_where_its_query_scaling_would_start() {
         let config = ModelConfig::from_hf_json(&text("ministral3"), Path::new("c.json")).unwrap();
         assert_eq!(config.sentence_token_limit().0, 512);
-        // Mistral 3 wraps either language model in `text_config`; others are named.
+        // Mistral 3 wraps its language model in `text_config`; one this engine cannot run is
+        // named with the wrapper.
         let wrapper =
             serde_json::json!({"model_type": "mistral3", "text_config": text("ministral3")});
         let config = ModelConfig::from_hf_json(&wrapper, Path::new("c.json")).unwrap();
         assert_eq!(config.architecture, Architecture::Ministral3);
-        let odd = serde_json::json!({"model_type": "mistral3", "text_config": text("llama")});
+        let odd = serde_json::json!({"model_type": "mistral3", "text_config": text("mamba")});
         let err = ModelConfig::from_hf_json(&odd, Path::new("c.json")).unwrap_err();
-        assert!(err.to_string().contains("mistral3 around llama"), "{err}");
+        assert!(err.to_string().contains("mistral3 around mamba"), "{err}");
+        assert!(
+            err.to_string().contains("mistral3 (its language model)"),
+            "{err}"
+        );
     }
 }
