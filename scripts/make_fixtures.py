@@ -999,7 +999,8 @@ def reference_for(model, tok, sents, name: str, extra_meta: dict, f64_model=None
                 tensors[f"s{k}.{key}"] = v
             T = len(ids)
             stats["max_T"], stats["min_T"] = max(stats["max_T"], T), min(stats["min_T"], T)
-            stats["min_router_margin"] = min(stats.get("min_router_margin", math.inf), cap["router_margin"])
+            if math.isfinite(cap["router_margin"]):  # mixtures only
+                stats["min_router_margin"] = min(stats.get("min_router_margin", math.inf), cap["router_margin"])
             gmin = cap["g"].abs().amin(dim=1)
             if sign_from_act:
                 gmin = torch.minimum(gmin, cap["a"].abs().amin(dim=1))
@@ -1196,98 +1197,80 @@ def sensitivity(name, model, tok, sents):
     import copy
 
     cfg = model.config
-    variants = {}
+    variants = {}  # what → the config with the feature turned off
+    zeroed = {}  # what → the parameters (by name ending) set to zero instead
+
+    def vary(what, **changes):
+        c = copy.deepcopy(cfg)
+        for key, value in changes.items():
+            setattr(c, key, value)
+        variants[what] = c
+
+    def default_rope(theta, **kept):
+        return {"rope_type": "default", "rope_theta": theta, **kept}
+
     if name == "llama":
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {"rope_type": "default", "rope_theta": 500000.0}
-        variants["no llama3 rope scaling"] = c
+        vary("no llama3 rope scaling", rope_parameters=default_rope(500000.0))
     if name == "phi3":
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
-        variants["no longrope scaling"] = c
+        vary("no longrope scaling", rope_parameters=default_rope(10000.0))
     if name == "gpt_neox":
-        c = copy.deepcopy(cfg)
-        c.use_parallel_residual = False
-        variants["sequential residual"] = c
+        vary("sequential residual", use_parallel_residual=False)
     if name == "xglm":
-        c = copy.deepcopy(cfg)
-        c.scale_embedding = False
-        variants["no embedding scale"] = c
+        vary("no embedding scale", scale_embedding=False)
     if name == "stablelm":
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 0.5}
-        variants["rotary on 8 of 16 dimensions"] = c
+        vary("rotary on 8 of 16 dimensions",
+             rope_parameters={**cfg.rope_parameters, "partial_rotary_factor": 0.5})
     if name == "olmo":
-        c = copy.deepcopy(cfg)
-        c.clip_qkv = None
-        variants["no clip_qkv"] = c
+        vary("no clip_qkv", clip_qkv=None)
     if name == "phi4_mini":
         # Rotary over a quarter fewer dimensions than full: the same frequencies moved.
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 0.5,
-                             "short_factor": cfg.rope_parameters["short_factor"][:4],
-                             "long_factor": cfg.rope_parameters["long_factor"][:4]}
-        variants["rotary on 8 of 16 dimensions"] = c
+        vary("rotary on 8 of 16 dimensions",
+             rope_parameters={**cfg.rope_parameters, "partial_rotary_factor": 0.5,
+                              "short_factor": cfg.rope_parameters["short_factor"][:4],
+                              "long_factor": cfg.rope_parameters["long_factor"][:4]})
     if name in ("glm", "glm4", "nemotron"):
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 1.0}
-        variants["rotary on all 16 dimensions"] = c
+        vary("rotary on all 16 dimensions",
+             rope_parameters={**cfg.rope_parameters, "partial_rotary_factor": 1.0})
     if name == "llama_bias":
         # The same model without its output projection's bias (q/k/v keep theirs).
-        import types
-        variants["no o_proj bias"] = types.SimpleNamespace(drop="o_proj.bias")
+        zeroed["no o_proj bias"] = "o_proj.bias"
     if name == "cohere":
-        c = copy.deepcopy(cfg)
-        c.logit_scale = 1.0
-        variants["no logit_scale"] = c
+        vary("no logit_scale", logit_scale=1.0)
     if name == "smollm3":
-        c = copy.deepcopy(cfg)
-        c.no_rope_layers = [1] * cfg.num_hidden_layers
-        variants["rotary on the NoPE layer"] = c
+        vary("rotary on the NoPE layer", no_rope_layers=[1] * cfg.num_hidden_layers)
     if name == "granite":
         for key, neutral in [("embedding_multiplier", 1.0), ("attention_multiplier", 0.25),
                              ("residual_multiplier", 1.0), ("logits_scaling", 1.0)]:
-            c = copy.deepcopy(cfg)
-            setattr(c, key, neutral)
-            variants[f"no {key}"] = c
+            vary(f"no {key}", **{key: neutral})
     if name == "olmo3":
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {"full_attention": {"rope_type": "default", "rope_theta": 500000.0},
-                             "sliding_attention": {"rope_type": "default", "rope_theta": 500000.0}}
-        variants["no yarn on the global layer"] = c
+        vary("no yarn on the global layer",
+             rope_parameters={"full_attention": default_rope(500000.0),
+                              "sliding_attention": default_rope(500000.0)})
     if name == "ministral3":
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {"rope_type": "default", "rope_theta": 1000000.0, "llama_4_scaling_beta": 0.1,
-                             "original_max_position_embeddings": 128}
-        variants["no yarn"] = c
+        vary("no yarn", rope_parameters=default_rope(1000000.0, llama_4_scaling_beta=0.1,
+                                                     original_max_position_embeddings=128))
     if name == "exaone4":
-        c = copy.deepcopy(cfg)
-        c.sliding_window = None
-        c.layer_types = ["full_attention"] * cfg.num_hidden_layers
-        variants["every layer global, with rotary"] = c
+        vary("every layer global, with rotary", sliding_window=None,
+             layer_types=["full_attention"] * cfg.num_hidden_layers)
     if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2", "olmo3", "exaone4"):
-        c = copy.deepcopy(cfg)
-        c.sliding_window = 100000
-        variants["no sliding window"] = c
+        vary("no sliding window", sliding_window=100000)
     if name == "gemma2":
-        c = copy.deepcopy(cfg)
-        c.attn_logit_softcapping = None
-        variants["no attn softcap"] = c
-        c = copy.deepcopy(cfg)
-        c.final_logit_softcapping = None
-        variants["no final softcap"] = c
+        vary("no attn softcap", attn_logit_softcapping=None)
+        vary("no final softcap", final_logit_softcapping=None)
     if name == "gemma3":
-        c = copy.deepcopy(cfg)
-        c.rope_parameters = {"full_attention": dict(cfg.rope_parameters["full_attention"]),
-                             "sliding_attention": dict(cfg.rope_parameters["full_attention"])}
-        variants["global rope base on local layers"] = c
+        full = cfg.rope_parameters["full_attention"]
+        vary("global rope base on local layers",
+             rope_parameters={"full_attention": dict(full), "sliding_attention": dict(full)})
+    for what, suffix in zeroed.items():
+        m2 = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            for n, p in m2.named_parameters():
+                if n.endswith(suffix):
+                    p.zero_()
+        variants[what] = m2
     for what, c in variants.items():
-        if hasattr(c, "drop"):
-            m2 = copy.deepcopy(model).eval()
-            with torch.no_grad():
-                for n, p in m2.named_parameters():
-                    if n.endswith(c.drop):
-                        p.zero_()
+        if isinstance(c, torch.nn.Module):
+            m2 = c
         else:
             m2 = type(model)(c).eval()
             m2.load_state_dict(model.state_dict())
