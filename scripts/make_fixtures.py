@@ -666,6 +666,19 @@ def tiny_specs(v_sp: int, v_bl: int):
             tie_word_embeddings=False), "sp", "f32", "v5"),
     }
 
+# Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
+# committed fixtures were made with, so that a rerun reproduces them whatever the order of
+# tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
+# a number not used yet (38 next).
+SEED_OFFSETS = {
+    "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
+    "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
+    "phi4_mini": 9, "smollm3": 9, "granite": 10, "cohere": 11, "gpt2": 12, "bloom": 13, "cohere2": 14,
+    "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
+    "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
+    "ministral3": 36, "mistral3": 37,
+}
+
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe"}
 
 
@@ -1112,14 +1125,17 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         "bl-bos": "byte-level BPE (Qwen2 pipeline, Llama-3 style BOS): TemplateProcessing adds <|begin_of_text|>",
         "bl-nobos": "byte-level BPE (Qwen style): adds no special token",
     }
-    for i, (name, (cfg, tkind, wdtype, cfg_format)) in enumerate(specs.items()):
+    missing = set(specs) - set(SEED_OFFSETS)
+    assert not missing, f"give {sorted(missing)} a seed in SEED_OFFSETS"
+    for name, (cfg, tkind, wdtype, cfg_format) in specs.items():
         if only and name not in only:
             continue
+        seed = SEED_OFFSETS[name]
         folder = TINY / name
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        torch.manual_seed(SEED + i)
+        torch.manual_seed(SEED + seed)
         cfg._attn_implementation = "eager"
         # transformers' reference loop over the experts, not its grouped matmuls.
         impl = {"experts_implementation": "eager"} if name in MOE else {}
@@ -1128,7 +1144,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
                 cfg, attn_implementation="eager", dtype=torch.float32)
         else:
             model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
-        init_weights(model, SEED + 100 + i, gemma_norm=name.startswith("gemma") or name == "nemotron")
+        init_weights(model, SEED + 100 + seed, gemma_norm=name.startswith("gemma") or name == "nemotron")
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
         elif wdtype == "f32-sharded":
@@ -1403,9 +1419,10 @@ def make_llama_gguf(sp_tok, sents):
                                                    "transformers_version", "architectures", "model_type")},
                                    rope_theta=500000.0)
     assert cfg.rope_parameters.get("rope_type", "default") == "default"
-    torch.manual_seed(SEED)
+    seed = SEED_OFFSETS["llama"]  # the weights of tiny/llama, in f32 (not bf16-rounded)
+    torch.manual_seed(SEED + seed)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
-    init_weights(model, SEED + 100, gemma_norm=False)  # same seed as tiny/llama (f32, not bf16-rounded)
+    init_weights(model, SEED + 100 + seed, gemma_norm=False)
     sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
 
     path = folder / "model.gguf"
