@@ -671,5 +671,14 @@ fn the_nav_source_says_when_both_sources_are_the_same() {
             same,
             "{model}: \"same here\" beside the NAV source"
         );
+        // The combo names the neurons the model has: act(fc_in) where there is no gate.
+        let shown = if same { "|act(fc_in)|" } else { "|act(gate)|" };
+        assert_eq!(
+            h.get_by_role_and_label(Role::ComboBox, "NAV source")
+                .value()
+                .as_deref(),
+            Some(shown),
+            "{model}: the NAV source's selected text"
+        );
     }
 }

@@ -428,19 +428,25 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut
             ui.end_row();
 
             let label = ui.label("NAV source");
+            let ungated = match &rt.model_check {
+                ModelCheck::Recognised { info, config, .. } if !config.mlp_gated => Some(info),
+                _ => None,
+            };
+            let name = |source: NavSource| match ungated {
+                Some(_) => source.label_ungated(),
+                None => source.label(),
+            };
             ui.horizontal(|ui| {
                 egui::ComboBox::from_id_salt("nav-source")
-                    .selected_text(settings.capture.nav_source.label())
+                    .selected_text(name(settings.capture.nav_source))
                     .show_ui(ui, |ui| {
                         for source in [NavSource::Activation, NavSource::ActivationTimesUp] {
-                            ui.selectable_value(&mut settings.capture.nav_source, source, source.label());
+                            ui.selectable_value(&mut settings.capture.nav_source, source, name(source));
                         }
                     })
                     .response
                     .labelled_by(label.id);
-                if let ModelCheck::Recognised { info, config, .. } = &rt.model_check
-                    && !config.mlp_gated
-                {
+                if let Some(info) = ungated {
                     ui.weak("same here")
                         .on_hover_text(format!(
                             "{} has no gated MLP: what goes on to the down projection is the \

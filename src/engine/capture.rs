@@ -45,6 +45,15 @@ impl NavSource {
             Self::ActivationTimesUp => "|act(gate)·up|",
         }
     }
+
+    /// The label for a model whose MLP is not gated (GPT-2, BLOOM, Apertus, …): its neurons
+    /// are `act(fc_in)`, and with no `up` both sources are that.
+    pub fn label_ungated(self) -> &'static str {
+        match self {
+            Self::Activation => "|act(fc_in)|",
+            Self::ActivationTimesUp => "|act(fc_in)| (no up)",
+        }
+    }
 }
 
 /// Settings that change the captured states (and so are part of a cache key).
