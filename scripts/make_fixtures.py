@@ -664,22 +664,33 @@ def tiny_specs(v_sp: int, v_bl: int):
             vision_config=dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                num_attention_heads=2, head_dim=16, image_size=32, patch_size=16),
             tie_word_embeddings=False), "sp", "f32", "v5"),
+        # gpt-oss: attention sinks, biases on q/k/v/o, a window of 4 on the even layers, YaRN
+        # (factor 32 over an original 64, not truncated), and 8 biased experts (2 per token) of
+        # width 32 (a multiple of MXFP4's 32-value blocks, as is d_model) with the clamped
+        # SwiGLU; its limit lowered from 7 to 2 so that both clamps bite on the fixture.
+        "gpt_oss": (transformers.GptOssConfig(
+            vocab_size=v_bl, num_hidden_layers=2, num_local_experts=8, num_experts_per_tok=2,
+            sliding_window=4, swiglu_limit=2.0, attention_bias=True,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0,
+                             "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 64},
+            tie_word_embeddings=False, **bl_ids, **{**COMMON, "intermediate_size": 32, "rms_norm_eps": 1e-5}),
+            "bl-bos", "f32", "v5"),
     }
 
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (38 next).
+# a number not used yet (39 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
     "phi4_mini": 9, "smollm3": 9, "granite": 10, "cohere": 11, "gpt2": 12, "bloom": 13, "cohere2": 14,
     "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
-    "ministral3": 36, "mistral3": 37,
+    "ministral3": 36, "mistral3": 37, "gpt_oss": 38,
 }
 
-MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe"}
+MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss"}
 
 
 def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
@@ -818,7 +829,7 @@ def run_capture(model, ids: list[int]):
         mlp = mlp_of(layer)
         if hasattr(mlp, "experts"):
             hooks.append(mlp.experts.register_forward_pre_hook(keep_moe(i), with_kwargs=True))
-            hooks.append(mlp.gate.register_forward_hook(keep_router(i)))
+            hooks.append(router_of(mlp).register_forward_hook(keep_router(i)))
             hooks.append(layer.register_forward_hook(keep("h", i)))
             continue
         fc_in = next((getattr(mlp, n) for n in ("c_fc", "dense_h_to_4h", "fc1") if hasattr(mlp, n)), None)
@@ -855,7 +866,7 @@ def run_capture(model, ids: list[int]):
         dt = model.dtype
         ref = act_fn(mlp_of(layers[i]))(st["g"][i].to(dt)).to(torch.float64)
         assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
-    margins = [router_margin(st["r"][i], layers[i].mlp.gate.top_k) for i in moe_inputs]
+    margins = [router_margin(st["r"][i], router_of(layers[i].mlp).top_k) for i in moe_inputs]
     return {
         "router_margin": min(margins) if margins else math.inf,
         "g": torch.stack(st["g"]),  # [L, T, d_ff]
@@ -866,13 +877,19 @@ def run_capture(model, ids: list[int]):
     }
 
 
+def router_of(mlp):
+    """A mixture's router: `gate` in most families, `router` in gpt-oss."""
+    return mlp.router if hasattr(mlp, "router") else mlp.gate
+
+
 def moe_neurons(st, i, layer, inputs):
     """Every expert's neurons at every token of layer i, as transformers' eager expert loop
     computes them for the tokens routed to the expert: a, gate and up are 0 elsewhere (gate is
     +inf there, so that min |gate| only counts the tokens an expert saw)."""
     x, top_k_index = inputs[0], inputs[1]
     experts = layer.mlp.experts
-    E, f = experts.num_experts, experts.intermediate_dim
+    E = experts.num_experts
+    f = getattr(experts, "intermediate_dim", None) or experts.intermediate_size
     T = x.shape[0]
     g = torch.full((T, E * f), math.inf, dtype=torch.float64)
     a = torch.zeros((T, E * f), dtype=torch.float64)
@@ -881,11 +898,23 @@ def moe_neurons(st, i, layer, inputs):
         tokens = (top_k_index == e).any(dim=-1).nonzero().flatten()
         if len(tokens) == 0:
             continue
-        gate, up = torch.nn.functional.linear(x[tokens], experts.gate_up_proj[e]).chunk(2, dim=-1)
         cols = slice(e * f, (e + 1) * f)
+        if hasattr(experts, "gate_up_proj_bias"):
+            # gpt-oss: `[d_model, 2·d_ff]` plus a bias, gate and up interleaved, and the clamped
+            # SwiGLU: the neurons are g·σ(α·g) of the clamped gate, what they multiply is the
+            # clamped up plus 1 (so that a·u is what goes down, as `_apply_gate` computes it).
+            gate_up = x[tokens] @ experts.gate_up_proj[e] + experts.gate_up_proj_bias[e]
+            gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+            clamped = gate.clamp(min=None, max=experts.limit)
+            act = clamped * torch.sigmoid(clamped * experts.alpha)
+            times = up.clamp(min=-experts.limit, max=experts.limit) + 1
+            assert torch.equal(times * act, experts._apply_gate(gate_up)), "clamped SwiGLU mismatch"
+        else:
+            gate, up = torch.nn.functional.linear(x[tokens], experts.gate_up_proj[e]).chunk(2, dim=-1)
+            act, times = experts.act_fn(gate), up
         g[tokens, cols] = gate.to(torch.float64)
-        a[tokens, cols] = experts.act_fn(gate).to(torch.float64)
-        u[tokens, cols] = up.to(torch.float64)
+        a[tokens, cols] = act.to(torch.float64)
+        u[tokens, cols] = times.to(torch.float64)
     shared = getattr(layer.mlp, "shared_expert", None)
     if shared is not None:
         # Qwen2-MoE's shared expert runs on every token; its neurons follow the experts'.
@@ -1198,6 +1227,77 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         print("   ", {k: f"{v:.1e}" for k, v in dev.items()})
 
 
+E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def mxfp4_quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[..., out, in] float → MXFP4 blocks [..., out, in/32, 16] and scales [..., out, in/32]
+    (uint8), as gpt-oss' checkpoints store them: per 32 values of a row, the smallest power of
+    two that brings the largest within E2M1's ±6 (biased by 127), each value rounded to the
+    nearest E2M1 code, two codes to a byte, the first in the low nibble."""
+    *prefix, out, width = w.shape
+    groups = w.reshape(*prefix, out, width // 32, 32).to(torch.float64)
+    amax = groups.abs().amax(dim=-1)
+    exponent = torch.ceil(torch.log2(torch.clamp(amax, min=1e-30) / 6.0)).clamp(-127, 127)
+    scaled = groups / torch.pow(2.0, exponent)[..., None]
+    lut = torch.tensor(E2M1, dtype=torch.float64)
+    codes = (scaled[..., None] - lut).abs().argmin(dim=-1).to(torch.uint8)  # ties: the lower code
+    blocks = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return blocks.contiguous(), (exponent + 127).to(torch.uint8).contiguous()
+
+
+def make_gpt_oss_mxfp4(sents):
+    """tiny/gpt_oss_mxfp4: tiny/gpt_oss with its experts in MXFP4 (`*_blocks`, `*_scales`) and
+    a config as the released gpt-oss ones have it (`rope_scaling`, `quantization_config`); the
+    reference is transformers' run of the checkpoint reloaded from these files (it expands
+    MXFP4 on the CPU with `convert_moe_packed_tensors`)."""
+    from safetensors.torch import load_file, save_file as save_tensors
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    src, folder = TINY / "gpt_oss", TINY / "gpt_oss_mxfp4"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(src / f, folder / f)
+    state = load_file(str(src / "model.safetensors"))
+    expanded = {}
+    for name in [k for k in state if k.endswith(("experts.gate_up_proj", "experts.down_proj"))]:
+        stored = state.pop(name)  # [experts, in, out]
+        blocks, scales = mxfp4_quantize(stored.transpose(1, 2))
+        state[f"{name}_blocks"], state[f"{name}_scales"] = blocks, scales
+        expanded[name] = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+        assert expanded[name].shape == stored.shape
+    save_tensors(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    j = json.loads((src / "config.json").read_text())
+    rp = j.pop("rope_parameters")
+    j["rope_theta"] = rp.pop("rope_theta")
+    j["rope_scaling"] = rp
+    j["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    (folder / "config.json").write_text(json.dumps(j, indent=2, sort_keys=True) + "\n")
+
+    impl = {"experts_implementation": "eager", "attn_implementation": "eager"}
+    ref_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **impl).eval()
+    loaded = dict(ref_model.named_parameters())
+    for name, values in expanded.items():
+        assert torch.equal(loaded[name].float(), values), f"{name}: transformers expands MXFP4 otherwise"
+    f64 = copy_to_f64(ref_model)
+    ref_tok = AutoTokenizer.from_pretrained(folder)
+    tensors, meta = reference_for(ref_model, ref_tok, sents, "gpt_oss_mxfp4", {
+        "tokenizer": "byte-level BPE (Qwen2 pipeline, Llama-3 style BOS), tiny/gpt_oss's",
+        "weights_on_disk": "f32, experts in MXFP4", "config_format": "legacy"}, f64_model=f64)
+    margin = float(meta["stats_min_router_margin"])
+    assert margin > 1e-5, f"gpt_oss_mxfp4: a token's routing is a near tie ({margin:.1e})"
+    save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
+    print(f"tiny/gpt_oss_mxfp4: smallest router margin {margin:.1e}; {sizeof(folder / 'model.safetensors')}")
+
+
+def copy_to_f64(model):
+    """A float64 copy of a model, for the float32 noise statistics."""
+    import copy
+    return copy.deepcopy(model).to(torch.float64).eval()
+
+
 def check_reload(model, ref_model, wdtype):
     sd0 = model.state_dict()
     sd1 = ref_model.state_dict()
@@ -1268,7 +1368,13 @@ def sensitivity(name, model, tok, sents):
     if name == "exaone4":
         vary("every layer global, with rotary", sliding_window=None,
              layer_types=["full_attention"] * cfg.num_hidden_layers)
-    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2", "olmo3", "exaone4"):
+    if name == "gpt_oss":
+        zeroed["sinks at 0"] = "self_attn.sinks"
+        zeroed["no router bias"] = "router.bias"
+        zeroed["no expert biases"] = "_proj_bias"
+        vary("no swiglu clamp", swiglu_limit=1e9)
+        vary("no yarn", rope_parameters=default_rope(150000.0))
+    if name in ("mistral", "gemma2", "gemma3", "phi3", "cohere2", "olmo3", "exaone4", "gpt_oss"):
         vary("no sliding window", sliding_window=100000)
     if name == "gemma2":
         vary("no attn softcap", attn_logit_softcapping=None)
@@ -1679,6 +1785,8 @@ def main():
     sp_tok, bl_bos, bl_nobos = make_tokenizers()
     if "tiny" in parts:
         make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=args.models)
+        if not args.models or {"gpt_oss", "gpt_oss_mxfp4"} & set(args.models):
+            make_gpt_oss_mxfp4(sents)
     if "gguf" in parts:
         make_llama_gguf(sp_tok, sents)
     if "demo" in parts:

@@ -432,10 +432,46 @@ macro_rules! parity_tests {
 }
 
 parity_tests!(
-    llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, olmo, olmo2, phi3, phi4_mini, stablelm,
-    smollm3, granite, cohere, gpt2, bloom, gpt_neox, falcon, falcon_7b, cohere2, olmo3, xglm,
-    apertus, llama_bias, jais2, nemotron, olmoe, qwen3_moe, mixtral, glm, glm4, qwen2_moe, exaone4,
-    helium, arcee, ministral3, mistral3
+    llama,
+    mistral,
+    qwen2,
+    qwen3,
+    gemma,
+    gemma2,
+    gemma3,
+    olmo,
+    olmo2,
+    phi3,
+    phi4_mini,
+    stablelm,
+    smollm3,
+    granite,
+    cohere,
+    gpt2,
+    bloom,
+    gpt_neox,
+    falcon,
+    falcon_7b,
+    cohere2,
+    olmo3,
+    xglm,
+    apertus,
+    llama_bias,
+    jais2,
+    nemotron,
+    olmoe,
+    qwen3_moe,
+    mixtral,
+    glm,
+    glm4,
+    qwen2_moe,
+    exaone4,
+    helium,
+    arcee,
+    ministral3,
+    mistral3,
+    gpt_oss,
+    gpt_oss_mxfp4
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -629,6 +665,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "arcee",
         "ministral3",
         "mistral3",
+        "gpt_oss",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -649,7 +686,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
         let goal = match name {
             "smollm3" | "glm" => 0.990,
-            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" => 0.985,
+            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" | "gpt_oss" => 0.985,
             _ => 0.995,
         };
         if agreement < goal {
@@ -683,13 +720,19 @@ fn parameter_counts_are_the_checkpoints() {
         let weights =
             unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.unwrap();
         // A vision wrapper's tower and projector are not the language model's (Mistral 3).
+        // MXFP4 blocks hold two parameters a byte; their scales are not parameters.
         let stored: u64 = weights
             .tensors()
             .iter()
             .filter(|(name, _)| {
-                !name.starts_with("vision_tower.") && !name.starts_with("multi_modal_projector.")
+                !name.starts_with("vision_tower.")
+                    && !name.starts_with("multi_modal_projector.")
+                    && !name.ends_with("_scales")
             })
-            .map(|(_, view)| view.shape().iter().product::<usize>() as u64)
+            .map(|(name, view)| {
+                let per_element = if name.ends_with("_blocks") { 2 } else { 1 };
+                per_element * view.shape().iter().product::<usize>() as u64
+            })
             .sum();
         assert_eq!(config.parameter_count(), stored, "{}", folder.display());
     }

@@ -1,9 +1,10 @@
 //! The MLP activation of one layer, as the forward pass applies it: the config's kind, and for
-//! xIELU the layer's own parameters.
+//! xIELU the layer's own parameters (for gpt-oss' clamped SwiGLU, the config's).
 
 use candle_core::{DType, Tensor};
 
-use super::config::Activation;
+use super::config::{Activation, ModelConfig};
+use super::error::EngineError;
 use super::error::Result;
 use super::weights::TensorSource;
 
@@ -15,18 +16,33 @@ pub enum LayerActivation {
     Gelu,
     Relu2,
     XIelu(XIelu),
+    /// gpt-oss: `g·σ(alpha·g)` with `g = min(gate, limit)`, and the up projection it
+    /// multiplies clamped to `±limit` plus 1.
+    ClampedSwiglu {
+        alpha: f32,
+        limit: f32,
+    },
 }
 
 impl LayerActivation {
-    /// `kind` for layer `prefix` (`model.layers.3.`): xIELU reads its parameters from
-    /// `mlp.act_fn.*` there.
-    pub fn load(kind: Activation, src: &dyn TensorSource, prefix: &str) -> Result<Self> {
-        Ok(match kind {
-            Activation::Silu => Self::Silu,
-            Activation::GeluTanh => Self::GeluTanh,
-            Activation::Gelu => Self::Gelu,
-            Activation::Relu2 => Self::Relu2,
+    /// The config's activation for layer `prefix` (`model.layers.3.`): xIELU reads its
+    /// parameters from `mlp.act_fn.*` there.
+    pub fn load(config: &ModelConfig, src: &dyn TensorSource, prefix: &str) -> Result<Self> {
+        Ok(match config.activation {
             Activation::XIelu => Self::XIelu(XIelu::load(src, &format!("{prefix}mlp.act_fn."))?),
+            Activation::ClampedSwiglu => {
+                // `ModelConfig::validate` checked they come together.
+                let clamp = config.swiglu_clamp.ok_or_else(|| {
+                    EngineError::Device("a clamped SwiGLU without its parameters".into())
+                })?;
+                Self::ClampedSwiglu {
+                    alpha: clamp.alpha as f32,
+                    limit: clamp.limit as f32,
+                }
+            }
+            kind => Self::without_parameters(kind).ok_or_else(|| {
+                EngineError::Device(format!("the activation {kind:?} needs parameters"))
+            })?,
         })
     }
 
@@ -37,7 +53,7 @@ impl LayerActivation {
             Activation::GeluTanh => Some(Self::GeluTanh),
             Activation::Gelu => Some(Self::Gelu),
             Activation::Relu2 => Some(Self::Relu2),
-            Activation::XIelu => None,
+            Activation::XIelu | Activation::ClampedSwiglu => None,
         }
     }
 
@@ -56,6 +72,22 @@ impl LayerActivation {
             Self::Gelu => x.gelu_erf()?,
             Self::Relu2 => x.relu()?.sqr()?,
             Self::XIelu(p) => p.apply_tensor(x)?,
+            Self::ClampedSwiglu { alpha, limit } => {
+                let g = x.minimum(f64::from(*limit))?;
+                (&g * candle_nn::ops::sigmoid(&g.affine(f64::from(*alpha), 0.0)?)?)?
+            }
+        })
+    }
+
+    /// What a gated MLP feeds its down projection: `act·up`, or with the clamped SwiGLU
+    /// `act·(clamp(up, ±limit) + 1)`.
+    pub fn gated_product(&self, act: &Tensor, up: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::ClampedSwiglu { limit, .. } => {
+                let limit = f64::from(*limit);
+                (act * up.clamp(-limit, limit)?.affine(1.0, 1.0)?)?
+            }
+            _ => (act * up)?,
         })
     }
 }

@@ -46,6 +46,9 @@ impl ModelConfig {
         if let Some(cap) = self.attn_logit_softcapping {
             parts.push(format!("scores soft-capped at {cap}"));
         }
+        if self.attention_sinks {
+            parts.push("a learned sink per head".into());
+        }
         parts.join(", ")
     }
 
@@ -122,18 +125,26 @@ impl ModelConfig {
 
     fn mlp_line(&self) -> String {
         let activation = match self.activation {
-            Activation::Silu => "SiLU",
-            Activation::GeluTanh => "GELU (tanh)",
-            Activation::Gelu => "GELU (erf)",
-            Activation::Relu2 => "ReLU²",
-            Activation::XIelu => "xIELU (with its own parameters in every layer)",
+            Activation::Silu => "SiLU".into(),
+            Activation::GeluTanh => "GELU (tanh)".into(),
+            Activation::Gelu => "GELU (erf)".into(),
+            Activation::Relu2 => "ReLU²".into(),
+            Activation::XIelu => "xIELU (with its own parameters in every layer)".into(),
+            Activation::ClampedSwiglu => match self.swiglu_clamp {
+                Some(c) => format!(
+                    "clamped SwiGLU (g·σ({}·g), the gate capped at {}, times up clamped to ±{} plus 1)",
+                    c.alpha, c.limit, c.limit
+                ),
+                None => "clamped SwiGLU".into(),
+            },
         };
         let (kind, neurons) = if self.mlp_gated {
             ("gated", "act(gate)")
         } else {
             ("not gated", "act(fc_in)")
         };
-        let biases = if self.linear_bias {
+        let biased_experts = self.experts.as_ref().is_some_and(|e| e.biased);
+        let biases = if self.linear_bias || biased_experts {
             ", with biases"
         } else {
             ""

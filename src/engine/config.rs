@@ -52,10 +52,11 @@ pub enum Architecture {
     Helium,
     Arcee,
     Ministral3,
+    GptOss,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 34] = [
+    pub const ALL: [Architecture; 35] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -90,6 +91,7 @@ impl Architecture {
         Self::Helium,
         Self::Arcee,
         Self::Ministral3,
+        Self::GptOss,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -129,6 +131,7 @@ impl Architecture {
             Self::Helium => &["helium"],
             Self::Arcee => &["arcee"],
             Self::Ministral3 => &["ministral3"],
+            Self::GptOss => &["gpt_oss"],
         }
     }
 
@@ -174,6 +177,7 @@ impl Architecture {
             Self::Helium => "Helium",
             Self::Arcee => "Arcee",
             Self::Ministral3 => "Ministral 3",
+            Self::GptOss => "gpt-oss",
         }
     }
 
@@ -240,6 +244,9 @@ pub enum Activation {
     /// own in every layer (read with the weights, see [`XIelu`]). Unlike the others it is not
     /// positive exactly where its input is: it turns positive again far below 0.
     XIelu,
+    /// gpt-oss' experts: `g·σ(α·g)` of the gate clamped above, times the up projection
+    /// clamped on both sides plus 1 (parameters in [`ModelConfig::swiglu_clamp`]).
+    ClampedSwiglu,
 }
 
 impl Activation {
@@ -267,6 +274,17 @@ pub struct Experts {
     /// `sigmoid(w·h)`; its neurons follow the experts'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_d_ff: Option<usize>,
+    /// gpt-oss: the router and every expert's two projections add a bias.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub biased: bool,
+}
+
+/// The parameters of [`Activation::ClampedSwiglu`]: the sigmoid's gain `alpha` and the clamp
+/// `limit` (gpt-oss' `swiglu_alpha` and `swiglu_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SwigluClamp {
+    pub alpha: f64,
+    pub limit: f64,
 }
 
 /// How rotary frequencies are rescaled for long contexts.
@@ -446,6 +464,13 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qkv_clip: Option<f64>,
     pub activation: Activation,
+    /// The parameters of [`Activation::ClampedSwiglu`] (gpt-oss), and only there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swiglu_clamp: Option<SwigluClamp>,
+    /// gpt-oss: a learned logit per query head (`self_attn.sinks`) joins each softmax over
+    /// the keys, taking a share of the attention that goes nowhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attention_sinks: bool,
     /// Ministral 3: from this position on, queries are scaled up (Llama 4's attention scaling,
     /// `1 + β·log(1 + ⌊p / n⌋)`), which the decoder does not do; before it the scale is 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -479,7 +504,24 @@ impl ModelConfig {
     }
 
     pub fn from_hf_json(json: &Value, path: &Path) -> Result<Self> {
+        let quantization = json
+            .get("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(Value::as_str);
         let (arch, json) = Architecture::of_config(json, path)?;
+        // Quantized checkpoints store other tensors than the ones the decoder loads; gpt-oss'
+        // MXFP4 experts are expanded by the loader.
+        if let Some(method) = quantization
+            && !(arch == Architecture::GptOss && method == "mxfp4")
+        {
+            return Err(EngineError::config(
+                path,
+                format!(
+                    "the weights are quantized (\"quant_method\": \"{method}\"), which is not \
+                     supported; use the unquantized checkpoint, or a GGUF file of the model"
+                ),
+            ));
+        }
         let fields = HfFields { json, path };
         let config = match arch {
             Architecture::Llama => super::arch::llama::config(&fields)?,
@@ -516,6 +558,7 @@ impl ModelConfig {
             Architecture::Helium => super::arch::helium::config(&fields)?,
             Architecture::Arcee => super::arch::arcee::config(&fields)?,
             Architecture::Ministral3 => super::arch::mistral::config3(&fields)?,
+            Architecture::GptOss => super::arch::gpt_oss::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -531,6 +574,9 @@ impl ModelConfig {
                 "{} experts per token of {} is not a mixture of experts",
                 experts.per_token, experts.count
             ));
+        }
+        if (self.activation == Activation::ClampedSwiglu) != self.swiglu_clamp.is_some() {
+            return bad("a clamped SwiGLU needs its alpha and limit, and only it has them".into());
         }
         if self.num_layers == 0 || self.hidden_size == 0 || self.intermediate_size == 0 {
             return bad("num_hidden_layers, hidden_size and intermediate_size must be > 0".into());
@@ -645,21 +691,24 @@ impl ModelConfig {
         // xIELU's alpha_p, alpha_n, beta and eps, stored in every layer.
         let activation = bias(self.activation == Activation::XIelu, 4);
         let one_mlp = (gates + 1) * h * f + bias(self.linear_bias, gates * f + h) + activation;
-        // A mixture: every expert's MLP and the router's `[experts, h]`.
+        // A mixture: every expert's MLP and the router's `[experts, h]` (with their biases
+        // where the family has them).
         let mlp = match &self.experts {
             Some(experts) => {
                 let shared = experts.shared_d_ff.map_or(0, |s| 3 * h * s as u64 + h);
-                experts.count as u64 * (one_mlp + h) + shared
+                let biases = bias(experts.biased, gates * f + h + 1);
+                experts.count as u64 * (one_mlp + h + biases) + shared
             }
             None => one_mlp,
         };
+        let sinks = bias(self.attention_sinks, self.num_heads as u64);
         let norms = norm
             * match self.norm_layout {
                 NormLayout::Sandwich => 4,
                 NormLayout::Pre | NormLayout::Post | NormLayout::ParallelTwoNorms => 2,
                 NormLayout::Parallel => 1,
             };
-        let per_layer = attention + mlp + norms;
+        let per_layer = attention + sinks + mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         let positions = bias(
             self.learned_positions,
@@ -1070,6 +1119,8 @@ impl Dims {
             norm_unweighted: false,
             qkv_clip: None,
             activation: Activation::Silu,
+            swiglu_clamp: None,
+            attention_sinks: false,
             embedding_scale: None,
             residual_scale: None,
             attention_scale: 1.0 / (self.head_dim as f64).sqrt(),
@@ -1156,6 +1207,70 @@ mod tests {
         }));
         assert!(
             matches!(unextended, RopeScaling::LongRope { attention_factor, .. } if attention_factor == 1.0)
+        );
+    }
+
+    /// gpt-oss-20b's released `config.json` (MXFP4 experts, legacy rope keys): its layers
+    /// alternate a 128-token window with full attention, and the parameter count is the one
+    /// hand-summed here, the 20.91B of OpenAI's gpt-oss model card.
+    #[test]
+    fn gpt_oss_20b_reads_as_released() {
+        let sliding = (0..24)
+            .map(|i| {
+                if i % 2 == 0 {
+                    "sliding_attention"
+                } else {
+                    "full_attention"
+                }
+            })
+            .collect::<Vec<_>>();
+        let json = serde_json::json!({
+            "architectures": ["GptOssForCausalLM"], "attention_bias": true,
+            "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880,
+            "intermediate_size": 2880, "layer_types": sliding,
+            "max_position_embeddings": 131072, "model_type": "gpt_oss",
+            "num_attention_heads": 64, "num_experts_per_tok": 4, "num_hidden_layers": 24,
+            "num_key_value_heads": 8, "num_local_experts": 32,
+            "quantization_config": {"quant_method": "mxfp4"}, "rms_norm_eps": 1e-05,
+            "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+                "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": false},
+            "rope_theta": 150000, "sliding_window": 128, "swiglu_limit": 7.0,
+            "tie_word_embeddings": false, "vocab_size": 201088
+        });
+        let config = ModelConfig::from_hf_json(&json, Path::new("config.json")).unwrap();
+        assert_eq!(config.architecture, Architecture::GptOss);
+        assert_eq!(config.layers[0].sliding_window, Some(128));
+        assert_eq!(config.layers[1].sliding_window, None);
+        assert!(matches!(
+            config.layers[1].rope.scaling,
+            RopeScaling::Yarn {
+                factor: 32.0,
+                truncate: false,
+                ..
+            }
+        ));
+        assert_eq!(config.neurons_per_layer(), 32 * 2880);
+        // Embeddings and the untied head 2·201088·2880; per layer: attention 2880·4096·2 +
+        // 2880·512·2, biases 4096 + 2·512 + 2880, 64 sinks; 32 experts of 3·2880² weights,
+        // 2·2880 + 2880 biases and a router row of 2880 with its bias; two norms; a final norm.
+        let per_layer = 2 * 2880 * 4096
+            + 2 * 2880 * 512
+            + 4096
+            + 1024
+            + 2880
+            + 64
+            + 32 * (3 * 2880 * 2880 + 3 * 2880 + 2880 + 1)
+            + 2 * 2880;
+        let expected = 2 * 201_088 * 2880 + 24 * per_layer + 2880;
+        assert_eq!(config.parameter_count(), expected);
+        assert_eq!(expected, 20_914_757_184);
+        // Any other quantization is refused by name.
+        let mut gptq = json.clone();
+        gptq["quantization_config"] = serde_json::json!({"quant_method": "gptq"});
+        let error = ModelConfig::from_hf_json(&gptq, Path::new("config.json")).unwrap_err();
+        assert!(
+            error.to_string().contains("\"quant_method\": \"gptq\""),
+            "{error}"
         );
     }
 }

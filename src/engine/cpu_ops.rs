@@ -306,6 +306,9 @@ pub struct Attention {
     /// BLOOM's ALiBi: per head, `slope · j` added to the score of key `j` (its place in the
     /// sentence; softmax does not see the shift from transformers' absolute positions).
     pub alibi: Option<Arc<[f32]>>,
+    /// gpt-oss' sink logits, one per head: each joins its head's softmax as a key with no
+    /// value.
+    pub sinks: Option<Arc<[f32]>>,
 }
 
 impl CustomOp3 for Attention {
@@ -336,6 +339,9 @@ impl CustomOp3 for Attention {
         }
         if self.alibi.as_ref().is_some_and(|s| s.len() != self.heads) {
             bail!("attention: one ALiBi slope per head expected");
+        }
+        if self.sinks.as_ref().is_some_and(|s| s.len() != self.heads) {
+            bail!("attention: one sink logit per head expected");
         }
         let width = self.heads * d;
         let mut out = vec![0f32; n * width];
@@ -373,6 +379,7 @@ impl Attention {
             }
             for head in kv * group..(kv + 1) * group {
                 let slope = self.alibi.as_ref().map_or(0.0, |slopes| slopes[head]);
+                let sink = self.sinks.as_ref().map(|sinks| sinks[head]);
                 for i in 0..len {
                     rotate(
                         q.row(span.start + i, head * d, d),
@@ -389,9 +396,12 @@ impl Attention {
                             s = (s / cap).tanh() * cap;
                         }
                         *score = s + slope * j as f32;
-                        max = max.max(s);
+                        max = max.max(*score);
                     }
-                    let mut sum = 0f32;
+                    if let Some(sink) = sink {
+                        max = max.max(sink);
+                    }
+                    let mut sum = sink.map_or(0.0, |sink| (sink - max).exp());
                     for score in visible.iter_mut() {
                         *score = (*score - max).exp();
                         sum += *score;
@@ -683,6 +693,29 @@ impl FusedMlp {
                     *o = p.apply(x);
                 }
             }
+            LayerActivation::ClampedSwiglu { alpha, limit } => {
+                for (o, &x) in out.iter_mut().zip(gate) {
+                    let g = x.min(limit);
+                    *o = g / (1.0 + exp(-alpha * g));
+                }
+            }
+        }
+    }
+
+    /// `product *= up`, or with the clamped SwiGLU `product *= clamp(up, ±limit) + 1`.
+    #[inline(always)]
+    fn times_up(&self, product: &mut [f32], up: &[f32]) {
+        match self.activation {
+            LayerActivation::ClampedSwiglu { limit, .. } => {
+                for (p, &x) in product.iter_mut().zip(up) {
+                    *p *= x.clamp(-limit, limit) + 1.0;
+                }
+            }
+            _ => {
+                for (p, &x) in product.iter_mut().zip(up) {
+                    *p *= x;
+                }
+            }
         }
     }
 }
@@ -731,9 +764,7 @@ impl FusedMlp {
             if !self.gated {
                 continue;
             }
-            for (p, &x) in product.iter_mut().zip(u) {
-                *p *= x;
-            }
+            self.times_up(product, u);
             if pool && self.nav_source == NavSource::ActivationTimesUp {
                 for (v, &p) in nav.iter_mut().zip(product.iter()) {
                     *v += w * p.abs();
@@ -849,6 +880,7 @@ mod tests {
                 window: Some(3),
                 rope,
                 alibi: None,
+                sinks: None,
             };
             let (qs, kv) = (q.narrow(1, 0, 16).unwrap(), q.narrow(1, 16, 8).unwrap());
             let contiguous = qs.contiguous().unwrap();
@@ -943,20 +975,21 @@ mod tests {
         }
     }
 
-    /// One head of width 2; positions 0 and 1 rotate by 0° and 90°. Row 0 is a gap.
-    fn attention(window: Option<usize>, softcap: Option<f32>) -> Vec<f32> {
+    /// One head of width 2; positions 0 and 1 rotate by 0° and 90°. Row 0 is a gap. `adjust`
+    /// sets the options under test.
+    fn attention(adjust: impl FnOnce(&mut Attention)) -> Vec<f32> {
         let device = Device::Cpu;
         let q = Tensor::new(&[[9f32, 9.], [1., 0.], [0., 1.]], &device).unwrap();
         let k = Tensor::new(&[[9f32, 9.], [1., 0.], [0., 1.]], &device).unwrap();
         let v = Tensor::new(&[[9f32, 9.], [1., 2.], [3., 4.]], &device).unwrap();
-        let op = Attention {
+        let mut op = Attention {
             spans: spans(&[(1, 2)]),
             heads: 1,
             kv_heads: 1,
             head_dim: 2,
             scale: 1.0,
-            softcap,
-            window,
+            softcap: None,
+            window: None,
             rope: Arc::new(RopeTable {
                 cos: vec![1.0, 0.0],
                 sin: vec![0.0, 1.0],
@@ -964,7 +997,9 @@ mod tests {
                 interleaved: false,
             }),
             alibi: None,
+            sinks: None,
         };
+        adjust(&mut op);
         let out = q.apply_op3_no_bwd(&k, &v, &op).unwrap();
         out.flatten_all().unwrap().to_vec1().unwrap()
     }
@@ -973,18 +1008,33 @@ mod tests {
     fn attention_by_hand() {
         // Rotated, q1 = k1 = [-1, 0] and k0 = [1, 0]: token 1 scores -1 (token 0) and 1
         // (itself), softmax [0.1192, 0.8808], output 0.1192·[1, 2] + 0.8808·[3, 4].
-        close(
-            &attention(None, None),
-            &[0., 0., 1., 2., 2.7616, 3.7616],
-            1e-4,
-        );
+        close(&attention(|_| ()), &[0., 0., 1., 2., 2.7616, 3.7616], 1e-4);
         // A window of one: each token sees itself only.
-        close(&attention(Some(1), None), &[0., 0., 1., 2., 3., 4.], 1e-6);
+        close(
+            &attention(|op| op.window = Some(1)),
+            &[0., 0., 1., 2., 3., 4.],
+            1e-6,
+        );
         // Soft-capping at 0.5: scores ±0.5·tanh(2) = ±0.4820, weights [0.2760, 0.7240].
         close(
-            &attention(None, Some(0.5)),
+            &attention(|op| op.softcap = Some(0.5)),
             &[0., 0., 1., 2., 2.448, 3.448],
             1e-3,
+        );
+        // A sink logit of 1: token 0 scores 1 against the sink's 1, weight 1/2 on its value;
+        // token 1's e^-1, e^1 and the sink's e^1 give 0.0634 and 0.4683 on its two values.
+        close(
+            &attention(|op| op.sinks = Some(vec![1.0].into())),
+            &[0., 0., 0.5, 1., 1.4683, 2.0],
+            1e-4,
+        );
+        // ALiBi with a steep slope (100 per position): token 1's scores -1 and 1 + 100 put
+        // all its weight on itself. The shift before `exp` must include the slope's part,
+        // or e^100 overflows f32 and the row turns NaN (as long BLOOM sentences once did).
+        close(
+            &attention(|op| op.alibi = Some(vec![100.0].into())),
+            &[0., 0., 1., 2., 3., 4.],
+            1e-6,
         );
     }
 
@@ -1008,6 +1058,7 @@ mod tests {
                 interleaved: false,
             }),
             alibi: None,
+            sinks: None,
         };
         let q = qkv.narrow(1, 0, 4).unwrap();
         let k = qkv.narrow(1, 4, 2).unwrap();

@@ -111,7 +111,9 @@ impl KernelActivation {
             LayerActivation::GeluTanh => Some(Self::GeluTanh),
             LayerActivation::Gelu => Some(Self::Gelu),
             // Only non-gated MLPs (Jais 2, Nemotron) have these, and they pool generically.
-            LayerActivation::Relu2 | LayerActivation::XIelu(_) => None,
+            LayerActivation::Relu2
+            | LayerActivation::XIelu(_)
+            | LayerActivation::ClampedSwiglu { .. } => None,
         }
     }
 

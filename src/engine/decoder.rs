@@ -163,6 +163,9 @@ struct Attention {
     /// BLOOM's ALiBi slopes, one per head, for the CPU kernel (the generic ops have them in
     /// the mask).
     alibi: Option<Arc<[f32]>>,
+    /// gpt-oss' sink logits, one per head: on the host for the CPU kernel, and `[1, heads, 1,
+    /// 1]` f32 on the device for the generic ops.
+    sinks: Option<(Arc<[f32]>, Tensor)>,
 }
 
 /// A layer's MLP: one, or a mixture of experts.
@@ -361,6 +364,18 @@ impl Decoder {
                     softcap: config.attn_logit_softcapping,
                     clip: config.qkv_clip,
                     alibi: alibi_slopes.clone(),
+                    sinks: config
+                        .attention_sinks
+                        .then(|| -> Result<_> {
+                            let name = format!("{p}self_attn.sinks");
+                            let host: Vec<f32> = src
+                                .load(&name, &[config.num_heads], DType::F32, &Device::Cpu)?
+                                .to_vec1()?;
+                            let shape = (1, config.num_heads, 1, 1);
+                            let on_device = Tensor::from_slice(&host, shape, device)?;
+                            Ok((host.into(), on_device))
+                        })
+                        .transpose()?,
                 },
                 mlp: match &config.experts {
                     Some(experts) => LayerMlp::Experts(MoeMlp::load(
@@ -368,7 +383,7 @@ impl Decoder {
                         &p,
                         config,
                         experts,
-                        LayerActivation::load(config.activation, src, &p)?,
+                        LayerActivation::load(config, src, &p)?,
                         &ctx,
                     )?),
                     None => LayerMlp::Dense(Mlp {
@@ -380,7 +395,7 @@ impl Decoder {
                             config.linear_bias,
                             &ctx,
                         )?,
-                        activation: LayerActivation::load(config.activation, src, &p)?,
+                        activation: LayerActivation::load(config, src, &p)?,
                         gated: config.mlp_gated,
                     }),
                 },
@@ -937,7 +952,7 @@ impl Mlp {
             }
             _ => {
                 let act = self.activation.apply(&gate)?;
-                let product = (&act * &up)?;
+                let product = self.activation.gated_product(&act, &up)?;
                 let Some((input, nav_source)) = pool else {
                     return Ok((product, None));
                 };
@@ -1211,6 +1226,7 @@ impl Attention {
                     window: tables.window,
                     rope: tables.rope.clone(),
                     alibi: self.alibi.clone(),
+                    sinks: self.sinks.as_ref().map(|(host, _)| host.clone()),
                 },
             )?;
             return Ok(self.o.forward(&out.reshape((b, t, h * d))?)?);
@@ -1252,7 +1268,18 @@ impl Attention {
             .to_dtype(DType::F32)?
             .reshape((b, h, t, t))?
             .broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = match &self.sinks {
+            // The sink joins the softmax as one more key whose value is nothing.
+            Some((_, sinks)) => {
+                let column = sinks.broadcast_as((b, h, t, 1))?.contiguous()?;
+                let with_sink = Tensor::cat(&[&scores, &column], 3)?;
+                candle_nn::ops::softmax_last_dim(&with_sink)?
+                    .narrow(3, 0, t)?
+                    .contiguous()?
+            }
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
+        }
+        .to_dtype(v.dtype())?;
         let out = probs
             .reshape((b, kvh, group * t, t))?
             .matmul(&v)?

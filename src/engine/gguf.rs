@@ -1127,13 +1127,14 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no GLM files are read yet: never named by
-        // GGUF_ARCHITECTURES.
+        // llama.cpp has no XGLM, and no GLM, Helium or gpt-oss files are read yet (gpt-oss'
+        // are MXFP4, a type candle's GGUF reader lacks): never named by GGUF_ARCHITECTURES.
         Architecture::Xglm
         | Architecture::Glm
         | Architecture::Glm4
         | Architecture::Helium
-        | Architecture::Ministral3 => {}
+        | Architecture::Ministral3
+        | Architecture::GptOss => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;
@@ -1176,6 +1177,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
                 per_token: meta.usize(&key("expert_used_count"))?,
                 normalize_top_k,
                 shared_d_ff,
+                biased: false,
             });
         }
         Architecture::Falcon => {

@@ -225,6 +225,7 @@ mod tests {
             per_token: 2,
             normalize_top_k: false,
             shared_d_ff: None,
+            biased: false,
         });
         assert_eq!(bytes_per_sentence(&c, DType::BF16, 10, true), 83_072);
     }

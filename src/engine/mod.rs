@@ -20,6 +20,7 @@ pub mod hub;
 pub mod memory;
 pub mod model;
 pub mod moe;
+pub mod mxfp4;
 pub mod states;
 pub mod tokenizer;
 pub mod transfer;

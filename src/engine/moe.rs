@@ -1,6 +1,6 @@
-//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral): a router sends each token to
-//! its `per_token` best experts, each a gated MLP of its own, and sums their outputs with the
-//! router's softmax weights (Qwen2-MoE adds a shared expert that every token runs).
+//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral, gpt-oss): a router sends each
+//! token to its `per_token` best experts, each a gated MLP of its own, and sums their outputs
+//! with the router's softmax weights (Qwen2-MoE adds a shared expert that every token runs).
 //!
 //! A layer's neurons are all its experts' (`experts × d_ff`; METHOD §1 read for mixtures, a
 //! *choice* the paper does not face): an expert's neurons are inactive — 0 in NAS and NAV —
@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module};
 
 use super::activation::LayerActivation;
@@ -19,11 +19,14 @@ use super::config::{Experts, ModelConfig};
 use super::cpu_ops::{FusedMlp, HostPooling, Span};
 use super::decoder::{BatchInput, Ctx, linear};
 use super::error::{EngineError, Result};
+use super::mxfp4;
 use super::weights::TensorSource;
 
 pub(super) struct MoeMlp {
     /// `[experts, d_model]`, f32.
     router: Tensor,
+    /// gpt-oss: `[experts]`, f32, added to the router's logits.
+    router_bias: Option<Tensor>,
     experts: Vec<Expert>,
     per_token: usize,
     normalize_top_k: bool,
@@ -60,6 +63,11 @@ enum Layout {
     /// `up_proj.weight` `[experts, d_ff, d_model]`, `down_proj.weight` `[experts, d_model,
     /// d_ff]`.
     StackedApart,
+    /// gpt-oss: `mlp.router.{weight,bias}`; `mlp.experts.gate_up_proj` `[experts, d_model,
+    /// 2·d_ff]` with gate and up interleaved (column `2i` gate, `2i + 1` up) and
+    /// `down_proj` `[experts, d_ff, d_model]`, each with a `_bias`; or in MXFP4, `_blocks`
+    /// and `_scales` of the `[out, in]` matrices.
+    GptOss,
 }
 
 impl MoeMlp {
@@ -73,7 +81,9 @@ impl MoeMlp {
         ctx: &Ctx,
     ) -> Result<Self> {
         let (h, f, count) = (config.hidden_size, config.intermediate_size, mixture.count);
-        let layout = if src.contains(&format!("{p}block_sparse_moe.gate.weight")) {
+        let layout = if src.contains(&format!("{p}mlp.router.weight")) {
+            Layout::GptOss
+        } else if src.contains(&format!("{p}block_sparse_moe.gate.weight")) {
             Layout::BlockSparse
         } else if src.contains(&format!("{p}mlp.experts.gate_up_proj")) {
             Layout::Stacked
@@ -84,12 +94,25 @@ impl MoeMlp {
         };
         let router_name = match layout {
             Layout::BlockSparse => format!("{p}block_sparse_moe.gate.weight"),
+            Layout::GptOss => format!("{p}mlp.router.weight"),
             _ => format!("{p}mlp.gate.weight"),
         };
         // In f32 whatever the compute dtype: the router is small, and a bf16 score moves a
         // token to another expert where two are close, flipping all their neurons at once.
         let router = src.load(&router_name, &[count, h], DType::F32, &ctx.device)?;
+        let router_bias = mixture
+            .biased
+            .then(|| {
+                src.load(
+                    &format!("{p}mlp.router.bias"),
+                    &[count],
+                    DType::F32,
+                    &ctx.device,
+                )
+            })
+            .transpose()?;
         let experts = match layout {
+            Layout::GptOss => gpt_oss_experts(src, p, h, f, count, ctx)?,
             Layout::PerExpert | Layout::BlockSparse => (0..count)
                 .map(|e| {
                     let [gate, up, down] = match layout {
@@ -138,6 +161,7 @@ impl MoeMlp {
         };
         Ok(Self {
             router,
+            router_bias,
             experts,
             // `ModelConfig::validate` checked it is 1..=count.
             per_token: mixture.per_token,
@@ -183,10 +207,11 @@ impl MoeMlp {
         let (rows, cols, h) = x.dims3()?;
         let n = rows * cols;
         let flat = x.reshape((n, h))?;
-        let scores = flat
-            .to_dtype(DType::F32)?
-            .matmul(&self.router.t()?)?
-            .to_vec2::<f32>()?;
+        let mut scores = flat.to_dtype(DType::F32)?.matmul(&self.router.t()?)?;
+        if let Some(bias) = &self.router_bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let scores = scores.to_vec2::<f32>()?;
         let routes = self.route(&scores);
         let device = x.device();
         let mut out = flat.zeros_like()?;
@@ -301,7 +326,7 @@ impl MoeMlp {
         let gate = gate_up.narrow(1, 0, f)?;
         let up = gate_up.narrow(1, f, f)?;
         let act = self.activation.apply(&gate)?;
-        let product = (&act * &up)?;
+        let product = self.activation.gated_product(&act, &up)?;
         Ok(ExpertRun { gate, act, product })
     }
 
@@ -372,6 +397,85 @@ impl MoeMlp {
     }
 }
 
+/// gpt-oss' experts, gate and up taken apart into the `[gate; up]` rows the others have, from
+/// plain tensors or MXFP4 blocks.
+fn gpt_oss_experts(
+    src: &dyn TensorSource,
+    p: &str,
+    h: usize,
+    f: usize,
+    count: usize,
+    ctx: &Ctx,
+) -> Result<Vec<Expert>> {
+    let name = |part: &str| format!("{p}mlp.experts.{part}");
+    let quantized = src.contains(&name("gate_up_proj_blocks"));
+    // `[experts, out, in]`, f32 on the host until each expert is cut out and moved.
+    let weights = |part: &str, out: usize, input: usize| -> Result<Tensor> {
+        if quantized {
+            return mxfp4_matrices(src, &name(part), count, out, input);
+        }
+        // Stored `[experts, in, out]`.
+        let stored = src.load(&name(part), &[count, input, out], DType::F32, &Device::Cpu)?;
+        Ok(stored.transpose(1, 2)?.contiguous()?)
+    };
+    let gate_up = weights("gate_up_proj", 2 * f, h)?;
+    let down = weights("down_proj", h, f)?;
+    let host_bias =
+        |part: &str, n: usize| src.load(&name(part), &[count, n], DType::F32, &Device::Cpu);
+    let gate_up_bias = host_bias("gate_up_proj_bias", 2 * f)?;
+    let down_bias = host_bias("down_proj_bias", h)?;
+    let on_device =
+        |t: Tensor| -> Result<Tensor> { Ok(t.to_dtype(ctx.dtype)?.to_device(&ctx.device)?) };
+    (0..count)
+        .map(|e| {
+            // Interleaved rows (g0, u0, g1, u1, …) → all gates, then all ups.
+            let apart = |t: Tensor, width: usize| -> Result<Tensor> {
+                Ok(t.reshape((f, 2, width))?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((2 * f, width))?)
+            };
+            let w = apart(gate_up.get(e)?, h)?;
+            let b = apart(gate_up_bias.get(e)?.reshape((2 * f, 1))?, 1)?.reshape(2 * f)?;
+            Ok(Expert {
+                gate_up: Linear::new(matrix(on_device(w)?, ctx)?, Some(on_device(b)?)),
+                down: Linear::new(
+                    matrix(on_device(down.get(e)?)?, ctx)?,
+                    Some(on_device(down_bias.get(e)?)?),
+                ),
+            })
+        })
+        .collect()
+}
+
+/// `[experts, out, in]` f32 on the host from `{name}_blocks` `[experts, out, in/32, 16]` and
+/// `{name}_scales` `[experts, out, in/32]` (see [`mxfp4`]).
+fn mxfp4_matrices(
+    src: &dyn TensorSource,
+    name: &str,
+    count: usize,
+    out: usize,
+    input: usize,
+) -> Result<Tensor> {
+    if !input.is_multiple_of(32) {
+        return Err(EngineError::weights(
+            src.origin(),
+            format!(
+                "\"{name}\" in MXFP4 needs an input width that is a multiple of 32, not {input}"
+            ),
+        ));
+    }
+    let groups = input / 32;
+    let bytes = |suffix: &str, shape: &[usize]| -> Result<Vec<u8>> {
+        let tensor = src.load(&format!("{name}_{suffix}"), shape, DType::U8, &Device::Cpu)?;
+        Ok(tensor.flatten_all()?.to_vec1::<u8>()?)
+    };
+    let blocks = bytes("blocks", &[count, out, groups, mxfp4::BLOCK_BYTES])?;
+    let scales = bytes("scales", &[count, out, groups])?;
+    let values = mxfp4::dequantize(&blocks, &scales);
+    Ok(Tensor::from_vec(values, (count, out, input), &Device::Cpu)?)
+}
+
 /// One expert's `[out, in]` matrix, laid out for the CPU's matmuls as `linear` lays them.
 fn matrix(weight: Tensor, ctx: &Ctx) -> Result<Tensor> {
     Ok(if ctx.device.is_cpu() {
@@ -437,6 +541,7 @@ mod tests {
         };
         MoeMlp {
             router: Tensor::zeros((3, 1), DType::F32, &device).unwrap(),
+            router_bias: None,
             experts: vec![expert(), expert(), expert()],
             per_token,
             normalize_top_k,

@@ -86,7 +86,13 @@ impl SafetensorsSource {
                 )
             })?;
             for (name, view) in mmap.tensors() {
-                dtypes.insert(format!("{:?}", view.dtype()).to_lowercase());
+                // gpt-oss' experts: MXFP4 blocks and scales, stored as bytes.
+                let mxfp4 = name.ends_with("_blocks") || name.ends_with("_scales");
+                dtypes.insert(if mxfp4 && view.dtype() == safetensors::Dtype::U8 {
+                    "mxfp4".to_string()
+                } else {
+                    format!("{:?}", view.dtype()).to_lowercase()
+                });
                 index.insert(name, i);
             }
             mmaps.push(mmap);

@@ -13,6 +13,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: true,
         shared_d_ff: None,
+        biased: false,
     });
     Ok(config)
 }

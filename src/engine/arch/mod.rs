@@ -17,6 +17,7 @@ pub mod gemma3;
 pub mod glm;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod gpt_oss;
 pub mod granite;
 pub mod helium;
 pub mod jais2;
@@ -116,7 +117,12 @@ pub(crate) fn layer_norm_family(config: &mut ModelConfig) {
 /// Llama's `attention_bias` (and that of the families that took it over): biases on q, k, v
 /// and the output projection.
 fn attention_bias(f: &HfFields, config: &mut ModelConfig) -> Result<()> {
-    let bias = f.bool_or("attention_bias", false)?;
+    attention_bias_or(f, config, false)
+}
+
+/// [`attention_bias`] where the family's default is `default` (gpt-oss: on).
+fn attention_bias_or(f: &HfFields, config: &mut ModelConfig, default: bool) -> Result<()> {
+    let bias = f.bool_or("attention_bias", default)?;
     config.qkv_bias = bias;
     config.o_bias = bias;
     Ok(())

@@ -26,6 +26,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: f.bool_or("norm_topk_prob", false)?,
         shared_d_ff: None,
+        biased: false,
     });
     config.bos_token_id = f.bos_token_id();
     Ok(config)

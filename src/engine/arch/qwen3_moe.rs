@@ -40,6 +40,7 @@ pub(super) fn qwen_experts(
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: f.bool_or("norm_topk_prob", false)?,
         shared_d_ff,
+        biased: false,
     });
     Ok(())
 }
