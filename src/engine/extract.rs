@@ -76,23 +76,29 @@ impl Model {
         cancel: &AtomicBool,
         on_batch: &mut dyn FnMut(BatchProgress),
     ) -> Result<LanguageStates> {
+        let tokens = self.tokenize_all(sentences)?;
+        self.extract_tokens(&tokens, options, cancel, on_batch)
+    }
+
+    /// [`Self::extract`] for sentences tokenised already ([`Self::tokenize_all`]).
+    pub fn extract_tokens(
+        &self,
+        tokens: &[Tokens],
+        options: &ExtractOptions,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(BatchProgress),
+    ) -> Result<LanguageStates> {
         let cfg = &self.config;
         let mut states = LanguageStates::zeroed(
             cfg.num_layers,
             cfg.neurons_per_layer(),
             cfg.hidden_size,
-            sentences.len(),
+            tokens.len(),
         );
-        self.extract_each(
-            sentences,
-            options,
-            cancel,
-            on_batch,
-            &mut |index, sentence| {
-                states.set_sentence(index, &sentence);
-                Ok(())
-            },
-        )?;
+        self.extract_tokens_each(tokens, options, cancel, on_batch, &mut |index, sentence| {
+            states.set_sentence(index, &sentence);
+            Ok(())
+        })?;
         Ok(states)
     }
 
