@@ -1272,5 +1272,10 @@ mod tests {
             error.to_string().contains("\"quant_method\": \"gptq\""),
             "{error}"
         );
+        // A clamp that is not positive would break NAS's reading of the gate's sign.
+        let mut unclamped = json.clone();
+        unclamped["swiglu_limit"] = serde_json::json!(0.0);
+        let error = ModelConfig::from_hf_json(&unclamped, Path::new("config.json")).unwrap_err();
+        assert!(error.to_string().contains("swiglu_limit"), "{error}");
     }
 }

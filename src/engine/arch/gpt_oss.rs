@@ -37,11 +37,22 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     super::attention_bias_or(f, &mut config, true)?;
     config.attention_sinks = true;
-    config.activation = Activation::ClampedSwiglu;
-    config.swiglu_clamp = Some(SwigluClamp {
+    let clamp = SwigluClamp {
         alpha: f.f64_or("swiglu_alpha", 1.702)?,
         limit: f.f64_or("swiglu_limit", 7.0)?,
-    });
+    };
+    // NAS reads the gate's sign, which the clamp keeps only with a positive limit.
+    if !(clamp.limit > 0.0 && clamp.alpha > 0.0) {
+        return Err(EngineError::config(
+            f.path,
+            format!(
+                "\"swiglu_limit\" ({}) and \"swiglu_alpha\" ({}) must be positive",
+                clamp.limit, clamp.alpha
+            ),
+        ));
+    }
+    config.activation = Activation::ClampedSwiglu;
+    config.swiglu_clamp = Some(clamp);
     config.experts = Some(Experts {
         count: f.usize_either("num_local_experts", "num_experts")?,
         per_token: f.usize_either("num_experts_per_tok", "experts_per_token")?,
