@@ -352,3 +352,40 @@ fn command_r_plus_qk_norms_are_refused_by_name() {
     let message = load_err(dir.path());
     assert!(message.contains("use_qk_norm"), "{message}");
 }
+
+/// Weights that overflow (here one infinite value in layer 1's MLP output) give an error that
+/// names the sentence and where, never states with NaN in them: NaN would read as "inactive"
+/// in NAS without a trace.
+#[test]
+fn non_finite_states_are_an_error_naming_the_place() {
+    let dir = copy_model("qwen3");
+    let path = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let name = "model.layers.1.mlp.down_proj.weight";
+    let weight = &tensors[name];
+    let mut values: Vec<f32> = weight.flatten_all().unwrap().to_vec1().unwrap();
+    values[0] = f32::INFINITY;
+    let broken = candle_core::Tensor::from_vec(values, weight.shape(), &candle_core::Device::Cpu)
+        .unwrap()
+        .to_dtype(weight.dtype())
+        .unwrap();
+    tensors.insert(name.to_string(), broken);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let model = load(dir.path()).unwrap();
+    let sentences = vec!["A fine sentence.".to_string()];
+    let error = model
+        .extract(
+            &sentences,
+            &ExtractOptions::default(),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .expect_err("must fail");
+    assert!(
+        matches!(error, EngineError::NonFinite { index: 0, .. }),
+        "{error}"
+    );
+    // Layer 1's output is the first hidden state to hold it (index 2, after the embeddings
+    // and layer 0).
+    assert!(error.to_string().contains("hidden state 2"), "{error}");
+}

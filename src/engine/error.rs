@@ -55,6 +55,12 @@ pub enum EngineError {
         limit_source: &'static str,
     },
 
+    #[error(
+        "sentence {index}: the forward pass gave NaN or infinity ({place}); in bf16 or f16 an \
+         activation can overflow, so try f32 (--dtype f32), else the weights hold such values"
+    )]
+    NonFinite { index: usize, place: String },
+
     #[error("device: {0}")]
     Device(String),
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 
 use super::capture::{self, CaptureSettings};
+use super::cpu_ops::CaptureLayout;
 use super::decoder::{BatchInput, SentenceInput};
 use super::error::{EngineError, Result};
 use super::memory;
@@ -137,6 +138,10 @@ impl Model {
         let mut deliver = |host: &mut HostCopy, batch: Vec<usize>, copy: PendingCopy| {
             host.finish(copy, |values| {
                 for (row, &index) in values.chunks_exact(layout.width()).zip(&batch) {
+                    // Never kept as numbers: NaN turns NAS's `> 0` into "off" unseen.
+                    if let Some(place) = non_finite_part(&layout, row) {
+                        return Err(EngineError::NonFinite { index, place });
+                    }
                     let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
                     on_sentence(
                         index,
@@ -389,9 +394,61 @@ pub fn length_sorted_batches(tokens: &[Tokens], batch_size: usize) -> Vec<Vec<us
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
+/// Where a sentence's pooled row first holds NaN or infinity, in words.
+fn non_finite_part(layout: &CaptureLayout, row: &[f32]) -> Option<String> {
+    let at = row.iter().position(|v| !v.is_finite())?;
+    let neurons = layout.layers * layout.d_ff;
+    let hidden = (layout.layers + 1) * layout.d_model;
+    Some(if at < neurons {
+        format!("the NAS of layer {}", at / layout.d_ff)
+    } else if at < 2 * neurons {
+        format!("the NAV of layer {}", (at - neurons) / layout.d_ff)
+    } else if at < 2 * neurons + hidden {
+        format!(
+            "the pooled hidden state {}",
+            (at - 2 * neurons) / layout.d_model
+        )
+    } else {
+        format!(
+            "the last token's hidden state {}",
+            (at - 2 * neurons - hidden) / layout.d_model
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_non_finite_value_is_placed_in_words() {
+        // 2 layers of 3 neurons, d_model 2: NAS 0..6, NAV 6..12, pooled hidden 12..18 (3
+        // states), last token's hidden 18..24.
+        let layout = CaptureLayout {
+            layers: 2,
+            d_ff: 3,
+            d_model: 2,
+        };
+        let place = |at: usize, value: f32| {
+            let mut row = vec![0.5f32; layout.width()];
+            row[at] = value;
+            non_finite_part(&layout, &row)
+        };
+        assert_eq!(place(0, 1.0), None);
+        assert_eq!(place(4, f32::NAN).as_deref(), Some("the NAS of layer 1"));
+        assert_eq!(
+            place(8, f32::INFINITY).as_deref(),
+            Some("the NAV of layer 0")
+        );
+        assert_eq!(
+            place(17, f32::NAN).as_deref(),
+            Some("the pooled hidden state 2")
+        );
+        assert_eq!(
+            place(19, f32::NEG_INFINITY).as_deref(),
+            Some("the last token's hidden state 0")
+        );
+    }
 
     #[test]
     fn a_batch_out_of_memory_is_retried_in_halves_in_order() {
