@@ -99,6 +99,11 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
     hex(&hasher.finalize())
 }
 
+/// Raised when a fix changes the numbers a model gives, so that states and runs cached before
+/// it are computed again rather than reopened (2: the CPU attention kernel's ALiBi overflow,
+/// which left NaN in BLOOM's states past ~100 tokens).
+const NUMERICS_REVISION: u32 = 2;
+
 /// Key of one language's pooled states.
 pub fn states_key(
     model_fingerprint: &str,
@@ -112,6 +117,7 @@ pub fn states_key(
     sha256_hex(&[
         b"states",
         &RUN_FORMAT_VERSION.to_le_bytes(),
+        &NUMERICS_REVISION.to_le_bytes(),
         model_fingerprint.as_bytes(),
         lang.code().as_bytes(),
         sentences.as_bytes(),
@@ -136,6 +142,7 @@ pub fn run_key(
     sha256_hex(&[
         b"run",
         &RUN_FORMAT_VERSION.to_le_bytes(),
+        &NUMERICS_REVISION.to_le_bytes(),
         model_fingerprint.as_bytes(),
         corpus_hash.as_bytes(),
         settings.as_bytes(),
