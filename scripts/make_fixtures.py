@@ -675,22 +675,31 @@ def tiny_specs(v_sp: int, v_bl: int):
                              "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 64},
             tie_word_embeddings=False, **bl_ids, **{**COMMON, "intermediate_size": 32, "rms_norm_eps": 1e-5}),
             "bl-bos", "f32", "v5"),
+        # Granite MoE (3.0/3.1 1B-A400M, 3B-A800M): Granite's four multipliers and 8 experts of
+        # 16, 2 per token (a softmax over the chosen logits); experts stored stacked as
+        # `block_sparse_moe.input_linear` / `output_linear`; untied, as transformers' default.
+        "granitemoe": (transformers.GraniteMoeConfig(
+            vocab_size=v_bl, num_hidden_layers=2, num_local_experts=8, num_experts_per_tok=2,
+            embedding_multiplier=12.0, attention_multiplier=0.05, residual_multiplier=0.22, logits_scaling=8.0,
+            rope_theta=10000.0, tie_word_embeddings=False, **bl_ids,
+            **{**{k: v for k, v in COMMON.items() if k != "head_dim"}, "intermediate_size": 16}),
+            "bl-nobos", "f32", "v5"),
     }
 
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (39 next).
+# a number not used yet (40 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
     "phi4_mini": 9, "smollm3": 9, "granite": 10, "cohere": 11, "gpt2": 12, "bloom": 13, "cohere2": 14,
     "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
-    "ministral3": 36, "mistral3": 37, "gpt_oss": 38,
+    "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39,
 }
 
-MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss"}
+MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe"}
 
 
 def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
@@ -773,8 +782,9 @@ def decoder_layers(model):
 
 
 def mlp_of(layer):
-    """The module holding the MLP's projections (XGLM keeps them on the layer itself)."""
-    return getattr(layer, "mlp", layer)
+    """The module holding the MLP's projections (XGLM keeps them on the layer itself, Granite
+    MoE names its mixture `block_sparse_moe`)."""
+    return getattr(layer, "mlp", None) or getattr(layer, "block_sparse_moe", layer)
 
 
 def act_fn(mlp):
@@ -866,7 +876,7 @@ def run_capture(model, ids: list[int]):
         dt = model.dtype
         ref = act_fn(mlp_of(layers[i]))(st["g"][i].to(dt)).to(torch.float64)
         assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
-    margins = [router_margin(st["r"][i], router_of(layers[i].mlp).top_k) for i in moe_inputs]
+    margins = [router_margin(st["r"][i], router_of(mlp_of(layers[i])).top_k) for i in moe_inputs]
     return {
         "router_margin": min(margins) if margins else math.inf,
         "g": torch.stack(st["g"]),  # [L, T, d_ff]
@@ -887,7 +897,7 @@ def moe_neurons(st, i, layer, inputs):
     computes them for the tokens routed to the expert: a, gate and up are 0 elsewhere (gate is
     +inf there, so that min |gate| only counts the tokens an expert saw)."""
     x, top_k_index = inputs[0], inputs[1]
-    experts = layer.mlp.experts
+    experts = mlp_of(layer).experts
     E = experts.num_experts
     f = getattr(experts, "intermediate_dim", None) or experts.intermediate_size
     T = x.shape[0]
@@ -915,7 +925,7 @@ def moe_neurons(st, i, layer, inputs):
         g[tokens, cols] = gate.to(torch.float64)
         a[tokens, cols] = act.to(torch.float64)
         u[tokens, cols] = times.to(torch.float64)
-    shared = getattr(layer.mlp, "shared_expert", None)
+    shared = getattr(mlp_of(layer), "shared_expert", None)
     if shared is not None:
         # Qwen2-MoE's shared expert runs on every token; its neurons follow the experts'.
         gate, up = shared.gate_proj(x), shared.up_proj(x)
@@ -1354,7 +1364,7 @@ def sensitivity(name, model, tok, sents):
         vary("no logit_scale", logit_scale=1.0)
     if name == "smollm3":
         vary("rotary on the NoPE layer", no_rope_layers=[1] * cfg.num_hidden_layers)
-    if name == "granite":
+    if name in ("granite", "granitemoe"):
         for key, neutral in [("embedding_multiplier", 1.0), ("attention_multiplier", 0.25),
                              ("residual_multiplier", 1.0), ("logits_scaling", 1.0)]:
             vary(f"no {key}", **{key: neutral})
@@ -1670,7 +1680,8 @@ convert_hf_to_gguf.main()
 #   with the number of query heads even where multi-query means one.
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
-             "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee"]
+             "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
+             "granitemoe"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

@@ -471,7 +471,8 @@ parity_tests!(
     ministral3,
     mistral3,
     gpt_oss,
-    gpt_oss_mxfp4
+    gpt_oss_mxfp4,
+    granitemoe
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -554,7 +555,7 @@ macro_rules! converted_gguf_tests {
 converted_gguf_tests!(
     llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
     cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron,
-    olmoe, qwen3_moe, mixtral, qwen2_moe, exaone4, arcee
+    olmoe, qwen3_moe, mixtral, qwen2_moe, exaone4, arcee, granitemoe
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:
@@ -611,7 +612,7 @@ fn bf16_generic_capture_path_agrees_with_f32() {
 /// a token routed to another expert in bf16 turns that expert's 16 (or 32) neurons off and
 /// another's on at once, 6–12% of the sentence's 256 entries at its last token; olmoe meets
 /// one or two such flips among its 30 sentences (99.1–99.4%, with the router in f32 or in
-/// bf16), so the mixtures are held to 98.5%. glm misses the goal by a hair (99.49%, 39
+/// bf16) and granitemoe a few more (98.85%), so the mixtures are held to 98.5%. glm misses the goal by a hair (99.49%, 39
 /// entries of 7,680 where 38 would do; its f32 parity holds, and glm4, the same attention
 /// and MLP, is at 99.66%): held to 99.0% like smollm3.
 #[test]
@@ -666,6 +667,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "ministral3",
         "mistral3",
         "gpt_oss",
+        "granitemoe",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -686,7 +688,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
         let goal = match name {
             "smollm3" | "glm" => 0.990,
-            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" | "gpt_oss" => 0.985,
+            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" | "gpt_oss" | "granitemoe" => 0.985,
             _ => 0.995,
         };
         if agreement < goal {

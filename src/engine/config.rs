@@ -53,10 +53,11 @@ pub enum Architecture {
     Arcee,
     Ministral3,
     GptOss,
+    GraniteMoe,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 35] = [
+    pub const ALL: [Architecture; 36] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -92,6 +93,7 @@ impl Architecture {
         Self::Arcee,
         Self::Ministral3,
         Self::GptOss,
+        Self::GraniteMoe,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -132,6 +134,7 @@ impl Architecture {
             Self::Arcee => &["arcee"],
             Self::Ministral3 => &["ministral3"],
             Self::GptOss => &["gpt_oss"],
+            Self::GraniteMoe => &["granitemoe"],
         }
     }
 
@@ -178,6 +181,7 @@ impl Architecture {
             Self::Arcee => "Arcee",
             Self::Ministral3 => "Ministral 3",
             Self::GptOss => "gpt-oss",
+            Self::GraniteMoe => "Granite MoE",
         }
     }
 
@@ -559,6 +563,7 @@ impl ModelConfig {
             Architecture::Arcee => super::arch::arcee::config(&fields)?,
             Architecture::Ministral3 => super::arch::mistral::config3(&fields)?,
             Architecture::GptOss => super::arch::gpt_oss::config(&fields)?,
+            Architecture::GraniteMoe => super::arch::granite::config_moe(&fields)?,
         };
         config.validate(path)?;
         Ok(config)

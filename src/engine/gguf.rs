@@ -320,6 +320,7 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
             | Architecture::Arcee
             | Architecture::Mixtral
             | Architecture::Granite
+            | Architecture::GraniteMoe
             | Architecture::SmolLm3
             | Architecture::Olmo
     );
@@ -937,6 +938,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("stablelm", Architecture::StableLm),
     ("smollm3", Architecture::SmolLm3),
     ("granite", Architecture::Granite),
+    ("granitemoe", Architecture::GraniteMoe),
     ("command-r", Architecture::Cohere),
     ("cohere2", Architecture::Cohere2),
     ("gpt2", Architecture::Gpt2),
@@ -952,6 +954,22 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("exaone4", Architecture::Exaone4),
     ("arcee", Architecture::Arcee),
 ];
+
+/// Granite's four multipliers (dense and MoE), as llama.cpp names them.
+fn granite_scales(
+    meta: &Metadata<'_>,
+    key: &dyn Fn(&str) -> String,
+    config: &mut ModelConfig,
+) -> Result<()> {
+    config.embedding_scale = meta.opt_f64(&key("embedding_scale"))?;
+    config.residual_scale = meta.opt_f64(&key("residual_scale"))?;
+    if let Some(scale) = meta.opt_f64(&key("attention.scale"))? {
+        config.attention_scale = scale;
+    }
+    // Stored as transformers' `logits_scaling`, a divisor.
+    config.logit_scale = meta.opt_f64(&key("logit_scale"))?.map(|d| 1.0 / d);
+    Ok(())
+}
 
 /// The `general.architecture` names this reader knows, for messages.
 pub fn supported_list() -> String {
@@ -978,7 +996,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     if expert_count.is_some() {
         architecture = match architecture {
             Architecture::Llama => Architecture::Mixtral,
-            Architecture::Olmoe | Architecture::Qwen2Moe | Architecture::Qwen3Moe => architecture,
+            Architecture::Olmoe
+            | Architecture::Qwen2Moe
+            | Architecture::Qwen3Moe
+            | Architecture::GraniteMoe => architecture,
             _ => {
                 return Err(meta.error(format!(
                     "a mixture of experts in a \"{arch_name}\" GGUF file is not supported"
@@ -987,7 +1008,10 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         };
     } else if matches!(
         architecture,
-        Architecture::Olmoe | Architecture::Qwen2Moe | Architecture::Qwen3Moe
+        Architecture::Olmoe
+            | Architecture::Qwen2Moe
+            | Architecture::Qwen3Moe
+            | Architecture::GraniteMoe
     ) {
         return Err(meta.error(format!("\"{}\" is missing", key("expert_count"))));
     }
@@ -1153,7 +1177,11 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Olmoe
         | Architecture::Qwen2Moe
         | Architecture::Qwen3Moe
-        | Architecture::Mixtral => {
+        | Architecture::Mixtral
+        | Architecture::GraniteMoe => {
+            if architecture == Architecture::GraniteMoe {
+                granite_scales(&meta, &key, &mut config)?;
+            }
             config.qk_norm = match architecture {
                 Architecture::Olmoe => QkNorm::AllHeads,
                 Architecture::Qwen3Moe => QkNorm::PerHead,
@@ -1254,15 +1282,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
                 }
             }
         }
-        Architecture::Granite => {
-            config.embedding_scale = meta.opt_f64(&key("embedding_scale"))?;
-            config.residual_scale = meta.opt_f64(&key("residual_scale"))?;
-            if let Some(scale) = meta.opt_f64(&key("attention.scale"))? {
-                config.attention_scale = scale;
-            }
-            // Stored as transformers' `logits_scaling`, a divisor.
-            config.logit_scale = meta.opt_f64(&key("logit_scale"))?.map(|d| 1.0 / d);
-        }
+        Architecture::Granite => granite_scales(&meta, &key, &mut config)?,
         Architecture::Cohere | Architecture::Cohere2 => {
             super::arch::cohere::family_traits(&mut config);
             config.logit_scale = Some(meta.opt_f64(&key("logit_scale"))?.unwrap_or(0.0625));

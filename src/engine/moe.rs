@@ -59,6 +59,9 @@ enum Layout {
     /// transformers 5's own: `mlp.experts.gate_up_proj` `[experts, 2·d_ff, d_model]` and
     /// `mlp.experts.down_proj` `[experts, d_model, d_ff]`.
     Stacked,
+    /// Granite MoE: the same stacks as `block_sparse_moe.input_linear.weight` and
+    /// `output_linear.weight`, the router `block_sparse_moe.router.layer.weight`.
+    GraniteStacked,
     /// GGUF files (as the reader names them): `mlp.experts.gate_proj.weight` and
     /// `up_proj.weight` `[experts, d_ff, d_model]`, `down_proj.weight` `[experts, d_model,
     /// d_ff]`.
@@ -85,6 +88,8 @@ impl MoeMlp {
             Layout::GptOss
         } else if src.contains(&format!("{p}block_sparse_moe.gate.weight")) {
             Layout::BlockSparse
+        } else if src.contains(&format!("{p}block_sparse_moe.router.layer.weight")) {
+            Layout::GraniteStacked
         } else if src.contains(&format!("{p}mlp.experts.gate_up_proj")) {
             Layout::Stacked
         } else if src.contains(&format!("{p}mlp.experts.gate_proj.weight")) {
@@ -95,6 +100,7 @@ impl MoeMlp {
         let router_name = match layout {
             Layout::BlockSparse => format!("{p}block_sparse_moe.gate.weight"),
             Layout::GptOss => format!("{p}mlp.router.weight"),
+            Layout::GraniteStacked => format!("{p}block_sparse_moe.router.layer.weight"),
             _ => format!("{p}mlp.gate.weight"),
         };
         // In f32 whatever the compute dtype: the router is small, and a bf16 score moves a
@@ -127,26 +133,26 @@ impl MoeMlp {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
-            Layout::Stacked | Layout::StackedApart => {
+            Layout::Stacked | Layout::StackedApart | Layout::GraniteStacked => {
                 let load = |name: &str, shape: &[usize]| {
-                    src.load(
-                        &format!("{p}mlp.experts.{name}"),
-                        shape,
-                        ctx.dtype,
-                        &ctx.device,
-                    )
+                    src.load(&format!("{p}{name}"), shape, ctx.dtype, &ctx.device)
                 };
-                let (gate_up, down) = if matches!(layout, Layout::Stacked) {
+                let (gate_up, down) = if matches!(layout, Layout::GraniteStacked) {
                     (
-                        load("gate_up_proj", &[count, 2 * f, h])?,
-                        load("down_proj", &[count, h, f])?,
+                        load("block_sparse_moe.input_linear.weight", &[count, 2 * f, h])?,
+                        load("block_sparse_moe.output_linear.weight", &[count, h, f])?,
+                    )
+                } else if matches!(layout, Layout::Stacked) {
+                    (
+                        load("mlp.experts.gate_up_proj", &[count, 2 * f, h])?,
+                        load("mlp.experts.down_proj", &[count, h, f])?,
                     )
                 } else {
-                    let gate = load("gate_proj.weight", &[count, f, h])?;
-                    let up = load("up_proj.weight", &[count, f, h])?;
+                    let gate = load("mlp.experts.gate_proj.weight", &[count, f, h])?;
+                    let up = load("mlp.experts.up_proj.weight", &[count, f, h])?;
                     (
                         Tensor::cat(&[gate, up], 1)?,
-                        load("down_proj.weight", &[count, h, f])?,
+                        load("mlp.experts.down_proj.weight", &[count, h, f])?,
                     )
                 };
                 (0..count)
