@@ -656,13 +656,18 @@ fn cmd_inspect(model: &str) -> Result<()> {
     );
     let (device, label) = DeviceChoice::Auto.resolve()?;
     println!("would run on: {label}");
-    if let Some(memory) = crate::engine::memory::device_memory(&device) {
+    use crate::engine::memory;
+    let (memory, kind, free) = match memory::device_memory(&device) {
+        Some(memory) => (Some(memory), "GPU memory", "free"),
+        None => (memory::host_memory(), "memory", "available"),
+    };
+    if let Some(memory) = memory {
         let dtype = DTypeChoice::Auto.resolve(&device);
         println!(
-            "GPU memory: {} free of {}; the weights need {} in {}",
-            crate::engine::memory::gib(memory.free),
-            crate::engine::memory::gib(memory.total),
-            crate::engine::memory::gib(crate::engine::memory::weight_bytes(info.parameters, dtype)),
+            "{kind}: {} {free} of {}; the weights need {} in {}",
+            memory::gib(memory.free),
+            memory::gib(memory.total),
+            memory::gib(memory::weight_bytes(info.parameters, dtype)),
             crate::engine::device::dtype_name(dtype),
         );
     }

@@ -39,6 +39,20 @@ pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
     }
 }
 
+/// RAM the host can give now: what the system calls available (free plus reclaimable caches),
+/// within a cgroup's limit where the process runs in one (containers, CI); `None` where the
+/// system cannot tell.
+pub fn host_memory() -> Option<DeviceMemory> {
+    let mut system = sysinfo::System::new().ok()?;
+    system.refresh_memory();
+    let (mut free, mut total) = (system.available_memory(), system.total_memory());
+    if let Some(limits) = system.cgroup_limits() {
+        free = free.min(limits.free_memory);
+        total = total.min(limits.total_memory);
+    }
+    (total > 0).then_some(DeviceMemory { free, total })
+}
+
 /// A batch size as people type it: `auto` (or `0`) or a number of sentences; `0` means auto.
 pub fn parse_batch_size(text: &str) -> std::result::Result<usize, String> {
     match text.trim() {
@@ -96,31 +110,72 @@ pub fn bytes_per_sentence(
 }
 
 /// Checks that the weights fit before any is loaded, so a model too large for the GPU is a
-/// message with the numbers rather than a CUDA out-of-memory error half-way through loading.
+/// message with the numbers rather than a CUDA out-of-memory error half-way through loading,
+/// and one too large for the RAM (every CPU load expands the weights to the compute dtype)
+/// a message rather than the system killing the program.
 pub fn check_weights_fit(config: &ModelConfig, dtype: DType, device: &Device) -> Result<()> {
-    let Some(memory) = device_memory(device) else {
-        return Ok(());
+    let (memory, place) = match device_memory(device) {
+        Some(memory) => (memory, Place::Gpu),
+        None if device.is_cpu() => match host_memory() {
+            Some(memory) => (memory, Place::Ram),
+            None => return Ok(()),
+        },
+        None => return Ok(()),
     };
+    weights_fit(config, dtype, memory, place)
+}
+
+/// Where the weights go, for [`weights_fit`]'s message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Gpu,
+    Ram,
+}
+
+/// [`check_weights_fit`] against `memory`.
+fn weights_fit(
+    config: &ModelConfig,
+    dtype: DType,
+    memory: DeviceMemory,
+    place: Place,
+) -> Result<()> {
     let weights = weight_bytes(config.parameter_count(), dtype);
     // One batch of sixteen 64-token sentences must fit beside the weights.
     // Counted with the generic capture: the kernel is only checked once the weights are in.
     let minimum = weights + 16 * bytes_per_sentence(config, dtype, 64, true);
-    if minimum > memory.free {
-        let smaller = if dtype == DType::F32 {
-            " Try --dtype bf16 (half the memory)."
-        } else {
-            " A smaller model, or a GGUF loaded on the CPU, would fit."
-        };
-        return Err(EngineError::OutOfMemory(format!(
-            "the model needs about {} on the GPU ({} of weights in {} plus working memory), but only {} of {} is free.{smaller}",
-            gib(minimum),
-            gib(weights),
-            super::device::dtype_name(dtype),
-            gib(memory.free),
-            gib(memory.total),
-        )));
+    if minimum <= memory.free {
+        return Ok(());
     }
-    Ok(())
+    let (where_, free, smaller) = match (place, dtype) {
+        (Place::Gpu, DType::F32) => (
+            "on the GPU",
+            "is free",
+            " Try --dtype bf16 (half the memory).",
+        ),
+        (Place::Gpu, _) => (
+            "on the GPU",
+            "is free",
+            " A smaller model, or a GGUF loaded on the CPU, would fit.",
+        ),
+        (Place::Ram, DType::F32) => (
+            "in memory",
+            "is available",
+            " Try --dtype bf16 (half the memory, slower on a CPU), a GPU, or a smaller model.",
+        ),
+        (Place::Ram, _) => (
+            "in memory",
+            "is available",
+            " A GPU or a smaller model would fit.",
+        ),
+    };
+    Err(EngineError::OutOfMemory(format!(
+        "the model needs about {} {where_} ({} of weights in {} plus working memory), but only {} of {} {free}.{smaller}",
+        gib(minimum),
+        gib(weights),
+        super::device::dtype_name(dtype),
+        gib(memory.free),
+        gib(memory.total),
+    )))
 }
 
 /// How many sentences of up to `longest` tokens one batch may hold on `device`, given what is
@@ -191,6 +246,43 @@ mod tests {
             "rms_norm_eps": 1e-5,
         });
         ModelConfig::from_hf_json(&json, std::path::Path::new("config.json")).unwrap()
+    }
+
+    /// gpt-oss-20b's 20.9 billion parameters in f32 (78 GiB) do not fit 24 GiB of RAM: refused
+    /// with the numbers and the bf16 hint; in bf16 (39 GiB) still not, with another hint; a
+    /// small model fits.
+    #[test]
+    fn weights_that_do_not_fit_the_ram_are_refused_with_the_numbers() {
+        let json = serde_json::json!({
+            "model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880,
+            "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64,
+            "num_hidden_layers": 24, "num_local_experts": 32, "num_experts_per_tok": 4,
+            "sliding_window": 128, "vocab_size": 201088, "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-5,
+        });
+        let big = ModelConfig::from_hf_json(&json, std::path::Path::new("config.json")).unwrap();
+        let ram = DeviceMemory {
+            free: 24 << 30,
+            total: 32 << 30,
+        };
+        let error = weights_fit(&big, DType::F32, ram, Place::Ram)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("77.9 GiB of weights in f32"), "{error}");
+        assert!(
+            error.contains("but only 24.0 GiB of 32.0 GiB is available"),
+            "{error}"
+        );
+        assert!(error.contains("--dtype bf16"), "{error}");
+        let error = weights_fit(&big, DType::BF16, ram, Place::Ram)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("in memory (39.0 GiB of weights in bf16"),
+            "{error}"
+        );
+        assert!(!error.contains("--dtype"), "{error}");
+        assert!(weights_fit(&config(576, 1536, 30), DType::F32, ram, Place::Ram).is_ok());
     }
 
     #[test]
