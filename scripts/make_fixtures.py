@@ -998,6 +998,16 @@ def sentence_tensors(cap, ids, special_mask, full: bool, layers=None, hidden_idx
         out["nas_last"] = pool(nas, wl)
         out["nav_last"] = pool(nav, wl)
         out["hidden_mean"] = pool(h, wm)
+        routed = torch.isfinite(g).to(torch.float64)  # a mixture's unrouted tokens have g = +inf
+        if not bool(routed.all()):
+            # The routed-tokens reading: each expert's neurons pooled over the tokens sent to it,
+            # the weights renormalized over those (0 where a sentence sent it none).
+            for kind, w in (("weighted", ww), ("mean", wm)):
+                den = torch.einsum("ltd,t->ld", routed, w)
+                for name, x in (("nas", nas), ("nav", nav)):
+                    num = torch.einsum("ltd,t->ld", x * routed, w)
+                    pooled = torch.where(den > 0, num / den.clamp(min=1e-300), torch.zeros_like(num))
+                    out[f"{name}_{kind}_routed"] = pooled.to(torch.float32).contiguous()
         keep = [i for i, s in enumerate(special_mask) if not s]
         if len(keep) < T:
             wk = weights(len(keep), "weighted")

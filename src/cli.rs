@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::analysis::corpus::Sample;
 use crate::analysis::lang::Lang;
 use crate::engine::{
-    CaptureSettings, DTypeChoice, DeviceChoice, ModelSource, NavSource, Pooling, hub,
+    CaptureSettings, DTypeChoice, DeviceChoice, ExpertPooling, ModelSource, NavSource, Pooling, hub,
 };
 use crate::run::cache::Cache;
 use crate::run::job::{self, JobEvent, JobOptions};
@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// NAV on |act(gate)| (default) or on |act(gate)·up|.
     #[arg(long, value_enum, default_value_t = NavArg::Act)]
     pub nav_source: NavArg,
+    /// Mixtures of experts: pool an expert's neurons over all tokens, 0 where the router did
+    /// not send the token to it (default), or over the tokens routed to it only.
+    #[arg(long, value_enum, default_value_t = ExpertsArg::All)]
+    pub experts: ExpertsArg,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -159,6 +163,12 @@ pub enum PoolingArg {
 pub enum NavArg {
     Act,
     ActUp,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ExpertsArg {
+    All,
+    Routed,
 }
 
 #[derive(Args, Debug)]
@@ -326,6 +336,10 @@ pub fn settings_from_args(args: &RunArgs) -> Result<RunSettings> {
         nav_source: match args.nav_source {
             NavArg::Act => NavSource::Activation,
             NavArg::ActUp => NavSource::ActivationTimesUp,
+        },
+        expert_pooling: match args.experts {
+            ExpertsArg::All => ExpertPooling::AllTokens,
+            ExpertsArg::Routed => ExpertPooling::RoutedTokens,
         },
     };
     settings.device = DeviceChoice::parse(&args.device)?;

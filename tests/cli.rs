@@ -424,3 +424,36 @@ fn a_closed_output_pipe_is_not_a_panic() {
     child.wait().unwrap();
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `--experts routed` reaches the run a mixture of experts computes (run.json keeps it).
+#[test]
+fn the_experts_reading_is_a_flag() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("run");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/olmoe");
+    let output = neuronxa(
+        cache.path(),
+        &[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--langs",
+            "en,fr",
+            "--sentences",
+            "3",
+            "--experts",
+            "routed",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["settings"]["capture"]["expert_pooling"], "RoutedTokens",
+        "{}",
+        run["settings"]["capture"]
+    );
+}

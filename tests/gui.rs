@@ -10,7 +10,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use neuronxa::analysis::lang::Lang;
 use neuronxa::app::state::{CorpusState, ModelCheck, Outcome, View};
 use neuronxa::app::{Command, ExplorerApp};
-use neuronxa::engine::{ModelSource, hub};
+use neuronxa::engine::{ExpertPooling, ModelSource, hub};
 
 const SIZE: [f32; 2] = [1280.0, 800.0];
 
@@ -681,4 +681,39 @@ fn the_nav_source_says_when_both_sources_are_the_same() {
             "{model}: the NAV source's selected text"
         );
     }
+}
+
+/// A mixture of experts offers its second reading (each expert pooled over its routed tokens
+/// only); a dense model, where it means nothing, does not show the control.
+#[test]
+fn the_experts_reading_is_offered_for_mixtures_only() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = harness(cache.path(), Some(ModelSource::Folder(root.join("llama"))));
+    wait_ready(&mut h);
+    assert!(h.query_by_label("Experts").is_none(), "llama is dense");
+
+    let cache = tempfile::tempdir().unwrap();
+    let mut h = harness(cache.path(), Some(ModelSource::Folder(root.join("olmoe"))));
+    wait_ready(&mut h);
+    assert_eq!(
+        h.state().settings().capture.expert_pooling,
+        ExpertPooling::AllTokens
+    );
+    // The setup panel scrolls: clicked through accesskit, as a screen reader would.
+    h.get_by_role_and_label(Role::ComboBox, "Experts")
+        .click_accesskit();
+    h.run();
+    h.get_by_label("routed tokens only").click_accesskit();
+    h.run();
+    assert_eq!(
+        h.state().settings().capture.expert_pooling,
+        ExpertPooling::RoutedTokens
+    );
+    assert_eq!(
+        h.get_by_role_and_label(Role::ComboBox, "Experts")
+            .value()
+            .as_deref(),
+        Some("routed tokens only")
+    );
 }

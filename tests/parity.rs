@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
-use neuronxa::engine::capture::{CaptureSettings, NavSource, Pooling};
+use neuronxa::engine::capture::{CaptureSettings, ExpertPooling, NavSource, Pooling};
 use neuronxa::engine::{
     DTypeChoice, DeviceChoice, ExtractOptions, LanguageStates, Model, ModelSource,
 };
@@ -210,6 +210,7 @@ fn check_against_reference(tiny: &str, name: &str, model: &Model) {
             pooling,
             skip_special_tokens: skip,
             nav_source,
+            ..Default::default()
         };
         let states = extract(model, &texts, capture, 1);
         for k in 0..texts.len() {
@@ -246,6 +247,34 @@ fn check_against_reference(tiny: &str, name: &str, model: &Model) {
                     &format!("{what} hidden_last"),
                     last,
                     &reference.f32(&format!("s{k}.hidden_last")),
+                );
+            }
+        }
+    }
+
+    // A mixture's other reading: each expert pooled over the tokens routed to it.
+    if reference.has("s0.nas_weighted_routed") {
+        for (pooling, suffix) in [(Pooling::Weighted, "weighted"), (Pooling::Mean, "mean")] {
+            let capture = CaptureSettings {
+                pooling,
+                expert_pooling: ExpertPooling::RoutedTokens,
+                ..Default::default()
+            };
+            let states = extract(model, &texts, capture, 1);
+            for k in 0..texts.len() {
+                let what = format!("{name} s{k} {suffix} over routed tokens");
+                let sentence = states.sentence(k);
+                let gate = reference.sign_margin(k);
+                assert_nas(
+                    &what,
+                    sentence.nas,
+                    &reference.f32(&format!("s{k}.nas_{suffix}_routed")),
+                    &gate,
+                );
+                assert_close(
+                    &format!("{what} nav"),
+                    sentence.nav,
+                    &reference.f32(&format!("s{k}.nav_{suffix}_routed")),
                 );
             }
         }
@@ -414,6 +443,27 @@ fn check_generic_ops(name: &str) {
         "{name} nas: {equal} of {} entries equal",
         kernels.nas.len()
     );
+    // A mixture's routed-tokens reading: the generic ops (the GPU's path) renormalize the
+    // weights as the kernels do.
+    if model.config.experts.is_some() {
+        let routed = CaptureSettings {
+            expert_pooling: ExpertPooling::RoutedTokens,
+            ..Default::default()
+        };
+        let generic = extract(&model, &texts, routed, 8);
+        model.decoder.set_cpu_kernels(true);
+        let kernels = extract(&model, &texts, routed, 8);
+        for (what, a, b) in [
+            ("nas", &kernels.nas, &generic.nas),
+            ("nav", &kernels.nav, &generic.nav),
+        ] {
+            let worst = worst_difference(a, b);
+            assert!(
+                worst <= 1e-4,
+                "{name} {what} over routed tokens: kernels vs generic ops differ by {worst:e}"
+            );
+        }
+    }
 }
 
 macro_rules! parity_tests {

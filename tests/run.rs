@@ -411,3 +411,35 @@ fn a_too_long_sentence_stops_the_job_before_any_computing_and_names_its_language
         "a batch ran before the error"
     );
 }
+
+/// The experts' reading: on a mixture it changes the numbers (and so the cache entry); on a
+/// dense model it means nothing and is left at its default, so the run reopens from the cache.
+#[test]
+fn the_experts_reading_changes_a_mixture_and_leaves_a_dense_model_alone() {
+    use neuronxa::engine::ExpertPooling;
+    let cache = tempfile::tempdir().unwrap();
+    let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    let cancel = AtomicBool::new(false);
+
+    let mut mixture = settings(&["en", "fr"]);
+    mixture.model = ModelSource::Folder(common::tiny_model("olmoe"));
+    let all = finished(&execute(&mixture, &options, &cancel));
+    mixture.capture.expert_pooling = ExpertPooling::RoutedTokens;
+    let routed = finished(&execute(&mixture, &options, &cancel));
+    assert!(routed.provenance.cached_languages.is_empty(), "recomputed");
+    assert_eq!(
+        routed.settings.capture.expert_pooling,
+        ExpertPooling::RoutedTokens
+    );
+    assert_ne!(all.pivot_scores, routed.pivot_scores);
+
+    let mut dense = settings(&["en", "fr"]);
+    let plain = finished(&execute(&dense, &options, &cancel));
+    dense.capture.expert_pooling = ExpertPooling::RoutedTokens;
+    let again = finished(&execute(&dense, &options, &cancel));
+    assert_eq!(
+        again.settings.capture.expert_pooling,
+        ExpertPooling::AllTokens
+    );
+    assert_eq!(again, plain, "reopened from the cache, as it was");
+}

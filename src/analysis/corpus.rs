@@ -178,7 +178,7 @@ const BUNDLED_TEXTS: [(&str, &str); 10] = [
     bundled_language!("jpn_Jpan"),
 ];
 
-/// The project's own parallel corpus for the ten default languages (data/<code>.txt).
+/// The project's own parallel corpus for the ten default languages (`data/<code>.txt`).
 pub fn bundled() -> Result<Corpus> {
     let mut languages = Vec::with_capacity(BUNDLED_TEXTS.len());
     for (code, text) in BUNDLED_TEXTS {
@@ -396,7 +396,7 @@ fn read_language_files(files: &[PathBuf]) -> Result<Vec<LanguageText>> {
         .collect()
 }
 
-/// A text file of one sentence per line (see [`sentence_lines`]).
+/// A text file of one sentence per line (see `sentence_lines`).
 pub fn read_sentence_file(file: &Path) -> Result<Vec<String>> {
     sentence_lines(&read_text(file)?, &file.display().to_string())
 }

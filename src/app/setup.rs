@@ -4,7 +4,9 @@
 use egui::{RichText, Ui};
 
 use crate::analysis::corpus::Sample;
-use crate::engine::{DTypeChoice, DeviceChoice, ModelSource, NavSource, Pooling, hub};
+use crate::engine::{
+    DTypeChoice, DeviceChoice, ExpertPooling, ModelSource, NavSource, Pooling, hub,
+};
 use crate::run::{CorpusChoice, Method};
 
 use super::command::{Command, DialogPurpose, model_text};
@@ -456,6 +458,34 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut
                 }
             });
             ui.end_row();
+
+            // Only where it means something: a mixture of experts.
+            if let ModelCheck::Recognised { config, .. } = &rt.model_check
+                && config.experts.is_some()
+            {
+                let label = ui.label("Experts");
+                egui::ComboBox::from_id_salt("expert-pooling")
+                    .selected_text(settings.capture.expert_pooling.label())
+                    .show_ui(ui, |ui| {
+                        for reading in ExpertPooling::ALL {
+                            ui.selectable_value(
+                                &mut settings.capture.expert_pooling,
+                                reading,
+                                reading.label(),
+                            );
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id)
+                    .on_hover_text(
+                        "How an expert's neurons are pooled over a sentence: over all its \
+                         tokens, inactive (0) where the router did not send the token to the \
+                         expert (so the states also say which experts the sentence used), or \
+                         over the tokens routed to it only (how its neurons behave where it \
+                         runs).",
+                    );
+                ui.end_row();
+            }
 
             let label = ui.label("Batch size");
             ui.add(

@@ -57,6 +57,34 @@ impl NavSource {
 }
 
 /// Settings that change the captured states (and so are part of a cache key).
+/// How a mixture of experts' neurons are pooled (a *choice* METHOD does not face, the paper's
+/// models being dense; no effect on dense models).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum ExpertPooling {
+    /// Over all the sentence's tokens, an expert's neurons inactive (0) at the tokens the router
+    /// did not send to it: the states say which experts a sentence used as well as how.
+    #[default]
+    AllTokens,
+    /// Over the tokens routed to the expert only, the pooling weights renormalized over them:
+    /// how its neurons behave where it runs (0 where the sentence never used it).
+    RoutedTokens,
+}
+
+impl ExpertPooling {
+    pub const ALL: [ExpertPooling; 2] = [Self::AllTokens, Self::RoutedTokens];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AllTokens => "all tokens (0 where not routed)",
+            Self::RoutedTokens => "routed tokens only",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct CaptureSettings {
     pub pooling: Pooling,
@@ -64,6 +92,10 @@ pub struct CaptureSettings {
     /// over the kept tokens. Default: keep them, as MEXA's code does.
     pub skip_special_tokens: bool,
     pub nav_source: NavSource,
+    /// Mixtures of experts only. (Left out of the serialized settings at its default, so that
+    /// the cache keys of earlier runs stay as they were.)
+    #[serde(default, skip_serializing_if = "ExpertPooling::is_default")]
+    pub expert_pooling: ExpertPooling,
 }
 
 /// The pooling weights of one sentence over its `ids.len()` token positions.

@@ -245,7 +245,7 @@ pub enum Activation {
     /// ReLU squared (`relu2`: Jais 2, Nemotron).
     Relu2,
     /// xIELU (Apertus): quadratic above 0, an ELU-like branch below, with parameters of its
-    /// own in every layer (read with the weights, see [`XIelu`]). Unlike the others it is not
+    /// own in every layer (read with the weights, see [`XIelu`](super::activation::XIelu)). Unlike the others it is not
     /// positive exactly where its input is: it turns positive again far below 0.
     XIelu,
     /// gpt-oss' experts: `g·σ(α·g)` of the gate clamped above, times the up projection

@@ -47,6 +47,9 @@ pub struct BatchInput {
     device_weights: Option<(Tensor, Tensor)>,
     /// Packed layout only: where the CPU kernels write the pooled states.
     pub(super) sink: Option<Arc<PoolSink>>,
+    /// A mixture's experts pool over their routed tokens only (see
+    /// [`ExpertPooling`](super::capture::ExpertPooling)).
+    pub(super) routed_only: bool,
 }
 
 impl BatchInput {
@@ -67,6 +70,7 @@ impl BatchInput {
             }),
             device_weights: None,
             sink: None,
+            routed_only: false,
         })
     }
 }
@@ -515,6 +519,7 @@ impl Decoder {
                 last,
             }),
             device_weights,
+            routed_only: false,
         })
     }
 

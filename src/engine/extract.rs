@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 
-use super::capture::{self, CaptureSettings};
+use super::capture::{self, CaptureSettings, ExpertPooling};
 use super::cpu_ops::CaptureLayout;
 use super::decoder::{BatchInput, SentenceInput};
 use super::error::{EngineError, Result};
@@ -286,7 +286,9 @@ impl Model {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        self.decoder.batch_input(&sentences)
+        let mut input = self.decoder.batch_input(&sentences)?;
+        input.routed_only = settings.expert_pooling == ExpertPooling::RoutedTokens;
+        Ok(input)
     }
 
     /// Bits per UTF-8 byte of `sentences` under the model (lower is better): total negative

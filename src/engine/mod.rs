@@ -26,7 +26,7 @@ pub mod tokenizer;
 pub mod transfer;
 pub mod weights;
 
-pub use capture::{CaptureSettings, NavSource, Pooling};
+pub use capture::{CaptureSettings, ExpertPooling, NavSource, Pooling};
 pub use config::{Architecture, ModelConfig};
 pub use device::{DTypeChoice, DeviceChoice};
 pub use error::{EngineError, Result};

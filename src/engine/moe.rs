@@ -1,12 +1,17 @@
-//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral, gpt-oss): a router sends each
-//! token to its `per_token` best experts, each a gated MLP of its own, and sums their outputs
-//! with the router's softmax weights (Qwen2-MoE adds a shared expert that every token runs).
+//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral, Granite MoE, gpt-oss): a
+//! router sends each token to its `per_token` best experts, each a gated MLP of its own, and
+//! sums their outputs with the router's softmax weights (Qwen2-MoE adds a shared expert that
+//! every token runs).
 //!
 //! A layer's neurons are all its experts' (`experts × d_ff`; METHOD §1 read for mixtures, a
-//! *choice* the paper does not face): an expert's neurons are inactive — 0 in NAS and NAV —
-//! at the tokens the router does not send to it, so a sentence's pooled states say which
-//! experts it used as well as how. Routing runs on the host (the router's `[tokens, experts]`
-//! scores are small); each expert then runs on its own tokens only.
+//! *choice* the paper does not face): by default an expert's neurons are inactive — 0 in NAS
+//! and NAV — at the tokens the router does not send to it, so a sentence's pooled states say
+//! which experts it used as well as how; with [`ExpertPooling::RoutedTokens`] each expert is
+//! pooled over its routed tokens only (the weights renormalized over them). Routing runs on the
+//! host (the router's `[tokens, experts]` scores are small); each expert then runs on its own
+//! tokens only.
+//!
+//! [`ExpertPooling::RoutedTokens`]: super::capture::ExpertPooling::RoutedTokens
 
 use std::sync::Arc;
 
@@ -349,10 +354,12 @@ impl MoeMlp {
         let (b, chosen) = (input.pooling.spans.len(), tokens.len());
         // `[b, chosen]`: each chosen token's pooling weight in its sentence's row.
         let mut matrix = vec![0f32; b * chosen];
-        for (i, &token) in tokens.iter().enumerate() {
-            let token = token as usize;
-            if let Some(s) = sentence_of[token] {
-                matrix[s * chosen + i] = input.pooling.weights[token];
+        for (i, routed) in expert_weights(input, tokens, sentence_of)
+            .into_iter()
+            .enumerate()
+        {
+            if let Some((s, weight)) = routed {
+                matrix[s * chosen + i] = weight;
             }
         }
         let matrix = Tensor::from_vec(matrix, (b, chosen), run.gate.device())?;
@@ -500,13 +507,12 @@ fn expert_pooling(
 ) -> Result<Arc<HostPooling>> {
     let mut counts = vec![0usize; input.pooling.spans.len()];
     let mut weights = Vec::with_capacity(tokens.len());
-    for &token in tokens {
-        let token = token as usize;
-        let sentence = sentence_of[token].ok_or_else(|| {
+    for routed in expert_weights(input, tokens, sentence_of) {
+        let (sentence, weight) = routed.ok_or_else(|| {
             EngineError::Device("a packed batch has a token outside every sentence".into())
         })?;
         counts[sentence] += 1;
-        weights.push(input.pooling.weights[token]);
+        weights.push(weight);
     }
     let mut start = 0;
     let spans: Vec<Span> = counts
@@ -522,6 +528,36 @@ fn expert_pooling(
         last: vec![0.0; weights.len()],
         weights,
     }))
+}
+
+/// Each of an expert's `tokens`: its sentence and pooling weight (`None` in padding). With the
+/// routed-tokens reading a sentence's weights are renormalized to sum to 1 over the tokens it
+/// sent to this expert, so that the expert is pooled over those alone.
+fn expert_weights(
+    input: &BatchInput,
+    tokens: &[u32],
+    sentence_of: &[Option<usize>],
+) -> Vec<Option<(usize, f32)>> {
+    let mut routed: Vec<Option<(usize, f32)>> = tokens
+        .iter()
+        .map(|&token| {
+            let token = token as usize;
+            sentence_of[token].map(|s| (s, input.pooling.weights[token]))
+        })
+        .collect();
+    if input.routed_only {
+        let mut sums = vec![0f64; input.pooling.spans.len()];
+        for &(s, weight) in routed.iter().flatten() {
+            sums[s] += f64::from(weight);
+        }
+        for (s, weight) in routed.iter_mut().flatten() {
+            // A sentence whose pooled tokens this expert never saw keeps weight 0.
+            if sums[*s] > 0.0 {
+                *weight = (f64::from(*weight) / sums[*s]) as f32;
+            }
+        }
+    }
+    routed
 }
 
 /// For each token of the flattened batch, its sentence (`None` in padding and gaps).

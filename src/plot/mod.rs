@@ -5,7 +5,7 @@
 //! shuffled-pairs chance level), the language × language matrix, and a scatter of alignment
 //! against a downstream task (or the bits-per-byte proxy) with Pearson / Spearman statistics.
 //!
-//! A plot is first built as a [`scene::Scene`] of primitives in logical pixels; the SVG writer
+//! A plot is first built as a `scene::Scene` of primitives in logical pixels; the SVG writer
 //! and the PNG rasteriser both draw that scene, with text outlined from the bundled DejaVu Sans
 //! (`assets/fonts/`), so the two files look the same and need no system fonts.
 

@@ -14,7 +14,9 @@ use crate::analysis::corpus::{self, Corpus};
 use crate::analysis::lang::Lang;
 use crate::engine::device::dtype_name;
 use crate::engine::model::inspect;
-use crate::engine::{EngineError, ExtractOptions, Model, ModelInfo, ModelSource, hub};
+use crate::engine::{
+    EngineError, ExpertPooling, ExtractOptions, Model, ModelInfo, ModelSource, hub,
+};
 
 use super::cache::{self, Cache};
 use super::scoring;
@@ -204,6 +206,19 @@ impl Job<'_> {
         emit(JobEvent::Status("recognising the model".into()));
         let info = inspect(&settings.model)?;
         emit(JobEvent::ModelRecognised(Box::new(info.clone())));
+        // The experts' reading means nothing to a dense model: kept at its default there, so
+        // that it neither splits the cache nor shows in the run.
+        let dense_settings;
+        let settings = if info.experts.is_none()
+            && settings.capture.expert_pooling != ExpertPooling::default()
+        {
+            let mut copy = settings.clone();
+            copy.capture.expert_pooling = ExpertPooling::default();
+            dense_settings = copy;
+            &dense_settings
+        } else {
+            settings
+        };
 
         let cache = &self.options.cache;
         // Resolved once: it names the dtype in the cache key, and the model loads onto it.
