@@ -75,7 +75,7 @@ impl ExpertPooling {
 
     pub fn label(self) -> &'static str {
         match self {
-            Self::AllTokens => "all tokens (0 where not routed)",
+            Self::AllTokens => "all tokens",
             Self::RoutedTokens => "routed tokens only",
         }
     }
