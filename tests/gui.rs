@@ -294,6 +294,19 @@ fn runs_a_tiny_model_with_progress_and_every_view() {
     );
     assert_shown(&h, "finished:");
 
+    // The header's details say the run's capture choices on hover.
+    h.query_all_by_label_contains(" s · CPU")
+        .next()
+        .unwrap()
+        .hover();
+    h.run_steps(60);
+    assert_shown(
+        &h,
+        "pooling: position-weighted mean · special tokens kept · NAV on |act(gate)|",
+    );
+    h.remove_cursor();
+    h.run_steps(2);
+
     // Heatmap: hovering a cell shows the exact value.
     assert_eq!(h.state().view(), View::Heatmap);
     h.get_by_label("Sort languages by mean score");

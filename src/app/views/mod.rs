@@ -259,8 +259,30 @@ pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
             details.push_str(&format!(" · {}", path.display()));
         }
         ui.add(egui::Label::new(RichText::new(&details).weak()).truncate())
-            .on_hover_text(details);
+            .on_hover_text(format!("{details}\n{}", capture_summary(run)));
     });
+}
+
+/// The run's capture choices in words, for the header's hover.
+fn capture_summary(run: &Run) -> String {
+    let capture = &run.settings.capture;
+    let special = if capture.skip_special_tokens {
+        "skipped"
+    } else {
+        "kept"
+    };
+    let mut text = format!(
+        "pooling: {} · special tokens {special} · NAV on {}",
+        capture.pooling.label(),
+        capture.nav_source.label()
+    );
+    if run.provenance.model.experts.is_some() {
+        text.push_str(&format!(
+            " · experts pooled over {}",
+            capture.expert_pooling.label()
+        ));
+    }
+    text
 }
 
 /// A value as the views print it.
