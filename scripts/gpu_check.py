@@ -98,10 +98,11 @@ def run_bin(args, binary: Path, extra_env=None) -> subprocess.CompletedProcess:
 # Parity
 # ------------------------------------------------------------------------------------------
 
-def neuronxa_run(binary, model, out, device, dtype, sentences, pooling="weighted", corpus=None):
+def neuronxa_run(binary, model, out, device, dtype, sentences, pooling="weighted", corpus=None,
+                 experts="all"):
     args = ["run", "--model", model, "--langs", LANGS, "--sentences", sentences, "--no-cache",
             "--device", device, "--dtype", dtype, "--pooling", pooling, "--out", out,
-            "--methods", "nas,nav,mexa,mexa_last"]
+            "--methods", "nas,nav,mexa,mexa_last", "--experts", experts]
     if corpus:
         args += ["--corpus", corpus]
     started = time.time()
@@ -190,6 +191,13 @@ def parity_model(binary, model, work, gpu, cpu_sentences, gpu_sentences, label):
     neuronxa_run(binary, model, w / "last_bf16", gpu, "bf16", gpu_sentences, pooling="last")
     result["nas_decision_agreement_bf16_vs_f32"] = nas_agreement(
         load_states(w / "last_f32"), load_states(w / "last_bf16"))
+    if is_mixture(model):
+        # The mixtures' other reading (each expert pooled over its routed tokens): the GPU's
+        # generic ops renormalize the weights as the CPU kernels do.
+        neuronxa_run(binary, model, w / "routed_cpu_f32", "cpu", "f32", cpu_sentences, experts="routed")
+        neuronxa_run(binary, model, w / "routed_gpu_f32", gpu, "f32", cpu_sentences, experts="routed")
+        result["max_abs_diff_routed_gpu_f32_vs_cpu_f32"] = compare_states(
+            load_states(w / "routed_cpu_f32"), load_states(w / "routed_gpu_f32"))
     diffs = dict(result["max_abs_diff_gpu_f32_vs_cpu_f32"])
     # NAS flips where a gate is within rounding of zero (the CPU fixtures exempt those too);
     # how many entries differ at all says whether that is all it is.
@@ -210,6 +218,10 @@ def parity_model(binary, model, work, gpu, cpu_sentences, gpu_sentences, label):
         # One sentence's match is 1/n of a score; 1e-9 absorbs float noise at exactly 0.02.
         "scores_bf16_within_0.02": result["max_score_diff_bf16_vs_f32"] <= 0.02 + 1e-9,
     }
+    if "max_abs_diff_routed_gpu_f32_vs_cpu_f32" in result:
+        routed = dict(result["max_abs_diff_routed_gpu_f32_vs_cpu_f32"])
+        routed.pop("nas")
+        result["pass"]["routed_states_f32_within_1e-4"] = max(routed.values()) <= 1e-4
     log(f"parity {label}: {json.dumps(result)}")
     return result
 
