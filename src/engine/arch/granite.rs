@@ -4,7 +4,7 @@
 //! every layer's MLP (see `engine::moe`), the chosen experts' weights a softmax over their
 //! logits.
 
-use crate::engine::config::{Activation, Architecture, Experts, HfFields, ModelConfig};
+use crate::engine::config::{Activation, Architecture, HfFields, ModelConfig};
 use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
@@ -13,13 +13,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 
 pub fn config_moe(f: &HfFields) -> Result<ModelConfig> {
     let mut config = family_config(f, Architecture::GraniteMoe, false)?;
-    config.experts = Some(Experts {
-        count: f.usize_either("num_local_experts", "num_experts")?,
-        per_token: f.usize("num_experts_per_tok")?,
-        normalize_top_k: true,
-        shared_d_ff: None,
-        biased: false,
-    });
+    config.experts = Some(super::mixtral::top_k_experts(f)?);
     Ok(config)
 }
 

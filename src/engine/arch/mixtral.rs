@@ -8,12 +8,19 @@ use crate::engine::error::Result;
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let mut config = super::mistral::config(f)?;
     config.architecture = Architecture::Mixtral;
-    config.experts = Some(Experts {
+    config.experts = Some(top_k_experts(f)?);
+    Ok(config)
+}
+
+/// `num_local_experts` experts, `num_experts_per_tok` per token, their weights renormalized
+/// over the chosen ones (a softmax over the chosen logits comes to the same): Mixtral's
+/// reading, and Granite MoE's.
+pub(super) fn top_k_experts(f: &HfFields) -> Result<Experts> {
+    Ok(Experts {
         count: f.usize_either("num_local_experts", "num_experts")?,
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: true,
         shared_d_ff: None,
         biased: false,
-    });
-    Ok(config)
+    })
 }
