@@ -53,6 +53,19 @@ pub struct BatchInput {
 }
 
 impl BatchInput {
+    /// Pooling alone, for tests of what reads it (no ids, no device tensors).
+    #[cfg(test)]
+    pub(super) fn pooling_only(pooling: HostPooling, routed_only: bool) -> Self {
+        Self {
+            ids: Tensor::zeros(0, DType::U32, &Device::Cpu).expect("an empty tensor"),
+            packed: true,
+            pooling: Arc::new(pooling),
+            device_weights: None,
+            sink: None,
+            routed_only,
+        }
+    }
+
     /// Whole rows of `[b, t]` ids, nothing pooled (for next-token probabilities).
     fn unpooled(ids: &Tensor) -> Result<Self> {
         let (b, t) = ids.dims2()?;

@@ -593,6 +593,36 @@ mod tests {
         }
     }
 
+    /// Two sentences of three tokens, mean-pooled (1/3 each); an expert chosen by tokens 0
+    /// and 2 of the first and token 4 of the second. All tokens: 1/3 each, the others count
+    /// as 0. Routed tokens only: 1/2 and 1/2 in the first, 1 in the second.
+    #[test]
+    fn routed_tokens_renormalize_each_sentence_by_hand() {
+        let third = 1.0 / 3.0;
+        let pooling = || HostPooling {
+            spans: vec![Span { start: 0, len: 3 }, Span { start: 3, len: 3 }].into(),
+            weights: vec![third; 6],
+            last: vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+        };
+        let tokens = [0u32, 2, 4];
+        let sentence_of = [Some(0), Some(0), Some(0), Some(1), Some(1), Some(1)];
+        let all = expert_weights(
+            &BatchInput::pooling_only(pooling(), false),
+            &tokens,
+            &sentence_of,
+        );
+        assert_eq!(
+            all,
+            vec![Some((0, third)), Some((0, third)), Some((1, third))]
+        );
+        let routed = expert_weights(
+            &BatchInput::pooling_only(pooling(), true),
+            &tokens,
+            &sentence_of,
+        );
+        assert_eq!(routed, vec![Some((0, 0.5)), Some((0, 0.5)), Some((1, 1.0))]);
+    }
+
     /// Logits ln 1, ln 2, ln 5 give probabilities 0.125, 0.25, 0.625.
     #[test]
     fn routing_takes_the_largest_softmax_weights() {
