@@ -45,6 +45,7 @@ mod fixture {
                     layers: layers - 1,
                     d_ff: 64,
                     experts: None,
+                    shared_d_ff: None,
                     d_model: 16,
                     heads: 2,
                     kv_heads: 2,

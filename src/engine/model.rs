@@ -116,6 +116,9 @@ pub struct ModelInfo {
     /// A mixture's experts per layer (their neurons make up `d_ff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts: Option<usize>,
+    /// A mixture's shared expert's width (Qwen2-MoE), the last of `d_ff`'s neurons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_d_ff: Option<usize>,
     pub d_model: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -141,6 +144,7 @@ impl ModelInfo {
             layers: config.num_layers,
             d_ff: config.neurons_per_layer(),
             experts: config.experts.as_ref().map(|e| e.count),
+            shared_d_ff: config.experts.as_ref().and_then(|e| e.shared_d_ff),
             d_model: config.hidden_size,
             heads: config.num_heads,
             kv_heads: config.num_kv_heads,
@@ -166,15 +170,20 @@ impl ModelInfo {
 }
 
 impl ModelInfo {
-    /// A layer's neurons: "1536", or "128 (8 experts × 16)".
+    /// A layer's neurons: "1536", "128 (8 experts × 16)", or with a shared expert
+    /// "128 (8 experts × 12 + shared 32)".
     pub fn neurons(&self) -> String {
-        match self.experts {
-            Some(experts) if experts > 0 => format!(
-                "{} ({experts} experts × {})",
-                self.d_ff,
-                self.d_ff / experts
+        let Some(experts) = self.experts.filter(|&n| n > 0) else {
+            return self.d_ff.to_string();
+        };
+        let shared = self.shared_d_ff.unwrap_or(0);
+        let each = self.d_ff.saturating_sub(shared) / experts;
+        match self.shared_d_ff {
+            Some(shared) => format!(
+                "{} ({experts} experts × {each} + shared {shared})",
+                self.d_ff
             ),
-            _ => self.d_ff.to_string(),
+            None => format!("{} ({experts} experts × {each})", self.d_ff),
         }
     }
 }
@@ -350,4 +359,23 @@ fn fingerprint(config: &ModelConfig, files: &[PathBuf]) -> Result<String> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The summary's neuron count says what a layer's neurons are made of: Qwen2-MoE's tiny
+    /// model has 8 experts of 12 and a shared expert of 32 (not "8 × 16").
+    #[test]
+    fn a_mixture_says_its_experts_and_shared_expert() {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+        let info = |name: &str| inspect(&ModelSource::Folder(tiny.join(name))).unwrap();
+        assert_eq!(
+            info("qwen2_moe").neurons(),
+            "128 (8 experts × 12 + shared 32)"
+        );
+        assert_eq!(info("olmoe").neurons(), "128 (8 experts × 16)");
+        assert_eq!(info("llama").neurons(), info("llama").d_ff.to_string());
+    }
 }

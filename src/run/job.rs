@@ -604,7 +604,6 @@ fn held_out_sentences(full: &Corpus, selected: &Corpus, lang: &Lang, count: usiz
         .collect()
 }
 
-/// A private temporary folder for states when the cache is off, removed when the job ends.
 /// Refuses `needed` bytes where the disk holding `dir` (or its nearest existing parent) has
 /// less free, with a tenth of a gigabyte to spare. Where the free space cannot be read, the
 /// run goes ahead.
@@ -626,6 +625,7 @@ fn check_disk_space(dir: &std::path::Path, needed: u64) -> Result<(), RunError> 
     Ok(())
 }
 
+/// A private temporary folder for states when the cache is off, removed when the job ends.
 struct ScratchDir {
     path: std::path::PathBuf,
 }
