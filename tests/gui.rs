@@ -304,6 +304,9 @@ fn runs_a_tiny_model_with_progress_and_every_view() {
         &h,
         "pooling: position-weighted mean · special tokens kept · NAV on |act(gate)|",
     );
+    // One tooltip, not the elided label's own beside it: the details once in the header,
+    // once in the tooltip.
+    assert_eq!(h.query_all_by_label_contains(" s · CPU").count(), 2);
     h.remove_cursor();
     h.run_steps(2);
 

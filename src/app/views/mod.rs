@@ -258,8 +258,13 @@ pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
         if let Some(path) = path {
             details.push_str(&format!(" · {}", path.display()));
         }
-        ui.add(egui::Label::new(RichText::new(&details).weak()).truncate())
-            .on_hover_text(format!("{details}\n{}", capture_summary(run)));
+        // One tooltip: the elided label's own would repeat the first line of this one.
+        ui.add(
+            egui::Label::new(RichText::new(&details).weak())
+                .truncate()
+                .show_tooltip_when_elided(false),
+        )
+        .on_hover_text(format!("{details}\n{}", capture_summary(run)));
     });
 }
 
