@@ -142,23 +142,23 @@ impl MoeMlp {
                 let load = |name: &str, shape: &[usize]| {
                     src.load(&format!("{p}{name}"), shape, ctx.dtype, &ctx.device)
                 };
-                let (gate_up, down) = if matches!(layout, Layout::GraniteStacked) {
-                    (
+                let (gate_up, down) = match layout {
+                    Layout::GraniteStacked => (
                         load("block_sparse_moe.input_linear.weight", &[count, 2 * f, h])?,
                         load("block_sparse_moe.output_linear.weight", &[count, h, f])?,
-                    )
-                } else if matches!(layout, Layout::Stacked) {
-                    (
+                    ),
+                    Layout::Stacked => (
                         load("mlp.experts.gate_up_proj", &[count, 2 * f, h])?,
                         load("mlp.experts.down_proj", &[count, h, f])?,
-                    )
-                } else {
-                    let gate = load("mlp.experts.gate_proj.weight", &[count, f, h])?;
-                    let up = load("mlp.experts.up_proj.weight", &[count, f, h])?;
-                    (
-                        Tensor::cat(&[gate, up], 1)?,
-                        load("mlp.experts.down_proj.weight", &[count, h, f])?,
-                    )
+                    ),
+                    _ => {
+                        let gate = load("mlp.experts.gate_proj.weight", &[count, f, h])?;
+                        let up = load("mlp.experts.up_proj.weight", &[count, f, h])?;
+                        (
+                            Tensor::cat(&[gate, up], 1)?,
+                            load("mlp.experts.down_proj.weight", &[count, h, f])?,
+                        )
+                    }
                 };
                 (0..count)
                     .map(|e| {
