@@ -19,6 +19,12 @@ the CUDA binary built here by scripts/build-cuda.sh:
    forward hook on every `mlp.act_fn` doing the same position-weighted NAS/NAV pooling on the GPU
    (batched, 64 sentences, sorted by length) and PyTorch one sentence at a time (as the MEXA
    scripts run). Sentences/s, tokens/s, peak GPU memory and load time of each.
+3. Memory pressure (GPU only). With PyTorch holding most of the GPU's memory, the binary must
+   refuse the largest model before loading (less free than its weights) and finish with a
+   smaller automatic batch when a few GiB are left; neither may panic.
+4. Host memory: how fast the machine writes into fresh and into touched memory (one thread, all
+   threads), the ceiling for handing pooled states on; the speed step reports how long the
+   binary's host waited for the device and how long it spent handing states on.
 
 Everything lands in OUT/gpu_check.json (and a log). The exit status is 1 when a step failed or a
 goal under "pass" was missed, with a summary of which at the end of the log.
@@ -339,7 +345,79 @@ def bench_variant(binary, folder, sentences_file, out_json, gpu, variable, value
     finally:
         del os.environ[variable]
     return {k: report.get(k) for k in ("capture", "seconds", "forward_seconds",
-                                         "forward_plain_seconds", "sentences_per_second")}
+                                         "forward_plain_seconds", "sentences_per_second",
+                                         "host_waiting_seconds", "host_handing_on_seconds")}
+
+
+def host_memory(gib=1.2, repeats=3):
+    """How fast this machine writes into memory the process has never touched (each 4 KiB page
+    faulted in on first write) and into memory it has, with one thread and with all: the ceiling
+    for handing a batch's pooled states on (a batch of the 8B shape is 1.2 GB). PyTorch's CPU
+    copy stands in for any program's."""
+    import torch
+    n = int(gib * 2**30 / 4)
+    source = torch.ones(n)
+    threads = torch.get_num_threads()
+    report = {"gib": gib}
+    for label, count in (("one_thread", 1), ("all_threads", threads)):
+        torch.set_num_threads(count)
+        fresh, touched = [], []
+        for _ in range(repeats):
+            target = torch.empty(n)
+            started = time.time()
+            target.copy_(source)
+            fresh.append(time.time() - started)
+            started = time.time()
+            target.copy_(source)
+            touched.append(time.time() - started)
+            del target
+        rate = lambda seconds: round(n * 4 / 1e9 / seconds, 2)
+        report[label] = {"threads": count, "fresh_gb_per_s": [rate(x) for x in fresh],
+                         "touched_gb_per_s": [rate(x) for x in touched]}
+    torch.set_num_threads(threads)
+    log(f"host memory: {json.dumps(report)}")
+    return report
+
+
+def memory_pressure(binary, folder, sentences_file, work, gpu):
+    """Bad input on the GPU path: another process (this one, through PyTorch) holds most of the
+    GPU's memory. Leaving less than the weights need, the binary must refuse before loading, in
+    words and with the numbers; leaving the weights plus a few GiB, `--batch-size auto` must pick
+    a smaller batch and finish. Neither may panic."""
+    import torch
+    weights = sum(f.stat().st_size for f in Path(folder).glob("*.safetensors"))
+    report = {"weights_gib": round(weights / 2**30, 2)}
+    for label, leave in (("weights_do_not_fit", int(weights * 0.6)),
+                         ("tight_memory", weights + 6 * 2**30)):
+        gc.collect()
+        torch.cuda.empty_cache()
+        free, _total = torch.cuda.mem_get_info()
+        hog = torch.empty(max(free - leave, 0), dtype=torch.uint8, device=gpu)
+        free_left, _ = torch.cuda.mem_get_info()
+        out_json = work / f"pressure_{label}.json"
+        out_json.unlink(missing_ok=True)
+        started = time.time()
+        done = subprocess.run([str(binary), "bench", "--model", str(folder), "--sentences-file",
+                               str(sentences_file), "--device", gpu, "--dtype", "bf16",
+                               "--batch-size", "auto", "--json", str(out_json)],
+                              capture_output=True, text=True)
+        entry = {"free_gib_left": round(free_left / 2**30, 2), "exit_code": done.returncode,
+                 "seconds": round(time.time() - started, 2), "stderr_tail": done.stderr[-1500:]}
+        del hog
+        panicked = "panicked" in done.stderr
+        if label == "weights_do_not_fit":
+            entry["pass"] = {"refused": done.returncode != 0, "no_panic": not panicked,
+                             "says_memory": "memory" in done.stderr.lower()}
+        else:
+            bench = json.loads(out_json.read_text()) if out_json.exists() else {}
+            entry["batch_size"] = bench.get("batch_size")
+            entry["bench_seconds"] = bench.get("seconds")
+            entry["pass"] = {"finished": done.returncode == 0, "no_panic": not panicked}
+        log(f"memory pressure {label}: {json.dumps({k: v for k, v in entry.items() if k != 'stderr_tail'})}")
+        report[label] = entry
+    gc.collect()
+    torch.cuda.empty_cache()
+    return report
 
 
 def pooled_hooks(model, state):
@@ -540,14 +618,17 @@ def main():
     parser.add_argument("--gpu-device", default="cuda")
     parser.add_argument("--shapes", choices=["real", "small"], default="real")
     parser.add_argument("--models", default=",".join(SHAPES))
-    parser.add_argument("--skip", default="", help="comma list: parity,speed")
+    parser.add_argument("--skip", default="", help="comma list: parity,speed,pressure,host")
     parser.add_argument("--one-at-a-time", type=int, default=100)
     parser.add_argument("--tiny-models", default="", help="comma list (default: all)")
     parser.add_argument("--pool-ab", action="store_true",
                         help="also bench the first model with the driver's default memory pool")
     parser.add_argument("--no-capture-ab", action="store_true",
                         help="skip benching the first model again with the generic capture ops")
-    parser.add_argument("--real-parity-sentences", type=int, default=50)
+    parser.add_argument("--real-parity-sentences", type=int, default=50,
+                        help="per language, GPU bf16 against f32 on the first model (0: skip)")
+    parser.add_argument("--no-hand-on-ab", action="store_true",
+                        help="skip benching the last model again with the serial hand-on")
     parser.add_argument("--tiny-budget", type=float, default=150,
                         help="seconds after which the remaining tiny parity models are skipped")
     ARGS = parser.parse_args()
@@ -586,7 +667,7 @@ def main():
             models[name] = folder
 
     first = next(iter(models), None)
-    if "parity" not in skip and first:
+    if "parity" not in skip and first and ARGS.real_parity_sentences > 0:
         step(results, f"parity_real_{first}",
              lambda: parity_model(binary, models[first], work, gpu, 2, ARGS.real_parity_sentences,
                                   f"real_{first}"))
@@ -597,10 +678,17 @@ def main():
         results["speed_corpus"] = {"sentences": len(lengths), "tokens": sum(lengths),
                                    "min": min(lengths), "max": max(lengths),
                                    "mean": sum(lengths) / len(lengths)}
+        last = list(models)[-1]
         for name, folder in models.items():
             def speed(name=name, folder=folder):
                 ours = bench_neuronxa(binary, folder, sentences_file,
                                       work / f"bench_{name}.json", gpu)
+                if name == last and is_gpu(gpu) and not ARGS.no_hand_on_ab:
+                    # The sentence-by-sentence hand-on of the streaming path, for the model
+                    # whose states are largest.
+                    ours["with_serial_hand_on"] = bench_variant(
+                        binary, folder, sentences_file, work / f"bench_{name}_serial.json", gpu,
+                        "NEURONXA_HAND_ON", "serial")
                 if name == first and is_gpu(gpu):
                     # A/B runs of the first model, one environment variable changed each:
                     # the driver's default of handing freed memory back at every sync, and
@@ -616,7 +704,10 @@ def main():
                                                   work / f"bench_{name}_{key}.json", gpu,
                                                   variable, value)
                 log(f"neuronxa {name}: {ours['seconds']:.2f} s, "
-                    f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}")
+                    f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}, "
+                    f"forward alone {ours.get('forward_seconds')} s, host waiting "
+                    f"{ours.get('host_waiting_seconds')} s, handing on "
+                    f"{ours.get('host_handing_on_seconds')} s")
                 torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time)
                 log(f"pytorch {name}: {json.dumps(torch_result)}")
                 ratio = ours["sentences_per_second"] / torch_result["batched_best"]["sentences_per_second"]
@@ -631,6 +722,12 @@ def main():
                         "speedup_vs_one_at_a_time": single,
                         "pass": goals}
             step(results, f"speed_{name}", speed)
+        if "host" not in skip:
+            step(results, "host_memory", host_memory)
+        if is_gpu(gpu) and "pressure" not in skip:
+            last = list(models)[-1]
+            step(results, f"memory_pressure_{last}",
+                 lambda: memory_pressure(binary, models[last], sentences_file, work, gpu))
     results["total_seconds"] = round(time.time() - STARTED, 1)
     missed = failures(results)
     results["failures"] = missed

@@ -723,6 +723,10 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     if let Some(seconds) = report.forward_plain_seconds {
         println!("without capture   {seconds:.2} s (forward passes that pool nothing)");
     }
+    println!(
+        "host              {:.2} s waiting for the device, {:.2} s handing states on",
+        report.host_waiting_seconds, report.host_handing_on_seconds
+    );
     println!("forward FLOPs     {:.3e}", report.forward_flops);
     println!("achieved          {:.1} GFLOP/s", report.achieved_gflops());
     println!("matmul 2048^3     {:.1} GFLOP/s", report.matmul_gflops);

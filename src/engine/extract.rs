@@ -26,6 +26,9 @@ pub struct ExtractOptions {
     pub batch_size: usize,
 }
 
+/// Receives a batch's pooled rows: the sentences the batch holds, and their rows in order.
+type HandOn<'a> = dyn FnMut(&[usize], &[f32]) -> Result<()> + 'a;
+
 /// Reported after every batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchProgress {
@@ -33,6 +36,12 @@ pub struct BatchProgress {
     pub sentences_total: usize,
     pub tokens_done: usize,
     pub elapsed: Duration,
+    /// Of `elapsed`, so far: the host waiting for batches' states to arrive from the device.
+    pub waiting: Duration,
+    /// Of `elapsed`, so far: the host handing states on (checks, copies into the caller's
+    /// storage). On a GPU this overlaps the next batch's forward pass; when it is longer than
+    /// the forward passes, the host bounds the speed.
+    pub handing_on: Duration,
 }
 
 impl BatchProgress {
@@ -96,9 +105,26 @@ impl Model {
             cfg.hidden_size,
             tokens.len(),
         );
-        self.extract_tokens_each(tokens, options, cancel, on_batch, &mut |index, sentence| {
-            states.set_sentence(index, &sentence);
-            Ok(())
+        if std::env::var_os("NEURONXA_HAND_ON").is_some_and(|v| v == "serial") {
+            // The sentence-by-sentence hand-on of the streaming path, for A/B benchmarks.
+            self.extract_tokens_each(tokens, options, cancel, on_batch, &mut |index, sentence| {
+                states.set_sentence(index, &sentence);
+                Ok(())
+            })?;
+            return Ok(states);
+        }
+        let layout = self.decoder.capture_layout();
+        self.extract_batches(tokens, options, cancel, on_batch, &mut |batch, rows| {
+            // All of a batch's sentences at once, on all cores: on a GPU machine the copy into
+            // the result (fresh memory, faulted in page by page) is what bounds big models.
+            if let Some((index, place)) = first_non_finite(&layout, batch, rows) {
+                return Err(EngineError::NonFinite { index, place });
+            }
+            let counts: Vec<u32> = batch
+                .iter()
+                .map(|&index| tokens[index].ids.len() as u32)
+                .collect();
+            states.set_rows(batch, rows, &counts)
         })?;
         Ok(states)
     }
@@ -126,43 +152,66 @@ impl Model {
         on_batch: &mut dyn FnMut(BatchProgress),
         on_sentence: &mut dyn FnMut(usize, SentenceStates<'_>) -> Result<()>,
     ) -> Result<()> {
+        let layout = self.decoder.capture_layout();
+        self.extract_batches(tokens, options, cancel, on_batch, &mut |batch, rows| {
+            for (row, &index) in rows.chunks_exact(layout.width()).zip(batch) {
+                // Never kept as numbers: NaN turns NAS's `> 0` into "off" unseen.
+                if let Some(place) = non_finite_part(&layout, row) {
+                    return Err(EngineError::NonFinite { index, place });
+                }
+                let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
+                on_sentence(
+                    index,
+                    SentenceStates {
+                        nas,
+                        nav,
+                        hidden_pooled,
+                        hidden_last,
+                        token_count: tokens[index].ids.len() as u32,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs the batches and hands each one's pooled rows (`[batch.len(), width]` in
+    /// [`CaptureLayout`] order) to `hand_on(batch, rows)`, `batch` naming the sentences.
+    fn extract_batches(
+        &self,
+        tokens: &[Tokens],
+        options: &ExtractOptions,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(BatchProgress),
+        hand_on: &mut HandOn<'_>,
+    ) -> Result<()> {
         let started = Instant::now();
         let batches = self.plan(tokens, options.batch_size)?;
-        let layout = self.decoder.capture_layout();
         // On a GPU the forward pass is only queued, so the host hands on one batch's states
         // while the next batch computes; on the CPU each batch is handed on as it ends.
         let overlap = self.overlapped_copies;
         let mut host = self.host.lock().map_err(|_| poisoned())?;
         let mut tokens_done = 0;
         let mut sentences_done = 0;
+        let (mut waiting, mut handing_on) = (Duration::ZERO, Duration::ZERO);
         let mut deliver = |host: &mut HostCopy, batch: Vec<usize>, copy: PendingCopy| {
+            let asked = Instant::now();
             host.finish(copy, |values| {
-                for (row, &index) in values.chunks_exact(layout.width()).zip(&batch) {
-                    // Never kept as numbers: NaN turns NAS's `> 0` into "off" unseen.
-                    if let Some(place) = non_finite_part(&layout, row) {
-                        return Err(EngineError::NonFinite { index, place });
-                    }
-                    let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
-                    on_sentence(
-                        index,
-                        SentenceStates {
-                            nas,
-                            nav,
-                            hidden_pooled,
-                            hidden_last,
-                            token_count: tokens[index].ids.len() as u32,
-                        },
-                    )?;
-                    tokens_done += tokens[index].ids.len();
-                }
-                Ok(())
+                let arrived = Instant::now();
+                waiting += arrived - asked;
+                let handed = hand_on(&batch, values);
+                handing_on += arrived.elapsed();
+                handed
             })?;
             sentences_done += batch.len();
+            tokens_done += batch.iter().map(|&i| tokens[i].ids.len()).sum::<usize>();
             on_batch(BatchProgress {
                 sentences_done,
                 sentences_total: tokens.len(),
                 tokens_done,
                 elapsed: started.elapsed(),
+                waiting,
+                handing_on,
             });
             Ok::<_, EngineError>(())
         };
@@ -396,6 +445,19 @@ pub fn length_sorted_batches(tokens: &[Tokens], batch_size: usize) -> Vec<Vec<us
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
+/// The first sentence of `batch` (in batch order) whose row holds NaN or infinity, and where,
+/// in words; the rows are scanned in parallel.
+fn first_non_finite(
+    layout: &CaptureLayout,
+    batch: &[usize],
+    rows: &[f32],
+) -> Option<(usize, String)> {
+    use rayon::prelude::*;
+    rows.par_chunks_exact(layout.width())
+        .zip(batch)
+        .find_map_first(|(row, &index)| non_finite_part(layout, row).map(|place| (index, place)))
+}
+
 /// Where a sentence's pooled row first holds NaN or infinity, in words.
 fn non_finite_part(layout: &CaptureLayout, row: &[f32]) -> Option<String> {
     let at = row.iter().position(|v| !v.is_finite())?;
@@ -421,6 +483,24 @@ fn non_finite_part(layout: &CaptureLayout, row: &[f32]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_non_finite_sentence_is_named_in_batch_order() {
+        let layout = CaptureLayout {
+            layers: 2,
+            d_ff: 3,
+            d_model: 2,
+        };
+        let mut rows = vec![0.5f32; 3 * layout.width()];
+        assert_eq!(first_non_finite(&layout, &[7, 2, 5], &rows), None);
+        // Sentences 2 and 5 (batch places 1 and 2) both break; 2 comes first in the batch.
+        rows[2 * layout.width() + 1] = f32::NAN;
+        rows[layout.width() + 13] = f32::INFINITY;
+        assert_eq!(
+            first_non_finite(&layout, &[7, 2, 5], &rows),
+            Some((2, "the pooled hidden state 0".to_string()))
+        );
+    }
 
     #[test]
     fn a_non_finite_value_is_placed_in_words() {

@@ -126,6 +126,78 @@ impl LanguageStates {
         self.token_counts[index] = states.token_count;
     }
 
+    /// Puts a batch's pooled rows (`[batch.len(), width]`: NAS, NAV, pooled hidden states,
+    /// last token's hidden states, as the decoder lays them out) at the sentences `batch`
+    /// names, every sentence at once on all cores. On a GPU machine this copy into fresh
+    /// memory is what bounds the speed of big models, so it is spread over sentences rather
+    /// than done one sentence at a time.
+    pub fn set_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
+        use rayon::prelude::*;
+        let neurons = self.layers * self.d_ff;
+        let hidden = (self.layers + 1) * self.d_model;
+        let width = 2 * neurons + 2 * hidden;
+        let fits = neurons > 0
+            && hidden > 0
+            && rows.len() == batch.len() * width
+            && token_counts.len() == batch.len();
+        if !fits {
+            return Err(EngineError::Device(format!(
+                "a batch of {} sentences came with {} values for rows of {width}",
+                batch.len(),
+                rows.len()
+            )));
+        }
+        // One mutable slice per sentence and state, taken by the batch's sentences: a sentence
+        // named twice or out of range is an error, not a race.
+        let mut nas: Vec<_> = self.nas.chunks_exact_mut(neurons).map(Some).collect();
+        let mut nav: Vec<_> = self.nav.chunks_exact_mut(neurons).map(Some).collect();
+        let mut pooled: Vec<_> = self
+            .hidden_pooled
+            .chunks_exact_mut(hidden)
+            .map(Some)
+            .collect();
+        let mut last: Vec<_> = self
+            .hidden_last
+            .chunks_exact_mut(hidden)
+            .map(Some)
+            .collect();
+        fn slot<'a>(slices: &mut [Option<&'a mut [f32]>], index: usize) -> Option<&'a mut [f32]> {
+            slices.get_mut(index).and_then(Option::take)
+        }
+        let mut take = |index: usize| {
+            Some((
+                slot(&mut nas, index)?,
+                slot(&mut nav, index)?,
+                slot(&mut pooled, index)?,
+                slot(&mut last, index)?,
+            ))
+        };
+        let mut jobs = Vec::with_capacity(batch.len());
+        for (&index, row) in batch.iter().zip(rows.chunks_exact(width)) {
+            let destination = take(index).ok_or_else(|| {
+                EngineError::Device(format!(
+                    "sentence {index} is outside the {} sentences or named twice in a batch",
+                    self.sentences
+                ))
+            })?;
+            jobs.push((destination, row));
+        }
+        jobs.into_par_iter()
+            .for_each(|((nas, nav, pooled, last), row)| {
+                let (row_nas, rest) = row.split_at(neurons);
+                let (row_nav, rest) = rest.split_at(neurons);
+                let (row_pooled, row_last) = rest.split_at(hidden);
+                nas.copy_from_slice(row_nas);
+                nav.copy_from_slice(row_nav);
+                pooled.copy_from_slice(row_pooled);
+                last.copy_from_slice(row_last);
+            });
+        for (&index, &count) in batch.iter().zip(token_counts) {
+            self.token_counts[index] = count;
+        }
+        Ok(())
+    }
+
     /// The states of sentence `index`, borrowed.
     pub fn sentence(&self, index: usize) -> SentenceStates<'_> {
         let neurons = self.layers * self.d_ff;
@@ -603,6 +675,38 @@ mod tests {
         assert!(states.sentence(0).nas.iter().all(|&v| v == 0.0));
         assert!(states.sentence(2).nav.iter().all(|&v| v == 0.0));
         assert_eq!(states.token_counts, [0, 7, 0]);
+    }
+
+    #[test]
+    fn a_batch_of_rows_lands_at_its_sentences() {
+        // 2 layers of 3 neurons, d_model 2: a row is NAS 6 | NAV 6 | pooled 6 | last 6.
+        let (layers, d_ff, d_model) = (2, 3, 2);
+        let mut states = LanguageStates::zeroed(layers, d_ff, d_model, 4);
+        let row = |base: f32| (0..24).map(|i| base + i as f32).collect::<Vec<f32>>();
+        let rows = [row(100.0), row(200.0)].concat();
+        // A batch runs longest first, so its sentences come in any order.
+        states.set_rows(&[3, 1], &rows, &[9, 5]).unwrap();
+        let third = states.sentence(3);
+        assert_eq!(third.nas, &row(100.0)[..6]);
+        assert_eq!(third.nav, &row(100.0)[6..12]);
+        assert_eq!(third.hidden_pooled, &row(100.0)[12..18]);
+        assert_eq!(third.hidden_last, &row(100.0)[18..]);
+        assert_eq!(states.sentence(1).hidden_last, &row(200.0)[18..]);
+        assert_eq!(states.token_counts, [0, 5, 0, 9]);
+        assert!(states.sentence(0).nas.iter().all(|&v| v == 0.0));
+        assert!(states.sentence(2).hidden_pooled.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn a_batch_that_does_not_fit_is_an_error_not_a_race() {
+        let mut states = LanguageStates::zeroed(2, 3, 2, 4);
+        let two_rows = vec![1.0; 48];
+        let twice = states.set_rows(&[2, 2], &two_rows, &[1, 1]).unwrap_err();
+        assert!(twice.to_string().contains("named twice"), "{twice}");
+        let outside = states.set_rows(&[0, 4], &two_rows, &[1, 1]).unwrap_err();
+        assert!(outside.to_string().contains("sentence 4"), "{outside}");
+        let short = states.set_rows(&[0, 1], &two_rows[..40], &[1, 1]);
+        assert!(short.is_err());
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub struct BenchReport {
     pub forward_seconds: Option<f64>,
     /// On a GPU: the same forward passes without the capture (no pools, no NAS/NAV).
     pub forward_plain_seconds: Option<f64>,
+    /// Of `seconds`: the host waiting for batches' states to arrive from the device.
+    pub host_waiting_seconds: f64,
+    /// Of `seconds`: the host handing states on (checks, copies into the result). On a GPU it
+    /// overlaps the next batch's forward pass; longer than the forward passes, it bounds the speed.
+    pub host_handing_on_seconds: f64,
     pub load_seconds: f64,
     pub forward_flops: f64,
     pub peak_rss_mb: Option<f64>,
@@ -152,10 +157,16 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     let mut tokens = 0usize;
     let mut flops = 0f64;
     let mut seconds = 0f64;
+    let (mut waiting, mut handing_on) = (0f64, 0f64);
     for (((label, _), group), lengths) in groups.iter().zip(&tokenised).zip(&counts) {
         let t0 = Instant::now();
-        model.extract_tokens(group, &extract, &cancel, &mut |_| {})?;
+        let mut last = None;
+        model.extract_tokens(group, &extract, &cancel, &mut |p| last = Some(p))?;
         let dt = t0.elapsed().as_secs_f64();
+        if let Some(progress) = last {
+            waiting += progress.waiting.as_secs_f64();
+            handing_on += progress.handing_on.as_secs_f64();
+        }
         seconds += dt;
         for &t in lengths {
             // Each token attends to (t+1)/2 positions on average.
@@ -184,6 +195,8 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         seconds,
         forward_seconds,
         forward_plain_seconds,
+        host_waiting_seconds: waiting,
+        host_handing_on_seconds: handing_on,
         load_seconds,
         forward_flops: flops,
         peak_rss_mb: peak_rss_mb(),
