@@ -51,20 +51,28 @@ impl DeviceChoice {
             Self::Cuda(n) => cuda(n),
             Self::Metal => metal(),
             Self::Auto => {
-                if candle_core::utils::cuda_is_available()
-                    && let Ok(found) = cuda(0)
-                {
-                    return Ok(found);
+                let mut gpu_problem = None;
+                if candle_core::utils::cuda_is_available() {
+                    match cuda(0) {
+                        Ok(found) => return Ok(found),
+                        // A GPU this build cannot use is worth saying; no GPU at all is not.
+                        Err(EngineError::Device(why)) if why.contains("compute capability") => {
+                            gpu_problem = Some(why)
+                        }
+                        Err(_) => {}
+                    }
                 }
                 if candle_core::utils::metal_is_available()
                     && let Ok(found) = metal()
                 {
                     return Ok(found);
                 }
-                let why = if cfg!(any(feature = "cuda", feature = "metal")) {
-                    "no usable GPU found"
-                } else {
-                    "this build has no GPU support"
+                let why = match gpu_problem {
+                    Some(problem) => format!("no usable GPU found: {problem}"),
+                    None if cfg!(any(feature = "cuda", feature = "metal")) => {
+                        "no usable GPU found".into()
+                    }
+                    None => "this build has no GPU support".into(),
                 };
                 Ok((Device::Cpu, format!("{} ({why})", cpu_label())))
             }
@@ -85,13 +93,83 @@ fn cuda(ordinal: usize) -> Result<(Device, String)> {
         ));
     }
     let device = Device::new_cuda(ordinal).map_err(|e| {
+        let message = super::error::candle_message(&e);
+        let advice = super::error::cuda_advice(&message)
+            .unwrap_or("is the NVIDIA driver installed and the GPU visible?");
         EngineError::Device(format!(
-            "cannot open CUDA device {ordinal}: {} (is the NVIDIA driver installed and the GPU visible?)",
-            super::error::candle_message(&e)
+            "cannot open CUDA device {ordinal}: {} ({advice})",
+            super::error::tidy_driver_error(&message)
         ))
     })?;
+    check_compute_capability(&device)?;
     keep_freed_memory(&device);
     Ok((device, format!("CUDA GPU {ordinal}")))
+}
+
+/// The compute capability this binary's CUDA kernels were built for: `CUDA_COMPUTE_CAP` at
+/// build time, which candle's kernels are compiled for too (`scripts/build-cuda.sh` sets it).
+#[cfg(feature = "cuda")]
+const BUILT_FOR_COMPUTE_CAP: Option<&str> = option_env!("CUDA_COMPUTE_CAP");
+
+/// Refuses a GPU older than the kernels were built for (they cannot run there), in words,
+/// before a model is loaded onto it; a newer one is let through with a warning.
+#[cfg(feature = "cuda")]
+fn check_compute_capability(device: &Device) -> Result<()> {
+    let Device::Cuda(cuda) = device else {
+        return Ok(());
+    };
+    let built = BUILT_FOR_COMPUTE_CAP.and_then(parse_compute_cap);
+    let found = cuda.cuda_stream().context().compute_capability();
+    let (Some(built), Ok((major, minor))) = (built, found) else {
+        return Ok(());
+    };
+    let found = (major * 10 + minor) as u32;
+    if let Some(problem) = compute_capability_problem(found, built) {
+        return Err(EngineError::Device(problem));
+    }
+    if found != built {
+        tracing::warn!(
+            "this GPU has compute capability {}, the CUDA kernels were built for {}: if a \
+             kernel fails to load, rebuild with CUDA_COMPUTE_CAP={found}",
+            dotted(found),
+            dotted(built)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn check_compute_capability(_device: &Device) -> Result<()> {
+    Ok(())
+}
+
+/// `90` from `"90"` or `"90a"` (an architecture-specific build).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn parse_compute_cap(text: &str) -> Option<u32> {
+    text.trim()
+        .trim_end_matches(char::is_alphabetic)
+        .parse()
+        .ok()
+}
+
+/// What is wrong with running kernels built for compute capability `built` on a GPU of
+/// capability `found` (both as `major·10 + minor`), if it cannot work.
+pub fn compute_capability_problem(found: u32, built: u32) -> Option<String> {
+    (found < built).then(|| {
+        format!(
+            "this GPU has compute capability {}, but this program's CUDA kernels were built for \
+             {} and need at least that; rebuild for this GPU with \
+             `CUDA_COMPUTE_CAP={found} scripts/build-cuda.sh` (or `cargo build --release \
+             --features cuda` on this machine)",
+            dotted(found),
+            dotted(built)
+        )
+    })
+}
+
+/// `9.0` for `90`.
+fn dotted(capability: u32) -> String {
+    format!("{}.{}", capability / 10, capability % 10)
 }
 
 /// Lets CUDA's stream-ordered allocator keep memory freed between batches instead of handing it
@@ -196,6 +274,19 @@ pub fn dtype_name(dtype: DType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gpu_older_than_the_kernels_is_refused_in_words() {
+        let problem = compute_capability_problem(80, 90).unwrap();
+        assert!(problem.contains("compute capability 8.0"), "{problem}");
+        assert!(problem.contains("built for 9.0"), "{problem}");
+        assert!(problem.contains("CUDA_COMPUTE_CAP=80"), "{problem}");
+        assert_eq!(compute_capability_problem(90, 90), None);
+        assert_eq!(compute_capability_problem(100, 90), None);
+        assert_eq!(parse_compute_cap("90a"), Some(90));
+        assert_eq!(parse_compute_cap(" 86 "), Some(86));
+        assert_eq!(parse_compute_cap("sm"), None);
+    }
 
     #[test]
     fn parses_device_names() {

@@ -113,4 +113,95 @@ pub fn candle_message(error: &candle_core::Error) -> String {
     }
 }
 
+/// What a CUDA driver error means for the user, for the codes that come from the machine
+/// rather than from us: no GPU, a driver too old, kernels built for another GPU.
+pub fn cuda_advice(message: &str) -> Option<&'static str> {
+    const ADVICE: &[(&[&str], &str)] = &[
+        (
+            &["CUDA_ERROR_NO_DEVICE"],
+            "no GPU is visible to this program: check `nvidia-smi` and CUDA_VISIBLE_DEVICES",
+        ),
+        (
+            &[
+                "CUDA_ERROR_INSUFFICIENT_DRIVER",
+                "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+                "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
+                "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
+            ],
+            "the NVIDIA driver is older than this build's CUDA 13.0 needs (driver 580 or newer): \
+             update the driver, or build against the CUDA the driver supports",
+        ),
+        (
+            &["CUDA_ERROR_NO_BINARY_FOR_GPU", "CUDA_ERROR_INVALID_PTX"],
+            "this program's GPU kernels were not built for this GPU: rebuild with \
+             CUDA_COMPUTE_CAP set to its compute capability (scripts/build-cuda.sh)",
+        ),
+        (
+            &["CUDA_ERROR_INVALID_DEVICE"],
+            "there is no GPU with that number: `nvidia-smi -L` lists them",
+        ),
+    ];
+    ADVICE
+        .iter()
+        .find(|(codes, _)| codes.iter().any(|code| message.contains(code)))
+        .map(|(_, advice)| *advice)
+}
+
+/// `DriverError(CUDA_ERROR_NO_DEVICE, "no CUDA-capable device is detected")`, as cudarc's
+/// errors print, made a sentence: `no CUDA-capable device is detected (CUDA_ERROR_NO_DEVICE)`.
+pub fn tidy_driver_error(message: &str) -> String {
+    let Some(start) = message.find("DriverError(") else {
+        return message.to_string();
+    };
+    let inner = &message[start + "DriverError(".len()..];
+    let Some((code, rest)) = inner.split_once(", \"") else {
+        return message.to_string();
+    };
+    let Some((text, after)) = rest.split_once("\")") else {
+        return message.to_string();
+    };
+    format!("{}{text} ({code}){after}", &message[..start])
+}
+
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_errors_read_as_sentences_with_advice() {
+        let raw = "DriverError(CUDA_ERROR_NO_DEVICE, \"no CUDA-capable device is detected\")";
+        assert_eq!(
+            tidy_driver_error(&format!("cannot open: {raw}")),
+            "cannot open: no CUDA-capable device is detected (CUDA_ERROR_NO_DEVICE)"
+        );
+        assert!(cuda_advice(raw).unwrap().contains("nvidia-smi"));
+        let old_driver = "DriverError(CUDA_ERROR_INSUFFICIENT_DRIVER, \"CUDA driver version is \
+                          insufficient for CUDA runtime version\")";
+        assert!(
+            cuda_advice(old_driver)
+                .unwrap()
+                .contains("driver 580 or newer")
+        );
+        let other_gpu = "DriverError(CUDA_ERROR_NO_BINARY_FOR_GPU, \"no kernel image is \
+                         available for execution on the device\")";
+        assert!(cuda_advice(other_gpu).unwrap().contains("CUDA_COMPUTE_CAP"));
+        // Not from the machine: left as it is.
+        assert_eq!(cuda_advice("shape mismatch in matmul"), None);
+        assert_eq!(tidy_driver_error("shape mismatch"), "shape mismatch");
+    }
+
+    #[test]
+    fn a_kernel_that_does_not_fit_the_gpu_is_said_in_words() {
+        let error = EngineError::Candle(candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_NO_BINARY_FOR_GPU, \"no kernel image is available\")".into(),
+        ));
+        let mapped = crate::engine::model::map_device_error(error).to_string();
+        assert!(
+            mapped.contains("no kernel image is available (CUDA_ERROR_NO_BINARY_FOR_GPU)"),
+            "{mapped}"
+        );
+        assert!(mapped.contains("CUDA_COMPUTE_CAP"), "{mapped}");
+    }
+}

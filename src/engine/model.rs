@@ -313,14 +313,27 @@ impl Model {
     }
 }
 
-/// Turns a device allocation failure into [`EngineError::OutOfMemory`] so users read it in words.
+/// Turns a device allocation failure into [`EngineError::OutOfMemory`], and a CUDA error that
+/// comes from the machine (a kernel not built for this GPU, a driver too old) into what to do
+/// about it, so users read them in words.
 pub fn map_device_error(error: EngineError) -> EngineError {
+    use super::error::{candle_message, cuda_advice, tidy_driver_error};
     match error {
         EngineError::Candle(e) if e.to_string().to_lowercase().contains("out of memory") => {
             EngineError::OutOfMemory(format!(
                 "{}; try a smaller batch size or a smaller dtype",
-                super::error::candle_message(&e)
+                candle_message(&e)
             ))
+        }
+        EngineError::Candle(e) => {
+            let message = candle_message(&e);
+            match cuda_advice(&message) {
+                Some(advice) => EngineError::Device(format!(
+                    "the GPU could not run a kernel: {}. {advice}",
+                    tidy_driver_error(&message)
+                )),
+                None => EngineError::Candle(e),
+            }
         }
         other => other,
     }
