@@ -177,6 +177,7 @@ impl<'a> Rows<'a> {
 /// Whether this CPU has AVX2 and FMA, for which the per-sentence work of each kernel is
 /// compiled a second time (eight lanes instead of SSE2's four). Rust never fuses `a * b + c`
 /// on its own, so both versions give the same numbers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn wide_simd() -> bool {
     #[cfg(test)]
     if tests::NARROW.load(std::sync::atomic::Ordering::Relaxed) {
