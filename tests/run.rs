@@ -290,20 +290,37 @@ fn states_streamed_to_disk_equal_the_states_in_memory() {
         })
         .unwrap();
     let on_disk = writer.finish().unwrap();
-    for kind in [
-        StateKind::Nas,
-        StateKind::Nav,
-        StateKind::HiddenPooled,
-        StateKind::HiddenLast,
-    ] {
-        for layer in 0..in_memory.layer_count(kind) {
-            assert_eq!(
-                on_disk.layer_matrix(kind, layer).unwrap(),
-                in_memory.layer_matrix(kind, layer)
-            );
+    // A run's way: a batch at a time into the writer (through the file's mapping on Linux).
+    let mut batches = StatesWriter::create(
+        &dir.path().join("batches.safetensors"),
+        texts.len(),
+        cfg.num_layers,
+        cfg.intermediate_size,
+        cfg.hidden_size,
+        &CaptureSettings::default(),
+    )
+    .unwrap();
+    let tokens = model.tokenize_all(&texts).unwrap();
+    model
+        .extract_tokens_into(&tokens, &options, &cancel, &mut |_| {}, &mut batches)
+        .unwrap();
+    let by_batches = batches.finish().unwrap();
+    for file in [&on_disk, &by_batches] {
+        for kind in [
+            StateKind::Nas,
+            StateKind::Nav,
+            StateKind::HiddenPooled,
+            StateKind::HiddenLast,
+        ] {
+            for layer in 0..in_memory.layer_count(kind) {
+                assert_eq!(
+                    file.layer_matrix(kind, layer).unwrap(),
+                    in_memory.layer_matrix(kind, layer)
+                );
+            }
         }
+        assert_eq!(file.token_counts, in_memory.token_counts);
     }
-    assert_eq!(on_disk.token_counts, in_memory.token_counts);
     // The file is plain safetensors: the in-memory reader gives the same states back.
     let reread = neuronxa::engine::LanguageStates::load(on_disk.path()).unwrap();
     assert_eq!(reread, in_memory);

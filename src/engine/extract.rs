@@ -14,7 +14,7 @@ use super::decoder::{BatchInput, SentenceInput};
 use super::error::{EngineError, Result};
 use super::memory;
 use super::model::{Model, map_device_error};
-use super::states::{LanguageStates, SentenceStates};
+use super::states::{LanguageStates, SentenceStates, StatesSink};
 use super::tokenizer::Tokens;
 use super::transfer::{HostCopy, PendingCopy};
 
@@ -113,10 +113,24 @@ impl Model {
             })?;
             return Ok(states);
         }
+        self.extract_tokens_into(tokens, options, cancel, on_batch, &mut states)?;
+        Ok(states)
+    }
+
+    /// Pooled states of `tokens`' sentences, a batch at a time into `sink` (memory or a states
+    /// file), all of a batch's sentences at once on all cores: on a GPU machine this copy into
+    /// fresh memory, not the forward pass, is what bounds big models.
+    pub fn extract_tokens_into(
+        &self,
+        tokens: &[Tokens],
+        options: &ExtractOptions,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(BatchProgress),
+        sink: &mut dyn StatesSink,
+    ) -> Result<()> {
         let layout = self.decoder.capture_layout();
         self.extract_batches(tokens, options, cancel, on_batch, &mut |batch, rows| {
-            // All of a batch's sentences at once, on all cores: on a GPU machine the copy into
-            // the result (fresh memory, faulted in page by page) is what bounds big models.
+            // Never kept as numbers: NaN turns NAS's `> 0` into "off" unseen.
             if let Some((index, place)) = first_non_finite(&layout, batch, rows) {
                 return Err(EngineError::NonFinite { index, place });
             }
@@ -124,9 +138,8 @@ impl Model {
                 .iter()
                 .map(|&index| tokens[index].ids.len() as u32)
                 .collect();
-            states.set_rows(batch, rows, &counts)
-        })?;
-        Ok(states)
+            sink.put_rows(batch, rows, &counts)
+        })
     }
 
     /// Pooled states of each sentence, handed to `on_sentence(index, states)` as soon as its

@@ -132,68 +132,24 @@ impl LanguageStates {
     /// memory is what bounds the speed of big models, so it is spread over sentences rather
     /// than done one sentence at a time.
     pub fn set_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
-        use rayon::prelude::*;
+        check_counts(batch, token_counts)?;
         let neurons = self.layers * self.d_ff;
         let hidden = (self.layers + 1) * self.d_model;
-        let width = 2 * neurons + 2 * hidden;
-        let fits = neurons > 0
-            && hidden > 0
-            && rows.len() == batch.len() * width
-            && token_counts.len() == batch.len();
-        if !fits {
-            return Err(EngineError::Device(format!(
-                "a batch of {} sentences came with {} values for rows of {width}",
-                batch.len(),
-                rows.len()
-            )));
-        }
-        // One mutable slice per sentence and state, taken by the batch's sentences: a sentence
-        // named twice or out of range is an error, not a race.
-        let mut nas: Vec<_> = self.nas.chunks_exact_mut(neurons).map(Some).collect();
-        let mut nav: Vec<_> = self.nav.chunks_exact_mut(neurons).map(Some).collect();
-        let mut pooled: Vec<_> = self
-            .hidden_pooled
-            .chunks_exact_mut(hidden)
-            .map(Some)
-            .collect();
-        let mut last: Vec<_> = self
-            .hidden_last
-            .chunks_exact_mut(hidden)
-            .map(Some)
-            .collect();
-        fn slot<'a>(slices: &mut [Option<&'a mut [f32]>], index: usize) -> Option<&'a mut [f32]> {
-            slices.get_mut(index).and_then(Option::take)
-        }
-        let mut take = |index: usize| {
-            Some((
-                slot(&mut nas, index)?,
-                slot(&mut nav, index)?,
-                slot(&mut pooled, index)?,
-                slot(&mut last, index)?,
-            ))
-        };
-        let mut jobs = Vec::with_capacity(batch.len());
-        for (&index, row) in batch.iter().zip(rows.chunks_exact(width)) {
-            let destination = take(index).ok_or_else(|| {
-                EngineError::Device(format!(
-                    "sentence {index} is outside the {} sentences or named twice in a batch",
-                    self.sentences
-                ))
-            })?;
-            jobs.push((destination, row));
-        }
-        jobs.into_par_iter()
-            .for_each(|((nas, nav, pooled, last), row)| {
-                let (row_nas, rest) = row.split_at(neurons);
-                let (row_nav, rest) = rest.split_at(neurons);
-                let (row_pooled, row_last) = rest.split_at(hidden);
-                nas.copy_from_slice(row_nas);
-                nav.copy_from_slice(row_nav);
-                pooled.copy_from_slice(row_pooled);
-                last.copy_from_slice(row_last);
-            });
+        scatter_rows(
+            [
+                &mut self.nas,
+                &mut self.nav,
+                &mut self.hidden_pooled,
+                &mut self.hidden_last,
+            ],
+            [neurons, neurons, hidden, hidden],
+            batch,
+            rows,
+        )?;
         for (&index, &count) in batch.iter().zip(token_counts) {
-            self.token_counts[index] = count;
+            if let Some(slot) = self.token_counts.get_mut(index) {
+                *slot = count;
+            }
         }
         Ok(())
     }
@@ -345,6 +301,9 @@ pub fn file_bytes(sentences: usize, layers: usize, d_ff: usize, d_model: usize) 
 /// [`LanguageStates::load`] or from Python), written beside its final path and renamed into place by
 /// [`StatesWriter::finish`].
 pub struct StatesWriter {
+    /// The file mapped for writing, where its blocks could be reserved first (Linux): a batch's
+    /// rows are then copied in on all cores, instead of one `pwrite` after another.
+    map: Option<memmap2::MmapMut>,
     file: std::fs::File,
     tmp: std::path::PathBuf,
     path: std::path::PathBuf,
@@ -416,13 +375,21 @@ impl StatesWriter {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(io)?;
+        // Read as well as write: a mapping for writing needs both.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io)?;
         use std::os::unix::fs::FileExt;
         file.write_all_at(&(header.len() as u64).to_le_bytes(), 0)
             .map_err(io)?;
         file.write_all_at(header.as_bytes(), 8).map_err(io)?;
         file.set_len(data_start + offset).map_err(io)?;
         Ok(Self {
+            map: map_for_writing(&file, data_start + offset),
             file,
             tmp,
             path: path.to_path_buf(),
@@ -460,8 +427,70 @@ impl StatesWriter {
         Ok(())
     }
 
+    /// Writes a batch's rows (see [`StatesSink::put_rows`]): through the file's mapping, all
+    /// sentences at once on all cores, or else one sentence after another.
+    pub fn write_rows(
+        &mut self,
+        batch: &[usize],
+        rows: &[f32],
+        token_counts: &[u32],
+    ) -> Result<()> {
+        check_counts(batch, token_counts)?;
+        let l = &self.layout;
+        let neurons = l.layers * l.d_ff;
+        let hidden = (l.layers + 1) * l.d_model;
+        let Some(map) = self.map.as_mut() else {
+            let width = 2 * neurons + 2 * hidden;
+            if rows.len() != batch.len() * width {
+                return Err(EngineError::Device(format!(
+                    "a batch of {} sentences came with {} values for rows of {width}",
+                    batch.len(),
+                    rows.len()
+                )));
+            }
+            for ((&index, row), &token_count) in
+                batch.iter().zip(rows.chunks_exact(width)).zip(token_counts)
+            {
+                let (nas, rest) = row.split_at(neurons);
+                let (nav, rest) = rest.split_at(neurons);
+                let (hidden_pooled, hidden_last) = rest.split_at(hidden);
+                self.write_sentence(
+                    index,
+                    &SentenceStates {
+                        nas,
+                        nav,
+                        hidden_pooled,
+                        hidden_last,
+                        token_count,
+                    },
+                )?;
+            }
+            return Ok(());
+        };
+        let sentences = l.sentences;
+        let tensors = (l.starts[0] as usize)..(l.starts[4] as usize + 4 * sentences);
+        let unaligned = || EngineError::Device("a states file's tensors are not aligned".into());
+        let data = map.get_mut(tensors).ok_or_else(unaligned)?;
+        let (values, counts) = data.split_at_mut(data.len() - 4 * sentences);
+        let values: &mut [f32] = bytemuck::try_cast_slice_mut(values).map_err(|_| unaligned())?;
+        let (nas, rest) = values.split_at_mut(sentences * neurons);
+        let (nav, rest) = rest.split_at_mut(sentences * neurons);
+        let (pooled, last) = rest.split_at_mut(sentences * hidden);
+        scatter_rows(
+            [nas, nav, pooled, last],
+            [neurons, neurons, hidden, hidden],
+            batch,
+            rows,
+        )?;
+        for (&index, &count) in batch.iter().zip(token_counts) {
+            counts[index * 4..][..4].copy_from_slice(&count.to_le_bytes());
+            self.written[index] = true;
+        }
+        Ok(())
+    }
+
     /// Syncs and renames the file into place; every sentence must have been written.
-    pub fn finish(self) -> Result<StatesFile> {
+    pub fn finish(mut self) -> Result<StatesFile> {
         if let Some(missing) = self.written.iter().position(|w| !w) {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(EngineError::weights(
@@ -469,12 +498,40 @@ impl StatesWriter {
                 format!("sentence {missing} was never written"),
             ));
         }
+        if let Some(map) = self.map.take() {
+            map.flush().map_err(|e| EngineError::io(&self.tmp, e))?;
+        }
         self.file
             .sync_all()
             .map_err(|e| EngineError::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| EngineError::io(&self.path, e))?;
         StatesFile::open(&self.path)
     }
+}
+
+/// The fresh states file `file` (`len` bytes) mapped for writing, where its blocks can be
+/// reserved first: writing through a mapping into a sparse file on a full disk would be a
+/// SIGBUS, not an error. Elsewhere (no `fallocate`, a file system without it, a big-endian
+/// machine), `None`, and the writer falls back to `pwrite`.
+#[cfg(target_os = "linux")]
+fn map_for_writing(file: &std::fs::File, len: u64) -> Option<memmap2::MmapMut> {
+    use std::os::fd::AsRawFd;
+    if cfg!(target_endian = "big") || len == 0 {
+        return None;
+    }
+    let len = libc::off_t::try_from(len).ok()?;
+    // SAFETY: a plain system call on an open descriptor.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
+        return None;
+    }
+    // SAFETY: the file is this writer's own temporary file, which nothing else truncates or
+    // writes while it is mapped.
+    unsafe { memmap2::MmapMut::map_mut(file) }.ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_for_writing(_file: &std::fs::File, _len: u64) -> Option<memmap2::MmapMut> {
+    None
 }
 
 impl Drop for StatesWriter {
@@ -621,6 +678,87 @@ impl StatesFile {
     }
 }
 
+/// Where a batch's pooled rows go: a language's states in memory ([`LanguageStates`]) or a
+/// states file ([`StatesWriter`]).
+pub trait StatesSink {
+    /// Puts rows `[batch.len(), width]` (NAS | NAV | pooled hidden states | last token's hidden
+    /// states) at the sentences `batch` names, with their token counts.
+    fn put_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()>;
+}
+
+impl StatesSink for LanguageStates {
+    fn put_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
+        self.set_rows(batch, rows, token_counts)
+    }
+}
+
+impl StatesSink for StatesWriter {
+    fn put_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
+        self.write_rows(batch, rows, token_counts)
+    }
+}
+
+fn check_counts(batch: &[usize], token_counts: &[u32]) -> Result<()> {
+    if batch.len() != token_counts.len() {
+        return Err(EngineError::Device(format!(
+            "a batch of {} sentences came with {} token counts",
+            batch.len(),
+            token_counts.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Copies each row of `rows` (its parts `widths` long, one part per region) into the regions'
+/// places for the sentence `batch` names, all sentences at once on all cores. Each region holds
+/// its part for every sentence, one after another. A sentence out of range or named twice is
+/// an error, not a race.
+fn scatter_rows(
+    regions: [&mut [f32]; 4],
+    widths: [usize; 4],
+    batch: &[usize],
+    rows: &[f32],
+) -> Result<()> {
+    use rayon::prelude::*;
+    let width: usize = widths.iter().sum();
+    if widths.contains(&0) || rows.len() != batch.len() * width {
+        return Err(EngineError::Device(format!(
+            "a batch of {} sentences came with {} values for rows of {width}",
+            batch.len(),
+            rows.len()
+        )));
+    }
+    let sentences = regions[0].len() / widths[0];
+    // One mutable slice per sentence and region; the batch's sentences take theirs.
+    let mut places: Vec<Vec<Option<&mut [f32]>>> = regions
+        .into_iter()
+        .zip(widths)
+        .map(|(region, part)| region.chunks_exact_mut(part).map(Some).collect())
+        .collect();
+    let mut jobs = Vec::with_capacity(batch.len());
+    for (&index, row) in batch.iter().zip(rows.chunks_exact(width)) {
+        let taken: Option<Vec<&mut [f32]>> = places
+            .iter_mut()
+            .map(|region| region.get_mut(index).and_then(Option::take))
+            .collect();
+        let destination = taken.ok_or_else(|| {
+            EngineError::Device(format!(
+                "sentence {index} is outside the {sentences} sentences or named twice in a batch"
+            ))
+        })?;
+        jobs.push((destination, row));
+    }
+    jobs.into_par_iter().for_each(|(destination, row)| {
+        let mut rest = row;
+        for (place, part) in destination.into_iter().zip(widths) {
+            let (values, tail) = rest.split_at(part);
+            place.copy_from_slice(values);
+            rest = tail;
+        }
+    });
+    Ok(())
+}
+
 /// f32s as little-endian bytes (safetensors' byte order): a plain view on little-endian
 /// machines, a conversion elsewhere.
 fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
@@ -707,6 +845,60 @@ mod tests {
         assert!(outside.to_string().contains("sentence 4"), "{outside}");
         let short = states.set_rows(&[0, 1], &two_rows[..40], &[1, 1]);
         assert!(short.is_err());
+    }
+
+    /// A batch written through the file's mapping and one written with `pwrite` (the
+    /// fallback) read back the same, and the same as in memory.
+    #[test]
+    fn a_batch_of_rows_is_written_to_a_states_file_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layers, d_ff, d_model) = (2, 3, 2);
+        let row = |base: f32| (0..24).map(|i| base + i as f32).collect::<Vec<f32>>();
+        let mut in_memory = LanguageStates::zeroed(layers, d_ff, d_model, 3);
+        in_memory
+            .set_rows(&[2, 0], &[row(10.0), row(50.0)].concat(), &[4, 6])
+            .unwrap();
+        in_memory.set_rows(&[1], &row(90.0), &[8]).unwrap();
+        for mapped in [true, false] {
+            let path = dir.path().join(format!("mapped_{mapped}.safetensors"));
+            let capture = CaptureSettings::default();
+            let mut writer =
+                StatesWriter::create(&path, 3, layers, d_ff, d_model, &capture).unwrap();
+            if mapped {
+                #[cfg(target_os = "linux")]
+                assert!(
+                    writer.map.is_some(),
+                    "the temporary directory takes fallocate and mmap"
+                );
+            } else {
+                writer.map = None;
+            }
+            writer
+                .write_rows(&[2, 0], &[row(10.0), row(50.0)].concat(), &[4, 6])
+                .unwrap();
+            // Not every sentence written yet.
+            writer.write_rows(&[1], &row(90.0), &[8]).unwrap();
+            let file = writer.finish().unwrap();
+            assert_eq!(
+                LanguageStates::load(file.path()).unwrap(),
+                in_memory,
+                "mapped: {mapped}"
+            );
+        }
+        // A sentence never written is an error at the end, and leaves no file behind.
+        let path = dir.path().join("short.safetensors");
+        let mut writer =
+            StatesWriter::create(&path, 3, layers, d_ff, d_model, &CaptureSettings::default())
+                .unwrap();
+        writer.write_rows(&[0], &row(1.0), &[1]).unwrap();
+        assert!(
+            writer
+                .finish()
+                .unwrap_err()
+                .to_string()
+                .contains("sentence 1")
+        );
+        assert!(!path.exists());
     }
 
     #[test]

@@ -361,7 +361,7 @@ impl Job<'_> {
                     )?;
                     let language_started = Instant::now();
                     let previous_compute = compute_time;
-                    model.extract_tokens_each(
+                    model.extract_tokens_into(
                         &tokens,
                         &extract_options,
                         self.cancel,
@@ -383,7 +383,7 @@ impl Job<'_> {
                                     .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
                             }));
                         },
-                        &mut |index, states| writer.write_sentence(index, &states),
+                        &mut writer,
                     )?;
                     let states = writer.finish()?;
                     compute_time += language_started.elapsed();
