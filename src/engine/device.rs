@@ -257,9 +257,45 @@ impl DTypeChoice {
             Self::F16 => DType::F16,
             Self::Bf16 => DType::BF16,
             Self::Auto if device.is_cpu() => DType::F32,
-            Self::Auto => DType::BF16,
+            Self::Auto if gpu_has_bf16(device) => DType::BF16,
+            Self::Auto => DType::F16,
         }
     }
+}
+
+/// Whether the GPU computes in bf16: CUDA from compute capability 8.0 (Ampere), Metal from
+/// macOS 14 (Metal 3.1's `bfloat`). Where that cannot be told, it is assumed.
+fn gpu_has_bf16(device: &Device) -> bool {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => cuda
+            .cuda_stream()
+            .context()
+            .compute_capability()
+            .map_or(true, |(major, minor)| {
+                cuda_has_bf16((major * 10 + minor) as u32)
+            }),
+        Device::Metal(_) => sysinfo::System::os_version()
+            .ok()
+            .as_deref()
+            .and_then(major_version)
+            .is_none_or(metal_has_bf16),
+        _ => true,
+    }
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn cuda_has_bf16(compute_capability: u32) -> bool {
+    compute_capability >= 80
+}
+
+fn metal_has_bf16(macos_major: u32) -> bool {
+    macos_major >= 14
+}
+
+/// `14` from `"14.5"`.
+fn major_version(version: &str) -> Option<u32> {
+    version.trim().split('.').next()?.parse().ok()
 }
 
 pub fn dtype_name(dtype: DType) -> &'static str {
@@ -286,6 +322,17 @@ mod tests {
         assert_eq!(parse_compute_cap("90a"), Some(90));
         assert_eq!(parse_compute_cap(" 86 "), Some(86));
         assert_eq!(parse_compute_cap("sm"), None);
+    }
+
+    #[test]
+    fn a_gpu_without_bf16_computes_in_f16() {
+        assert!(cuda_has_bf16(80) && cuda_has_bf16(90));
+        assert!(!cuda_has_bf16(75), "Turing has no bf16");
+        assert!(metal_has_bf16(14) && !metal_has_bf16(13));
+        assert_eq!(major_version("14.5"), Some(14));
+        assert_eq!(major_version("13"), Some(13));
+        assert_eq!(major_version("Sonoma"), None);
+        assert_eq!(DTypeChoice::Auto.resolve(&Device::Cpu), DType::F32);
     }
 
     #[test]
