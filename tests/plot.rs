@@ -47,6 +47,7 @@ mod fixture {
                     experts: None,
                     shared_d_ff: None,
                     d_model: 16,
+                    mlp_gated: true,
                     heads: 2,
                     kv_heads: 2,
                     vocab_size: 100,

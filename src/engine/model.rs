@@ -120,6 +120,10 @@ pub struct ModelInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_d_ff: Option<usize>,
     pub d_model: usize,
+    /// Whether the MLP is gated (`act(gate)·up`); GPT-2's, BLOOM's, … are `act(fc_in)`. Runs
+    /// saved before this was kept read as gated, as nearly every model is.
+    #[serde(default = "gated_default", skip_serializing_if = "is_gated")]
+    pub mlp_gated: bool,
     pub heads: usize,
     pub kv_heads: usize,
     pub vocab_size: usize,
@@ -128,6 +132,14 @@ pub struct ModelInfo {
     pub storage_dtype: String,
     /// sha256 over the config and the weight files' headers: identifies the weights.
     pub fingerprint: String,
+}
+
+fn gated_default() -> bool {
+    true
+}
+
+fn is_gated(gated: &bool) -> bool {
+    *gated
 }
 
 impl ModelInfo {
@@ -146,6 +158,7 @@ impl ModelInfo {
             experts: config.experts.as_ref().map(|e| e.count),
             shared_d_ff: config.experts.as_ref().and_then(|e| e.shared_d_ff),
             d_model: config.hidden_size,
+            mlp_gated: config.mlp_gated,
             heads: config.num_heads,
             kv_heads: config.num_kv_heads,
             vocab_size: config.vocab_size,
@@ -390,5 +403,22 @@ mod tests {
         );
         assert_eq!(info("olmoe").neurons(), "128 (8 experts × 16)");
         assert_eq!(info("llama").neurons(), info("llama").d_ff.to_string());
+    }
+
+    /// Whether the MLP is gated travels with a run (the header names the NAV source by it);
+    /// run files saved before it was kept read as gated, and a gated model writes nothing new.
+    #[test]
+    fn a_run_knows_whether_its_model_is_gated() {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+        let info = |name: &str| inspect(&ModelSource::Folder(tiny.join(name))).unwrap();
+        let (llama, gpt2) = (info("llama"), info("gpt2"));
+        assert!(llama.mlp_gated && !gpt2.mlp_gated);
+        let json = serde_json::to_value(&llama).unwrap();
+        assert!(json.get("mlp_gated").is_none(), "{json}");
+        let back: ModelInfo = serde_json::from_value(json).unwrap();
+        assert!(back.mlp_gated);
+        let json = serde_json::to_value(&gpt2).unwrap();
+        assert_eq!(json["mlp_gated"], false);
+        assert!(!serde_json::from_value::<ModelInfo>(json).unwrap().mlp_gated);
     }
 }

@@ -276,10 +276,14 @@ fn capture_summary(run: &Run) -> String {
     } else {
         "kept"
     };
-    let mut text = format!(
-        "pooling: {} · special tokens {special} · NAV on {}",
-        capture.pooling.label(),
+    let nav = if run.provenance.model.mlp_gated {
         capture.nav_source.label()
+    } else {
+        capture.nav_source.label_ungated()
+    };
+    let mut text = format!(
+        "pooling: {} · special tokens {special} · NAV on {nav}",
+        capture.pooling.label()
     );
     if run.provenance.model.experts.is_some() {
         text.push_str(&format!(
