@@ -118,8 +118,8 @@ impl Model {
     }
 
     /// Pooled states of `tokens`' sentences, a batch at a time into `sink` (memory or a states
-    /// file), all of a batch's sentences at once on all cores: on a GPU machine this copy into
-    /// fresh memory, not the forward pass, is what bounds big models.
+    /// file), all of a batch's sentences at once on all cores: on a GPU machine, one sentence
+    /// at a time, this copy into fresh memory took longer than the forward passes of big models.
     pub fn extract_tokens_into(
         &self,
         tokens: &[Tokens],

@@ -128,9 +128,8 @@ impl LanguageStates {
 
     /// Puts a batch's pooled rows (`[batch.len(), width]`: NAS, NAV, pooled hidden states,
     /// last token's hidden states, as the decoder lays them out) at the sentences `batch`
-    /// names, every sentence at once on all cores. On a GPU machine this copy into fresh
-    /// memory is what bounds the speed of big models, so it is spread over sentences rather
-    /// than done one sentence at a time.
+    /// names, every sentence at once on all cores (on a GPU machine, one sentence at a time,
+    /// this copy into fresh memory took longer than the forward passes of big models).
     pub fn set_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
         check_counts(batch, token_counts)?;
         let neurons = self.layers * self.d_ff;
@@ -469,10 +468,12 @@ impl StatesWriter {
         };
         let sentences = l.sentences;
         let tensors = (l.starts[0] as usize)..(l.starts[4] as usize + 4 * sentences);
-        let unaligned = || EngineError::Device("a states file's tensors are not aligned".into());
-        let data = map.get_mut(tensors).ok_or_else(unaligned)?;
+        let misplaced = || {
+            EngineError::Device("a states file's tensors are not where its header puts them".into())
+        };
+        let data = map.get_mut(tensors).ok_or_else(misplaced)?;
         let (values, counts) = data.split_at_mut(data.len() - 4 * sentences);
-        let values: &mut [f32] = bytemuck::try_cast_slice_mut(values).map_err(|_| unaligned())?;
+        let values: &mut [f32] = bytemuck::try_cast_slice_mut(values).map_err(|_| misplaced())?;
         let (nas, rest) = values.split_at_mut(sentences * neurons);
         let (nav, rest) = rest.split_at_mut(sentences * neurons);
         let (pooled, last) = rest.split_at_mut(sentences * hidden);
