@@ -51,6 +51,26 @@ else
   echo "fallback to the CPU without a visible GPU: FAIL" | tee -a "$out/inspect_no_gpu.txt"
   fallback=1
 fi
+# A binary whose kernels were built for a newer GPU (DIR/neuronxa-cc100.xz, built with
+# CUDA_COMPUTE_CAP=100, if present) must refuse this one in words, and `auto` fall back to the CPU.
+if [ -f "$dir/neuronxa-cc100.xz" ]; then
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$dir/neuronxa-cc100.xz" /tmp/gpucheck/neuronxa-cc100
+  chmod +x /tmp/gpucheck/neuronxa-cc100
+  {
+    /tmp/gpucheck/neuronxa-cc100 inspect --model tests/fixtures/tiny/llama
+    /tmp/gpucheck/neuronxa-cc100 run --model tests/fixtures/tiny/llama --device cuda --sentences 2 --no-cache
+    echo "exit code $?"
+  } >"$out/wrong_compute_capability.txt" 2>&1
+  if grep -q "would run on: CPU.*built for 10.0" "$out/wrong_compute_capability.txt" \
+    && grep -q "error: .*compute capability 9.0, but this program's CUDA kernels were built for 10.0" \
+      "$out/wrong_compute_capability.txt"; then
+    echo "a GPU older than the kernels refused in words: PASS" | tee -a "$out/wrong_compute_capability.txt"
+  else
+    echo "a GPU older than the kernels refused in words: FAIL" | tee -a "$out/wrong_compute_capability.txt"
+    fallback=1
+  fi
+fi
 python3 scripts/gpu_check.py --bin /tmp/gpucheck/neuronxa --tokenizer "$dir/tokenizer.json" \
   --out "$out" "$@" 2>&1 | tee "$out/gpu_check.log"
 checks=$?

@@ -388,10 +388,15 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
         }
         other => reporter.show(&other),
     });
-    reporter.finish();
     let Some((run, code, message)) = outcome else {
+        reporter.finish("ended");
         bail!("the job ended without a result");
     };
+    reporter.finish(match code {
+        0 => "done",
+        EXIT_CANCELLED => "cancelled",
+        _ => "failed",
+    });
     if let Some(run) = &run {
         print_summary(run);
         if let Some(dir) = &args.out {
@@ -495,11 +500,13 @@ impl Reporter {
         }
     }
 
-    fn finish(&self) {
+    /// Clears the bar and says how the job ended ("done", "failed", …) and after how long.
+    fn finish(&self, ending: &str) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        eprintln!("done in {:.1} s", self.started.elapsed().as_secs_f64());
+        let seconds = self.started.elapsed().as_secs_f64();
+        eprintln!("{ending} in {seconds:.1} s");
     }
 }
 

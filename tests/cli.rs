@@ -272,6 +272,13 @@ fn ragged_corpus_names_the_file() {
         "{}",
         stderr(&output)
     );
+    // A failed job says so, not "done".
+    assert!(
+        stderr(&output).contains("failed in "),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("done in "), "{}", stderr(&output));
 }
 
 #[test]
