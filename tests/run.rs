@@ -275,15 +275,18 @@ fn states_streamed_to_disk_equal_the_states_in_memory() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = &model.config;
-    let mut writer = StatesWriter::create(
-        &dir.path().join("x.safetensors"),
-        texts.len(),
-        cfg.num_layers,
-        cfg.intermediate_size,
-        cfg.hidden_size,
-        &CaptureSettings::default(),
-    )
-    .unwrap();
+    let writer_at = |name: &str| {
+        StatesWriter::create(
+            &dir.path().join(name),
+            texts.len(),
+            cfg.num_layers,
+            cfg.intermediate_size,
+            cfg.hidden_size,
+            &CaptureSettings::default(),
+        )
+        .unwrap()
+    };
+    let mut writer = writer_at("x.safetensors");
     model
         .extract_each(&texts, &options, &cancel, &mut |_| {}, &mut |i, s| {
             writer.write_sentence(i, &s)
@@ -291,15 +294,7 @@ fn states_streamed_to_disk_equal_the_states_in_memory() {
         .unwrap();
     let on_disk = writer.finish().unwrap();
     // A run's way: a batch at a time into the writer (through the file's mapping on Linux).
-    let mut batches = StatesWriter::create(
-        &dir.path().join("batches.safetensors"),
-        texts.len(),
-        cfg.num_layers,
-        cfg.intermediate_size,
-        cfg.hidden_size,
-        &CaptureSettings::default(),
-    )
-    .unwrap();
+    let mut batches = writer_at("batches.safetensors");
     let tokens = model.tokenize_all(&texts).unwrap();
     model
         .extract_tokens_into(&tokens, &options, &cancel, &mut |_| {}, &mut batches)
