@@ -24,7 +24,8 @@ pub struct DeviceMemory {
     pub total: u64,
 }
 
-/// Free and total memory of `device`, where the backend can tell (CUDA); `None` elsewhere.
+/// Free and total memory of `device`, where the backend can tell (CUDA; Metal, as the working
+/// set macOS recommends for the GPU less what is allocated); `None` elsewhere.
 pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
     match device {
         #[cfg(feature = "cuda")]
@@ -33,6 +34,16 @@ pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
             Some(DeviceMemory {
                 free: free as u64,
                 total: total as u64,
+            })
+        }
+        #[cfg(feature = "metal")]
+        Device::Metal(metal) => {
+            let gpu = metal.device();
+            let total = gpu.recommended_max_working_set_size() as u64;
+            let used = gpu.current_allocated_size() as u64;
+            (total > 0).then(|| DeviceMemory {
+                free: total.saturating_sub(used),
+                total,
             })
         }
         _ => None,
