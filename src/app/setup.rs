@@ -434,10 +434,7 @@ fn capture_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut
                 ModelCheck::Recognised { info, config, .. } if !config.mlp_gated => Some(info),
                 _ => None,
             };
-            let name = |source: NavSource| match ungated {
-                Some(_) => source.label_ungated(),
-                None => source.label(),
-            };
+            let name = |source: NavSource| source.label_for(ungated.is_none());
             ui.horizontal(|ui| {
                 egui::ComboBox::from_id_salt("nav-source")
                     .selected_text(name(settings.capture.nav_source))

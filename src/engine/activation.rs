@@ -4,8 +4,7 @@
 use candle_core::{DType, Tensor};
 
 use super::config::{Activation, ModelConfig};
-use super::error::EngineError;
-use super::error::Result;
+use super::error::{EngineError, Result};
 use super::weights::TensorSource;
 
 /// One layer's activation function.

@@ -46,17 +46,17 @@ impl NavSource {
         }
     }
 
-    /// The label for a model whose MLP is not gated (GPT-2, BLOOM, Apertus, …): its neurons
-    /// are `act(fc_in)`, and with no `up` both sources are that.
-    pub fn label_ungated(self) -> &'static str {
-        match self {
-            Self::Activation => "|act(fc_in)|",
-            Self::ActivationTimesUp => "|act(fc_in)| (no up)",
+    /// The label for a model whose MLP is gated or not: without a gate (GPT-2, BLOOM,
+    /// Apertus, …) the neurons are `act(fc_in)`, and with no `up` both sources are that.
+    pub fn label_for(self, gated: bool) -> &'static str {
+        match (gated, self) {
+            (true, _) => self.label(),
+            (false, Self::Activation) => "|act(fc_in)|",
+            (false, Self::ActivationTimesUp) => "|act(fc_in)| (no up)",
         }
     }
 }
 
-/// Settings that change the captured states (and so are part of a cache key).
 /// How a mixture of experts' neurons are pooled (a *choice* METHOD does not face, the paper's
 /// models being dense; no effect on dense models).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -85,6 +85,7 @@ impl ExpertPooling {
     }
 }
 
+/// Settings that change the captured states (and so are part of a cache key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct CaptureSettings {
     pub pooling: Pooling,

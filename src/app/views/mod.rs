@@ -276,11 +276,7 @@ fn capture_summary(run: &Run) -> String {
     } else {
         "kept"
     };
-    let nav = if run.provenance.model.mlp_gated {
-        capture.nav_source.label()
-    } else {
-        capture.nav_source.label_ungated()
-    };
+    let nav = capture.nav_source.label_for(run.provenance.model.mlp_gated);
     let mut text = format!(
         "pooling: {} · special tokens {special} · NAV on {nav}",
         capture.pooling.label()
