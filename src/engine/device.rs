@@ -55,10 +55,7 @@ impl DeviceChoice {
                 if candle_core::utils::cuda_is_available() {
                     match cuda(0) {
                         Ok(found) => return Ok(found),
-                        // A GPU this build cannot use is worth saying; no GPU at all is not.
-                        Err(EngineError::Device(why)) if why.contains("compute capability") => {
-                            gpu_problem = Some(why)
-                        }
+                        Err(EngineError::UnsupportedGpu(why)) => gpu_problem = Some(why),
                         Err(_) => {}
                     }
                 }
@@ -119,13 +116,11 @@ fn check_compute_capability(device: &Device) -> Result<()> {
         return Ok(());
     };
     let built = BUILT_FOR_COMPUTE_CAP.and_then(parse_compute_cap);
-    let found = cuda.cuda_stream().context().compute_capability();
-    let (Some(built), Ok((major, minor))) = (built, found) else {
+    let (Some(built), Some(found)) = (built, compute_capability(cuda)) else {
         return Ok(());
     };
-    let found = (major * 10 + minor) as u32;
     if let Some(problem) = compute_capability_problem(found, built) {
-        return Err(EngineError::Device(problem));
+        return Err(EngineError::UnsupportedGpu(problem));
     }
     if found != built {
         tracing::warn!(
@@ -136,6 +131,13 @@ fn check_compute_capability(device: &Device) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The GPU's compute capability as `major·10 + minor` (`90` for an H100).
+#[cfg(feature = "cuda")]
+fn compute_capability(cuda: &candle_core::CudaDevice) -> Option<u32> {
+    let (major, minor) = cuda.cuda_stream().context().compute_capability().ok()?;
+    u32::try_from(major * 10 + minor).ok()
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -268,13 +270,7 @@ impl DTypeChoice {
 fn gpu_has_bf16(device: &Device) -> bool {
     match device {
         #[cfg(feature = "cuda")]
-        Device::Cuda(cuda) => cuda
-            .cuda_stream()
-            .context()
-            .compute_capability()
-            .map_or(true, |(major, minor)| {
-                cuda_has_bf16((major * 10 + minor) as u32)
-            }),
+        Device::Cuda(cuda) => compute_capability(cuda).is_none_or(cuda_has_bf16),
         Device::Metal(_) => sysinfo::System::os_version()
             .ok()
             .as_deref()

@@ -64,6 +64,11 @@ pub enum EngineError {
     #[error("device: {0}")]
     Device(String),
 
+    /// A GPU this build cannot run on (its kernels were built for a newer one): worth saying
+    /// where `auto` falls back to the CPU, unlike a machine with no GPU at all.
+    #[error("device: {0}")]
+    UnsupportedGpu(String),
+
     #[error("out of memory: {0}")]
     OutOfMemory(String),
 
