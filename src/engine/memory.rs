@@ -157,27 +157,17 @@ fn weights_fit(
     if minimum <= memory.free {
         return Ok(());
     }
-    let (where_, free, smaller) = match (place, dtype) {
-        (Place::Gpu, DType::F32) => (
-            "on the GPU",
-            "is free",
-            " Try --dtype bf16 (half the memory).",
-        ),
-        (Place::Gpu, _) => (
-            "on the GPU",
-            "is free",
-            " A smaller model, or a GGUF loaded on the CPU, would fit.",
-        ),
-        (Place::Ram, DType::F32) => (
-            "in memory",
-            "is available",
-            " Try --dtype bf16 (half the memory, slower on a CPU), a GPU, or a smaller model.",
-        ),
-        (Place::Ram, _) => (
-            "in memory",
-            "is available",
-            " A GPU or a smaller model would fit.",
-        ),
+    let (where_, free) = match place {
+        Place::Gpu => ("on the GPU", "is free"),
+        Place::Ram => ("in memory", "is available"),
+    };
+    let smaller = match (place, dtype) {
+        (Place::Gpu, DType::F32) => " Try --dtype bf16 (half the memory).",
+        (Place::Gpu, _) => " A smaller model, or a GGUF loaded on the CPU, would fit.",
+        (Place::Ram, DType::F32) => {
+            " Try --dtype bf16 (half the memory, slower on a CPU), a GPU, or a smaller model."
+        }
+        (Place::Ram, _) => " A GPU or a smaller model would fit.",
     };
     Err(EngineError::OutOfMemory(format!(
         "the model needs about {} {where_} ({} of weights in {} plus working memory), but only {} of {} {free}.{smaller}",
