@@ -172,17 +172,8 @@ impl Model {
                 if let Some(place) = non_finite_part(&layout, row) {
                     return Err(EngineError::NonFinite { index, place });
                 }
-                let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
-                on_sentence(
-                    index,
-                    SentenceStates {
-                        nas,
-                        nav,
-                        hidden_pooled,
-                        hidden_last,
-                        token_count: tokens[index].ids.len() as u32,
-                    },
-                )?;
+                let count = tokens[index].ids.len() as u32;
+                on_sentence(index, SentenceStates::from_row(&layout, row, count))?;
             }
             Ok(())
         })

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::capture::CaptureSettings;
+use super::cpu_ops::CaptureLayout;
 use super::error::{EngineError, Result};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,20 @@ pub struct SentenceStates<'a> {
     /// `[layers + 1, d_model]`.
     pub hidden_last: &'a [f32],
     pub token_count: u32,
+}
+
+impl<'a> SentenceStates<'a> {
+    /// One sentence's row of a batch, as the decoder lays it out ([`CaptureLayout`]).
+    pub fn from_row(layout: &CaptureLayout, row: &'a [f32], token_count: u32) -> Self {
+        let (nas, nav, hidden_pooled, hidden_last) = layout.split(row);
+        Self {
+            nas,
+            nav,
+            hidden_pooled,
+            hidden_last,
+            token_count,
+        }
+    }
 }
 
 /// Which pooled state a score is computed on.
@@ -131,7 +146,12 @@ impl LanguageStates {
     /// names, every sentence at once on all cores (on a GPU machine, one sentence at a time,
     /// this copy into fresh memory took longer than the forward passes of big models).
     pub fn set_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
-        check_counts(batch, token_counts)?;
+        let layout = CaptureLayout {
+            layers: self.layers,
+            d_ff: self.d_ff,
+            d_model: self.d_model,
+        };
+        check_batch(&layout, batch, rows, token_counts)?;
         let neurons = self.layers * self.d_ff;
         let hidden = (self.layers + 1) * self.d_model;
         scatter_rows(
@@ -434,35 +454,19 @@ impl StatesWriter {
         rows: &[f32],
         token_counts: &[u32],
     ) -> Result<()> {
-        check_counts(batch, token_counts)?;
         let l = &self.layout;
+        let layout = CaptureLayout {
+            layers: l.layers,
+            d_ff: l.d_ff,
+            d_model: l.d_model,
+        };
+        check_batch(&layout, batch, rows, token_counts)?;
         let neurons = l.layers * l.d_ff;
         let hidden = (l.layers + 1) * l.d_model;
         let Some(map) = self.map.as_mut() else {
-            let width = 2 * neurons + 2 * hidden;
-            if rows.len() != batch.len() * width {
-                return Err(EngineError::Device(format!(
-                    "a batch of {} sentences came with {} values for rows of {width}",
-                    batch.len(),
-                    rows.len()
-                )));
-            }
-            for ((&index, row), &token_count) in
-                batch.iter().zip(rows.chunks_exact(width)).zip(token_counts)
-            {
-                let (nas, rest) = row.split_at(neurons);
-                let (nav, rest) = rest.split_at(neurons);
-                let (hidden_pooled, hidden_last) = rest.split_at(hidden);
-                self.write_sentence(
-                    index,
-                    &SentenceStates {
-                        nas,
-                        nav,
-                        hidden_pooled,
-                        hidden_last,
-                        token_count,
-                    },
-                )?;
+            let rows = rows.chunks_exact(layout.width());
+            for ((&index, row), &count) in batch.iter().zip(rows).zip(token_counts) {
+                self.write_sentence(index, &SentenceStates::from_row(&layout, row, count))?;
             }
             return Ok(());
         };
@@ -699,11 +703,19 @@ impl StatesSink for StatesWriter {
     }
 }
 
-fn check_counts(batch: &[usize], token_counts: &[u32]) -> Result<()> {
-    if batch.len() != token_counts.len() {
+/// A batch's rows and token counts: one of each per sentence `batch` names.
+fn check_batch(
+    layout: &CaptureLayout,
+    batch: &[usize],
+    rows: &[f32],
+    token_counts: &[u32],
+) -> Result<()> {
+    let width = layout.width();
+    if rows.len() != batch.len() * width || token_counts.len() != batch.len() {
         return Err(EngineError::Device(format!(
-            "a batch of {} sentences came with {} token counts",
+            "a batch of {} sentences came with {} values for rows of {width} and {} token counts",
             batch.len(),
+            rows.len(),
             token_counts.len()
         )));
     }
@@ -722,12 +734,8 @@ fn scatter_rows(
 ) -> Result<()> {
     use rayon::prelude::*;
     let width: usize = widths.iter().sum();
-    if widths.contains(&0) || rows.len() != batch.len() * width {
-        return Err(EngineError::Device(format!(
-            "a batch of {} sentences came with {} values for rows of {width}",
-            batch.len(),
-            rows.len()
-        )));
+    if widths.contains(&0) {
+        return Err(EngineError::Device("a state of width 0".into()));
     }
     let sentences = regions[0].len() / widths[0];
     // One mutable slice per sentence and region; the batch's sentences take theirs.
