@@ -396,8 +396,9 @@ fn check_generic_ops(name: &str) {
         batch_size: 8,
         ..Default::default()
     };
+    let tokens = model.tokenize_all(&texts).unwrap();
     for capture in [true, false] {
-        if let Err(error) = model.time_forward_only(&texts, &options, capture) {
+        if let Err(error) = model.time_forward_only(&tokens, &options, capture) {
             panic!("{name}: timed forward passes (capture {capture}) failed: {error}");
         }
     }

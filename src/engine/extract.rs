@@ -271,18 +271,18 @@ impl Model {
     /// Seconds the forward passes take alone, the device synchronised after each batch but
     /// nothing copied to the host: with [`Self::extract`]'s time, it splits a benchmark into
     /// compute and transfer. With `capture` off the passes pool nothing (the model's own cost).
+    /// `tokens` as [`Self::tokenize_all`] gives them.
     pub fn time_forward_only(
         &self,
-        sentences: &[String],
+        tokens: &[Tokens],
         options: &ExtractOptions,
         capture: bool,
     ) -> Result<f64> {
-        let tokens = self.tokenize_all(sentences)?;
-        let batches = self.plan(&tokens, options.batch_size)?;
+        let batches = self.plan(tokens, options.batch_size)?;
         let device = self.decoder.device();
         let started = Instant::now();
         for batch in batches {
-            let input = self.batch_input(&tokens, &batch, options.capture)?;
+            let input = self.batch_input(tokens, &batch, options.capture)?;
             let output = if capture {
                 self.decoder
                     .forward_capture(&input, options.capture.nav_source)

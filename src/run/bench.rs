@@ -116,14 +116,10 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         .iter()
         .map(|(_, sentences)| model.tokenize_all(sentences))
         .collect::<Result<Vec<_>, _>>()?;
-    let counts: Vec<Vec<usize>> = tokenised
-        .iter()
-        .map(|group| group.iter().map(|t| t.ids.len()).collect())
-        .collect();
     // Each group resolves "auto" on its own, as a run's languages do; reported is the largest.
     let mut batch_size = 0;
-    for lengths in &counts {
-        let longest = lengths.iter().copied().max().unwrap_or(1);
+    for group in &tokenised {
+        let longest = group.iter().map(|t| t.ids.len()).max().unwrap_or(1);
         batch_size = batch_size.max(model.batch_size_for(longest, options.batch_size)?);
     }
     let extract = ExtractOptions {
@@ -144,9 +140,9 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         (None, None)
     } else {
         let (mut with, mut without) = (0f64, 0f64);
-        for (_, sentences) in &groups {
-            with += model.time_forward_only(sentences, &extract, true)?;
-            without += model.time_forward_only(sentences, &extract, false)?;
+        for group in &tokenised {
+            with += model.time_forward_only(group, &extract, true)?;
+            without += model.time_forward_only(group, &extract, false)?;
         }
         log(&format!(
             "forward passes alone (no copy to the host): {with:.2} s; without the capture: \
@@ -158,7 +154,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     let mut flops = 0f64;
     let mut seconds = 0f64;
     let (mut waiting, mut handing_on) = (0f64, 0f64);
-    for (((label, _), group), lengths) in groups.iter().zip(&tokenised).zip(&counts) {
+    for ((label, _), group) in groups.iter().zip(&tokenised) {
         let t0 = Instant::now();
         let mut last = None;
         model.extract_tokens(group, &extract, &cancel, &mut |p| last = Some(p))?;
@@ -168,11 +164,12 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
             handing_on += progress.handing_on.as_secs_f64();
         }
         seconds += dt;
-        for &t in lengths {
+        let lengths = group.iter().map(|t| t.ids.len());
+        for t in lengths.clone() {
             // Each token attends to (t+1)/2 positions on average.
             flops += t as f64 * model.config.forward_flops_per_token((t as f64 + 1.0) / 2.0);
         }
-        let n_tokens: usize = lengths.iter().sum();
+        let n_tokens: usize = lengths.sum();
         tokens += n_tokens;
         log(&format!(
             "{label:<24} {n_tokens:>6} tokens {dt:>7.2} s {:>8.0} tok/s",
