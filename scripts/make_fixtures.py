@@ -684,19 +684,39 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_theta=10000.0, tie_word_embeddings=False, **bl_ids,
             **{**{k: v for k, v in COMMON.items() if k != "head_dim"}, "intermediate_size": 16}),
             "bl-nobos", "f32", "v5"),
+        # Qwen3.5 as released (Qwen3_5ForConditionalGeneration: a vision tower around the language
+        # model, `text_config`, weights under `model.language_model.`): Gated DeltaNet linear
+        # attention (a causal depthwise conv, L2-normed q/k, the gated delta rule, a gated
+        # RMSNorm) in every other layer here (three in four in the real ones), full attention
+        # with an output gate stored in q_proj beside the queries, per-head q/k norms, rotary
+        # on a quarter of each head; every norm `1 + w`. Key heads (2 of 8) are fewer and
+        # narrower than value heads (4 of 12), as in the real ones; untied.
+        "qwen3_5": (transformers.Qwen3_5Config(
+            text_config=dict(
+                model_type="qwen3_5_text", vocab_size=v_bl, num_hidden_layers=4,
+                layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
+                linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=12,
+                linear_num_key_heads=2, linear_num_value_heads=4,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                                 "mrope_section": [1, 1, 0], "mrope_interleaved": True},
+                tie_word_embeddings=False, **bl_ids, **COMMON),
+            vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                               patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                               num_position_embeddings=16),
+            tie_word_embeddings=False), "bl-nobos", "f32", "v5"),
     }
 
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (40 next).
+# a number not used yet (41 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
     "phi4_mini": 9, "smollm3": 9, "granite": 10, "cohere": 11, "gpt2": 12, "bloom": 13, "cohere2": 14,
     "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
-    "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39,
+    "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
 }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe"}
@@ -712,12 +732,15 @@ def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name or ".ln_" in name:
-                lo, hi = (-0.4, 0.4) if gemma_norm else (0.6, 1.4)
+                # Qwen3.5's gated norm in its linear attention is `x·w` among `1 + w` norms.
+                plain = not gemma_norm or name.endswith("linear_attn.norm.weight")
+                lo, hi = (0.6, 1.4) if plain else (-0.4, 0.4)
                 p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (hi - lo) + lo)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
             elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight",
-                                "self_attention.dense.weight", "dense_4h_to_h.weight", "experts.down_proj")):
+                                "self_attention.dense.weight", "dense_4h_to_h.weight", "experts.down_proj",
+                                "linear_attn.out_proj.weight")):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.07)
             else:
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.2)
@@ -1162,6 +1185,8 @@ def model_class(name):
     """The transformers class of a tiny model: the vision wrappers are not causal-LM classes."""
     if name == "mistral3":
         return transformers.Mistral3ForConditionalGeneration
+    if name == "qwen3_5":
+        return transformers.Qwen3_5ForConditionalGeneration
     return AutoModelForCausalLM
 
 
@@ -1188,12 +1213,13 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         cfg._attn_implementation = "eager"
         # transformers' reference loop over the experts, not its grouped matmuls.
         impl = {"experts_implementation": "eager"} if name in MOE else {}
-        if name == "mistral3":
-            model = transformers.Mistral3ForConditionalGeneration._from_config(
+        if name in ("mistral3", "qwen3_5"):
+            model = model_class(name)._from_config(
                 cfg, attn_implementation="eager", dtype=torch.float32)
         else:
             model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
-        init_weights(model, SEED + 100 + seed, gemma_norm=name.startswith("gemma") or name == "nemotron")
+        init_weights(model, SEED + 100 + seed,
+                     gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5"))
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
         elif wdtype == "f32-sharded":
@@ -1201,6 +1227,11 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         else:
             model.save_pretrained(folder, safe_serialization=True)
         toks[tkind].save_pretrained(folder)
+        if name == "qwen3_5":
+            # transformers rebuilds Qwen3.5's pipeline in its own class (NFC, a split that keeps
+            # combining marks with their letters): saved from it, tokenizer.json says the same,
+            # as the released one does.
+            AutoTokenizer.from_pretrained(folder).save_pretrained(folder)
         tidy_tokenizer_config(folder)
         if cfg_format == "legacy":
             rewrite_config_legacy(folder, name, cfg)
@@ -1339,7 +1370,8 @@ def sensitivity(name, model, tok, sents):
     def vary(what, **changes):
         c = copy.deepcopy(cfg)
         for key, value in changes.items():
-            setattr(c, key, value)
+            # A vision wrapper's language model has its own config.
+            setattr(text_config(c), key, value)
         variants[what] = c
 
     def default_rope(theta, **kept):
@@ -1367,6 +1399,9 @@ def sensitivity(name, model, tok, sents):
     if name in ("glm", "glm4", "nemotron"):
         vary("rotary on all 16 dimensions",
              rope_parameters={**cfg.rope_parameters, "partial_rotary_factor": 1.0})
+    if name == "qwen3_5":
+        vary("rotary on all 16 dimensions",
+             rope_parameters={**text_config(cfg).rope_parameters, "partial_rotary_factor": 1.0})
     if name == "llama_bias":
         # The same model without its output projection's bias (q/k/v keep theirs).
         zeroed["no o_proj bias"] = "o_proj.bias"

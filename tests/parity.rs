@@ -523,7 +523,8 @@ parity_tests!(
     mistral3,
     gpt_oss,
     gpt_oss_mxfp4,
-    granitemoe
+    granitemoe,
+    qwen3_5
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -719,6 +720,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "mistral3",
         "gpt_oss",
         "granitemoe",
+        "qwen3_5",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -772,7 +774,7 @@ fn parameter_counts_are_the_checkpoints() {
         // SAFETY: fixture files nobody changes while the test runs.
         let weights =
             unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.unwrap();
-        // A vision wrapper's tower and projector are not the language model's (Mistral 3).
+        // A vision wrapper's tower and projector are not the language model's (Mistral 3, Qwen3.5).
         // MXFP4 blocks hold two parameters a byte; their scales are not parameters.
         let stored: u64 = weights
             .tensors()
@@ -780,6 +782,7 @@ fn parameter_counts_are_the_checkpoints() {
             .filter(|(name, _)| {
                 !name.starts_with("vision_tower.")
                     && !name.starts_with("multi_modal_projector.")
+                    && !name.starts_with("model.visual.")
                     && !name.ends_with("_scales")
             })
             .map(|(name, view)| {

@@ -8,7 +8,9 @@ use super::config::{
 impl ModelConfig {
     /// Attention, positions, norms, MLP and any scales, a line each.
     pub fn anatomy(&self) -> Vec<String> {
-        let mut lines = vec![self.attention_line(), self.positions_line()];
+        let mut lines = vec![self.attention_line()];
+        lines.extend(self.linear_attention_line());
+        lines.push(self.positions_line());
         lines.push(self.norms_line());
         lines.push(self.mlp_line());
         if let Some(scales) = self.scales_line() {
@@ -49,7 +51,38 @@ impl ModelConfig {
         if self.attention_sinks {
             parts.push("a learned sink per head".into());
         }
+        if self.attention_output_gate {
+            parts.push("output gated by σ(a gate beside each head's queries)".into());
+        }
+        let linear = self.linear_layer_count();
+        if linear > 0 {
+            parts.push(format!(
+                "in {} of {} layers",
+                self.num_layers - linear,
+                self.num_layers
+            ));
+        }
         parts.join(", ")
+    }
+
+    fn linear_layer_count(&self) -> usize {
+        self.layers.iter().filter(|layer| layer.linear).count()
+    }
+
+    /// Qwen3.5's Gated DeltaNet layers, if any.
+    fn linear_attention_line(&self) -> Option<String> {
+        let linear = self.linear_attention.as_ref()?;
+        Some(format!(
+            "linear attention: Gated DeltaNet in {} of {} layers, {} key heads of {} for {} \
+             value heads of {}, a causal convolution of {} taps, output gated by an RMSNorm",
+            self.linear_layer_count(),
+            self.num_layers,
+            linear.key_heads,
+            linear.key_head_dim,
+            linear.value_heads,
+            linear.value_head_dim,
+            linear.conv_kernel
+        ))
     }
 
     fn positions_line(&self) -> String {
@@ -73,7 +106,8 @@ impl ModelConfig {
         };
         // Layer kinds in order of first appearance, with how many layers each has.
         let mut kinds: Vec<(&LayerAttention, usize)> = Vec::new();
-        for layer in &self.layers {
+        // Linear-attention layers have no positions of their own.
+        for layer in self.layers.iter().filter(|layer| !layer.linear) {
             match kinds.iter_mut().find(|(kind, _)| *kind == layer) {
                 Some((_, count)) => *count += 1,
                 None => kinds.push((layer, 1)),
@@ -87,7 +121,7 @@ impl ModelConfig {
                     None => String::new(),
                 };
                 let layers = match *count {
-                    n if n == self.num_layers => String::new(),
+                    n if n == self.num_layers - self.linear_layer_count() => String::new(),
                     1 => "1 layer: ".into(),
                     n => format!("{n} layers: "),
                 };
@@ -268,6 +302,38 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(lines.len(), 4, "no scales: {lines:?}");
+    }
+
+    #[test]
+    fn linear_attention_layers_are_named_and_have_no_positions() {
+        let mut config = llama();
+        for layer in &mut config.layers[..3] {
+            layer.linear = true;
+        }
+        config.attention_output_gate = true;
+        config.linear_attention = Some(crate::engine::config::LinearAttention {
+            conv_kernel: 4,
+            key_heads: 2,
+            key_head_dim: 8,
+            value_heads: 4,
+            value_head_dim: 12,
+        });
+        let lines = config.anatomy();
+        assert!(
+            lines[0].ends_with(
+                "output gated by σ(a gate beside each head's queries), in 1 of 4 layers"
+            ),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[1],
+            "linear attention: Gated DeltaNet in 3 of 4 layers, 2 key heads of 8 for 4 value \
+             heads of 12, a causal convolution of 4 taps, output gated by an RMSNorm"
+        );
+        assert_eq!(
+            lines[2],
+            "positions: rotary on all 16 dimensions of each head; no rotary"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::error::{EngineError, Result};
 /// Multimodal wrappers whose `config.json` keeps the language model's settings in
 /// `text_config`: Gemma 3 (4B and up) and Mistral 3 (Mistral Small 3.x, Magistral, around a
 /// Mistral or Ministral 3 language model).
-const TEXT_CONFIG_WRAPPERS: &[&str] = &["gemma3", "mistral3"];
+const TEXT_CONFIG_WRAPPERS: &[&str] = &["gemma3", "mistral3", "qwen3_5"];
 
 /// The decoder families this engine can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,10 +54,11 @@ pub enum Architecture {
     Ministral3,
     GptOss,
     GraniteMoe,
+    Qwen35,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 36] = [
+    pub const ALL: [Architecture; 37] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -94,6 +95,7 @@ impl Architecture {
         Self::Ministral3,
         Self::GptOss,
         Self::GraniteMoe,
+        Self::Qwen35,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -135,6 +137,7 @@ impl Architecture {
             Self::Ministral3 => &["ministral3"],
             Self::GptOss => &["gpt_oss"],
             Self::GraniteMoe => &["granitemoe"],
+            Self::Qwen35 => &["qwen3_5_text"],
         }
     }
 
@@ -182,6 +185,7 @@ impl Architecture {
             Self::Ministral3 => "Ministral 3",
             Self::GptOss => "gpt-oss",
             Self::GraniteMoe => "Granite MoE",
+            Self::Qwen35 => "Qwen3.5",
         }
     }
 
@@ -364,6 +368,7 @@ impl LayerAttention {
             .map(|&is_sliding| Self {
                 sliding_window: if is_sliding { window } else { None },
                 rope: if is_sliding { local } else { global }.clone(),
+                linear: false,
             })
             .collect()
     }
@@ -402,6 +407,30 @@ pub struct LayerAttention {
     /// `Some(w)`: a token sees at most the last `w` positions (itself included).
     pub sliding_window: Option<usize>,
     pub rope: Rope,
+    /// The layer mixes tokens with [`ModelConfig::linear_attention`] instead of attention
+    /// (Qwen3.5's Gated DeltaNet layers); window and rotary then mean nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linear: bool,
+}
+
+/// Qwen3.5's Gated DeltaNet, the token mixer of the layers marked
+/// [`LayerAttention::linear`]: queries, keys and values through a causal depthwise convolution
+/// of `conv_kernel` taps, then a recurrent state per value head updated by the gated delta rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearAttention {
+    pub conv_kernel: usize,
+    pub key_heads: usize,
+    pub key_head_dim: usize,
+    /// A multiple of `key_heads`: each key head serves that many value heads in turn.
+    pub value_heads: usize,
+    pub value_head_dim: usize,
+}
+
+impl LinearAttention {
+    /// Width of the convolved queries, keys and values together.
+    pub fn conv_dim(&self) -> usize {
+        2 * self.key_heads * self.key_head_dim + self.value_heads * self.value_head_dim
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -495,6 +524,13 @@ pub struct ModelConfig {
     pub final_logit_softcapping: Option<f64>,
     /// One entry per layer.
     pub layers: Vec<LayerAttention>,
+    /// The token mixer of the layers marked [`LayerAttention::linear`] (Qwen3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_attention: Option<LinearAttention>,
+    /// Qwen3.5: `q_proj` also gives a gate per query dimension (stored after each head's
+    /// queries), and attention's output is multiplied by its sigmoid before `o_proj`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attention_output_gate: bool,
     pub bos_token_id: Option<u32>,
 }
 
@@ -564,6 +600,7 @@ impl ModelConfig {
             Architecture::Ministral3 => super::arch::mistral::config3(&fields)?,
             Architecture::GptOss => super::arch::gpt_oss::config(&fields)?,
             Architecture::GraniteMoe => super::arch::granite::config_moe(&fields)?,
+            Architecture::Qwen35 => super::arch::qwen3_5::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -579,6 +616,32 @@ impl ModelConfig {
                 "{} experts per token of {} is not a mixture of experts",
                 experts.per_token, experts.count
             ));
+        }
+        let linear_layers = self.layers.iter().any(|layer| layer.linear);
+        match &self.linear_attention {
+            None if linear_layers => {
+                return bad("linear-attention layers without their dimensions".into());
+            }
+            Some(linear)
+                if linear.conv_kernel == 0
+                    || linear.key_heads == 0
+                    || linear.key_head_dim == 0
+                    || linear.value_head_dim == 0
+                    || linear.value_heads == 0
+                    || !linear.value_heads.is_multiple_of(linear.key_heads) =>
+            {
+                return bad(format!(
+                    "linear attention with {} key heads of {} and {} value heads of {}, \
+                     convolution of {}: every size must be > 0 and the value heads a multiple \
+                     of the key heads",
+                    linear.key_heads,
+                    linear.key_head_dim,
+                    linear.value_heads,
+                    linear.value_head_dim,
+                    linear.conv_kernel
+                ));
+            }
+            _ => {}
         }
         if (self.activation == Activation::ClampedSwiglu) != self.swiglu_clamp.is_some() {
             return bad("a clamped SwiGLU needs its alpha and limit, and only it has them".into());
@@ -685,6 +748,7 @@ impl ModelConfig {
         let attention = h * q
             + 2 * h * kv
             + q * h
+            + bias(self.attention_output_gate, h * q)
             + bias(self.qkv_bias, q + 2 * kv)
             + bias(self.linear_bias || self.o_bias, h)
             + match self.qk_norm {
@@ -713,14 +777,37 @@ impl ModelConfig {
                 NormLayout::Pre | NormLayout::Post | NormLayout::ParallelTwoNorms => 2,
                 NormLayout::Parallel => 1,
             };
-        let per_layer = attention + sinks + mlp + norms;
+        // Qwen3.5's linear-attention layers have a Gated DeltaNet in attention's place.
+        let (linear_layers, linear) = match &self.linear_attention {
+            Some(linear) => {
+                let (c, vd, hv) = (
+                    linear.conv_dim() as u64,
+                    (linear.value_heads * linear.value_head_dim) as u64,
+                    linear.value_heads as u64,
+                );
+                let projections = h * (c + vd + 2 * hv) + vd * h;
+                let small = c * linear.conv_kernel as u64 + 2 * hv + linear.value_head_dim as u64;
+                let count = self.layers.iter().filter(|layer| layer.linear).count() as u64;
+                (count, projections + small)
+            }
+            None => (0, 0),
+        };
+        let attention_layers = self.num_layers as u64 - linear_layers;
+        let mixers = attention_layers * (attention + sinks) + linear_layers * linear;
+        let per_layer = mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         let positions = bias(
             self.learned_positions,
             self.max_position_embeddings as u64 * h,
         );
         let embedding_norm = bias(self.embedding_norm, norm);
-        v * h + positions + embedding_norm + self.num_layers as u64 * per_layer + norm + head
+        v * h
+            + positions
+            + embedding_norm
+            + self.num_layers as u64 * per_layer
+            + mixers
+            + norm
+            + head
     }
 
     /// Multiply-accumulate FLOPs of one token through the decoder (no lm_head), for `seq_len`
@@ -738,9 +825,33 @@ impl ModelConfig {
             }
             None => mlp_matrices,
         };
-        let matmul = 2.0 * (h * q + 2.0 * h * kv + q * h + mlp_matrices * h * f);
-        let attention = 2.0 * 2.0 * q * mean_context;
-        self.num_layers as f64 * (matmul + attention)
+        let gate = if self.attention_output_gate {
+            h * q
+        } else {
+            0.0
+        };
+        let attention = 2.0 * (h * q + 2.0 * h * kv + q * h + gate) + 2.0 * 2.0 * q * mean_context;
+        let mlp = 2.0 * mlp_matrices * h * f;
+        // A Gated DeltaNet layer: its projections, and per value head three products of the
+        // key with the `key × value` state (read, update, query), whatever the context.
+        let (linear_layers, linear) = match &self.linear_attention {
+            Some(l) => {
+                let (c, vd, hv) = (
+                    l.conv_dim() as f64,
+                    (l.value_heads * l.value_head_dim) as f64,
+                    l.value_heads as f64,
+                );
+                let state = (l.key_head_dim * l.value_head_dim) as f64;
+                let count = self.layers.iter().filter(|layer| layer.linear).count() as f64;
+                (
+                    count,
+                    2.0 * (h * (c + vd + 2.0 * hv) + vd * h) + 2.0 * 3.0 * hv * state,
+                )
+            }
+            None => (0.0, 0.0),
+        };
+        let layers = self.num_layers as f64;
+        layers * mlp + (layers - linear_layers) * attention + linear_layers * linear
     }
 }
 
@@ -1132,6 +1243,8 @@ impl Dims {
             attn_logit_softcapping: None,
             final_logit_softcapping: None,
             layers,
+            linear_attention: None,
+            attention_output_gate: false,
             bos_token_id: None,
         }
     }

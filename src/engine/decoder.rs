@@ -21,9 +21,10 @@ use super::config::{
 };
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool, KernelActivation};
+use super::delta_net::GatedDeltaNet;
 use super::error::{EngineError, Result};
 use super::moe::MoeMlp;
-use super::weights::{PartialRotaryWeights, TensorSource};
+use super::weights::{PartialRotaryWeights, QUERY_GATE, QueryGateSplit, TensorSource};
 
 /// One sentence of a batch: its tokens and how each counts in the pools.
 pub struct SentenceInput<'a> {
@@ -183,6 +184,16 @@ struct Attention {
     /// gpt-oss' sink logits, one per head: on the host for the CPU kernel, and `[1, heads, 1,
     /// 1]` f32 on the device for the generic ops.
     sinks: Option<(Arc<[f32]>, Tensor)>,
+    /// Qwen3.5: the stacked projection ends with a gate per query dimension, and the output
+    /// is multiplied by its sigmoid before `o`.
+    output_gate: bool,
+}
+
+/// How a layer mixes its tokens.
+enum Mixer {
+    Attention(Attention),
+    /// Qwen3.5's linear-attention layers.
+    DeltaNet(GatedDeltaNet),
 }
 
 /// A layer's MLP: one, or a mixture of experts.
@@ -210,7 +221,7 @@ struct Layer {
     mlp_norm: Option<RmsNorm>,
     /// On the MLP's output, before the residual add (Gemma 2/3, OLMo 2).
     mlp_out_norm: Option<RmsNorm>,
-    attention: Attention,
+    mixer: Mixer,
     mlp: LayerMlp,
     /// Index into `Decoder::attention_kinds`.
     kind: usize,
@@ -258,6 +269,13 @@ impl Decoder {
         let ctx = Ctx {
             device: device.clone(),
             dtype,
+        };
+        let split;
+        let src = if config.attention_output_gate {
+            split = QueryGateSplit::new(src, config);
+            &split as &dyn TensorSource
+        } else {
+            src
         };
         let reordered;
         let src = match config.partial_rotary {
@@ -315,20 +333,22 @@ impl Decoder {
                     .map(|name| name.map(|name| norm(name, h)).transpose());
             let q_out = config.num_heads * config.head_dim;
             let kv_out = config.num_kv_heads * config.head_dim;
-            let (q_norm, k_norm) = match config.qk_norm {
-                QkNorm::Off => (None, None),
-                QkNorm::PerHead => (
-                    Some(norm("self_attn.q_norm", config.head_dim)?),
-                    Some(norm("self_attn.k_norm", config.head_dim)?),
-                ),
-                QkNorm::AllHeads => (
-                    Some(norm("self_attn.q_norm", q_out)?),
-                    Some(norm("self_attn.k_norm", kv_out)?),
-                ),
+            let qk_norms = || -> Result<_> {
+                Ok(match config.qk_norm {
+                    QkNorm::Off => (None, None),
+                    QkNorm::PerHead => (
+                        Some(norm("self_attn.q_norm", config.head_dim)?),
+                        Some(norm("self_attn.k_norm", config.head_dim)?),
+                    ),
+                    QkNorm::AllHeads => (
+                        Some(norm("self_attn.q_norm", q_out)?),
+                        Some(norm("self_attn.k_norm", kv_out)?),
+                    ),
+                })
             };
             let bias = config.qkv_bias;
             let fused_gate_up = config.fused_projections || config.fused_gate_up;
-            let (qkv_parts, mut gate_up_parts) = if config.fused_projections {
+            let (mut qkv_parts, mut gate_up_parts) = if config.fused_projections {
                 (
                     vec![(format!("{p}self_attn.qkv_proj"), q_out + 2 * kv_out)],
                     if config.mlp_gated {
@@ -357,43 +377,56 @@ impl Decoder {
             if fused_gate_up && config.mlp_gated {
                 gate_up_parts = vec![(format!("{p}mlp.gate_up_proj"), 2 * f)];
             }
+            if config.attention_output_gate {
+                qkv_parts.push((format!("{p}{QUERY_GATE}"), q_out));
+            }
+            let mixer = match &config.linear_attention {
+                Some(dims) if attention_kind.linear => {
+                    Mixer::DeltaNet(GatedDeltaNet::load(src, &p, config, dims, &ctx)?)
+                }
+                _ => {
+                    let (q_norm, k_norm) = qk_norms()?;
+                    Mixer::Attention(Attention {
+                        qkv: linear(src, &qkv_parts, h, bias, &ctx)?,
+                        o: linear(
+                            src,
+                            &[(format!("{p}self_attn.o_proj"), h)],
+                            q_out,
+                            config.linear_bias || config.o_bias,
+                            &ctx,
+                        )?,
+                        q_norm,
+                        k_norm,
+                        qk_norm_all_heads: config.qk_norm == QkNorm::AllHeads,
+                        num_heads: config.num_heads,
+                        num_kv_heads: config.num_kv_heads,
+                        head_dim: config.head_dim,
+                        scale: config.attention_scale,
+                        softcap: config.attn_logit_softcapping,
+                        clip: config.qkv_clip,
+                        alibi: alibi_slopes.clone(),
+                        sinks: config
+                            .attention_sinks
+                            .then(|| -> Result<_> {
+                                let name = format!("{p}self_attn.sinks");
+                                let host: Vec<f32> = src
+                                    .load(&name, &[config.num_heads], DType::F32, &Device::Cpu)?
+                                    .to_vec1()?;
+                                let shape = (1, config.num_heads, 1, 1);
+                                let on_device = Tensor::from_slice(&host, shape, device)?;
+                                Ok((host.into(), on_device))
+                            })
+                            .transpose()?,
+                        output_gate: config.attention_output_gate,
+                    })
+                }
+            };
             layers.push(Layer {
                 input_norm: input_norm?,
                 attention_out_norm: attention_out_norm?,
                 mlp_norm: mlp_norm?,
                 mlp_out_norm: mlp_out_norm?,
-                attention: Attention {
-                    qkv: linear(src, &qkv_parts, h, bias, &ctx)?,
-                    o: linear(
-                        src,
-                        &[(format!("{p}self_attn.o_proj"), h)],
-                        q_out,
-                        config.linear_bias || config.o_bias,
-                        &ctx,
-                    )?,
-                    q_norm,
-                    k_norm,
-                    qk_norm_all_heads: config.qk_norm == QkNorm::AllHeads,
-                    num_heads: config.num_heads,
-                    num_kv_heads: config.num_kv_heads,
-                    head_dim: config.head_dim,
-                    scale: config.attention_scale,
-                    softcap: config.attn_logit_softcapping,
-                    clip: config.qkv_clip,
-                    alibi: alibi_slopes.clone(),
-                    sinks: config
-                        .attention_sinks
-                        .then(|| -> Result<_> {
-                            let name = format!("{p}self_attn.sinks");
-                            let host: Vec<f32> = src
-                                .load(&name, &[config.num_heads], DType::F32, &Device::Cpu)?
-                                .to_vec1()?;
-                            let shape = (1, config.num_heads, 1, 1);
-                            let on_device = Tensor::from_slice(&host, shape, device)?;
-                            Ok((host.into(), on_device))
-                        })
-                        .transpose()?,
-                },
+                mixer,
                 mlp: match &config.experts {
                     Some(experts) => LayerMlp::Experts(MoeMlp::load(
                         src,
@@ -721,10 +754,12 @@ impl Decoder {
             } else {
                 None
             };
-            let mut attn_out =
-                layer
-                    .attention
-                    .forward(&attn_in, &tables[layer.kind], input, kernels)?;
+            let mut attn_out = match &layer.mixer {
+                Mixer::Attention(attention) => {
+                    attention.forward(&attn_in, &tables[layer.kind], input, kernels)?
+                }
+                Mixer::DeltaNet(net) => net.forward(&attn_in, &input.pooling.spans, kernels)?,
+            };
             if let Some(norm) = &layer.attention_out_norm {
                 attn_out = norm.forward(&attn_out)?;
             }
@@ -1215,9 +1250,11 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        // Heads in the stacked projection: queries, keys, values, and any output gates.
+        let stacked = h + 2 * kvh + if self.output_gate { h } else { 0 };
         if kernels {
             let n = b * t;
-            let qkv = self.project(x)?.reshape((n, (h + 2 * kvh) * d))?;
+            let qkv = self.project(x)?.reshape((n, stacked * d))?;
             // Column ranges of the stacked projection: the kernel reads strided rows.
             let part = |first: usize, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
                 let y = qkv.narrow(1, first * d, heads * d)?;
@@ -1247,13 +1284,18 @@ impl Attention {
                     sinks: self.sinks.as_ref().map(|(host, _)| host.clone()),
                 },
             )?;
+            let gate = self
+                .output_gate
+                .then(|| qkv.narrow(1, (h + 2 * kvh) * d, h * d))
+                .transpose()?;
+            let out = self.apply_output_gate(out, gate)?;
             return Ok(self.o.forward(&out.reshape((b, t, h * d))?)?);
         }
         let (cos, sin, mask) = tables
             .tensors
             .as_ref()
             .ok_or_else(|| EngineError::Device("attention tables built for the CPU".into()))?;
-        let qkv = self.project(x)?.reshape((b, t, h + 2 * kvh, d))?;
+        let qkv = self.project(x)?.reshape((b, t, stacked, d))?;
         let heads =
             |first: usize, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
                 let mut y = qkv.narrow(2, first, n)?;
@@ -1304,7 +1346,20 @@ impl Attention {
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
             .reshape((b, t, h * d))?;
+        let gate = self
+            .output_gate
+            .then(|| qkv.narrow(2, h + 2 * kvh, h)?.reshape((b, t, h * d)))
+            .transpose()?;
+        let out = self.apply_output_gate(out, gate)?;
         Ok(self.o.forward(&out)?)
+    }
+
+    /// `out · σ(gate)` where the layer has an output gate (same shapes), else `out`.
+    fn apply_output_gate(&self, out: Tensor, gate: Option<Tensor>) -> Result<Tensor> {
+        Ok(match gate {
+            Some(gate) => (out * candle_nn::ops::sigmoid(&gate)?)?,
+            None => out,
+        })
     }
 }
 

@@ -1135,6 +1135,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         LayerAttention {
             sliding_window: None,
             rope: rope.clone(),
+            linear: false,
         };
         num_layers
     ];
@@ -1151,14 +1152,16 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no GLM, Helium or gpt-oss files are read yet (gpt-oss'
-        // are MXFP4, a type candle's GGUF reader lacks): never named by GGUF_ARCHITECTURES.
+        // llama.cpp has no XGLM, and no GLM, Helium, Qwen3.5 or gpt-oss files are read yet
+        // (gpt-oss' are MXFP4, a type candle's GGUF reader lacks): never named by
+        // GGUF_ARCHITECTURES.
         Architecture::Xglm
         | Architecture::Glm
         | Architecture::Glm4
         | Architecture::Helium
         | Architecture::Ministral3
-        | Architecture::GptOss => {}
+        | Architecture::GptOss
+        | Architecture::Qwen35 => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

@@ -86,8 +86,9 @@ pub fn weight_bytes(parameters: u64, dtype: DType) -> u64 {
 /// Peak bytes one sentence of `tokens` tokens adds while a layer runs: residual stream and its
 /// norms, q/k/v and their rotated copies, f32 attention scores and probabilities, gate/up/act and
 /// their product, and with `generic_capture` the generic ops' f32 capture buffers (active mask,
-/// magnitudes), which the CUDA capture kernel does without; and the sentence's pooled NAS and
-/// NAV of every layer, kept until the batch's row is assembled.
+/// magnitudes), which the CUDA capture kernel does without; a linear-attention layer's buffers
+/// and state (Qwen3.5); and the sentence's pooled NAS and NAV of every layer, kept until the
+/// batch's row is assembled.
 pub fn bytes_per_sentence(
     config: &ModelConfig,
     dtype: DType,
@@ -117,7 +118,21 @@ pub fn bytes_per_sentence(
         0
     };
     let mlp = 4 * d_ff * e + capture;
-    t * (residual + projections + scores + mlp) + pooled
+    // Qwen3.5's Gated DeltaNet: its f32 projections, their padded and convolved copies, the
+    // key heads repeated for the value heads, the outputs and their gated norm; and the state
+    // with its step's temporaries, whatever the length.
+    let linear = config.linear_attention.as_ref().map_or(0, |l| {
+        let (c, vd, hv) = (
+            l.conv_dim() as u64,
+            (l.value_heads * l.value_head_dim) as u64,
+            l.value_heads as u64,
+        );
+        let per_token =
+            4 * (2 * (c + vd + 2 * hv) + 3 * c + 2 * hv * l.key_head_dim as u64 + 4 * vd);
+        let state = 4 * 4 * hv * (l.key_head_dim * l.value_head_dim) as u64;
+        t * per_token + state
+    });
+    t * (residual + projections + scores + mlp) + linear + pooled
 }
 
 /// Checks that the weights fit before any is loaded, so a model too large for the GPU is a

@@ -11,6 +11,7 @@ pub mod config;
 pub mod cpu_ops;
 pub mod cuda_capture;
 pub mod decoder;
+pub mod delta_net;
 pub mod device;
 pub mod error;
 pub mod extract;

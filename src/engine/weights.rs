@@ -605,9 +605,87 @@ impl TensorSource for PartialRotaryWeights<'_> {
     }
 }
 
+/// Qwen3.5's gated attention seen as attention with one more projection: its stored
+/// `self_attn.q_proj` holds each head's queries and then that head's output gate. The decoder
+/// asks for `self_attn.q_proj` (the queries alone) and `self_attn.q_gate` (the gates alone),
+/// each `[heads·head_dim, …]` in head order.
+pub struct QueryGateSplit<'a> {
+    inner: &'a dyn TensorSource,
+    head_dim: usize,
+}
+
+/// The name the decoder asks for a gated `q_proj`'s gates by.
+pub const QUERY_GATE: &str = "self_attn.q_gate";
+
+impl<'a> QueryGateSplit<'a> {
+    pub fn new(inner: &'a dyn TensorSource, config: &ModelConfig) -> Self {
+        Self {
+            inner,
+            head_dim: config.head_dim,
+        }
+    }
+
+    /// The stored `q_proj` tensor behind `name`, and whether `name` asks for the gates.
+    fn stored(name: &str) -> Option<(String, bool)> {
+        let (part, kind) = name.rsplit_once('.')?;
+        if let Some(prefix) = part.strip_suffix(QUERY_GATE) {
+            return Some((format!("{prefix}self_attn.q_proj.{kind}"), true));
+        }
+        part.ends_with("self_attn.q_proj")
+            .then(|| (name.to_string(), false))
+    }
+}
+
+/// The rows of one half of each head's `2·head_dim` stored rows (`gate`: the second half).
+pub fn query_gate_rows(heads: usize, head_dim: usize, gate: bool) -> Vec<u32> {
+    let skip = if gate { head_dim } else { 0 };
+    (0..heads)
+        .flat_map(|head| {
+            let first = head * 2 * head_dim + skip;
+            (first..first + head_dim).map(|row| row as u32)
+        })
+        .collect()
+}
+
+impl TensorSource for QueryGateSplit<'_> {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        let (Some((stored, gate)), Some(&rows)) = (Self::stored(name), shape.first()) else {
+            return self.inner.load(name, shape, dtype, device);
+        };
+        let mut stored_shape = shape.to_vec();
+        stored_shape[0] = 2 * rows;
+        let tensor = self.inner.load(&stored, &stored_shape, dtype, device)?;
+        let order = query_gate_rows(rows / self.head_dim.max(1), self.head_dim, gate);
+        let index = Tensor::from_vec(order, rows, device)?;
+        Ok(tensor.index_select(&index, 0)?)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match Self::stored(name) {
+            Some((stored, _)) => self.inner.contains(&stored),
+            None => self.inner.contains(name),
+        }
+    }
+
+    fn origin(&self) -> &Path {
+        self.inner.origin()
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.inner.storage_dtype()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::partial_rotary_order;
+
+    #[test]
+    fn gated_queries_are_the_first_half_of_each_head() {
+        // Two heads of 2: stored [q0 q0 g0 g0 q1 q1 g1 g1].
+        assert_eq!(super::query_gate_rows(2, 2, false), vec![0, 1, 4, 5]);
+        assert_eq!(super::query_gate_rows(2, 2, true), vec![2, 3, 6, 7]);
+    }
 
     #[test]
     fn grouped_qkv_rows_are_stacked_q_then_k_then_v() {

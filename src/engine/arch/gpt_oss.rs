@@ -31,6 +31,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         .map(|slides| LayerAttention {
             sliding_window: if slides { window } else { None },
             rope: rope.clone(),
+            linear: false,
         })
         .collect();
     let mut config = dims.into_config(Architecture::GptOss, layers);

@@ -32,6 +32,7 @@ pub mod phi3;
 pub mod qwen2;
 pub mod qwen2_moe;
 pub mod qwen3;
+pub mod qwen3_5;
 pub mod qwen3_moe;
 pub mod smollm3;
 pub mod stablelm;
@@ -53,7 +54,8 @@ fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<La
     vec![
         LayerAttention {
             sliding_window,
-            rope
+            rope,
+            linear: false,
         };
         n
     ]

@@ -56,6 +56,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             } else {
                 Rope::no_rotation()
             },
+            linear: false,
         })
         .collect();
     let mut config = dims.into_config(Architecture::SmolLm3, layers);

@@ -1,0 +1,130 @@
+//! Qwen3.5: most layers mix tokens with a Gated DeltaNet (linear attention with a recurrent
+//! state, see `engine::delta_net`), every `full_attention_interval`-th (4) with full attention
+//! whose output is gated (`q_proj` gives a gate beside each head's queries); per-head q/k norms,
+//! rotary on a quarter of each head, every norm `1 + w`. Released as a vision wrapper
+//! (`qwen3_5` around `qwen3_5_text`), whose language model is read here.
+
+use crate::engine::config::{
+    Activation, Architecture, HfFields, LayerAttention, LinearAttention, ModelConfig, QkNorm,
+};
+use crate::engine::error::{EngineError, Result};
+
+pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    let mut dims = f.dims()?;
+    // transformers' default, not hidden / heads.
+    dims.head_dim = f.opt_usize("head_dim")?.unwrap_or(256);
+    let rope = f.rope("full_attention", 10_000.0)?;
+    let layers = linear_layers(f, dims.num_layers)?
+        .into_iter()
+        .map(|linear| LayerAttention {
+            sliding_window: None,
+            rope: rope.clone(),
+            linear,
+        })
+        .collect();
+    let partial_rotary = f.partial_rotary(dims.head_dim, 0.25)?;
+    let mut config = dims.into_config(Architecture::Qwen35, layers);
+    config.partial_rotary = partial_rotary;
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
+    super::attention_bias(f, &mut config)?;
+    config.qk_norm = QkNorm::PerHead;
+    config.norm_plus_one = true;
+    config.attention_output_gate = true;
+    config.linear_attention = Some(LinearAttention {
+        conv_kernel: f.opt_usize("linear_conv_kernel_dim")?.unwrap_or(4),
+        key_heads: f.opt_usize("linear_num_key_heads")?.unwrap_or(16),
+        key_head_dim: f.opt_usize("linear_key_head_dim")?.unwrap_or(128),
+        value_heads: f.opt_usize("linear_num_value_heads")?.unwrap_or(32),
+        value_head_dim: f.opt_usize("linear_value_head_dim")?.unwrap_or(128),
+    });
+    config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}
+
+/// Which layers are linear: `layer_types`, else all but every `full_attention_interval`-th.
+fn linear_layers(f: &HfFields, num_layers: usize) -> Result<Vec<bool>> {
+    let Some(list) = f
+        .json
+        .get("layer_types")
+        .and_then(serde_json::Value::as_array)
+    else {
+        let interval = f.opt_usize("full_attention_interval")?.unwrap_or(4).max(1);
+        return Ok((0..num_layers).map(|i| (i + 1) % interval != 0).collect());
+    };
+    if list.len() != num_layers {
+        return Err(EngineError::config(
+            f.path,
+            format!(
+                "\"layer_types\" has {} entries for {num_layers} layers",
+                list.len()
+            ),
+        ));
+    }
+    list.iter()
+        .map(|kind| match kind.as_str() {
+            Some("linear_attention") => Ok(true),
+            Some("full_attention") => Ok(false),
+            _ => Err(EngineError::config(
+                f.path,
+                format!(
+                    "\"layer_types\" entry {kind} is neither \"linear_attention\" nor \
+                     \"full_attention\""
+                ),
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::engine::config::{Architecture, ModelConfig};
+
+    fn text(extra: serde_json::Value) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "model_type": "qwen3_5_text", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 16, "vocab_size": 100,
+        });
+        json.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json
+    }
+
+    #[test]
+    fn three_linear_layers_in_four_by_default_and_the_wrapper_is_read() {
+        let wrapper = serde_json::json!({ "model_type": "qwen3_5", "text_config": text(serde_json::json!({})) });
+        let config = ModelConfig::from_hf_json(&wrapper, Path::new("config.json")).unwrap();
+        assert_eq!(config.architecture, Architecture::Qwen35);
+        let linear: Vec<bool> = config.layers.iter().map(|l| l.linear).collect();
+        assert_eq!(linear, [true, true, true, false, true, true, true, false]);
+        assert_eq!(config.partial_rotary, Some(4));
+        let linear = config.linear_attention.unwrap();
+        assert_eq!((linear.key_heads, linear.value_heads), (16, 32));
+        assert_eq!(linear.conv_dim(), 2 * 16 * 128 + 32 * 128);
+    }
+
+    #[test]
+    fn layer_types_are_checked() {
+        let json = text(serde_json::json!({ "layer_types": vec!["linear_attention"; 8] }));
+        let config = ModelConfig::from_hf_json(&json, Path::new("config.json")).unwrap();
+        assert!(config.layers.iter().all(|l| l.linear));
+        let bad = text(serde_json::json!({ "layer_types": vec!["mamba"; 8] }));
+        let err = ModelConfig::from_hf_json(&bad, Path::new("config.json")).unwrap_err();
+        assert!(err.to_string().contains("mamba"), "{err}");
+        let short = text(serde_json::json!({ "layer_types": vec!["full_attention"; 3] }));
+        let err = ModelConfig::from_hf_json(&short, Path::new("config.json")).unwrap_err();
+        assert!(err.to_string().contains("3 entries for 8 layers"), "{err}");
+        let ragged = text(serde_json::json!({
+            "linear_num_key_heads": 3, "linear_num_value_heads": 4,
+        }));
+        let err = ModelConfig::from_hf_json(&ragged, Path::new("config.json")).unwrap_err();
+        assert!(
+            err.to_string().contains("multiple of the key heads"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! Qwen3.5's Gated DeltaNet, the token mixer of its linear-attention layers.
+//!
+//! Per value head, a `[key_head_dim × value_head_dim]` state runs along the sentence: at each
+//! token it decays by `exp(g)`, then moves towards the token's value along its key by the
+//! delta rule (`S += k ⊗ β·(v − kᵀS)`), and the token reads `qᵀS`. Queries, keys and values
+//! first pass a causal depthwise convolution and SiLU, and queries and keys are L2-normed;
+//! the output goes through an RMSNorm gated by `silu(z)` before the output projection.
+//!
+//! transformers runs the same recurrence in chunks (its torch fallback of the fla kernels);
+//! here it runs token by token, in f32 from the projections on, as transformers casts it.
+//! The CPU kernels' path (packed sentences) computes it on the host, each sentence and value
+//! head on its own thread; the generic path (right-padded batches, the GPUs') with tensor ops,
+//! all sentences of a batch at once. Right padding comes after a sentence's last token, so it
+//! never reaches the sentence's states.
+
+use candle_core::{D, DType, IndexOp, Module, Tensor};
+use candle_nn::Linear;
+use rayon::prelude::*;
+
+use super::config::{LinearAttention, ModelConfig};
+use super::cpu_ops::Span;
+use super::decoder::{Ctx, linear};
+use super::error::{EngineError, Result};
+use super::weights::TensorSource;
+
+/// transformers' `l2norm` epsilon (fla's), under the square root with the sum of squares.
+const L2_EPS: f32 = 1e-6;
+
+pub(super) struct GatedDeltaNet {
+    /// `in_proj_qkv`, `in_proj_z`, `in_proj_b` and `in_proj_a` stacked: `[conv_dim + vd +
+    /// 2·value_heads, d_model]`.
+    in_proj: Linear,
+    out_proj: Linear,
+    dims: LinearAttention,
+    eps: f32,
+    out_dtype: DType,
+    /// f32 on the device for the generic ops: the convolution `[conv_dim, taps]`, `-exp(A_log)`
+    /// and `dt_bias` `[value_heads]`, the gated norm's weight `[value_head_dim]`.
+    conv: Tensor,
+    decay_rate: Tensor,
+    dt_bias: Tensor,
+    norm_weight: Tensor,
+    /// The same on the host for the CPU kernels' path.
+    host: Option<HostWeights>,
+}
+
+struct HostWeights {
+    conv: Vec<f32>,
+    decay_rate: Vec<f32>,
+    dt_bias: Vec<f32>,
+    norm_weight: Vec<f32>,
+}
+
+impl GatedDeltaNet {
+    pub(super) fn load(
+        src: &dyn TensorSource,
+        prefix: &str,
+        config: &ModelConfig,
+        dims: &LinearAttention,
+        ctx: &Ctx,
+    ) -> Result<Self> {
+        let p = format!("{prefix}linear_attn.");
+        let h = config.hidden_size;
+        let vd = dims.value_heads * dims.value_head_dim;
+        let in_proj = linear(
+            src,
+            &[
+                (format!("{p}in_proj_qkv"), dims.conv_dim()),
+                (format!("{p}in_proj_z"), vd),
+                (format!("{p}in_proj_b"), dims.value_heads),
+                (format!("{p}in_proj_a"), dims.value_heads),
+            ],
+            h,
+            false,
+            ctx,
+        )?;
+        let out_proj = linear(src, &[(format!("{p}out_proj"), h)], vd, false, ctx)?;
+        let f32_tensor = |name: &str, shape: &[usize]| {
+            src.load(&format!("{p}{name}"), shape, DType::F32, &ctx.device)
+        };
+        let conv = f32_tensor("conv1d.weight", &[dims.conv_dim(), 1, dims.conv_kernel])?
+            .reshape((dims.conv_dim(), dims.conv_kernel))?;
+        let decay_rate = f32_tensor("A_log", &[dims.value_heads])?.exp()?.neg()?;
+        let dt_bias = f32_tensor("dt_bias", &[dims.value_heads])?;
+        let norm_weight = f32_tensor("norm.weight", &[dims.value_head_dim])?;
+        let host = if ctx.device.is_cpu() {
+            Some(HostWeights {
+                conv: conv.flatten_all()?.to_vec1()?,
+                decay_rate: decay_rate.to_vec1()?,
+                dt_bias: dt_bias.to_vec1()?,
+                norm_weight: norm_weight.to_vec1()?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            in_proj,
+            out_proj,
+            dims: dims.clone(),
+            eps: config.rms_norm_eps as f32,
+            out_dtype: ctx.dtype,
+            conv,
+            decay_rate,
+            dt_bias,
+            norm_weight,
+            host,
+        })
+    }
+
+    /// The layer's token mixing of `x` `[rows, cols, d_model]`: packed sentences at `spans`
+    /// on the host (the CPU kernels' layout), else right-padded rows with tensor ops.
+    pub(super) fn forward(&self, x: &Tensor, spans: &[Span], packed: bool) -> Result<Tensor> {
+        let (rows, cols, _) = x.dims3()?;
+        let projected = self.in_proj.forward(x)?.to_dtype(DType::F32)?;
+        let gated = if packed {
+            let host = self.host.as_ref().ok_or_else(|| {
+                EngineError::Device("linear attention without host weights".into())
+            })?;
+            let width = projected.dim(2)?;
+            let projected = projected.flatten_all()?.to_vec1::<f32>()?;
+            let out = self.host_forward(host, &projected, width, spans)?;
+            let vd = self.dims.value_heads * self.dims.value_head_dim;
+            Tensor::from_vec(out, (rows, cols, vd), x.device())?
+        } else {
+            self.generic_forward(&projected)?
+        };
+        Ok(self.out_proj.forward(&gated.to_dtype(self.out_dtype)?)?)
+    }
+
+    /// Tensor ops on `[b, t, width]` projections of right-padded rows; `[b, t, vd]` f32.
+    fn generic_forward(&self, projected: &Tensor) -> Result<Tensor> {
+        let d = &self.dims;
+        let (b, t, _) = projected.dims3()?;
+        let (kd, vd, hv) = (
+            d.key_heads * d.key_head_dim,
+            d.value_heads * d.value_head_dim,
+            d.value_heads,
+        );
+        let c = d.conv_dim();
+        let mixed = projected.narrow(2, 0, c)?;
+        let z = projected.narrow(2, c, vd)?;
+        let b_in = projected.narrow(2, c + vd, hv)?;
+        let a_in = projected.narrow(2, c + vd + hv, hv)?;
+
+        // Causal depthwise convolution: tap i reads the token `taps - 1 - i` places back.
+        let taps = d.conv_kernel;
+        let padded = mixed.pad_with_zeros(1, taps - 1, 0)?;
+        let mut conv = padded
+            .narrow(1, 0, t)?
+            .broadcast_mul(&self.conv.i((.., 0))?)?;
+        for i in 1..taps {
+            conv = (conv
+                + padded
+                    .narrow(1, i, t)?
+                    .broadcast_mul(&self.conv.i((.., i))?)?)?;
+        }
+        let conv = candle_nn::ops::silu(&conv)?;
+
+        // `[b, heads, t, dim]`, key heads repeated for the value heads they serve.
+        let repeat = hv / d.key_heads;
+        let heads = |x: Tensor, count: usize, dim: usize, norm: bool| -> Result<Tensor> {
+            let mut x = x.reshape((b, t, count, dim))?;
+            if norm {
+                let sum = x.sqr()?.sum_keepdim(D::Minus1)?;
+                x = x.broadcast_div(&(sum + f64::from(L2_EPS))?.sqrt()?)?;
+            }
+            if count != hv {
+                x = x
+                    .unsqueeze(3)?
+                    .broadcast_as((b, t, count, repeat, dim))?
+                    .reshape((b, t, hv, dim))?;
+            }
+            Ok(x.transpose(1, 2)?.contiguous()?)
+        };
+        let q = (heads(conv.narrow(2, 0, kd)?, d.key_heads, d.key_head_dim, true)?
+            * (d.key_head_dim as f64).powf(-0.5))?;
+        let k = heads(conv.narrow(2, kd, kd)?, d.key_heads, d.key_head_dim, true)?;
+        let v = heads(conv.narrow(2, 2 * kd, vd)?, hv, d.value_head_dim, false)?;
+        // `[b, hv, t]`: β = σ(b), and the decay exp(g), g = -exp(A_log)·softplus(a + dt_bias).
+        let beta = candle_nn::ops::sigmoid(&b_in)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let g = softplus(&a_in.broadcast_add(&self.dt_bias)?)?.broadcast_mul(&self.decay_rate)?;
+        let decay = g.exp()?.transpose(1, 2)?.contiguous()?;
+
+        let mut state = Tensor::zeros(
+            (b, hv, d.key_head_dim, d.value_head_dim),
+            DType::F32,
+            projected.device(),
+        )?;
+        let mut outputs = Vec::with_capacity(t);
+        for step in 0..t {
+            let at = |x: &Tensor| x.narrow(2, step, 1);
+            let (q_t, k_t, v_t) = (at(&q)?, at(&k)?, at(&v)?);
+            let scalar = |x: &Tensor| -> Result<Tensor> { Ok(at(x)?.unsqueeze(3)?) };
+            state = state.broadcast_mul(&scalar(&decay)?)?;
+            let remembered = k_t.matmul(&state)?;
+            let delta = (v_t - remembered)?.broadcast_mul(&scalar(&beta)?)?;
+            state = (state + k_t.transpose(2, 3)?.matmul(&delta)?)?;
+            outputs.push(q_t.matmul(&state)?);
+        }
+        // `[b, t, hv, dv]`, then the gated RMSNorm per head.
+        let out = Tensor::cat(&outputs, 2)?.transpose(1, 2)?.contiguous()?;
+        let normed = candle_nn::ops::rms_norm(&out, &self.norm_weight, self.eps)?;
+        let gate = candle_nn::ops::silu(&z.reshape((b, t, hv, d.value_head_dim))?)?;
+        Ok((normed * gate)?.reshape((b, t, vd))?)
+    }
+
+    /// The same on the host, for packed sentences at `spans` of `projected` (`[n, width]`
+    /// row-major): `[n, vd]`.
+    fn host_forward(
+        &self,
+        host: &HostWeights,
+        projected: &[f32],
+        width: usize,
+        spans: &[Span],
+    ) -> Result<Vec<f32>> {
+        let d = &self.dims;
+        let n = projected.len() / width.max(1);
+        if spans.iter().any(|s| s.start + s.len > n) {
+            return Err(EngineError::Device("a span runs past its batch".into()));
+        }
+        let (kd, dk, dv, hv) = (
+            d.key_heads * d.key_head_dim,
+            d.key_head_dim,
+            d.value_head_dim,
+            d.value_heads,
+        );
+        let vd = hv * dv;
+        let c = d.conv_dim();
+        let taps = d.conv_kernel;
+
+        // Convolution and SiLU, then L2-normed (and scaled) queries and keys: `[n, c]`.
+        let mut conv = vec![0f32; n * c];
+        conv.par_chunks_mut(c).enumerate().for_each(|(token, out)| {
+            let Some(span) = spans
+                .iter()
+                .find(|s| (s.start..s.start + s.len).contains(&token))
+            else {
+                return;
+            };
+            let back = token - span.start;
+            for (channel, value) in out.iter_mut().enumerate() {
+                let weights = &host.conv[channel * taps..][..taps];
+                let mut sum = 0f32;
+                for (i, w) in weights.iter().enumerate() {
+                    // Tap i reads `taps - 1 - i` tokens back, zero before the sentence.
+                    let offset = taps - 1 - i;
+                    if offset <= back {
+                        sum += w * projected[(token - offset) * width + channel];
+                    }
+                }
+                *value = silu(sum);
+            }
+            let scale = (dk as f32).powf(-0.5);
+            for (head, x) in out[..2 * kd].chunks_mut(dk).enumerate() {
+                let norm = (x.iter().map(|v| v * v).sum::<f32>() + L2_EPS).sqrt();
+                let factor = if head < d.key_heads {
+                    scale / norm
+                } else {
+                    1.0 / norm
+                };
+                x.iter_mut().for_each(|v| *v *= factor);
+            }
+        });
+
+        // The recurrence, one (sentence, value head) per task: `[heads][n·dv]` then `[n, vd]`.
+        let repeat = hv / d.key_heads;
+        let per_head: Vec<Vec<f32>> = (0..hv)
+            .into_par_iter()
+            .map(|head| {
+                let key_head = head / repeat;
+                let mut out = vec![0f32; n * dv];
+                let mut state = vec![0f32; dk * dv];
+                for span in spans {
+                    state.fill(0.0);
+                    for token in span.start..span.start + span.len {
+                        let row = &conv[token * c..][..c];
+                        let q = &row[key_head * dk..][..dk];
+                        let k = &row[kd + key_head * dk..][..dk];
+                        let v = &row[2 * kd + head * dv..][..dv];
+                        let proj = &projected[token * width..][..width];
+                        let beta = sigmoid(proj[c + vd + head]);
+                        let g = host.decay_rate[head]
+                            * softplus_scalar(proj[c + vd + hv + head] + host.dt_bias[head]);
+                        let decay = g.exp();
+                        state.iter_mut().for_each(|s| *s *= decay);
+                        // delta = β·(v − kᵀS), then S += k ⊗ delta.
+                        let mut delta = v.to_vec();
+                        for (ki, row) in k.iter().zip(state.chunks(dv)) {
+                            for (dj, s) in delta.iter_mut().zip(row) {
+                                *dj -= ki * s;
+                            }
+                        }
+                        delta.iter_mut().for_each(|x| *x *= beta);
+                        let read = &mut out[token * dv..][..dv];
+                        for ((ki, qi), row) in k.iter().zip(q).zip(state.chunks_mut(dv)) {
+                            for ((s, dj), r) in row.iter_mut().zip(&delta).zip(read.iter_mut()) {
+                                *s += ki * dj;
+                                *r += qi * *s;
+                            }
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+
+        // The gated RMSNorm per (token, head): normed · w · silu(z).
+        let mut gated = vec![0f32; n * vd];
+        gated
+            .par_chunks_mut(vd)
+            .enumerate()
+            .for_each(|(token, row)| {
+                let z = &projected[token * width + c..][..vd];
+                for (head, out) in row.chunks_mut(dv).enumerate() {
+                    let x = &per_head[head][token * dv..][..dv];
+                    let mean_square = x.iter().map(|v| v * v).sum::<f32>() / dv as f32;
+                    let inv = 1.0 / (mean_square + self.eps).sqrt();
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = x[j] * inv * host.norm_weight[j] * silu(z[head * dv + j]);
+                    }
+                }
+            });
+        Ok(gated)
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn silu(x: f32) -> f32 {
+    x * sigmoid(x)
+}
+
+/// `ln(1 + eˣ)`, as torch computes it: `x` itself above 20.
+fn softplus_scalar(x: f32) -> f32 {
+    if x > 20.0 { x } else { x.exp().ln_1p() }
+}
+
+/// [`softplus_scalar`] on a tensor: `max(x, 0) + ln(1 + e^-|x|)`, which never overflows and
+/// is within rounding of torch's above 20.
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    Ok((x.relu()? + tail)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn softplus_agrees_with_its_definition() {
+        let xs = [-30.0f32, -3.0, -0.5, 0.0, 0.7, 5.0, 19.0, 25.0];
+        let tensor = Tensor::new(&xs, &Device::Cpu).unwrap();
+        let ours: Vec<f32> = softplus(&tensor).unwrap().to_vec1().unwrap();
+        for (x, y) in xs.iter().zip(&ours) {
+            let exact = (f64::from(*x).exp()).ln_1p() as f32;
+            assert!(
+                (y - exact).abs() <= 1e-6 * exact.max(1.0),
+                "{x}: {y} vs {exact}"
+            );
+            assert!((softplus_scalar(*x) - exact).abs() <= 1e-6 * exact.max(1.0));
+        }
+    }
+}
