@@ -704,12 +704,31 @@ def tiny_specs(v_sp: int, v_bl: int):
                                patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
                                num_position_embeddings=16),
             tie_word_embeddings=False), "bl-nobos", "f32", "v5"),
+        # Qwen3.5-MoE as released: `qwen3_5`'s mixers and norms, and in every layer 8 experts of
+        # 12 (2 per token, always renormalized) plus a shared expert of 32 scaled by
+        # sigmoid(shared_expert_gate·h), as Qwen2-MoE's; untied.
+        "qwen3_5_moe": (transformers.Qwen3_5MoeConfig(
+            text_config=dict(
+                model_type="qwen3_5_moe_text", vocab_size=v_bl, num_hidden_layers=4,
+                layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
+                linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=12,
+                linear_num_key_heads=2, linear_num_value_heads=4,
+                num_experts=8, num_experts_per_tok=2, moe_intermediate_size=12,
+                shared_expert_intermediate_size=32,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                                 "mrope_section": [1, 1, 0], "mrope_interleaved": True},
+                tie_word_embeddings=False, **bl_ids,
+                **{k: v for k, v in COMMON.items() if k != "intermediate_size"}),
+            vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                               patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                               num_position_embeddings=16),
+            tie_word_embeddings=False), "bl-nobos", "f32", "v5"),
     }
 
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (41 next).
+# a number not used yet (44 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
@@ -717,9 +736,10 @@ SEED_OFFSETS = {
     "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
+    "qwen3_5_moe": 43,
 }
 
-MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe"}
+MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
 
 
 def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
@@ -1187,6 +1207,8 @@ def model_class(name):
         return transformers.Mistral3ForConditionalGeneration
     if name == "qwen3_5":
         return transformers.Qwen3_5ForConditionalGeneration
+    if name == "qwen3_5_moe":
+        return transformers.Qwen3_5MoeForConditionalGeneration
     return AutoModelForCausalLM
 
 
@@ -1213,13 +1235,13 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         cfg._attn_implementation = "eager"
         # transformers' reference loop over the experts, not its grouped matmuls.
         impl = {"experts_implementation": "eager"} if name in MOE else {}
-        if name in ("mistral3", "qwen3_5"):
+        if name in ("mistral3", "qwen3_5", "qwen3_5_moe"):
             model = model_class(name)._from_config(
-                cfg, attn_implementation="eager", dtype=torch.float32)
+                cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         else:
             model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         init_weights(model, SEED + 100 + seed,
-                     gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5"))
+                     gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5", "qwen3_5_moe"))
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
         elif wdtype == "f32-sharded":
@@ -1227,7 +1249,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         else:
             model.save_pretrained(folder, safe_serialization=True)
         toks[tkind].save_pretrained(folder)
-        if name == "qwen3_5":
+        if name.startswith("qwen3_5"):
             # transformers rebuilds Qwen3.5's pipeline in its own class (NFC, a split that keeps
             # combining marks with their letters): saved from it, tokenizer.json says the same,
             # as the released one does.

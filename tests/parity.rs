@@ -524,7 +524,8 @@ parity_tests!(
     gpt_oss,
     gpt_oss_mxfp4,
     granitemoe,
-    qwen3_5
+    qwen3_5,
+    qwen3_5_moe
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -721,6 +722,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "gpt_oss",
         "granitemoe",
         "qwen3_5",
+        "qwen3_5_moe",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -741,7 +743,8 @@ fn bf16_nas_decisions_agree_with_f32() {
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
         let goal = match name {
             "smollm3" | "glm" => 0.990,
-            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" | "gpt_oss" | "granitemoe" => 0.985,
+            "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" | "gpt_oss" | "granitemoe"
+            | "qwen3_5_moe" => 0.985,
             _ => 0.995,
         };
         if agreement < goal {

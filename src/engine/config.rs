@@ -13,7 +13,7 @@ use super::error::{EngineError, Result};
 /// Multimodal wrappers whose `config.json` keeps the language model's settings in
 /// `text_config`: Gemma 3 (4B and up) and Mistral 3 (Mistral Small 3.x, Magistral, around a
 /// Mistral or Ministral 3 language model).
-const TEXT_CONFIG_WRAPPERS: &[&str] = &["gemma3", "mistral3", "qwen3_5"];
+const TEXT_CONFIG_WRAPPERS: &[&str] = &["gemma3", "mistral3", "qwen3_5", "qwen3_5_moe"];
 
 /// The decoder families this engine can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,10 +55,11 @@ pub enum Architecture {
     GptOss,
     GraniteMoe,
     Qwen35,
+    Qwen35Moe,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 37] = [
+    pub const ALL: [Architecture; 38] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -96,6 +97,7 @@ impl Architecture {
         Self::GptOss,
         Self::GraniteMoe,
         Self::Qwen35,
+        Self::Qwen35Moe,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -138,6 +140,7 @@ impl Architecture {
             Self::GptOss => &["gpt_oss"],
             Self::GraniteMoe => &["granitemoe"],
             Self::Qwen35 => &["qwen3_5_text"],
+            Self::Qwen35Moe => &["qwen3_5_moe_text"],
         }
     }
 
@@ -186,6 +189,7 @@ impl Architecture {
             Self::GptOss => "gpt-oss",
             Self::GraniteMoe => "Granite MoE",
             Self::Qwen35 => "Qwen3.5",
+            Self::Qwen35Moe => "Qwen3.5-MoE",
         }
     }
 
@@ -601,6 +605,7 @@ impl ModelConfig {
             Architecture::GptOss => super::arch::gpt_oss::config(&fields)?,
             Architecture::GraniteMoe => super::arch::granite::config_moe(&fields)?,
             Architecture::Qwen35 => super::arch::qwen3_5::config(&fields)?,
+            Architecture::Qwen35Moe => super::arch::qwen3_5::config_moe(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -939,6 +944,12 @@ impl HfFields<'_> {
 
     /// The common dimensions of every decoder family.
     pub fn dims(&self) -> Result<Dims> {
+        self.dims_with_mlp("intermediate_size")
+    }
+
+    /// [`Self::dims`] with the MLP's width read from `mlp_key` (a mixture that has no dense
+    /// width: `moe_intermediate_size`).
+    pub fn dims_with_mlp(&self, mlp_key: &str) -> Result<Dims> {
         let hidden_size = self.usize("hidden_size")?;
         let num_heads = self.usize("num_attention_heads")?;
         let num_kv_heads = self.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
@@ -951,7 +962,7 @@ impl HfFields<'_> {
         Ok(Dims {
             vocab_size: self.usize("vocab_size")?,
             hidden_size,
-            intermediate_size: self.usize("intermediate_size")?,
+            intermediate_size: self.usize(mlp_key)?,
             num_layers: self.usize("num_hidden_layers")?,
             num_heads,
             num_kv_heads,

@@ -1161,7 +1161,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Helium
         | Architecture::Ministral3
         | Architecture::GptOss
-        | Architecture::Qwen35 => {}
+        | Architecture::Qwen35
+        | Architecture::Qwen35Moe => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

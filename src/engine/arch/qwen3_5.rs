@@ -1,16 +1,33 @@
-//! Qwen3.5: most layers mix tokens with a Gated DeltaNet (linear attention with a recurrent
+//! Qwen3.5 and Qwen3.5-MoE: most layers mix tokens with a Gated DeltaNet (linear attention with a recurrent
 //! state, see `engine::delta_net`), every `full_attention_interval`-th (4) with full attention
 //! whose output is gated (`q_proj` gives a gate beside each head's queries); per-head q/k norms,
 //! rotary on a quarter of each head, every norm `1 + w`. Released as a vision wrapper
 //! (`qwen3_5` around `qwen3_5_text`), whose language model is read here.
 
 use crate::engine::config::{
-    Activation, Architecture, HfFields, LayerAttention, LinearAttention, ModelConfig, QkNorm,
+    Activation, Architecture, Dims, HfFields, LayerAttention, LinearAttention, ModelConfig, QkNorm,
 };
 use crate::engine::error::{EngineError, Result};
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
-    let mut dims = f.dims()?;
+    text_model(f, f.dims()?, Architecture::Qwen35)
+}
+
+/// Qwen3.5-MoE (`qwen3_5_moe` around `qwen3_5_moe_text`): the same mixers, and in every layer
+/// a mixture as Qwen2-MoE's (a shared expert scaled by `sigmoid(w·h)`), its top-k weights
+/// always renormalized.
+pub fn config_moe(f: &HfFields) -> Result<ModelConfig> {
+    let dims = f.dims_with_mlp("moe_intermediate_size")?;
+    let mut config = text_model(f, dims, Architecture::Qwen35Moe)?;
+    let shared = f.usize("shared_expert_intermediate_size")?;
+    super::qwen3_moe::qwen_experts(f, &mut config, Architecture::Qwen35Moe, Some(shared))?;
+    if let Some(experts) = &mut config.experts {
+        experts.normalize_top_k = true;
+    }
+    Ok(config)
+}
+
+fn text_model(f: &HfFields, mut dims: Dims, architecture: Architecture) -> Result<ModelConfig> {
     // transformers' default, not hidden / heads.
     dims.head_dim = f.opt_usize("head_dim")?.unwrap_or(256);
     let rope = f.rope("full_attention", 10_000.0)?;
@@ -23,7 +40,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         })
         .collect();
     let partial_rotary = f.partial_rotary(dims.head_dim, 0.25)?;
-    let mut config = dims.into_config(Architecture::Qwen35, layers);
+    let mut config = dims.into_config(architecture, layers);
     config.partial_rotary = partial_rotary;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     super::attention_bias(f, &mut config)?;
