@@ -78,11 +78,27 @@ SHAPES = {
         rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
                           high_freq_factor=4.0, original_max_position_embeddings=8192),
     ),
+    # Not a released shape: Qwen3.5's layer pattern (three Gated DeltaNet layers in four) at
+    # about 2B, with the Qwen2.5 vocabulary of the other shapes' tokenizer. Only run when named
+    # in --models: transformers runs the delta rule with its torch fallback unless fla is
+    # installed, so the PyTorch side is not what a tuned setup would be.
+    "qwen3.5-like-2b": dict(
+        model_type="qwen3_5_text", hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
+        num_attention_heads=8, num_key_value_heads=2, head_dim=256, vocab_size=151936,
+        linear_num_key_heads=16, linear_num_value_heads=16, linear_key_head_dim=128,
+        linear_value_head_dim=128, linear_conv_kernel_dim=4,
+        max_position_embeddings=32768, rope_theta=1e7, rms_norm_eps=1e-6,
+        tie_word_embeddings=True, partial_rotary_factor=0.25,
+    ),
 }
+DEFAULT_MODELS = ["qwen2.5-0.5b", "qwen2.5-1.5b", "llama-3.1-8b"]
 # Same architectures, toy sizes: for trying the script on a CPU.
 SMALL = {
     name: {**shape, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 49152}
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 49152,
+           **({"head_dim": 16, "num_hidden_layers": 4, "linear_num_key_heads": 2,
+               "linear_num_value_heads": 4, "linear_key_head_dim": 8, "linear_value_head_dim": 12}
+              if shape["model_type"] == "qwen3_5_text" else {})}
     for name, shape in SHAPES.items()
 }
 
@@ -245,6 +261,8 @@ def make_model(name, shape, tokenizer, folder: Path, device):
     rope_theta = shape.pop("rope_theta")
     rope_scaling = shape.pop("rope_scaling", None)
     rope = {"rope_type": "default", "rope_theta": rope_theta}
+    if "partial_rotary_factor" in shape:
+        rope["partial_rotary_factor"] = shape.pop("partial_rotary_factor")
     if rope_scaling:
         rope = {**rope_scaling, "rope_theta": rope_theta}
     config = AutoConfig.for_model(model_type, **shape, bos_token_id=1, eos_token_id=2,
@@ -629,7 +647,8 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpucheck"))
     parser.add_argument("--gpu-device", default="cuda")
     parser.add_argument("--shapes", choices=["real", "small"], default="real")
-    parser.add_argument("--models", default=",".join(SHAPES))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma list of {', '.join(SHAPES)}")
     parser.add_argument("--skip", default="", help="comma list: parity,speed,pressure,host")
     parser.add_argument("--one-at-a-time", type=int, default=100)
     parser.add_argument("--tiny-models", default="", help="comma list (default: all)")
