@@ -362,7 +362,7 @@ def bench_variant(binary, folder, sentences_file, out_json, gpu, variable, value
         report = bench_neuronxa(binary, folder, sentences_file, out_json, gpu)
     finally:
         del os.environ[variable]
-    return {k: report.get(k) for k in ("capture", "seconds", "forward_seconds",
+    return {k: report.get(k) for k in ("capture", "delta_rule", "seconds", "forward_seconds",
                                          "forward_plain_seconds", "sentences_per_second",
                                          "host_waiting_seconds", "host_handing_on_seconds")}
 
@@ -743,6 +743,11 @@ def main():
                         ours[key] = bench_variant(binary, folder, sentences_file,
                                                   work / f"bench_{name}_{key}.json", gpu,
                                                   variable, value)
+                if is_gpu(gpu) and SHAPES[name]["model_type"] == "qwen3_5_text":
+                    # The delta rule token by token with tensor ops instead of its kernel.
+                    ours["with_generic_delta_rule"] = bench_variant(
+                        binary, folder, sentences_file, work / f"bench_{name}_generic_delta.json",
+                        gpu, "NEURONXA_CUDA_DELTA_RULE", "generic")
                 log(f"neuronxa {name}: {ours['seconds']:.2f} s, "
                     f"{ours['sentences_per_second']:.0f} sentences/s, batch {ours['batch_size']}, "
                     f"forward alone {ours.get('forward_seconds')} s, host waiting "
@@ -757,6 +762,9 @@ def main():
                 if is_gpu(gpu):
                     # The kernel falls back to the generic ops if it disagrees with them at load.
                     goals["cuda_capture_kernel_used"] = ours.get("capture") == "CUDA capture kernel"
+                    if ours.get("delta_rule") is not None:
+                        goals["cuda_delta_rule_kernel_used"] = (
+                            ours["delta_rule"] == "CUDA delta rule kernel")
                 return {"neuronxa": ours, "pytorch": torch_result,
                         "speedup_vs_pytorch_batched": ratio,
                         "speedup_vs_one_at_a_time": single,

@@ -715,6 +715,9 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     println!("model             {}", report.model);
     println!("device            {}", report.device);
     println!("capture           {}", report.capture);
+    if let Some(delta_rule) = &report.delta_rule {
+        println!("delta rule        {delta_rule}");
+    }
     println!("batch size        {}", report.batch_size);
     println!("sentences         {}", report.sentences);
     println!("tokens            {}", report.tokens);

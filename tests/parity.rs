@@ -444,6 +444,23 @@ fn check_generic_ops(name: &str) {
         "{name} nas: {equal} of {} entries equal",
         kernels.nas.len()
     );
+    // Linear attention's recurrence by the CUDA kernel's definition (what runs on the CPU in
+    // its place) gives the tensor ops' states but for summation order.
+    if model.config.linear_attention.is_some() {
+        model.decoder.set_delta_rule_kernel(true);
+        let with_kernel = extract(&model, &texts, CaptureSettings::default(), 8);
+        model.decoder.set_delta_rule_kernel(false);
+        for (what, a, b) in [
+            ("nav", &with_kernel.nav, &generic.nav),
+            ("hidden", &with_kernel.hidden_pooled, &generic.hidden_pooled),
+        ] {
+            let worst = worst_difference(a, b);
+            assert!(
+                worst <= 1e-5,
+                "{name} {what}: delta rule kernel vs tensor ops differ by {worst:e}"
+            );
+        }
+    }
     // A mixture's routed-tokens reading: the generic ops (the GPU's path) renormalize the
     // weights as the kernels do.
     if model.config.experts.is_some() {

@@ -21,6 +21,7 @@ use super::config::{
 };
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool, KernelActivation};
+use super::cuda_delta_rule;
 use super::delta_net::GatedDeltaNet;
 use super::error::{EngineError, Result};
 use super::moe::MoeMlp;
@@ -245,6 +246,9 @@ pub struct Decoder {
     /// Pool NAS and NAV with the kernel of [`cuda_capture`] where the generic ops run (CUDA,
     /// once checked at load; tests on the CPU).
     capture_kernel: bool,
+    /// Run linear attention's recurrence with the kernel of [`cuda_delta_rule`] where the
+    /// generic ops run (CUDA, once checked at load; tests on the CPU).
+    delta_rule_kernel: bool,
 }
 
 pub(super) struct Ctx {
@@ -470,6 +474,7 @@ impl Decoder {
             cpu_kernels: ctx.has_cpu_kernels(),
             // The kernel reads gate and up side by side; a non-gated MLP pools generically.
             capture_kernel: config.mlp_gated && use_cuda_capture(&ctx, config.activation),
+            delta_rule_kernel: use_cuda_delta_rule(&ctx, config),
             ctx,
         })
     }
@@ -480,6 +485,14 @@ impl Decoder {
     /// it. Ignored while the CPU kernels are on.
     pub fn set_capture_kernel(&mut self, enabled: bool) {
         self.capture_kernel = enabled;
+    }
+
+    /// Runs linear attention's recurrence with the delta rule kernel wherever the generic ops
+    /// run (off: token by token with tensor ops). On by default on CUDA once checked at load;
+    /// tests turn it on on the CPU, where the kernel's definition in Rust runs in its place.
+    /// Ignored while the CPU kernels are on, and for models without linear attention.
+    pub fn set_delta_rule_kernel(&mut self, enabled: bool) {
+        self.delta_rule_kernel = enabled;
     }
 
     /// Whether the generic path pools with the capture kernel (see [`Self::set_capture_kernel`]).
@@ -496,6 +509,19 @@ impl Decoder {
         } else {
             "generic tensor ops"
         }
+    }
+
+    /// How linear attention's recurrence runs here, in words (for benchmarks and logs); `None`
+    /// for a model without linear attention.
+    pub fn delta_rule_path(&self) -> Option<&'static str> {
+        self.config.linear_attention.as_ref()?;
+        Some(if self.cpu_kernels {
+            "CPU kernels"
+        } else if self.delta_rule_kernel {
+            "CUDA delta rule kernel"
+        } else {
+            "tensor ops, token by token"
+        })
     }
 
     /// The CPU kernels are on by default for f32 on the CPU; off, the CPU runs the generic
@@ -758,7 +784,12 @@ impl Decoder {
                 Mixer::Attention(attention) => {
                     attention.forward(&attn_in, &tables[layer.kind], input, kernels)?
                 }
-                Mixer::DeltaNet(net) => net.forward(&attn_in, &input.pooling.spans, kernels)?,
+                Mixer::DeltaNet(net) => net.forward(
+                    &attn_in,
+                    &input.pooling.spans,
+                    kernels,
+                    self.delta_rule_kernel,
+                )?,
             };
             if let Some(norm) = &layer.attention_out_norm {
                 attn_out = norm.forward(&attn_out)?;
@@ -878,6 +909,30 @@ fn use_cuda_capture(ctx: &Ctx, activation: Activation) -> bool {
         Err(why) => {
             tracing::warn!(
                 "not using the CUDA capture kernel ({why}); pooling with the generic ops"
+            );
+            false
+        }
+    }
+}
+
+/// Whether to run the delta rule with the CUDA kernel: on CUDA for a model with linear
+/// attention, unless `NEURONXA_CUDA_DELTA_RULE=generic` asks for the tensor ops (benchmarks
+/// compare the two), and only where the kernel agrees with them on this device.
+fn use_cuda_delta_rule(ctx: &Ctx, config: &ModelConfig) -> bool {
+    let Some(linear) = &config.linear_attention else {
+        return false;
+    };
+    if !ctx.device.is_cuda()
+        || std::env::var_os("NEURONXA_CUDA_DELTA_RULE").is_some_and(|v| v == "generic")
+    {
+        return false;
+    }
+    match cuda_delta_rule::verify(&ctx.device, linear.key_head_dim) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(
+                "not using the CUDA delta rule kernel ({why}); running the recurrence with \
+                 tensor ops"
             );
             false
         }

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use super::config::{LinearAttention, ModelConfig};
 use super::cpu_ops::Span;
+use super::cuda_delta_rule::DeltaRule;
 use super::decoder::{Ctx, linear};
 use super::error::{EngineError, Result};
 use super::weights::TensorSource;
@@ -108,8 +109,15 @@ impl GatedDeltaNet {
     }
 
     /// The layer's token mixing of `x` `[rows, cols, d_model]`: packed sentences at `spans`
-    /// on the host (the CPU kernels' layout), else right-padded rows with tensor ops.
-    pub(super) fn forward(&self, x: &Tensor, spans: &[Span], packed: bool) -> Result<Tensor> {
+    /// on the host (the CPU kernels' layout), else right-padded rows with tensor ops, the
+    /// recurrence itself by the [`DeltaRule`] kernel where `kernel`.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        spans: &[Span],
+        packed: bool,
+        kernel: bool,
+    ) -> Result<Tensor> {
         let (rows, cols, _) = x.dims3()?;
         let projected = self.in_proj.forward(x)?.to_dtype(DType::F32)?;
         let gated = if packed {
@@ -122,13 +130,13 @@ impl GatedDeltaNet {
             let vd = self.dims.value_heads * self.dims.value_head_dim;
             Tensor::from_vec(out, (rows, cols, vd), x.device())?
         } else {
-            self.generic_forward(&projected)?
+            self.generic_forward(&projected, kernel)?
         };
         Ok(self.out_proj.forward(&gated.to_dtype(self.out_dtype)?)?)
     }
 
     /// Tensor ops on `[b, t, width]` projections of right-padded rows; `[b, t, vd]` f32.
-    fn generic_forward(&self, projected: &Tensor) -> Result<Tensor> {
+    fn generic_forward(&self, projected: &Tensor, kernel: bool) -> Result<Tensor> {
         let d = &self.dims;
         let (b, t, _) = projected.dims3()?;
         let (kd, vd, hv) = (
@@ -183,24 +191,21 @@ impl GatedDeltaNet {
         let g = softplus(&a_in.broadcast_add(&self.dt_bias)?)?.broadcast_mul(&self.decay_rate)?;
         let decay = g.exp()?.transpose(1, 2)?.contiguous()?;
 
-        let mut state = Tensor::zeros(
-            (b, hv, d.key_head_dim, d.value_head_dim),
-            DType::F32,
-            projected.device(),
-        )?;
-        let mut outputs = Vec::with_capacity(t);
-        for step in 0..t {
-            let at = |x: &Tensor| x.narrow(2, step, 1);
-            let (q_t, k_t, v_t) = (at(&q)?, at(&k)?, at(&v)?);
-            let scalar = |x: &Tensor| -> Result<Tensor> { Ok(at(x)?.unsqueeze(3)?) };
-            state = state.broadcast_mul(&scalar(&decay)?)?;
-            let remembered = k_t.matmul(&state)?;
-            let delta = (v_t - remembered)?.broadcast_mul(&scalar(&beta)?)?;
-            state = (state + k_t.transpose(2, 3)?.matmul(&delta)?)?;
-            outputs.push(q_t.matmul(&state)?);
-        }
+        // One row per head of each sentence: `[b·hv, t, …]`.
+        let rows = b * hv;
+        let qk = Tensor::cat(&[&q, &k], 3)?.reshape((rows, t, 2 * d.key_head_dim))?;
+        let v = v.reshape((rows, t, d.value_head_dim))?;
+        let beta_decay = Tensor::stack(&[&beta, &decay], 3)?.reshape((rows, t, 2))?;
+        let out = if kernel {
+            qk.apply_op3_no_bwd(&v, &beta_decay, &DeltaRule)?
+        } else {
+            delta_rule_generic(&qk, &v, &beta_decay)?
+        };
         // `[b, t, hv, dv]`, then the gated RMSNorm per head.
-        let out = Tensor::cat(&outputs, 2)?.transpose(1, 2)?.contiguous()?;
+        let out = out
+            .reshape((b, hv, t, d.value_head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
         let normed = candle_nn::ops::rms_norm(&out, &self.norm_weight, self.eps)?;
         let gate = candle_nn::ops::silu(&z.reshape((b, t, hv, d.value_head_dim))?)?;
         Ok((normed * gate)?.reshape((b, t, vd))?)
@@ -283,23 +288,12 @@ impl GatedDeltaNet {
                         let beta = sigmoid(proj[c + vd + head]);
                         let g = host.decay_rate[head]
                             * softplus_scalar(proj[c + vd + hv + head] + host.dt_bias[head]);
-                        let decay = g.exp();
-                        state.iter_mut().for_each(|s| *s *= decay);
-                        // delta = β·(v − kᵀS), then S += k ⊗ delta.
-                        let mut delta = v.to_vec();
-                        for (ki, row) in k.iter().zip(state.chunks(dv)) {
-                            for (dj, s) in delta.iter_mut().zip(row) {
-                                *dj -= ki * s;
-                            }
-                        }
-                        delta.iter_mut().for_each(|x| *x *= beta);
-                        let read = &mut out[token * dv..][..dv];
-                        for ((ki, qi), row) in k.iter().zip(q).zip(state.chunks_mut(dv)) {
-                            for ((s, dj), r) in row.iter_mut().zip(&delta).zip(read.iter_mut()) {
-                                *s += ki * dj;
-                                *r += qi * *s;
-                            }
-                        }
+                        delta_rule_steps(
+                            &mut state,
+                            (q, k, v),
+                            (beta, g.exp()),
+                            &mut out[token * dv..][..dv],
+                        );
                     }
                 }
                 out
@@ -324,6 +318,60 @@ impl GatedDeltaNet {
             });
         Ok(gated)
     }
+}
+
+/// One token of the gated delta rule on a head's state `[dk × dv]` (row-major): decay it,
+/// move it towards `v` along `k` by `β`, and write what `q` reads from it into `read`. The
+/// host path's step, and the definition the CUDA kernel is held to (the same sums in the
+/// same order as each of its threads).
+pub(super) fn delta_rule_steps(
+    state: &mut [f32],
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    (beta, decay): (f32, f32),
+    read: &mut [f32],
+) {
+    let dv = v.len();
+    // delta = β·(v − kᵀS), S decayed first; kᵀS taken off v term by term.
+    let mut delta = v.to_vec();
+    for (ki, row) in k.iter().zip(state.chunks_mut(dv)) {
+        for (s, d) in row.iter_mut().zip(delta.iter_mut()) {
+            *s *= decay;
+            *d -= ki * *s;
+        }
+    }
+    delta.iter_mut().for_each(|d| *d *= beta);
+    read.fill(0.0);
+    for ((ki, qi), row) in k.iter().zip(q).zip(state.chunks_mut(dv)) {
+        for ((s, d), r) in row.iter_mut().zip(&delta).zip(read.iter_mut()) {
+            *s += ki * d;
+            *r += qi * *s;
+        }
+    }
+}
+
+/// The recurrence with tensor ops, token by token (the generic path where the kernel does not
+/// run): `qk` `[n, t, 2·dk]` (scaled queries, then keys), `v` `[n, t, dv]`, `beta_decay`
+/// `[n, t, 2]` (β, then the decay), one row per head of each sentence; `[n, t, dv]`.
+pub fn delta_rule_generic(
+    qk: &Tensor,
+    v: &Tensor,
+    beta_decay: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let (n, t, dk2) = qk.dims3()?;
+    let (dk, dv) = (dk2 / 2, v.dim(2)?);
+    let mut state = Tensor::zeros((n, dk, dv), DType::F32, qk.device())?;
+    let mut outputs = Vec::with_capacity(t);
+    for r in 0..t {
+        let at = |x: &Tensor| x.narrow(1, r, 1);
+        let (qk_r, v_r, beta_decay_r) = (at(qk)?, at(v)?, at(beta_decay)?);
+        let (q, k) = (qk_r.narrow(2, 0, dk)?, qk_r.narrow(2, dk, dk)?);
+        state = state.broadcast_mul(&beta_decay_r.narrow(2, 1, 1)?)?;
+        let remembered = k.matmul(&state)?;
+        let delta = (v_r - remembered)?.broadcast_mul(&beta_decay_r.narrow(2, 0, 1)?)?;
+        state = (state + k.transpose(1, 2)?.contiguous()?.matmul(&delta)?)?;
+        outputs.push(q.matmul(&state)?);
+    }
+    Tensor::cat(&outputs, 1)
 }
 
 fn sigmoid(x: f32) -> f32 {

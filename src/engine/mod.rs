@@ -10,6 +10,7 @@ pub mod capture;
 pub mod config;
 pub mod cpu_ops;
 pub mod cuda_capture;
+pub mod cuda_delta_rule;
 pub mod decoder;
 pub mod delta_net;
 pub mod device;

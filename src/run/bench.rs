@@ -34,6 +34,9 @@ pub struct BenchReport {
     pub device: String,
     /// How NAS and NAV were pooled: "CPU kernels", "CUDA capture kernel" or "generic tensor ops".
     pub capture: String,
+    /// How linear attention's recurrence ran (Qwen3.5), if the model has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_rule: Option<String>,
     /// The largest batch the extraction ran with ("auto" resolved per group; a batch halved
     /// after running out of GPU memory is not counted).
     pub batch_size: usize,
@@ -185,6 +188,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         model: model.info.summary(),
         device: model.device_label.clone(),
         capture: model.decoder.capture_path().to_string(),
+        delta_rule: model.decoder.delta_rule_path().map(str::to_string),
         batch_size,
         matmul_gflops: matmul,
         sentences: groups.iter().map(|(_, s)| s.len()).sum(),
