@@ -704,6 +704,15 @@ def tiny_specs(v_sp: int, v_bl: int):
                                patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
                                num_position_embeddings=16),
             tie_word_embeddings=False), "bl-nobos", "f32", "v5"),
+        # Apertus 1.5's language model (released inside a wrapper with image and audio
+        # tokenizers, `apertus1p5`, which tests/parity.rs rebuilds from this one): Apertus, with
+        # an input vocabulary larger than the text's (800: the multimodal codes follow the text
+        # ids) and the output head pruned to the text's 768 (`output_vocab_size`); untied.
+        "apertus1p5": (transformers.Apertus1p5TextConfig(
+            vocab_size=v_bl + 32, output_vocab_size=v_bl, num_hidden_layers=2, hidden_act="xielu",
+            rope_parameters={"rope_type": "llama3", "rope_theta": 12000000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+            tie_word_embeddings=False, **bl_ids, **COMMON), "bl-bos", "f32", "v5"),
         # Qwen3.5-MoE as released: `qwen3_5`'s mixers and norms, and in every layer 8 experts of
         # 12 (2 per token, always renormalized) plus a shared expert of 32 scaled by
         # sigmoid(shared_expert_gate·h), as Qwen2-MoE's; untied.
@@ -728,7 +737,7 @@ def tiny_specs(v_sp: int, v_bl: int):
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (44 next).
+# a number not used yet (45 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
@@ -736,7 +745,7 @@ SEED_OFFSETS = {
     "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
-    "qwen3_5_moe": 43,
+    "qwen3_5_moe": 43, "apertus1p5": 44,
 }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
@@ -1261,7 +1270,9 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         ref_model = model_class(name).from_pretrained(folder, dtype=torch.float32, attn_implementation="eager",
                                                          **impl).eval()
         ref_tok = AutoTokenizer.from_pretrained(folder)
-        check_tokenizer_json(folder, ref_tok, sents, text_config(cfg).vocab_size)
+        # The text's vocabulary: a pruned output head's (Apertus 1.5), else the embeddings'.
+        text_vocab = getattr(text_config(cfg), "output_vocab_size", None) or text_config(cfg).vocab_size
+        check_tokenizer_json(folder, ref_tok, sents, text_vocab)
         check_reload(model, ref_model, wdtype)
         f64 = model_class(name).from_pretrained(folder, dtype=torch.float64, attn_implementation="eager",
                                                    **impl).eval()

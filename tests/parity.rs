@@ -542,7 +542,8 @@ parity_tests!(
     gpt_oss_mxfp4,
     granitemoe,
     qwen3_5,
-    qwen3_5_moe
+    qwen3_5_moe,
+    apertus1p5
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -605,6 +606,49 @@ fn stacked_experts_give_the_per_expert_numbers() {
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     let model = load(dir.path());
     check_against_reference("olmoe", "olmoe (stacked experts)", &model);
+}
+
+/// Apertus 1.5 as released: its language model inside the multimodal wrapper (`apertus1p5`
+/// around `text_config`, tensors under `model.language_model.`, image and audio tokenizers
+/// beside it): the tiny `apertus1p5` moved there gives its own numbers.
+#[test]
+fn apertus_1p5_inside_its_wrapper_gives_the_language_models_numbers() {
+    let source = fixtures().join("tiny").join("apertus1p5");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    let text: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
+            .unwrap();
+    let wrapper = serde_json::json!({
+        "model_type": "apertus1p5",
+        "architectures": ["Apertus1p5ForConditionalGeneration"],
+        "text_config": text,
+        "vision_config": { "model_type": "apertus1p5_vision_tokenizer", "codebook_size": 16 },
+        "audio_config": { "model_type": "wavtokenizer_encoder", "codebook_size": 16 },
+    });
+    std::fs::write(dir.path().join("config.json"), wrapper.to_string()).unwrap();
+    let tensors = candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(name, tensor)| match name.strip_prefix("model.") {
+            Some(rest) => (format!("model.language_model.{rest}"), tensor),
+            None => (name, tensor),
+        })
+        .chain([(
+            "model.vision_tokenizer.encoder.conv_in.weight".to_string(),
+            Tensor::ones((4, 3, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )])
+        .collect::<HashMap<_, _>>();
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let model = load(dir.path());
+    assert_eq!(model.config.output_vocab_size, Some(768));
+    check_against_reference("apertus1p5", "apertus1p5 (wrapper)", &model);
+    // An id past the pruned head (a multimodal code) has no probability to read.
+    let ids = Tensor::new(&[[3u32, 790, 5]], &Device::Cpu).unwrap();
+    let error = model.decoder.next_token_logprobs(&ids).unwrap_err();
+    assert!(error.to_string().contains("token id 790"), "{error}");
 }
 
 macro_rules! converted_gguf_tests {
@@ -740,6 +784,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "granitemoe",
         "qwen3_5",
         "qwen3_5_moe",
+        "apertus1p5",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -803,6 +848,7 @@ fn parameter_counts_are_the_checkpoints() {
                 !name.starts_with("vision_tower.")
                     && !name.starts_with("multi_modal_projector.")
                     && !name.starts_with("model.visual.")
+                    && !name.starts_with("model.vision_tokenizer.")
                     && !name.ends_with("_scales")
             })
             .map(|(name, view)| {

@@ -16,6 +16,12 @@ impl ModelConfig {
         if let Some(scales) = self.scales_line() {
             lines.push(scales);
         }
+        if let Some(rows) = self.output_vocab_size {
+            lines.push(format!(
+                "output head: the first {rows} of {} ids (the others are inputs only)",
+                self.vocab_size
+            ));
+        }
         lines
     }
 

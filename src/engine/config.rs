@@ -13,7 +13,8 @@ use super::error::{EngineError, Result};
 /// Multimodal wrappers whose `config.json` keeps the language model's settings in
 /// `text_config`: Gemma 3 (4B and up) and Mistral 3 (Mistral Small 3.x, Magistral, around a
 /// Mistral or Ministral 3 language model).
-const TEXT_CONFIG_WRAPPERS: &[&str] = &["gemma3", "mistral3", "qwen3_5", "qwen3_5_moe"];
+const TEXT_CONFIG_WRAPPERS: &[&str] =
+    &["gemma3", "mistral3", "qwen3_5", "qwen3_5_moe", "apertus1p5"];
 
 /// The decoder families this engine can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,10 +57,11 @@ pub enum Architecture {
     GraniteMoe,
     Qwen35,
     Qwen35Moe,
+    Apertus15,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 38] = [
+    pub const ALL: [Architecture; 39] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -98,6 +100,7 @@ impl Architecture {
         Self::GraniteMoe,
         Self::Qwen35,
         Self::Qwen35Moe,
+        Self::Apertus15,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -141,6 +144,7 @@ impl Architecture {
             Self::GraniteMoe => &["granitemoe"],
             Self::Qwen35 => &["qwen3_5_text"],
             Self::Qwen35Moe => &["qwen3_5_moe_text"],
+            Self::Apertus15 => &["apertus1p5_text"],
         }
     }
 
@@ -190,6 +194,7 @@ impl Architecture {
             Self::GraniteMoe => "Granite MoE",
             Self::Qwen35 => "Qwen3.5",
             Self::Qwen35Moe => "Qwen3.5-MoE",
+            Self::Apertus15 => "Apertus 1.5",
         }
     }
 
@@ -531,6 +536,10 @@ pub struct ModelConfig {
     /// The token mixer of the layers marked [`LayerAttention::linear`] (Qwen3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_attention: Option<LinearAttention>,
+    /// Apertus 1.5: the output head keeps only the first this many ids (the text's; the
+    /// multimodal codes after them have input embeddings only). `None`: all `vocab_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_vocab_size: Option<usize>,
     /// Qwen3.5: `q_proj` also gives a gate per query dimension (stored after each head's
     /// queries), and attention's output is multiplied by its sigmoid before `o_proj`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -606,6 +615,7 @@ impl ModelConfig {
             Architecture::GraniteMoe => super::arch::granite::config_moe(&fields)?,
             Architecture::Qwen35 => super::arch::qwen3_5::config(&fields)?,
             Architecture::Qwen35Moe => super::arch::qwen3_5::config_moe(&fields)?,
+            Architecture::Apertus15 => super::arch::apertus::config_1p5(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -676,6 +686,14 @@ impl ModelConfig {
         if self.vocab_size == 0 {
             return bad("vocab_size must be > 0".into());
         }
+        if let Some(rows) = self.output_vocab_size
+            && (rows == 0 || rows > self.vocab_size)
+        {
+            return bad(format!(
+                "output_vocab_size ({rows}) must be between 1 and vocab_size ({})",
+                self.vocab_size
+            ));
+        }
         if let Some(rotary) = self.partial_rotary
             && (rotary == 0 || !rotary.is_multiple_of(2) || rotary > self.head_dim)
         {
@@ -699,6 +717,11 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// Rows of the output head: `output_vocab_size` where the head is pruned, else `vocab_size`.
+    pub fn output_rows(&self) -> usize {
+        self.output_vocab_size.unwrap_or(self.vocab_size)
     }
 
     /// The most tokens a sentence may have, and the config field that sets it.
@@ -800,7 +823,11 @@ impl ModelConfig {
         let attention_layers = self.num_layers as u64 - linear_layers;
         let mixers = attention_layers * (attention + sinks) + linear_layers * linear;
         let per_layer = mlp + norms;
-        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.output_rows() as u64 * h
+        };
         let positions = bias(
             self.learned_positions,
             self.max_position_embeddings as u64 * h,
@@ -1255,6 +1282,7 @@ impl Dims {
             final_logit_softcapping: None,
             layers,
             linear_attention: None,
+            output_vocab_size: None,
             attention_output_gate: false,
             bos_token_id: None,
         }

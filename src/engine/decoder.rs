@@ -460,7 +460,7 @@ impl Decoder {
         let lm_head = ["lm_head.weight", "language_model.lm_head.weight"]
             .into_iter()
             .find(|name| src.contains(name))
-            .map(|name| src.load(name, &[config.vocab_size, h], dtype, device))
+            .map(|name| src.load(name, &[config.output_rows(), h], dtype, device))
             .transpose()?;
         Ok(Self {
             config: config.clone(),
@@ -690,7 +690,17 @@ impl Decoder {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
         let logprobs = candle_nn::ops::log_softmax(&logits.i((.., 0..t - 1, ..))?, D::Minus1)?;
-        let targets = ids.i((.., 1..t))?.contiguous()?.unsqueeze(2)?;
+        let targets = ids.i((.., 1..t))?.contiguous()?;
+        // A pruned head (Apertus 1.5) has no probability for the ids after it.
+        let rows = logits.dim(2)?;
+        let past_head = targets.max_all()?.to_scalar::<u32>()? as usize;
+        if past_head >= rows {
+            return Err(EngineError::Device(format!(
+                "token id {past_head} has no row in the output head ({rows} rows): its \
+                 probability cannot be read"
+            )));
+        }
+        let targets = targets.unsqueeze(2)?;
         Ok(logprobs.gather(&targets, 2)?.reshape((b, t - 1))?)
     }
 

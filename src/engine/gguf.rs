@@ -1162,7 +1162,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Ministral3
         | Architecture::GptOss
         | Architecture::Qwen35
-        | Architecture::Qwen35Moe => {}
+        | Architecture::Qwen35Moe
+        | Architecture::Apertus15 => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

@@ -282,7 +282,14 @@ impl Model {
                         Some(&super::arch::falcon::NAMES_TWO_NORMS)
                     }
                     Architecture::Falcon => Some(&super::arch::falcon::NAMES),
-                    Architecture::Apertus => Some(&super::arch::apertus::NAMES),
+                    Architecture::Apertus | Architecture::Apertus15 => {
+                        // A wrapper's language model (Apertus 1.5 as released), or bare.
+                        if weights.contains("model.language_model.embed_tokens.weight") {
+                            Some(&super::arch::apertus::WRAPPED_NAMES)
+                        } else {
+                            Some(&super::arch::apertus::NAMES)
+                        }
+                    }
                     Architecture::Glm4 => Some(&super::arch::glm::NAMES4),
                     _ => None,
                 };

@@ -9,10 +9,25 @@ use crate::engine::error::Result;
 use crate::engine::weights::{NameTable, Stored};
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
+    apertus(f, Architecture::Apertus)
+}
+
+/// Apertus 1.5's language model (`apertus1p5_text`, inside the `apertus1p5` wrapper with its
+/// image and audio tokenizers): Apertus, with the multimodal codes after the text's ids in the
+/// vocabulary and the output head pruned to the text's (`output_vocab_size`).
+pub fn config_1p5(f: &HfFields) -> Result<ModelConfig> {
+    let mut config = apertus(f, Architecture::Apertus15)?;
+    config.output_vocab_size = f
+        .opt_usize("output_vocab_size")?
+        .filter(|&rows| rows != config.vocab_size);
+    Ok(config)
+}
+
+fn apertus(f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
     super::reject_mlp_bias(f)?;
     let dims = f.dims()?;
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 12e6)?);
-    let mut config = dims.into_config(Architecture::Apertus, layers);
+    let mut config = dims.into_config(architecture, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     super::attention_bias(f, &mut config)?;
     config.qk_norm = QkNorm::PerHead;
@@ -26,6 +41,13 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 pub const NAMES: NameTable = NameTable {
     family: "Apertus",
     prefix: "model.",
+    ..WRAPPED_NAMES
+};
+
+/// The same inside Apertus 1.5's multimodal wrapper (`model.language_model.`).
+pub const WRAPPED_NAMES: NameTable = NameTable {
+    family: "Apertus",
+    prefix: "model.language_model.",
     fixed: super::LLAMA_FIXED,
     lm_head: "lm_head.weight",
     layers: "layers",
