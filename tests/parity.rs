@@ -608,27 +608,28 @@ fn stacked_experts_give_the_per_expert_numbers() {
     check_against_reference("olmoe", "olmoe (stacked experts)", &model);
 }
 
-/// Apertus 1.5 as released: its language model inside the multimodal wrapper (`apertus1p5`
-/// around `text_config`, tensors under `model.language_model.`, image and audio tokenizers
-/// beside it): the tiny `apertus1p5` moved there gives its own numbers.
-#[test]
-fn apertus_1p5_inside_its_wrapper_gives_the_language_models_numbers() {
-    let source = fixtures().join("tiny").join("apertus1p5");
+/// The tiny model `tiny` as a multimodal release stores its language model: its config as
+/// the `text_config` of a `wrapper` (the text model's type renamed to `text_type` where given),
+/// its tensors under `model.language_model.`, a vision tower's tensor beside them. Loaded from
+/// a temporary folder.
+fn wrapped(tiny: &str, wrapper: &str, text_type: Option<&str>) -> (tempfile::TempDir, Model) {
+    let source = fixtures().join("tiny").join(tiny);
     let dir = tempfile::tempdir().unwrap();
     for file in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
     }
-    let text: serde_json::Value =
+    let mut text: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
             .unwrap();
-    let wrapper = serde_json::json!({
-        "model_type": "apertus1p5",
-        "architectures": ["Apertus1p5ForConditionalGeneration"],
+    if let Some(text_type) = text_type {
+        text["model_type"] = text_type.into();
+    }
+    let config = serde_json::json!({
+        "model_type": wrapper,
         "text_config": text,
-        "vision_config": { "model_type": "apertus1p5_vision_tokenizer", "codebook_size": 16 },
-        "audio_config": { "model_type": "wavtokenizer_encoder", "codebook_size": 16 },
+        "vision_config": { "model_type": format!("{wrapper}_vision"), "hidden_size": 4 },
     });
-    std::fs::write(dir.path().join("config.json"), wrapper.to_string()).unwrap();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let tensors = candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu)
         .unwrap()
         .into_iter()
@@ -637,18 +638,36 @@ fn apertus_1p5_inside_its_wrapper_gives_the_language_models_numbers() {
             None => (name, tensor),
         })
         .chain([(
-            "model.vision_tokenizer.encoder.conv_in.weight".to_string(),
+            "model.visual.patch_embed.proj.weight".to_string(),
             Tensor::ones((4, 3, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
         )])
         .collect::<HashMap<_, _>>();
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     let model = load(dir.path());
+    (dir, model)
+}
+
+/// Apertus 1.5 as released: its language model inside the image-and-audio wrapper
+/// (`apertus1p5`) gives the tiny `apertus1p5`'s numbers, pruned head and all.
+#[test]
+fn apertus_1p5_inside_its_wrapper_gives_the_language_models_numbers() {
+    let (_dir, model) = wrapped("apertus1p5", "apertus1p5", None);
     assert_eq!(model.config.output_vocab_size, Some(768));
     check_against_reference("apertus1p5", "apertus1p5 (wrapper)", &model);
     // An id past the pruned head (a multimodal code) has no probability to read.
     let ids = Tensor::new(&[[3u32, 790, 5]], &Device::Cpu).unwrap();
     let error = model.decoder.next_token_logprobs(&ids).unwrap_err();
     assert!(error.to_string().contains("token id 790"), "{error}");
+}
+
+/// EXAONE 4.5: EXAONE 4.0's language model inside a vision wrapper (`exaone4_5`), its text
+/// type `exaone4` or, in the first releases, `exaone4_5_text`.
+#[test]
+fn exaone_4_5_inside_its_wrapper_gives_the_language_models_numbers() {
+    for text_type in [None, Some("exaone4_5_text")] {
+        let (_dir, model) = wrapped("exaone4", "exaone4_5", text_type);
+        check_against_reference("exaone4", "exaone4 (EXAONE 4.5 wrapper)", &model);
+    }
 }
 
 macro_rules! converted_gguf_tests {

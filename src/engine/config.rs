@@ -13,8 +13,14 @@ use super::error::{EngineError, Result};
 /// Multimodal wrappers whose `config.json` keeps the language model's settings in
 /// `text_config`: Gemma 3 (4B and up) and Mistral 3 (Mistral Small 3.x, Magistral, around a
 /// Mistral or Ministral 3 language model).
-const TEXT_CONFIG_WRAPPERS: &[&str] =
-    &["gemma3", "mistral3", "qwen3_5", "qwen3_5_moe", "apertus1p5"];
+const TEXT_CONFIG_WRAPPERS: &[&str] = &[
+    "gemma3",
+    "mistral3",
+    "qwen3_5",
+    "qwen3_5_moe",
+    "apertus1p5",
+    "exaone4_5",
+];
 
 /// The decoder families this engine can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,7 +142,8 @@ impl Architecture {
             Self::Glm => &["glm"],
             Self::Glm4 => &["glm4"],
             Self::Qwen2Moe => &["qwen2_moe"],
-            Self::Exaone4 => &["exaone4"],
+            // EXAONE 4.5's language model was `exaone4_5_text` in its first releases.
+            Self::Exaone4 => &["exaone4", "exaone4_5_text"],
             Self::Helium => &["helium"],
             Self::Arcee => &["arcee"],
             Self::Ministral3 => &["ministral3"],
