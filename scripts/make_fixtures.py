@@ -713,6 +713,16 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_parameters={"rope_type": "llama3", "rope_theta": 12000000.0, "factor": 8.0, "low_freq_factor": 1.0,
                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
             tie_word_embeddings=False, **bl_ids, **COMMON), "bl-bos", "f32", "v5"),
+        # Granite SWA ("granite-swash"): Granite's four multipliers, a window of 4 on all but every
+        # fourth layer (0 is full), a learned sink per head (transformers scales the output by
+        # σ(logsumexp − sink), which is a softmax with one more, empty, key), and a rotary base
+        # per layer, 0 for none (NoPE); tied.
+        "granite_swa": (transformers.GraniteSWAConfig(
+            vocab_size=v_bl, num_hidden_layers=4, sliding_window=4, embedding_multiplier=12.0,
+            attention_multiplier=0.05, residual_multiplier=0.22, logits_scaling=8.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            layer_rope_theta=[10000.0, 0, 500000.0, 10000.0], tie_word_embeddings=True, **bl_ids,
+            **{**COMMON, "rms_norm_eps": 1e-5}), "bl-bos", "f32", "v5"),
         # Qwen3.5-MoE as released: `qwen3_5`'s mixers and norms, and in every layer 8 experts of
         # 12 (2 per token, always renormalized) plus a shared expert of 32 scaled by
         # sigmoid(shared_expert_gate·h), as Qwen2-MoE's; untied.
@@ -737,7 +747,7 @@ def tiny_specs(v_sp: int, v_bl: int):
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (45 next).
+# a number not used yet (46 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
@@ -745,7 +755,7 @@ SEED_OFFSETS = {
     "olmo3": 15, "apertus": 23, "llama_bias": 24, "jais2": 25, "nemotron": 26, "olmoe": 27, "qwen3_moe": 28,
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
-    "qwen3_5_moe": 43, "apertus1p5": 44,
+    "qwen3_5_moe": 43, "apertus1p5": 44, "granite_swa": 45,
 }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
@@ -1442,6 +1452,10 @@ def sensitivity(name, model, tok, sents):
         vary("no logit_scale", logit_scale=1.0)
     if name == "smollm3":
         vary("rotary on the NoPE layer", no_rope_layers=[1] * cfg.num_hidden_layers)
+    if name == "granite_swa":
+        zeroed["sinks at 0"] = "self_attn.sinks"
+        vary("no sliding window", sliding_window=100000)
+        vary("one rotary base on every layer", layer_rope_theta=[10000.0] * cfg.num_hidden_layers)
     if name in ("granite", "granitemoe"):
         for key, neutral in [("embedding_multiplier", 1.0), ("attention_multiplier", 0.25),
                              ("residual_multiplier", 1.0), ("logits_scaling", 1.0)]:

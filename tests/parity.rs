@@ -543,7 +543,8 @@ parity_tests!(
     granitemoe,
     qwen3_5,
     qwen3_5_moe,
-    apertus1p5
+    apertus1p5,
+    granite_swa
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -804,6 +805,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "qwen3_5",
         "qwen3_5_moe",
         "apertus1p5",
+        "granite_swa",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);

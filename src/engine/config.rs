@@ -64,10 +64,11 @@ pub enum Architecture {
     Qwen35,
     Qwen35Moe,
     Apertus15,
+    GraniteSwa,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 39] = [
+    pub const ALL: [Architecture; 40] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -107,6 +108,7 @@ impl Architecture {
         Self::Qwen35,
         Self::Qwen35Moe,
         Self::Apertus15,
+        Self::GraniteSwa,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -152,6 +154,7 @@ impl Architecture {
             Self::Qwen35 => &["qwen3_5_text"],
             Self::Qwen35Moe => &["qwen3_5_moe_text"],
             Self::Apertus15 => &["apertus1p5_text"],
+            Self::GraniteSwa => &["granite_swa"],
         }
     }
 
@@ -202,6 +205,7 @@ impl Architecture {
             Self::Qwen35 => "Qwen3.5",
             Self::Qwen35Moe => "Qwen3.5-MoE",
             Self::Apertus15 => "Apertus 1.5",
+            Self::GraniteSwa => "Granite SWA",
         }
     }
 
@@ -623,6 +627,7 @@ impl ModelConfig {
             Architecture::Qwen35 => super::arch::qwen3_5::config(&fields)?,
             Architecture::Qwen35Moe => super::arch::qwen3_5::config_moe(&fields)?,
             Architecture::Apertus15 => super::arch::apertus::config_1p5(&fields)?,
+            Architecture::GraniteSwa => super::arch::granite::config_swa(&fields)?,
         };
         config.validate(path)?;
         Ok(config)

@@ -1163,7 +1163,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::GptOss
         | Architecture::Qwen35
         | Architecture::Qwen35Moe
-        | Architecture::Apertus15 => {}
+        | Architecture::Apertus15
+        | Architecture::GraniteSwa => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;
