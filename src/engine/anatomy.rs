@@ -2,7 +2,7 @@
 //! the summary, so that a user can check that their checkpoint was read as it is.
 
 use super::config::{
-    Activation, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+    Activation, LayerAttention, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
 };
 
 impl ModelConfig {
@@ -72,7 +72,7 @@ impl ModelConfig {
     }
 
     fn linear_layer_count(&self) -> usize {
-        self.layers.iter().filter(|layer| layer.linear).count()
+        self.layers_mixed_by(LayerMixer::LinearAttention)
     }
 
     /// Qwen3.5's Gated DeltaNet layers, if any.
@@ -113,7 +113,11 @@ impl ModelConfig {
         // Layer kinds in order of first appearance, with how many layers each has.
         let mut kinds: Vec<(&LayerAttention, usize)> = Vec::new();
         // Linear-attention layers have no positions of their own.
-        for layer in self.layers.iter().filter(|layer| !layer.linear) {
+        for layer in self
+            .layers
+            .iter()
+            .filter(|layer| layer.mixer.is_attention())
+        {
             match kinds.iter_mut().find(|(kind, _)| *kind == layer) {
                 Some((_, count)) => *count += 1,
                 None => kinds.push((layer, 1)),
@@ -314,7 +318,7 @@ mod tests {
     fn linear_attention_layers_are_named_and_have_no_positions() {
         let mut config = llama();
         for layer in &mut config.layers[..3] {
-            layer.linear = true;
+            layer.mixer = LayerMixer::LinearAttention;
         }
         config.attention_output_gate = true;
         config.linear_attention = Some(crate::engine::config::LinearAttention {

@@ -388,7 +388,7 @@ impl LayerAttention {
             .map(|&is_sliding| Self {
                 sliding_window: if is_sliding { window } else { None },
                 rope: if is_sliding { local } else { global }.clone(),
-                linear: false,
+                mixer: LayerMixer::Attention,
             })
             .collect()
     }
@@ -427,10 +427,26 @@ pub struct LayerAttention {
     /// `Some(w)`: a token sees at most the last `w` positions (itself included).
     pub sliding_window: Option<usize>,
     pub rope: Rope,
-    /// The layer mixes tokens with [`ModelConfig::linear_attention`] instead of attention
-    /// (Qwen3.5's Gated DeltaNet layers); window and rotary then mean nothing.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub linear: bool,
+    /// How the layer mixes its tokens; window and rotary mean something for attention only.
+    #[serde(default, skip_serializing_if = "LayerMixer::is_attention")]
+    pub mixer: LayerMixer,
+}
+
+/// What mixes a layer's tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LayerMixer {
+    #[default]
+    Attention,
+    /// [`ModelConfig::linear_attention`] (Qwen3.5's Gated DeltaNet layers).
+    LinearAttention,
+    /// [`ModelConfig::short_conv`] (LFM2's convolution layers).
+    ShortConv,
+}
+
+impl LayerMixer {
+    pub fn is_attention(&self) -> bool {
+        *self == Self::Attention
+    }
 }
 
 /// Qwen3.5's Gated DeltaNet, the token mixer of the layers marked
@@ -644,7 +660,7 @@ impl ModelConfig {
                 experts.per_token, experts.count
             ));
         }
-        let linear_layers = self.layers.iter().any(|layer| layer.linear);
+        let linear_layers = self.layers_mixed_by(LayerMixer::LinearAttention) > 0;
         match &self.linear_attention {
             None if linear_layers => {
                 return bad("linear-attention layers without their dimensions".into());
@@ -729,6 +745,14 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// How many layers `mixer` mixes.
+    pub fn layers_mixed_by(&self, mixer: LayerMixer) -> usize {
+        self.layers
+            .iter()
+            .filter(|layer| layer.mixer == mixer)
+            .count()
     }
 
     /// Rows of the output head: `output_vocab_size` where the head is pruned, else `vocab_size`.
@@ -827,7 +851,7 @@ impl ModelConfig {
                 );
                 let projections = h * (c + vd + 2 * hv) + vd * h;
                 let small = c * linear.conv_kernel as u64 + 2 * hv + linear.value_head_dim as u64;
-                let count = self.layers.iter().filter(|layer| layer.linear).count() as u64;
+                let count = self.layers_mixed_by(LayerMixer::LinearAttention) as u64;
                 (count, projections + small)
             }
             None => (0, 0),
@@ -886,7 +910,7 @@ impl ModelConfig {
                     l.value_heads as f64,
                 );
                 let state = (l.key_head_dim * l.value_head_dim) as f64;
-                let count = self.layers.iter().filter(|layer| layer.linear).count() as f64;
+                let count = self.layers_mixed_by(LayerMixer::LinearAttention) as f64;
                 (
                     count,
                     2.0 * (h * (c + vd + 2.0 * hv) + vd * h) + 2.0 * 3.0 * hv * state,

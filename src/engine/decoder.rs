@@ -17,7 +17,7 @@ use candle_nn::Linear;
 use super::activation::LayerActivation;
 use super::capture::NavSource;
 use super::config::{
-    Activation, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+    Activation, LayerAttention, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
 };
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool, KernelActivation};
@@ -385,7 +385,7 @@ impl Decoder {
                 qkv_parts.push((format!("{p}{QUERY_GATE}"), q_out));
             }
             let mixer = match &config.linear_attention {
-                Some(dims) if attention_kind.linear => {
+                Some(dims) if attention_kind.mixer == LayerMixer::LinearAttention => {
                     Mixer::DeltaNet(GatedDeltaNet::load(src, &p, config, dims, &ctx)?)
                 }
                 _ => {

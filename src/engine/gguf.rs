@@ -19,8 +19,8 @@ use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
-    Activation, Architecture, Dims, Experts, LayerAttention, ModelConfig, NormLayout, QkNorm, Rope,
-    RopeScaling, yarn_mscale,
+    Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, ModelConfig, NormLayout,
+    QkNorm, Rope, RopeScaling, yarn_mscale,
 };
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
@@ -1135,7 +1135,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         LayerAttention {
             sliding_window: None,
             rope: rope.clone(),
-            linear: false,
+            mixer: LayerMixer::Attention,
         };
         num_layers
     ];

@@ -6,7 +6,8 @@
 //! expands; unquantized ones (`gate_up_proj` `[experts, d_model, 2·d_ff]`) load as they are.
 
 use crate::engine::config::{
-    Activation, Architecture, Experts, HfFields, LayerAttention, ModelConfig, SwigluClamp,
+    Activation, Architecture, Experts, HfFields, LayerAttention, LayerMixer, ModelConfig,
+    SwigluClamp,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -31,7 +32,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         .map(|slides| LayerAttention {
             sliding_window: if slides { window } else { None },
             rope: rope.clone(),
-            linear: false,
+            mixer: LayerMixer::Attention,
         })
         .collect();
     let mut config = dims.into_config(Architecture::GptOss, layers);

@@ -6,7 +6,7 @@
 //! learned sink, and each layer its own rotary base (0: none).
 
 use crate::engine::config::{
-    Activation, Architecture, HfFields, LayerAttention, ModelConfig, Rope,
+    Activation, Architecture, HfFields, LayerAttention, LayerMixer, ModelConfig, Rope,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -69,7 +69,7 @@ pub fn config_swa(f: &HfFields) -> Result<ModelConfig> {
                     scaling: rope.scaling.clone(),
                 }
             },
-            linear: false,
+            mixer: LayerMixer::Attention,
         })
         .collect();
     config.attention_sinks = true;

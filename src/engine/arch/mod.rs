@@ -39,7 +39,7 @@ pub mod stablelm;
 pub mod xglm;
 
 use super::config::Activation;
-use super::config::{Architecture, Dims, HfFields, LayerAttention, ModelConfig, Rope};
+use super::config::{Architecture, Dims, HfFields, LayerAttention, LayerMixer, ModelConfig, Rope};
 use super::error::{EngineError, Result};
 
 /// The embeddings and final norm of families that keep Llama's names for them (under the
@@ -55,7 +55,7 @@ fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<La
         LayerAttention {
             sliding_window,
             rope,
-            linear: false,
+            mixer: LayerMixer::Attention,
         };
         n
     ]

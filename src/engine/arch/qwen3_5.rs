@@ -5,7 +5,8 @@
 //! (`qwen3_5` around `qwen3_5_text`), whose language model is read here.
 
 use crate::engine::config::{
-    Activation, Architecture, Dims, HfFields, LayerAttention, LinearAttention, ModelConfig, QkNorm,
+    Activation, Architecture, Dims, HfFields, LayerAttention, LayerMixer, LinearAttention,
+    ModelConfig, QkNorm,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -36,7 +37,11 @@ fn text_model(f: &HfFields, mut dims: Dims, architecture: Architecture) -> Resul
         .map(|linear| LayerAttention {
             sliding_window: None,
             rope: rope.clone(),
-            linear,
+            mixer: if linear {
+                LayerMixer::LinearAttention
+            } else {
+                LayerMixer::Attention
+            },
         })
         .collect();
     let partial_rotary = f.partial_rotary(dims.head_dim, 0.25)?;
@@ -97,7 +102,7 @@ fn linear_layers(f: &HfFields, num_layers: usize) -> Result<Vec<bool>> {
 mod tests {
     use std::path::Path;
 
-    use crate::engine::config::{Architecture, ModelConfig};
+    use crate::engine::config::{Architecture, LayerMixer, ModelConfig};
 
     fn text(extra: serde_json::Value) -> serde_json::Value {
         let mut json = serde_json::json!({
@@ -116,7 +121,11 @@ mod tests {
         let wrapper = serde_json::json!({ "model_type": "qwen3_5", "text_config": text(serde_json::json!({})) });
         let config = ModelConfig::from_hf_json(&wrapper, Path::new("config.json")).unwrap();
         assert_eq!(config.architecture, Architecture::Qwen35);
-        let linear: Vec<bool> = config.layers.iter().map(|l| l.linear).collect();
+        let linear: Vec<bool> = config
+            .layers
+            .iter()
+            .map(|l| l.mixer == LayerMixer::LinearAttention)
+            .collect();
         assert_eq!(linear, [true, true, true, false, true, true, true, false]);
         assert_eq!(config.partial_rotary, Some(4));
         let linear = config.linear_attention.unwrap();
@@ -128,7 +137,12 @@ mod tests {
     fn layer_types_are_checked() {
         let json = text(serde_json::json!({ "layer_types": vec!["linear_attention"; 8] }));
         let config = ModelConfig::from_hf_json(&json, Path::new("config.json")).unwrap();
-        assert!(config.layers.iter().all(|l| l.linear));
+        assert!(
+            config
+                .layers
+                .iter()
+                .all(|l| l.mixer == LayerMixer::LinearAttention)
+        );
         let bad = text(serde_json::json!({ "layer_types": vec!["mamba"; 8] }));
         let err = ModelConfig::from_hf_json(&bad, Path::new("config.json")).unwrap_err();
         assert!(err.to_string().contains("mamba"), "{err}");

@@ -2,7 +2,7 @@
 //! layer, or as `no_rope_layers` lists them) and optional sliding windows.
 
 use crate::engine::config::{
-    Activation, Architecture, HfFields, LayerAttention, ModelConfig, Rope,
+    Activation, Architecture, HfFields, LayerAttention, LayerMixer, ModelConfig, Rope,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -56,7 +56,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             } else {
                 Rope::no_rotation()
             },
-            linear: false,
+            mixer: LayerMixer::Attention,
         })
         .collect();
     let mut config = dims.into_config(Architecture::SmolLm3, layers);
