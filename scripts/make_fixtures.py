@@ -723,6 +723,17 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
             layer_rope_theta=[10000.0, 0, 500000.0, 10000.0], tie_word_embeddings=True, **bl_ids,
             **{**COMMON, "rms_norm_eps": 1e-5}), "bl-bos", "f32", "v5"),
+        # LFM2 (Liquid AI): layers 0 and 2 mix tokens with a short convolution (B·x over 3 tokens,
+        # gated by C), 1 and 3 with attention (per-head q/k norms); its own names (operator_norm,
+        # ffn_norm, feed_forward.w1/w3/w2, out_proj, the final norm `embedding_norm`); d_ff from
+        # the block arithmetic: int(2·192/3) = 128, × 1.1 = 140, up to a multiple of 32 = 160; tied.
+        "lfm2": (transformers.Lfm2Config(
+            vocab_size=v_bl, hidden_size=64, intermediate_size=192, block_auto_adjust_ff_dim=True,
+            block_ffn_dim_multiplier=1.1, block_multiple_of=32, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, norm_eps=1e-5,
+            layer_types=["conv", "full_attention", "conv", "full_attention"], conv_L_cache=3,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=True,
+            **bl_ids), "bl-bos", "f32", "v5"),
         # Qwen3.5-MoE as released: `qwen3_5`'s mixers and norms, and in every layer 8 experts of
         # 12 (2 per token, always renormalized) plus a shared expert of 32 scaled by
         # sigmoid(shared_expert_gate·h), as Qwen2-MoE's; untied.
@@ -747,7 +758,7 @@ def tiny_specs(v_sp: int, v_bl: int):
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (46 next).
+# a number not used yet (47 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
@@ -756,12 +767,13 @@ SEED_OFFSETS = {
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
     "qwen3_5_moe": 43, "apertus1p5": 44, "granite_swa": 45,
+    "lfm2": 46,
 }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
 
 
-def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
+def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool, small=()) -> None:
     """Deterministic weights large enough for meaningful activations.
 
     Matrices ~ N(0, 0.2^2) except o_proj/down_proj ~ N(0, 0.07^2) (keeps the residual stream
@@ -777,7 +789,7 @@ def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool) -> None:
                 p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (hi - lo) + lo)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
-            elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight",
+            elif name.endswith(small) or name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight",
                                 "self_attention.dense.weight", "dense_4h_to_h.weight", "experts.down_proj",
                                 "linear_attn.out_proj.weight")):
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.07)
@@ -845,8 +857,11 @@ def decoder_layers(model):
 
 def mlp_of(layer):
     """The module holding the MLP's projections (XGLM keeps them on the layer itself, Granite
-    MoE names its mixture `block_sparse_moe`)."""
-    return getattr(layer, "mlp", None) or getattr(layer, "block_sparse_moe", layer)
+    MoE names its mixture `block_sparse_moe`, LFM2 its MLP `feed_forward`)."""
+    for name in ("mlp", "block_sparse_moe", "feed_forward"):
+        if hasattr(layer, name):
+            return getattr(layer, name)
+    return layer
 
 
 def act_fn(mlp):
@@ -883,6 +898,12 @@ def run_capture(model, ids: list[int]):
             st["u"][i] = up.to(torch.float64).clone()
         return fn
 
+    def keep_silu(i):
+        # LFM2 calls F.silu on w1's output, in the model's dtype: no module to hook.
+        def fn(_m, _inp, out):
+            st["a"][i] = torch.nn.functional.silu(out.detach()[0]).to(torch.float64).clone()
+        return fn
+
     moe_inputs = {}
 
     def keep_moe(i):
@@ -902,6 +923,13 @@ def run_capture(model, ids: list[int]):
         if hasattr(mlp, "experts"):
             hooks.append(mlp.experts.register_forward_pre_hook(keep_moe(i), with_kwargs=True))
             hooks.append(router_of(mlp).register_forward_hook(keep_router(i)))
+            hooks.append(layer.register_forward_hook(keep("h", i)))
+            continue
+        if hasattr(mlp, "w1"):
+            # LFM2: down(silu(w1(h)) · w3(h)), names of its own.
+            hooks.append(mlp.w1.register_forward_hook(keep("g", i)))
+            hooks.append(mlp.w3.register_forward_hook(keep("u", i)))
+            hooks.append(mlp.w1.register_forward_hook(keep_silu(i)))
             hooks.append(layer.register_forward_hook(keep("h", i)))
             continue
         fc_in = next((getattr(mlp, n) for n in ("c_fc", "dense_h_to_4h", "fc1") if hasattr(mlp, n)), None)
@@ -933,7 +961,7 @@ def run_capture(model, ids: list[int]):
         assert torch.equal(out.hidden_states[i][0].to(torch.float64), hs[i]), f"hidden state {i} differs"
     assert len(out.hidden_states) == L + 1
     for i in range(L):
-        if i in moe_inputs:
+        if i in moe_inputs or hasattr(mlp_of(layers[i]), "w1"):
             continue
         dt = model.dtype
         ref = act_fn(mlp_of(layers[i]))(st["g"][i].to(dt)).to(torch.float64)
@@ -1259,8 +1287,11 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
                 cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         else:
             model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
+        # LFM2's output projections have names of their own; drawn small as the others'.
+        small = ("out_proj.weight", "feed_forward.w2.weight") if name == "lfm2" else ()
         init_weights(model, SEED + 100 + seed,
-                     gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5", "qwen3_5_moe"))
+                     gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5", "qwen3_5_moe"),
+                     small=small)
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
         elif wdtype == "f32-sharded":

@@ -544,7 +544,8 @@ parity_tests!(
     qwen3_5,
     qwen3_5_moe,
     apertus1p5,
-    granite_swa
+    granite_swa,
+    lfm2
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -806,6 +807,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "qwen3_5_moe",
         "apertus1p5",
         "granite_swa",
+        "lfm2",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);

@@ -10,6 +10,14 @@ impl ModelConfig {
     pub fn anatomy(&self) -> Vec<String> {
         let mut lines = vec![self.attention_line()];
         lines.extend(self.linear_attention_line());
+        if let Some(conv) = &self.short_conv {
+            lines.push(format!(
+                "short convolution: in {} of {} layers, B·x over the last {} tokens, gated by C",
+                self.layers_mixed_by(LayerMixer::ShortConv),
+                self.num_layers,
+                conv.taps
+            ));
+        }
         lines.push(self.positions_line());
         lines.push(self.norms_line());
         lines.push(self.mlp_line());
@@ -60,19 +68,11 @@ impl ModelConfig {
         if self.attention_output_gate {
             parts.push("output gated by σ(a gate beside each head's queries)".into());
         }
-        let linear = self.linear_layer_count();
-        if linear > 0 {
-            parts.push(format!(
-                "in {} of {} layers",
-                self.num_layers - linear,
-                self.num_layers
-            ));
+        let attention = self.layers_mixed_by(LayerMixer::Attention);
+        if attention < self.num_layers {
+            parts.push(format!("in {attention} of {} layers", self.num_layers));
         }
         parts.join(", ")
-    }
-
-    fn linear_layer_count(&self) -> usize {
-        self.layers_mixed_by(LayerMixer::LinearAttention)
     }
 
     /// Qwen3.5's Gated DeltaNet layers, if any.
@@ -81,7 +81,7 @@ impl ModelConfig {
         Some(format!(
             "linear attention: Gated DeltaNet in {} of {} layers, {} key heads of {} for {} \
              value heads of {}, a causal convolution of {} taps, output gated by an RMSNorm",
-            self.linear_layer_count(),
+            self.layers_mixed_by(LayerMixer::LinearAttention),
             self.num_layers,
             linear.key_heads,
             linear.key_head_dim,
@@ -131,7 +131,7 @@ impl ModelConfig {
                     None => String::new(),
                 };
                 let layers = match *count {
-                    n if n == self.num_layers - self.linear_layer_count() => String::new(),
+                    n if n == self.layers_mixed_by(LayerMixer::Attention) => String::new(),
                     1 => "1 layer: ".into(),
                     n => format!("{n} layers: "),
                 };

@@ -65,10 +65,11 @@ pub enum Architecture {
     Qwen35Moe,
     Apertus15,
     GraniteSwa,
+    Lfm2,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 40] = [
+    pub const ALL: [Architecture; 41] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -109,6 +110,7 @@ impl Architecture {
         Self::Qwen35Moe,
         Self::Apertus15,
         Self::GraniteSwa,
+        Self::Lfm2,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -155,6 +157,7 @@ impl Architecture {
             Self::Qwen35Moe => &["qwen3_5_moe_text"],
             Self::Apertus15 => &["apertus1p5_text"],
             Self::GraniteSwa => &["granite_swa"],
+            Self::Lfm2 => &["lfm2"],
         }
     }
 
@@ -206,6 +209,7 @@ impl Architecture {
             Self::Qwen35Moe => "Qwen3.5-MoE",
             Self::Apertus15 => "Apertus 1.5",
             Self::GraniteSwa => "Granite SWA",
+            Self::Lfm2 => "LFM2",
         }
     }
 
@@ -462,6 +466,13 @@ pub struct LinearAttention {
     pub value_head_dim: usize,
 }
 
+/// LFM2's short convolution, the token mixer of the layers marked [`LayerMixer::ShortConv`]:
+/// `B·x` convolved causally over the last `taps` tokens, gated by `C`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortConvolution {
+    pub taps: usize,
+}
+
 impl LinearAttention {
     /// Width of the convolved queries, keys and values together.
     pub fn conv_dim(&self) -> usize {
@@ -563,6 +574,9 @@ pub struct ModelConfig {
     /// The token mixer of the layers marked [`LayerAttention::linear`] (Qwen3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_attention: Option<LinearAttention>,
+    /// The token mixer of the layers marked [`LayerMixer::ShortConv`] (LFM2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_conv: Option<ShortConvolution>,
     /// Apertus 1.5: the output head keeps only the first this many ids (the text's; the
     /// multimodal codes after them have input embeddings only). `None`: all `vocab_size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -644,6 +658,7 @@ impl ModelConfig {
             Architecture::Qwen35Moe => super::arch::qwen3_5::config_moe(&fields)?,
             Architecture::Apertus15 => super::arch::apertus::config_1p5(&fields)?,
             Architecture::GraniteSwa => super::arch::granite::config_swa(&fields)?,
+            Architecture::Lfm2 => super::arch::lfm2::config(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -683,6 +698,15 @@ impl ModelConfig {
                     linear.value_head_dim,
                     linear.conv_kernel
                 ));
+            }
+            _ => {}
+        }
+        match &self.short_conv {
+            None if self.layers_mixed_by(LayerMixer::ShortConv) > 0 => {
+                return bad("short-convolution layers without their width".into());
+            }
+            Some(conv) if conv.taps == 0 => {
+                return bad("a short convolution of 0 taps".into());
             }
             _ => {}
         }
@@ -856,8 +880,15 @@ impl ModelConfig {
             }
             None => (0, 0),
         };
-        let attention_layers = self.num_layers as u64 - linear_layers;
-        let mixers = attention_layers * (attention + sinks) + linear_layers * linear;
+        // LFM2's short-convolution layers: B, C and x, the convolution, and back.
+        let conv_layers = self.layers_mixed_by(LayerMixer::ShortConv) as u64;
+        let conv = self
+            .short_conv
+            .as_ref()
+            .map_or(0, |c| 4 * h * h + h * c.taps as u64);
+        let attention_layers = self.num_layers as u64 - linear_layers - conv_layers;
+        let mixers =
+            attention_layers * (attention + sinks) + linear_layers * linear + conv_layers * conv;
         let per_layer = mlp + norms;
         let head = if self.tie_word_embeddings {
             0
@@ -918,8 +949,16 @@ impl ModelConfig {
             }
             None => (0.0, 0.0),
         };
+        let conv_layers = self.layers_mixed_by(LayerMixer::ShortConv) as f64;
+        let conv = self
+            .short_conv
+            .as_ref()
+            .map_or(0.0, |c| 2.0 * (4.0 * h * h + h * c.taps as f64));
         let layers = self.num_layers as f64;
-        layers * mlp + (layers - linear_layers) * attention + linear_layers * linear
+        layers * mlp
+            + (layers - linear_layers - conv_layers) * attention
+            + linear_layers * linear
+            + conv_layers * conv
     }
 }
 
@@ -1319,6 +1358,7 @@ impl Dims {
             layers,
             linear_attention: None,
             output_vocab_size: None,
+            short_conv: None,
             attention_output_gate: false,
             bos_token_id: None,
         }

@@ -25,6 +25,7 @@ use super::cuda_delta_rule;
 use super::delta_net::GatedDeltaNet;
 use super::error::{EngineError, Result};
 use super::moe::MoeMlp;
+use super::short_conv::ShortConv;
 use super::weights::{PartialRotaryWeights, QUERY_GATE, QueryGateSplit, TensorSource};
 
 /// One sentence of a batch: its tokens and how each counts in the pools.
@@ -195,6 +196,8 @@ enum Mixer {
     Attention(Attention),
     /// Qwen3.5's linear-attention layers.
     DeltaNet(GatedDeltaNet),
+    /// LFM2's short-convolution layers.
+    ShortConv(ShortConv),
 }
 
 /// A layer's MLP: one, or a mixture of experts.
@@ -384,9 +387,12 @@ impl Decoder {
             if config.attention_output_gate {
                 qkv_parts.push((format!("{p}{QUERY_GATE}"), q_out));
             }
-            let mixer = match &config.linear_attention {
-                Some(dims) if attention_kind.mixer == LayerMixer::LinearAttention => {
+            let mixer = match (&config.linear_attention, &config.short_conv) {
+                (Some(dims), _) if attention_kind.mixer == LayerMixer::LinearAttention => {
                     Mixer::DeltaNet(GatedDeltaNet::load(src, &p, config, dims, &ctx)?)
+                }
+                (_, Some(conv)) if attention_kind.mixer == LayerMixer::ShortConv => {
+                    Mixer::ShortConv(ShortConv::load(src, &p, config, conv, &ctx)?)
                 }
                 _ => {
                     let (q_norm, k_norm) = qk_norms()?;
@@ -800,6 +806,7 @@ impl Decoder {
                     kernels,
                     self.delta_rule_kernel,
                 )?,
+                Mixer::ShortConv(conv) => conv.forward(&attn_in, &input.pooling.spans, kernels)?,
             };
             if let Some(norm) = &layer.attention_out_norm {
                 attn_out = norm.forward(&attn_out)?;

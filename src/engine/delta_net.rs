@@ -13,10 +13,11 @@
 //! all sentences of a batch at once. Right padding comes after a sentence's last token, so it
 //! never reaches the sentence's states.
 
-use candle_core::{D, DType, IndexOp, Module, Tensor};
+use candle_core::{D, DType, Module, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
+use super::causal_conv;
 use super::config::{LinearAttention, ModelConfig};
 use super::cpu_ops::Span;
 use super::cuda_delta_rule::DeltaRule;
@@ -150,19 +151,7 @@ impl GatedDeltaNet {
         let b_in = projected.narrow(2, c + vd, hv)?;
         let a_in = projected.narrow(2, c + vd + hv, hv)?;
 
-        // Causal depthwise convolution: tap i reads the token `taps - 1 - i` places back.
-        let taps = d.conv_kernel;
-        let padded = mixed.pad_with_zeros(1, taps - 1, 0)?;
-        let mut conv = padded
-            .narrow(1, 0, t)?
-            .broadcast_mul(&self.conv.i((.., 0))?)?;
-        for i in 1..taps {
-            conv = (conv
-                + padded
-                    .narrow(1, i, t)?
-                    .broadcast_mul(&self.conv.i((.., i))?)?)?;
-        }
-        let conv = candle_nn::ops::silu(&conv)?;
+        let conv = candle_nn::ops::silu(&causal_conv::generic(&mixed, &self.conv)?)?;
 
         // `[b, heads, t, dim]`, key heads repeated for the value heads they serve.
         let repeat = hv / d.key_heads;
@@ -236,27 +225,9 @@ impl GatedDeltaNet {
         let taps = d.conv_kernel;
 
         // Convolution and SiLU, then L2-normed (and scaled) queries and keys: `[n, c]`.
-        let mut conv = vec![0f32; n * c];
-        conv.par_chunks_mut(c).enumerate().for_each(|(token, out)| {
-            let Some(span) = spans
-                .iter()
-                .find(|s| (s.start..s.start + s.len).contains(&token))
-            else {
-                return;
-            };
-            let back = token - span.start;
-            for (channel, value) in out.iter_mut().enumerate() {
-                let weights = &host.conv[channel * taps..][..taps];
-                let mut sum = 0f32;
-                for (i, w) in weights.iter().enumerate() {
-                    // Tap i reads `taps - 1 - i` tokens back, zero before the sentence.
-                    let offset = taps - 1 - i;
-                    if offset <= back {
-                        sum += w * projected[(token - offset) * width + channel];
-                    }
-                }
-                *value = silu(sum);
-            }
+        let mut conv = causal_conv::host(projected, (width, 0, c), &host.conv, taps, spans);
+        conv.par_chunks_mut(c).for_each(|out| {
+            out.iter_mut().for_each(|v| *v = silu(*v));
             let scale = (dk as f32).powf(-0.5);
             for (head, x) in out[..2 * kd].chunks_mut(dk).enumerate() {
                 let norm = (x.iter().map(|v| v * v).sum::<f32>() + L2_EPS).sqrt();

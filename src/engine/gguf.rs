@@ -1164,7 +1164,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Qwen35
         | Architecture::Qwen35Moe
         | Architecture::Apertus15
-        | Architecture::GraniteSwa => {}
+        | Architecture::GraniteSwa
+        | Architecture::Lfm2 => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

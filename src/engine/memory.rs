@@ -132,7 +132,9 @@ pub fn bytes_per_sentence(
         let state = 4 * 4 * hv * (l.key_head_dim * l.value_head_dim) as u64;
         t * per_token + state
     });
-    t * (residual + projections + scores + mlp) + linear + pooled
+    // LFM2's short convolution: B, C and x in f32, B·x, its convolution and the gated output.
+    let conv = config.short_conv.as_ref().map_or(0, |_| 4 * 6 * d_model);
+    t * (residual + projections + scores + mlp + conv) + linear + pooled
 }
 
 /// Checks that the weights fit before any is loaded, so a model too large for the GPU is a

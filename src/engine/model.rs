@@ -291,6 +291,7 @@ impl Model {
                         }
                     }
                     Architecture::Glm4 => Some(&super::arch::glm::NAMES4),
+                    Architecture::Lfm2 => Some(&super::arch::lfm2::NAMES),
                     _ => None,
                 };
                 let weights: Box<dyn TensorSource> = match names {

@@ -21,6 +21,7 @@ pub mod gpt_oss;
 pub mod granite;
 pub mod helium;
 pub mod jais2;
+pub mod lfm2;
 pub mod llama;
 pub mod mistral;
 pub mod mixtral;
