@@ -734,6 +734,16 @@ def tiny_specs(v_sp: int, v_bl: int):
             layer_types=["conv", "full_attention", "conv", "full_attention"], conv_L_cache=3,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=True,
             **bl_ids), "bl-bos", "f32", "v5"),
+        # LFM3 (Liquid AI): LFM2's short convolutions (over 7 tokens) beside sliding attention
+        # (window 4, rotary θ 1e4) and full attention ("proportional" rotary: θ 1e6 frequencies
+        # over the whole head for its first half of pairs, none for the rest), Qwen3's attention
+        # names with a sigmoid gate per head from the layer input (`g_proj`), norms before and
+        # after each part (sandwich); tied.
+        "lfm3": (transformers.Lfm3Config(
+            vocab_size=v_bl, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=512, initializer_range=0.2, norm_eps=1e-5,
+            layer_types=["conv", "sliding_attention", "full_attention", "conv"], sliding_window=4,
+            tie_word_embeddings=True, **bl_ids), "bl-bos", "f32", "v5"),
         # Qwen3.5-MoE as released: `qwen3_5`'s mixers and norms, and in every layer 8 experts of
         # 12 (2 per token, always renormalized) plus a shared expert of 32 scaled by
         # sigmoid(shared_expert_gate·h), as Qwen2-MoE's; untied.
@@ -758,7 +768,7 @@ def tiny_specs(v_sp: int, v_bl: int):
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (47 next).
+# a number not used yet (48 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
@@ -767,7 +777,7 @@ SEED_OFFSETS = {
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
     "qwen3_5_moe": 43, "apertus1p5": 44, "granite_swa": 45,
-    "lfm2": 46,
+    "lfm2": 46, "lfm3": 47,
 }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
@@ -1288,7 +1298,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         else:
             model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         # LFM2's output projections have names of their own; drawn small as the others'.
-        small = ("out_proj.weight", "feed_forward.w2.weight") if name == "lfm2" else ()
+        small = ("out_proj.weight", "feed_forward.w2.weight") if name in ("lfm2", "lfm3") else ()
         init_weights(model, SEED + 100 + seed,
                      gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5", "qwen3_5_moe"),
                      small=small)
@@ -1483,6 +1493,12 @@ def sensitivity(name, model, tok, sents):
         vary("no logit_scale", logit_scale=1.0)
     if name == "smollm3":
         vary("rotary on the NoPE layer", no_rope_layers=[1] * cfg.num_hidden_layers)
+    if name == "lfm3":
+        full = text_config(cfg).rope_parameters["full_attention"]
+        vary("rotary on every pair of the full layer",
+             rope_parameters={**cfg.rope_parameters, "full_attention": {**full, "partial_rotary_factor": 1.0}})
+        vary("no sliding window", sliding_window=100000)
+        zeroed["no head gate (σ(0) = ½)"] = "self_attn.g_proj.weight"
     if name == "granite_swa":
         zeroed["sinks at 0"] = "self_attn.sinks"
         vary("no sliding window", sliding_window=100000)

@@ -545,7 +545,8 @@ parity_tests!(
     qwen3_5_moe,
     apertus1p5,
     granite_swa,
-    lfm2
+    lfm2,
+    lfm3
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -808,6 +809,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "apertus1p5",
         "granite_swa",
         "lfm2",
+        "lfm3",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);

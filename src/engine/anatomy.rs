@@ -65,6 +65,9 @@ impl ModelConfig {
         if self.attention_sinks {
             parts.push("a learned sink per head".into());
         }
+        if self.attention_head_gate {
+            parts.push("each head's output gated by σ(its own projection of the input)".into());
+        }
         if self.attention_output_gate {
             parts.push("output gated by σ(a gate beside each head's queries)".into());
         }
@@ -246,6 +249,14 @@ fn rope_words(rope: &Rope) -> String {
     match &rope.scaling {
         RopeScaling::None => theta,
         RopeScaling::NoRotation => "no rotary".into(),
+        RopeScaling::Proportional { fraction, factor } => {
+            let scaled = if *factor == 1.0 {
+                String::new()
+            } else {
+                format!(" ÷{factor}")
+            };
+            format!("{theta}{scaled}, proportional: the first {fraction} of the pairs turn")
+        }
         RopeScaling::Linear { factor } => format!("{theta}, linear ×{factor}"),
         RopeScaling::Llama3 { factor, .. } => format!("{theta}, llama3 ×{factor}"),
         RopeScaling::FrequencyDivisors { .. } => format!("{theta}, per-frequency divisors"),

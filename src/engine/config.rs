@@ -66,10 +66,11 @@ pub enum Architecture {
     Apertus15,
     GraniteSwa,
     Lfm2,
+    Lfm3,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 41] = [
+    pub const ALL: [Architecture; 42] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -111,6 +112,7 @@ impl Architecture {
         Self::Apertus15,
         Self::GraniteSwa,
         Self::Lfm2,
+        Self::Lfm3,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -158,6 +160,7 @@ impl Architecture {
             Self::Apertus15 => &["apertus1p5_text"],
             Self::GraniteSwa => &["granite_swa"],
             Self::Lfm2 => &["lfm2"],
+            Self::Lfm3 => &["lfm3"],
         }
     }
 
@@ -210,6 +213,7 @@ impl Architecture {
             Self::Apertus15 => "Apertus 1.5",
             Self::GraniteSwa => "Granite SWA",
             Self::Lfm2 => "LFM2",
+            Self::Lfm3 => "LFM3",
         }
     }
 
@@ -348,6 +352,13 @@ pub enum RopeScaling {
     },
     /// No rotation at all (SmolLM3's NoPE layers): every frequency is 0, so cos is 1 and sin 0.
     NoRotation,
+    /// "Proportional" rotary (LFM3's, Gemma 4's global layers): the frequencies of the whole
+    /// head for its first `⌊fraction · head_dim / 2⌋` pairs, 0 for the others (they do not
+    /// turn), all divided by `factor`.
+    Proportional {
+        fraction: f64,
+        factor: f64,
+    },
     /// YaRN: frequencies blended between interpolated (÷ factor) and original along a ramp
     /// between the dimensions that turn `beta_fast` and `beta_slow` times over the original
     /// context; cos and sin are multiplied by `attention_factor`.
@@ -581,6 +592,10 @@ pub struct ModelConfig {
     /// multimodal codes after them have input embeddings only). `None`: all `vocab_size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_vocab_size: Option<usize>,
+    /// LFM3: each head's output is multiplied by a sigmoid of its own projection of the
+    /// layer's (normed) input (`self_attn.gate_proj`, `[heads, d_model]`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attention_head_gate: bool,
     /// Qwen3.5: `q_proj` also gives a gate per query dimension (stored after each head's
     /// queries), and attention's output is multiplied by its sigmoid before `o_proj`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -659,6 +674,7 @@ impl ModelConfig {
             Architecture::Apertus15 => super::arch::apertus::config_1p5(&fields)?,
             Architecture::GraniteSwa => super::arch::granite::config_swa(&fields)?,
             Architecture::Lfm2 => super::arch::lfm2::config(&fields)?,
+            Architecture::Lfm3 => super::arch::lfm2::config3(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -837,6 +853,7 @@ impl ModelConfig {
             + 2 * h * kv
             + q * h
             + bias(self.attention_output_gate, h * q)
+            + bias(self.attention_head_gate, h * self.num_heads as u64)
             + bias(self.qkv_bias, q + 2 * kv)
             + bias(self.linear_bias || self.o_bias, h)
             + match self.qk_norm {
@@ -926,6 +943,10 @@ impl ModelConfig {
         };
         let gate = if self.attention_output_gate {
             h * q
+        } else {
+            0.0
+        } + if self.attention_head_gate {
+            h * self.num_heads as f64
         } else {
             0.0
         };
@@ -1127,10 +1148,17 @@ impl HfFields<'_> {
             // "su" is what the first Phi-3 configs called it.
             "longrope" | "su" => self.long_rope(params),
             "yarn" => self.yarn(params),
+            "proportional" => Ok(RopeScaling::Proportional {
+                fraction: params
+                    .get("partial_rotary_factor")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0),
+                factor: params.get("factor").and_then(Value::as_f64).unwrap_or(1.0),
+            }),
             other => Err(EngineError::config(
                 self.path,
                 format!(
-                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3, longrope, yarn)"
+                    "unsupported rope scaling \"{other}\" (supported: default, linear, llama3, longrope, yarn, proportional)"
                 ),
             )),
         }
@@ -1359,6 +1387,7 @@ impl Dims {
             linear_attention: None,
             output_vocab_size: None,
             short_conv: None,
+            attention_head_gate: false,
             attention_output_gate: false,
             bos_token_id: None,
         }

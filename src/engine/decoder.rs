@@ -189,6 +189,9 @@ struct Attention {
     /// Qwen3.5: the stacked projection ends with a gate per query dimension, and the output
     /// is multiplied by its sigmoid before `o`.
     output_gate: bool,
+    /// LFM3: a gate per head from the attention's input, `[heads, d_model]`; each head's output
+    /// is multiplied by its sigmoid before `o`.
+    head_gate: Option<Linear>,
 }
 
 /// How a layer mixes its tokens.
@@ -428,6 +431,13 @@ impl Decoder {
                             })
                             .transpose()?,
                         output_gate: config.attention_output_gate,
+                        head_gate: config
+                            .attention_head_gate
+                            .then(|| {
+                                let name = format!("{p}self_attn.gate_proj");
+                                linear(src, &[(name, config.num_heads)], h, false, &ctx)
+                            })
+                            .transpose()?,
                     })
                 }
             };
@@ -1218,6 +1228,14 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
     match &rope.scaling {
         RopeScaling::None => plain.collect(),
         RopeScaling::NoRotation => vec![0.0; head_dim / 2],
+        RopeScaling::Proportional { fraction, factor } => {
+            // transformers: `int(fraction · head_dim // 2)` pairs turn.
+            let turned = (fraction * head_dim as f64 / 2.0).floor() as usize;
+            plain
+                .enumerate()
+                .map(|(i, f)| if i < turned { f / *factor as f32 } else { 0.0 })
+                .collect()
+        }
         RopeScaling::Yarn {
             factor,
             original_max_position_embeddings: context,
@@ -1361,7 +1379,8 @@ impl Attention {
                 .then(|| qkv.narrow(1, (h + 2 * kvh) * d, h * d))
                 .transpose()?;
             let out = self.apply_output_gate(out, gate)?;
-            return Ok(self.o.forward(&out.reshape((b, t, h * d))?)?);
+            let out = self.apply_head_gate(out.reshape((b, t, h * d))?, x)?;
+            return Ok(self.o.forward(&out)?);
         }
         let (cos, sin, mask) = tables
             .tensors
@@ -1423,7 +1442,22 @@ impl Attention {
             .then(|| qkv.narrow(2, h + 2 * kvh, h)?.reshape((b, t, h * d)))
             .transpose()?;
         let out = self.apply_output_gate(out, gate)?;
+        let out = self.apply_head_gate(out, x)?;
         Ok(self.o.forward(&out)?)
+    }
+
+    /// `out` `[b, t, heads·head_dim]` with each head's part times `σ(g·x)` where the layer
+    /// has a gate per head (LFM3), else as it is.
+    fn apply_head_gate(&self, out: Tensor, x: &Tensor) -> Result<Tensor> {
+        let Some(gate) = &self.head_gate else {
+            return Ok(out);
+        };
+        let (b, t, _) = out.dims3()?;
+        let scale = candle_nn::ops::sigmoid(&gate.forward(x)?)?.unsqueeze(3)?;
+        Ok(out
+            .reshape((b, t, self.num_heads, self.head_dim))?
+            .broadcast_mul(&scale)?
+            .reshape((b, t, self.num_heads * self.head_dim))?)
     }
 
     /// `out · σ(gate)` where the layer has an output gate (same shapes), else `out`.
@@ -1532,6 +1566,23 @@ fn model_prefix(src: &dyn TensorSource) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proportional_rotary_turns_the_first_pairs_at_the_whole_heads_frequencies() {
+        // head_dim 8, half the pairs: θ^(-0/8) and θ^(-2/8), then two still pairs; ÷ 2.
+        let rope = Rope {
+            theta: 10_000.0,
+            scaling: RopeScaling::Proportional {
+                fraction: 0.5,
+                factor: 2.0,
+            },
+        };
+        let f = inverse_frequencies(&rope, 8);
+        assert_eq!(f.len(), 4);
+        assert!((f[0] - 0.5).abs() < 1e-7);
+        assert!((f[1] - 0.1 / 2.0).abs() < 1e-7, "{f:?}");
+        assert_eq!(&f[2..], &[0.0, 0.0]);
+    }
 
     #[test]
     fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {

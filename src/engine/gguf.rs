@@ -1165,7 +1165,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Qwen35Moe
         | Architecture::Apertus15
         | Architecture::GraniteSwa
-        | Architecture::Lfm2 => {}
+        | Architecture::Lfm2
+        | Architecture::Lfm3 => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

@@ -292,6 +292,7 @@ impl Model {
                     }
                     Architecture::Glm4 => Some(&super::arch::glm::NAMES4),
                     Architecture::Lfm2 => Some(&super::arch::lfm2::NAMES),
+                    Architecture::Lfm3 => Some(&super::arch::lfm2::NAMES3),
                     _ => None,
                 };
                 let weights: Box<dyn TensorSource> = match names {

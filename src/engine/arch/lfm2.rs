@@ -1,11 +1,13 @@
-//! LFM2 (Liquid AI's on-device models): most layers mix tokens with a short convolution (see
-//! `engine::short_conv`), the others with attention with per-head q/k norms; a gated SiLU MLP
-//! whose width follows Liquid's block arithmetic; names of its own ([`NAMES`]), the final norm
-//! among them (`embedding_norm`).
+//! LFM2 and LFM3 (Liquid AI's on-device models): most layers mix tokens with a short convolution
+//! (see `engine::short_conv`), the others with attention with per-head q/k norms; a gated SiLU
+//! MLP; names of their own ([`NAMES`], [`NAMES3`]), the final norm among them
+//! (`embedding_norm`). LFM2's MLP width follows Liquid's block arithmetic; LFM3 adds sliding
+//! attention layers, "proportional" rotary on the full ones, a sigmoid gate per head, and norms
+//! after each part as before it.
 
 use crate::engine::config::{
-    Activation, Architecture, HfFields, LayerAttention, LayerMixer, ModelConfig, QkNorm,
-    ShortConvolution,
+    Activation, Architecture, HfFields, LayerAttention, LayerMixer, ModelConfig, NormLayout,
+    QkNorm, ShortConvolution,
 };
 use crate::engine::error::{EngineError, Result};
 use crate::engine::weights::{NameTable, Stored};
@@ -48,6 +50,89 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     config.activation = Activation::Silu;
     config.short_conv = Some(ShortConvolution {
         taps: f.opt_usize("conv_L_cache")?.unwrap_or(3),
+    });
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}
+
+/// LFM3: `layer_types` of "conv", "sliding_attention" (window `sliding_window`, 256 where
+/// unsaid) and "full_attention", each attention kind its own rotary (`rope_parameters` keyed by
+/// kind; the full layers' "proportional"); a gate per head; sandwich norms.
+pub fn config3(f: &HfFields) -> Result<ModelConfig> {
+    if f.bool_or("conv_bias", false)? || f.bool_or("attention_bias", false)? {
+        return Err(EngineError::config(
+            f.path,
+            "biases (\"conv_bias\" or \"attention_bias\": true) are not supported",
+        ));
+    }
+    let mut dims = f.dims()?;
+    dims.head_dim = f.opt_usize("head_dim")?.unwrap_or(128);
+    dims.rms_norm_eps = f.f64_or("norm_eps", 1e-5)?;
+    let window = match f.json.get("sliding_window") {
+        None => Some(256),
+        Some(_) => f.opt_usize("sliding_window")?,
+    };
+    let full = f.rope("full_attention", 1_000_000.0)?;
+    let sliding = f.rope("sliding_attention", 10_000.0)?;
+    let n = dims.num_layers;
+    let kinds: Vec<String> = match f
+        .json
+        .get("layer_types")
+        .and_then(serde_json::Value::as_array)
+    {
+        Some(list) => list
+            .iter()
+            .map(|kind| kind.as_str().unwrap_or("").to_string())
+            .collect(),
+        None => (0..n)
+            .map(|i| match i % 4 {
+                2 => "full_attention",
+                0 if i > 0 => "sliding_attention",
+                _ => "conv",
+            })
+            .map(str::to_string)
+            .collect(),
+    };
+    if kinds.len() != n {
+        return Err(EngineError::config(
+            f.path,
+            format!("\"layer_types\" has {} entries for {n} layers", kinds.len()),
+        ));
+    }
+    let layers = kinds
+        .iter()
+        .map(|kind| {
+            let (mixer, sliding_window, rope) = match kind.as_str() {
+                "conv" => (LayerMixer::ShortConv, None, full.clone()),
+                "sliding_attention" => (LayerMixer::Attention, window, sliding.clone()),
+                "full_attention" => (LayerMixer::Attention, None, full.clone()),
+                other => {
+                    return Err(EngineError::config(
+                        f.path,
+                        format!(
+                            "\"layer_types\" entry \"{other}\" is none of \"conv\", \
+                             \"sliding_attention\", \"full_attention\""
+                        ),
+                    ));
+                }
+            };
+            Ok(LayerAttention {
+                sliding_window,
+                rope,
+                mixer,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut config = dims.into_config(Architecture::Lfm3, layers);
+    config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
+    config.qk_norm = QkNorm::PerHead;
+    config.activation = Activation::Silu;
+    if f.bool_or("use_sandwich_norm", true)? {
+        config.norm_layout = NormLayout::Sandwich;
+    }
+    config.attention_head_gate = f.bool_or("use_attention_gate", true)?;
+    config.short_conv = Some(ShortConvolution {
+        taps: f.opt_usize("conv_L_cache")?.unwrap_or(7),
     });
     config.bos_token_id = f.bos_token_id();
     Ok(config)
@@ -146,6 +231,38 @@ pub const NAMES: NameTable = NameTable {
         ("conv.conv", "conv.conv", Stored::AsAsked),
         ("conv.out_proj", "conv.out_proj", Stored::AsAsked),
     ],
+};
+
+/// LFM3's: Qwen3's attention names (and the gate's), LFM2's for the rest, and the norms after
+/// each part.
+pub const NAMES3: NameTable = NameTable {
+    family: "LFM3",
+    norms: &[
+        ("input_layernorm", "operator_norm"),
+        ("post_attention_layernorm", "post_operator_norm"),
+        ("pre_feedforward_layernorm", "ffn_norm"),
+        ("post_feedforward_layernorm", "post_ffn_norm"),
+        ("self_attn.q_norm", "self_attn.q_norm"),
+        ("self_attn.k_norm", "self_attn.k_norm"),
+    ],
+    parts: &[
+        ("self_attn.q_proj", "self_attn.q_proj", Stored::AsAsked),
+        ("self_attn.k_proj", "self_attn.k_proj", Stored::AsAsked),
+        ("self_attn.v_proj", "self_attn.v_proj", Stored::AsAsked),
+        ("self_attn.o_proj", "self_attn.o_proj", Stored::AsAsked),
+        (
+            "self_attn.gate_proj",
+            "self_attn.gate_proj",
+            Stored::AsAsked,
+        ),
+        ("mlp.gate_proj", "feed_forward.w1", Stored::AsAsked),
+        ("mlp.up_proj", "feed_forward.w3", Stored::AsAsked),
+        ("mlp.down_proj", "feed_forward.w2", Stored::AsAsked),
+        ("conv.in_proj", "conv.in_proj", Stored::AsAsked),
+        ("conv.conv", "conv.conv", Stored::AsAsked),
+        ("conv.out_proj", "conv.out_proj", Stored::AsAsked),
+    ],
+    ..NAMES
 };
 
 #[cfg(test)]
