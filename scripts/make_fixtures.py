@@ -744,6 +744,19 @@ def tiny_specs(v_sp: int, v_bl: int):
             num_key_value_heads=2, head_dim=16, max_position_embeddings=512, initializer_range=0.2, norm_eps=1e-5,
             layer_types=["conv", "sliding_attention", "full_attention", "conv"], sliding_window=4,
             tie_word_embeddings=True, **bl_ids), "bl-bos", "f32", "v5"),
+        # OLMo Hybrid (AllenAI): OLMo 3's attention layers (norms after each part, q/k norms over
+        # all heads) in layers 1 and 3, Gated DeltaNet layers (norms before each part; q, k, v,
+        # a, b and the output gate `g_proj` projected apart, β doubled so that eigenvalues may
+        # turn negative, the gated output norm at eps 1e-5) in 0 and 2; rotary here (θ 5e5),
+        # where the released checkpoints have none; untied.
+        "olmo_hybrid": (transformers.OlmoHybridConfig(
+            vocab_size=v_bl, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, rms_norm_eps=1e-6,
+            layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
+            linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=12,
+            linear_conv_kernel_dim=4, linear_allow_neg_eigval=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+            tie_word_embeddings=False, **bl_ids), "bl-nobos", "f32", "v5"),
         # Qwen3.5-MoE as released: `qwen3_5`'s mixers and norms, and in every layer 8 experts of
         # 12 (2 per token, always renormalized) plus a shared expert of 32 scaled by
         # sigmoid(shared_expert_gate·h), as Qwen2-MoE's; untied.
@@ -768,7 +781,7 @@ def tiny_specs(v_sp: int, v_bl: int):
 # Each tiny model's seed, SEED + offset (weights from SEED + 100 + offset): the offsets the
 # committed fixtures were made with, so that a rerun reproduces them whatever the order of
 # tiny_specs. Two models sharing an offset is harmless (their shapes differ); a new model takes
-# a number not used yet (48 next).
+# a number not used yet (49 next).
 SEED_OFFSETS = {
     "llama": 0, "mistral": 1, "qwen2": 2, "qwen3": 3, "gemma2": 4, "gemma3": 5, "gemma": 6, "olmo2": 7,
     "phi3": 8, "olmo": 9, "gpt_neox": 10, "falcon": 11, "falcon_7b": 12, "xglm": 10, "stablelm": 10,
@@ -777,7 +790,7 @@ SEED_OFFSETS = {
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
     "qwen3_5_moe": 43, "apertus1p5": 44, "granite_swa": 45,
-    "lfm2": 46, "lfm3": 47,
+    "lfm2": 46, "lfm3": 47, "olmo_hybrid": 48,
 }
 
 MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
@@ -1269,6 +1282,25 @@ def model_class(name):
     return AutoModelForCausalLM
 
 
+def split_olmo_hybrid_convs(folder: Path, cfg) -> None:
+    """OLMo Hybrid's checkpoints keep a convolution each for q, k and v (`q_conv1d` of the key
+    width, …), which transformers joins at load; its save splits the joined one in three equal
+    parts instead. Split as released, so that the fixture is what a user's folder holds."""
+    from safetensors.torch import load_file, save_file as save_tensors
+
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    kd = cfg.linear_num_key_heads * cfg.linear_key_head_dim
+    vd = cfg.linear_num_value_heads * cfg.linear_value_head_dim
+    for name in [n for n in tensors if n.endswith("linear_attn.q_conv1d.weight")]:
+        stem = name[: -len("q_conv1d.weight")]
+        parts = [tensors.pop(f"{stem}{p}_conv1d.weight") for p in "qkv"]
+        q, k, v = torch.cat(parts, dim=0).split([kd, kd, vd], dim=0)
+        for p, t in zip("qkv", (q, k, v)):
+            tensors[f"{stem}{p}_conv1d.weight"] = t.contiguous()
+    save_tensors(tensors, path, metadata={"format": "pt"})
+
+
 def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
     specs = tiny_specs(len(sp_tok), len(bl_bos))
     toks = {"sp": sp_tok, "bl-bos": bl_bos, "bl-nobos": bl_nobos}
@@ -1299,6 +1331,7 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
             model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32, **impl)
         # LFM2's output projections have names of their own; drawn small as the others'.
         small = ("out_proj.weight", "feed_forward.w2.weight") if name in ("lfm2", "lfm3") else ()
+        # OLMo Hybrid's gated output norm is `x·w` as the others there.
         init_weights(model, SEED + 100 + seed,
                      gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5", "qwen3_5_moe"),
                      small=small)
@@ -1308,6 +1341,8 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
             model.save_pretrained(folder, safe_serialization=True, max_shard_size="100KB")
         else:
             model.save_pretrained(folder, safe_serialization=True)
+        if name == "olmo_hybrid":
+            split_olmo_hybrid_convs(folder, text_config(cfg))
         toks[tkind].save_pretrained(folder)
         if name.startswith("qwen3_5"):
             # transformers rebuilds Qwen3.5's pipeline in its own class (NFC, a split that keeps

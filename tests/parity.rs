@@ -546,7 +546,8 @@ parity_tests!(
     apertus1p5,
     granite_swa,
     lfm2,
-    lfm3
+    lfm3,
+    olmo_hybrid
 );
 
 /// The same tiny models saved in PyTorch's own format (`pytorch_model.bin`, one file for
@@ -748,9 +749,13 @@ fn bf16_generic_capture_path_agrees_with_f32() {
 /// a token routed to another expert in bf16 turns that expert's 16 (or 32) neurons off and
 /// another's on at once, 6–12% of the sentence's 256 entries at its last token; olmoe meets
 /// one or two such flips among its 30 sentences (99.1–99.4%, with the router in f32 or in
-/// bf16) and granitemoe a few more (98.85%), so the mixtures are held to 98.5%. glm misses the goal by a hair (99.49%, 39
-/// entries of 7,680 where 38 would do; its f32 parity holds, and glm4, the same attention
-/// and MLP, is at 99.66%): held to 99.0% like smollm3.
+/// bf16) and granitemoe a few more (98.85%), so the mixtures are held to 98.5%. glm misses the
+/// goal by a hair (99.49%, 39 entries of 7,680 where 38 would do; its f32 parity holds, and
+/// glm4, the same attention and MLP, is at 99.66%): held to 99.0% like smollm3. So is
+/// olmo_hybrid (99.35%): transformers' own bf16 run of it agrees with its f32 run on 99.28% of
+/// the decisions on the bundled corpus' 1,000 sentences (`scripts/transformers_bf16_agreement.py`;
+/// qwen3_5, the same linear attention with β in [0, 1] rather than [0, 2], is at 99.31% there
+/// and 99.63% here).
 #[test]
 fn bf16_nas_decisions_agree_with_f32() {
     let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
@@ -810,6 +815,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         "granite_swa",
         "lfm2",
         "lfm3",
+        "olmo_hybrid",
     ] {
         let folder = fixtures().join("tiny").join(name);
         let exact = extract(&load(&folder), &texts, last, 8);
@@ -829,7 +835,7 @@ fn bf16_nas_decisions_agree_with_f32() {
         let agreement = equal as f64 / exact.nas.len() as f64;
         report.push(format!("{name} {:.3}%", 100.0 * agreement));
         let goal = match name {
-            "smollm3" | "glm" => 0.990,
+            "smollm3" | "glm" | "olmo_hybrid" => 0.990,
             "olmoe" | "qwen3_moe" | "mixtral" | "qwen2_moe" | "gpt_oss" | "granitemoe"
             | "qwen3_5_moe" => 0.985,
             _ => 0.995,

@@ -338,6 +338,9 @@ mod tests {
             key_head_dim: 8,
             value_heads: 4,
             value_head_dim: 12,
+            negative_eigenvalues: false,
+            output_norm_eps: None,
+            separate_projections: false,
         });
         let lines = config.anatomy();
         assert!(

@@ -67,10 +67,11 @@ pub enum Architecture {
     GraniteSwa,
     Lfm2,
     Lfm3,
+    OlmoHybrid,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 42] = [
+    pub const ALL: [Architecture; 43] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -113,6 +114,7 @@ impl Architecture {
         Self::GraniteSwa,
         Self::Lfm2,
         Self::Lfm3,
+        Self::OlmoHybrid,
     ];
 
     /// Hugging Face `model_type` values accepted for this architecture.
@@ -161,6 +163,7 @@ impl Architecture {
             Self::GraniteSwa => &["granite_swa"],
             Self::Lfm2 => &["lfm2"],
             Self::Lfm3 => &["lfm3"],
+            Self::OlmoHybrid => &["olmo_hybrid"],
         }
     }
 
@@ -214,6 +217,7 @@ impl Architecture {
             Self::GraniteSwa => "Granite SWA",
             Self::Lfm2 => "LFM2",
             Self::Lfm3 => "LFM3",
+            Self::OlmoHybrid => "OLMo Hybrid",
         }
     }
 
@@ -475,6 +479,16 @@ pub struct LinearAttention {
     /// A multiple of `key_heads`: each key head serves that many value heads in turn.
     pub value_heads: usize,
     pub value_head_dim: usize,
+    /// OLMo Hybrid: β = 2σ(b), so that the state's eigenvalues may turn negative.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub negative_eigenvalues: bool,
+    /// The gated output norm's epsilon where it is not the model's (OLMo Hybrid: 1e-5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_norm_eps: Option<f64>,
+    /// OLMo Hybrid's names: q, k, v, a, b and the gate projected apart (`q_proj` … `g_proj`),
+    /// `o_proj` and `o_norm`; else Qwen3.5's (`in_proj_qkv`, `in_proj_z`, …, `out_proj`, `norm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub separate_projections: bool,
 }
 
 /// LFM2's short convolution, the token mixer of the layers marked [`LayerMixer::ShortConv`]:
@@ -585,6 +599,10 @@ pub struct ModelConfig {
     /// The token mixer of the layers marked [`LayerAttention::linear`] (Qwen3.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_attention: Option<LinearAttention>,
+    /// Where the norms of the linear-attention layers sit, where not as the others' (OLMo
+    /// Hybrid: before each part, its attention layers' after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_norm_layout: Option<NormLayout>,
     /// The token mixer of the layers marked [`LayerMixer::ShortConv`] (LFM2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_conv: Option<ShortConvolution>,
@@ -675,6 +693,7 @@ impl ModelConfig {
             Architecture::GraniteSwa => super::arch::granite::config_swa(&fields)?,
             Architecture::Lfm2 => super::arch::lfm2::config(&fields)?,
             Architecture::Lfm3 => super::arch::lfm2::config3(&fields)?,
+            Architecture::OlmoHybrid => super::arch::olmo2::config_hybrid(&fields)?,
         };
         config.validate(path)?;
         Ok(config)
@@ -785,6 +804,14 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// Where layer `mixer`'s norms sit.
+    pub fn norm_layout_of(&self, mixer: LayerMixer) -> NormLayout {
+        match (mixer, self.linear_norm_layout) {
+            (LayerMixer::LinearAttention, Some(layout)) => layout,
+            _ => self.norm_layout,
+        }
     }
 
     /// How many layers `mixer` mixes.
@@ -1386,6 +1413,7 @@ impl Dims {
             layers,
             linear_attention: None,
             output_vocab_size: None,
+            linear_norm_layout: None,
             short_conv: None,
             attention_head_gate: false,
             attention_output_gate: false,

@@ -339,7 +339,7 @@ impl Decoder {
                 RmsNorm::load(src, &format!("{p}{name}.weight"), size, config, &ctx)
             };
             let [input_norm, attention_out_norm, mlp_norm, mlp_out_norm] =
-                layer_norm_names(config.norm_layout)
+                layer_norm_names(config.norm_layout_of(attention_kind.mixer))
                     .map(|name| name.map(|name| norm(name, h)).transpose());
             let q_out = config.num_heads * config.head_dim;
             let kv_out = config.num_kv_heads * config.head_dim;

@@ -36,6 +36,8 @@ pub(super) struct GatedDeltaNet {
     dims: LinearAttention,
     eps: f32,
     out_dtype: DType,
+    /// β's range: 1, or 2 where the state's eigenvalues may turn negative (OLMo Hybrid).
+    beta_scale: f32,
     /// f32 on the device for the generic ops: the convolution `[conv_dim, taps]`, `-exp(A_log)`
     /// and `dt_bias` `[value_heads]`, the gated norm's weight `[value_head_dim]`.
     conv: Tensor,
@@ -63,28 +65,46 @@ impl GatedDeltaNet {
     ) -> Result<Self> {
         let p = format!("{prefix}linear_attn.");
         let h = config.hidden_size;
+        let kd = dims.key_heads * dims.key_head_dim;
         let vd = dims.value_heads * dims.value_head_dim;
-        let in_proj = linear(
-            src,
-            &[
-                (format!("{p}in_proj_qkv"), dims.conv_dim()),
-                (format!("{p}in_proj_z"), vd),
-                (format!("{p}in_proj_b"), dims.value_heads),
-                (format!("{p}in_proj_a"), dims.value_heads),
-            ],
-            h,
-            false,
-            ctx,
-        )?;
-        let out_proj = linear(src, &[(format!("{p}out_proj"), h)], vd, false, ctx)?;
+        let hv = dims.value_heads;
+        // Stacked as the recurrence reads them: q, k, v (convolved), the gate, b, a.
+        let (projections, out_name, norm_name) = if dims.separate_projections {
+            let parts = [("q_proj", kd), ("k_proj", kd), ("v_proj", vd)];
+            let rest = [("g_proj", vd), ("b_proj", hv), ("a_proj", hv)];
+            (
+                parts.into_iter().chain(rest).collect::<Vec<_>>(),
+                "o_proj",
+                "o_norm",
+            )
+        } else {
+            let parts = [("in_proj_qkv", dims.conv_dim()), ("in_proj_z", vd)];
+            let rest = [("in_proj_b", hv), ("in_proj_a", hv)];
+            (parts.into_iter().chain(rest).collect(), "out_proj", "norm")
+        };
+        let projections: Vec<(String, usize)> = projections
+            .into_iter()
+            .map(|(name, rows)| (format!("{p}{name}"), rows))
+            .collect();
+        let in_proj = linear(src, &projections, h, false, ctx)?;
+        let out_proj = linear(src, &[(format!("{p}{out_name}"), h)], vd, false, ctx)?;
         let f32_tensor = |name: &str, shape: &[usize]| {
             src.load(&format!("{p}{name}"), shape, DType::F32, &ctx.device)
         };
-        let conv = f32_tensor("conv1d.weight", &[dims.conv_dim(), 1, dims.conv_kernel])?
-            .reshape((dims.conv_dim(), dims.conv_kernel))?;
-        let decay_rate = f32_tensor("A_log", &[dims.value_heads])?.exp()?.neg()?;
-        let dt_bias = f32_tensor("dt_bias", &[dims.value_heads])?;
-        let norm_weight = f32_tensor("norm.weight", &[dims.value_head_dim])?;
+        let taps = dims.conv_kernel;
+        // One convolution of q, k and v together, or (OLMo Hybrid's checkpoints) one each.
+        let conv = if src.contains(&format!("{p}conv1d.weight")) {
+            f32_tensor("conv1d.weight", &[dims.conv_dim(), 1, taps])?
+        } else {
+            let parts = [("q_conv1d", kd), ("k_conv1d", kd), ("v_conv1d", vd)]
+                .map(|(name, rows)| f32_tensor(&format!("{name}.weight"), &[rows, 1, taps]));
+            let [q, k, v] = parts;
+            Tensor::cat(&[q?, k?, v?], 0)?
+        }
+        .reshape((dims.conv_dim(), taps))?;
+        let decay_rate = f32_tensor("A_log", &[hv])?.exp()?.neg()?;
+        let dt_bias = f32_tensor("dt_bias", &[hv])?;
+        let norm_weight = f32_tensor(&format!("{norm_name}.weight"), &[dims.value_head_dim])?;
         let host = if ctx.device.is_cpu() {
             Some(HostWeights {
                 conv: conv.flatten_all()?.to_vec1()?,
@@ -99,8 +119,9 @@ impl GatedDeltaNet {
             in_proj,
             out_proj,
             dims: dims.clone(),
-            eps: config.rms_norm_eps as f32,
+            eps: dims.output_norm_eps.unwrap_or(config.rms_norm_eps) as f32,
             out_dtype: ctx.dtype,
+            beta_scale: if dims.negative_eigenvalues { 2.0 } else { 1.0 },
             conv,
             decay_rate,
             dt_bias,
@@ -174,7 +195,7 @@ impl GatedDeltaNet {
         let k = heads(conv.narrow(2, kd, kd)?, d.key_heads, d.key_head_dim, true)?;
         let v = heads(conv.narrow(2, 2 * kd, vd)?, hv, d.value_head_dim, false)?;
         // `[b, hv, t]`: β = σ(b), and the decay exp(g), g = -exp(A_log)·softplus(a + dt_bias).
-        let beta = candle_nn::ops::sigmoid(&b_in)?
+        let beta = (candle_nn::ops::sigmoid(&b_in)? * f64::from(self.beta_scale))?
             .transpose(1, 2)?
             .contiguous()?;
         let g = softplus(&a_in.broadcast_add(&self.dt_bias)?)?.broadcast_mul(&self.decay_rate)?;
@@ -256,7 +277,7 @@ impl GatedDeltaNet {
                         let k = &row[kd + key_head * dk..][..dk];
                         let v = &row[2 * kd + head * dv..][..dv];
                         let proj = &projected[token * width..][..width];
-                        let beta = sigmoid(proj[c + vd + head]);
+                        let beta = self.beta_scale * sigmoid(proj[c + vd + head]);
                         let g = host.decay_rate[head]
                             * softplus_scalar(proj[c + vd + hv + head] + host.dt_bias[head]);
                         delta_rule_steps(

@@ -1166,7 +1166,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Apertus15
         | Architecture::GraniteSwa
         | Architecture::Lfm2
-        | Architecture::Lfm3 => {}
+        | Architecture::Lfm3
+        | Architecture::OlmoHybrid => {}
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;

@@ -14,7 +14,7 @@ use super::device::{DTypeChoice, DeviceChoice};
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
 use super::transfer::HostCopy;
-use super::weights::{FolderWeights, RenamedWeights, TensorSource};
+use super::weights::{AliasedWeights, FolderWeights, RenamedWeights, TensorSource};
 use super::{gguf, hub};
 
 /// Where a model comes from.
@@ -297,6 +297,9 @@ impl Model {
                 };
                 let weights: Box<dyn TensorSource> = match names {
                     Some(names) => Box::new(RenamedWeights::new(weights, names, &config)),
+                    None if config.architecture == Architecture::OlmoHybrid => Box::new(
+                        AliasedWeights::new(weights, super::arch::olmo2::HYBRID_NORM_NAMES),
+                    ),
                     None => Box::new(weights),
                 };
                 (config, weights, tokenizer, files)

@@ -605,6 +605,50 @@ impl TensorSource for PartialRotaryWeights<'_> {
     }
 }
 
+/// Checkpoints that may store some of a layer's tensors under other names than the decoder
+/// asks for: a name not found is asked again with each `(asked, stored)` part replaced.
+pub struct AliasedWeights<S> {
+    inner: S,
+    aliases: &'static [(&'static str, &'static str)],
+}
+
+impl<S: TensorSource> AliasedWeights<S> {
+    pub fn new(inner: S, aliases: &'static [(&'static str, &'static str)]) -> Self {
+        Self { inner, aliases }
+    }
+
+    /// `name`, or the first alias of it the checkpoint has.
+    fn stored(&self, name: &str) -> String {
+        if self.inner.contains(name) {
+            return name.to_string();
+        }
+        self.aliases
+            .iter()
+            .filter(|(asked, _)| name.contains(&format!(".{asked}.")))
+            .map(|(asked, stored)| name.replace(&format!(".{asked}."), &format!(".{stored}.")))
+            .find(|alias| self.inner.contains(alias))
+            .unwrap_or_else(|| name.to_string())
+    }
+}
+
+impl<S: TensorSource> TensorSource for AliasedWeights<S> {
+    fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        self.inner.load(&self.stored(name), shape, dtype, device)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(&self.stored(name))
+    }
+
+    fn origin(&self) -> &Path {
+        self.inner.origin()
+    }
+
+    fn storage_dtype(&self) -> String {
+        self.inner.storage_dtype()
+    }
+}
+
 /// Qwen3.5's gated attention seen as attention with one more projection: its stored
 /// `self_attn.q_proj` holds each head's queries and then that head's output gate. The decoder
 /// asks for `self_attn.q_proj` (the queries alone) and `self_attn.q_gate` (the gates alone),

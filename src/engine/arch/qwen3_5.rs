@@ -58,6 +58,9 @@ fn text_model(f: &HfFields, mut dims: Dims, architecture: Architecture) -> Resul
         key_head_dim: f.opt_usize("linear_key_head_dim")?.unwrap_or(128),
         value_heads: f.opt_usize("linear_num_value_heads")?.unwrap_or(32),
         value_head_dim: f.opt_usize("linear_value_head_dim")?.unwrap_or(128),
+        negative_eigenvalues: false,
+        output_norm_eps: None,
+        separate_projections: false,
     });
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();
