@@ -29,18 +29,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     dims.intermediate_size = mlp_width(f, dims.intermediate_size)?;
     dims.rms_norm_eps = f.f64_or("norm_eps", 1e-5)?;
     let rope = f.rope("full_attention", 1_000_000.0)?;
-    let layers = convolution_layers(f, dims.num_layers)?
-        .into_iter()
-        .map(|conv| LayerAttention {
-            sliding_window: None,
-            rope: rope.clone(),
-            mixer: if conv {
-                LayerMixer::ShortConv
-            } else {
-                LayerMixer::Attention
-            },
-        })
-        .collect();
+    let layers = super::mixed_layers(&mixers(f, dims.num_layers)?, &rope);
     let mut config = dims.into_config(Architecture::Lfm2, layers);
     config.tie_word_embeddings = match f.json.get("tie_embedding") {
         Some(_) => f.bool_or("tie_embedding", true)?,
@@ -75,54 +64,34 @@ pub fn config3(f: &HfFields) -> Result<ModelConfig> {
     let full = f.rope("full_attention", 1_000_000.0)?;
     let sliding = f.rope("sliding_attention", 10_000.0)?;
     let n = dims.num_layers;
-    let kinds: Vec<String> = match f
-        .json
-        .get("layer_types")
-        .and_then(serde_json::Value::as_array)
-    {
-        Some(list) => list
-            .iter()
-            .map(|kind| kind.as_str().unwrap_or("").to_string())
-            .collect(),
+    // (mixer, slides)
+    let names = [
+        ("conv", (LayerMixer::ShortConv, false)),
+        ("sliding_attention", (LayerMixer::Attention, true)),
+        ("full_attention", (LayerMixer::Attention, false)),
+    ];
+    let kinds = match super::layer_kinds(f, n, &names)? {
+        Some(kinds) => kinds,
         None => (0..n)
             .map(|i| match i % 4 {
-                2 => "full_attention",
-                0 if i > 0 => "sliding_attention",
-                _ => "conv",
+                2 => names[2].1,
+                0 if i > 0 => names[1].1,
+                _ => names[0].1,
             })
-            .map(str::to_string)
             .collect(),
     };
-    if kinds.len() != n {
-        return Err(EngineError::config(
-            f.path,
-            format!("\"layer_types\" has {} entries for {n} layers", kinds.len()),
-        ));
-    }
     let layers = kinds
-        .iter()
-        .map(|kind| {
-            let (mixer, sliding_window, rope) = match kind.as_str() {
-                "conv" => (LayerMixer::ShortConv, None, full.clone()),
-                "sliding_attention" => (LayerMixer::Attention, window, sliding.clone()),
-                "full_attention" => (LayerMixer::Attention, None, full.clone()),
-                other => {
-                    return Err(EngineError::config(
-                        f.path,
-                        format!(
-                            "\"layer_types\" entry \"{other}\" is none of \"conv\", \
-                             \"sliding_attention\", \"full_attention\""
-                        ),
-                    ));
-                }
-            };
-            Ok(LayerAttention {
-                sliding_window,
-                rope,
-                mixer,
-            })
+        .into_iter()
+        .map(|(mixer, slides)| LayerAttention {
+            sliding_window: if slides { window } else { None },
+            rope: if slides {
+                sliding.clone()
+            } else {
+                full.clone()
+            },
+            mixer,
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let mut config = dims.into_config(Architecture::Lfm3, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
     config.qk_norm = QkNorm::PerHead;
@@ -158,49 +127,42 @@ fn mlp_width(f: &HfFields, configured: usize) -> Result<usize> {
     Ok(width.div_ceil(multiple) * multiple)
 }
 
-/// Which layers convolve: `layer_types` ("conv" / "full_attention"), else all but
-/// `full_attn_idxs` (every layer attends where neither is given).
-fn convolution_layers(f: &HfFields, num_layers: usize) -> Result<Vec<bool>> {
-    let bad = |what: String| EngineError::config(f.path, what);
-    if let Some(list) = f
-        .json
-        .get("layer_types")
-        .and_then(serde_json::Value::as_array)
-    {
-        if list.len() != num_layers {
-            return Err(bad(format!(
-                "\"layer_types\" has {} entries for {num_layers} layers",
-                list.len()
-            )));
-        }
-        return list
-            .iter()
-            .map(|kind| match kind.as_str() {
-                Some("conv") => Ok(true),
-                Some("full_attention") => Ok(false),
-                _ => Err(bad(format!(
-                    "\"layer_types\" entry {kind} is neither \"conv\" nor \"full_attention\""
-                ))),
-            })
-            .collect();
+/// Each layer's mixer: `layer_types` ("conv" / "full_attention"), else attention in
+/// `full_attn_idxs` and convolutions elsewhere (every layer attends where neither is given).
+fn mixers(f: &HfFields, num_layers: usize) -> Result<Vec<LayerMixer>> {
+    let names = [
+        ("conv", LayerMixer::ShortConv),
+        ("full_attention", LayerMixer::Attention),
+    ];
+    if let Some(mixers) = super::layer_kinds(f, num_layers, &names)? {
+        return Ok(mixers);
     }
     let Some(list) = f
         .json
         .get("full_attn_idxs")
         .and_then(serde_json::Value::as_array)
     else {
-        return Ok(vec![false; num_layers]);
+        return Ok(vec![LayerMixer::Attention; num_layers]);
     };
     let attention = list
         .iter()
         .map(|v| v.as_u64().map(|i| i as usize).filter(|&i| i < num_layers))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| {
-            bad(format!(
-                "\"full_attn_idxs\" must list layers below {num_layers}"
-            ))
+            EngineError::config(
+                f.path,
+                format!("\"full_attn_idxs\" must list layers below {num_layers}"),
+            )
         })?;
-    Ok((0..num_layers).map(|i| !attention.contains(&i)).collect())
+    Ok((0..num_layers)
+        .map(|i| {
+            if attention.contains(&i) {
+                LayerMixer::Attention
+            } else {
+                LayerMixer::ShortConv
+            }
+        })
+        .collect())
 }
 
 /// LFM2's names for what the decoder asks in Llama's.

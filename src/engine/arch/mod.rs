@@ -62,6 +62,71 @@ fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<La
     ]
 }
 
+/// Each layer's kind from `layer_types`, by `names` (`(name in the config, kind)`), checked
+/// against the layer count; `None` where the config has no list.
+pub(crate) fn layer_kinds<T: Copy>(
+    f: &HfFields,
+    num_layers: usize,
+    names: &[(&str, T)],
+) -> Result<Option<Vec<T>>> {
+    let Some(list) = f
+        .json
+        .get("layer_types")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return Ok(None);
+    };
+    if list.len() != num_layers {
+        return Err(EngineError::config(
+            f.path,
+            format!(
+                "\"layer_types\" has {} entries for {num_layers} layers",
+                list.len()
+            ),
+        ));
+    }
+    list.iter()
+        .map(|entry| {
+            names
+                .iter()
+                .find(|(name, _)| entry.as_str() == Some(*name))
+                .map(|(_, kind)| *kind)
+                .ok_or_else(|| {
+                    let known: Vec<String> = names
+                        .iter()
+                        .map(|(name, _)| format!("\"{name}\""))
+                        .collect();
+                    EngineError::config(
+                        f.path,
+                        format!(
+                            "\"layer_types\" entry {entry} is none of {}",
+                            known.join(", ")
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Linear attention or attention, as Qwen3.5 and OLMo Hybrid name them in `layer_types`.
+pub(crate) const LINEAR_OR_FULL: &[(&str, LayerMixer)] = &[
+    ("linear_attention", LayerMixer::LinearAttention),
+    ("full_attention", LayerMixer::Attention),
+];
+
+/// One entry per mixer: `rope` on every layer (attention's only reads it), no window.
+pub(crate) fn mixed_layers(mixers: &[LayerMixer], rope: &Rope) -> Vec<LayerAttention> {
+    mixers
+        .iter()
+        .map(|&mixer| LayerAttention {
+            sliding_window: None,
+            rope: rope.clone(),
+            mixer,
+        })
+        .collect()
+}
+
 /// The sizes of a GPT-2-style config, whose keys differ from Llama's (`n_embd`, `n_head`, …):
 /// one head count for queries and keys, `d_ff` given or 4 × hidden.
 struct LayerNormFamily {

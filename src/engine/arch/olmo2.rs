@@ -9,7 +9,7 @@ use crate::engine::config::{
     Activation, Architecture, HfFields, LayerAttention, LayerMixer, LinearAttention, ModelConfig,
     NormLayout, QkNorm, Rope, RopeScaling,
 };
-use crate::engine::error::{EngineError, Result};
+use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
     let dims = f.dims()?;
@@ -43,39 +43,24 @@ pub fn config3(f: &HfFields) -> Result<ModelConfig> {
 pub fn config_hybrid(f: &HfFields) -> Result<ModelConfig> {
     let dims = f.dims()?;
     let n = dims.num_layers;
-    let linear: Vec<bool> = match f
-        .json
-        .get("layer_types")
-        .and_then(serde_json::Value::as_array)
-    {
-        Some(list) if list.len() == n => list
-            .iter()
-            .map(|kind| match kind.as_str() {
-                Some("linear_attention") => Ok(true),
-                Some("full_attention") => Ok(false),
-                _ => Err(EngineError::config(
-                    f.path,
-                    format!(
-                        "\"layer_types\" entry {kind} is neither \"linear_attention\" nor \
-                         \"full_attention\""
-                    ),
-                )),
-            })
-            .collect::<Result<_>>()?,
-        Some(list) => {
-            return Err(EngineError::config(
-                f.path,
-                format!("\"layer_types\" has {} entries for {n} layers", list.len()),
-            ));
-        }
+    let mixers = match super::layer_kinds(f, n, super::LINEAR_OR_FULL)? {
+        Some(mixers) => mixers,
         None => {
-            let mut linear: Vec<bool> = (0..n).map(|i| i % 4 != 3).collect();
-            if linear.iter().all(|&l| l)
-                && let Some(last) = linear.last_mut()
+            let mut mixers: Vec<LayerMixer> = (0..n)
+                .map(|i| {
+                    if i % 4 == 3 {
+                        LayerMixer::Attention
+                    } else {
+                        LayerMixer::LinearAttention
+                    }
+                })
+                .collect();
+            if !mixers.contains(&LayerMixer::Attention)
+                && let Some(last) = mixers.last_mut()
             {
-                *last = false;
+                *last = LayerMixer::Attention;
             }
-            linear
+            mixers
         }
     };
     // A base of null (the released checkpoints') turns rotary off; one left out is
@@ -89,18 +74,7 @@ pub fn config_hybrid(f: &HfFields) -> Result<ModelConfig> {
     } else {
         f.rope("full_attention", 10_000.0)?
     };
-    let layers = linear
-        .iter()
-        .map(|&linear| LayerAttention {
-            sliding_window: None,
-            rope: rope.clone(),
-            mixer: if linear {
-                LayerMixer::LinearAttention
-            } else {
-                LayerMixer::Attention
-            },
-        })
-        .collect();
+    let layers = super::mixed_layers(&mixers, &rope);
     let heads = dims.num_heads;
     let hidden = dims.hidden_size;
     let mut config = shared(f, dims.into_config(Architecture::OlmoHybrid, layers))?;

@@ -5,10 +5,9 @@
 //! (`qwen3_5` around `qwen3_5_text`), whose language model is read here.
 
 use crate::engine::config::{
-    Activation, Architecture, Dims, HfFields, LayerAttention, LayerMixer, LinearAttention,
-    ModelConfig, QkNorm,
+    Activation, Architecture, Dims, HfFields, LayerMixer, LinearAttention, ModelConfig, QkNorm,
 };
-use crate::engine::error::{EngineError, Result};
+use crate::engine::error::Result;
 
 pub fn config(f: &HfFields) -> Result<ModelConfig> {
     text_model(f, f.dims()?, Architecture::Qwen35)
@@ -32,18 +31,7 @@ fn text_model(f: &HfFields, mut dims: Dims, architecture: Architecture) -> Resul
     // transformers' default, not hidden / heads.
     dims.head_dim = f.opt_usize("head_dim")?.unwrap_or(256);
     let rope = f.rope("full_attention", 10_000.0)?;
-    let layers = linear_layers(f, dims.num_layers)?
-        .into_iter()
-        .map(|linear| LayerAttention {
-            sliding_window: None,
-            rope: rope.clone(),
-            mixer: if linear {
-                LayerMixer::LinearAttention
-            } else {
-                LayerMixer::Attention
-            },
-        })
-        .collect();
+    let layers = super::mixed_layers(&mixers(f, dims.num_layers)?, &rope);
     let partial_rotary = f.partial_rotary(dims.head_dim, 0.25)?;
     let mut config = dims.into_config(architecture, layers);
     config.partial_rotary = partial_rotary;
@@ -67,38 +55,22 @@ fn text_model(f: &HfFields, mut dims: Dims, architecture: Architecture) -> Resul
     Ok(config)
 }
 
-/// Which layers are linear: `layer_types`, else all but every `full_attention_interval`-th.
-fn linear_layers(f: &HfFields, num_layers: usize) -> Result<Vec<bool>> {
-    let Some(list) = f
-        .json
-        .get("layer_types")
-        .and_then(serde_json::Value::as_array)
-    else {
-        let interval = f.opt_usize("full_attention_interval")?.unwrap_or(4).max(1);
-        return Ok((0..num_layers).map(|i| (i + 1) % interval != 0).collect());
-    };
-    if list.len() != num_layers {
-        return Err(EngineError::config(
-            f.path,
-            format!(
-                "\"layer_types\" has {} entries for {num_layers} layers",
-                list.len()
-            ),
-        ));
+/// Each layer's mixer: `layer_types`, else linear attention but in every
+/// `full_attention_interval`-th (4).
+fn mixers(f: &HfFields, num_layers: usize) -> Result<Vec<LayerMixer>> {
+    if let Some(mixers) = super::layer_kinds(f, num_layers, super::LINEAR_OR_FULL)? {
+        return Ok(mixers);
     }
-    list.iter()
-        .map(|kind| match kind.as_str() {
-            Some("linear_attention") => Ok(true),
-            Some("full_attention") => Ok(false),
-            _ => Err(EngineError::config(
-                f.path,
-                format!(
-                    "\"layer_types\" entry {kind} is neither \"linear_attention\" nor \
-                     \"full_attention\""
-                ),
-            )),
+    let interval = f.opt_usize("full_attention_interval")?.unwrap_or(4).max(1);
+    Ok((0..num_layers)
+        .map(|i| {
+            if (i + 1) % interval == 0 {
+                LayerMixer::Attention
+            } else {
+                LayerMixer::LinearAttention
+            }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
