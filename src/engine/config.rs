@@ -501,7 +501,23 @@ pub struct ShortConvolution {
 impl LinearAttention {
     /// Width of the convolved queries, keys and values together.
     pub fn conv_dim(&self) -> usize {
-        2 * self.key_heads * self.key_head_dim + self.value_heads * self.value_head_dim
+        2 * self.key_heads * self.key_head_dim + self.value_dim()
+    }
+
+    /// Width of all value heads together.
+    pub fn value_dim(&self) -> usize {
+        self.value_heads * self.value_head_dim
+    }
+
+    /// Width of everything projected from the layer's input: q, k and v, the output gate, and
+    /// β's and the decay's inputs (one per value head each).
+    pub fn projected_width(&self) -> usize {
+        self.conv_dim() + self.value_dim() + 2 * self.value_heads
+    }
+
+    /// Weights of the projections in and out for a model of width `hidden`.
+    pub fn projection_parameters(&self, hidden: usize) -> u64 {
+        ((self.projected_width() + self.value_dim()) * hidden) as u64
     }
 }
 
@@ -912,15 +928,13 @@ impl ModelConfig {
         // Qwen3.5's linear-attention layers have a Gated DeltaNet in attention's place.
         let (linear_layers, linear) = match &self.linear_attention {
             Some(linear) => {
-                let (c, vd, hv) = (
-                    linear.conv_dim() as u64,
-                    (linear.value_heads * linear.value_head_dim) as u64,
-                    linear.value_heads as u64,
-                );
-                let projections = h * (c + vd + 2 * hv) + vd * h;
-                let small = c * linear.conv_kernel as u64 + 2 * hv + linear.value_head_dim as u64;
+                // The convolution, A_log and dt_bias per value head, the gated norm.
+                let small = linear.conv_dim() * linear.conv_kernel
+                    + 2 * linear.value_heads
+                    + linear.value_head_dim;
                 let count = self.layers_mixed_by(LayerMixer::LinearAttention) as u64;
-                (count, projections + small)
+                let projections = linear.projection_parameters(self.hidden_size);
+                (count, projections + small as u64)
             }
             None => (0, 0),
         };
@@ -983,17 +997,10 @@ impl ModelConfig {
         // key with the `key × value` state (read, update, query), whatever the context.
         let (linear_layers, linear) = match &self.linear_attention {
             Some(l) => {
-                let (c, vd, hv) = (
-                    l.conv_dim() as f64,
-                    (l.value_heads * l.value_head_dim) as f64,
-                    l.value_heads as f64,
-                );
-                let state = (l.key_head_dim * l.value_head_dim) as f64;
+                let state = (l.value_heads * l.key_head_dim * l.value_head_dim) as f64;
                 let count = self.layers_mixed_by(LayerMixer::LinearAttention) as f64;
-                (
-                    count,
-                    2.0 * (h * (c + vd + 2.0 * hv) + vd * h) + 2.0 * 3.0 * hv * state,
-                )
+                let projections = l.projection_parameters(self.hidden_size) as f64;
+                (count, 2.0 * projections + 2.0 * 3.0 * state)
             }
             None => (0.0, 0.0),
         };

@@ -66,7 +66,7 @@ impl GatedDeltaNet {
         let p = format!("{prefix}linear_attn.");
         let h = config.hidden_size;
         let kd = dims.key_heads * dims.key_head_dim;
-        let vd = dims.value_heads * dims.value_head_dim;
+        let vd = dims.value_dim();
         let hv = dims.value_heads;
         // Stacked as the recurrence reads them: q, k, v (convolved), the gate, b, a.
         let (projections, out_name, norm_name) = if dims.separate_projections {
@@ -149,7 +149,7 @@ impl GatedDeltaNet {
             let width = projected.dim(2)?;
             let projected = projected.flatten_all()?.to_vec1::<f32>()?;
             let out = self.host_forward(host, &projected, width, spans)?;
-            let vd = self.dims.value_heads * self.dims.value_head_dim;
+            let vd = self.dims.value_dim();
             Tensor::from_vec(out, (rows, cols, vd), x.device())?
         } else {
             self.generic_forward(&projected, kernel)?
@@ -161,11 +161,7 @@ impl GatedDeltaNet {
     fn generic_forward(&self, projected: &Tensor, kernel: bool) -> Result<Tensor> {
         let d = &self.dims;
         let (b, t, _) = projected.dims3()?;
-        let (kd, vd, hv) = (
-            d.key_heads * d.key_head_dim,
-            d.value_heads * d.value_head_dim,
-            d.value_heads,
-        );
+        let (kd, vd, hv) = (d.key_heads * d.key_head_dim, d.value_dim(), d.value_heads);
         let c = d.conv_dim();
         let mixed = projected.narrow(2, 0, c)?;
         let z = projected.narrow(2, c, vd)?;

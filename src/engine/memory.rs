@@ -124,11 +124,11 @@ pub fn bytes_per_sentence(
     let linear = config.linear_attention.as_ref().map_or(0, |l| {
         let (c, vd, hv) = (
             l.conv_dim() as u64,
-            (l.value_heads * l.value_head_dim) as u64,
+            l.value_dim() as u64,
             l.value_heads as u64,
         );
         let per_token =
-            4 * (2 * (c + vd + 2 * hv) + 3 * c + 2 * hv * l.key_head_dim as u64 + 4 * vd);
+            4 * (2 * l.projected_width() as u64 + 3 * c + 2 * hv * l.key_head_dim as u64 + 4 * vd);
         let state = 4 * 4 * hv * (l.key_head_dim * l.value_head_dim) as u64;
         t * per_token + state
     });
