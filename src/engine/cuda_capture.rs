@@ -476,6 +476,34 @@ mod cuda_tests {
     }
 }
 
+/// Writes a kernel's `source` (as the file the harness includes) and `harness` into `dir`,
+/// compiles them as C++ for the host (`$CXX`, else `c++`) and gives the program's path.
+#[cfg(test)]
+pub(super) fn build_host_harness(
+    dir: &std::path::Path,
+    (source_name, source): (&str, &str),
+    harness: &str,
+) -> std::path::PathBuf {
+    std::fs::write(dir.join(source_name), source).unwrap();
+    let harness_path = dir.join("harness.cpp");
+    std::fs::write(&harness_path, harness).unwrap();
+    let binary = dir.join("harness");
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let built = std::process::Command::new(&compiler)
+        .args(["-O1", "-o"])
+        .arg(&binary)
+        .arg(&harness_path)
+        .arg("-lm")
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs a C++ compiler ({compiler}): {e}"));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    binary
+}
+
 /// The kernels compiled as C++ on the host (no GPU here or in CI): every block and thread of a
 /// launch run in turn, against a reference written from the definition.
 #[cfg(test)]
@@ -524,22 +552,10 @@ int main(int argc, char **argv) {
     #[test]
     fn kernels_compiled_for_the_host_pool_as_defined() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("capture.cu"), SOURCE).unwrap();
-        let harness = dir.path().join("harness.cpp");
-        std::fs::write(&harness, HARNESS.replace("BLOCK", &BLOCK.to_string())).unwrap();
-        let binary = dir.path().join("harness");
-        let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-        let built = std::process::Command::new(&compiler)
-            .args(["-O1", "-o"])
-            .arg(&binary)
-            .arg(&harness)
-            .arg("-lm")
-            .output()
-            .unwrap_or_else(|e| panic!("this test needs a C++ compiler ({compiler}): {e}"));
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
+        let binary = build_host_harness(
+            dir.path(),
+            ("capture.cu", SOURCE),
+            &HARNESS.replace("BLOCK", &BLOCK.to_string()),
         );
 
         // 3 sentences of 9, 6 and 2 tokens, padded to 9; 300 neurons: two blocks, the second

@@ -335,21 +335,10 @@ int main(int argc, char **argv) {
     fn kernel_compiled_for_the_host_runs_the_recurrence_as_defined() {
         let (n, t, dk, dv) = (4usize, 7usize, 8usize, 150usize);
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("delta_rule.cu"), source_for(dk)).unwrap();
-        let harness = dir.path().join("harness.cpp");
-        std::fs::write(&harness, HARNESS.replace("BLOCK", &BLOCK.to_string())).unwrap();
-        let binary = dir.path().join("harness");
-        let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-        let built = std::process::Command::new(&compiler)
-            .args(["-O1", "-o"])
-            .arg(&binary)
-            .arg(&harness)
-            .output()
-            .unwrap_or_else(|e| panic!("this test needs a C++ compiler ({compiler}): {e}"));
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
+        let binary = super::super::cuda_capture::build_host_harness(
+            dir.path(),
+            ("delta_rule.cu", &source_for(dk)),
+            &HARNESS.replace("BLOCK", &BLOCK.to_string()),
         );
 
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
