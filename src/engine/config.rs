@@ -1318,30 +1318,8 @@ impl HfFields<'_> {
 
     /// Per-layer attention kinds from transformers ≥ 4.5x `layer_types`, if present.
     pub fn layer_types(&self, num_layers: usize) -> Result<Option<Vec<bool>>> {
-        let Some(list) = self.json.get("layer_types").and_then(Value::as_array) else {
-            return Ok(None);
-        };
-        if list.len() != num_layers {
-            return Err(EngineError::config(
-                self.path,
-                format!(
-                    "\"layer_types\" has {} entries for {} layers",
-                    list.len(),
-                    num_layers
-                ),
-            ));
-        }
-        list.iter()
-            .map(|v| match v.as_str() {
-                Some("sliding_attention") => Ok(true),
-                Some("full_attention") => Ok(false),
-                _ => Err(EngineError::config(
-                    self.path,
-                    format!("unknown layer type {v} in \"layer_types\""),
-                )),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        let names = [("sliding_attention", true), ("full_attention", false)];
+        super::arch::layer_kinds(self, num_layers, &names)
     }
 }
 
