@@ -1855,7 +1855,7 @@ convert_hf_to_gguf.main()
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
              "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
-             "granitemoe"]
+             "granitemoe", "lfm2"]
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):

@@ -1267,7 +1267,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        30,
+        31,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

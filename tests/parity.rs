@@ -692,7 +692,7 @@ macro_rules! converted_gguf_tests {
 converted_gguf_tests!(
     llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
     cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron,
-    olmoe, qwen3_moe, mixtral, qwen2_moe, exaone4, arcee, granitemoe
+    olmoe, qwen3_moe, mixtral, qwen2_moe, exaone4, arcee, granitemoe, lfm2
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

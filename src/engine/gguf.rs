@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::{
     Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, ModelConfig, NormLayout,
-    QkNorm, Rope, RopeScaling, yarn_mscale,
+    QkNorm, Rope, RopeScaling, ShortConvolution, yarn_mscale,
 };
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
@@ -90,6 +90,18 @@ enum Fix {
     },
     /// Gemma's RMSNorms scale by `1 + w`; llama.cpp stores `1 + w` itself.
     SubtractOne,
+    /// A convolution's `[channels, 1, taps]` stored as `[channels, taps]`.
+    UnitAxis,
+}
+
+impl Fix {
+    /// The shape a stored tensor has once fixed.
+    fn shape(self, stored: &[usize]) -> Vec<usize> {
+        match (self, stored) {
+            (Self::UnitAxis, &[channels, taps]) => vec![channels, 1, taps],
+            _ => stored.to_vec(),
+        }
+    }
 }
 
 impl GgufSource {
@@ -181,6 +193,9 @@ impl GgufSource {
             Fix::None => Ok(values),
             Fix::SubtractOne => Ok((values - 1.0)?),
             Fix::UnpermuteHeads { heads } => unpermute_heads(&values, heads).map_err(fail),
+            Fix::UnitAxis => values
+                .reshape(tensor.fix.shape(tensor.info.shape.dims()))
+                .map_err(fail),
         }
     }
 }
@@ -198,7 +213,8 @@ impl TensorSource for GgufSource {
                 format!("tensor \"{name}\" is missing"),
             ));
         };
-        check_shape(name, tensor.info.shape.dims(), shape, &self.path)?;
+        let fixed = tensor.fix.shape(tensor.info.shape.dims());
+        check_shape(name, &fixed, shape, &self.path)?;
         let values = self.read_f32(name, tensor)?;
         Ok(values.to_dtype(dtype)?.to_device(device)?)
     }
@@ -293,6 +309,10 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         "token_embd_norm.weight" if config.embedding_norm => {
             return Some(("model.embed_norm.weight".into(), Fix::None));
         }
+        // LFM2's final norm (`embedding_norm` in its checkpoints) is llama.cpp's embedding norm.
+        "token_embd_norm.weight" if config.architecture == Architecture::Lfm2 => {
+            return Some(("model.norm.weight".into(), Fix::None));
+        }
         "token_embd_norm.bias" if config.embedding_norm && config.norm_bias => {
             return Some(("model.embed_norm.bias".into(), Fix::None));
         }
@@ -352,6 +372,10 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         }
         ("ffn_up", _) => ("mlp.up_proj", Fix::None),
         ("ffn_down", _) => ("mlp.down_proj", Fix::None),
+        // LFM2's short convolutions; the convolution's `[channels, 1, taps]` lost its 1.
+        ("shortconv.in_proj", _) if config.short_conv.is_some() => ("conv.in_proj", Fix::None),
+        ("shortconv.out_proj", _) if config.short_conv.is_some() => ("conv.out_proj", Fix::None),
+        ("shortconv.conv", _) if config.short_conv.is_some() => ("conv.conv", Fix::UnitAxis),
         // A mixture's router, and its experts stacked `[experts, out, in]`.
         ("ffn_gate_inp", _) if config.experts.is_some() => ("mlp.gate", Fix::None),
         ("ffn_gate_exps", _) if config.experts.is_some() => ("mlp.experts.gate_proj", Fix::None),
@@ -953,6 +977,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("qwen3moe", Architecture::Qwen3Moe),
     ("exaone4", Architecture::Exaone4),
     ("arcee", Architecture::Arcee),
+    ("lfm2", Architecture::Lfm2),
 ];
 
 /// Granite's four multipliers (dense and MoE), as llama.cpp names them.
@@ -1040,9 +1065,16 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     if num_heads == 0 {
         return Err(meta.error(format!("\"{}\" is 0", key("attention.head_count"))));
     }
-    let num_kv_heads = meta
-        .opt_usize(&key("attention.head_count_kv"))?
-        .unwrap_or(num_heads);
+    // One count per layer where the layers differ (LFM2: 0 for its convolution layers).
+    let kv_key = key("attention.head_count_kv");
+    let kv_heads_per_layer = match meta.get(&kv_key) {
+        Some(Value::Array(_)) => meta.opt_i64_array(&kv_key)?,
+        _ => None,
+    };
+    let num_kv_heads = match &kv_heads_per_layer {
+        Some(counts) => counts.iter().copied().max().unwrap_or(0).max(0) as usize,
+        None => meta.opt_usize(&kv_key)?.unwrap_or(num_heads),
+    };
     // transformers reads llama's head_dim from the rotary dimension count.
     let rotary_dims = meta.opt_usize(&key("rope.dimension_count"))?;
     let head_dim = match meta.opt_usize(&key("attention.key_length"))? {
@@ -1165,9 +1197,33 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Qwen35Moe
         | Architecture::Apertus15
         | Architecture::GraniteSwa
-        | Architecture::Lfm2
         | Architecture::Lfm3
         | Architecture::OlmoHybrid => {}
+        Architecture::Lfm2 => {
+            config.qk_norm = QkNorm::PerHead;
+            config.short_conv = Some(ShortConvolution {
+                taps: meta.usize(&key("shortconv.l_cache"))?,
+            });
+            // A layer without key/value heads convolves.
+            let Some(counts) = &kv_heads_per_layer else {
+                return Err(meta.error(format!(
+                    "\"{}\" must list each layer's key/value heads",
+                    key("attention.head_count_kv")
+                )));
+            };
+            if counts.len() != num_layers {
+                return Err(meta.error(format!(
+                    "\"{}\" has {} entries for {num_layers} layers",
+                    key("attention.head_count_kv"),
+                    counts.len()
+                )));
+            }
+            for (layer, &count) in config.layers.iter_mut().zip(counts) {
+                if count == 0 {
+                    layer.mixer = LayerMixer::ShortConv;
+                }
+            }
+        }
         Architecture::Exaone4 => {
             config.qk_norm = QkNorm::PerHead;
             config.norm_layout = NormLayout::Post;
