@@ -48,9 +48,15 @@ impl CaptureLayout {
         2 * self.layers * self.d_ff + 2 * (self.layers + 1) * self.d_model
     }
 
+    /// How long each part of a row is: NAS, NAV, pooled hidden states, last token's.
+    pub fn parts(&self) -> [usize; 4] {
+        let (neurons, hidden) = (self.layers * self.d_ff, (self.layers + 1) * self.d_model);
+        [neurons, neurons, hidden, hidden]
+    }
+
     /// A row cut into `(nas, nav, hidden_pooled, hidden_last)`.
     pub fn split<'a>(&self, row: &'a [f32]) -> (&'a [f32], &'a [f32], &'a [f32], &'a [f32]) {
-        let (neurons, hidden) = (self.layers * self.d_ff, (self.layers + 1) * self.d_model);
+        let [neurons, _, hidden, _] = self.parts();
         let (nas, rest) = row.split_at(neurons);
         let (nav, rest) = rest.split_at(neurons);
         let (hidden_pooled, rest) = rest.split_at(hidden);

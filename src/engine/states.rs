@@ -65,6 +65,15 @@ pub enum StateKind {
 }
 
 impl LanguageStates {
+    /// Where each pooled state sits in a sentence's row of a batch's capture.
+    pub fn capture_layout(&self) -> CaptureLayout {
+        CaptureLayout {
+            layers: self.layers,
+            d_ff: self.d_ff,
+            d_model: self.d_model,
+        }
+    }
+
     /// Number of layers of a state kind (hidden states include the embeddings).
     pub fn layer_count(&self, kind: StateKind) -> usize {
         match kind {
@@ -146,14 +155,8 @@ impl LanguageStates {
     /// names, every sentence at once on all cores (on a GPU machine, one sentence at a time,
     /// this copy into fresh memory took longer than the forward passes of big models).
     pub fn set_rows(&mut self, batch: &[usize], rows: &[f32], token_counts: &[u32]) -> Result<()> {
-        let layout = CaptureLayout {
-            layers: self.layers,
-            d_ff: self.d_ff,
-            d_model: self.d_model,
-        };
+        let layout = self.capture_layout();
         check_batch(&layout, batch, rows, token_counts)?;
-        let neurons = self.layers * self.d_ff;
-        let hidden = (self.layers + 1) * self.d_model;
         scatter_rows(
             [
                 &mut self.nas,
@@ -161,7 +164,7 @@ impl LanguageStates {
                 &mut self.hidden_pooled,
                 &mut self.hidden_last,
             ],
-            [neurons, neurons, hidden, hidden],
+            layout.parts(),
             batch,
             rows,
         )?;
@@ -272,6 +275,15 @@ struct StatesLayout {
 }
 
 impl StatesLayout {
+    /// Where each pooled state sits in a sentence's row of a batch's capture.
+    fn capture(&self) -> CaptureLayout {
+        CaptureLayout {
+            layers: self.layers,
+            d_ff: self.d_ff,
+            d_model: self.d_model,
+        }
+    }
+
     fn start(&self, kind: StateKind) -> u64 {
         match kind {
             StateKind::Nas => self.starts[0],
@@ -455,14 +467,9 @@ impl StatesWriter {
         token_counts: &[u32],
     ) -> Result<()> {
         let l = &self.layout;
-        let layout = CaptureLayout {
-            layers: l.layers,
-            d_ff: l.d_ff,
-            d_model: l.d_model,
-        };
+        let layout = l.capture();
         check_batch(&layout, batch, rows, token_counts)?;
-        let neurons = l.layers * l.d_ff;
-        let hidden = (l.layers + 1) * l.d_model;
+        let [neurons, _, hidden, _] = layout.parts();
         let Some(map) = self.map.as_mut() else {
             let rows = rows.chunks_exact(layout.width());
             for ((&index, row), &count) in batch.iter().zip(rows).zip(token_counts) {
@@ -481,12 +488,7 @@ impl StatesWriter {
         let (nas, rest) = values.split_at_mut(sentences * neurons);
         let (nav, rest) = rest.split_at_mut(sentences * neurons);
         let (pooled, last) = rest.split_at_mut(sentences * hidden);
-        scatter_rows(
-            [nas, nav, pooled, last],
-            [neurons, neurons, hidden, hidden],
-            batch,
-            rows,
-        )?;
+        scatter_rows([nas, nav, pooled, last], layout.parts(), batch, rows)?;
         for (&index, &count) in batch.iter().zip(token_counts) {
             counts[index * 4..][..4].copy_from_slice(&count.to_le_bytes());
             self.written[index] = true;
