@@ -1,4 +1,5 @@
-//! Qwen3.5's Gated DeltaNet, the token mixer of its linear-attention layers.
+//! The Gated DeltaNet of Qwen3.5 and OLMo Hybrid, the token mixer of their linear-attention
+//! layers.
 //!
 //! Per value head, a `[key_head_dim × value_head_dim]` state runs along the sentence: at each
 //! token it decays by `exp(g)`, then moves towards the token's value along its key by the
@@ -8,8 +9,8 @@
 //!
 //! transformers runs the same recurrence in chunks (its torch fallback of the fla kernels);
 //! here it runs token by token, in f32 from the projections on, as transformers casts it.
-//! The CPU kernels' path (packed sentences) computes it on the host, each sentence and value
-//! head on its own thread; the generic path (right-padded batches, the GPUs') with tensor ops,
+//! The CPU kernels' path (packed sentences) computes it on the host, each value head on its own
+//! thread through the batch's sentences; the generic path (right-padded batches, the GPUs') with tensor ops,
 //! all sentences of a batch at once. Right padding comes after a sentence's last token, so it
 //! never reaches the sentence's states.
 
@@ -29,8 +30,8 @@ use super::weights::TensorSource;
 const L2_EPS: f32 = 1e-6;
 
 pub(super) struct GatedDeltaNet {
-    /// `in_proj_qkv`, `in_proj_z`, `in_proj_b` and `in_proj_a` stacked: `[conv_dim + vd +
-    /// 2·value_heads, d_model]`.
+    /// q, k and v (convolved), the output gate, b and a stacked: `[projected_width, d_model]`
+    /// (Qwen3.5's `in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`; OLMo Hybrid's six).
     in_proj: Linear,
     out_proj: Linear,
     dims: LinearAttention,
@@ -257,7 +258,7 @@ impl GatedDeltaNet {
             }
         });
 
-        // The recurrence, one (sentence, value head) per task: `[heads][n·dv]` then `[n, vd]`.
+        // The recurrence, one value head per task: `[heads][n·dv]`, then `[n, vd]` below.
         let repeat = hv / d.key_heads;
         let per_head: Vec<Vec<f32>> = (0..hv)
             .into_par_iter()
