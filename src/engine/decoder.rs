@@ -785,10 +785,19 @@ impl Decoder {
         let mut normed = step.normed;
         let longest = input.pooling.spans.iter().map(|s| s.len).max().unwrap_or(0);
         let positions = if input.packed { longest } else { cols };
+        // Rotary tables and masks for the kinds of layer that attend (none for the linear
+        // attention and convolution layers).
         let tables = self
             .attention_kinds
             .iter()
-            .map(|kind| AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels))
+            .map(|kind| {
+                kind.mixer
+                    .is_attention()
+                    .then(|| {
+                        AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels)
+                    })
+                    .transpose()
+            })
             .collect::<Result<Vec<_>>>()?;
         let two_norms = self.config.norm_layout == NormLayout::ParallelTwoNorms;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -808,7 +817,10 @@ impl Decoder {
             };
             let mut attn_out = match &layer.mixer {
                 Mixer::Attention(attention) => {
-                    attention.forward(&attn_in, &tables[layer.kind], input, kernels)?
+                    let tables = tables[layer.kind].as_ref().ok_or_else(|| {
+                        EngineError::Device("an attention layer without rotary tables".into())
+                    })?;
+                    attention.forward(&attn_in, tables, input, kernels)?
                 }
                 Mixer::DeltaNet(net) => net.forward(
                     &attn_in,
