@@ -138,7 +138,8 @@ impl ModelConfig {
                     1 => "1 layer: ".into(),
                     n => format!("{n} layers: "),
                 };
-                format!("{layers}{}{window}", rope_words(&kind.rope))
+                let rope = rope_words(&kind.rope, self.rotary_dims());
+                format!("{layers}{rope}{window}")
             })
             .collect();
         format!(
@@ -243,8 +244,9 @@ fn short(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A rotary setting in words: "θ 10000", "θ 500000, llama3 ×8", "none".
-fn rope_words(rope: &Rope) -> String {
+/// A rotary setting in words, for heads turning `rotary_dims` dimensions: "θ 10000",
+/// "θ 500000, llama3 ×8", "no rotary".
+fn rope_words(rope: &Rope, rotary_dims: usize) -> String {
     let theta = format!("θ {}", rope.theta);
     match &rope.scaling {
         RopeScaling::None => theta,
@@ -255,7 +257,9 @@ fn rope_words(rope: &Rope) -> String {
             } else {
                 format!(" ÷{factor}")
             };
-            format!("{theta}{scaled}, proportional: the first {fraction} of the pairs turn")
+            let turned = RopeScaling::proportional_pairs(*fraction, rotary_dims);
+            let pairs = rotary_dims / 2;
+            format!("{theta}{scaled}, proportional: {turned} of {pairs} pairs turn")
         }
         RopeScaling::Linear { factor } => format!("{theta}, linear ×{factor}"),
         RopeScaling::Llama3 { factor, .. } => format!("{theta}, llama3 ×{factor}"),
@@ -357,6 +361,21 @@ mod tests {
         assert_eq!(
             lines[2],
             "positions: rotary on all 16 dimensions of each head; no rotary"
+        );
+    }
+
+    #[test]
+    fn proportional_rotary_says_how_many_pairs_turn() {
+        let rope = Rope {
+            theta: 1e6,
+            scaling: RopeScaling::Proportional {
+                fraction: 0.25,
+                factor: 1.0,
+            },
+        };
+        assert_eq!(
+            rope_words(&rope, 16),
+            "θ 1000000, proportional: 2 of 8 pairs turn"
         );
     }
 

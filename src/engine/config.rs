@@ -376,6 +376,14 @@ pub enum RopeScaling {
     },
 }
 
+impl RopeScaling {
+    /// How many of a head's `head_dim / 2` pairs turn under "proportional" rotary:
+    /// transformers' `int(fraction · head_dim // 2)`.
+    pub fn proportional_pairs(fraction: f64, head_dim: usize) -> usize {
+        (fraction * head_dim as f64 / 2.0).floor() as usize
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rope {
     pub theta: f64,

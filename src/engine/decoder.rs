@@ -1241,8 +1241,7 @@ fn inverse_frequencies(rope: &Rope, head_dim: usize) -> Vec<f32> {
         RopeScaling::None => plain.collect(),
         RopeScaling::NoRotation => vec![0.0; head_dim / 2],
         RopeScaling::Proportional { fraction, factor } => {
-            // transformers: `int(fraction · head_dim // 2)` pairs turn.
-            let turned = (fraction * head_dim as f64 / 2.0).floor() as usize;
+            let turned = RopeScaling::proportional_pairs(*fraction, head_dim);
             plain
                 .enumerate()
                 .map(|(i, f)| if i < turned { f / *factor as f32 } else { 0.0 })
