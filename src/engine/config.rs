@@ -464,9 +464,9 @@ pub struct LayerAttention {
 pub enum LayerMixer {
     #[default]
     Attention,
-    /// [`ModelConfig::linear_attention`] (Qwen3.5's Gated DeltaNet layers).
+    /// [`ModelConfig::linear_attention`] (the Gated DeltaNet layers of Qwen3.5, OLMo Hybrid).
     LinearAttention,
-    /// [`ModelConfig::short_conv`] (LFM2's convolution layers).
+    /// [`ModelConfig::short_conv`] (the convolution layers of LFM2 and LFM3).
     ShortConv,
 }
 
@@ -476,8 +476,8 @@ impl LayerMixer {
     }
 }
 
-/// Qwen3.5's Gated DeltaNet, the token mixer of the layers marked
-/// [`LayerAttention::linear`]: queries, keys and values through a causal depthwise convolution
+/// The Gated DeltaNet of Qwen3.5 and OLMo Hybrid, the token mixer of the layers marked
+/// [`LayerMixer::LinearAttention`]: queries, keys and values through a causal depthwise convolution
 /// of `conv_kernel` taps, then a recurrent state per value head updated by the gated delta rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearAttention {
@@ -497,13 +497,6 @@ pub struct LinearAttention {
     /// `o_proj` and `o_norm`; else Qwen3.5's (`in_proj_qkv`, `in_proj_z`, …, `out_proj`, `norm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub separate_projections: bool,
-}
-
-/// LFM2's short convolution, the token mixer of the layers marked [`LayerMixer::ShortConv`]:
-/// `B·x` convolved causally over the last `taps` tokens, gated by `C`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShortConvolution {
-    pub taps: usize,
 }
 
 impl LinearAttention {
@@ -527,6 +520,13 @@ impl LinearAttention {
     pub fn projection_parameters(&self, hidden: usize) -> u64 {
         ((self.projected_width() + self.value_dim()) * hidden) as u64
     }
+}
+
+/// LFM2's and LFM3's short convolution, the token mixer of the layers marked [`LayerMixer::ShortConv`]:
+/// `B·x` convolved causally over the last `taps` tokens, gated by `C`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortConvolution {
+    pub taps: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -620,14 +620,15 @@ pub struct ModelConfig {
     pub final_logit_softcapping: Option<f64>,
     /// One entry per layer.
     pub layers: Vec<LayerAttention>,
-    /// The token mixer of the layers marked [`LayerAttention::linear`] (Qwen3.5).
+    /// The token mixer of the layers marked [`LayerMixer::LinearAttention`] (Qwen3.5, OLMo
+    /// Hybrid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_attention: Option<LinearAttention>,
     /// Where the norms of the linear-attention layers sit, where not as the others' (OLMo
     /// Hybrid: before each part, its attention layers' after).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_norm_layout: Option<NormLayout>,
-    /// The token mixer of the layers marked [`LayerMixer::ShortConv`] (LFM2).
+    /// The token mixer of the layers marked [`LayerMixer::ShortConv`] (LFM2, LFM3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_conv: Option<ShortConvolution>,
     /// Apertus 1.5: the output head keeps only the first this many ids (the text's; the
