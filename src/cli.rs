@@ -389,14 +389,29 @@ fn cmd_run(args: RunArgs) -> Result<i32> {
         other => reporter.show(&other),
     });
     let Some((run, code, message)) = outcome else {
-        reporter.finish("ended");
+        reporter.finish("ended", None);
         bail!("the job ended without a result");
     };
-    reporter.finish(match code {
-        0 => "done",
-        EXIT_CANCELLED => "cancelled",
-        _ => "failed",
-    });
+    let stages = run
+        .as_ref()
+        .map(|run| {
+            let stages = run.provenance.timings.describe();
+            let first = run.provenance.seconds;
+            match (reporter.reopened, stages.is_empty()) {
+                (false, _) => stages,
+                (true, true) => format!("first computed in {first:.1} s"),
+                (true, false) => format!("first computed in {first:.1} s: {stages}"),
+            }
+        })
+        .filter(|stages| !stages.is_empty());
+    reporter.finish(
+        match code {
+            0 => "done",
+            EXIT_CANCELLED => "cancelled",
+            _ => "failed",
+        },
+        stages.as_deref(),
+    );
     if let Some(run) = &run {
         print_summary(run);
         if let Some(dir) = &args.out {
@@ -418,6 +433,8 @@ struct Reporter {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
     last_language: Option<Lang>,
+    /// The whole run came from the cache: its stage timings are those of when it was made.
+    reopened: bool,
 }
 
 impl Reporter {
@@ -436,6 +453,7 @@ impl Reporter {
             bar,
             started: Instant::now(),
             last_language: None,
+            reopened: false,
         }
     }
 
@@ -448,7 +466,10 @@ impl Reporter {
 
     fn show(&mut self, event: &JobEvent) {
         match event {
-            JobEvent::Status(text) => self.line(&format!("· {text}")),
+            JobEvent::Status(text) => {
+                self.reopened |= text == job::REOPENED_FROM_CACHE;
+                self.line(&format!("· {text}"));
+            }
             JobEvent::ModelRecognised(info) => {
                 self.line(&format!("· model: {} ({})", info.name, info.summary()))
             }
@@ -500,13 +521,17 @@ impl Reporter {
         }
     }
 
-    /// Clears the bar and says how the job ended ("done", "failed", …) and after how long.
-    fn finish(&self, ending: &str) {
+    /// Clears the bar and says how the job ended ("done", "failed", …), after how long, and
+    /// where the time went.
+    fn finish(&self, ending: &str, stages: Option<&str>) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         let seconds = self.started.elapsed().as_secs_f64();
-        eprintln!("{ending} in {seconds:.1} s");
+        match stages {
+            Some(stages) => eprintln!("{ending} in {seconds:.1} s ({stages})"),
+            None => eprintln!("{ending} in {seconds:.1} s"),
+        }
     }
 }
 

@@ -45,6 +45,29 @@ fn run_writes_consistent_scores_states_and_matrices() {
     assert!(run.complete);
     assert_eq!(run.languages.len(), 4);
     assert_eq!(run.provenance.model.layers, 30);
+    // Where the time went: said at the end, kept in the run, within the run's own time.
+    let timings = &run.provenance.timings;
+    let stages = [
+        timings.loading,
+        timings.tokenising,
+        timings.extracting,
+        timings.saving,
+        timings.scoring,
+    ];
+    assert!(
+        timings.extracting > 0.0 && timings.scoring > 0.0,
+        "{timings:?}"
+    );
+    assert!(
+        stages.iter().sum::<f64>() <= run.provenance.seconds,
+        "{timings:?}"
+    );
+    let done = stderr(&output);
+    let done = done.lines().find(|l| l.starts_with("done in")).unwrap();
+    assert!(
+        done.contains("extracting") && done.contains("scoring"),
+        "{done}"
+    );
 
     // scores.csv: one row per language × method × layer, scores in [0, 1].
     let scores = common::read_csv(&dir.join("scores.csv"));
@@ -162,6 +185,12 @@ fn run_writes_consistent_scores_states_and_matrices() {
     assert!(again.status.success());
     assert!(
         stderr(&again).contains("reopened from the cache"),
+        "{}",
+        stderr(&again)
+    );
+    // Its stage timings are the first run's, and said to be.
+    assert!(
+        stderr(&again).contains("(first computed in "),
         "{}",
         stderr(&again)
     );

@@ -64,6 +64,7 @@ mod fixture {
                 seconds: 0.0,
                 tokens: 0,
                 cached_languages: Vec::new(),
+                timings: Default::default(),
             },
             languages,
             pivot_scores,

@@ -301,12 +301,7 @@ fn states_streamed_to_disk_equal_the_states_in_memory() {
         .unwrap();
     let by_batches = batches.finish().unwrap();
     for file in [&on_disk, &by_batches] {
-        for kind in [
-            StateKind::Nas,
-            StateKind::Nav,
-            StateKind::HiddenPooled,
-            StateKind::HiddenLast,
-        ] {
+        for kind in StateKind::ALL {
             for layer in 0..in_memory.layer_count(kind) {
                 assert_eq!(
                     file.layer_matrix(kind, layer).unwrap(),

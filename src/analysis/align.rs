@@ -70,31 +70,62 @@ pub fn normalize_rows(x: &[f32], n: usize, d: usize) -> Result<NormalizedRows> {
             x.len()
         )));
     }
-    let mut values = Vec::with_capacity(x.len());
-    let mut zero = Vec::with_capacity(n);
-    for (row_index, row) in x.chunks_exact(d.max(1)).take(n).enumerate() {
-        if let Some(column) = row.iter().position(|value| !value.is_finite()) {
-            return Err(AnalysisError::NonFinite {
-                what: "sentence vectors".to_string(),
-                position: format!("sentence {row_index}, component {column}"),
-            });
-        }
-        // The norm in f64: 14 336 squared activations can overflow nothing but lose bits in f32.
-        let norm = row
-            .iter()
-            .map(|&value| f64::from(value) * f64::from(value))
-            .sum::<f64>()
-            .sqrt();
-        if norm == 0.0 {
-            values.extend(std::iter::repeat_n(0.0, row.len()));
-            zero.push(true);
-        } else {
-            values.extend(row.iter().map(|&value| (f64::from(value) / norm) as f32));
-            zero.push(false);
-        }
+    let rows: Vec<&[f32]> = (0..n).map(|i| &x[i * d..(i + 1) * d]).collect();
+    normalize_row_slices(&rows, d)
+}
+
+/// [`normalize_rows`] of rows that may lie apart, the rows shared among the cores.
+fn normalize_row_slices(rows: &[&[f32]], d: usize) -> Result<NormalizedRows> {
+    use rayon::prelude::*;
+    if let Some(index) = rows.iter().position(|row| row.len() != d) {
+        return Err(AnalysisError::InvalidInput(format!(
+            "sentence {index}'s vector has {} values, not {d}",
+            rows[index].len()
+        )));
     }
-    if d == 0 {
-        zero = vec![true; n];
+    let n = rows.len();
+    let mut values = vec![0.0f32; n * d];
+    let mut zero = vec![d == 0; n];
+    if d > 0 {
+        values
+            .par_chunks_mut(d)
+            .zip(zero.par_iter_mut())
+            .zip(rows.par_iter())
+            .enumerate()
+            .try_for_each(|(row_index, ((out, zero), row))| {
+                // The norm in f64 (14 336 squared activations lose bits in f32), over four
+                // running sums so that the additions need not wait on each other. It is finite
+                // exactly when every value is: no f32 squared overflows an f64.
+                let mut sums = [0.0f64; 4];
+                let quads = row.chunks_exact(4);
+                let tail = quads.remainder();
+                for quad in quads {
+                    for (sum, &value) in sums.iter_mut().zip(quad) {
+                        *sum += f64::from(value) * f64::from(value);
+                    }
+                }
+                let tail: f64 = tail.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                let norm = ((sums[0] + sums[1]) + (sums[2] + sums[3]) + tail).sqrt();
+                if !norm.is_finite() {
+                    let column = row.iter().position(|value| !value.is_finite());
+                    return Err(AnalysisError::NonFinite {
+                        what: "sentence vectors".to_string(),
+                        position: format!(
+                            "sentence {row_index}, component {}",
+                            column.unwrap_or(0)
+                        ),
+                    });
+                }
+                if norm == 0.0 {
+                    *zero = true;
+                } else {
+                    let inverse = 1.0 / norm;
+                    for (o, &value) in out.iter_mut().zip(row.iter()) {
+                        *o = (f64::from(value) * inverse) as f32;
+                    }
+                }
+                Ok(())
+            })?;
     }
     Ok(NormalizedRows {
         values,
@@ -273,15 +304,14 @@ fn refine_near_maxima(a: &NormalizedRows, b: &NormalizedRows, values: &mut [f64]
         }
     };
     // Usually only a few entries per row are near the maximum, but with many duplicate
-    // sentences most are: share the rows among the cores.
-    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let rows_per_thread = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        for (chunk, rows) in values.chunks_mut(rows_per_thread * n).enumerate() {
-            let refine_rows = &refine_rows;
-            scope.spawn(move || refine_rows(chunk * rows_per_thread, rows));
-        }
-    });
+    // sentences most are: share the rows among the cores (rayon's, which the scoring of
+    // several layers at once is already on).
+    use rayon::prelude::*;
+    let rows_per_task = 8;
+    values
+        .par_chunks_mut((rows_per_task * n).max(1))
+        .enumerate()
+        .for_each(|(chunk, rows)| refine_rows(chunk * rows_per_task, rows));
 }
 
 /// Dot product of a's row i and b's row j in f64, always summed in the same order, so equal
@@ -456,6 +486,38 @@ mod tests {
             error.to_string().contains("sentence 0, component 1"),
             "{error}"
         );
+        // An infinity too, in a row of more than four values (the norm's running sums).
+        let mut rows = vec![1.0f32; 12];
+        rows[6 + 5] = f32::INFINITY;
+        let error = normalize_rows(&rows, 2, 6).expect_err("infinity");
+        assert!(
+            error.to_string().contains("sentence 1, component 5"),
+            "{error}"
+        );
+    }
+
+    /// Rows that lie apart normalise as the same rows side by side.
+    #[test]
+    fn rows_apart_normalise_as_rows_together() {
+        #[rustfmt::skip]
+        let together = [
+            3.0, 4.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 1.0, 2.0, 2.0,
+        ];
+        let apart: Vec<&[f32]> = together.chunks(5).collect();
+        let expected = normalize_rows(&together, 3, 5).expect("together");
+        assert_eq!(normalize_row_slices(&apart, 5).expect("apart"), expected);
+        assert_eq!(expected.row(0), Some(&[0.6f32, 0.8, 0.0, 0.0, 0.0][..]));
+        assert!(expected.is_zero(1));
+        let third = 1.0f32 / 3.0;
+        assert_eq!(
+            expected.row(2),
+            Some(&[0.0f32, 0.0, third, 2.0 * third, 2.0 * third][..])
+        );
+        let ragged = [&together[..5], &together[5..9]];
+        let error = normalize_row_slices(&ragged, 5).expect_err("ragged");
+        assert!(error.to_string().contains("sentence 1"), "{error}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (tensors `nas`, `nav` `[n, layers, d_ff]`, `hidden_weighted`, `hidden_last`
 //! `[n, layers + 1, d_model]`, f32), readable from Python with `safetensors.torch.load_file`.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::capture::CaptureSettings;
@@ -62,6 +63,16 @@ pub enum StateKind {
     Nav,
     HiddenPooled,
     HiddenLast,
+}
+
+impl StateKind {
+    /// Every kind, in the states file's order.
+    pub const ALL: [StateKind; 4] = [
+        StateKind::Nas,
+        StateKind::Nav,
+        StateKind::HiddenPooled,
+        StateKind::HiddenLast,
+    ];
 }
 
 impl LanguageStates {
@@ -497,7 +508,17 @@ impl StatesWriter {
     }
 
     /// Syncs and renames the file into place; every sentence must have been written.
-    pub fn finish(mut self) -> Result<StatesFile> {
+    pub fn finish(self) -> Result<StatesFile> {
+        self.finish_with(true)
+    }
+
+    /// [`StatesWriter::finish`] for a file that is not kept (a scratch folder): renamed into
+    /// place without waiting for the disk (an 8B model's states are 370 MB per language).
+    pub fn finish_scratch(self) -> Result<StatesFile> {
+        self.finish_with(false)
+    }
+
+    fn finish_with(mut self, sync: bool) -> Result<StatesFile> {
         if let Some(missing) = self.written.iter().position(|w| !w) {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(EngineError::weights(
@@ -505,12 +526,16 @@ impl StatesWriter {
                 format!("sentence {missing} was never written"),
             ));
         }
-        if let Some(map) = self.map.take() {
+        if let Some(map) = self.map.take()
+            && sync
+        {
             map.flush().map_err(|e| EngineError::io(&self.tmp, e))?;
         }
-        self.file
-            .sync_all()
-            .map_err(|e| EngineError::io(&self.tmp, e))?;
+        if sync {
+            self.file
+                .sync_all()
+                .map_err(|e| EngineError::io(&self.tmp, e))?;
+        }
         std::fs::rename(&self.tmp, &self.path).map_err(|e| EngineError::io(&self.path, e))?;
         StatesFile::open(&self.path)
     }
@@ -665,21 +690,25 @@ impl StatesFile {
         self.layout.width(kind)
     }
 
-    /// The `[n, width]` matrix of one layer, read from disk.
+    /// The `[n, width]` matrix of one layer, read from disk straight into its place, one
+    /// sentence's row at a time. (Not through a mapping: the mapped pages of every finished
+    /// language would count in the process's resident memory.)
     pub fn layer_matrix(&self, kind: StateKind, layer: usize) -> Result<Vec<f32>> {
         use std::os::unix::fs::FileExt;
         let width = self.width(kind);
-        let mut bytes = vec![0u8; width * 4];
-        let mut out = Vec::with_capacity(self.sentences() * width);
-        for sentence in 0..self.sentences() {
+        let mut out = vec![0.0f32; self.sentences() * width];
+        for (sentence, row) in out.chunks_exact_mut(width.max(1)).enumerate() {
             self.file
-                .read_exact_at(&mut bytes, self.layout.offset(kind, sentence, layer))
+                .read_exact_at(
+                    bytemuck::cast_slice_mut(row),
+                    self.layout.offset(kind, sentence, layer),
+                )
                 .map_err(|e| EngineError::io(&self.path, e))?;
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
+        }
+        if cfg!(target_endian = "big") {
+            for value in &mut out {
+                *value = f32::from_bits(u32::from_le(value.to_bits()));
+            }
         }
         Ok(out)
     }
@@ -772,11 +801,11 @@ fn scatter_rows(
 
 /// f32s as little-endian bytes (safetensors' byte order): a plain view on little-endian
 /// machines, a conversion elsewhere.
-fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+fn le_bytes(values: &[f32]) -> Cow<'_, [u8]> {
     if cfg!(target_endian = "little") {
-        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+        Cow::Borrowed(bytemuck::cast_slice(values))
     } else {
-        std::borrow::Cow::Owned(values.iter().flat_map(|x| x.to_le_bytes()).collect())
+        Cow::Owned(values.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
 }
 
@@ -889,12 +918,26 @@ mod tests {
                 .unwrap();
             // Not every sentence written yet.
             writer.write_rows(&[1], &row(90.0), &[8]).unwrap();
-            let file = writer.finish().unwrap();
+            // Synced or not, the file reads the same.
+            let file = match mapped {
+                true => writer.finish().unwrap(),
+                false => writer.finish_scratch().unwrap(),
+            };
             assert_eq!(
                 LanguageStates::load(file.path()).unwrap(),
                 in_memory,
                 "mapped: {mapped}"
             );
+            // And each layer read back is that layer of the states.
+            for kind in StateKind::ALL {
+                for layer in 0..file.layer_count(kind) {
+                    assert_eq!(
+                        file.layer_matrix(kind, layer).unwrap(),
+                        in_memory.layer_matrix(kind, layer),
+                        "{kind:?} layer {layer}"
+                    );
+                }
+            }
         }
         // A sentence never written is an error at the end, and leaves no file behind.
         let path = dir.path().join("short.safetensors");

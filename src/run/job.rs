@@ -20,9 +20,13 @@ use crate::engine::{
 
 use super::cache::{self, Cache};
 use super::scoring;
-use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSettings};
+use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSettings, Timings};
 use crate::engine::states::{StatesFile, StatesWriter};
 use crate::engine::tokenizer::Tokens;
+
+/// The status of a job that found its whole run in the cache: the run it returns took its
+/// time (`Provenance::seconds`, `timings`) when it was first computed.
+pub const REOPENED_FROM_CACHE: &str = "reopened from the cache";
 
 /// What a job tells its owner.
 #[derive(Debug, Clone)]
@@ -228,7 +232,7 @@ impl Job<'_> {
         if self.options.use_cache {
             match cache.load_run(&run_key) {
                 Ok(Some(run)) if run.complete => {
-                    emit(JobEvent::Status("reopened from the cache".into()));
+                    emit(JobEvent::Status(REOPENED_FROM_CACHE.into()));
                     return Ok(run);
                 }
                 Ok(_) => {}
@@ -252,6 +256,7 @@ impl Job<'_> {
                 seconds: 0.0,
                 tokens: 0,
                 cached_languages: Vec::new(),
+                timings: Timings::default(),
             },
             languages: Vec::new(),
             pivot_scores: BTreeMap::new(),
@@ -338,7 +343,12 @@ impl Job<'_> {
                     let model = self.load_model(&mut model, &device, &mut run, emit)?;
                     let work = match &mut work {
                         Some(work) => work,
-                        None => work.insert(Work::tokenise(model, &mut plans, emit)?),
+                        None => {
+                            let started = Instant::now();
+                            let work = work.insert(Work::tokenise(model, &mut plans, emit)?);
+                            run.provenance.timings.tokenising = started.elapsed().as_secs_f64();
+                            work
+                        }
                     };
                     let plan = &mut plans[index];
                     let (lang, key, sentences) = (&plan.lang, &plan.key, &plan.sentences);
@@ -385,7 +395,14 @@ impl Job<'_> {
                         },
                         &mut writer,
                     )?;
-                    let states = writer.finish()?;
+                    run.provenance.timings.extracting += language_started.elapsed().as_secs_f64();
+                    let saving = Instant::now();
+                    let states = if self.options.use_cache {
+                        writer.finish()?
+                    } else {
+                        writer.finish_scratch()?
+                    };
+                    run.provenance.timings.saving += saving.elapsed().as_secs_f64();
                     compute_time += language_started.elapsed();
                     let language_tokens = plan.token_count.unwrap_or(0);
                     work.computed_tokens += language_tokens;
@@ -401,20 +418,23 @@ impl Job<'_> {
                 run.provenance.cached_languages.push(lang.clone());
             }
             if let Some(dir) = &self.options.states_dir {
+                let saving = Instant::now();
                 let path = dir.join(format!("{}.safetensors", lang.code()));
                 let copy =
                     std::fs::create_dir_all(dir).and_then(|_| std::fs::copy(states.path(), &path));
                 copy.map_err(|e| RunError::Io { path, source: e })?;
+                run.provenance.timings.saving += saving.elapsed().as_secs_f64();
             }
 
-            let pivot = finished.first().map_or(&states, |(_, p)| p);
-            let mut per_method = BTreeMap::new();
-            for &method in &settings.methods {
-                per_method.insert(
-                    method,
-                    scoring::pivot_scores(pivot, &states, method, settings.chance_seed)?,
-                );
-            }
+            let scoring = Instant::now();
+            let language = (lang.clone(), states);
+            let per_method = scoring::score_language(
+                &mut run.matrices,
+                &settings.methods,
+                &finished,
+                &language,
+                settings.chance_seed,
+            )?;
             for (method, scores) in &per_method {
                 if scores.zero_vectors > 0 {
                     run.warnings.push(format!(
@@ -426,9 +446,8 @@ impl Job<'_> {
                 }
             }
             run.pivot_scores.insert(lang.clone(), per_method);
-            let language = (lang.clone(), states);
-            scoring::extend_matrices(&mut run.matrices, &settings.methods, &finished, &language)?;
             finished.push(language);
+            run.provenance.timings.scoring += scoring.elapsed().as_secs_f64();
 
             if settings.proxy_sentences > 0 {
                 let held_out = held_out_sentences(&full, &selected, lang, settings.proxy_sentences);
@@ -487,6 +506,7 @@ impl Job<'_> {
                 self.settings.dtype,
             )?;
             run.provenance.device = model.device_label.clone();
+            run.provenance.timings.loading = started.elapsed().as_secs_f64();
             emit(JobEvent::ModelLoaded {
                 device: model.device_label.clone(),
                 seconds: started.elapsed().as_secs_f64(),

@@ -161,6 +161,41 @@ pub struct Provenance {
     pub tokens: usize,
     /// Languages whose states came from the cache rather than the model.
     pub cached_languages: Vec<Lang>,
+    /// Where the wall-clock time went (runs saved before it was kept read all zeros).
+    #[serde(default)]
+    pub timings: Timings,
+}
+
+/// Wall-clock seconds of a run's stages; languages from the cache cost none of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Loading the model (onto the device).
+    pub loading: f64,
+    pub tokenising: f64,
+    /// The forward passes with their capture, the pooled states handed into their files.
+    pub extracting: f64,
+    /// Putting the states files in their place on disk, and copying them out (`--out`).
+    pub saving: f64,
+    /// Pivot scores and language × language matrices.
+    pub scoring: f64,
+}
+
+impl Timings {
+    /// "loading 2.7 s, extracting 5.1 s, …" for the stages that took any time.
+    pub fn describe(&self) -> String {
+        [
+            ("loading", self.loading),
+            ("tokenising", self.tokenising),
+            ("extracting", self.extracting),
+            ("saving states", self.saving),
+            ("scoring", self.scoring),
+        ]
+        .iter()
+        .filter(|(_, seconds)| *seconds >= 0.05)
+        .map(|(stage, seconds)| format!("{stage} {seconds:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
 }
 
 /// One method's scores of one language against the pivot.
@@ -395,3 +430,24 @@ pub enum RunError {
 }
 
 pub use crate::io::atomic_write;
+
+#[cfg(test)]
+mod tests {
+    use super::Timings;
+
+    #[test]
+    fn timings_name_the_stages_that_took_any_time() {
+        let timings = Timings {
+            loading: 2.34,
+            tokenising: 0.01,
+            extracting: 7.0,
+            saving: 0.0,
+            scoring: 12.96,
+        };
+        assert_eq!(
+            timings.describe(),
+            "loading 2.3 s, extracting 7.0 s, scoring 13.0 s"
+        );
+        assert_eq!(Timings::default().describe(), "");
+    }
+}

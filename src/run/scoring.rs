@@ -1,9 +1,12 @@
 //! Pooled states → scores: every language against the pivot, and the full language × language
 //! matrix, per method and layer (METHOD.md §4–§6). States are read from their files one layer at
 //! a time, so memory does not grow with the number of sentences or languages; each unordered
-//! pair of languages costs one similarity matrix per layer, shared by both directions.
+//! pair of languages costs one similarity matrix per layer, shared by both directions and, for
+//! the pair with the pivot, by the pivot scores.
 
 use std::collections::BTreeMap;
+
+use rayon::prelude::*;
 
 use crate::analysis::align::{self, NormalizedRows, SimilarityMatrix};
 use crate::analysis::lang::Lang;
@@ -30,69 +33,31 @@ fn similarity(a: &NormalizedRows, b: &NormalizedRows) -> Result<SimilarityMatrix
     Ok(align::cosine_matrix(a, b)?)
 }
 
-/// Scores of `lang` against `pivot` for one method, with the seeded chance baseline.
-pub fn pivot_scores(
-    pivot: &StatesFile,
-    lang: &StatesFile,
-    method: Method,
-    chance_seed: u64,
-) -> Result<MethodScores, RunError> {
-    let layers = pivot.layer_count(method.state_kind());
-    let mut scores = MethodScores {
-        per_layer: Vec::with_capacity(layers),
-        chance_per_layer: Vec::with_capacity(layers),
-        p_at_1_forward: Vec::with_capacity(layers),
-        p_at_1_backward: Vec::with_capacity(layers),
-        zero_vectors: 0,
-        matched: Vec::with_capacity(layers),
-        nearest: Vec::with_capacity(layers),
-    };
-    for layer in 0..layers {
-        let a = normalized_layer(pivot, method, layer)?;
-        let b = normalized_layer(lang, method, layer)?;
-        scores.zero_vectors += a.zero_rows() + b.zero_rows();
-        let sim = similarity(&a, &b)?;
-        let pair = align::score(&sim);
-        scores.per_layer.push(pair.mutual_nn);
-        scores.p_at_1_forward.push(pair.p_at_1_forward);
-        scores.p_at_1_backward.push(pair.p_at_1_backward);
-        scores.chance_per_layer.push(align::chance_score(
-            &sim,
-            chance_seed.wrapping_add(layer as u64),
-        ));
-        scores.nearest.push(
-            align::nearest_neighbours(&sim)
-                .forward
-                .iter()
-                .map(|n| n.index as u32)
-                .collect(),
-        );
-        scores.matched.push(pair.matched);
-    }
-    Ok(scores)
-}
-
-/// Grows the symmetric language × language matrices by the pairs of `new` with every language
-/// already in them (and itself). `done` holds the states of the languages already in them.
-pub fn extend_matrices(
+/// Scores a language that has just finished, for every method: against the pivot (the first
+/// language of `done`, or the language itself when `done` is empty), and against every language
+/// of `done` and itself, which grows the language × language `matrices` by a row and a column.
+pub fn score_language(
     matrices: &mut BTreeMap<Method, PairMatrix>,
     methods: &[Method],
     done: &[(Lang, StatesFile)],
     new: &(Lang, StatesFile),
-) -> Result<(), RunError> {
+    chance_seed: u64,
+) -> Result<BTreeMap<Method, MethodScores>, RunError> {
     let (new_lang, new_states) = new;
+    let pivot_lang = done.first().map_or(new_lang, |(lang, _)| lang);
+    let mut per_method = BTreeMap::new();
     for &method in methods {
         let matrix = matrices.entry(method).or_insert_with(|| PairMatrix {
             languages: Vec::new(),
             per_layer: Vec::new(),
         });
-        let others: Vec<&StatesFile> = matrix
+        let others: Vec<(&Lang, &StatesFile)> = matrix
             .languages
             .iter()
             .map(|lang| {
                 done.iter()
                     .find(|(l, _)| l == lang)
-                    .map(|(_, states)| states)
+                    .map(|(l, states)| (l, states))
                     .ok_or_else(|| RunError::Invalid(format!("no states for {}", lang.name())))
             })
             .collect::<Result<_, _>>()?;
@@ -100,20 +65,113 @@ pub fn extend_matrices(
         if matrix.per_layer.is_empty() {
             matrix.per_layer = vec![Vec::new(); layers];
         }
-        for (layer, grid) in matrix.per_layer.iter_mut().enumerate() {
-            let mine = normalized_layer(new_states, method, layer)?;
-            let mut row = Vec::with_capacity(others.len() + 1);
-            for other in &others {
-                let theirs = normalized_layer(other, method, layer)?;
-                row.push(align::score(&similarity(&mine, &theirs)?).mutual_nn);
-            }
-            row.push(align::score(&similarity(&mine, &mine)?).mutual_nn);
+        // The layers side by side on all cores: one pair's similarity matrix (100 × 100 from
+        // 14 336-long rows) is too small a product to share among them.
+        let pivot_index = others.iter().position(|&(lang, _)| lang == pivot_lang);
+        if pivot_index.is_none() && new_lang != pivot_lang {
+            return Err(RunError::Invalid(format!(
+                "the pivot {} is missing from the {} matrix",
+                pivot_lang.name(),
+                method.label()
+            )));
+        }
+        let per_layer = (0..layers)
+            .into_par_iter()
+            .map(|layer| score_layer(method, layer, new_states, &others, pivot_index, chance_seed))
+            .collect::<Result<Vec<_>, RunError>>()?;
+        let mut scores = MethodScores {
+            per_layer: Vec::with_capacity(layers),
+            chance_per_layer: Vec::with_capacity(layers),
+            p_at_1_forward: Vec::with_capacity(layers),
+            p_at_1_backward: Vec::with_capacity(layers),
+            zero_vectors: 0,
+            matched: Vec::with_capacity(layers),
+            nearest: Vec::with_capacity(layers),
+        };
+        for (grid, layer) in matrix.per_layer.iter_mut().zip(per_layer) {
+            let LayerScores { row, pivot } = layer;
+            scores.zero_vectors += pivot.zero_vectors;
+            scores.per_layer.push(pivot.pair.mutual_nn);
+            scores.p_at_1_forward.push(pivot.pair.p_at_1_forward);
+            scores.p_at_1_backward.push(pivot.pair.p_at_1_backward);
+            scores.chance_per_layer.push(pivot.chance);
+            scores.nearest.push(pivot.nearest);
+            scores.matched.push(pivot.pair.matched);
             for (line, &score) in grid.iter_mut().zip(&row) {
                 line.push(score);
             }
             grid.push(row);
         }
         matrix.languages.push(new_lang.clone());
+        per_method.insert(method, scores);
     }
-    Ok(())
+    Ok(per_method)
+}
+
+/// One layer of a new language's scores.
+struct LayerScores {
+    /// Mutual nearest-neighbour scores against each earlier language, then itself.
+    row: Vec<f64>,
+    /// Against the pivot.
+    pivot: PivotLayer,
+}
+
+struct PivotLayer {
+    pair: align::PairScore,
+    chance: f64,
+    nearest: Vec<u32>,
+    zero_vectors: usize,
+}
+
+/// Scores layer `layer` of `new` against each of `others` (the pivot among them at
+/// `pivot_index`, or else `new` is the pivot) and itself.
+fn score_layer(
+    method: Method,
+    layer: usize,
+    new: &StatesFile,
+    others: &[(&Lang, &StatesFile)],
+    pivot_index: Option<usize>,
+    chance_seed: u64,
+) -> Result<LayerScores, RunError> {
+    let against_pivot = |sim: &SimilarityMatrix, zero_vectors: usize| PivotLayer {
+        pair: align::score(sim),
+        chance: align::chance_score(sim, chance_seed.wrapping_add(layer as u64)),
+        nearest: align::nearest_neighbours(sim)
+            .forward
+            .iter()
+            .map(|n| n.index as u32)
+            .collect(),
+        zero_vectors,
+    };
+    let mine = normalized_layer(new, method, layer)?;
+    let mut row = Vec::with_capacity(others.len() + 1);
+    let mut pivot = None;
+    for (index, &(_, other)) in others.iter().enumerate() {
+        let theirs = normalized_layer(other, method, layer)?;
+        if pivot_index == Some(index) {
+            // Pivot rows, language columns: the pivot scores' orientation. Mutual nearest
+            // neighbours do not depend on it.
+            let scores = against_pivot(
+                &similarity(&theirs, &mine)?,
+                theirs.zero_rows() + mine.zero_rows(),
+            );
+            row.push(scores.pair.mutual_nn);
+            pivot = Some(scores);
+        } else {
+            row.push(align::score(&similarity(&mine, &theirs)?).mutual_nn);
+        }
+    }
+    let own = similarity(&mine, &mine)?;
+    let pivot = match pivot {
+        Some(pivot) => {
+            row.push(align::score(&own).mutual_nn);
+            pivot
+        }
+        None => {
+            let scores = against_pivot(&own, 2 * mine.zero_rows());
+            row.push(scores.pair.mutual_nn);
+            scores
+        }
+    };
+    Ok(LayerScores { row, pivot })
 }

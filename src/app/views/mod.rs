@@ -258,13 +258,18 @@ pub fn run_header(ui: &mut Ui, run: &Run, path: Option<&Path>, look: &Look) {
         if let Some(path) = path {
             details.push_str(&format!(" · {}", path.display()));
         }
+        let stages = run.provenance.timings.describe();
+        let stages = match stages.is_empty() {
+            true => String::new(),
+            false => format!("\ntime: {stages}"),
+        };
         // One tooltip: the elided label's own would repeat the first line of this one.
         ui.add(
             egui::Label::new(RichText::new(&details).weak())
                 .truncate()
                 .show_tooltip_when_elided(false),
         )
-        .on_hover_text(format!("{details}\n{}", capture_summary(run)));
+        .on_hover_text(format!("{details}{stages}\n{}", capture_summary(run)));
     });
 }
 
