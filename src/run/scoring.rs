@@ -1,6 +1,6 @@
 //! Pooled states → scores: every language against the pivot, and the full language × language
-//! matrix, per method and layer (METHOD.md §4–§6). States are read from their files one layer at
-//! a time, so memory does not grow with the number of sentences or languages; each unordered
+//! matrix, per method and layer (METHOD.md §4–§6). States are read from their files a layer at
+//! a time on each core, so memory does not grow with the number of languages; each unordered
 //! pair of languages costs one similarity matrix per layer, shared by both directions and, for
 //! the pair with the pivot, by the pivot scores.
 
