@@ -339,9 +339,18 @@ pub fn verify(device: &Device, dtype: DType, activation: Activation) -> Result<(
         }
         Ok(None)
     };
-    match compare() {
+    verdict(compare(), "the generic ops")
+}
+
+/// A load-time check's outcome in words: `Ok` where the kernel agreed with `reference`, else
+/// what differed (or why the comparison could not run). The delta-rule kernel's check too.
+pub(crate) fn verdict<E: std::fmt::Display>(
+    compared: std::result::Result<Option<String>, E>,
+    reference: &str,
+) -> Result<(), String> {
+    match compared {
         Ok(None) => Ok(()),
-        Ok(Some(difference)) => Err(format!("it disagrees with the generic ops: {difference}")),
+        Ok(Some(difference)) => Err(format!("it disagrees with {reference}: {difference}")),
         Err(error) => Err(error.to_string()),
     }
 }

@@ -198,11 +198,7 @@ pub fn verify(device: &Device, key_dim: usize) -> Result<(), String> {
         }
         Ok(None)
     };
-    match compare() {
-        Ok(None) => Ok(()),
-        Ok(Some(difference)) => Err(format!("it disagrees with the tensor ops: {difference}")),
-        Err(error) => Err(error.to_string()),
-    }
+    super::cuda_capture::verdict(compare(), "the tensor ops")
 }
 
 #[cfg(feature = "cuda")]

@@ -330,7 +330,6 @@ impl Job<'_> {
         };
         check_disk_space(&states_dir, needed)?;
         let mut work: Option<Work> = None;
-        let mut compute_time = Duration::ZERO;
         // Tokens of the languages finished so far, cached or computed.
         let mut finished_tokens = 0usize;
 
@@ -370,7 +369,10 @@ impl Job<'_> {
                         &settings.capture,
                     )?;
                     let language_started = Instant::now();
-                    let previous_compute = compute_time;
+                    // Extraction and saving so far, for the rate behind the ETA.
+                    let timings = &run.provenance.timings;
+                    let previous_compute =
+                        Duration::from_secs_f64(timings.extracting + timings.saving);
                     model.extract_tokens_into(
                         &tokens,
                         &extract_options,
@@ -403,7 +405,6 @@ impl Job<'_> {
                         writer.finish_scratch()?
                     };
                     run.provenance.timings.saving += saving.elapsed().as_secs_f64();
-                    compute_time += language_started.elapsed();
                     let language_tokens = plan.token_count.unwrap_or(0);
                     work.computed_tokens += language_tokens;
                     run.provenance.tokens += language_tokens;
