@@ -357,18 +357,28 @@ class GpuMemoryPeak:
         return self.peak - self.base if self.enabled else None
 
 
-def bench_neuronxa(binary, folder, sentences_file, out_json, gpu):
+def bench_neuronxa(binary, folder, sentences_file, out_json, gpu, stages=False):
     with GpuMemoryPeak(is_gpu(gpu)) as memory:
         started = time.time()
         done = run_bin(["bench", "--model", folder, "--sentences-file", sentences_file,
                         "--device", gpu, "--dtype", "bf16" if is_gpu(gpu) else "f32",
-                        "--batch-size", "auto", "--json", out_json], binary)
+                        "--batch-size", "auto", "--json", out_json]
+                       + (["--stages"] if stages else []), binary)
         wall = time.time() - started
     report = json.loads(Path(out_json).read_text())
     report["process_seconds"] = round(wall, 2)
     report["peak_gpu_mib_nvidia_smi"] = memory.mib()
     report["sentences_per_second"] = report["sentences"] / report["seconds"]
     report["tokens_per_second"] = report["tokens"] / report["seconds"]
+    report["log_tail"] = done.stderr[-1500:]
+    return report
+
+
+def scoring_bench(binary, folder, out_json):
+    """`bench --scoring`: the scoring of 10 languages × 100 sentences of made-up states of the
+    model's shape, on the host's cores (a run's `scoring` stage, without the model)."""
+    done = run_bin(["bench", "--scoring", "--model", folder, "--json", out_json], binary)
+    report = json.loads(Path(out_json).read_text())
     report["log_tail"] = done.stderr[-1500:]
     return report
 
@@ -521,7 +531,52 @@ def pytorch_forward_only(model, batches, device):
             model.model(input_ids=ids, attention_mask=mask)
 
 
-def bench_pytorch(folder, token_ids, device, one_at_a_time):
+def kernel_kind(name: str) -> str:
+    """What a kernel does, from its name: the matrix products, attention, or the rest."""
+    lower = name.lower()
+    if any(k in lower for k in ("flash", "fmha", "attention", "efficient_attn")):
+        return "attention"
+    if any(k in lower for k in ("gemm", "cutlass", "nvjet", "xmma", "cublas", "matmul")):
+        return "matrix products"
+    return "other (elementwise, norms, softmax, copies, reductions)"
+
+
+def pytorch_kernel_profile(model, batches, device, state):
+    """Device time per kernel over one pass of the batched extraction (torch.profiler), summed
+    by kind, beside our `bench --stages`: where PyTorch spends the forward that we take longer
+    over. On the CPU, the operators' own CPU time instead."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    gpu = is_gpu(device)
+    activity = ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        pytorch_extract(model, batches, device, state)
+        if gpu:
+            torch.cuda.synchronize()
+    totals = {}
+    for event in prof.events():
+        if gpu:
+            if event.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            micros = getattr(event, "device_time", None)
+            if micros is None:
+                micros = getattr(event, "cuda_time", 0)
+        else:
+            micros = event.self_cpu_time_total
+        seconds, calls = totals.get(event.name, (0.0, 0))
+        totals[event.name] = (seconds + micros / 1e6, calls + 1)
+    by_kind = {}
+    for name, (seconds, _) in totals.items():
+        by_kind[kernel_kind(name)] = by_kind.get(kernel_kind(name), 0.0) + seconds
+    top = sorted(totals.items(), key=lambda item: -item[1][0])[:25]
+    return {"timed": "device time of each kernel" if gpu else "CPU time of each operator",
+            "seconds_by_kind": {k: round(v, 4) for k, v in by_kind.items()},
+            "seconds_in_all": round(sum(by_kind.values()), 4),
+            "top": [{"name": name[:160], "kind": kernel_kind(name), "seconds": round(seconds, 4),
+                     "calls": calls} for name, (seconds, calls) in top]}
+
+
+def bench_pytorch(folder, token_ids, device, one_at_a_time, kernel_profile=False):
     import torch
     from transformers import AutoModelForCausalLM
     if is_gpu(device):
@@ -549,6 +604,10 @@ def bench_pytorch(folder, token_ids, device, one_at_a_time):
         seconds = time.time() - started
         by_batch[size] = {"seconds": seconds, "sentences_per_second": len(token_ids) / seconds,
                           "tokens_per_second": n_tokens / seconds}
+    profile = None
+    if kernel_profile:
+        batched = [[token_ids[i] for i in order[k:k + 256]] for k in range(0, len(order), 256)]
+        profile = pytorch_kernel_profile(model, batched, device, state)
     single = token_ids[:one_at_a_time]
     started = time.time()
     pytorch_extract(model, [[ids] for ids in single], device, state)
@@ -576,6 +635,7 @@ def bench_pytorch(folder, token_ids, device, one_at_a_time):
         "one_at_a_time": {"sentences": len(single), "seconds": single_seconds,
                           "sentences_per_second": len(single) / single_seconds},
         "peak_gpu_mib_torch_allocated": peak,
+        **({"kernel_profile_batched_256": profile} if profile else {}),
     }
 
 
@@ -678,6 +738,12 @@ def main():
                         help="per language, GPU bf16 against f32 on the first model (0: skip)")
     parser.add_argument("--no-hand-on-ab", action="store_true",
                         help="skip benching the last model again with the serial hand-on")
+    parser.add_argument("--stages", action="store_true",
+                        help="time our forward stage by stage and profile PyTorch's kernels, "
+                             "for every speed model")
+    parser.add_argument("--scoring-bench", action="store_true",
+                        help="also time the scoring of 10 languages for the last model's shape "
+                             "(`bench --scoring`, on the host's cores)")
     parser.add_argument("--tiny-budget", type=float, default=150,
                         help="seconds after which the remaining tiny parity models are skipped")
     ARGS = parser.parse_args()
@@ -731,7 +797,7 @@ def main():
         for name, folder in models.items():
             def speed(name=name, folder=folder):
                 ours = bench_neuronxa(binary, folder, sentences_file,
-                                      work / f"bench_{name}.json", gpu)
+                                      work / f"bench_{name}.json", gpu, stages=ARGS.stages)
                 if name == last:
                     # Its own failure must not cost the speed figures of this model.
                     try:
@@ -771,7 +837,8 @@ def main():
                     f"forward alone {ours.get('forward_seconds')} s, host waiting "
                     f"{ours.get('host_waiting_seconds')} s, handing on "
                     f"{ours.get('host_handing_on_seconds')} s")
-                torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time)
+                torch_result = bench_pytorch(folder, token_ids, torch_device, ARGS.one_at_a_time,
+                                             kernel_profile=ARGS.stages)
                 log(f"pytorch {name}: {json.dumps(torch_result)}")
                 ratio = ours["sentences_per_second"] / torch_result["batched_best"]["sentences_per_second"]
                 single = ours["sentences_per_second"] / torch_result["one_at_a_time"]["sentences_per_second"]
@@ -788,6 +855,10 @@ def main():
                         "speedup_vs_one_at_a_time": single,
                         "pass": goals}
             step(results, f"speed_{name}", speed)
+        if ARGS.scoring_bench:
+            last = list(models)[-1]
+            step(results, f"scoring_{last}",
+                 lambda: scoring_bench(binary, models[last], work / f"scoring_{last}.json"))
         if "host" not in skip:
             step(results, "host_memory", host_memory)
         if is_gpu(gpu) and "pressure" not in skip:

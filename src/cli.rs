@@ -268,6 +268,14 @@ pub struct BenchArgs {
     pub device: String,
     #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// Time the scoring instead of the extraction: made-up states of the model's shape (only its
+    /// config is read) for --langs × --sentences, scored as a run scores them, all methods.
+    #[arg(long, conflicts_with_all = ["corpus", "sentences_file", "batch_size", "device", "dtype"])]
+    pub scoring: bool,
+    /// Also time each stage of the forward passes (layer by layer, summed): one more pass over
+    /// the sentences with the device synchronised around every stage.
+    #[arg(long, conflicts_with = "scoring")]
+    pub stages: bool,
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -309,11 +317,7 @@ pub fn settings_from_args(args: &RunArgs) -> Result<RunSettings> {
         "bundled" | "" => CorpusChoice::Bundled,
         path => CorpusChoice::Path(PathBuf::from(path)),
     };
-    settings.languages = args
-        .langs
-        .iter()
-        .map(|code| Lang::parse(code))
-        .collect::<Result<_, _>>()?;
+    settings.languages = parse_languages(&args.langs)?;
     settings.pivot = Lang::parse(&args.pivot)?;
     settings.sentences = args.sentences;
     settings.sample = parse_sample(&args.sample)?;
@@ -720,21 +724,29 @@ fn cmd_inspect(model: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--langs`' codes as languages; the first unknown one is the error.
+fn parse_languages(codes: &[String]) -> Result<Vec<Lang>> {
+    Ok(codes
+        .iter()
+        .map(|code| Lang::parse(code))
+        .collect::<Result<_, _>>()?)
+}
+
 fn cmd_bench(args: &BenchArgs) -> Result<()> {
     use crate::run::bench;
+    if args.scoring {
+        return cmd_bench_scoring(args);
+    }
     let options = bench::BenchOptions {
         model: ModelSource::parse(&args.model),
         corpus: args.corpus.clone(),
         sentences_file: args.sentences_file.clone(),
-        languages: args
-            .langs
-            .iter()
-            .map(|code| Lang::parse(code))
-            .collect::<Result<_, _>>()?,
+        languages: parse_languages(&args.langs)?,
         sentences: args.sentences,
         batch_size: args.batch_size.0,
         device: DeviceChoice::parse(&args.device)?,
         dtype: DTypeChoice::parse(&args.dtype)?,
+        stages: args.stages,
     };
     let report = bench::bench(&options, &mut |line| eprintln!("{line}"))?;
     println!("model             {}", report.model);
@@ -766,6 +778,64 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     println!("achieved          {:.1} GFLOP/s", report.achieved_gflops());
     println!("matmul 2048^3     {:.1} GFLOP/s", report.matmul_gflops);
     println!("ratio             {:.0}%", report.ratio() * 100.0);
+    if let Some(mb) = report.peak_rss_mb {
+        println!("peak memory       {mb:.0} MB");
+    }
+    if !report.stages.is_empty() {
+        let total: f64 = report.stages.iter().map(|s| s.seconds).sum();
+        println!("stages            (synchronised around each; {total:.2} s in all)");
+        let mut stages = report.stages.clone();
+        stages.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        for stage in &stages {
+            println!(
+                "  {:<46} {:>8.3} s {:>5.1}% {:>7} calls",
+                stage.stage,
+                stage.seconds,
+                100.0 * stage.seconds / total.max(1e-12),
+                stage.calls
+            );
+        }
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        crate::io::atomic_write(path, &json)?;
+    }
+    Ok(())
+}
+
+fn cmd_bench_scoring(args: &BenchArgs) -> Result<()> {
+    use crate::run::bench_scoring;
+    let options = bench_scoring::ScoringBenchOptions {
+        model: ModelSource::parse(&args.model),
+        languages: parse_languages(&args.langs)?,
+        sentences: args.sentences,
+        methods: Method::ALL.to_vec(),
+    };
+    let report = bench_scoring::bench_scoring(&options, &mut |line| eprintln!("{line}"))?;
+    println!("model             {}", report.model);
+    println!(
+        "states            {} layers × {} neurons, d_model {}",
+        report.layers, report.neurons, report.d_model
+    );
+    println!(
+        "scored            {} languages × {} sentences, methods {}",
+        report.languages,
+        report.sentences,
+        report.methods.join(", ")
+    );
+    println!("threads           {}", report.threads);
+    println!("scoring           {:.2} s", report.seconds);
+    let sums: Vec<String> = report
+        .score_sums
+        .iter()
+        .map(|(method, sum)| format!("{method} {sum:.4}"))
+        .collect();
+    println!("score sums        {}", sums.join(", "));
+    println!(
+        "products          {:.3e} FLOPs, {:.1} GFLOP/s",
+        report.product_flops,
+        report.gflops()
+    );
     if let Some(mb) = report.peak_rss_mb {
         println!("peak memory       {mb:.0} MB");
     }

@@ -403,6 +403,140 @@ fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
 }
 
 #[test]
+fn bench_times_the_forward_stage_by_stage() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sentences = dir.path().join("sentences.txt");
+    std::fs::write(&sentences, "The cat sleeps.\nLe chat dort sur le rebord.\n").unwrap();
+    let report = dir.path().join("bench.json");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
+    // bf16 on the CPU runs the generic ops, the GPU's path, stage by stage.
+    let output = neuronxa(
+        cache.path(),
+        &[
+            "bench",
+            "--model",
+            tiny.to_str().unwrap(),
+            "--sentences-file",
+            sentences.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--dtype",
+            "bf16",
+            "--stages",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("stages"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let stages = json["stages"].as_array().expect("stages in the report");
+    let layers = 3;
+    let calls = |name: &str| {
+        stages
+            .iter()
+            .find(|stage| stage["stage"] == name)
+            .and_then(|stage| stage["calls"].as_u64())
+            .unwrap_or_else(|| panic!("no stage {name:?} in {json}"))
+    };
+    // One batch of two sentences: each layer's stages once, the residual steps after the
+    // embeddings, after attention and after the MLP.
+    for stage in [
+        "attention: q/k/v projection",
+        "attention: scores, softmax, values",
+        "MLP: gate/up projection",
+        "MLP: NAS/NAV pooling",
+        "MLP: down projection",
+    ] {
+        assert_eq!(calls(stage), layers, "{stage}");
+    }
+    assert_eq!(calls("embeddings"), 1);
+    assert_eq!(
+        calls("residual adds, norms, pooled hidden states"),
+        1 + 2 * layers
+    );
+    for stage in stages {
+        assert!(stage["seconds"].as_f64().unwrap() >= 0.0, "{stage}");
+    }
+    assert_eq!(json["capture"], "generic tensor ops");
+}
+
+#[test]
+fn bench_scoring_scores_made_up_states_of_the_models_shape() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("scoring.json");
+    // Only the config is read: a folder holding nothing else is enough.
+    let model = dir.path().join("shape");
+    std::fs::create_dir(&model).unwrap();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
+    std::fs::copy(tiny.join("config.json"), model.join("config.json")).unwrap();
+    let output = neuronxa(
+        cache.path(),
+        &[
+            "bench",
+            "--scoring",
+            "--model",
+            model.to_str().unwrap(),
+            "--langs",
+            "en,fr,de",
+            "--sentences",
+            "12",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tiny.join("config.json")).unwrap()).unwrap();
+    let layers = config["num_hidden_layers"].as_u64().unwrap();
+    assert_eq!(json["layers"].as_u64(), Some(layers));
+    assert_eq!(json["neurons"], config["intermediate_size"]);
+    assert_eq!(json["languages"], 3);
+    assert_eq!(json["per_language_seconds"].as_array().unwrap().len(), 3);
+    // Three languages: the pairs (en, en), (fr, en), (fr, fr), (de, en), (de, fr), (de, de),
+    // each 12 × 12 products of `neurons`-long rows per layer, for NAS and NAV.
+    let neurons = json["neurons"].as_f64().unwrap();
+    let d_model = json["d_model"].as_f64().unwrap();
+    let expected =
+        6.0 * 2.0 * 144.0 * (2.0 * neurons * layers as f64 + 2.0 * d_model * (layers + 1) as f64);
+    assert_eq!(json["product_flops"].as_f64(), Some(expected));
+    // The pivot against itself is matched at every layer (the made-up sentences differ), so
+    // each method's sum of pivot scores is at least the layers' count, and at most 3 × it.
+    for (method, method_layers) in [
+        ("nas", layers),
+        ("nav", layers),
+        ("mexa", layers + 1),
+        ("mexa_last", layers + 1),
+    ] {
+        let sum = json["score_sums"][method].as_f64().unwrap();
+        assert!(
+            sum >= method_layers as f64 && sum <= 3.0 * method_layers as f64,
+            "{method}: {sum}"
+        );
+    }
+    // A folder without a config.json is refused in words.
+    let output = neuronxa(
+        cache.path(),
+        &[
+            "bench",
+            "--scoring",
+            "--model",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("config.json"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn batch_size_is_auto_or_a_number() {
     let cache = tempfile::tempdir().unwrap();
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
 use neuronxa::engine::capture::{CaptureSettings, ExpertPooling, NavSource, Pooling};
+use neuronxa::engine::stages::StageClock;
 use neuronxa::engine::{
     DTypeChoice, DeviceChoice, ExtractOptions, LanguageStates, Model, ModelSource,
 };
@@ -381,6 +382,34 @@ fn check_batch_invariance(name: &str) {
 /// batches), both on the CPU in f32: NAV and hidden states within 1e-4 (the fixtures'
 /// tolerance); NAS may differ only where a gate sits at zero within rounding, so at least
 /// 99.9% of its entries are equal.
+/// Timing the forward's stages (`bench --stages`) synchronises the device around each and
+/// changes nothing else: the same states, bit for bit, and every stage timed at least once.
+fn assert_same_with_stage_clock(
+    name: &str,
+    model: &mut Model,
+    texts: &[String],
+    untimed: &LanguageStates,
+) {
+    let clock = std::sync::Arc::new(StageClock::new(model.decoder.device()));
+    model.decoder.set_stage_clock(Some(clock.clone()));
+    let timed = extract(model, texts, CaptureSettings::default(), 8);
+    model.decoder.set_stage_clock(None);
+    assert!(
+        timed.nas == untimed.nas
+            && timed.nav == untimed.nav
+            && timed.hidden_pooled == untimed.hidden_pooled
+            && timed.hidden_last == untimed.hidden_last,
+        "{name}: the stage clock changed the states"
+    );
+    let stages = clock.totals();
+    assert!(
+        stages.iter().any(|stage| stage.stage == "embeddings")
+            && stages.iter().any(|stage| stage.stage.starts_with("MLP"))
+            && stages.iter().all(|stage| stage.calls > 0),
+        "{name}: {stages:?}"
+    );
+}
+
 fn check_generic_ops(name: &str) {
     let folder = fixtures().join("tiny").join(name);
     let texts: Vec<String> = sentences(&fixtures().join("sentences.json"))
@@ -389,8 +418,10 @@ fn check_generic_ops(name: &str) {
         .collect();
     let mut model = load(&folder);
     let kernels = extract(&model, &texts, CaptureSettings::default(), 8);
+    assert_same_with_stage_clock(name, &mut model, &texts, &kernels);
     model.decoder.set_cpu_kernels(false);
     let generic = extract(&model, &texts, CaptureSettings::default(), 8);
+    assert_same_with_stage_clock(name, &mut model, &texts, &generic);
     // The benchmark's timed passes (with and without capture) run on the generic ops too.
     let options = ExtractOptions {
         batch_size: 8,

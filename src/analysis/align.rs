@@ -11,7 +11,6 @@
 //! beat), so the single pair is defined as matched iff neither of its vectors is zero — the
 //! same outcome a zero vector has for larger n.
 
-use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -28,6 +27,23 @@ pub struct NormalizedRows {
 }
 
 impl NormalizedRows {
+    /// Rows already normalised by [`normalize_rows_in_place`], with the zero flags it returned.
+    pub fn from_normalized(values: Vec<f32>, dim: usize, zero: Vec<bool>) -> Result<Self> {
+        let rows = zero.len();
+        if rows.checked_mul(dim) != Some(values.len()) {
+            return Err(AnalysisError::InvalidInput(format!(
+                "expected {rows} × {dim} normalised values, got {}",
+                values.len()
+            )));
+        }
+        Ok(Self {
+            values,
+            rows,
+            dim,
+            zero,
+        })
+    }
+
     /// Number of rows (sentences).
     pub fn rows(&self) -> usize {
         self.rows
@@ -64,6 +80,18 @@ impl NormalizedRows {
 /// Zero rows stay zero and are flagged. Errors when `x` does not hold `n × d` values or holds a
 /// NaN or infinity (which would make every cosine of that sentence meaningless).
 pub fn normalize_rows(x: &[f32], n: usize, d: usize) -> Result<NormalizedRows> {
+    let mut values = x.to_vec();
+    let zero = normalize_rows_in_place(&mut values, n, d)?;
+    Ok(NormalizedRows {
+        values,
+        rows: n,
+        dim: d,
+        zero,
+    })
+}
+
+/// [`normalize_rows`] in place: `x` becomes the normalised rows; returns which were zero.
+pub fn normalize_rows_in_place(x: &mut [f32], n: usize, d: usize) -> Result<Vec<bool>> {
     if n.checked_mul(d) != Some(x.len()) {
         return Err(AnalysisError::InvalidInput(format!(
             "expected {n} × {d} sentence-vector values, got {}",
@@ -71,15 +99,12 @@ pub fn normalize_rows(x: &[f32], n: usize, d: usize) -> Result<NormalizedRows> {
         )));
     }
     use rayon::prelude::*;
-    let mut values = vec![0.0f32; n * d];
     let mut zero = vec![d == 0; n];
     if d > 0 {
-        values
-            .par_chunks_mut(d)
+        x.par_chunks_mut(d)
             .zip(zero.par_iter_mut())
-            .zip(x.par_chunks(d))
             .enumerate()
-            .try_for_each(|(row_index, ((out, zero), row))| {
+            .try_for_each(|(row_index, (row, zero))| {
                 // The norm in f64 (14 336 squared activations lose bits in f32), over four
                 // running sums so that the additions need not wait on each other. It is finite
                 // exactly when every value is: no f32 squared overflows an f64.
@@ -104,22 +129,19 @@ pub fn normalize_rows(x: &[f32], n: usize, d: usize) -> Result<NormalizedRows> {
                     });
                 }
                 if norm == 0.0 {
+                    // -0.0 and 0.0 alike become 0.0.
+                    row.fill(0.0);
                     *zero = true;
                 } else {
                     let inverse = 1.0 / norm;
-                    for (o, &value) in out.iter_mut().zip(row.iter()) {
-                        *o = (f64::from(value) * inverse) as f32;
+                    for value in row.iter_mut() {
+                        *value = (f64::from(*value) * inverse) as f32;
                     }
                 }
                 Ok(())
             })?;
     }
-    Ok(NormalizedRows {
-        values,
-        rows: n,
-        dim: d,
-        zero,
-    })
+    Ok(zero)
 }
 
 /// Square matrix of cosine similarities, rows = first side's sentences, columns = second's.
@@ -216,11 +238,11 @@ const NEAR_TIE: f64 = 1e-5;
 
 /// Cosine similarities of every row of `a` with every row of `b` (same n, same d).
 ///
-/// The bulk is an f32 matrix product (candle's CPU GEMM). The strict criterion then only depends
-/// on the entries near each row's and column's maximum, and a GEMM may sum different cells in a
-/// different order, so two identical vectors could differ in the last bit and break a true tie.
-/// Those entries are therefore recomputed in f64 with one fixed summation order: identical
-/// vectors give identical cosines, and the ranking near the top is exact.
+/// The bulk is an f32 matrix product (a multithreaded CPU GEMM). The strict criterion then only
+/// depends on the entries near each row's and column's maximum, and a GEMM may sum different
+/// cells in a different order, so two identical vectors could differ in the last bit and break
+/// a true tie. Those entries are therefore recomputed in f64 with one fixed summation order:
+/// identical vectors give identical cosines, and the ranking near the top is exact.
 pub fn cosine_matrix(a: &NormalizedRows, b: &NormalizedRows) -> Result<SimilarityMatrix> {
     if a.rows != b.rows {
         return Err(AnalysisError::InvalidInput(format!(
@@ -240,11 +262,7 @@ pub fn cosine_matrix(a: &NormalizedRows, b: &NormalizedRows) -> Result<Similarit
             "no sentences to compare".to_string(),
         ));
     }
-    let mut values = if a.dim == 0 {
-        vec![0.0; n * n]
-    } else {
-        matrix_product_with_transpose(a, b)?
-    };
+    let mut values = product_with_transpose(a, b);
     refine_near_maxima(a, b, &mut values);
     Ok(SimilarityMatrix {
         n,
@@ -254,16 +272,44 @@ pub fn cosine_matrix(a: &NormalizedRows, b: &NormalizedRows) -> Result<Similarit
     })
 }
 
-/// `a · bᵀ` as f64, via candle's multithreaded CPU GEMM.
-fn matrix_product_with_transpose(a: &NormalizedRows, b: &NormalizedRows) -> Result<Vec<f64>> {
-    let compute = || -> candle_core::Result<Vec<f32>> {
-        let device = Device::Cpu;
-        let left = Tensor::from_slice(&a.values, (a.rows, a.dim), &device)?;
-        let right = Tensor::from_slice(&b.values, (b.rows, b.dim), &device)?;
-        left.matmul(&right.t()?)?.flatten_all()?.to_vec1::<f32>()
-    };
-    let product = compute().map_err(|error| AnalysisError::Compute(error.to_string()))?;
-    Ok(product.into_iter().map(f64::from).collect())
+/// `a · bᵀ` as f64, from one f32 GEMM straight from the rows' buffers (the GEMM candle's CPU
+/// matmul uses, without copying the rows into tensors first).
+fn product_with_transpose(a: &NormalizedRows, b: &NormalizedRows) -> Vec<f64> {
+    let (m, n, k) = (a.rows, b.rows, a.dim);
+    let mut out = vec![0.0f32; m * n];
+    if k > 0 && m > 0 && n > 0 {
+        let parallelism = match rayon::current_num_threads() {
+            1 => gemm::Parallelism::None,
+            threads => gemm::Parallelism::Rayon(threads),
+        };
+        // SAFETY: `a` holds m rows and `b` n rows of k values each, row-major (as
+        // `NormalizedRows` are made), so a[i][p] at a + i·k + p and bᵀ[p][j] at b + j·k + p stay
+        // inside them, and `out` holds the m × n values written at out + i·n + j.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.values.as_ptr(),
+                1,
+                k as isize,
+                b.values.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    out.into_iter().map(f64::from).collect()
 }
 
 fn refine_near_maxima(a: &NormalizedRows, b: &NormalizedRows, values: &mut [f64]) {

@@ -26,8 +26,11 @@ use super::delta_net::GatedDeltaNet;
 use super::error::{EngineError, Result};
 use super::moe::MoeMlp;
 use super::short_conv::ShortConv;
+use super::stages::{StageClock, timed};
 use super::weights::{PartialRotaryWeights, QUERY_GATE, QueryGateSplit, TensorSource};
 
+/// The stage of the residual adds, norms and pooled hidden states (see [`StageClock`]).
+const RESIDUAL_STAGE: &str = "residual adds, norms, pooled hidden states";
 /// One sentence of a batch: its tokens and how each counts in the pools.
 pub struct SentenceInput<'a> {
     pub ids: &'a [u32],
@@ -255,6 +258,8 @@ pub struct Decoder {
     /// Run linear attention's recurrence with the kernel of [`cuda_delta_rule`] where the
     /// generic ops run (CUDA, once checked at load; tests on the CPU).
     delta_rule_kernel: bool,
+    /// Times each stage of the forward pass (benchmarks only; see [`StageClock`]).
+    stage_clock: Option<Arc<StageClock>>,
 }
 
 pub(super) struct Ctx {
@@ -491,8 +496,15 @@ impl Decoder {
             // The kernel reads gate and up side by side; a non-gated MLP pools generically.
             capture_kernel: config.mlp_gated && use_cuda_capture(&ctx, config.activation),
             delta_rule_kernel: use_cuda_delta_rule(&ctx, config),
+            stage_clock: None,
             ctx,
         })
+    }
+
+    /// Times every stage of the forward passes on `clock` from now on (`None`: stops). The
+    /// device is synchronised around each stage, which slows the passes: for benchmarks only.
+    pub fn set_stage_clock(&mut self, clock: Option<Arc<StageClock>>) {
+        self.stage_clock = clock;
     }
 
     /// Pools NAS and NAV with the capture kernel wherever the generic ops run (off: with the
@@ -735,6 +747,144 @@ impl Decoder {
                 "a packed batch needs the CPU kernels".into(),
             ));
         }
+        let clock = self.stage_clock.as_deref();
+        let h = timed(clock, "embeddings", || self.embed_tokens(input))?;
+        // The residual stream stays in f32 with bf16/f16 weights: rounding it to 8 bits of
+        // mantissa at every add is most of what moves a bf16 run's NAS decisions away from f32.
+        let h = h.to_dtype(DType::F32)?;
+        let pool = capture.map(|nav_source| (input, nav_source));
+        let first_norm = self
+            .layers
+            .first()
+            .and_then(|layer| layer.input_norm.as_ref());
+        let step = timed(clock, RESIDUAL_STAGE, || {
+            self.residual(&h, None, first_norm, input, pool.map(|_| 0))
+        })?;
+        on_layer(LayerOutput {
+            hidden_pooled: step.pooled,
+            mlp_pooled: None,
+        })?;
+        let mut h = step.h;
+        let mut normed = step.normed;
+        let longest = input.pooling.spans.iter().map(|s| s.len).max().unwrap_or(0);
+        let positions = if input.packed {
+            longest
+        } else {
+            input.ids.dim(1)?
+        };
+        // Rotary tables and masks for the kinds of layer that attend (none for the linear
+        // attention and convolution layers).
+        let tables = timed(clock, "attention: rotary tables and masks", || {
+            self.attention_kinds
+                .iter()
+                .map(|kind| {
+                    kind.mixer
+                        .is_attention()
+                        .then(|| {
+                            AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels)
+                        })
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let two_norms = self.config.norm_layout == NormLayout::ParallelTwoNorms;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn_in = normed_or_raw(
+                normed.take(),
+                &h,
+                layer.input_norm.is_some(),
+                self.ctx.dtype,
+            )?;
+            // GPT-NeoX, Falcon 40B: the MLP's own norm of the layer's input, before attention
+            // adds to it.
+            let parallel_mlp_in = if two_norms {
+                let step = timed(clock, RESIDUAL_STAGE, || {
+                    self.residual(&h, None, layer.mlp_norm.as_ref(), input, None)
+                })?;
+                Some(normed_or_raw(step.normed, &h, true, self.ctx.dtype)?)
+            } else {
+                None
+            };
+            let mut attn_out = match &layer.mixer {
+                Mixer::Attention(attention) => {
+                    let tables = tables[layer.kind].as_ref().ok_or_else(|| {
+                        EngineError::Device("an attention layer without rotary tables".into())
+                    })?;
+                    attention.forward(&attn_in, tables, input, kernels, clock)?
+                }
+                Mixer::DeltaNet(net) => timed(clock, "linear attention", || {
+                    net.forward(
+                        &attn_in,
+                        &input.pooling.spans,
+                        kernels,
+                        self.delta_rule_kernel,
+                    )
+                })?,
+                Mixer::ShortConv(conv) => timed(clock, "short convolution", || {
+                    conv.forward(&attn_in, &input.pooling.spans, kernels)
+                })?,
+            };
+            if let Some(norm) = &layer.attention_out_norm {
+                attn_out = timed(clock, RESIDUAL_STAGE, || norm.forward(&attn_out))?;
+            }
+            if let Some(scale) = self.config.residual_scale {
+                attn_out = attn_out.affine(scale, 0.0)?;
+            }
+            let mlp_norm = layer.mlp_norm.as_ref().filter(|_| !two_norms);
+            let step = timed(clock, RESIDUAL_STAGE, || {
+                self.residual(&h, Some(&attn_out), mlp_norm, input, None)
+            })?;
+            h = step.h;
+            // Side by side (Cohere, StableLM, GPT-NeoX, Falcon): the MLP reads the layer's
+            // input, and both outputs are added (attention's first, as transformers does).
+            let mlp_in = match (parallel_mlp_in, self.config.norm_layout) {
+                (Some(mlp_in), _) => mlp_in,
+                (None, NormLayout::Parallel) => attn_in,
+                (None, _) => {
+                    normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?
+                }
+            };
+            let (mut mlp_out, mlp_pooled) = match &layer.mlp {
+                LayerMlp::Dense(mlp) => {
+                    let capture_kernel = self.uses_capture_kernel();
+                    let (product, pooled) =
+                        mlp.forward(&mlp_in, pool, kernels, capture_kernel, i, clock)?;
+                    let down = timed(clock, "MLP: down projection", || {
+                        Ok(mlp.down.forward(&product)?)
+                    })?;
+                    (down, pooled)
+                }
+                LayerMlp::Experts(mixture) => timed(clock, "MLP: mixture of experts", || {
+                    mixture.forward(&mlp_in, pool, i)
+                })?,
+            };
+            if let Some(norm) = &layer.mlp_out_norm {
+                mlp_out = timed(clock, RESIDUAL_STAGE, || norm.forward(&mlp_out))?;
+            }
+            if let Some(scale) = self.config.residual_scale {
+                mlp_out = mlp_out.affine(scale, 0.0)?;
+            }
+            let next_norm = self
+                .layers
+                .get(i + 1)
+                .and_then(|next| next.input_norm.as_ref());
+            let slot = pool.map(|_| i + 1);
+            let step = timed(clock, RESIDUAL_STAGE, || {
+                self.residual(&h, Some(&mlp_out), next_norm, input, slot)
+            })?;
+            h = step.h;
+            normed = step.normed;
+            on_layer(LayerOutput {
+                hidden_pooled: step.pooled,
+                mlp_pooled,
+            })?;
+        }
+        Ok(h)
+    }
+
+    /// The token embeddings `[rows, cols, d_model]` in the model's dtype: scaled, with
+    /// learned positions added and normed where the model has them.
+    fn embed_tokens(&self, input: &BatchInput) -> Result<Tensor> {
         let (rows, cols) = input.ids.dims2()?;
         let mut h = self
             .embed
@@ -767,113 +917,6 @@ impl Decoder {
         }
         if let Some(norm) = &self.embed_norm {
             h = norm.forward(&h)?;
-        }
-        // The residual stream stays in f32 with bf16/f16 weights: rounding it to 8 bits of
-        // mantissa at every add is most of what moves a bf16 run's NAS decisions away from f32.
-        let h = h.to_dtype(DType::F32)?;
-        let pool = capture.map(|nav_source| (input, nav_source));
-        let first_norm = self
-            .layers
-            .first()
-            .and_then(|layer| layer.input_norm.as_ref());
-        let step = self.residual(&h, None, first_norm, input, pool.map(|_| 0))?;
-        on_layer(LayerOutput {
-            hidden_pooled: step.pooled,
-            mlp_pooled: None,
-        })?;
-        let mut h = step.h;
-        let mut normed = step.normed;
-        let longest = input.pooling.spans.iter().map(|s| s.len).max().unwrap_or(0);
-        let positions = if input.packed { longest } else { cols };
-        // Rotary tables and masks for the kinds of layer that attend (none for the linear
-        // attention and convolution layers).
-        let tables = self
-            .attention_kinds
-            .iter()
-            .map(|kind| {
-                kind.mixer
-                    .is_attention()
-                    .then(|| {
-                        AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels)
-                    })
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let two_norms = self.config.norm_layout == NormLayout::ParallelTwoNorms;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let attn_in = normed_or_raw(
-                normed.take(),
-                &h,
-                layer.input_norm.is_some(),
-                self.ctx.dtype,
-            )?;
-            // GPT-NeoX, Falcon 40B: the MLP's own norm of the layer's input, before attention
-            // adds to it.
-            let parallel_mlp_in = if two_norms {
-                let step = self.residual(&h, None, layer.mlp_norm.as_ref(), input, None)?;
-                Some(normed_or_raw(step.normed, &h, true, self.ctx.dtype)?)
-            } else {
-                None
-            };
-            let mut attn_out = match &layer.mixer {
-                Mixer::Attention(attention) => {
-                    let tables = tables[layer.kind].as_ref().ok_or_else(|| {
-                        EngineError::Device("an attention layer without rotary tables".into())
-                    })?;
-                    attention.forward(&attn_in, tables, input, kernels)?
-                }
-                Mixer::DeltaNet(net) => net.forward(
-                    &attn_in,
-                    &input.pooling.spans,
-                    kernels,
-                    self.delta_rule_kernel,
-                )?,
-                Mixer::ShortConv(conv) => conv.forward(&attn_in, &input.pooling.spans, kernels)?,
-            };
-            if let Some(norm) = &layer.attention_out_norm {
-                attn_out = norm.forward(&attn_out)?;
-            }
-            if let Some(scale) = self.config.residual_scale {
-                attn_out = attn_out.affine(scale, 0.0)?;
-            }
-            let mlp_norm = layer.mlp_norm.as_ref().filter(|_| !two_norms);
-            let step = self.residual(&h, Some(&attn_out), mlp_norm, input, None)?;
-            h = step.h;
-            // Side by side (Cohere, StableLM, GPT-NeoX, Falcon): the MLP reads the layer's
-            // input, and both outputs are added (attention's first, as transformers does).
-            let mlp_in = match (parallel_mlp_in, self.config.norm_layout) {
-                (Some(mlp_in), _) => mlp_in,
-                (None, NormLayout::Parallel) => attn_in,
-                (None, _) => {
-                    normed_or_raw(step.normed, &h, layer.mlp_norm.is_some(), self.ctx.dtype)?
-                }
-            };
-            let (mut mlp_out, mlp_pooled) = match &layer.mlp {
-                LayerMlp::Dense(mlp) => {
-                    let (product, pooled) =
-                        mlp.forward(&mlp_in, pool, kernels, self.uses_capture_kernel(), i)?;
-                    (mlp.down.forward(&product)?, pooled)
-                }
-                LayerMlp::Experts(mixture) => mixture.forward(&mlp_in, pool, i)?,
-            };
-            if let Some(norm) = &layer.mlp_out_norm {
-                mlp_out = norm.forward(&mlp_out)?;
-            }
-            if let Some(scale) = self.config.residual_scale {
-                mlp_out = mlp_out.affine(scale, 0.0)?;
-            }
-            let next_norm = self
-                .layers
-                .get(i + 1)
-                .and_then(|next| next.input_norm.as_ref());
-            let slot = pool.map(|_| i + 1);
-            let step = self.residual(&h, Some(&mlp_out), next_norm, input, slot)?;
-            h = step.h;
-            normed = step.normed;
-            on_layer(LayerOutput {
-                hidden_pooled: step.pooled,
-                mlp_pooled,
-            })?;
         }
         Ok(h)
     }
@@ -1065,8 +1108,40 @@ impl Mlp {
         kernels: bool,
         capture_kernel: bool,
         layer: usize,
+        clock: Option<&StageClock>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let gate_up = self.gate_up.forward(x)?;
+        let gate_up = timed(clock, "MLP: gate/up projection", || {
+            Ok(self.gate_up.forward(x)?)
+        })?;
+        if kernels && pool.is_some() {
+            return timed(
+                clock,
+                "MLP: activation, NAS/NAV pooling (CPU kernel)",
+                || {
+                    self.forward_after_projection(
+                        gate_up,
+                        pool,
+                        kernels,
+                        capture_kernel,
+                        layer,
+                        None,
+                    )
+                },
+            );
+        }
+        self.forward_after_projection(gate_up, pool, kernels, capture_kernel, layer, clock)
+    }
+
+    /// [`Self::forward`] from the gate/up projection on.
+    fn forward_after_projection(
+        &self,
+        gate_up: Tensor,
+        pool: Option<(&BatchInput, NavSource)>,
+        kernels: bool,
+        capture_kernel: bool,
+        layer: usize,
+        clock: Option<&StageClock>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         if !self.gated {
             // METHOD §1 for non-gated MLPs: the neurons are act(fc_in(h)), which is also what
             // goes on to the down projection (so both NAV sources are |act|).
@@ -1098,28 +1173,58 @@ impl Mlp {
                 Ok((product.reshape((rows, cols, f))?, None))
             }
             _ => {
-                let act = self.activation.apply(&gate)?;
-                let product = self.activation.gated_product(&act, &up)?;
+                let (act, product) = timed(clock, "MLP: activation × up", || {
+                    let act = self.activation.apply(&gate)?;
+                    let product = self.activation.gated_product(&act, &up)?;
+                    Ok((act, product))
+                })?;
                 let Some((input, nav_source)) = pool else {
                     return Ok((product, None));
                 };
                 let (pool_weights, _) = device_weights(input)?;
                 let kernel = KernelActivation::of(&self.activation).filter(|_| capture_kernel);
-                let pooled = if let Some(activation) = kernel {
-                    gate_up.contiguous()?.apply_op2_no_bwd(
+                let pooled = timed(clock, "MLP: NAS/NAV pooling", || {
+                    self.pool_gated(
+                        &gate_up,
+                        &gate,
+                        &act,
+                        &product,
                         pool_weights,
-                        &CapturePool {
-                            activation,
-                            nav_source,
-                        },
-                    )?
-                } else {
-                    let sign = self.nas_sign(&gate, &act);
-                    generic_pools(sign, &act, &product, pool_weights, nav_source)?
-                };
+                        nav_source,
+                        kernel,
+                    )
+                })?;
                 Ok((product, Some(pooled)))
             }
         }
+    }
+
+    /// Pooled NAS and NAV `[b, 2, f]` of a gated MLP: with the capture kernel where `kernel`
+    /// names its activation, else with the generic ops.
+    #[allow(clippy::too_many_arguments)]
+    fn pool_gated(
+        &self,
+        gate_up: &Tensor,
+        gate: &Tensor,
+        act: &Tensor,
+        product: &Tensor,
+        pool_weights: &Tensor,
+        nav_source: NavSource,
+        kernel: Option<KernelActivation>,
+    ) -> Result<Tensor> {
+        Ok(match kernel {
+            Some(activation) => gate_up.contiguous()?.apply_op2_no_bwd(
+                pool_weights,
+                &CapturePool {
+                    activation,
+                    nav_source,
+                },
+            )?,
+            None => {
+                let sign = self.nas_sign(gate, act);
+                generic_pools(sign, act, product, pool_weights, nav_source)?
+            }
+        })
     }
 }
 
@@ -1348,56 +1453,24 @@ impl Attention {
         tables: &AttentionTables,
         input: &BatchInput,
         kernels: bool,
+        clock: Option<&StageClock>,
     ) -> Result<Tensor> {
+        if kernels {
+            return timed(clock, "attention (CPU kernel)", || {
+                self.forward_cpu_kernel(x, tables, input)
+            });
+        }
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         // Heads in the stacked projection: queries, keys, values, and any output gates.
         let stacked = h + 2 * kvh + if self.output_gate { h } else { 0 };
-        if kernels {
-            let n = b * t;
-            let qkv = self.project(x)?.reshape((n, stacked * d))?;
-            // Column ranges of the stacked projection: the kernel reads strided rows.
-            let part = |first: usize, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
-                let y = qkv.narrow(1, first * d, heads * d)?;
-                Ok(match norm {
-                    Some(norm) => self
-                        .norm_heads(norm, &y.reshape((n, heads, d))?)?
-                        .reshape((n, heads * d))?,
-                    None => y,
-                })
-            };
-            let q = part(0, h, &self.q_norm)?;
-            let k = part(h, kvh, &self.k_norm)?;
-            let v = part(h + kvh, kvh, &None)?;
-            let out = q.apply_op3_no_bwd(
-                &k,
-                &v,
-                &cpu_ops::Attention {
-                    spans: input.pooling.spans.clone(),
-                    heads: h,
-                    kv_heads: kvh,
-                    head_dim: d,
-                    scale: self.scale as f32,
-                    softcap: self.softcap.map(|c| c as f32),
-                    window: tables.window,
-                    rope: tables.rope.clone(),
-                    alibi: self.alibi.clone(),
-                    sinks: self.sinks.as_ref().map(|(host, _)| host.clone()),
-                },
-            )?;
-            let gate = self
-                .output_gate
-                .then(|| qkv.narrow(1, (h + 2 * kvh) * d, h * d))
-                .transpose()?;
-            let out = self.apply_output_gate(out, gate)?;
-            let out = self.apply_head_gate(out.reshape((b, t, h * d))?, x)?;
-            return Ok(self.o.forward(&out)?);
-        }
         let (cos, sin, mask) = tables
             .tensors
             .as_ref()
             .ok_or_else(|| EngineError::Device("attention tables built for the CPU".into()))?;
-        let qkv = self.project(x)?.reshape((b, t, stacked, d))?;
+        let qkv = timed(clock, "attention: q/k/v projection", || {
+            Ok(self.project(x)?.reshape((b, t, stacked, d))?)
+        })?;
         let heads =
             |first: usize, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
                 let mut y = qkv.narrow(2, first, n)?;
@@ -1415,9 +1488,82 @@ impl Attention {
                     y
                 })
             };
-        let q = heads(0, h, &self.q_norm, true)?;
-        let k = heads(h, kvh, &self.k_norm, true)?;
-        let v = heads(h + kvh, kvh, &None, false)?;
+        let (q, k, v) = timed(clock, "attention: q/k norms, rotary, head layout", || {
+            Ok((
+                heads(0, h, &self.q_norm, true)?,
+                heads(h, kvh, &self.k_norm, true)?,
+                heads(h + kvh, kvh, &None, false)?,
+            ))
+        })?;
+        let out = timed(clock, "attention: scores, softmax, values", || {
+            self.attend(&q, &k, &v, mask)
+        })?;
+        timed(clock, "attention: output gates and projection", || {
+            let gate = self
+                .output_gate
+                .then(|| qkv.narrow(2, h + 2 * kvh, h)?.reshape((b, t, h * d)))
+                .transpose()?;
+            let out = self.apply_output_gate(out, gate)?;
+            let out = self.apply_head_gate(out, x)?;
+            Ok(self.o.forward(&out)?)
+        })
+    }
+
+    /// The CPU kernel's attention (f32 on the CPU): packed or padded rows, rotary inside.
+    fn forward_cpu_kernel(
+        &self,
+        x: &Tensor,
+        tables: &AttentionTables,
+        input: &BatchInput,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let stacked = h + 2 * kvh + if self.output_gate { h } else { 0 };
+        let n = b * t;
+        let qkv = self.project(x)?.reshape((n, stacked * d))?;
+        // Column ranges of the stacked projection: the kernel reads strided rows.
+        let part = |first: usize, heads: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let y = qkv.narrow(1, first * d, heads * d)?;
+            Ok(match norm {
+                Some(norm) => self
+                    .norm_heads(norm, &y.reshape((n, heads, d))?)?
+                    .reshape((n, heads * d))?,
+                None => y,
+            })
+        };
+        let q = part(0, h, &self.q_norm)?;
+        let k = part(h, kvh, &self.k_norm)?;
+        let v = part(h + kvh, kvh, &None)?;
+        let out = q.apply_op3_no_bwd(
+            &k,
+            &v,
+            &cpu_ops::Attention {
+                spans: input.pooling.spans.clone(),
+                heads: h,
+                kv_heads: kvh,
+                head_dim: d,
+                scale: self.scale as f32,
+                softcap: self.softcap.map(|c| c as f32),
+                window: tables.window,
+                rope: tables.rope.clone(),
+                alibi: self.alibi.clone(),
+                sinks: self.sinks.as_ref().map(|(host, _)| host.clone()),
+            },
+        )?;
+        let gate = self
+            .output_gate
+            .then(|| qkv.narrow(1, (h + 2 * kvh) * d, h * d))
+            .transpose()?;
+        let out = self.apply_output_gate(out, gate)?;
+        let out = self.apply_head_gate(out.reshape((b, t, h * d))?, x)?;
+        Ok(self.o.forward(&out)?)
+    }
+
+    /// Softmax attention of `q` `[b, heads, t, d]` over `k` and `v` `[b, kv_heads, t, d]` under
+    /// the additive `mask`: `[b, t, heads·d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, h, t, d) = q.dims4()?;
+        let kvh = self.num_kv_heads;
         // Grouped-query attention without copying keys: fold the query heads that share a
         // key/value head into the sequence axis.
         let group = h / kvh;
@@ -1444,17 +1590,11 @@ impl Attention {
         .to_dtype(v.dtype())?;
         let out = probs
             .reshape((b, kvh, group * t, t))?
-            .matmul(&v)?
+            .matmul(v)?
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
             .reshape((b, t, h * d))?;
-        let gate = self
-            .output_gate
-            .then(|| qkv.narrow(2, h + 2 * kvh, h)?.reshape((b, t, h * d)))
-            .transpose()?;
-        let out = self.apply_output_gate(out, gate)?;
-        let out = self.apply_head_gate(out, x)?;
-        Ok(self.o.forward(&out)?)
+        Ok(out)
     }
 
     /// `out` `[b, t, heads·head_dim]` with each head's part times `σ(g·x)` where the layer

@@ -25,6 +25,7 @@ pub mod model;
 pub mod moe;
 pub mod mxfp4;
 pub mod short_conv;
+pub mod stages;
 pub mod states;
 pub mod tokenizer;
 pub mod transfer;

@@ -233,6 +233,14 @@ pub fn inspect_with_config(source: &ModelSource) -> Result<(ModelInfo, ModelConf
     }
 }
 
+/// The config alone, for what needs a model's shape but not its weights or tokenizer.
+pub fn inspect_config(source: &ModelSource) -> Result<ModelConfig> {
+    match source.resolve()? {
+        ResolvedSource::Folder(folder) => ModelConfig::from_hf_file(&folder.join("config.json")),
+        ResolvedSource::Gguf(path) => Ok(gguf::inspect(&path)?.0),
+    }
+}
+
 pub struct Model {
     pub info: ModelInfo,
     pub config: ModelConfig,

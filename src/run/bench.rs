@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::analysis::corpus;
 use crate::analysis::lang::Lang;
+use crate::engine::stages::{StageClock, StageTime};
 use crate::engine::{DTypeChoice, DeviceChoice, ExtractOptions, Model, ModelSource};
 
 use super::RunError;
@@ -26,6 +27,9 @@ pub struct BenchOptions {
     pub batch_size: usize,
     pub device: DeviceChoice,
     pub dtype: DTypeChoice,
+    /// Also time each stage of the forward passes (one more pass over the sentences, the
+    /// device synchronised around every stage).
+    pub stages: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,6 +63,10 @@ pub struct BenchReport {
     pub load_seconds: f64,
     pub forward_flops: f64,
     pub peak_rss_mb: Option<f64>,
+    /// With `stages`: the forward passes with capture, stage by stage (synchronised around
+    /// each, so their sum is more than `forward_seconds`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageTime>,
 }
 
 impl BenchReport {
@@ -100,7 +108,7 @@ pub fn matmul_gflops(device: &Device, dtype: DType, n: usize) -> Result<f64, Run
 pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport, RunError> {
     let groups = sentence_groups(options)?;
     let started = Instant::now();
-    let model = Model::load(&options.model, options.device, options.dtype)?;
+    let mut model = Model::load(&options.model, options.device, options.dtype)?;
     let load_seconds = started.elapsed().as_secs_f64();
     log(&format!(
         "model {} on {} (loaded in {load_seconds:.2} s; pooling with the {})",
@@ -179,6 +187,17 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
             n_tokens as f64 / dt
         ));
     }
+    let stages = if options.stages {
+        let clock = std::sync::Arc::new(StageClock::new(&device));
+        model.decoder.set_stage_clock(Some(clock.clone()));
+        for group in &tokenised {
+            model.time_forward_only(group, &extract, true)?;
+        }
+        model.decoder.set_stage_clock(None);
+        clock.totals()
+    } else {
+        Vec::new()
+    };
     // The machine's own speed drifts over a long run (clocks, neighbours): measured again after
     // the extraction, the ratio is taken against the better of the two.
     let matmul_after = matmul_gflops(&device, dtype, 2048)?;
@@ -201,6 +220,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         load_seconds,
         forward_flops: flops,
         peak_rss_mb: peak_rss_mb(),
+        stages,
     })
 }
 

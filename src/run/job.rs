@@ -646,13 +646,14 @@ fn check_disk_space(dir: &std::path::Path, needed: u64) -> Result<(), RunError> 
     Ok(())
 }
 
-/// A private temporary folder for states when the cache is off, removed when the job ends.
-struct ScratchDir {
+/// A private temporary folder for states when the cache is off (or a benchmark's), removed
+/// when dropped.
+pub(super) struct ScratchDir {
     path: std::path::PathBuf,
 }
 
 impl ScratchDir {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -661,7 +662,7 @@ impl ScratchDir {
         }
     }
 
-    fn path(&self) -> Result<&std::path::Path, RunError> {
+    pub(super) fn path(&self) -> Result<&std::path::Path, RunError> {
         std::fs::create_dir_all(&self.path).map_err(|source| RunError::Io {
             path: self.path.clone(),
             source,

@@ -2,6 +2,7 @@
 //! worker thread and consumed by the CLI, the GUI, plots and exports alike.
 
 pub mod bench;
+pub mod bench_scoring;
 pub mod cache;
 pub mod correlate;
 pub mod export;

@@ -21,11 +21,12 @@ fn normalized_layer(
     layer: usize,
 ) -> Result<NormalizedRows, RunError> {
     let kind = method.state_kind();
-    let rows = states.layer_matrix(kind, layer)?;
-    Ok(align::normalize_rows(
-        &rows,
-        states.sentences(),
+    let mut values = states.layer_matrix(kind, layer)?;
+    let zero = align::normalize_rows_in_place(&mut values, states.sentences(), states.width(kind))?;
+    Ok(NormalizedRows::from_normalized(
+        values,
         states.width(kind),
+        zero,
     )?)
 }
 
