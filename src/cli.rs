@@ -81,8 +81,8 @@ pub struct RunArgs {
     /// Hugging Face id in the local cache, or "demo".
     #[arg(long, default_value = "demo")]
     pub model: String,
-    /// Corpus: "bundled", a folder (FLORES-200/FLORES+, or <code>.txt files), a TSV, JSONL or
-    /// Tatoeba file.
+    /// Corpus: "bundled", a folder (FLORES-200/FLORES+, or one CODE.txt file per language), a
+    /// TSV, JSONL or Tatoeba file.
     #[arg(long, default_value = "bundled")]
     pub corpus: String,
     /// Languages, comma separated (ISO 639-1, 639-3 or FLORES codes).
@@ -176,7 +176,8 @@ pub struct CorrelateArgs {
     /// A run folder (written by `neuronxa run --out`) or its run.json.
     #[arg(long)]
     pub run: PathBuf,
-    /// CSV of task accuracies: long (language,task,accuracy) or wide (language,<task>…).
+    /// CSV of task accuracies: long (language,task,accuracy) or wide (language, then a column
+    /// per task).
     /// Without it, the run's bits-per-byte proxy is used.
     #[arg(long)]
     pub tasks: Option<PathBuf>,
