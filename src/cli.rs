@@ -471,9 +471,10 @@ impl Reporter {
 
     fn show(&mut self, event: &JobEvent) {
         match event {
-            JobEvent::Status(text) => {
-                self.reopened |= text == job::REOPENED_FROM_CACHE;
-                self.line(&format!("· {text}"));
+            JobEvent::Status(text) => self.line(&format!("· {text}")),
+            JobEvent::ReopenedFromCache => {
+                self.reopened = true;
+                self.line("· reopened from the cache");
             }
             JobEvent::ModelRecognised(info) => {
                 self.line(&format!("· model: {} ({})", info.name, info.summary()))

@@ -509,6 +509,11 @@ impl ExplorerApp {
                 self.rt.log(Level::Info, text.clone());
                 self.rt.status = text;
             }
+            JobEvent::ReopenedFromCache => {
+                let text = "reopened from the cache".to_string();
+                self.rt.log(Level::Info, text.clone());
+                self.rt.status = text;
+            }
             JobEvent::ModelRecognised(info) => {
                 self.rt.log(
                     Level::Info,

@@ -24,15 +24,14 @@ use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSett
 use crate::engine::states::{StatesFile, StatesWriter};
 use crate::engine::tokenizer::Tokens;
 
-/// The status of a job that found its whole run in the cache: the run it returns took its
-/// time (`Provenance::seconds`, `timings`) when it was first computed.
-pub const REOPENED_FROM_CACHE: &str = "reopened from the cache";
-
 /// What a job tells its owner.
 #[derive(Debug, Clone)]
 pub enum JobEvent {
     /// A step in words ("loading the model", "fetching the demo model").
     Status(String),
+    /// The whole run was in the cache, computed before with these settings: the run that
+    /// follows (`Finished`) is that one, and its timings are of the first computation.
+    ReopenedFromCache,
     /// The model was recognised (before any weights are loaded).
     ModelRecognised(Box<ModelInfo>),
     /// The weights are loaded on this device.
@@ -232,7 +231,7 @@ impl Job<'_> {
         if self.options.use_cache {
             match cache.load_run(&run_key) {
                 Ok(Some(run)) if run.complete => {
-                    emit(JobEvent::Status(REOPENED_FROM_CACHE.into()));
+                    emit(JobEvent::ReopenedFromCache);
                     return Ok(run);
                 }
                 Ok(_) => {}
