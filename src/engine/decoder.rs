@@ -31,6 +31,7 @@ use super::weights::{PartialRotaryWeights, QUERY_GATE, QueryGateSplit, TensorSou
 
 /// The stage of the residual adds, norms and pooled hidden states (see [`StageClock`]).
 const RESIDUAL_STAGE: &str = "residual adds, norms, pooled hidden states";
+
 /// One sentence of a batch: its tokens and how each counts in the pools.
 pub struct SentenceInput<'a> {
     pub ids: &'a [u32],
@@ -685,7 +686,11 @@ impl Decoder {
                 .collect::<candle_core::Result<Vec<_>>>()
         };
         let parts = [nas, nav, rows(0)?, rows(1)?].concat();
-        Ok(Tensor::cat(&parts, 1)?)
+        timed(
+            self.stage_clock.as_deref(),
+            "pooled states gathered into rows",
+            || Ok(Tensor::cat(&parts, 1)?),
+        )
     }
 
     /// The forward pass without capture (no pools, no NAS/NAV), returning the last residual
