@@ -512,6 +512,21 @@ mod tests {
     }
 
     #[test]
+    fn normalising_in_place_gives_the_same_rows_and_zero_flags() {
+        let x = [3.0f32, 4.0, -0.0, 0.0, 0.0, -2.0];
+        let mut in_place = x.to_vec();
+        let zero = normalize_rows_in_place(&mut in_place, 3, 2).expect("ok");
+        // A zero row of -0.0 comes out as +0.0, as from `normalize_rows`.
+        assert_eq!(in_place, [0.6, 0.8, 0.0, 0.0, 0.0, -1.0]);
+        assert!(in_place[2].is_sign_positive());
+        assert_eq!(zero, [false, true, false]);
+        let rows = NormalizedRows::from_normalized(in_place, 2, zero).expect("shape");
+        assert_eq!(rows, normalize_rows(&x, 3, 2).expect("ok"));
+        // The values must be the flags' rows × dim.
+        assert!(NormalizedRows::from_normalized(vec![0.0; 5], 2, vec![false; 3]).is_err());
+    }
+
+    #[test]
     fn normalisation_rejects_bad_shapes_and_nan() {
         assert!(normalize_rows(&[1.0, 2.0, 3.0], 2, 2).is_err());
         let error = normalize_rows(&[1.0, f32::NAN], 1, 2).expect_err("nan");
