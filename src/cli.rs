@@ -474,7 +474,7 @@ impl Reporter {
             JobEvent::Status(text) => self.line(&format!("· {text}")),
             JobEvent::ReopenedFromCache => {
                 self.reopened = true;
-                self.line("· reopened from the cache");
+                self.line(&format!("· {}", job::REOPENED_FROM_CACHE));
             }
             JobEvent::ModelRecognised(info) => {
                 self.line(&format!("· model: {} ({})", info.name, info.summary()))

@@ -360,36 +360,39 @@ fn inspect_and_models_describe_the_demo_model() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("present"));
 }
 
-#[test]
-fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
+/// `neuronxa bench` of the tiny llama on the CPU over `sentences` (one per line), with `extra`
+/// arguments: its output and its JSON report.
+fn bench_tiny_on_the_cpu(sentences: &str, extra: &[&str]) -> (Output, serde_json::Value) {
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sentences = dir.path().join("sentences.txt");
-    std::fs::write(
-        &sentences,
-        "The cat sleeps on the warm windowsill.\nLe chat dort sur le rebord chaud.\nDie Katze schläft.\n",
-    )
-    .unwrap();
+    let file = dir.path().join("sentences.txt");
+    std::fs::write(&file, sentences).unwrap();
     let report = dir.path().join("bench.json");
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
-    let output = neuronxa(
-        cache.path(),
-        &[
-            "bench",
-            "--model",
-            tiny.to_str().unwrap(),
-            "--sentences-file",
-            sentences.to_str().unwrap(),
-            "--batch-size",
-            "2",
-            "--device",
-            "cpu",
-            "--json",
-            report.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "bench",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--sentences-file",
+        file.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = neuronxa(cache.path(), &args);
     assert!(output.status.success(), "{}", stderr(&output));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    (output, json)
+}
+
+#[test]
+fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
+    let (_, json) = bench_tiny_on_the_cpu(
+        "The cat sleeps on the warm windowsill.\nLe chat dort sur le rebord chaud.\nDie Katze schläft.\n",
+        &["--batch-size", "2"],
+    );
     // Three sentences, run two at a time.
     assert_eq!(json["sentences"], 3);
     assert_eq!(json["batch_size"], 2);
@@ -404,34 +407,13 @@ fn bench_reads_a_sentences_file_and_writes_its_report_as_json() {
 
 #[test]
 fn bench_times_the_forward_stage_by_stage() {
-    let cache = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sentences = dir.path().join("sentences.txt");
-    std::fs::write(&sentences, "The cat sleeps.\nLe chat dort sur le rebord.\n").unwrap();
-    let report = dir.path().join("bench.json");
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama");
     // bf16 on the CPU runs the generic ops, the GPU's path, stage by stage.
-    let output = neuronxa(
-        cache.path(),
-        &[
-            "bench",
-            "--model",
-            tiny.to_str().unwrap(),
-            "--sentences-file",
-            sentences.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--dtype",
-            "bf16",
-            "--stages",
-            "--json",
-            report.to_str().unwrap(),
-        ],
+    let (output, json) = bench_tiny_on_the_cpu(
+        "The cat sleeps.\nLe chat dort sur le rebord.\n",
+        &["--dtype", "bf16", "--stages"],
     );
-    assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("stages"), "{stdout}");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let stages = json["stages"].as_array().expect("stages in the report");
     let layers = 3;
     let calls = |name: &str| {

@@ -499,6 +499,7 @@ impl ExplorerApp {
         self.state.remember_model(settings.model.spec());
         self.rt.job_settings = Some(settings.clone());
         self.rt.job_started = Some(Instant::now());
+        self.rt.job_reopened = false;
         self.rt.job = Some(job::spawn(settings, options));
     }
 
@@ -510,7 +511,8 @@ impl ExplorerApp {
                 self.rt.status = text;
             }
             JobEvent::ReopenedFromCache => {
-                let text = "reopened from the cache".to_string();
+                self.rt.job_reopened = true;
+                let text = job::REOPENED_FROM_CACHE.to_string();
                 self.rt.log(Level::Info, text.clone());
                 self.rt.status = text;
             }
@@ -578,11 +580,19 @@ impl ExplorerApp {
                     self.rt.log(Level::Warning, warning.clone());
                 }
                 let path = Some(self.cache.run_path_of(&run)).filter(|p| p.is_file());
-                let text = format!(
-                    "finished: {} · {} languages in {seconds:.1} s",
-                    run.model_name(),
-                    run.languages.len()
-                );
+                let text = if self.rt.job_reopened {
+                    format!(
+                        "reopened: {} · {} languages (first computed in {seconds:.1} s)",
+                        run.model_name(),
+                        run.languages.len()
+                    )
+                } else {
+                    format!(
+                        "finished: {} · {} languages in {seconds:.1} s",
+                        run.model_name(),
+                        run.languages.len()
+                    )
+                };
                 self.rt.log(Level::Info, text.clone());
                 self.rt.toast(Level::Info, text.clone());
                 self.rt.status = text;

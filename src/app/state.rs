@@ -376,6 +376,8 @@ pub struct Runtime {
     /// The settings of the running job (rows of the heatmap before their results arrive).
     pub job_settings: Option<RunSettings>,
     pub job_started: Option<Instant>,
+    /// The running job found its whole run in the cache (its timings are the first run's).
+    pub job_reopened: bool,
     pub cancelling: bool,
     pub run: Option<Run>,
     pub run_path: Option<PathBuf>,

@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::analysis::lang::Lang;
@@ -188,11 +190,13 @@ fn write_made_up_states(
         rows.par_chunks_mut(width)
             .zip(&batch)
             .for_each(|(row, &sentence)| {
+                // Two seeded streams per sentence: one all languages share, one its own.
+                let mut shared = StdRng::seed_from_u64(sentence as u64);
+                let mut own = StdRng::seed_from_u64((language + 1) << 32 | sentence as u64);
                 for (position, value) in row.iter_mut().enumerate() {
-                    let shared = uniform(sentence as u64, u64::MAX, position as u64);
-                    let own = uniform(sentence as u64, language, position as u64);
                     let weight = 0.08 + 0.14 * depth(position);
-                    let mixed = weight * shared + (1.0 - weight) * own;
+                    let mixed =
+                        weight * shared.random::<f32>() + (1.0 - weight) * own.random::<f32>();
                     *value = if position < 2 * neurons {
                         mixed
                     } else {
@@ -204,16 +208,4 @@ fn write_made_up_states(
         writer.write_rows(&batch, &rows, &token_counts)?;
     }
     Ok(writer.finish_scratch()?)
-}
-
-/// A value in [0, 1) from a hash of its place (splitmix64): the same for the same arguments.
-fn uniform(sentence: u64, language: u64, position: u64) -> f32 {
-    let mut z = sentence
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(language.wrapping_mul(0xBF58_476D_1CE4_E5B9))
-        .wrapping_add(position.wrapping_mul(0x94D0_49BB_1331_11EB));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 40) as f32 / (1u64 << 24) as f32
 }

@@ -24,6 +24,9 @@ use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSett
 use crate::engine::states::{StatesFile, StatesWriter};
 use crate::engine::tokenizer::Tokens;
 
+/// How the CLI and the explorer say [`JobEvent::ReopenedFromCache`].
+pub const REOPENED_FROM_CACHE: &str = "reopened from the cache";
+
 /// What a job tells its owner.
 #[derive(Debug, Clone)]
 pub enum JobEvent {
