@@ -466,16 +466,29 @@ def memory_pressure(binary, folder, sentences_file, work, gpu):
     return report
 
 
-def time_run(binary, folder, work, gpu):
+def time_run(binary, folder, work, gpu, out_name="run_last_model", extra_env=None):
     """The user's path rather than the benchmark's: `neuronxa run` over the bundled corpus (100
     sentences in each of 10 languages), states streamed to files, NeuronXA and MEXA scored. The
     process's wall time (load, tokenising, scoring included) and the run's own log."""
-    out = work / "run_last_model"
+    out = work / out_name
     started = time.time()
     done = run_bin(["run", "--model", folder, "--langs", LANGS, "--sentences", "100", "--no-cache",
                     "--device", gpu, "--dtype", "bf16" if is_gpu(gpu) else "f32", "--out", out],
-                   binary)
+                   binary, extra_env)
     return {"process_seconds": round(time.time() - started, 2), "log_tail": done.stderr[-1200:]}
+
+
+def time_run_serial_scoring(binary, folder, work, gpu):
+    """`time_run` again with each language scored before the next is extracted (the order before
+    the scorer ran alongside), and whether both wrote the same scores and matrices."""
+    result = time_run(binary, folder, work, gpu, "run_last_model_serial_scoring",
+                      {"NEURONXA_SCORING": "serial"})
+    same = {}
+    for csv_file in sorted((work / "run_last_model").glob("*.csv")):
+        other = work / "run_last_model_serial_scoring" / csv_file.name
+        same[csv_file.name] = other.is_file() and csv_file.read_bytes() == other.read_bytes()
+    result["csv_identical_to_alongside"] = same
+    return result
 
 
 def pooled_hooks(model, state):
@@ -742,6 +755,9 @@ def main():
                         help="per language, GPU bf16 against f32 on the first model (0: skip)")
     parser.add_argument("--no-hand-on-ab", action="store_true",
                         help="skip benching the last model again with the serial hand-on")
+    parser.add_argument("--no-scoring-ab", action="store_true",
+                        help="skip `neuronxa run` on the last model again with the scoring "
+                             "after each language instead of alongside the next one")
     parser.add_argument("--stages", action="store_true",
                         help="time our forward stage by stage and profile PyTorch's kernels, "
                              "for every speed model")
@@ -811,6 +827,16 @@ def main():
                     except Exception:  # noqa: BLE001
                         ours["run_bundled_corpus"] = {"error": traceback.format_exc()[-3000:]}
                         log(f"neuronxa run {name} FAILED:\n{ours['run_bundled_corpus']['error']}")
+                    if not ARGS.no_scoring_ab:
+                        try:
+                            serial = time_run_serial_scoring(binary, folder, work, gpu)
+                            ours["run_bundled_corpus_serial_scoring"] = serial
+                            log(f"neuronxa run {name}, scoring after each language: "
+                                f"{serial['process_seconds']} s, same CSVs: "
+                                f"{all(serial['csv_identical_to_alongside'].values())}")
+                        except Exception:  # noqa: BLE001
+                            ours["run_bundled_corpus_serial_scoring"] = {
+                                "error": traceback.format_exc()[-3000:]}
                 if name == last and is_gpu(gpu) and not ARGS.no_hand_on_ab:
                     # The sentence-by-sentence hand-on of the streaming path, for the model
                     # whose states are largest.

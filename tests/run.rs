@@ -102,18 +102,52 @@ fn a_cancelled_job_keeps_the_finished_languages() {
             events.last()
         );
     };
-    assert_eq!(partial.languages.len(), 2);
+    // The languages scored when the job was cancelled, and the one extracted meanwhile (the
+    // scoring runs alongside the next language's extraction): scored and kept, never the last.
+    let kept = partial.languages.len();
+    assert!((2..=3).contains(&kept), "{:?}", partial.languages);
     assert!(!partial.complete);
+    assert_eq!(partial.pivot_scores.len(), kept);
+    assert!(
+        partial
+            .matrices
+            .values()
+            .all(|matrix| matrix.languages == partial.languages)
+    );
 
-    // Running again reuses the two finished languages.
+    // Running again reuses every finished language.
     cancel.store(false, std::sync::atomic::Ordering::Relaxed);
     let run = finished(&execute(
         &settings(&["en", "fr", "de", "es"]),
         &options,
         &cancel,
     ));
-    assert_eq!(run.provenance.cached_languages.len(), 2);
+    assert_eq!(run.provenance.cached_languages, partial.languages);
     assert!(run.complete);
+}
+
+#[test]
+fn scoring_alongside_the_extraction_gives_the_scores_of_scoring_after_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let cancel = AtomicBool::new(false);
+    let settings = settings(&["en", "fr", "de", "es"]);
+    let mut runs = [true, false].map(|alongside| {
+        let mut options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+        options.use_cache = false;
+        options.score_alongside = alongside;
+        finished(&execute(&settings, &options, &cancel))
+    });
+    // Scored one after the other, nothing ran alongside.
+    assert_eq!(runs[1].provenance.timings.scoring_alongside, 0.0);
+    let timings = &runs[0].provenance.timings;
+    assert!(timings.scoring_alongside <= timings.scoring, "{timings:?}");
+    for run in &mut runs {
+        run.provenance.started_at = 0;
+        run.provenance.seconds = 0.0;
+        run.provenance.timings = Default::default();
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0].languages.len(), 4);
 }
 
 #[test]

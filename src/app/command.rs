@@ -529,15 +529,20 @@ impl ExplorerApp {
             }
             JobEvent::Progress(progress) => {
                 for (i, (_, state)) in self.rt.lang_progress.iter_mut().enumerate() {
+                    // A language's scores come while the next one is extracted.
                     if i == progress.language_index {
-                        *state = LangProgress::Running {
-                            done: progress.sentences_done,
-                            total: progress.sentences_total,
+                        *state = if progress.sentences_done >= progress.sentences_total {
+                            LangProgress::Scoring
+                        } else {
+                            LangProgress::Running {
+                                done: progress.sentences_done,
+                                total: progress.sentences_total,
+                            }
                         };
                     } else if i < progress.language_index
                         && !matches!(state, LangProgress::Done { .. })
                     {
-                        *state = LangProgress::Done { from_cache: false };
+                        *state = LangProgress::Scoring;
                     }
                 }
                 self.rt.status = format!("computing {}", progress.language.name());

@@ -328,8 +328,15 @@ pub enum CorpusState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LangProgress {
     Waiting,
-    Running { done: usize, total: usize },
-    Done { from_cache: bool },
+    Running {
+        done: usize,
+        total: usize,
+    },
+    /// Extracted (or read from the cache); its scores are being computed.
+    Scoring,
+    Done {
+        from_cache: bool,
+    },
 }
 
 /// How the last job ended.

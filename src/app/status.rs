@@ -64,6 +64,7 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
                             format!("{done}/{total}"),
                             false,
                         ),
+                        LangProgress::Scoring => (1.0, "scoring".to_string(), false),
                         LangProgress::Done { from_cache } => (
                             1.0,
                             if *from_cache { "cached" } else { "done" }.to_string(),
@@ -85,7 +86,7 @@ pub fn status_bar(ui: &mut Ui, state: &Persisted, rt: &Runtime, queue: &mut Vec<
                         }
                         // No coloured sliver before a language has started.
                         LangProgress::Waiting => bar = bar.fill(ui.visuals().extreme_bg_color),
-                        LangProgress::Running { .. } => {}
+                        LangProgress::Running { .. } | LangProgress::Scoring => {}
                     }
                     ui.add(bar).on_hover_text(lang.name());
                     ui.add_space(6.0);

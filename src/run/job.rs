@@ -2,7 +2,7 @@
 //! results, warnings). The CLI drains the events on its own thread; the GUI polls them each
 //! frame. Model work never runs on the caller's thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -19,7 +19,7 @@ use crate::engine::{
 };
 
 use super::cache::{self, Cache};
-use super::scoring;
+use super::scoring::{LanguageScores, Scored, Scorer};
 use super::{CorpusChoice, Provenance, RUN_FORMAT_VERSION, Run, RunError, RunSettings, Timings};
 use crate::engine::states::{StatesFile, StatesWriter};
 use crate::engine::tokenizer::Tokens;
@@ -85,6 +85,10 @@ pub struct JobOptions {
     pub states_dir: Option<std::path::PathBuf>,
     /// Called after every event is sent (the GUI asks for a repaint here).
     pub notify: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Score each language on a thread of its own while the next one is extracted (on a GPU
+    /// the two use different hardware); off: one after the other. On unless
+    /// `NEURONXA_SCORING=serial` (for A/B benchmarks). The scores are the same either way.
+    pub score_alongside: bool,
 }
 
 impl JobOptions {
@@ -95,6 +99,7 @@ impl JobOptions {
             fetch_demo_model: true,
             states_dir: None,
             notify: None,
+            score_alongside: std::env::var("NEURONXA_SCORING").as_deref() != Ok("serial"),
         }
     }
 }
@@ -270,8 +275,6 @@ impl Job<'_> {
         };
 
         let mut model: Option<Model> = None;
-        // States of the finished languages, on disk (read one layer at a time).
-        let mut finished: Vec<(Lang, StatesFile)> = Vec::new();
         let scratch = ScratchDir::new();
         let extract_options = ExtractOptions {
             capture: settings.capture,
@@ -334,148 +337,188 @@ impl Job<'_> {
         let mut work: Option<Work> = None;
         // Tokens of the languages finished so far, cached or computed.
         let mut finished_tokens = 0usize;
+        let scorer = Scorer::start(settings.methods.clone(), settings.chance_seed)?;
+        let overlap = self.options.score_alongside;
+        // Languages handed to the scorer, in order, until their scores come back.
+        let mut waiting: VecDeque<Extracted> = VecDeque::new();
+        let mut scoring_waited = Duration::ZERO;
 
-        for index in 0..plans.len() {
-            let cached = plans[index].cached.take();
-            let from_cache = cached.is_some();
-            let states = match cached {
-                Some(states) => states,
-                None => {
-                    let model = self.load_model(&mut model, &device, &mut run, emit)?;
-                    let work = match &mut work {
-                        Some(work) => work,
-                        None => {
-                            let started = Instant::now();
-                            let work = work.insert(Work::tokenise(model, &mut plans, emit)?);
-                            run.provenance.timings.tokenising = started.elapsed().as_secs_f64();
-                            work
-                        }
-                    };
-                    let plan = &mut plans[index];
-                    let (lang, key, sentences) = (&plan.lang, &plan.key, &plan.sentences);
-                    let tokens = plan.tokens.take().ok_or_else(|| {
-                        RunError::Invalid(format!("{} was not tokenised", lang.name()))
-                    })?;
-                    let path = if self.options.use_cache {
-                        cache.states_path(key)
-                    } else {
-                        scratch.path()?.join(format!("{}.safetensors", lang.code()))
-                    };
-                    let cfg = &model.config;
-                    let mut writer = StatesWriter::create(
-                        &path,
-                        sentences.len(),
-                        cfg.num_layers,
-                        cfg.neurons_per_layer(),
-                        cfg.hidden_size,
-                        &settings.capture,
-                    )?;
-                    let language_started = Instant::now();
-                    // Extraction and saving so far, for the rate behind the ETA.
-                    let timings = &run.provenance.timings;
-                    let previous_compute =
-                        Duration::from_secs_f64(timings.extracting + timings.saving);
-                    model.extract_tokens_into(
-                        &tokens,
-                        &extract_options,
-                        self.cancel,
-                        &mut |p| {
-                            let elapsed = previous_compute + language_started.elapsed();
-                            let computed = work.computed_tokens + p.tokens_done;
-                            let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
-                            let remaining = work.to_compute.saturating_sub(computed);
-                            emit(JobEvent::Progress(Progress {
-                                language: lang.clone(),
-                                language_index: index,
-                                language_count: languages.len(),
-                                sentences_done: p.sentences_done,
-                                sentences_total: p.sentences_total,
-                                tokens_per_second: p.tokens_per_second(),
-                                fraction: (finished_tokens + p.tokens_done) as f64
-                                    / work.total_tokens.max(1) as f64,
-                                eta: (rate > 0.0)
-                                    .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
-                            }));
-                        },
-                        &mut writer,
-                    )?;
-                    run.provenance.timings.extracting += language_started.elapsed().as_secs_f64();
+        let mut extract_all = || -> Result<(), RunError> {
+            for index in 0..plans.len() {
+                let cached = plans[index].cached.take();
+                let from_cache = cached.is_some();
+                let states = match cached {
+                    Some(states) => states,
+                    None => {
+                        let model = self.load_model(&mut model, &device, &mut run, emit)?;
+                        let work = match &mut work {
+                            Some(work) => work,
+                            None => {
+                                let started = Instant::now();
+                                let work = work.insert(Work::tokenise(model, &mut plans, emit)?);
+                                run.provenance.timings.tokenising = started.elapsed().as_secs_f64();
+                                work
+                            }
+                        };
+                        let plan = &mut plans[index];
+                        let (lang, key, sentences) = (&plan.lang, &plan.key, &plan.sentences);
+                        let tokens = plan.tokens.take().ok_or_else(|| {
+                            RunError::Invalid(format!("{} was not tokenised", lang.name()))
+                        })?;
+                        let path = if self.options.use_cache {
+                            cache.states_path(key)
+                        } else {
+                            scratch.path()?.join(format!("{}.safetensors", lang.code()))
+                        };
+                        let cfg = &model.config;
+                        let mut writer = StatesWriter::create(
+                            &path,
+                            sentences.len(),
+                            cfg.num_layers,
+                            cfg.neurons_per_layer(),
+                            cfg.hidden_size,
+                            &settings.capture,
+                        )?;
+                        let language_started = Instant::now();
+                        // Extraction and saving so far, for the rate behind the ETA.
+                        let timings = &run.provenance.timings;
+                        let previous_compute =
+                            Duration::from_secs_f64(timings.extracting + timings.saving);
+                        // Earlier languages' scores are told as they come, between batches.
+                        let mut told = Ok(());
+                        model.extract_tokens_into(
+                            &tokens,
+                            &extract_options,
+                            self.cancel,
+                            &mut |p| {
+                                let elapsed = previous_compute + language_started.elapsed();
+                                let computed = work.computed_tokens + p.tokens_done;
+                                let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
+                                let remaining = work.to_compute.saturating_sub(computed);
+                                emit(JobEvent::Progress(Progress {
+                                    language: lang.clone(),
+                                    language_index: index,
+                                    language_count: languages.len(),
+                                    sentences_done: p.sentences_done,
+                                    sentences_total: p.sentences_total,
+                                    tokens_per_second: p.tokens_per_second(),
+                                    fraction: (finished_tokens + p.tokens_done) as f64
+                                        / work.total_tokens.max(1) as f64,
+                                    eta: (rate > 0.0)
+                                        .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
+                                }));
+                                while told.is_ok()
+                                    && let Some(scored) = scorer.try_next()
+                                {
+                                    told =
+                                        tell_scored(&mut run, &mut waiting, scored, started, emit);
+                                }
+                            },
+                            &mut writer,
+                        )?;
+                        told?;
+                        run.provenance.timings.extracting +=
+                            language_started.elapsed().as_secs_f64();
+                        let saving = Instant::now();
+                        let states = if self.options.use_cache {
+                            writer.finish()?
+                        } else {
+                            writer.finish_scratch()?
+                        };
+                        run.provenance.timings.saving += saving.elapsed().as_secs_f64();
+                        let language_tokens = plan.token_count.unwrap_or(0);
+                        work.computed_tokens += language_tokens;
+                        run.provenance.tokens += language_tokens;
+                        states
+                    }
+                };
+                let plan = &mut plans[index];
+                finished_tokens += plan.token_count.unwrap_or(0);
+                let lang = plan.lang.clone();
+                if let Some(dir) = &self.options.states_dir {
                     let saving = Instant::now();
-                    let states = if self.options.use_cache {
-                        writer.finish()?
-                    } else {
-                        writer.finish_scratch()?
-                    };
+                    let path = dir.join(format!("{}.safetensors", lang.code()));
+                    let copy = std::fs::create_dir_all(dir)
+                        .and_then(|_| std::fs::copy(states.path(), &path));
+                    copy.map_err(|e| RunError::Io { path, source: e })?;
                     run.provenance.timings.saving += saving.elapsed().as_secs_f64();
-                    let language_tokens = plan.token_count.unwrap_or(0);
-                    work.computed_tokens += language_tokens;
-                    run.provenance.tokens += language_tokens;
-                    states
                 }
+                if !scorer.submit(lang.clone(), states) {
+                    // The scorer stopped on a failure, which draining it tells.
+                    return Ok(());
+                }
+                let mut extracted = Extracted {
+                    lang,
+                    from_cache,
+                    sentences: std::mem::take(&mut plan.sentences),
+                    bits_per_byte: None,
+                };
+
+                if settings.proxy_sentences > 0 {
+                    let lang = &extracted.lang;
+                    let held_out =
+                        held_out_sentences(&full, &selected, lang, settings.proxy_sentences);
+                    if held_out.is_empty() {
+                        emit(JobEvent::Warning(format!(
+                            "{}: no held-out sentences left for the bits-per-byte proxy",
+                            lang.name()
+                        )));
+                    } else {
+                        emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
+                        let model = self.load_model(&mut model, &device, &mut run, emit)?;
+                        let bpb =
+                            model.bits_per_byte(&held_out, settings.batch_size, self.cancel)?;
+                        extracted.bits_per_byte = Some(bpb);
+                    }
+                }
+                waiting.push_back(extracted);
+
+                // Languages scored meanwhile are told now; without overlap, this one is
+                // waited for before the next is extracted.
+                while let Some(scored) = scorer.try_next() {
+                    tell_scored(&mut run, &mut waiting, scored, started, emit)?;
+                }
+                if !overlap
+                    && !waiting.is_empty()
+                    && let Some(scored) = scorer.next()
+                {
+                    tell_scored(&mut run, &mut waiting, scored, started, emit)?;
+                }
+            }
+            Ok(())
+        };
+        let extracted = extract_all();
+        match waiting.len() {
+            0 => {}
+            1 => emit(JobEvent::Status(format!(
+                "scoring {}",
+                waiting[0].lang.name()
+            ))),
+            left => emit(JobEvent::Status(format!("scoring {left} languages"))),
+        }
+        // Whatever was extracted is scored and kept, also when the extraction stopped early.
+        let mut scored = Ok(());
+        while !waiting.is_empty() && scored.is_ok() {
+            let waited = Instant::now();
+            let next = scorer.next();
+            scoring_waited += waited.elapsed();
+            scored = match next {
+                Some(next) => tell_scored(&mut run, &mut waiting, next, started, emit),
+                None => Err(RunError::Invalid("the scoring thread stopped".into())),
             };
-            let plan = &mut plans[index];
-            finished_tokens += plan.token_count.unwrap_or(0);
-            let lang = &plan.lang;
-            let sentences = std::mem::take(&mut plan.sentences);
-            if from_cache {
-                run.provenance.cached_languages.push(lang.clone());
-            }
-            if let Some(dir) = &self.options.states_dir {
-                let saving = Instant::now();
-                let path = dir.join(format!("{}.safetensors", lang.code()));
-                let copy =
-                    std::fs::create_dir_all(dir).and_then(|_| std::fs::copy(states.path(), &path));
-                copy.map_err(|e| RunError::Io { path, source: e })?;
-                run.provenance.timings.saving += saving.elapsed().as_secs_f64();
-            }
-
-            let scoring = Instant::now();
-            let language = (lang.clone(), states);
-            let per_method = scoring::score_language(
-                &mut run.matrices,
-                &settings.methods,
-                &finished,
-                &language,
-                settings.chance_seed,
-            )?;
-            for (method, scores) in &per_method {
-                if scores.zero_vectors > 0 {
-                    run.warnings.push(format!(
-                        "{} · {}: {} pooled vectors are all zeros (cosine taken as 0)",
-                        lang.name(),
-                        method.label(),
-                        scores.zero_vectors
-                    ));
-                }
-            }
-            run.pivot_scores.insert(lang.clone(), per_method);
-            finished.push(language);
-            run.provenance.timings.scoring += scoring.elapsed().as_secs_f64();
-
-            if settings.proxy_sentences > 0 {
-                let held_out = held_out_sentences(&full, &selected, lang, settings.proxy_sentences);
-                if held_out.is_empty() {
-                    emit(JobEvent::Warning(format!(
-                        "{}: no held-out sentences left for the bits-per-byte proxy",
-                        lang.name()
-                    )));
-                } else {
-                    emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
-                    let model = self.load_model(&mut model, &device, &mut run, emit)?;
-                    let bpb = model.bits_per_byte(&held_out, settings.batch_size, self.cancel)?;
-                    run.proxy_bits_per_byte.insert(lang.clone(), bpb);
-                }
-            }
-
-            run.sentences.insert(lang.clone(), sentences);
-            run.languages.push(lang.clone());
+        }
+        drop(scorer);
+        let timings = &mut run.provenance.timings;
+        // What the run did not wait for ran alongside; one after the other, no extraction did.
+        timings.scoring_alongside = if overlap {
+            (timings.scoring - scoring_waited.as_secs_f64()).max(0.0)
+        } else {
+            0.0
+        };
+        if let Err(error) = extracted.and(scored) {
             run.provenance.seconds = started.elapsed().as_secs_f64();
-            self.partial = Some(run.clone());
-            emit(JobEvent::LanguageDone {
-                lang: lang.clone(),
-                from_cache,
-                run: Box::new(run.clone()),
-            });
+            self.partial = (!run.languages.is_empty()).then_some(run);
+            return Err(error);
         }
 
         run.complete = true;
@@ -531,6 +574,63 @@ impl Job<'_> {
         }
         Ok(())
     }
+}
+
+/// A language whose states are with the scorer, waiting for its scores.
+struct Extracted {
+    lang: Lang,
+    from_cache: bool,
+    sentences: Vec<String>,
+    bits_per_byte: Option<f64>,
+}
+
+/// Puts the first waiting language into `run` with its scores, and tells it.
+fn tell_scored(
+    run: &mut Run,
+    waiting: &mut VecDeque<Extracted>,
+    scored: Scored,
+    started: Instant,
+    emit: &mut dyn FnMut(JobEvent),
+) -> Result<(), RunError> {
+    let extracted = waiting
+        .pop_front()
+        .filter(|extracted| extracted.lang == scored.lang)
+        .ok_or_else(|| {
+            RunError::Invalid(format!("{} was scored out of turn", scored.lang.name()))
+        })?;
+    run.provenance.timings.scoring += scored.seconds;
+    let LanguageScores {
+        pivot: per_method,
+        matrices,
+    } = scored.outcome?;
+    let lang = extracted.lang;
+    for (method, scores) in &per_method {
+        if scores.zero_vectors > 0 {
+            run.warnings.push(format!(
+                "{} · {}: {} pooled vectors are all zeros (cosine taken as 0)",
+                lang.name(),
+                method.label(),
+                scores.zero_vectors
+            ));
+        }
+    }
+    run.pivot_scores.insert(lang.clone(), per_method);
+    run.matrices = matrices;
+    if let Some(bpb) = extracted.bits_per_byte {
+        run.proxy_bits_per_byte.insert(lang.clone(), bpb);
+    }
+    if extracted.from_cache {
+        run.provenance.cached_languages.push(lang.clone());
+    }
+    run.sentences.insert(lang.clone(), extracted.sentences);
+    run.languages.push(lang.clone());
+    run.provenance.seconds = started.elapsed().as_secs_f64();
+    emit(JobEvent::LanguageDone {
+        lang,
+        from_cache: extracted.from_cache,
+        run: Box::new(run.clone()),
+    });
+    Ok(())
 }
 
 /// One language of a job before it runs.

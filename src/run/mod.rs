@@ -179,21 +179,39 @@ pub struct Timings {
     pub saving: f64,
     /// Pivot scores and language × language matrices.
     pub scoring: f64,
+    /// Of `scoring`, the seconds that ran alongside the extraction of later languages (on a
+    /// GPU the scorer works on the host's cores meanwhile), so not added to the run's time.
+    #[serde(default)]
+    pub scoring_alongside: f64,
 }
 
 impl Timings {
     /// "loading 2.7 s, extracting 5.1 s, …" for the stages that took any time.
     pub fn describe(&self) -> String {
+        let scoring = if self.scoring_alongside >= 0.05 {
+            format!(
+                "scoring {:.1} s, of which {:.1} s alongside the extraction",
+                self.scoring, self.scoring_alongside
+            )
+        } else {
+            format!("scoring {:.1} s", self.scoring)
+        };
         [
-            ("loading", self.loading),
-            ("tokenising", self.tokenising),
-            ("extracting", self.extracting),
-            ("saving states", self.saving),
-            ("scoring", self.scoring),
+            (self.loading, format!("loading {:.1} s", self.loading)),
+            (
+                self.tokenising,
+                format!("tokenising {:.1} s", self.tokenising),
+            ),
+            (
+                self.extracting,
+                format!("extracting {:.1} s", self.extracting),
+            ),
+            (self.saving, format!("saving states {:.1} s", self.saving)),
+            (self.scoring, scoring),
         ]
-        .iter()
-        .filter(|(_, seconds)| *seconds >= 0.05)
-        .map(|(stage, seconds)| format!("{stage} {seconds:.1} s"))
+        .into_iter()
+        .filter(|(seconds, _)| *seconds >= 0.05)
+        .map(|(_, stage)| stage)
         .collect::<Vec<_>>()
         .join(", ")
     }
@@ -444,10 +462,19 @@ mod tests {
             extracting: 7.0,
             saving: 0.0,
             scoring: 12.96,
+            scoring_alongside: 0.0,
         };
         assert_eq!(
             timings.describe(),
             "loading 2.3 s, extracting 7.0 s, scoring 13.0 s"
+        );
+        let overlapped = Timings {
+            scoring_alongside: 6.04,
+            ..timings
+        };
+        assert_eq!(
+            overlapped.describe(),
+            "loading 2.3 s, extracting 7.0 s, scoring 13.0 s, of which 6.0 s alongside the extraction"
         );
         assert_eq!(Timings::default().describe(), "");
     }

@@ -5,7 +5,10 @@
 //! the pair with the pivot, by the pivot scores.
 
 use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+use std::time::Instant;
 
+use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
 use crate::analysis::align::{self, NormalizedRows, SimilarityMatrix};
@@ -107,6 +110,105 @@ pub fn score_language(
         per_method.insert(method, scores);
     }
     Ok(per_method)
+}
+
+/// A language scored by a [`Scorer`].
+pub(super) struct Scored {
+    pub lang: Lang,
+    /// Its scores, or why the scoring stopped.
+    pub outcome: Result<LanguageScores, RunError>,
+    /// Wall-clock seconds its scoring took.
+    pub seconds: f64,
+}
+
+pub(super) struct LanguageScores {
+    /// Against the pivot, per method.
+    pub pivot: BTreeMap<Method, MethodScores>,
+    /// The language × language matrices with its row and column added.
+    pub matrices: BTreeMap<Method, PairMatrix>,
+}
+
+/// Scores languages on a thread of its own, in the order they are handed in, so that a run's
+/// next language can be extracted meanwhile: on a GPU the two take comparable time, and one
+/// uses the device while the other uses the host's cores. The scoring has a rayon pool of its
+/// own: in the global one, its layer-long tasks would hold up the extraction's hand-on for
+/// seconds at a time.
+pub(super) struct Scorer {
+    inbox: Option<Sender<(Lang, StatesFile)>>,
+    results: Receiver<Scored>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Scorer {
+    pub fn start(methods: Vec<Method>, chance_seed: u64) -> Result<Self, RunError> {
+        let (inbox, languages) = crossbeam_channel::unbounded::<(Lang, StatesFile)>();
+        let (sender, results) = crossbeam_channel::unbounded();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|index| format!("neuronxa-scoring-{index}"))
+            .build()
+            .map_err(|e| RunError::Invalid(format!("could not start the scoring threads: {e}")))?;
+        let thread = std::thread::Builder::new()
+            .name("neuronxa-scoring".into())
+            .spawn(move || {
+                let mut matrices = BTreeMap::new();
+                let mut done: Vec<(Lang, StatesFile)> = Vec::new();
+                for language in languages {
+                    let started = Instant::now();
+                    let outcome = pool.install(|| {
+                        score_language(&mut matrices, &methods, &done, &language, chance_seed)
+                    });
+                    let failed = outcome.is_err();
+                    let scored = Scored {
+                        lang: language.0.clone(),
+                        outcome: outcome.map(|pivot| LanguageScores {
+                            pivot,
+                            matrices: matrices.clone(),
+                        }),
+                        seconds: started.elapsed().as_secs_f64(),
+                    };
+                    done.push(language);
+                    if sender.send(scored).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| RunError::Invalid(format!("could not start the scoring thread: {e}")))?;
+        Ok(Self {
+            inbox: Some(inbox),
+            results,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a language in; `false` when the scorer has stopped (after a failure, which
+    /// [`Self::next`] tells).
+    pub fn submit(&self, lang: Lang, states: StatesFile) -> bool {
+        self.inbox
+            .as_ref()
+            .is_some_and(|inbox| inbox.send((lang, states)).is_ok())
+    }
+
+    /// The next scored language if there is one already.
+    pub fn try_next(&self) -> Option<Scored> {
+        self.results.try_recv().ok()
+    }
+
+    /// Waits for the next scored language; `None` when every language handed in was scored
+    /// and told, or the scorer stopped.
+    pub fn next(&self) -> Option<Scored> {
+        self.results.recv().ok()
+    }
+}
+
+impl Drop for Scorer {
+    /// Lets the thread finish what it was handed and joins it: it reads the states files,
+    /// which a run's scratch folder removes when dropped.
+    fn drop(&mut self) {
+        self.inbox = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// One layer of a new language's scores.
