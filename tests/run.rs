@@ -177,6 +177,59 @@ fn a_corrupt_cache_entry_is_recomputed_with_a_warning() {
     assert_eq!(first.pivot_scores[&fr], second.pivot_scores[&fr]);
 }
 
+/// Cached states whose file is whole but whose values were damaged on disk (NaN where the
+/// extraction never writes one): the scoring stops with the file named, and the languages
+/// scored before it are kept.
+#[test]
+fn damaged_cached_states_stop_the_scoring_with_the_file_named_and_keep_what_came_before() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = JobOptions::new(Cache::new(cache.path().to_path_buf()));
+    let cancel = AtomicBool::new(false);
+    finished(&execute(&settings(&["en"]), &options, &cancel));
+    let states = |dir: &std::path::Path| walk(&dir.join("states"));
+    let english = states(cache.path());
+    finished(&execute(&settings(&["en", "fr"]), &options, &cancel));
+    let french: Vec<_> = states(cache.path())
+        .into_iter()
+        .filter(|path| !english.contains(path))
+        .collect();
+    assert_eq!(french.len(), 1, "{french:?}");
+    let french = &french[0];
+
+    // NaN over the NAS tensor of French, header and size untouched.
+    let mut bytes = std::fs::read(french).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let offsets = &header["nas"]["data_offsets"];
+    let (start, end) = (
+        8 + header_len + offsets[0].as_u64().unwrap() as usize,
+        8 + header_len + offsets[1].as_u64().unwrap() as usize,
+    );
+    for value in bytes[start..end].chunks_exact_mut(4) {
+        value.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(french, &bytes).unwrap();
+
+    let events = execute(&settings(&["en", "fr", "de"]), &options, &cancel);
+    let Some(JobEvent::Failed {
+        message,
+        partial: Some(partial),
+    }) = events.last()
+    else {
+        panic!(
+            "expected a failed job with partial results, got {:?}",
+            events.last()
+        );
+    };
+    assert!(
+        message.contains(&french.display().to_string()) && message.contains("damaged"),
+        "{message}"
+    );
+    let english = Lang::parse("en").unwrap();
+    assert_eq!(partial.languages, [english]);
+    assert!(!partial.complete);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -121,7 +121,7 @@ pub fn normalize_rows_in_place(x: &mut [f32], n: usize, d: usize) -> Result<Vec<
                 if !norm.is_finite() {
                     let column = row.iter().position(|value| !value.is_finite());
                     return Err(AnalysisError::NonFinite {
-                        what: "sentence vectors".to_string(),
+                        what: "a sentence vector".to_string(),
                         position: format!(
                             "sentence {row_index}, component {}",
                             column.unwrap_or(0)

@@ -1188,49 +1188,36 @@ impl Mlp {
                 };
                 let (pool_weights, _) = device_weights(input)?;
                 let kernel = KernelActivation::of(&self.activation).filter(|_| capture_kernel);
-                let pooled = timed(clock, "MLP: NAS/NAV pooling", || {
-                    self.pool_gated(
-                        &gate_up,
-                        &gate,
-                        &act,
-                        &product,
-                        pool_weights,
-                        nav_source,
-                        kernel,
-                    )
+                let pooled = timed(clock, "MLP: NAS/NAV pooling", || match kernel {
+                    Some(activation) => {
+                        capture_pool(&gate_up, pool_weights, activation, nav_source)
+                    }
+                    None => {
+                        let sign = self.nas_sign(&gate, &act);
+                        generic_pools(sign, &act, &product, pool_weights, nav_source)
+                    }
                 })?;
                 Ok((product, Some(pooled)))
             }
         }
     }
+}
 
-    /// Pooled NAS and NAV `[b, 2, f]` of a gated MLP: with the capture kernel where `kernel`
-    /// names its activation, else with the generic ops.
-    #[allow(clippy::too_many_arguments)]
-    fn pool_gated(
-        &self,
-        gate_up: &Tensor,
-        gate: &Tensor,
-        act: &Tensor,
-        product: &Tensor,
-        pool_weights: &Tensor,
-        nav_source: NavSource,
-        kernel: Option<KernelActivation>,
-    ) -> Result<Tensor> {
-        Ok(match kernel {
-            Some(activation) => gate_up.contiguous()?.apply_op2_no_bwd(
-                pool_weights,
-                &CapturePool {
-                    activation,
-                    nav_source,
-                },
-            )?,
-            None => {
-                let sign = self.nas_sign(gate, act);
-                generic_pools(sign, act, product, pool_weights, nav_source)?
-            }
-        })
-    }
+/// Pooled NAS and NAV `[b, 2, f]` (f32) of a gated MLP with the capture kernel, from its
+/// gate/up projection `[b, t, 2f]` and pooling weights `[b, 1, t]`.
+fn capture_pool(
+    gate_up: &Tensor,
+    pool_weights: &Tensor,
+    activation: KernelActivation,
+    nav_source: NavSource,
+) -> Result<Tensor> {
+    Ok(gate_up.contiguous()?.apply_op2_no_bwd(
+        pool_weights,
+        &CapturePool {
+            activation,
+            nav_source,
+        },
+    )?)
 }
 
 /// Pooled NAS and NAV `[b, 2, f]` (f32) with the generic ops: `sign` (whose values above 0

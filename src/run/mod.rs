@@ -434,6 +434,14 @@ pub enum RunError {
     #[error(transparent)]
     Analysis(#[from] crate::analysis::error::AnalysisError),
     #[error(
+        "the states in {path} are damaged ({source}): delete the file and run again to \
+         compute them anew"
+    )]
+    DamagedStates {
+        path: PathBuf,
+        source: crate::analysis::error::AnalysisError,
+    },
+    #[error(
         "the pooled states of this run need {} in {path}, which has {} free: use fewer \
          sentences or languages, or point NEURONXA_CACHE at a larger disk",
         crate::engine::memory::gib(*needed),

@@ -25,12 +25,14 @@ fn normalized_layer(
 ) -> Result<NormalizedRows, RunError> {
     let kind = method.state_kind();
     let mut values = states.layer_matrix(kind, layer)?;
-    let zero = align::normalize_rows_in_place(&mut values, states.sentences(), states.width(kind))?;
-    Ok(NormalizedRows::from_normalized(
-        values,
-        states.width(kind),
-        zero,
-    )?)
+    // Our extraction never writes a value that is not finite: one here was damaged on disk.
+    let damaged = |source| RunError::DamagedStates {
+        path: states.path().to_path_buf(),
+        source,
+    };
+    let zero = align::normalize_rows_in_place(&mut values, states.sentences(), states.width(kind))
+        .map_err(damaged)?;
+    NormalizedRows::from_normalized(values, states.width(kind), zero).map_err(damaged)
 }
 
 fn similarity(a: &NormalizedRows, b: &NormalizedRows) -> Result<SimilarityMatrix, RunError> {
