@@ -1815,18 +1815,19 @@ def make_llama_gguf(sp_tok, sents):
 
 # What a tiny checkpoint needs before llama.cpp's converter takes it, and why. The converter
 # reads SentencePiece vocabularies from `tokenizer.model`, identifies a BPE pre-tokenizer by the
-# hash of its output on a test string (ours is Qwen2's split on a vocabulary of our own, so no
-# hash is known), and reads config keys that hub checkpoints carry and transformers 5 no longer
+# hash of its output on a test string (ours are Qwen2's or Qwen3.5's split on a vocabulary of our
+# own, so no hash is known: `PRE_TOKENIZERS`), and reads config keys that hub checkpoints carry and transformers 5 no longer
 # writes (GPT-2's `n_ctx`, Cohere 2's and GPT-NeoX's `rotary_pct`, and Phi-4-mini's tokenizer
 # class, by which it tells a byte-level BPE Phi).
 CONVERTER_PATCH = r"""
 import sys
 from pathlib import Path
-llama_cpp, model, out = sys.argv[1:4]
+llama_cpp, model, out, pre = sys.argv[1:5]
+extra = sys.argv[5:]
 sys.path.insert(0, llama_cpp)
 sys.path.insert(1, str(Path(llama_cpp) / "gguf-py"))
 import conversion.base as base
-base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
 # The converter reads the config through transformers, whose GPTNeoXConfig (v5) folds
 # `rotary_pct` into `rope_parameters`; give it back the key it looks for.
 import json
@@ -1839,7 +1840,7 @@ def load_hparams(dir_model, *args, **kwargs):
     return config
 base.ModelBase.load_hparams = staticmethod(load_hparams)
 import convert_hf_to_gguf
-sys.argv = ["convert_hf_to_gguf.py", model, "--outtype", "f32", "--outfile", out]
+sys.argv = ["convert_hf_to_gguf.py", model, "--outtype", "f32", "--outfile", out, *extra]
 convert_hf_to_gguf.main()
 """
 
@@ -1855,7 +1856,15 @@ convert_hf_to_gguf.main()
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
              "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
-             "granitemoe", "lfm2"]
+             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe"]
+
+# Converter flags some models need: Qwen3.5's converter expects multi-token-prediction layers,
+# which the tiny checkpoint (like transformers' own) does not have.
+CONVERTER_FLAGS = {"qwen3_5": ["--no-mtp"], "qwen3_5_moe": ["--no-mtp"]}
+# The BPE pre-tokenizer each byte-level tiny model's GGUF is to name (the hash the converter
+# goes by knows none of ours): Qwen2's split, but Qwen3.5's own, which keeps combining marks
+# with their letters.
+PRE_TOKENIZERS = {"qwen3_5": "qwen35", "qwen3_5_moe": "qwen35"}
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):
@@ -1890,7 +1899,8 @@ def make_converted_ggufs(llama_cpp: Path, only=None):
             out = out_dir / f"{name}.gguf"
             # The converter's own gguf-py, not the installed one.
             env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
-            subprocess.run([sys.executable, "-c", CONVERTER_PATCH, str(llama_cpp), str(folder), str(out)],
+            subprocess.run([sys.executable, "-c", CONVERTER_PATCH, str(llama_cpp), str(folder), str(out),
+                            PRE_TOKENIZERS.get(name, "qwen2"), *CONVERTER_FLAGS.get(name, [])],
                            check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"gguf/{name}.gguf: {sizeof(out)}")
 

@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, IndexOp, Tensor};
-use neuronxa::engine::config::{Activation, Architecture, NormLayout, QkNorm, RopeScaling};
+use neuronxa::engine::config::{
+    Activation, Architecture, LayerMixer, NormLayout, QkNorm, RopeScaling,
+};
 use neuronxa::engine::gguf::{self, GgufModel};
 use neuronxa::engine::weights::TensorSource;
 use neuronxa::engine::{
@@ -582,6 +584,29 @@ impl Synthetic {
             }
         }
         s
+    }
+
+    /// Every key and tensor of a GGUF file, to be changed and written again.
+    fn read(path: &Path) -> Self {
+        let mut file = std::fs::File::open(path).unwrap();
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        let mut tensors: Vec<(String, Tensor, GgmlDType)> = content
+            .tensor_infos
+            .iter()
+            .map(|(name, info)| {
+                let values = info
+                    .read(&mut file, content.tensor_data_offset, &Device::Cpu)
+                    .unwrap()
+                    .dequantize(&Device::Cpu)
+                    .unwrap();
+                (name.clone(), values, GgmlDType::F32)
+            })
+            .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            metadata: content.metadata.into_iter().collect(),
+            tensors,
+        }
     }
 
     fn set(&mut self, key: &str, value: Value) {
@@ -1267,10 +1292,118 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        31,
+        33,
         "the converted fixtures in {}",
         gguf_dir.display()
     );
+}
+
+/// Qwen3.5's GGUF metadata: which layers are recurrent (listed, or every fourth one attends),
+/// and linear-attention sizes that do not divide refused in words.
+#[test]
+fn qwen35_layers_come_from_the_list_or_the_interval_and_ragged_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::read(&fixture("gguf/qwen3_5.gguf"));
+    let (listed, _) = gguf::inspect(&fixture("gguf/qwen3_5.gguf")).unwrap();
+    let mixers = |config: &ModelConfig| -> Vec<LayerMixer> {
+        config.layers.iter().map(|layer| layer.mixer).collect()
+    };
+    assert_eq!(
+        mixers(&listed),
+        [
+            LayerMixer::LinearAttention,
+            LayerMixer::Attention,
+            LayerMixer::LinearAttention,
+            LayerMixer::Attention
+        ]
+    );
+
+    s.remove("qwen35.attention.recurrent_layers");
+    s.set("qwen35.full_attention_interval", Value::U32(2));
+    let path = s.write(dir.path(), "interval.gguf");
+    let (from_interval, _) = gguf::inspect(&path).unwrap();
+    assert_eq!(mixers(&from_interval), mixers(&listed));
+
+    s.set(
+        "qwen35.attention.recurrent_layers",
+        Value::Array(vec![Value::Bool(true); 3]),
+    );
+    let path = s.write(dir.path(), "short.gguf");
+    let err = error_naming(gguf::inspect(&path), &path).to_string();
+    assert!(err.contains("3 entries for 4 blocks"), "{err}");
+
+    s.remove("qwen35.attention.recurrent_layers");
+    s.set("qwen35.ssm.inner_size", Value::U32(50));
+    let path = s.write(dir.path(), "ragged.gguf");
+    let err = error_naming(gguf::inspect(&path), &path).to_string();
+    assert!(
+        err.contains("qwen35.ssm.inner_size") && err.contains("qwen35.ssm.time_step_rank"),
+        "{err}"
+    );
+}
+
+/// A Qwen3.5 file with a multi-token prediction block (what llama.cpp's converter writes by
+/// default for the released models): the block is counted in `block_count` but is no layer of
+/// the model, which reads and computes as the file without it.
+#[test]
+fn qwen35_prediction_blocks_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixture("gguf/qwen3_5.gguf");
+    let mut s = Synthetic::read(&original);
+    let last_layer: Vec<(String, Tensor)> = s
+        .tensors
+        .iter()
+        .filter_map(|(name, values, _)| {
+            let rest = name.strip_prefix("blk.3.")?;
+            Some((format!("blk.4.{rest}"), values.clone()))
+        })
+        .collect();
+    for (name, values) in last_layer {
+        s.tensor(&name, values);
+    }
+    s.tensor("blk.4.nextn.eh_proj.weight", random(&[64, 128], 7));
+    s.tensor("blk.4.nextn.enorm.weight", random(&[64], 8));
+    s.tensor("blk.4.nextn.hnorm.weight", random(&[64], 9));
+    s.tensor("blk.4.nextn.shared_head_norm.weight", random(&[64], 10));
+    s.set("qwen35.block_count", Value::U32(5));
+    s.set("qwen35.nextn_predict_layers", Value::U32(1));
+    let recurrent = [true, false, true, false, false].map(Value::Bool);
+    s.set(
+        "qwen35.attention.recurrent_layers",
+        Value::Array(recurrent.to_vec()),
+    );
+    let path = s.write(dir.path(), "with_mtp.gguf");
+    let (with_mtp, _) = gguf::inspect(&path).unwrap();
+    let (without, _) = gguf::inspect(&original).unwrap();
+    assert_eq!(with_mtp, without);
+
+    let sentences = ["The cat sleeps.".to_string(), "Le chat dort.".to_string()];
+    let states = |path: &Path| {
+        let model = Model::load(
+            &ModelSource::Gguf(path.to_path_buf()),
+            DeviceChoice::Cpu,
+            DTypeChoice::F32,
+        )
+        .unwrap();
+        let states = model
+            .extract(
+                &sentences,
+                &ExtractOptions::default(),
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap();
+        (0..sentences.len())
+            .map(|k| states.sentence(k).nas.to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states(&path), states(&original));
+
+    // More prediction blocks than blocks: said, not underflowed.
+    s.set("qwen35.nextn_predict_layers", Value::U32(5));
+    let path = s.write(dir.path(), "all_mtp.gguf");
+    let err = error_naming(gguf::inspect(&path), &path).to_string();
+    assert!(err.contains("qwen35.nextn_predict_layers"), "{err}");
 }
 
 #[test]

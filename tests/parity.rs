@@ -721,9 +721,39 @@ macro_rules! converted_gguf_tests {
 // Every tiny model but Mistral (llama.cpp writes it as `llama` without its sliding window) and
 // Gemma 3 (GGUF cannot carry its unusual query scale); see scripts/make_fixtures.py.
 converted_gguf_tests!(
-    llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, phi3, phi4_mini, stablelm, smollm3, granite,
-    cohere, gpt2, bloom, gpt_neox, falcon, cohere2, olmo3, apertus, llama_bias, jais2, nemotron,
-    olmoe, qwen3_moe, mixtral, qwen2_moe, exaone4, arcee, granitemoe, lfm2
+    llama,
+    qwen2,
+    qwen3,
+    gemma,
+    gemma2,
+    olmo,
+    olmo2,
+    phi3,
+    phi4_mini,
+    stablelm,
+    smollm3,
+    granite,
+    cohere,
+    gpt2,
+    bloom,
+    gpt_neox,
+    falcon,
+    cohere2,
+    olmo3,
+    apertus,
+    llama_bias,
+    jais2,
+    nemotron,
+    olmoe,
+    qwen3_moe,
+    mixtral,
+    qwen2_moe,
+    exaone4,
+    arcee,
+    granitemoe,
+    lfm2,
+    qwen3_5,
+    qwen3_5_moe
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

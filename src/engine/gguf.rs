@@ -19,8 +19,8 @@ use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
-    Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, ModelConfig, NormLayout,
-    QkNorm, Rope, RopeScaling, ShortConvolution, yarn_mscale,
+    Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, LinearAttention,
+    ModelConfig, NormLayout, QkNorm, Rope, RopeScaling, ShortConvolution, yarn_mscale,
 };
 use super::error::{EngineError, Result};
 use super::tokenizer::TextTokenizer;
@@ -92,6 +92,68 @@ enum Fix {
     SubtractOne,
     /// A convolution's `[channels, 1, taps]` stored as `[channels, taps]`.
     UnitAxis,
+    /// Qwen3.5's linear attention: llama.cpp's converter reorders its value heads from grouped
+    /// by key head to tiled (and stores `-exp(A_log)` for `A_log`).
+    ValueHeads(ValueHeadOrder),
+}
+
+/// Where value heads sit in a Qwen3.5 linear-attention tensor that llama.cpp's converter tiled:
+/// along `axis` (0: rows, 1: columns), after `skip` leading rows (the queries and keys), in
+/// blocks of `head_dim`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ValueHeadOrder {
+    axis: usize,
+    skip: usize,
+    key_heads: usize,
+    per_key_head: usize,
+    head_dim: usize,
+    /// `A_log`, stored as `-exp(A_log)`.
+    negated_exp: bool,
+    /// The convolution, stored without its unit axis.
+    unit_axis: bool,
+}
+
+impl ValueHeadOrder {
+    /// Undoes the converter's `_reorder_v_heads`: `[key_heads, per_key_head, head_dim]` became
+    /// `[per_key_head, key_heads, head_dim]` along the axis.
+    fn undo(self, values: &Tensor) -> candle_core::Result<Tensor> {
+        let values = if self.negated_exp {
+            values.neg()?.log()?
+        } else {
+            values.clone()
+        };
+        let dims = values.dims().to_vec();
+        let length = dims.get(self.axis).copied().unwrap_or(0);
+        let heads = self.key_heads * self.per_key_head * self.head_dim;
+        if self.axis >= dims.len() || self.skip + heads != length {
+            candle_core::bail!(
+                "expected {} + {heads} values along axis {} for {} key heads × {} value heads of {}, \
+                 found shape {dims:?}",
+                self.skip,
+                self.axis,
+                self.key_heads,
+                self.per_key_head,
+                self.head_dim
+            )
+        }
+        let kept = values.narrow(self.axis, 0, self.skip)?;
+        let tiled = values.narrow(self.axis, self.skip, heads)?;
+        let mut split = dims[..self.axis].to_vec();
+        split.extend([self.per_key_head, self.key_heads, self.head_dim]);
+        split.extend_from_slice(&dims[self.axis + 1..]);
+        let mut heads_dims = dims.clone();
+        heads_dims[self.axis] = heads;
+        let grouped = tiled
+            .reshape(split)?
+            .transpose(self.axis, self.axis + 1)?
+            .contiguous()?
+            .reshape(heads_dims)?;
+        let values = Tensor::cat(&[kept, grouped], self.axis)?;
+        match (self.unit_axis, values.dims()) {
+            (true, &[channels, taps]) => values.reshape((channels, 1, taps)),
+            _ => Ok(values),
+        }
+    }
 }
 
 impl Fix {
@@ -99,6 +161,9 @@ impl Fix {
     fn shape(self, stored: &[usize]) -> Vec<usize> {
         match (self, stored) {
             (Self::UnitAxis, &[channels, taps]) => vec![channels, 1, taps],
+            (Self::ValueHeads(order), &[channels, taps]) if order.unit_axis => {
+                vec![channels, 1, taps]
+            }
             _ => stored.to_vec(),
         }
     }
@@ -122,6 +187,8 @@ impl GgufSource {
                     );
                 }
                 None if IGNORED_TENSORS.contains(&gguf_name.as_str()) => {}
+                // Multi-token prediction blocks (`nextn_predict_layers`) after the model's own.
+                None if block_index(&gguf_name).is_some_and(|b| b >= config.num_layers) => {}
                 None => unknown.push(gguf_name),
             }
         }
@@ -196,6 +263,7 @@ impl GgufSource {
             Fix::UnitAxis => values
                 .reshape(tensor.fix.shape(tensor.info.shape.dims()))
                 .map_err(fail),
+            Fix::ValueHeads(order) => order.undo(&values).map_err(fail),
         }
     }
 }
@@ -235,6 +303,16 @@ impl TensorSource for GgufSource {
 /// Tensors present in GGUF files that carry nothing the decoder needs as a weight.
 /// (`rope_freqs` holds llama 3's rotary scaling, `rope_factors_*` Phi-3's, read into the config
 /// instead; only the short factors run, as on the `config.json` path.)
+/// The block a `blk.N.…` tensor belongs to.
+fn block_index(gguf_name: &str) -> Option<usize> {
+    gguf_name
+        .strip_prefix("blk.")?
+        .split_once('.')?
+        .0
+        .parse()
+        .ok()
+}
+
 const IGNORED_TENSORS: &[&str] = &[
     "rope_freqs.weight",
     "rope_factors_short.weight",
@@ -322,6 +400,9 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let rest = gguf_name.strip_prefix("blk.")?;
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
+    if let Some(found) = qwen35_name(rest, layer, config) {
+        return Some(found);
+    }
     let (part, kind) = rest.rsplit_once('.')?;
     // Biases: on q, k and v (Qwen2), or everywhere in the LayerNorm families (GPT-2, BLOOM).
     let is_norm = part.ends_with("_norm") || part.ends_with("_norm_2");
@@ -406,6 +487,72 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         fix
     };
     Some((format!("model.layers.{layer}.{hf_part}.{kind}"), fix))
+}
+
+/// Qwen3.5's tensors where llama.cpp names or stores them apart from the other families: its
+/// linear attention (value heads tiled, `A_log` as `-exp(A_log)`, `dt_bias` as a bias) and the
+/// MLP's norm, which llama.cpp calls `post_attention_norm` as transformers does.
+fn qwen35_name(name: &str, layer: usize, config: &ModelConfig) -> Option<(String, Fix)> {
+    if !matches!(
+        config.architecture,
+        Architecture::Qwen35 | Architecture::Qwen35Moe
+    ) {
+        return None;
+    }
+    let linear = config.linear_attention.as_ref()?;
+    let tiled = |axis, skip, head_dim| ValueHeadOrder {
+        axis,
+        skip,
+        key_heads: linear.key_heads,
+        per_key_head: linear.value_heads / linear.key_heads.max(1),
+        head_dim,
+        negated_exp: false,
+        unit_axis: false,
+    };
+    let queries_and_keys = 2 * linear.key_heads * linear.key_head_dim;
+    let value_head_dim = linear.value_head_dim;
+    let (hf_name, order) = match name {
+        "post_attention_norm.weight" => {
+            return Some((
+                format!("model.layers.{layer}.post_attention_layernorm.weight"),
+                Fix::SubtractOne,
+            ));
+        }
+        "ssm_norm.weight" => {
+            return Some((
+                format!("model.layers.{layer}.linear_attn.norm.weight"),
+                Fix::None,
+            ));
+        }
+        "attn_qkv.weight" => (
+            "in_proj_qkv.weight",
+            tiled(0, queries_and_keys, value_head_dim),
+        ),
+        "attn_gate.weight" => ("in_proj_z.weight", tiled(0, 0, value_head_dim)),
+        "ssm_beta.weight" => ("in_proj_b.weight", tiled(0, 0, 1)),
+        "ssm_alpha.weight" => ("in_proj_a.weight", tiled(0, 0, 1)),
+        "ssm_dt.bias" => ("dt_bias", tiled(0, 0, 1)),
+        "ssm_a" => (
+            "A_log",
+            ValueHeadOrder {
+                negated_exp: true,
+                ..tiled(0, 0, 1)
+            },
+        ),
+        "ssm_conv1d.weight" => (
+            "conv1d.weight",
+            ValueHeadOrder {
+                unit_axis: true,
+                ..tiled(0, queries_and_keys, value_head_dim)
+            },
+        ),
+        "ssm_out.weight" => ("out_proj.weight", tiled(1, 0, value_head_dim)),
+        _ => return None,
+    };
+    Some((
+        format!("model.layers.{layer}.linear_attn.{hf_name}"),
+        Fix::ValueHeads(order),
+    ))
 }
 
 /// Inverse of llama.cpp's `permute`: rows `[head, half, pair]` back to `[head, pair, half]`.
@@ -978,7 +1125,39 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("exaone4", Architecture::Exaone4),
     ("arcee", Architecture::Arcee),
     ("lfm2", Architecture::Lfm2),
+    ("qwen35", Architecture::Qwen35),
+    ("qwen35moe", Architecture::Qwen35Moe),
 ];
+
+/// Which blocks are recurrent (Qwen3.5's linear attention): `attention.recurrent_layers`, else
+/// all but every `full_attention_interval`-th (4), as transformers' default.
+fn recurrent_layers(
+    meta: &Metadata<'_>,
+    key: &dyn Fn(&str) -> String,
+    blocks: usize,
+) -> Result<Vec<bool>> {
+    let flags_key = key("attention.recurrent_layers");
+    if let Some(items) = meta.opt_array(&flags_key)? {
+        if items.len() != blocks {
+            return Err(meta.error(format!(
+                "\"{flags_key}\" has {} entries for {blocks} blocks",
+                items.len()
+            )));
+        }
+        return items
+            .iter()
+            .map(|item| match item {
+                Value::Bool(flag) => Ok(*flag),
+                other => Err(meta.wrong_type(&flags_key, "an array of true or false", other)),
+            })
+            .collect();
+    }
+    let interval = meta
+        .opt_usize(&key("full_attention_interval"))?
+        .unwrap_or(4)
+        .max(1);
+    Ok((0..blocks).map(|i| (i + 1) % interval != 0).collect())
+}
 
 /// Granite's four multipliers (dense and MoE), as llama.cpp names them.
 fn granite_scales(
@@ -1024,6 +1203,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             Architecture::Olmoe
             | Architecture::Qwen2Moe
             | Architecture::Qwen3Moe
+            | Architecture::Qwen35Moe
             | Architecture::GraniteMoe => architecture,
             _ => {
                 return Err(meta.error(format!(
@@ -1036,6 +1216,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         Architecture::Olmoe
             | Architecture::Qwen2Moe
             | Architecture::Qwen3Moe
+            | Architecture::Qwen35Moe
             | Architecture::GraniteMoe
     ) {
         return Err(meta.error(format!("\"{}\" is missing", key("expert_count"))));
@@ -1059,7 +1240,19 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             | Architecture::Nemotron
     );
 
-    let num_layers = meta.usize(&key("block_count"))?;
+    // Blocks for multi-token prediction (Qwen3.5's, written by default) follow the model's own
+    // layers and are counted in `block_count`; a forward pass never runs them.
+    let blocks = meta.usize(&key("block_count"))?;
+    let prediction_blocks = meta.opt_usize(&key("nextn_predict_layers"))?.unwrap_or(0);
+    let num_layers = blocks
+        .checked_sub(prediction_blocks)
+        .filter(|&layers| layers > 0)
+        .ok_or_else(|| {
+            meta.error(format!(
+                "\"{}\" ({prediction_blocks}) leaves none of the {blocks} blocks to the model",
+                key("nextn_predict_layers")
+            ))
+        })?;
     let hidden_size = meta.usize(&key("embedding_length"))?;
     let num_heads = meta.usize(&key("attention.head_count"))?;
     if num_heads == 0 {
@@ -1184,21 +1377,62 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no GLM, Helium, Qwen3.5 or gpt-oss files are read yet
-        // (gpt-oss' are MXFP4, a type candle's GGUF reader lacks): never named by
-        // GGUF_ARCHITECTURES.
+        // llama.cpp has no XGLM, and no GLM, Helium or gpt-oss files are read yet (gpt-oss'
+        // are MXFP4, a type candle's GGUF reader lacks): never named by GGUF_ARCHITECTURES.
         Architecture::Xglm
         | Architecture::Glm
         | Architecture::Glm4
         | Architecture::Helium
         | Architecture::Ministral3
         | Architecture::GptOss
-        | Architecture::Qwen35
-        | Architecture::Qwen35Moe
         | Architecture::Apertus15
         | Architecture::GraniteSwa
         | Architecture::Lfm3
         | Architecture::OlmoHybrid => {}
+        Architecture::Qwen35 | Architecture::Qwen35Moe => {
+            let value_heads = meta.usize(&key("ssm.time_step_rank"))?;
+            let value_dim = meta.usize(&key("ssm.inner_size"))?;
+            if value_heads == 0 || !value_dim.is_multiple_of(value_heads) {
+                return Err(meta.error(format!(
+                    "\"{}\" ({value_dim}) is not a multiple of \"{}\" ({value_heads})",
+                    key("ssm.inner_size"),
+                    key("ssm.time_step_rank")
+                )));
+            }
+            super::arch::qwen3_5::family_traits(
+                &mut config,
+                LinearAttention {
+                    conv_kernel: meta.usize(&key("ssm.conv_kernel"))?,
+                    key_heads: meta.usize(&key("ssm.group_count"))?,
+                    key_head_dim: meta.usize(&key("ssm.state_size"))?,
+                    value_heads,
+                    value_head_dim: value_dim / value_heads,
+                    negative_eigenvalues: false,
+                    output_norm_eps: None,
+                    separate_projections: false,
+                },
+            );
+            let recurrent = recurrent_layers(&meta, &key, blocks)?;
+            for (layer, recurrent) in config.layers.iter_mut().zip(recurrent) {
+                if recurrent {
+                    layer.mixer = LayerMixer::LinearAttention;
+                }
+            }
+            if architecture == Architecture::Qwen35Moe {
+                // Every layer a mixture with a shared expert, its top-k weights renormalized
+                // (as `arch::qwen3_5::config_moe`).
+                config.experts = Some(Experts {
+                    count: expert_count.unwrap_or(0),
+                    per_token: meta.usize(&key("expert_used_count"))?,
+                    normalize_top_k: true,
+                    shared_d_ff: content
+                        .tensor_infos
+                        .get("blk.0.ffn_down_shexp.weight")
+                        .and_then(|down| down.shape.dims().get(1).copied()),
+                    biased: false,
+                });
+            }
+        }
         Architecture::Lfm2 => {
             config.qk_norm = QkNorm::PerHead;
             config.short_conv = Some(ShortConvolution {

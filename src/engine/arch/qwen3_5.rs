@@ -37,22 +37,31 @@ fn text_model(f: &HfFields, mut dims: Dims, architecture: Architecture) -> Resul
     config.partial_rotary = partial_rotary;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     super::attention_bias(f, &mut config)?;
-    config.qk_norm = QkNorm::PerHead;
-    config.norm_plus_one = true;
-    config.attention_output_gate = true;
-    config.linear_attention = Some(LinearAttention {
-        conv_kernel: f.opt_usize("linear_conv_kernel_dim")?.unwrap_or(4),
-        key_heads: f.opt_usize("linear_num_key_heads")?.unwrap_or(16),
-        key_head_dim: f.opt_usize("linear_key_head_dim")?.unwrap_or(128),
-        value_heads: f.opt_usize("linear_num_value_heads")?.unwrap_or(32),
-        value_head_dim: f.opt_usize("linear_value_head_dim")?.unwrap_or(128),
-        negative_eigenvalues: false,
-        output_norm_eps: None,
-        separate_projections: false,
-    });
+    family_traits(
+        &mut config,
+        LinearAttention {
+            conv_kernel: f.opt_usize("linear_conv_kernel_dim")?.unwrap_or(4),
+            key_heads: f.opt_usize("linear_num_key_heads")?.unwrap_or(16),
+            key_head_dim: f.opt_usize("linear_key_head_dim")?.unwrap_or(128),
+            value_heads: f.opt_usize("linear_num_value_heads")?.unwrap_or(32),
+            value_head_dim: f.opt_usize("linear_value_head_dim")?.unwrap_or(128),
+            negative_eigenvalues: false,
+            output_norm_eps: None,
+            separate_projections: false,
+        },
+    );
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.bos_token_id = f.bos_token_id();
     Ok(config)
+}
+
+/// What every Qwen3.5 has, read from `config.json` or from GGUF metadata: per-head q/k norms,
+/// norms of `1 + w`, attention's output gate, and its Gated DeltaNet's sizes.
+pub(crate) fn family_traits(config: &mut ModelConfig, linear_attention: LinearAttention) {
+    config.qk_norm = QkNorm::PerHead;
+    config.norm_plus_one = true;
+    config.attention_output_gate = true;
+    config.linear_attention = Some(linear_attention);
 }
 
 /// Each layer's mixer: `layer_types`, else linear attention but in every
