@@ -1856,7 +1856,7 @@ convert_hf_to_gguf.main()
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
              "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
-             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe"]
+             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe", "ministral3", "mistral3"]
 
 # Converter flags some models need: Qwen3.5's converter expects multi-token-prediction layers,
 # which the tiny checkpoint (like transformers' own) does not have.

@@ -1292,7 +1292,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        33,
+        35,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

@@ -753,7 +753,9 @@ converted_gguf_tests!(
     granitemoe,
     lfm2,
     qwen3_5,
-    qwen3_5_moe
+    qwen3_5_moe,
+    ministral3,
+    mistral3
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

@@ -424,6 +424,8 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
             | Architecture::GraniteMoe
             | Architecture::SmolLm3
             | Architecture::Olmo
+            | Architecture::Ministral3
+            | Architecture::Mistral
     );
     let (hf_part, fix) = match (part, sandwich) {
         ("attn_q", _) if permuted => (
@@ -1127,6 +1129,8 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("lfm2", Architecture::Lfm2),
     ("qwen35", Architecture::Qwen35),
     ("qwen35moe", Architecture::Qwen35Moe),
+    // Ministral 3 and Mistral 3's language model.
+    ("mistral3", Architecture::Ministral3),
 ];
 
 /// Which blocks are recurrent (Qwen3.5's linear attention): `attention.recurrent_layers`, else
@@ -1383,12 +1387,31 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         | Architecture::Glm
         | Architecture::Glm4
         | Architecture::Helium
-        | Architecture::Ministral3
         | Architecture::GptOss
         | Architecture::Apertus15
         | Architecture::GraniteSwa
         | Architecture::Lfm3
         | Architecture::OlmoHybrid => {}
+        Architecture::Ministral3 => {
+            // Llama 4's query scaling from the original context on, as llama.cpp reads it
+            // (its floor is YaRN's original context); refused where it would apply.
+            let beta = meta.opt_f64(&key("attention.temperature_scale"))?;
+            if beta.is_some_and(|beta| beta != 0.0) {
+                let original = meta
+                    .opt_usize(&key("rope.scaling.original_context_length"))?
+                    .filter(|&n| n > 0)
+                    .unwrap_or(max_position_embeddings);
+                config.query_scaling_from = Some(original);
+            } else if config
+                .layers
+                .iter()
+                .all(|l| l.rope.scaling == RopeScaling::None)
+            {
+                // Mistral Small 3.x: the converter writes its language model (`mistral`, no
+                // YaRN, no query scaling) as `mistral3` too.
+                config.architecture = Architecture::Mistral;
+            }
+        }
         Architecture::Qwen35 | Architecture::Qwen35Moe => {
             let value_heads = meta.usize(&key("ssm.time_step_rank"))?;
             let value_dim = meta.usize(&key("ssm.inner_size"))?;
@@ -1720,9 +1743,18 @@ fn rope_scaling(meta: &Metadata, arch: &str) -> Result<RopeScaling> {
                 original_max_position_embeddings: original,
                 beta_fast: nonzero(meta.opt_f64(&key("yarn_beta_fast"))?).unwrap_or(32.0),
                 beta_slow: nonzero(meta.opt_f64(&key("yarn_beta_slow"))?).unwrap_or(1.0),
-                attention_factor: meta
-                    .opt_f64(&key("yarn_attn_factor"))?
-                    .unwrap_or_else(|| yarn_mscale(factor, 1.0)),
+                attention_factor: match (
+                    meta.opt_f64(&key("yarn_attn_factor"))?,
+                    nonzero(meta.opt_f64(&key("yarn_log_multiplier"))?),
+                ) {
+                    (Some(given), _) => given,
+                    // transformers' `mscale_all_dim`, with `mscale` 1 as llama.cpp takes it
+                    // (Ministral 3: both 1, so no scaling).
+                    (None, Some(all_dims)) => {
+                        yarn_mscale(factor, 1.0) / yarn_mscale(factor, all_dims)
+                    }
+                    (None, None) => yarn_mscale(factor, 1.0),
+                },
                 truncate: true,
             })
         }
