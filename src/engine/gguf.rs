@@ -4,9 +4,9 @@
 //! tensors are served under their Hugging Face names and shapes, dequantized to f32 when asked
 //! for, so the shared decoder never knows the model came from a GGUF file. Where llama.cpp's
 //! converter changed a tensor on the way in (rows of Q and K permuted for the models it writes
-//! through its `LlamaModel`, `+1` folded into Gemma's norms), the change is undone here; where
-//! it moved configuration into tensors (llama 3's `rope_freqs`, Phi-3's rotary factors), they
-//! are read into the config. Each family is checked against transformers on a tiny model that
+//! through its `LlamaModel`, `+1` folded into Gemma's norms, Qwen3.5's value heads reordered),
+//! the change is undone here; where it moved configuration into tensors (llama 3's
+//! `rope_freqs`, Phi-3's rotary factors), they are read into the config. Each family is checked against transformers on a tiny model that
 //! llama.cpp's own converter wrote (`tests/fixtures/gguf/`).
 
 use std::collections::{BTreeMap, HashMap};
