@@ -374,12 +374,26 @@ def bench_neuronxa(binary, folder, sentences_file, out_json, gpu, stages=False):
     return report
 
 
-def scoring_bench(binary, folder, out_json):
+def scoring_bench(binary, folder, out_json, thread_counts=()):
     """`bench --scoring`: the scoring of 10 languages × 100 sentences of made-up states of the
-    model's shape, on the host's cores (a run's `scoring` stage, without the model)."""
+    model's shape, on the host's cores (a run's `scoring` stage, without the model); then again
+    with each of `thread_counts` rayon threads, to see how the scoring scales with cores."""
     done = run_bin(["bench", "--scoring", "--model", folder, "--json", out_json], binary)
     report = json.loads(Path(out_json).read_text())
     report["log_tail"] = done.stderr[-1500:]
+    by_threads = {}
+    for threads in thread_counts:
+        out = Path(out_json).with_suffix(f".threads{threads}.json")
+        try:
+            run_bin(["bench", "--scoring", "--model", folder, "--json", out], binary,
+                    {"RAYON_NUM_THREADS": str(threads)})
+            one = json.loads(out.read_text())
+            by_threads[threads] = {k: one.get(k) for k in
+                                   ("threads", "seconds", "product_flops", "peak_rss_mb", "score_sums")}
+        except Exception:  # noqa: BLE001
+            by_threads[threads] = {"error": traceback.format_exc()[-1500:]}
+    if by_threads:
+        report["by_threads"] = by_threads
     return report
 
 
@@ -761,6 +775,9 @@ def main():
     parser.add_argument("--stages", action="store_true",
                         help="time our forward stage by stage and profile PyTorch's kernels, "
                              "for every speed model")
+    parser.add_argument("--scoring-threads", default="1,4",
+                        help="with --scoring-bench, also time the scoring with these rayon thread "
+                             "counts (comma list; empty: none)")
     parser.add_argument("--scoring-bench", action="store_true",
                         help="also time the scoring of 10 languages for the last model's shape "
                              "(`bench --scoring`, on the host's cores)")
@@ -887,8 +904,10 @@ def main():
             step(results, f"speed_{name}", speed)
         if ARGS.scoring_bench:
             last = list(models)[-1]
+            threads = [int(t) for t in ARGS.scoring_threads.split(",") if t.strip()]
             step(results, f"scoring_{last}",
-                 lambda: scoring_bench(binary, models[last], work / f"scoring_{last}.json"))
+                 lambda: scoring_bench(binary, models[last], work / f"scoring_{last}.json",
+                                       threads))
         if "host" not in skip:
             step(results, "host_memory", host_memory)
         if is_gpu(gpu) and "pressure" not in skip:
