@@ -394,6 +394,17 @@ def scoring_bench(binary, folder, out_json, thread_counts=()):
             by_threads[threads] = {"error": traceback.format_exc()[-1500:]}
     if by_threads:
         report["by_threads"] = by_threads
+    # Each similarity product on one thread inside the layers' parallel tasks, instead of gemm
+    # sharing every core from within them: does the nesting cost on many cores?
+    out = Path(out_json).with_suffix(".single_gemm.json")
+    try:
+        run_bin(["bench", "--scoring", "--model", folder, "--json", out], binary,
+                {"NEURONXA_SCORING_GEMM": "single"})
+        one = json.loads(out.read_text())
+        report["single_threaded_products"] = {
+            k: one.get(k) for k in ("threads", "seconds", "peak_rss_mb", "score_sums")}
+    except Exception:  # noqa: BLE001
+        report["single_threaded_products"] = {"error": traceback.format_exc()[-1500:]}
     return report
 
 

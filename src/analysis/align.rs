@@ -272,6 +272,15 @@ pub fn cosine_matrix(a: &NormalizedRows, b: &NormalizedRows) -> Result<Similarit
     })
 }
 
+/// `NEURONXA_SCORING_GEMM=single`: products already running on a rayon thread (the scoring's
+/// layers side by side) use one thread each instead of sharing all of them, for A/B benchmarks
+/// of the nested parallelism on many cores (`scripts/gpu_check.py --scoring-bench`).
+fn single_threaded_products() -> bool {
+    static SINGLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SINGLE
+        .get_or_init(|| std::env::var("NEURONXA_SCORING_GEMM").is_ok_and(|value| value == "single"))
+}
+
 /// `a · bᵀ` as f64, from one f32 GEMM straight from the rows' buffers (the GEMM candle's CPU
 /// matmul uses, without copying the rows into tensors first).
 fn product_with_transpose(a: &NormalizedRows, b: &NormalizedRows) -> Vec<f64> {
@@ -280,6 +289,9 @@ fn product_with_transpose(a: &NormalizedRows, b: &NormalizedRows) -> Vec<f64> {
     if k > 0 && m > 0 && n > 0 {
         let parallelism = match rayon::current_num_threads() {
             1 => gemm::Parallelism::None,
+            _ if single_threaded_products() && rayon::current_thread_index().is_some() => {
+                gemm::Parallelism::None
+            }
             threads => gemm::Parallelism::Rayon(threads),
         };
         // SAFETY: `a` holds m rows and `b` n rows of k values each, row-major (as
