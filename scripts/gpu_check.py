@@ -377,34 +377,28 @@ def bench_neuronxa(binary, folder, sentences_file, out_json, gpu, stages=False):
 def scoring_bench(binary, folder, out_json, thread_counts=()):
     """`bench --scoring`: the scoring of 10 languages × 100 sentences of made-up states of the
     model's shape, on the host's cores (a run's `scoring` stage, without the model); then again
-    with each of `thread_counts` rayon threads, to see how the scoring scales with cores."""
+    with each of `thread_counts` rayon threads, to see how the scoring scales with cores, and
+    with each similarity product on one thread inside the layers' parallel tasks instead of gemm
+    sharing every core from within them (does the nesting cost on many cores?)."""
     done = run_bin(["bench", "--scoring", "--model", folder, "--json", out_json], binary)
     report = json.loads(Path(out_json).read_text())
     report["log_tail"] = done.stderr[-1500:]
-    by_threads = {}
-    for threads in thread_counts:
-        out = Path(out_json).with_suffix(f".threads{threads}.json")
+
+    def variant(name, env):
+        out = Path(out_json).with_suffix(f".{name}.json")
         try:
-            run_bin(["bench", "--scoring", "--model", folder, "--json", out], binary,
-                    {"RAYON_NUM_THREADS": str(threads)})
+            run_bin(["bench", "--scoring", "--model", folder, "--json", out], binary, env)
             one = json.loads(out.read_text())
-            by_threads[threads] = {k: one.get(k) for k in
-                                   ("threads", "seconds", "product_flops", "peak_rss_mb", "score_sums")}
         except Exception:  # noqa: BLE001
-            by_threads[threads] = {"error": traceback.format_exc()[-1500:]}
-    if by_threads:
-        report["by_threads"] = by_threads
-    # Each similarity product on one thread inside the layers' parallel tasks, instead of gemm
-    # sharing every core from within them: does the nesting cost on many cores?
-    out = Path(out_json).with_suffix(".single_gemm.json")
-    try:
-        run_bin(["bench", "--scoring", "--model", folder, "--json", out], binary,
-                {"NEURONXA_SCORING_GEMM": "single"})
-        one = json.loads(out.read_text())
-        report["single_threaded_products"] = {
-            k: one.get(k) for k in ("threads", "seconds", "peak_rss_mb", "score_sums")}
-    except Exception:  # noqa: BLE001
-        report["single_threaded_products"] = {"error": traceback.format_exc()[-1500:]}
+            return {"error": traceback.format_exc()[-1500:]}
+        figures = {k: one.get(k) for k in ("threads", "seconds", "peak_rss_mb", "score_sums")}
+        figures["same_score_sums"] = one.get("score_sums") == report.get("score_sums")
+        return figures
+
+    if thread_counts:
+        report["by_threads"] = {t: variant(f"threads{t}", {"RAYON_NUM_THREADS": str(t)})
+                                for t in thread_counts}
+    report["single_threaded_products"] = variant("single_gemm", {"NEURONXA_SCORING_GEMM": "single"})
     return report
 
 

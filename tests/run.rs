@@ -139,8 +139,6 @@ fn scoring_alongside_the_extraction_gives_the_scores_of_scoring_after_it() {
     });
     // Scored one after the other, nothing ran alongside.
     assert_eq!(runs[1].provenance.timings.scoring_alongside, 0.0);
-    let timings = &runs[0].provenance.timings;
-    assert!(timings.scoring_alongside <= timings.scoring, "{timings:?}");
     for run in &mut runs {
         run.provenance.started_at = 0;
         run.provenance.seconds = 0.0;

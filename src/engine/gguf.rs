@@ -1133,36 +1133,6 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("mistral3", Architecture::Ministral3),
 ];
 
-/// Which blocks are recurrent (Qwen3.5's linear attention): `attention.recurrent_layers`, else
-/// all but every `full_attention_interval`-th (4), as transformers' default.
-fn recurrent_layers(
-    meta: &Metadata<'_>,
-    key: &dyn Fn(&str) -> String,
-    blocks: usize,
-) -> Result<Vec<bool>> {
-    let flags_key = key("attention.recurrent_layers");
-    if let Some(items) = meta.opt_array(&flags_key)? {
-        if items.len() != blocks {
-            return Err(meta.error(format!(
-                "\"{flags_key}\" has {} entries for {blocks} blocks",
-                items.len()
-            )));
-        }
-        return items
-            .iter()
-            .map(|item| match item {
-                Value::Bool(flag) => Ok(*flag),
-                other => Err(meta.wrong_type(&flags_key, "an array of true or false", other)),
-            })
-            .collect();
-    }
-    let interval = meta
-        .opt_usize(&key("full_attention_interval"))?
-        .unwrap_or(4)
-        .max(1);
-    Ok((0..blocks).map(|i| (i + 1) % interval != 0).collect())
-}
-
 /// Granite's four multipliers (dense and MoE), as llama.cpp names them.
 fn granite_scales(
     meta: &Metadata<'_>,
@@ -1435,7 +1405,13 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
                     separate_projections: false,
                 },
             );
-            let recurrent = recurrent_layers(&meta, &key, blocks)?;
+            // Listed per block (`attention.recurrent_layers`), else all but every
+            // `full_attention_interval`-th (4), as transformers' default.
+            let interval = meta
+                .opt_usize(&key("full_attention_interval"))?
+                .unwrap_or(4);
+            let recurrent =
+                sliding_layers(&meta, &key("attention.recurrent_layers"), blocks, interval)?;
             for (layer, recurrent) in config.layers.iter_mut().zip(recurrent) {
                 if recurrent {
                     layer.mixer = LayerMixer::LinearAttention;
@@ -1689,8 +1665,9 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     Ok(config)
 }
 
-/// Which layers attend locally: an explicit per-layer list or period from the metadata, else
-/// llama.cpp's fixed pattern for the family (every `period`-th layer is global).
+/// Which layers attend locally (or, for Qwen3.5, are recurrent): an explicit per-layer list or
+/// period from the metadata, else llama.cpp's fixed pattern for the family (every `period`-th
+/// layer is global).
 fn sliding_layers(
     meta: &Metadata,
     key: &str,

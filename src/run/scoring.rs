@@ -195,8 +195,8 @@ impl Scorer {
         self.results.try_recv().ok()
     }
 
-    /// Waits for the next scored language; `None` when every language handed in was scored
-    /// and told, or the scorer stopped.
+    /// Waits for the next scored language (call it only with one handed in and not yet
+    /// told: it waits for ever otherwise); `None` once the scorer has stopped on a failure.
     pub fn next(&self) -> Option<Scored> {
         self.results.recv().ok()
     }
