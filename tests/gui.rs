@@ -717,11 +717,13 @@ fn the_experts_reading_is_offered_for_mixtures_only() {
         ExpertPooling::AllTokens
     );
     // The setup panel scrolls: clicked through accesskit, as a screen reader would.
+    // Stepped rather than run to rest: a helper thread (the model check) may ask for a
+    // repaint at any moment, which `run` takes for a UI that never settles.
     h.get_by_role_and_label(Role::ComboBox, "Experts")
         .click_accesskit();
-    h.run();
+    h.run_steps(4);
     h.get_by_label("routed tokens only").click_accesskit();
-    h.run();
+    h.run_steps(4);
     assert_eq!(
         h.state().settings().capture.expert_pooling,
         ExpertPooling::RoutedTokens
