@@ -370,10 +370,13 @@ fn check_batch_invariance(name: &str) {
         ("hidden", &one.hidden_pooled, &many.hidden_pooled),
         ("hidden_last", &one.hidden_last, &many.hidden_last),
     ] {
+        // Within 1e-5 of the largest value (or of 1): batches of other sizes sum the same
+        // products in another order (other GEMM kernels; with experts, other expert batches).
         let worst = worst_difference(a, b);
+        let scale = a.iter().fold(1f32, |largest, x| largest.max(x.abs()));
         assert!(
-            worst <= 1e-5,
-            "{name} {what}: batch 1 vs 32 differ by {worst:e}"
+            worst <= 1e-5 * scale,
+            "{name} {what}: batch 1 vs 32 differ by {worst:e}, values up to {scale}"
         );
     }
 }

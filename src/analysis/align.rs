@@ -104,44 +104,101 @@ pub fn normalize_rows_in_place(x: &mut [f32], n: usize, d: usize) -> Result<Vec<
         x.par_chunks_mut(d)
             .zip(zero.par_iter_mut())
             .enumerate()
-            .try_for_each(|(row_index, (row, zero))| {
-                // The norm in f64 (14 336 squared activations lose bits in f32), over four
-                // running sums so that the additions need not wait on each other. It is finite
-                // exactly when every value is: no f32 squared overflows an f64.
-                let mut sums = [0.0f64; 4];
-                let quads = row.chunks_exact(4);
-                let tail = quads.remainder();
-                for quad in quads {
-                    for (sum, &value) in sums.iter_mut().zip(quad) {
-                        *sum += f64::from(value) * f64::from(value);
-                    }
-                }
-                let tail: f64 = tail.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-                let norm = ((sums[0] + sums[1]) + (sums[2] + sums[3]) + tail).sqrt();
-                if !norm.is_finite() {
-                    let column = row.iter().position(|value| !value.is_finite());
-                    return Err(AnalysisError::NonFinite {
-                        what: "a sentence vector".to_string(),
-                        position: format!(
-                            "sentence {row_index}, component {}",
-                            column.unwrap_or(0)
-                        ),
-                    });
-                }
-                if norm == 0.0 {
-                    // -0.0 and 0.0 alike become 0.0.
-                    row.fill(0.0);
-                    *zero = true;
-                } else {
-                    let inverse = 1.0 / norm;
-                    for value in row.iter_mut() {
-                        *value = (f64::from(*value) * inverse) as f32;
-                    }
-                }
-                Ok(())
-            })?;
+            .try_for_each(|(row_index, (row, zero))| normalize_row(row, row_index, zero))?;
     }
     Ok(zero)
+}
+
+/// One row of [`normalize_rows_in_place`].
+fn normalize_row(row: &mut [f32], row_index: usize, zero: &mut bool) -> Result<()> {
+    let norm = pulp::Arch::new().dispatch(ScaleToUnitLength { row: &mut *row });
+    // The norm is finite exactly when every value is: no f32 squared overflows an f64.
+    if !norm.is_finite() {
+        let column = row.iter().position(|value| !value.is_finite());
+        return Err(AnalysisError::NonFinite {
+            what: "a sentence vector".to_string(),
+            position: format!("sentence {row_index}, component {}", column.unwrap_or(0)),
+        });
+    }
+    if norm == 0.0 {
+        // -0.0 and 0.0 alike become 0.0.
+        row.fill(0.0);
+        *zero = true;
+    }
+    Ok(())
+}
+
+/// Divides a row by its L2 norm (in f64: 14 336 squared activations lose bits in f32) where
+/// that is finite and not zero; gives the norm.
+///
+/// This and [`FixedOrderDot`] are `pulp` operations, built for the widest vector instructions
+/// the CPU has (AVX2 or AVX-512 on x86-64, found at run time) where the rest of the crate
+/// targets baseline x86-64: the same operations in the same order, so the same bits, on each.
+struct ScaleToUnitLength<'a> {
+    row: &'a mut [f32],
+}
+
+impl pulp::WithSimd for ScaleToUnitLength<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f64 {
+        let norm = sum_of_products(self.row, self.row).sqrt();
+        if norm.is_finite() && norm != 0.0 {
+            let inverse = 1.0 / norm;
+            for value in self.row.iter_mut() {
+                *value = (f64::from(*value) * inverse) as f32;
+            }
+        }
+        norm
+    }
+}
+
+/// `Σ left[i] · right[i]` in f64 (see [`sum_of_products`]).
+struct FixedOrderDot<'a> {
+    left: &'a [f32],
+    right: &'a [f32],
+}
+
+impl pulp::WithSimd for FixedOrderDot<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f64 {
+        sum_of_products(self.left, self.right)
+    }
+}
+
+/// Running sums side by side: enough of them that the additions need not wait on each other
+/// (four AVX-512 registers of f64).
+const SUM_LANES: usize = 32;
+
+/// `Σ left[i] · right[i]` in f64, always in the same order: `SUM_LANES` running sums, each
+/// over every `SUM_LANES`-th product, added pairwise, then the tail. Each f32 product is exact
+/// in f64, so equal inputs give bit-identical sums wherever they come from.
+#[inline(always)]
+fn sum_of_products(left: &[f32], right: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; SUM_LANES];
+    let (left_chunks, right_chunks) = (left.chunks_exact(SUM_LANES), right.chunks_exact(SUM_LANES));
+    let tail: f64 = left_chunks
+        .remainder()
+        .iter()
+        .zip(right_chunks.remainder())
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    for (x, y) in left_chunks.zip(right_chunks) {
+        for lane in 0..SUM_LANES {
+            lanes[lane] += f64::from(x[lane]) * f64::from(y[lane]);
+        }
+    }
+    let mut width = SUM_LANES;
+    while width > 1 {
+        width /= 2;
+        for lane in 0..width {
+            lanes[lane] += lanes[lane + width];
+        }
+    }
+    lanes[0] + tail
 }
 
 /// Square matrix of cosine similarities, rows = first side's sentences, columns = second's.
@@ -364,21 +421,7 @@ fn refine_near_maxima(a: &NormalizedRows, b: &NormalizedRows, values: &mut [f64]
 fn exact_dot(a: &[f32], b: &[f32], dim: usize, i: usize, j: usize) -> f64 {
     let left = &a[i * dim..(i + 1) * dim];
     let right = &b[j * dim..(j + 1) * dim];
-    // Four independent sums let the compiler vectorise; the order is still fixed.
-    let mut lanes = [0.0f64; 4];
-    let (left_chunks, right_chunks) = (left.chunks_exact(4), right.chunks_exact(4));
-    let tail: f64 = left_chunks
-        .remainder()
-        .iter()
-        .zip(right_chunks.remainder())
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum();
-    for (x, y) in left_chunks.zip(right_chunks) {
-        for lane in 0..4 {
-            lanes[lane] += f64::from(x[lane]) * f64::from(y[lane]);
-        }
-    }
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+    pulp::Arch::new().dispatch(FixedOrderDot { left, right })
 }
 
 /// The alignment of one pair of languages at one layer.
@@ -721,6 +764,55 @@ mod tests {
         let (s, st) = (score(&sim), score(&t));
         assert_eq!(s.p_at_1_forward, st.p_at_1_backward);
         assert_eq!(s.mutual_nn, st.mutual_nn);
+    }
+
+    #[test]
+    fn fixed_order_sums_are_the_same_bits_with_or_without_vector_instructions() {
+        // 14 336 + 7: whole lanes and a tail. Values of mixed sign and size, so that a
+        // different order of the additions would round differently.
+        let d = 14_336 + 7;
+        let left: Vec<f32> = (0..d)
+            .map(|k| ((k * 7919 % 1009) as f32 - 500.0) * 1.7e-3)
+            .collect();
+        let right: Vec<f32> = (0..d)
+            .map(|k| ((k * 104_729 % 997) as f32).sqrt())
+            .collect();
+        let widest = pulp::Arch::new().dispatch(FixedOrderDot {
+            left: &left,
+            right: &right,
+        });
+        let scalar = pulp::Simd::vectorize(
+            pulp::Scalar::new(),
+            FixedOrderDot {
+                left: &left,
+                right: &right,
+            },
+        );
+        assert_eq!(widest.to_bits(), scalar.to_bits());
+        let sequential: f64 = left
+            .iter()
+            .zip(&right)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
+        assert!((widest - sequential).abs() <= 1e-12 * sequential.abs().max(1.0));
+
+        let mut row = left.clone();
+        let norm = pulp::Arch::new().dispatch(ScaleToUnitLength { row: &mut row });
+        let mut scalar_row = left.clone();
+        let scalar_norm = pulp::Simd::vectorize(
+            pulp::Scalar::new(),
+            ScaleToUnitLength {
+                row: &mut scalar_row,
+            },
+        );
+        assert_eq!(norm.to_bits(), scalar_norm.to_bits());
+        assert!(
+            row.iter()
+                .zip(&scalar_row)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let unit: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        assert!((unit - 1.0).abs() < 1e-6, "{unit}");
     }
 
     #[test]
