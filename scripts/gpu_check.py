@@ -379,7 +379,8 @@ def scoring_bench(binary, folder, out_json, thread_counts=()):
     model's shape, on the host's cores (a run's `scoring` stage, without the model); then again
     with each of `thread_counts` rayon threads, to see how the scoring scales with cores, and
     with each similarity product on one thread inside the layers' parallel tasks instead of gemm
-    sharing every core from within them (does the nesting cost on many cores?)."""
+    sharing every core from within them (does the nesting cost on many cores?), and with the
+    normalised rows kept in memory (NEURONXA_SCORING_KEEP_MB)."""
     done = run_bin(["bench", "--scoring", "--model", folder, "--json", out_json], binary)
     report = json.loads(Path(out_json).read_text())
     report["log_tail"] = done.stderr[-1500:]
@@ -391,7 +392,8 @@ def scoring_bench(binary, folder, out_json, thread_counts=()):
             one = json.loads(out.read_text())
         except Exception:  # noqa: BLE001
             return {"error": traceback.format_exc()[-1500:]}
-        figures = {k: one.get(k) for k in ("threads", "seconds", "peak_rss_mb", "score_sums")}
+        figures = {k: one.get(k) for k in ("threads", "seconds", "peak_rss_mb", "score_sums",
+                                            "kept_languages")}
         figures["same_score_sums"] = one.get("score_sums") == report.get("score_sums")
         return figures
 
@@ -399,6 +401,9 @@ def scoring_bench(binary, folder, out_json, thread_counts=()):
         report["by_threads"] = {t: variant(f"threads{t}", {"RAYON_NUM_THREADS": str(t)})
                                 for t in thread_counts}
     report["single_threaded_products"] = variant("single_gemm", {"NEURONXA_SCORING_GEMM": "single"})
+    # Normalised rows kept in memory instead of read and normalised again for each later
+    # language (no gain on 2 cores; the memory traffic it saves may matter on many).
+    report["kept_rows"] = variant("kept_rows", {"NEURONXA_SCORING_KEEP_MB": "16384"})
     return report
 
 

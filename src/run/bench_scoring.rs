@@ -16,7 +16,7 @@ use crate::engine::{CaptureSettings, ModelSource};
 
 use super::bench::peak_rss_mb;
 use super::job::ScratchDir;
-use super::{Method, PairMatrix, RunError, scoring};
+use super::{Method, RunError, scoring};
 
 pub struct ScoringBenchOptions {
     pub model: ModelSource,
@@ -48,6 +48,10 @@ pub struct ScoringBenchReport {
     /// Per method, the sum of every language's pivot score at every layer: the same states
     /// must give the same sums, whatever the build or machine.
     pub score_sums: std::collections::BTreeMap<String, f64>,
+    /// Languages whose normalised rows the scoring kept in memory (instead of reading and
+    /// normalising them again for each later language), and their megabytes.
+    pub kept_languages: usize,
+    pub kept_mb: f64,
     pub peak_rss_mb: Option<f64>,
 }
 
@@ -94,15 +98,23 @@ pub fn bench_scoring(
         "states made up and written in {writing_seconds:.1} s"
     ));
 
-    let mut matrices = std::collections::BTreeMap::<Method, PairMatrix>::new();
-    let mut finished: Vec<(Lang, StatesFile)> = Vec::new();
+    // Multiply-adds of one pair's similarity products at every layer, for every method.
+    let per_pair: f64 = options
+        .methods
+        .iter()
+        .map(|method| {
+            let kind = method.state_kind();
+            let (layers, width) = (files[0].layer_count(kind), files[0].width(kind));
+            2.0 * (n * n) as f64 * width as f64 * layers as f64
+        })
+        .sum();
+    let mut scoring =
+        scoring::Scoring::new(options.methods.clone(), 0, scoring::keep_budget_from_env());
     let mut per_language_seconds = Vec::new();
     let mut score_sums = std::collections::BTreeMap::new();
-    for (lang, states) in options.languages.iter().zip(files) {
+    for (index, (lang, states)) in options.languages.iter().zip(files).enumerate() {
         let started = Instant::now();
-        let language = (lang.clone(), states);
-        let scores =
-            scoring::score_language(&mut matrices, &options.methods, &finished, &language, 0)?;
+        let scores = scoring.score(lang.clone(), states)?;
         let seconds = started.elapsed().as_secs_f64();
         for (method, scores) in scores {
             let sum = score_sums.entry(method.key().to_string()).or_insert(0.0);
@@ -111,26 +123,22 @@ pub fn bench_scoring(
         log(&format!(
             "{:<4} against {} languages and itself: {seconds:.2} s",
             lang.code(),
-            finished.len()
+            index
         ));
         per_language_seconds.push(seconds);
-        finished.push(language);
+    }
+    let (kept_bytes, kept_languages) = scoring.kept();
+    if kept_languages > 0 {
+        log(&format!(
+            "normalised rows of {kept_languages} languages kept in memory ({:.0} MB)",
+            kept_bytes as f64 / 1e6
+        ));
     }
     let seconds = per_language_seconds.iter().sum();
 
     // Each language against every earlier one and itself: L(L+1)/2 products of n × n, per layer.
     let l = options.languages.len() as f64;
     let pairs = l * (l + 1.0) / 2.0;
-    let per_pair: f64 = options
-        .methods
-        .iter()
-        .map(|method| {
-            let kind = method.state_kind();
-            let layers = finished[0].1.layer_count(kind) as f64;
-            let width = finished[0].1.width(kind) as f64;
-            2.0 * (n * n) as f64 * width * layers
-        })
-        .sum();
     Ok(ScoringBenchReport {
         model: name,
         layers: layout.layers,
@@ -149,6 +157,8 @@ pub fn bench_scoring(
         per_language_seconds,
         product_flops: pairs * per_pair,
         score_sums,
+        kept_languages,
+        kept_mb: kept_bytes as f64 / 1e6,
         peak_rss_mb: peak_rss_mb(),
     })
 }
