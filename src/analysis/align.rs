@@ -601,21 +601,27 @@ mod tests {
 
     #[test]
     /// Rows of five: four running sums and a tail.
-    fn rows_longer_than_four_values_normalise_by_hand() {
-        #[rustfmt::skip]
-        let together = [
-            3.0, 4.0, 0.0, 0.0, 0.0,
-            0.0, 0.0, 0.0, 0.0, 0.0,
-            0.0, 0.0, 1.0, 2.0, 2.0,
-        ];
-        let expected = normalize_rows(&together, 3, 5).expect("together");
-        assert_eq!(expected.row(0), Some(&[0.6f32, 0.8, 0.0, 0.0, 0.0][..]));
-        assert!(expected.is_zero(1));
+    fn rows_longer_than_the_running_sums_normalise_by_hand() {
+        // 35 values: the 32 running sums and a tail of 3, with values in both.
+        let d = SUM_LANES + 3;
+        let mut together = vec![0.0f32; 3 * d];
+        together[0] = 3.0;
+        together[33] = 4.0;
+        for (position, value) in [(5, 1.0), (20, 2.0), (34, 2.0)] {
+            together[2 * d + position] = value;
+        }
+        let rows = normalize_rows(&together, 3, d).expect("together");
+        let row = rows.row(0).expect("row 0");
+        assert_eq!((row[0], row[33]), (0.6, 0.8));
+        assert_eq!(row.iter().filter(|&&v| v != 0.0).count(), 2);
+        assert!(rows.is_zero(1));
+        let row = rows.row(2).expect("row 2");
         let third = 1.0f32 / 3.0;
         assert_eq!(
-            expected.row(2),
-            Some(&[0.0f32, 0.0, third, 2.0 * third, 2.0 * third][..])
+            (row[5], row[20], row[34]),
+            (third, 2.0 * third, 2.0 * third)
         );
+        assert_eq!(row.iter().filter(|&&v| v != 0.0).count(), 3);
     }
 
     #[test]

@@ -66,8 +66,8 @@ pub struct Scoring {
     kept_bytes: u64,
 }
 
+/// A language scored before (its name is in the matrices).
 struct DoneLanguage {
-    lang: Lang,
     states: StatesFile,
     /// Per method, its normalised rows at every layer, where they were kept.
     normalized: BTreeMap<Method, Vec<NormalizedRows>>,
@@ -121,50 +121,49 @@ impl Scoring {
             })
             .sum();
         let keep = self.kept_bytes + bytes <= self.keep_budget;
-        let pivot_lang = self.done.first().map_or(&lang, |done| &done.lang).clone();
-        let mut per_method = BTreeMap::new();
-        let mut normalized = BTreeMap::new();
-        for &method in &self.methods {
-            let matrix = self.matrices.entry(method).or_insert_with(|| PairMatrix {
-                languages: Vec::new(),
-                per_layer: Vec::new(),
-            });
-            let others: Vec<Other<'_>> = matrix
-                .languages
-                .iter()
-                .map(|other| {
-                    let done = self
-                        .done
-                        .iter()
-                        .find(|done| &done.lang == other)
-                        .ok_or_else(|| {
-                            RunError::Invalid(format!("no states for {}", other.name()))
-                        })?;
-                    Ok(Other {
+        // Every layer of every method first, so that a failure leaves the scoring as it was.
+        // The pivot is the first language scored (at the start of every matrix, whose
+        // languages are those of `done`, in order), or this one.
+        let pivot_index = (!self.done.is_empty()).then_some(0);
+        let per_method_layers = self
+            .methods
+            .iter()
+            .map(|&method| {
+                let others: Vec<Other<'_>> = self
+                    .done
+                    .iter()
+                    .map(|done| Other {
                         states: &done.states,
                         kept: done.normalized.get(&method).map(Vec::as_slice),
                     })
-                })
-                .collect::<Result<_, RunError>>()?;
-            let layers = states.layer_count(method.state_kind());
-            if matrix.per_layer.is_empty() {
-                matrix.per_layer = vec![Vec::new(); layers];
-            }
-            let pivot_index = matrix.languages.iter().position(|l| *l == pivot_lang);
-            if pivot_index.is_none() && lang != pivot_lang {
-                return Err(RunError::Invalid(format!(
-                    "the pivot {} is missing from the {} matrix",
-                    pivot_lang.name(),
-                    method.label()
-                )));
-            }
-            // The layers side by side on all cores: one pair's similarity matrix (100 × 100
-            // from 14 336-long rows) is too small a product to share among them.
-            let chance_seed = self.chance_seed;
-            let per_layer = (0..layers)
-                .into_par_iter()
-                .map(|layer| score_layer(method, layer, &states, &others, pivot_index, chance_seed))
-                .collect::<Result<Vec<_>, RunError>>()?;
+                    .collect();
+                // The layers side by side on all cores: one pair's similarity matrix (100 ×
+                // 100 from 14 336-long rows) is too small a product to share among them.
+                (0..states.layer_count(method.state_kind()))
+                    .into_par_iter()
+                    .map(|layer| {
+                        score_layer(
+                            method,
+                            layer,
+                            &states,
+                            &others,
+                            pivot_index,
+                            self.chance_seed,
+                            keep,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, RunError>>()
+            })
+            .collect::<Result<Vec<_>, RunError>>()?;
+
+        let mut per_method = BTreeMap::new();
+        let mut normalized = BTreeMap::new();
+        for (&method, per_layer) in self.methods.iter().zip(per_method_layers) {
+            let layers = per_layer.len();
+            let matrix = self.matrices.entry(method).or_insert_with(|| PairMatrix {
+                languages: Vec::new(),
+                per_layer: vec![Vec::new(); layers],
+            });
             let mut scores = MethodScores {
                 per_layer: Vec::with_capacity(layers),
                 chance_per_layer: Vec::with_capacity(layers),
@@ -174,7 +173,7 @@ impl Scoring {
                 matched: Vec::with_capacity(layers),
                 nearest: Vec::with_capacity(layers),
             };
-            let mut rows = Vec::with_capacity(if keep { layers } else { 0 });
+            let mut kept_rows = Vec::new();
             for (grid, layer) in matrix.per_layer.iter_mut().zip(per_layer) {
                 let LayerScores { row, pivot, mine } = layer;
                 scores.zero_vectors += pivot.zero_vectors;
@@ -188,24 +187,18 @@ impl Scoring {
                     line.push(score);
                 }
                 grid.push(row);
-                if keep {
-                    rows.push(mine);
-                }
+                kept_rows.extend(mine);
             }
             matrix.languages.push(lang.clone());
             per_method.insert(method, scores);
             if keep {
-                normalized.insert(method, rows);
+                normalized.insert(method, kept_rows);
             }
         }
         if keep {
             self.kept_bytes += bytes;
         }
-        self.done.push(DoneLanguage {
-            lang,
-            states,
-            normalized,
-        });
+        self.done.push(DoneLanguage { states, normalized });
         Ok(per_method)
     }
 }
@@ -318,8 +311,8 @@ struct LayerScores {
     row: Vec<f64>,
     /// Against the pivot.
     pivot: PivotLayer,
-    /// The new language's normalised rows at this layer.
-    mine: NormalizedRows,
+    /// The new language's normalised rows at this layer, where they are to be kept.
+    mine: Option<NormalizedRows>,
 }
 
 struct PivotLayer {
@@ -330,7 +323,7 @@ struct PivotLayer {
 }
 
 /// Scores layer `layer` of `new` against each of `others` (the pivot among them at
-/// `pivot_index`, or else `new` is the pivot) and itself.
+/// `pivot_index`, or else `new` is the pivot) and itself; with `keep`, its normalised rows too.
 fn score_layer(
     method: Method,
     layer: usize,
@@ -338,6 +331,7 @@ fn score_layer(
     others: &[Other<'_>],
     pivot_index: Option<usize>,
     chance_seed: u64,
+    keep: bool,
 ) -> Result<LayerScores, RunError> {
     let against_pivot = |sim: &SimilarityMatrix, zero_vectors: usize| PivotLayer {
         pair: align::score(sim),
@@ -386,7 +380,11 @@ fn score_layer(
             scores
         }
     };
-    Ok(LayerScores { row, pivot, mine })
+    Ok(LayerScores {
+        row,
+        pivot,
+        mine: keep.then_some(mine),
+    })
 }
 
 #[cfg(test)]
