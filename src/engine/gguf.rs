@@ -6,8 +6,9 @@
 //! converter changed a tensor on the way in (rows of Q and K permuted for the models it writes
 //! through its `LlamaModel`, `+1` folded into Gemma's norms, Qwen3.5's value heads reordered),
 //! the change is undone here; where it moved configuration into tensors (llama 3's
-//! `rope_freqs`, Phi-3's rotary factors), they are read into the config. Each family is checked against transformers on a tiny model that
-//! llama.cpp's own converter wrote (`tests/fixtures/gguf/`).
+//! `rope_freqs`, Phi-3's rotary factors), they are read into the config. Each family is checked
+//! against transformers on a tiny model that llama.cpp's own converter wrote
+//! (`tests/fixtures/gguf/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
