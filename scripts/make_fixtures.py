@@ -1695,6 +1695,41 @@ def permute_qk(w: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarray:
             .swapaxes(1, 2).reshape(w.shape))
 
 
+def add_sentencepiece_vocab(w, vocab_size: int):
+    """The tiny llama's SentencePiece vocabulary, as convert_hf_to_gguf.py's
+    _create_vocab_sentencepiece writes it."""
+    import gguf
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(FIX / "tokenizers" / "sp_llama.model"))
+    tokens, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        tokens.append(sp.id_to_piece(i).encode("utf-8"))
+        scores.append(sp.get_score(i))
+        if sp.is_unknown(i):
+            tt = gguf.TokenType.UNKNOWN
+        elif sp.is_control(i):
+            tt = gguf.TokenType.CONTROL
+        elif sp.is_unused(i):
+            tt = gguf.TokenType.UNUSED
+        elif sp.is_byte(i):
+            tt = gguf.TokenType.BYTE
+        else:
+            tt = gguf.TokenType.NORMAL
+        types.append(tt)
+    assert len(tokens) == vocab_size
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+
+
 def make_llama_gguf(sp_tok, sents):
     import gguf
     import sentencepiece as spm
@@ -1729,34 +1764,7 @@ def make_llama_gguf(sp_tok, sents):
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
     w.add_vocab_size(cfg.vocab_size)
     w.add_rope_dimension_count(cfg.head_dim)
-    # Vocabulary exactly as convert_hf_to_gguf.py's _create_vocab_sentencepiece.
-    sp = spm.SentencePieceProcessor(model_file=str(FIX / "tokenizers" / "sp_llama.model"))
-    tokens, scores, types = [], [], []
-    for i in range(sp.vocab_size()):
-        tokens.append(sp.id_to_piece(i).encode("utf-8"))
-        scores.append(sp.get_score(i))
-        if sp.is_unknown(i):
-            tt = gguf.TokenType.UNKNOWN
-        elif sp.is_control(i):
-            tt = gguf.TokenType.CONTROL
-        elif sp.is_unused(i):
-            tt = gguf.TokenType.UNUSED
-        elif sp.is_byte(i):
-            tt = gguf.TokenType.BYTE
-        else:
-            tt = gguf.TokenType.NORMAL
-        types.append(tt)
-    assert len(tokens) == cfg.vocab_size
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(sp.bos_id())
-    w.add_eos_token_id(sp.eos_id())
-    w.add_unk_token_id(sp.unk_id())
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_sentencepiece_vocab(w, cfg.vocab_size)
 
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
     quantized = []
@@ -1811,6 +1819,161 @@ def make_llama_gguf(sp_tok, sents):
         "quantized_tensors": ",".join(quantized)}, f64_model=f64)
     save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
     print(f"tiny/llama_gguf: {sizeof(path)} gguf, Q8_0: {len(quantized)} tensors; ref {sizeof(folder / 'reference.safetensors')}")
+
+
+# ---------------------------------------------------------------- 2g. storage types candle lacks
+# The i-quants, ternary and FP4 types src/engine/quants reads itself. gguf-py has no quantizer for
+# most of them, so the blocks are random bytes with their scale fields set to chosen values; what
+# they decode to, by gguf-py (the code transformers' GGUF loader runs), is the reference.
+OWN_QUANTS = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS",
+              "TQ1_0", "TQ2_0", "MXFP4", "NVFP4"]
+# Where each type keeps its f16 block scale (IQ1_M spreads it over four nibbles; MXFP4 and NVFP4
+# have power-of-two and E4M3 scales instead).
+F16_SCALE_AT = {"IQ2_XXS": 0, "IQ2_XS": 0, "IQ2_S": 0, "IQ3_XXS": 0, "IQ3_S": 0, "IQ1_S": 0, "IQ4_NL": 0,
+                "IQ4_XS": 0, "TQ1_0": 52, "TQ2_0": 64}
+
+
+def random_blocks(name: str, n_blocks: int, rng, scale: np.ndarray) -> np.ndarray:
+    """n_blocks random blocks of type `name` whose block scales are `scale` (one per block)."""
+    import gguf
+    qtype = gguf.GGMLQuantizationType[name]
+    _, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    blocks = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+    if name in F16_SCALE_AT:
+        at = F16_SCALE_AT[name]
+        blocks[:, at:at + 2] = scale.astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
+    elif name == "IQ1_M":
+        bits = scale.astype(np.float16).view(np.uint16).reshape(n_blocks, 1)
+        nibbles = ((bits >> np.array([0, 4, 8, 12], dtype=np.uint16)) & 0xF) << 12
+        words = blocks[:, 48:56].copy().view(np.uint16) & np.uint16(0x0FFF)
+        blocks[:, 48:56] = (words | nibbles.astype(np.uint16)).view(np.uint8)
+    elif name == "MXFP4":
+        # E8M0: 2^(e - 127), e near log2(scale).
+        blocks[:, 0] = np.clip(np.round(np.log2(scale)) + 127, 0, 254).astype(np.uint8)
+    elif name == "NVFP4":
+        blocks[:, 0:4] = gguf.quants.NVFP4.fp32_to_ue4m3(np.repeat(scale.reshape(-1, 1), 4, axis=1) * 2)
+    return blocks
+
+
+def dequantized(name: str, blocks: np.ndarray) -> np.ndarray:
+    import gguf
+    return gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType[name]).reshape(-1).astype(np.float32)
+
+
+def make_quant_blocks():
+    """tests/fixtures/quants/blocks.safetensors: per type, random blocks and gguf-py's values for
+    them; per i-quant grid, the grid as gguf-py decodes it."""
+    from safetensors.numpy import save_file as np_save_file
+    import gguf
+    out = FIX / "quants"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED + 77)
+    tensors = {}
+    n_blocks = 24
+    for name in OWN_QUANTS:
+        # Scales over several orders of magnitude, a negative one, and for MXFP4 the smallest
+        # exponents (0 and 1 take ggml's denormal branch).
+        scale = np.exp(rng.uniform(np.log(1e-3), np.log(4.0), size=n_blocks)).astype(np.float32)
+        if name in F16_SCALE_AT or name == "IQ1_M":
+            scale[3] = -scale[3]
+        blocks = random_blocks(name, n_blocks, rng, scale)
+        if name == "MXFP4":
+            blocks[:3, 0] = [0, 1, 200]
+        tensors[f"{name}.blocks"] = blocks.reshape(-1)
+        tensors[f"{name}.values"] = dequantized(name, blocks)
+        assert np.isfinite(tensors[f"{name}.values"]).all(), name
+    values = rng.standard_normal(64) * 10.0 ** rng.integers(-8, 8, size=64)
+    tensors["F64.blocks"] = values.astype("<f8").view(np.uint8)
+    tensors["F64.values"] = values.astype(np.float32)
+    for name in ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S"]:
+        cls = getattr(gguf.quants, name)
+        cls.init_grid()
+        tensors[f"{name}.grid"] = cls.grid.reshape(-1).astype(np.int8)
+    np_save_file(tensors, str(out / "blocks.safetensors"), metadata={
+        "source": f"random blocks; values and grids by gguf-py {gguf.__version__ if hasattr(gguf, '__version__') else ''} quants.dequantize"})
+    print(f"quants/blocks.safetensors: {sizeof(out / 'blocks.safetensors')}")
+
+
+# Which type stores each linear weight of tiny/llama_iquants: every type of OWN_QUANTS once.
+IQUANT_LAYOUT = [
+    {"attn_q": "IQ2_XXS", "attn_k": "IQ2_XS", "attn_v": "IQ2_S", "attn_output": "IQ3_XXS",
+     "ffn_gate": "IQ3_S", "ffn_up": "IQ1_S", "ffn_down": "IQ1_M"},
+    {"attn_q": "IQ4_NL", "attn_k": "IQ4_XS", "attn_v": "TQ1_0", "attn_output": "TQ2_0",
+     "ffn_gate": "MXFP4", "ffn_up": "NVFP4", "ffn_down": "IQ4_XS"},
+]
+
+
+def make_llama_iquants(sp_tok, sents):
+    """tiny/llama_iquants: a llama GGUF (hidden 256, so rows are whole 256-value blocks) whose
+    linear weights are random blocks of the types candle lacks, and transformers' reference for
+    it, loaded from the GGUF (gguf-py dequantizes)."""
+    import gguf
+    folder = TINY / "llama_iquants"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    cfg = dict(hidden=256, ffn=512, layers=2, heads=4, kv_heads=2, ctx=512, eps=1e-5, theta=10000.0)
+    head_dim = cfg["hidden"] // cfg["heads"]
+    vocab = len(sp_tok)
+    rng = np.random.default_rng(SEED + 78)
+    path = folder / "model.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("neuronxa tiny llama_iquants")
+    w.add_block_count(cfg["layers"])
+    w.add_context_length(cfg["ctx"])
+    w.add_embedding_length(cfg["hidden"])
+    w.add_feed_forward_length(cfg["ffn"])
+    w.add_head_count(cfg["heads"])
+    w.add_head_count_kv(cfg["kv_heads"])
+    w.add_rope_freq_base(cfg["theta"])
+    w.add_layer_norm_rms_eps(cfg["eps"])
+    w.add_vocab_size(vocab)
+    w.add_rope_dimension_count(head_dim)
+    add_sentencepiece_vocab(w, vocab)
+
+    def norm(n):
+        return rng.uniform(0.6, 1.4, size=n).astype(np.float32)
+
+    def quantized(name, rows, cols, qtype, std):
+        """Random blocks of `qtype` for a [rows, cols] weight whose values have about `std`."""
+        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
+        n = rows * cols // block
+        state = rng.bit_generator.state
+        first = random_blocks(qtype, n, rng, np.ones(n, dtype=np.float32))
+        unit = dequantized(qtype, first).std()
+        rng.bit_generator.state = state  # the same bytes, scaled
+        blocks = random_blocks(qtype, n, rng, np.full(n, std / unit, dtype=np.float32))
+        w.add_tensor(name, blocks.reshape(rows, cols // block * type_size), raw_dtype=gguf.GGMLQuantizationType[qtype])
+
+    h, f, kv = cfg["hidden"], cfg["ffn"], cfg["kv_heads"] * head_dim
+    w.add_tensor("token_embd.weight", (rng.standard_normal((vocab, h)) * 0.5).astype(np.float16))
+    shapes = {"attn_q": (h, h), "attn_k": (kv, h), "attn_v": (kv, h), "attn_output": (h, h),
+              "ffn_gate": (f, h), "ffn_up": (f, h), "ffn_down": (h, f)}
+    for i, layout in enumerate(IQUANT_LAYOUT):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", norm(h))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", norm(h))
+        for tensor, qtype in layout.items():
+            rows, cols = shapes[tensor]
+            std = 0.04 if tensor in ("attn_output", "ffn_down") else 0.1
+            quantized(f"blk.{i}.{tensor}.weight", rows, cols, qtype, std)
+    w.add_tensor("output_norm.weight", norm(h))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file="model.gguf")
+    gm = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float32,
+                                              attn_implementation="eager").eval()
+    f64 = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float64,
+                                               attn_implementation="eager").eval()
+    types = ", ".join(f"blk.{i}.{t}: {q}" for i, layout in enumerate(IQUANT_LAYOUT) for t, q in layout.items())
+    tensors, meta = reference_for(gm, tok, sents, "llama_iquants", {
+        "tokenizer": "from the GGUF (tokenizer.ggml.model=llama, add_bos_token=true), as transformers builds it",
+        "weights_on_disk": "GGUF: random blocks; " + types}, f64_model=f64)
+    save_file(tensors, str(folder / "reference.safetensors"), metadata=meta)
+    print(f"tiny/llama_iquants: {sizeof(path)} gguf; ref {sizeof(folder / 'reference.safetensors')}")
+
 
 
 # What a tiny checkpoint needs before llama.cpp's converter takes it, and why. The converter
@@ -1960,7 +2123,7 @@ def make_gpt2_files_tokenizer(bl_nobos, sents):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["tiny", "demo", "gguf", "converted", "pytorch"], action="append",
+    ap.add_argument("--only", choices=["tiny", "demo", "gguf", "quants", "converted", "pytorch"], action="append",
                     help="restrict to a part (repeatable); tokenizers are always rebuilt")
     ap.add_argument("--models", nargs="*", help="restrict the tiny part to these model names")
     ap.add_argument("--demo-gguf", default=os.environ.get(
@@ -1968,7 +2131,7 @@ def main():
     ap.add_argument("--llama-cpp", default=os.environ.get("NEURONXA_LLAMA_CPP"),
                     help="a llama.cpp folder holding convert_hf_to_gguf.py (for the converted part)")
     args = ap.parse_args()
-    parts = set(args.only or ["tiny", "demo", "gguf", "converted", "pytorch"])
+    parts = set(args.only or ["tiny", "demo", "gguf", "quants", "converted", "pytorch"])
 
     torch.manual_seed(SEED)
     np.random.seed(SEED)
@@ -1984,6 +2147,9 @@ def main():
             make_gpt_oss_mxfp4(sents)
     if "gguf" in parts:
         make_llama_gguf(sp_tok, sents)
+    if "quants" in parts:
+        make_quant_blocks()
+        make_llama_iquants(sp_tok, sents)
     if "demo" in parts:
         g = Path(args.demo_gguf).expanduser()
         if g.is_file():

@@ -1045,6 +1045,50 @@ fn every_storage_type_candle_reads_dequantizes() {
     }
 }
 
+/// The storage types candle lacks (i-quants, ternary, FP4, F64), read by our own code: the same
+/// bits as gguf-py (the code transformers' GGUF loader runs) on random blocks of every type,
+/// and the same i-quant grids.
+#[test]
+fn storage_types_candle_lacks_dequantize_as_gguf_py_does() {
+    use neuronxa::engine::quants::QuantType;
+    let bytes = std::fs::read(fixture("quants/blocks.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |name: &str| -> Vec<f32> {
+        let data = file.tensor(name).unwrap();
+        assert_eq!(data.dtype(), safetensors::Dtype::F32, "{name}");
+        data.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    for kind in QuantType::ALL {
+        let name = kind.name();
+        let blocks = file.tensor(&format!("{name}.blocks")).unwrap();
+        let ours = kind.dequantize(blocks.data()).unwrap();
+        let reference = f32s(&format!("{name}.values"));
+        assert_eq!(ours.len(), reference.len(), "{name}");
+        assert!(
+            reference.len() >= 24 * kind.block_size().min(64),
+            "{name}: too few values"
+        );
+        if let Some(at) = (0..ours.len()).find(|&i| ours[i].to_bits() != reference[i].to_bits()) {
+            panic!(
+                "{name}: value {at} (block {}) is {}, gguf-py says {}",
+                at / kind.block_size(),
+                ours[at],
+                reference[at]
+            );
+        }
+        if let Some((grid, _)) = kind.grid()
+            && kind != QuantType::Iq1M
+        {
+            let stored = file.tensor(&format!("{name}.grid")).unwrap();
+            let reference: Vec<f32> = stored.data().iter().map(|&b| f32::from(b as i8)).collect();
+            assert_eq!(grid, reference.as_slice(), "{name}: grid");
+        }
+    }
+}
+
 #[test]
 fn gguf_metadata_types_other_than_u32_are_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -1141,20 +1185,23 @@ fn unsupported_architecture_names_it_and_the_file() {
 #[test]
 fn unreadable_storage_type_names_the_tensor_and_the_type() {
     let dir = tempfile::tempdir().unwrap();
-    let path = Synthetic::new("llama", 1).write(dir.path(), "iq2.gguf");
-    // Rewrite the type of blk.0.ffn_up.weight (2 dims) to 16, IQ2_XXS.
+    let path = Synthetic::new("llama", 1).write(dir.path(), "repacked.gguf");
+    // Rewrite the type of blk.0.ffn_up.weight (2 dims) to 31, Q4_0_4_4 (an in-memory layout
+    // of old llama.cpp versions that a few files were saved in).
     let mut bytes = std::fs::read(&path).unwrap();
     let name = b"blk.0.ffn_up.weight";
     let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
     assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 2);
     let type_at = at + 4 + 2 * 8;
-    bytes[type_at..type_at + 4].copy_from_slice(&16u32.to_le_bytes());
+    bytes[type_at..type_at + 4].copy_from_slice(&31u32.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     let err = error_naming(gguf::open(&path), &path);
     assert!(matches!(err, EngineError::Gguf { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
-        message.contains("blk.0.ffn_up.weight") && message.contains("IQ2_XXS"),
+        message.contains("blk.0.ffn_up.weight")
+            && message.contains("Q4_0_4_4")
+            && message.contains("IQ4_XS"),
         "{message}"
     );
 }

@@ -708,6 +708,27 @@ fn exaone_4_5_inside_its_wrapper_gives_the_language_models_numbers() {
     }
 }
 
+/// A GGUF whose linear weights are stored in the types candle lacks, one type per weight (the
+/// i-quants, TQ1_0/TQ2_0, MXFP4, NVFP4): read by our own dequantization, against transformers
+/// loading the same file through gguf-py.
+#[test]
+fn gguf_in_i_quants_ternary_and_fp4_gives_transformers_numbers() {
+    let path = fixtures().join("tiny/llama_iquants/model.gguf");
+    let model = Model::load(
+        &ModelSource::Gguf(path.clone()),
+        DeviceChoice::Cpu,
+        DTypeChoice::F32,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let storage = &model.info.storage_dtype;
+    for name in [
+        "IQ1_M", "IQ2_XXS", "IQ3_S", "IQ4_XS", "TQ1_0", "MXFP4", "NVFP4",
+    ] {
+        assert!(storage.contains(name), "{storage}");
+    }
+    check_against_reference("llama_iquants", "llama_iquants.gguf", &model);
+}
+
 macro_rules! converted_gguf_tests {
     ($($arch:ident),*) => {
         mod converted_gguf {

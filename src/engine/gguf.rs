@@ -12,11 +12,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::GgmlDType;
-use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
@@ -24,6 +23,7 @@ use super::config::{
     ModelConfig, NormLayout, QkNorm, Rope, RopeScaling, ShortConvolution, yarn_mscale,
 };
 use super::error::{EngineError, Result};
+use super::gguf_file::{GgufHeader, HeaderError, Storage, StoredTensor};
 use super::tokenizer::TextTokenizer;
 use super::weights::{TensorSource, check_shape};
 
@@ -76,7 +76,7 @@ type MetadataTensor = (Vec<f32>, Vec<usize>);
 
 struct GgufTensor {
     gguf_name: String,
-    info: TensorInfo,
+    info: StoredTensor,
     fix: Fix,
 }
 
@@ -171,7 +171,7 @@ impl Fix {
 }
 
 impl GgufSource {
-    fn new(path: &Path, content: Content, config: &ModelConfig) -> Result<Self> {
+    fn new(path: &Path, content: GgufHeader, config: &ModelConfig) -> Result<Self> {
         let storage_dtype = storage_summary(&content.tensor_infos);
         let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
         let mut unknown = Vec::new();
@@ -237,32 +237,28 @@ impl GgufSource {
     }
 
     fn read_f32(&self, name: &str, tensor: &GgufTensor) -> Result<Tensor> {
-        let fail = |e: candle_core::Error| {
+        let fail = |message: String| {
             EngineError::gguf(
                 &self.path,
                 format!(
-                    "tensor \"{}\" ({name}, {}): {}",
+                    "tensor \"{}\" ({name}, {}): {message}",
                     tensor.gguf_name,
-                    ggml_type_name(tensor.info.ggml_dtype),
-                    candle_message(&e)
+                    tensor.info.storage.name(),
                 ),
             )
         };
         let mut file = File::open(&self.path).map_err(|e| EngineError::io(&self.path, e))?;
-        let quantized = tensor
+        let values = tensor
             .info
-            .read(&mut file, self.tensor_data_offset, &Device::Cpu)
+            .read_f32(&mut file, self.tensor_data_offset)
             .map_err(fail)?;
-        let values = quantized
-            .dequantize(&Device::Cpu)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(fail)?;
+        let fail = |e: candle_core::Error| fail(candle_message(&e));
         match tensor.fix {
             Fix::None => Ok(values),
             Fix::SubtractOne => Ok((values - 1.0)?),
             Fix::UnpermuteHeads { heads } => unpermute_heads(&values, heads).map_err(fail),
             Fix::UnitAxis => values
-                .reshape(tensor.fix.shape(tensor.info.shape.dims()))
+                .reshape(tensor.fix.shape(&tensor.info.shape))
                 .map_err(fail),
             Fix::ValueHeads(order) => order.undo(&values).map_err(fail),
         }
@@ -282,7 +278,7 @@ impl TensorSource for GgufSource {
                 format!("tensor \"{name}\" is missing"),
             ));
         };
-        let fixed = tensor.fix.shape(tensor.info.shape.dims());
+        let fixed = tensor.fix.shape(&tensor.info.shape);
         check_shape(name, &fixed, shape, &self.path)?;
         let values = self.read_f32(name, tensor)?;
         Ok(values.to_dtype(dtype)?.to_device(device)?)
@@ -325,7 +321,7 @@ const IGNORED_TENSORS: &[&str] = &[
 /// parameter with a value per layer (`xielu.alpha_p`, …, without the architecture's prefix),
 /// stored as transformers stores them (`alpha_p` and `alpha_n` before their softplus).
 fn metadata_tensors(
-    content: &Content,
+    content: &GgufHeader,
     config: &ModelConfig,
     path: &Path,
 ) -> Result<HashMap<String, MetadataTensor>> {
@@ -575,7 +571,7 @@ fn unpermute_heads(values: &Tensor, heads: usize) -> candle_core::Result<Tensor>
 }
 
 /// candle's message without the backtrace it appends when `RUST_BACKTRACE` is set.
-fn candle_message(error: &candle_core::Error) -> String {
+pub(crate) fn candle_message(error: &candle_core::Error) -> String {
     match error {
         candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
         candle_core::Error::Context { inner, context } => {
@@ -586,7 +582,7 @@ fn candle_message(error: &candle_core::Error) -> String {
 }
 
 /// Opens the file and reads its header, with errors that say what is wrong with it.
-fn read_header(path: &Path) -> Result<(File, Content)> {
+fn read_header(path: &Path) -> Result<(File, GgufHeader)> {
     let mut file = File::open(path).map_err(|e| EngineError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
     let mut magic = [0u8; 4];
@@ -600,30 +596,18 @@ fn read_header(path: &Path) -> Result<(File, Content)> {
             ),
         ));
     }
-    file.rewind().map_err(|e| EngineError::io(path, e))?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| {
-        if let Some((tensor, type_id)) = first_unreadable_tensor_type(path) {
+    let content = super::gguf_file::read_header(&mut reader).map_err(|e| match e {
+        HeaderError::UnreadableType { tensor, type_id } => {
             unsupported_type_error(path, &tensor, type_id)
-        } else {
-            EngineError::gguf(
-                path,
-                format!(
-                    "cannot read the header ({}); is the file truncated or still downloading?",
-                    candle_message(&e)
-                ),
-            )
         }
+        HeaderError::Malformed(message) => EngineError::gguf(
+            path,
+            format!(
+                "cannot read the header ({message}); is the file truncated or still downloading?"
+            ),
+        ),
     })?;
-    let mut unreadable: Vec<(&String, u32)> = content
-        .tensor_infos
-        .iter()
-        .filter_map(|(name, info)| Some((name, unreadable_type_id(info.ggml_dtype)?)))
-        .collect();
-    unreadable.sort();
-    if let Some((tensor, type_id)) = unreadable.first() {
-        return Err(unsupported_type_error(path, tensor, *type_id));
-    }
     check_tensor_extents(&content, file_len, path)?;
     Ok((reader.into_inner(), content))
 }
@@ -641,22 +625,21 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Every tensor must lie inside the file: a cut-off download fails here, not mid-run.
-fn check_tensor_extents(content: &Content, file_len: u64, path: &Path) -> Result<()> {
+fn check_tensor_extents(content: &GgufHeader, file_len: u64, path: &Path) -> Result<()> {
     let mut last_end = 0u64;
     let mut last_name = "";
     for (name, info) in &content.tensor_infos {
-        let elements = info.shape.elem_count();
-        let block = info.ggml_dtype.block_size();
-        if !elements.is_multiple_of(block) {
+        let Some(bytes) = info.byte_len() else {
             return Err(EngineError::gguf(
                 path,
                 format!(
-                    "tensor \"{name}\" has {elements} elements, not a whole number of {} blocks of {block}",
-                    ggml_type_name(info.ggml_dtype)
+                    "tensor \"{name}\" has {} elements, not a whole number of {} blocks of {}",
+                    info.elem_count(),
+                    info.storage.name(),
+                    info.storage.block_size()
                 ),
             ));
-        }
-        let bytes = (elements / block * info.ggml_dtype.type_size()) as u64;
+        };
         let end = content
             .tensor_data_offset
             .saturating_add(info.offset)
@@ -678,10 +661,10 @@ fn check_tensor_extents(content: &Content, file_len: u64, path: &Path) -> Result
 }
 
 /// Storage types by number of tensors, most used first: `"Q4_1+F32+Q8_0"`.
-fn storage_summary(tensors: &HashMap<String, TensorInfo>) -> String {
+fn storage_summary(tensors: &HashMap<String, StoredTensor>) -> String {
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     for info in tensors.values() {
-        *counts.entry(ggml_type_name(info.ggml_dtype)).or_default() += 1;
+        *counts.entry(info.storage.name()).or_default() += 1;
     }
     let mut counts: Vec<_> = counts.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -692,225 +675,26 @@ fn storage_summary(tensors: &HashMap<String, TensorInfo>) -> String {
         .join("+")
 }
 
-/// llama.cpp's name for a storage type.
-pub fn ggml_type_name(dtype: GgmlDType) -> &'static str {
-    match dtype {
-        GgmlDType::F32 => "F32",
-        GgmlDType::F16 => "F16",
-        GgmlDType::BF16 => "BF16",
-        GgmlDType::Q4_0 => "Q4_0",
-        GgmlDType::Q4_1 => "Q4_1",
-        GgmlDType::Q5_0 => "Q5_0",
-        GgmlDType::Q5_1 => "Q5_1",
-        GgmlDType::Q8_0 => "Q8_0",
-        GgmlDType::Q8_1 => "Q8_1",
-        GgmlDType::Q2K => "Q2_K",
-        GgmlDType::Q3K => "Q3_K",
-        GgmlDType::Q4K => "Q4_K",
-        GgmlDType::Q5K => "Q5_K",
-        GgmlDType::Q6K => "Q6_K",
-        GgmlDType::Q8K => "Q8_K",
-    }
-}
-
-/// ggml type ids whose data candle can read, and their names.
-const READABLE_TYPES: &[(u32, &str)] = &[
-    (0, "F32"),
-    (1, "F16"),
-    (30, "BF16"),
-    (2, "Q4_0"),
-    (3, "Q4_1"),
-    (6, "Q5_0"),
-    (7, "Q5_1"),
-    (8, "Q8_0"),
-    (10, "Q2_K"),
-    (11, "Q3_K"),
-    (12, "Q4_K"),
-    (13, "Q5_K"),
-    (14, "Q6_K"),
-];
-
-/// Names of the ggml types candle cannot read, for messages. Q8_1 and Q8_K pass candle's header
-/// parser but not its tensor reader (llama.cpp only uses them for intermediate results).
-fn unreadable_type_name(type_id: u32) -> &'static str {
-    match type_id {
-        4 => "Q4_2",
-        5 => "Q4_3",
-        9 => "Q8_1",
-        15 => "Q8_K",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        20 => "IQ4_NL",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
-        23 => "IQ4_XS",
-        24 => "I8",
-        25 => "I16",
-        26 => "I32",
-        27 => "I64",
-        28 => "F64",
-        29 => "IQ1_M",
-        31 => "Q4_0_4_4",
-        32 => "Q4_0_4_8",
-        33 => "Q4_0_8_8",
-        34 => "TQ1_0",
-        35 => "TQ2_0",
-        36 => "IQ4_NL_4_4",
-        37 => "IQ4_NL_4_8",
-        38 => "IQ4_NL_8_8",
-        39 => "MXFP4",
-        _ => "an unknown type",
-    }
-}
-
-/// The id of a type candle parses but cannot read, `None` for readable types.
-fn unreadable_type_id(dtype: GgmlDType) -> Option<u32> {
-    match dtype {
-        GgmlDType::Q8_1 => Some(9),
-        GgmlDType::Q8K => Some(15),
-        _ => None,
-    }
-}
-
 fn unsupported_type_error(path: &Path, tensor: &str, type_id: u32) -> EngineError {
-    let supported = READABLE_TYPES
-        .iter()
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(", ");
     EngineError::gguf(
         path,
         format!(
             "tensor \"{tensor}\" is stored as {} (ggml type {type_id}), which cannot be read; \
-             supported storage types: {supported}",
-            unreadable_type_name(type_id)
+             supported storage types: {}",
+            super::gguf_file::unreadable_type_name(type_id),
+            Storage::readable_names().join(", ")
         ),
     )
 }
 
-/// Walks the header to find the first tensor whose storage type candle cannot read, since
-/// candle's own error names neither the tensor nor the type. `None` if there is none or the
-/// header is unreadable for another reason.
-fn first_unreadable_tensor_type(path: &Path) -> Option<(String, u32)> {
-    let mut r = BufReader::new(File::open(path).ok()?);
-    let mut header = HeaderWalker {
-        r: &mut r,
-        wide: true,
-    };
-    if header.u32()? != u32::from_le_bytes(*b"GGUF") {
-        return None;
-    }
-    // Version 1 used 32-bit lengths and counts.
-    header.wide = header.u32()? != 1;
-    let tensor_count = header.len()?;
-    let metadata_count = header.len()?;
-    for _ in 0..metadata_count {
-        header.skip_string()?;
-        let value_type = header.u32()?;
-        header.skip_value(value_type, 0)?;
-    }
-    for _ in 0..tensor_count {
-        let name = header.string()?;
-        let dims = header.u32()?;
-        for _ in 0..dims {
-            header.len()?;
-        }
-        let type_id = header.u32()?;
-        header.u64()?;
-        if !READABLE_TYPES.iter().any(|(id, _)| *id == type_id) {
-            return Some((name, type_id));
-        }
-    }
-    None
-}
-
-struct HeaderWalker<'a, R: Read + Seek> {
-    r: &'a mut R,
-    /// 64-bit lengths (GGUF v2 and v3).
-    wide: bool,
-}
-
-impl<R: Read + Seek> HeaderWalker<'_, R> {
-    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut buf = [0u8; N];
-        self.r.read_exact(&mut buf).ok()?;
-        Some(buf)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.bytes().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.bytes().map(u64::from_le_bytes)
-    }
-
-    fn len(&mut self) -> Option<u64> {
-        if self.wide {
-            self.u64()
-        } else {
-            self.u32().map(u64::from)
-        }
-    }
-
-    fn skip(&mut self, n: u64) -> Option<()> {
-        let n = i64::try_from(n).ok()?;
-        self.r.seek(std::io::SeekFrom::Current(n)).ok()?;
-        Some(())
-    }
-
-    fn skip_string(&mut self) -> Option<()> {
-        let n = self.len()?;
-        self.skip(n)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let n = usize::try_from(self.len()?).ok()?;
-        if n > 1 << 16 {
-            return None;
-        }
-        let mut buf = vec![0u8; n];
-        self.r.read_exact(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf).into_owned())
-    }
-
-    fn skip_value(&mut self, value_type: u32, depth: usize) -> Option<()> {
-        match value_type {
-            0 | 1 | 7 => self.skip(1),
-            2 | 3 => self.skip(2),
-            4..=6 => self.skip(4),
-            10..=12 => self.skip(8),
-            8 => self.skip_string(),
-            9 if depth < 8 => {
-                let element_type = self.u32()?;
-                let n = self.len()?;
-                let fixed = match element_type {
-                    0 | 1 | 7 => Some(1),
-                    2 | 3 => Some(2),
-                    4..=6 => Some(4),
-                    10..=12 => Some(8),
-                    _ => None,
-                };
-                match fixed {
-                    Some(size) => self.skip(n.checked_mul(size)?),
-                    None => (0..n).try_for_each(|_| self.skip_value(element_type, depth + 1)),
-                }
-            }
-            _ => None,
-        }
-    }
-}
-
 /// Typed access to GGUF metadata, with errors naming the file and the key.
 pub(crate) struct Metadata<'a> {
-    content: &'a Content,
+    content: &'a GgufHeader,
     path: &'a Path,
 }
 
 impl<'a> Metadata<'a> {
-    pub(crate) fn new(content: &'a Content, path: &'a Path) -> Self {
+    pub(crate) fn new(content: &'a GgufHeader, path: &'a Path) -> Self {
         Self { content, path }
     }
 
@@ -1158,7 +942,7 @@ pub fn supported_list() -> String {
 
 /// Builds the model description from GGUF metadata, as `arch/*.rs` do from `config.json`;
 /// each family's traits come from the same functions there.
-fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<ModelConfig> {
+fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<ModelConfig> {
     let meta = Metadata::new(content, path);
     let arch_name = meta.string("general.architecture")?;
     let Some(&(_, mut architecture)) = GGUF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name)
@@ -1257,7 +1041,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
     let Some(embeddings) = content.tensor_infos.get("token_embd.weight") else {
         return Err(meta.error("tensor \"token_embd.weight\" is missing"));
     };
-    let vocab_size = embeddings.shape.dims().first().copied().unwrap_or(0);
+    let vocab_size = embeddings.shape.first().copied().unwrap_or(0);
     // d_ff as the weights have it (`ffn_down` is `[d_model, d_ff]` in every family, fused or
     // not): llama.cpp's converter writes `feed_forward_length` as 4 × n_embd for GPT-2 and
     // Falcon whatever `n_inner` or `ffn_hidden_size` say.
@@ -1266,8 +1050,8 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
         content.tensor_infos.get("blk.0.ffn_down.weight"),
         content.tensor_infos.get("blk.0.ffn_down_exps.weight"),
     ) {
-        (Some(down), _) => down.shape.dims().get(1).copied().unwrap_or(0),
-        (None, Some(down)) => down.shape.dims().get(2).copied().unwrap_or(0),
+        (Some(down), _) => down.shape.get(1).copied().unwrap_or(0),
+        (None, Some(down)) => down.shape.get(2).copied().unwrap_or(0),
         (None, None) => meta.usize(&key("feed_forward_length"))?,
     };
     let max_position_embeddings = match architecture {
@@ -1428,7 +1212,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
                     shared_d_ff: content
                         .tensor_infos
                         .get("blk.0.ffn_down_shexp.weight")
-                        .and_then(|down| down.shape.dims().get(1).copied()),
+                        .and_then(|down| down.shape.get(1).copied()),
                     biased: false,
                 });
             }
@@ -1498,7 +1282,7 @@ fn model_config(content: &Content, file: &mut File, path: &Path) -> Result<Model
             let shared_d_ff = content
                 .tensor_infos
                 .get("blk.0.ffn_down_shexp.weight")
-                .and_then(|down| down.shape.dims().get(1).copied());
+                .and_then(|down| down.shape.get(1).copied());
             config.experts = Some(Experts {
                 count: expert_count.unwrap_or(0),
                 per_token: meta.usize(&key("expert_used_count"))?,
@@ -1748,8 +1532,8 @@ fn rope_scaling(meta: &Metadata, arch: &str) -> Result<RopeScaling> {
 fn long_rope(
     meta: &Metadata,
     arch: &str,
-    info: &TensorInfo,
-    content: &Content,
+    info: &StoredTensor,
+    content: &GgufHeader,
     file: &mut File,
     rotary_dims: usize,
 ) -> Result<RopeScaling> {
@@ -1793,22 +1577,25 @@ fn long_rope(
 fn read_small_f32(
     meta: &Metadata,
     name: &str,
-    info: &TensorInfo,
-    content: &Content,
+    info: &StoredTensor,
+    content: &GgufHeader,
     file: &mut File,
 ) -> Result<Vec<f32>> {
-    info.read(file, content.tensor_data_offset, &Device::Cpu)
-        .and_then(|q| q.dequantize(&Device::Cpu))
-        .and_then(|t| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1())
-        .map_err(|e| meta.error(format!("tensor \"{name}\": {}", candle_message(&e))))
+    info.read_f32(file, content.tensor_data_offset)
+        .and_then(|t| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| candle_message(&e))
+        })
+        .map_err(|message| meta.error(format!("tensor \"{name}\": {message}")))
 }
 
 /// Llama 3.1+ GGUF files carry their rotary scaling as a table of per-frequency divisors
 /// (`rope_freqs.weight`) instead of its parameters; it is applied as llama.cpp applies it.
 fn frequency_divisors(
     meta: &Metadata,
-    info: &TensorInfo,
-    content: &Content,
+    info: &StoredTensor,
+    content: &GgufHeader,
     file: &mut File,
     rotary_dims: usize,
 ) -> Result<RopeScaling> {

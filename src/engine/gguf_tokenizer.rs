@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::Content;
+use super::gguf_file::GgufHeader;
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
@@ -46,7 +46,7 @@ const SPIECE_SPACE: &str = "\u{2581}";
 const GEMMA_ARCHITECTURES: &[&str] = &["gemma", "gemma2", "gemma3"];
 
 /// The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
-pub fn from_gguf(content: &Content, path: &Path) -> Result<Tokenizer> {
+pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
     let meta = Metadata::new(content, path);
     let vocab = GgufVocab::read(&meta)?;
     let architecture = meta.opt_string("general.architecture")?.unwrap_or_default();
