@@ -1442,6 +1442,9 @@ def make_gpt_oss_mxfp4(sents):
     rp = j.pop("rope_parameters")
     j["rope_theta"] = rp.pop("rope_theta")
     j["rope_scaling"] = rp
+    # The released configs' clamp, which llama.cpp fixes for every gpt-oss GGUF (tiny/gpt_oss
+    # has 2, so that its clamp binds): gguf/gpt_oss_mxfp4.gguf can then carry this model.
+    j["swiglu_limit"] = 7.0
     j["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
         "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
     (folder / "config.json").write_text(json.dumps(j, indent=2, sort_keys=True) + "\n")
@@ -2019,7 +2022,7 @@ convert_hf_to_gguf.main()
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
              "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
-             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe", "ministral3", "mistral3"]
+             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe", "ministral3", "mistral3", "gpt_oss_mxfp4"]
 
 # Converter flags some models need: Qwen3.5's converter expects multi-token-prediction layers,
 # which the tiny checkpoint (like transformers' own) does not have.

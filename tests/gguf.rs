@@ -1339,7 +1339,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        35,
+        36,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

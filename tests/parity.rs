@@ -779,7 +779,8 @@ converted_gguf_tests!(
     qwen3_5,
     qwen3_5_moe,
     ministral3,
-    mistral3
+    mistral3,
+    gpt_oss_mxfp4
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

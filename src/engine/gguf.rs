@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::{
     Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, LinearAttention,
-    ModelConfig, NormLayout, QkNorm, Rope, RopeScaling, ShortConvolution, yarn_mscale,
+    ModelConfig, NormLayout, QkNorm, Rope, RopeScaling, ShortConvolution, SwigluClamp, yarn_mscale,
 };
 use super::error::{EngineError, Result};
 use super::gguf_file::{GgufHeader, HeaderError, Storage, StoredTensor};
@@ -401,6 +401,11 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         return Some(found);
     }
     let (part, kind) = rest.rsplit_once('.')?;
+    if config.architecture == Architecture::GptOss
+        && let Some(found) = gpt_oss_name(part, kind, layer)
+    {
+        return Some(found);
+    }
     // Biases: on q, k and v (Qwen2), or everywhere in the LayerNorm families (GPT-2, BLOOM).
     let is_norm = part.ends_with("_norm") || part.ends_with("_norm_2");
     let bias_allowed = matches!(part, "attn_q" | "attn_k" | "attn_v")
@@ -486,6 +491,22 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         fix
     };
     Some((format!("model.layers.{layer}.{hf_part}.{kind}"), fix))
+}
+
+/// gpt-oss' tensors where llama.cpp names them apart from the other families: its attention
+/// sinks, the MLP's norm (`post_attention_norm`, as transformers), and the router and experts
+/// with their biases (the experts `[experts, out, in]`, gate and up apart; see `engine::moe`).
+fn gpt_oss_name(part: &str, kind: &str, layer: usize) -> Option<(String, Fix)> {
+    let hf = match (part, kind) {
+        ("attn_sinks", "weight") => "self_attn.sinks".to_string(),
+        ("post_attention_norm", "weight") => "post_attention_layernorm.weight".to_string(),
+        ("ffn_gate_inp", _) => format!("mlp.router.{kind}"),
+        ("ffn_gate_exps", _) => format!("mlp.experts.gate_proj.{kind}"),
+        ("ffn_up_exps", _) => format!("mlp.experts.up_proj.{kind}"),
+        ("ffn_down_exps", _) => format!("mlp.experts.down_proj.{kind}"),
+        _ => return None,
+    };
+    (kind == "weight" || kind == "bias").then(|| (format!("model.layers.{layer}.{hf}"), Fix::None))
 }
 
 /// Qwen3.5's tensors where llama.cpp names or stores them apart from the other families: its
@@ -916,6 +937,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("qwen35moe", Architecture::Qwen35Moe),
     // Ministral 3 and Mistral 3's language model.
     ("mistral3", Architecture::Ministral3),
+    ("gpt-oss", Architecture::GptOss),
 ];
 
 /// Granite's four multipliers (dense and MoE), as llama.cpp names them.
@@ -963,7 +985,8 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
             | Architecture::Qwen2Moe
             | Architecture::Qwen3Moe
             | Architecture::Qwen35Moe
-            | Architecture::GraniteMoe => architecture,
+            | Architecture::GraniteMoe
+            | Architecture::GptOss => architecture,
             _ => {
                 return Err(meta.error(format!(
                     "a mixture of experts in a \"{arch_name}\" GGUF file is not supported"
@@ -977,6 +1000,7 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
             | Architecture::Qwen3Moe
             | Architecture::Qwen35Moe
             | Architecture::GraniteMoe
+            | Architecture::GptOss
     ) {
         return Err(meta.error(format!("\"{}\" is missing", key("expert_count"))));
     }
@@ -1136,13 +1160,12 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no GLM, Helium or gpt-oss files are read yet (gpt-oss'
-        // are MXFP4, a type candle's GGUF reader lacks): never named by GGUF_ARCHITECTURES.
+        // llama.cpp has no XGLM, and no GLM or Helium files are read yet: never named by
+        // GGUF_ARCHITECTURES.
         Architecture::Xglm
         | Architecture::Glm
         | Architecture::Glm4
         | Architecture::Helium
-        | Architecture::GptOss
         | Architecture::Apertus15
         | Architecture::GraniteSwa
         | Architecture::Lfm3
@@ -1256,6 +1279,39 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
         Architecture::Arcee => {
             config.mlp_gated = false;
             config.activation = Activation::Relu2;
+        }
+        Architecture::GptOss => {
+            // Sliding and full layers in turn (llama.cpp's pattern of 2: even layers slide),
+            // the same rotary on both.
+            let sliding = sliding_layers(&meta, &pattern_key, num_layers, 2)?;
+            if window.is_none() && sliding.contains(&true) {
+                return Err(meta.error(format!(
+                    "\"{}\" is missing",
+                    key("attention.sliding_window")
+                )));
+            }
+            let mut rope = rope.clone();
+            // The released configs' YaRN does not round its correction range (`truncate:
+            // false`), which GGUF cannot say; llama.cpp rounds it regardless.
+            if let RopeScaling::Yarn { truncate, .. } = &mut rope.scaling {
+                *truncate = false;
+            }
+            config.layers = LayerAttention::per_layer(&sliding, window, &rope, &rope);
+            config.attention_sinks = true;
+            config.activation = Activation::ClampedSwiglu;
+            // llama.cpp's constants for every gpt-oss file, the released configs' values.
+            config.swiglu_clamp = Some(SwigluClamp {
+                alpha: 1.702,
+                limit: 7.0,
+            });
+            config.experts = Some(Experts {
+                count: expert_count.unwrap_or(0),
+                per_token: meta.usize(&key("expert_used_count"))?,
+                // A softmax over the chosen experts' logits, as `arch::gpt_oss`.
+                normalize_top_k: true,
+                shared_d_ff: None,
+                biased: true,
+            });
         }
         Architecture::Olmoe
         | Architecture::Qwen2Moe

@@ -411,7 +411,7 @@ impl MoeMlp {
 }
 
 /// gpt-oss' experts, gate and up taken apart into the `[gate; up]` rows the others have, from
-/// plain tensors or MXFP4 blocks.
+/// plain tensors or MXFP4 blocks, or from a GGUF file's gate and up stored apart.
 fn gpt_oss_experts(
     src: &dyn TensorSource,
     p: &str,
@@ -421,35 +421,62 @@ fn gpt_oss_experts(
     ctx: &Ctx,
 ) -> Result<Vec<Expert>> {
     let name = |part: &str| format!("{p}mlp.experts.{part}");
-    let quantized = src.contains(&name("gate_up_proj_blocks"));
-    // `[experts, out, in]`, f32 on the host until each expert is cut out and moved.
-    let weights = |part: &str, out: usize, input: usize| -> Result<Tensor> {
-        if quantized {
-            return mxfp4_matrices(src, &name(part), count, out, input);
+    // f32 on the host until each expert is cut out and moved (one copy of a layer at a time:
+    // a gpt-oss-120b layer's experts are 8 GB in f32).
+    let host = |part: &str, shape: &[usize]| src.load(&name(part), shape, DType::F32, &Device::Cpu);
+    let gate_up = if src.contains(&name("gate_proj.weight")) {
+        // GGUF files: `[experts, out, in]`, gate and up apart, each with a bias.
+        GateUp::Apart {
+            gate: host("gate_proj.weight", &[count, f, h])?,
+            up: host("up_proj.weight", &[count, f, h])?,
+            gate_bias: host("gate_proj.bias", &[count, f])?,
+            up_bias: host("up_proj.bias", &[count, f])?,
         }
-        // Stored `[experts, in, out]`.
-        let stored = src.load(&name(part), &[count, input, out], DType::F32, &Device::Cpu)?;
-        Ok(stored.transpose(1, 2)?.contiguous()?)
+    } else {
+        GateUp::Interleaved {
+            weight: gpt_oss_matrices(src, &name("gate_up_proj"), count, 2 * f, h)?,
+            bias: host("gate_up_proj_bias", &[count, 2 * f])?,
+        }
     };
-    let gate_up = weights("gate_up_proj", 2 * f, h)?;
-    let down = weights("down_proj", h, f)?;
-    let host_bias =
-        |part: &str, n: usize| src.load(&name(part), &[count, n], DType::F32, &Device::Cpu);
-    let gate_up_bias = host_bias("gate_up_proj_bias", 2 * f)?;
-    let down_bias = host_bias("down_proj_bias", h)?;
+    let (down, down_bias) = if src.contains(&name("down_proj.weight")) {
+        (
+            host("down_proj.weight", &[count, h, f])?,
+            host("down_proj.bias", &[count, h])?,
+        )
+    } else {
+        (
+            gpt_oss_matrices(src, &name("down_proj"), count, h, f)?,
+            host("down_proj_bias", &[count, h])?,
+        )
+    };
     let on_device =
         |t: Tensor| -> Result<Tensor> { Ok(t.to_dtype(ctx.dtype)?.to_device(&ctx.device)?) };
     (0..count)
         .map(|e| {
-            // Interleaved rows (g0, u0, g1, u1, …) → all gates, then all ups.
-            let apart = |t: Tensor, width: usize| -> Result<Tensor> {
-                Ok(t.reshape((f, 2, width))?
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .reshape((2 * f, width))?)
+            let (w, b) = match &gate_up {
+                GateUp::Interleaved { weight, bias } => {
+                    // Interleaved rows (g0, u0, g1, u1, …) → all gates, then all ups.
+                    let apart = |t: Tensor, width: usize| -> Result<Tensor> {
+                        Ok(t.reshape((f, 2, width))?
+                            .transpose(0, 1)?
+                            .contiguous()?
+                            .reshape((2 * f, width))?)
+                    };
+                    (
+                        apart(weight.get(e)?, h)?,
+                        apart(bias.get(e)?.reshape((2 * f, 1))?, 1)?.reshape(2 * f)?,
+                    )
+                }
+                GateUp::Apart {
+                    gate,
+                    up,
+                    gate_bias,
+                    up_bias,
+                } => (
+                    Tensor::cat(&[gate.get(e)?, up.get(e)?], 0)?,
+                    Tensor::cat(&[gate_bias.get(e)?, up_bias.get(e)?], 0)?,
+                ),
             };
-            let w = apart(gate_up.get(e)?, h)?;
-            let b = apart(gate_up_bias.get(e)?.reshape((2 * f, 1))?, 1)?.reshape(2 * f)?;
             Ok(Expert {
                 gate_up: Linear::new(matrix(on_device(w)?, ctx)?, Some(on_device(b)?)),
                 down: Linear::new(
@@ -459,6 +486,35 @@ fn gpt_oss_experts(
             })
         })
         .collect()
+}
+
+/// How a gpt-oss layer's gate and up projections are stored, on the host.
+enum GateUp {
+    /// transformers' checkpoints: `[experts, 2·d_ff, d_model]`, gate and up rows in turn.
+    Interleaved { weight: Tensor, bias: Tensor },
+    /// GGUF files: `[experts, d_ff, d_model]` each.
+    Apart {
+        gate: Tensor,
+        up: Tensor,
+        gate_bias: Tensor,
+        up_bias: Tensor,
+    },
+}
+
+/// A transformers checkpoint's `[experts, out, in]` matrices, f32 on the host: from MXFP4
+/// blocks where the checkpoint has them, else stored `[experts, in, out]`.
+fn gpt_oss_matrices(
+    src: &dyn TensorSource,
+    name: &str,
+    count: usize,
+    out: usize,
+    input: usize,
+) -> Result<Tensor> {
+    if src.contains(&format!("{name}_blocks")) {
+        return mxfp4_matrices(src, name, count, out, input);
+    }
+    let stored = src.load(name, &[count, input, out], DType::F32, &Device::Cpu)?;
+    Ok(stored.transpose(1, 2)?.contiguous()?)
 }
 
 /// `[experts, out, in]` f32 on the host from `{name}_blocks` `[experts, out, in/32, 16]` and
