@@ -247,44 +247,68 @@ impl Job<'_> {
             }
         }
 
-        let mut run = Run {
-            format_version: RUN_FORMAT_VERSION,
-            settings: settings.clone(),
-            provenance: Provenance {
-                model: info.clone(),
-                corpus_name: full.name.clone(),
-                corpus_hash,
-                program_version: env!("CARGO_PKG_VERSION").to_string(),
-                device: String::new(),
-                dtype: dtype.to_string(),
-                started_at: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-                seconds: 0.0,
-                tokens: 0,
-                cached_languages: Vec::new(),
-                timings: Timings::default(),
-            },
-            languages: Vec::new(),
-            pivot_scores: BTreeMap::new(),
-            matrices: BTreeMap::new(),
-            proxy_bits_per_byte: BTreeMap::new(),
-            sentences: BTreeMap::new(),
-            warnings: Vec::new(),
-            complete: false,
+        let mut run = new_run(settings, &info, &full.name, corpus_hash, dtype);
+        let plans = self.plan_languages(&languages, &selected, &info, settings, dtype, emit)?;
+        let mut extraction = Extraction {
+            settings,
+            device,
+            plans,
+            model: None,
+            work: None,
+            scratch: ScratchDir::new(),
+            scorer: Scorer::start(settings.methods.clone(), settings.chance_seed)?,
+            waiting: VecDeque::new(),
+            finished_tokens: 0,
+            started,
         };
+        let mut extracted = Ok(());
+        for index in 0..extraction.plans.len() {
+            match self.take_language(index, &mut extraction, &mut run, (&full, &selected), emit) {
+                Ok(true) => {}
+                // The scorer stopped on a failure, which draining it tells.
+                Ok(false) => break,
+                Err(error) => {
+                    extracted = Err(error);
+                    break;
+                }
+            }
+        }
+        // Whatever was extracted is scored and kept, also when the extraction stopped early.
+        let scored = self.finish_scoring(extraction, &mut run, emit);
+        if let Err(error) = extracted.and(scored) {
+            run.provenance.seconds = started.elapsed().as_secs_f64();
+            self.partial = (!run.languages.is_empty()).then_some(run);
+            return Err(error);
+        }
 
-        let mut model: Option<Model> = None;
-        let scratch = ScratchDir::new();
-        let extract_options = ExtractOptions {
-            capture: settings.capture,
-            batch_size: settings.batch_size,
-        };
-        // Every language's cached states are looked up first; the others are tokenised when
-        // the model loads. Progress and ETA then count tokens, not sentences: languages differ
-        // by up to twice the tokens per sentence, and the cached ones cost nothing.
+        run.complete = true;
+        run.provenance.seconds = started.elapsed().as_secs_f64();
+        if run.provenance.device.is_empty() {
+            run.provenance.device = "cache".into();
+        }
+        if self.options.use_cache
+            && let Err(e) = run.save_json(&cache.run_path(&run_key))
+        {
+            emit(JobEvent::Warning(format!("could not cache the run: {e}")));
+        }
+        Ok(run)
+    }
+
+    /// Every language's cached states are looked up first; the others are tokenised when the
+    /// model loads. Progress and ETA then count tokens, not sentences: languages differ by up
+    /// to twice the tokens per sentence, and the cached ones cost nothing.
+    fn plan_languages(
+        &self,
+        languages: &[Lang],
+        selected: &Corpus,
+        info: &ModelInfo,
+        settings: &RunSettings,
+        dtype: &str,
+        emit: &mut dyn FnMut(JobEvent),
+    ) -> Result<Vec<LanguagePlan>, RunError> {
+        let cache = &self.options.cache;
         let mut plans = Vec::with_capacity(languages.len());
-        for lang in &languages {
+        for lang in languages {
             let text = selected
                 .get(lang)
                 .ok_or_else(|| RunError::Invalid(format!("the corpus has no {}", lang.name())))?;
@@ -334,160 +358,191 @@ impl Job<'_> {
             std::env::temp_dir()
         };
         check_disk_space(&states_dir, needed)?;
-        let mut work: Option<Work> = None;
-        // Tokens of the languages finished so far, cached or computed.
-        let mut finished_tokens = 0usize;
-        let scorer = Scorer::start(settings.methods.clone(), settings.chance_seed)?;
-        let overlap = self.options.score_alongside;
-        // Languages handed to the scorer, in order, until their scores come back.
-        let mut waiting: VecDeque<Extracted> = VecDeque::new();
-        let mut scoring_waited = Duration::ZERO;
+        Ok(plans)
+    }
 
-        let mut extract_all = || -> Result<(), RunError> {
-            for index in 0..plans.len() {
-                let cached = plans[index].cached.take();
-                let from_cache = cached.is_some();
-                let states = match cached {
-                    Some(states) => states,
-                    None => {
-                        let model = self.load_model(&mut model, &device, &mut run, emit)?;
-                        let work = match &mut work {
-                            Some(work) => work,
-                            None => {
-                                let started = Instant::now();
-                                let work = work.insert(Work::tokenise(model, &mut plans, emit)?);
-                                run.provenance.timings.tokenising = started.elapsed().as_secs_f64();
-                                work
-                            }
-                        };
-                        let plan = &mut plans[index];
-                        let (lang, key, sentences) = (&plan.lang, &plan.key, &plan.sentences);
-                        let tokens = plan.tokens.take().ok_or_else(|| {
-                            RunError::Invalid(format!("{} was not tokenised", lang.name()))
-                        })?;
-                        let path = if self.options.use_cache {
-                            cache.states_path(key)
-                        } else {
-                            scratch.path()?.join(format!("{}.safetensors", lang.code()))
-                        };
-                        let cfg = &model.config;
-                        let mut writer = StatesWriter::create(
-                            &path,
-                            sentences.len(),
-                            cfg.num_layers,
-                            cfg.neurons_per_layer(),
-                            cfg.hidden_size,
-                            &settings.capture,
-                        )?;
-                        let language_started = Instant::now();
-                        // Extraction and saving so far, for the rate behind the ETA.
-                        let timings = &run.provenance.timings;
-                        let previous_compute =
-                            Duration::from_secs_f64(timings.extracting + timings.saving);
-                        // Earlier languages' scores are told as they come, between batches.
-                        let mut told = Ok(());
-                        model.extract_tokens_into(
-                            &tokens,
-                            &extract_options,
-                            self.cancel,
-                            &mut |p| {
-                                let elapsed = previous_compute + language_started.elapsed();
-                                let computed = work.computed_tokens + p.tokens_done;
-                                let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
-                                let remaining = work.to_compute.saturating_sub(computed);
-                                emit(JobEvent::Progress(Progress {
-                                    language: lang.clone(),
-                                    language_index: index,
-                                    language_count: languages.len(),
-                                    sentences_done: p.sentences_done,
-                                    sentences_total: p.sentences_total,
-                                    tokens_per_second: p.tokens_per_second(),
-                                    fraction: (finished_tokens + p.tokens_done) as f64
-                                        / work.total_tokens.max(1) as f64,
-                                    eta: (rate > 0.0)
-                                        .then(|| Duration::from_secs_f64(remaining as f64 / rate)),
-                                }));
-                                while told.is_ok()
-                                    && let Some(scored) = scorer.try_next()
-                                {
-                                    told =
-                                        tell_scored(&mut run, &mut waiting, scored, started, emit);
-                                }
-                            },
-                            &mut writer,
-                        )?;
-                        told?;
-                        run.provenance.timings.extracting +=
-                            language_started.elapsed().as_secs_f64();
-                        let saving = Instant::now();
-                        let states = if self.options.use_cache {
-                            writer.finish()?
-                        } else {
-                            writer.finish_scratch()?
-                        };
-                        run.provenance.timings.saving += saving.elapsed().as_secs_f64();
-                        let language_tokens = plan.token_count.unwrap_or(0);
-                        work.computed_tokens += language_tokens;
-                        run.provenance.tokens += language_tokens;
-                        states
-                    }
-                };
-                let plan = &mut plans[index];
-                finished_tokens += plan.token_count.unwrap_or(0);
-                let lang = plan.lang.clone();
-                if let Some(dir) = &self.options.states_dir {
-                    let saving = Instant::now();
-                    let path = dir.join(format!("{}.safetensors", lang.code()));
-                    let copy = std::fs::create_dir_all(dir)
-                        .and_then(|_| std::fs::copy(states.path(), &path));
-                    copy.map_err(|e| RunError::Io { path, source: e })?;
-                    run.provenance.timings.saving += saving.elapsed().as_secs_f64();
-                }
-                if !scorer.submit(lang.clone(), states) {
-                    // The scorer stopped on a failure, which draining it tells.
-                    return Ok(());
-                }
-                let mut extracted = Extracted {
-                    lang,
-                    from_cache,
-                    sentences: std::mem::take(&mut plan.sentences),
-                    bits_per_byte: None,
-                };
-
-                if settings.proxy_sentences > 0 {
-                    let lang = &extracted.lang;
-                    let held_out =
-                        held_out_sentences(&full, &selected, lang, settings.proxy_sentences);
-                    if held_out.is_empty() {
-                        emit(JobEvent::Warning(format!(
-                            "{}: no held-out sentences left for the bits-per-byte proxy",
-                            lang.name()
-                        )));
-                    } else {
-                        emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
-                        let model = self.load_model(&mut model, &device, &mut run, emit)?;
-                        let bpb =
-                            model.bits_per_byte(&held_out, settings.batch_size, self.cancel)?;
-                        extracted.bits_per_byte = Some(bpb);
-                    }
-                }
-                waiting.push_back(extracted);
-
-                // Languages scored meanwhile are told now; without overlap, this one is
-                // waited for before the next is extracted.
-                while let Some(scored) = scorer.try_next() {
-                    tell_scored(&mut run, &mut waiting, scored, started, emit)?;
-                }
-                if !overlap
-                    && !waiting.is_empty()
-                    && let Some(scored) = scorer.next()
-                {
-                    tell_scored(&mut run, &mut waiting, scored, started, emit)?;
-                }
-            }
-            Ok(())
+    /// Language `index`: its states from the cache or computed, handed to the scorer, with
+    /// its bits per byte when asked; the languages scored meanwhile are told. `false` when
+    /// the scorer has stopped (on a failure, which draining it tells).
+    fn take_language(
+        &self,
+        index: usize,
+        ex: &mut Extraction,
+        run: &mut Run,
+        (full, selected): (&Corpus, &Corpus),
+        emit: &mut dyn FnMut(JobEvent),
+    ) -> Result<bool, RunError> {
+        let settings = ex.settings;
+        let cached = ex.plans[index].cached.take();
+        let from_cache = cached.is_some();
+        let states = match cached {
+            Some(states) => states,
+            None => self.compute_states(index, ex, run, emit)?,
         };
-        let extracted = extract_all();
+        let plan = &mut ex.plans[index];
+        ex.finished_tokens += plan.token_count.unwrap_or(0);
+        let lang = plan.lang.clone();
+        if let Some(dir) = &self.options.states_dir {
+            let saving = Instant::now();
+            let path = dir.join(format!("{}.safetensors", lang.code()));
+            let copy =
+                std::fs::create_dir_all(dir).and_then(|_| std::fs::copy(states.path(), &path));
+            copy.map_err(|e| RunError::Io { path, source: e })?;
+            run.provenance.timings.saving += saving.elapsed().as_secs_f64();
+        }
+        if !ex.scorer.submit(lang.clone(), states) {
+            return Ok(false);
+        }
+        let mut extracted = Extracted {
+            lang,
+            from_cache,
+            sentences: std::mem::take(&mut plan.sentences),
+            bits_per_byte: None,
+        };
+
+        if settings.proxy_sentences > 0 {
+            let lang = &extracted.lang;
+            let held_out = held_out_sentences(full, selected, lang, settings.proxy_sentences);
+            if held_out.is_empty() {
+                emit(JobEvent::Warning(format!(
+                    "{}: no held-out sentences left for the bits-per-byte proxy",
+                    lang.name()
+                )));
+            } else {
+                emit(JobEvent::Status(format!("{}: bits per byte", lang.name())));
+                let model = self.load_model(&mut ex.model, &ex.device, run, emit)?;
+                let bpb = model.bits_per_byte(&held_out, settings.batch_size, self.cancel)?;
+                extracted.bits_per_byte = Some(bpb);
+            }
+        }
+        ex.waiting.push_back(extracted);
+
+        // Languages scored meanwhile are told now; without overlap, this one is waited for
+        // before the next is extracted.
+        while let Some(scored) = ex.scorer.try_next() {
+            tell_scored(run, &mut ex.waiting, scored, ex.started, emit)?;
+        }
+        if !self.options.score_alongside
+            && !ex.waiting.is_empty()
+            && let Some(scored) = ex.scorer.next()
+        {
+            tell_scored(run, &mut ex.waiting, scored, ex.started, emit)?;
+        }
+        Ok(true)
+    }
+
+    /// Runs language `index` through the model (loaded and every language tokenised the
+    /// first time) into its states file, telling progress, ETA and the earlier languages'
+    /// scores between batches.
+    fn compute_states(
+        &self,
+        index: usize,
+        ex: &mut Extraction,
+        run: &mut Run,
+        emit: &mut dyn FnMut(JobEvent),
+    ) -> Result<StatesFile, RunError> {
+        let settings = ex.settings;
+        let model = self.load_model(&mut ex.model, &ex.device, run, emit)?;
+        let work = match &mut ex.work {
+            Some(work) => work,
+            None => {
+                let started = Instant::now();
+                let work = ex.work.insert(Work::tokenise(model, &mut ex.plans, emit)?);
+                run.provenance.timings.tokenising = started.elapsed().as_secs_f64();
+                work
+            }
+        };
+        let language_count = ex.plans.len();
+        let plan = &mut ex.plans[index];
+        let (lang, key, sentences) = (&plan.lang, &plan.key, &plan.sentences);
+        let tokens = plan
+            .tokens
+            .take()
+            .ok_or_else(|| RunError::Invalid(format!("{} was not tokenised", lang.name())))?;
+        let path = if self.options.use_cache {
+            self.options.cache.states_path(key)
+        } else {
+            ex.scratch
+                .path()?
+                .join(format!("{}.safetensors", lang.code()))
+        };
+        let cfg = &model.config;
+        let mut writer = StatesWriter::create(
+            &path,
+            sentences.len(),
+            cfg.num_layers,
+            cfg.neurons_per_layer(),
+            cfg.hidden_size,
+            &settings.capture,
+        )?;
+        let language_started = Instant::now();
+        // Extraction and saving so far, for the rate behind the ETA.
+        let timings = &run.provenance.timings;
+        let previous_compute = Duration::from_secs_f64(timings.extracting + timings.saving);
+        let finished_tokens = ex.finished_tokens;
+        let (scorer, waiting, started) = (&ex.scorer, &mut ex.waiting, ex.started);
+        // Earlier languages' scores are told as they come, between batches.
+        let mut told = Ok(());
+        model.extract_tokens_into(
+            &tokens,
+            &ExtractOptions {
+                capture: settings.capture,
+                batch_size: settings.batch_size,
+            },
+            self.cancel,
+            &mut |p| {
+                let elapsed = previous_compute + language_started.elapsed();
+                let computed = work.computed_tokens + p.tokens_done;
+                let rate = computed as f64 / elapsed.as_secs_f64().max(1e-9);
+                let remaining = work.to_compute.saturating_sub(computed);
+                emit(JobEvent::Progress(Progress {
+                    language: lang.clone(),
+                    language_index: index,
+                    language_count,
+                    sentences_done: p.sentences_done,
+                    sentences_total: p.sentences_total,
+                    tokens_per_second: p.tokens_per_second(),
+                    fraction: (finished_tokens + p.tokens_done) as f64
+                        / work.total_tokens.max(1) as f64,
+                    eta: (rate > 0.0).then(|| Duration::from_secs_f64(remaining as f64 / rate)),
+                }));
+                while told.is_ok()
+                    && let Some(scored) = scorer.try_next()
+                {
+                    told = tell_scored(run, waiting, scored, started, emit);
+                }
+            },
+            &mut writer,
+        )?;
+        told?;
+        run.provenance.timings.extracting += language_started.elapsed().as_secs_f64();
+        let saving = Instant::now();
+        let states = if self.options.use_cache {
+            writer.finish()?
+        } else {
+            writer.finish_scratch()?
+        };
+        run.provenance.timings.saving += saving.elapsed().as_secs_f64();
+        let language_tokens = plan.token_count.unwrap_or(0);
+        work.computed_tokens += language_tokens;
+        run.provenance.tokens += language_tokens;
+        Ok(states)
+    }
+
+    /// Waits for the scores of the languages still with the scorer and tells them; notes how
+    /// much of the scoring ran alongside the extraction.
+    fn finish_scoring(
+        &self,
+        ex: Extraction,
+        run: &mut Run,
+        emit: &mut dyn FnMut(JobEvent),
+    ) -> Result<(), RunError> {
+        let Extraction {
+            scorer,
+            mut waiting,
+            started,
+            ..
+        } = ex;
         match waiting.len() {
             0 => {}
             1 => emit(JobEvent::Status(format!(
@@ -496,42 +551,26 @@ impl Job<'_> {
             ))),
             left => emit(JobEvent::Status(format!("scoring {left} languages"))),
         }
-        // Whatever was extracted is scored and kept, also when the extraction stopped early.
+        let mut waited = Duration::ZERO;
         let mut scored = Ok(());
         while !waiting.is_empty() && scored.is_ok() {
-            let waited = Instant::now();
+            let waiting_since = Instant::now();
             let next = scorer.next();
-            scoring_waited += waited.elapsed();
+            waited += waiting_since.elapsed();
             scored = match next {
-                Some(next) => tell_scored(&mut run, &mut waiting, next, started, emit),
+                Some(next) => tell_scored(run, &mut waiting, next, started, emit),
                 None => Err(RunError::Invalid("the scoring thread stopped".into())),
             };
         }
         drop(scorer);
         let timings = &mut run.provenance.timings;
         // What the run did not wait for ran alongside; one after the other, no extraction did.
-        timings.scoring_alongside = if overlap {
-            (timings.scoring - scoring_waited.as_secs_f64()).max(0.0)
+        timings.scoring_alongside = if self.options.score_alongside {
+            (timings.scoring - waited.as_secs_f64()).max(0.0)
         } else {
             0.0
         };
-        if let Err(error) = extracted.and(scored) {
-            run.provenance.seconds = started.elapsed().as_secs_f64();
-            self.partial = (!run.languages.is_empty()).then_some(run);
-            return Err(error);
-        }
-
-        run.complete = true;
-        run.provenance.seconds = started.elapsed().as_secs_f64();
-        if run.provenance.device.is_empty() {
-            run.provenance.device = "cache".into();
-        }
-        if self.options.use_cache
-            && let Err(e) = run.save_json(&cache.run_path(&run_key))
-        {
-            emit(JobEvent::Warning(format!("could not cache the run: {e}")));
-        }
-        Ok(run)
+        scored
     }
 
     /// Loads the model the first time a language needs it.
@@ -574,6 +613,62 @@ impl Job<'_> {
         }
         Ok(())
     }
+}
+
+/// A run with nothing computed yet.
+fn new_run(
+    settings: &RunSettings,
+    info: &ModelInfo,
+    corpus_name: &str,
+    corpus_hash: String,
+    dtype: &str,
+) -> Run {
+    Run {
+        format_version: RUN_FORMAT_VERSION,
+        settings: settings.clone(),
+        provenance: Provenance {
+            model: info.clone(),
+            corpus_name: corpus_name.to_string(),
+            corpus_hash,
+            program_version: env!("CARGO_PKG_VERSION").to_string(),
+            device: String::new(),
+            dtype: dtype.to_string(),
+            started_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            seconds: 0.0,
+            tokens: 0,
+            cached_languages: Vec::new(),
+            timings: Timings::default(),
+        },
+        languages: Vec::new(),
+        pivot_scores: BTreeMap::new(),
+        matrices: BTreeMap::new(),
+        proxy_bits_per_byte: BTreeMap::new(),
+        sentences: BTreeMap::new(),
+        warnings: Vec::new(),
+        complete: false,
+    }
+}
+
+/// What the extraction of a job's languages works with and on.
+struct Extraction<'s> {
+    /// The job's settings, as they apply to this model.
+    settings: &'s RunSettings,
+    /// Resolved once: it names the dtype in the cache key, and the model loads onto it.
+    device: (candle_core::Device, String),
+    plans: Vec<LanguagePlan>,
+    /// Loaded the first time a language needs it.
+    model: Option<Model>,
+    /// Counted once the model is loaded and every language to compute is tokenised.
+    work: Option<Work>,
+    scratch: ScratchDir,
+    scorer: Scorer,
+    /// Languages handed to the scorer, in order, until their scores come back.
+    waiting: VecDeque<Extracted>,
+    /// Tokens of the languages finished so far, cached or computed.
+    finished_tokens: usize,
+    started: Instant,
 }
 
 /// A language whose states are with the scorer, waiting for its scores.
