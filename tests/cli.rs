@@ -361,6 +361,47 @@ fn inspect_and_models_describe_the_demo_model() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("present"));
 }
 
+/// A GGUF file in the storage types candle lacks (i-quants, ternary, FP4) is recognised, says
+/// its types, and runs: scores for every language, as on any other model.
+#[test]
+fn a_gguf_in_i_quants_inspects_and_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama_iquants/model.gguf");
+    let model = model.to_str().unwrap();
+    let output = neuronxa(cache.path(), &["inspect", "--model", model]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let first = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        first.contains("2 layers") && first.contains("d_ff 512"),
+        "{text}"
+    );
+    for storage in ["IQ1_S", "IQ2_XS", "IQ3_XXS", "IQ4_NL", "TQ2_0", "NVFP4"] {
+        assert!(first.contains(storage), "{storage} not in {first}");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--model",
+        model,
+        "--langs",
+        "en,fr,ja",
+        "--sentences",
+        "8",
+        "--methods",
+        "nas,mexa",
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    let output = neuronxa(cache.path(), &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["complete"], true);
+    assert_eq!(run["languages"].as_array().map(Vec::len), Some(3), "{run}");
+}
+
 /// `neuronxa bench` of the tiny llama on the CPU over `sentences` (one per line), with `extra`
 /// arguments: its output and its JSON report.
 fn bench_tiny_on_the_cpu(sentences: &str, extra: &[&str]) -> (Output, serde_json::Value) {
