@@ -114,6 +114,9 @@ impl EngineError {
 pub fn candle_message(error: &candle_core::Error) -> String {
     match error {
         candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
         other => other.to_string(),
     }
 }

@@ -22,7 +22,7 @@ use super::config::{
     Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, LinearAttention,
     ModelConfig, NormLayout, QkNorm, Rope, RopeScaling, ShortConvolution, SwigluClamp, yarn_mscale,
 };
-use super::error::{EngineError, Result};
+use super::error::{EngineError, Result, candle_message};
 use super::gguf_file::{GgufHeader, HeaderError, Storage, StoredTensor};
 use super::tokenizer::TextTokenizer;
 use super::weights::{TensorSource, check_shape};
@@ -591,17 +591,6 @@ fn unpermute_heads(values: &Tensor, heads: usize) -> candle_core::Result<Tensor>
         .reshape(dims)
 }
 
-/// candle's message without the backtrace it appends when `RUST_BACKTRACE` is set.
-pub(crate) fn candle_message(error: &candle_core::Error) -> String {
-    match error {
-        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
-        candle_core::Error::Context { inner, context } => {
-            format!("{context}: {}", candle_message(inner))
-        }
-        other => other.to_string(),
-    }
-}
-
 /// Opens the file and reads its header, with errors that say what is wrong with it.
 fn read_header(path: &Path) -> Result<(File, GgufHeader)> {
     let mut file = File::open(path).map_err(|e| EngineError::io(path, e))?;
@@ -650,17 +639,9 @@ fn check_tensor_extents(content: &GgufHeader, file_len: u64, path: &Path) -> Res
     let mut last_end = 0u64;
     let mut last_name = "";
     for (name, info) in &content.tensor_infos {
-        let Some(bytes) = info.byte_len() else {
-            return Err(EngineError::gguf(
-                path,
-                format!(
-                    "tensor \"{name}\" has {} elements, not a whole number of {} blocks of {}",
-                    info.elem_count(),
-                    info.storage.name(),
-                    info.storage.block_size()
-                ),
-            ));
-        };
+        let bytes = info
+            .byte_len()
+            .map_err(|why| EngineError::gguf(path, format!("tensor \"{name}\": {why}")))?;
         let end = content
             .tensor_data_offset
             .saturating_add(info.offset)

@@ -11,6 +11,7 @@ use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::Value;
 use candle_core::{DType, Device, Tensor};
 
+use super::error::candle_message;
 use super::quants::QuantType;
 
 /// Where tensor data starts unless `general.alignment` says otherwise.
@@ -149,17 +150,25 @@ pub fn unreadable_type_name(type_id: u32) -> &'static str {
 }
 
 impl StoredTensor {
-    pub fn elem_count(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// The bytes the tensor takes in the file; `None` when its elements are not whole blocks.
-    pub fn byte_len(&self) -> Option<u64> {
-        let elements = self.elem_count();
+    /// The bytes the tensor takes in the file, or why its shape cannot be stored: a count
+    /// of elements that is not whole blocks of its type (or does not fit in memory).
+    pub fn byte_len(&self) -> Result<u64, String> {
+        let elements = self
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format!("its shape {:?} is too large", self.shape))?;
         let block = self.storage.block_size();
-        elements
-            .is_multiple_of(block)
-            .then(|| (elements / block * self.storage.type_size()) as u64)
+        if !elements.is_multiple_of(block) {
+            return Err(format!(
+                "it has {elements} elements, not a whole number of {} blocks of {block}",
+                self.storage.name()
+            ));
+        }
+        (elements / block)
+            .checked_mul(self.storage.type_size())
+            .map(|bytes| bytes as u64)
+            .ok_or_else(|| format!("its shape {:?} is too large", self.shape))
     }
 
     /// The tensor's values as f32 on the CPU, in its shape. Errors are messages; the caller
@@ -169,14 +178,7 @@ impl StoredTensor {
         reader: &mut R,
         tensor_data_offset: u64,
     ) -> Result<Tensor, String> {
-        let len = self.byte_len().ok_or_else(|| {
-            format!(
-                "{} elements are not a whole number of {} blocks of {}",
-                self.elem_count(),
-                self.storage.name(),
-                self.storage.block_size()
-            )
-        })?;
+        let len = self.byte_len()?;
         let len = usize::try_from(len).map_err(|_| format!("{len} bytes do not fit in memory"))?;
         let mut raw = vec![0u8; len];
         reader
@@ -190,12 +192,12 @@ impl StoredTensor {
                 qtensor_from_ggml(dtype, &raw, self.shape.clone(), &Device::Cpu)
                     .and_then(|q| q.dequantize(&Device::Cpu))
                     .and_then(|t| t.to_dtype(DType::F32))
-                    .map_err(|e| super::gguf::candle_message(&e))
+                    .map_err(|e| candle_message(&e))
             }
             Storage::Own(kind) => {
                 let values = kind.dequantize(&raw)?;
                 Tensor::from_vec(values, self.shape.clone(), &Device::Cpu)
-                    .map_err(|e| super::gguf::candle_message(&e))
+                    .map_err(|e| candle_message(&e))
             }
         }
     }
@@ -400,5 +402,83 @@ impl<R: Read> HeaderReader<'_, R> {
             12 => Value::F64(f64::from_le_bytes(self.bytes()?)),
             other => return Err(malformed(format!("unknown metadata value type {other}"))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 header by hand: `general.alignment` = 64, one string key, one Q8_0 tensor
+    /// `[2, 32]` at offset 0.
+    fn header_bytes() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"GGUF");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+        b.extend_from_slice(&2u64.to_le_bytes()); // metadata entries
+        let string = |b: &mut Vec<u8>, s: &str| {
+            b.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            b.extend_from_slice(s.as_bytes());
+        };
+        string(&mut b, "general.alignment");
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&64u32.to_le_bytes());
+        string(&mut b, "general.name");
+        b.extend_from_slice(&8u32.to_le_bytes());
+        string(&mut b, "tiny\0");
+        string(&mut b, "w");
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&32u64.to_le_bytes()); // innermost first
+        b.extend_from_slice(&2u64.to_le_bytes());
+        b.extend_from_slice(&8u32.to_le_bytes()); // Q8_0
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_hand_written_header_reads_back() {
+        let mut bytes = header_bytes();
+        let header_len = bytes.len() as u64;
+        bytes.resize(200, 0);
+        let header = read_header(&mut std::io::Cursor::new(&bytes)).unwrap();
+        // The data starts at the next multiple of 64 after the header.
+        assert_eq!(header.tensor_data_offset, header_len.div_ceil(64) * 64);
+        assert!(
+            matches!(header.metadata.get("general.name"), Some(Value::String(s)) if s == "tiny")
+        );
+        let w = &header.tensor_infos["w"];
+        assert_eq!(w.shape, [2, 32]);
+        assert_eq!(w.storage, Storage::Candle(GgmlDType::Q8_0));
+        // Two Q8_0 blocks of 34 bytes.
+        assert_eq!(w.byte_len(), Ok(68));
+    }
+
+    #[test]
+    fn cut_headers_and_impossible_shapes_are_errors() {
+        let bytes = header_bytes();
+        for cut in [3, 10, 30, bytes.len() - 1] {
+            let result = read_header(&mut std::io::Cursor::new(&bytes[..cut]));
+            assert!(
+                matches!(result, Err(HeaderError::Malformed(_))),
+                "cut at {cut}"
+            );
+        }
+        let huge = StoredTensor {
+            storage: Storage::Own(QuantType::Iq4Xs),
+            shape: vec![usize::MAX / 2, 4],
+            offset: 0,
+        };
+        assert!(huge.byte_len().unwrap_err().contains("too large"));
+        let ragged = StoredTensor {
+            shape: vec![3, 100],
+            ..huge
+        };
+        assert!(
+            ragged
+                .byte_len()
+                .unwrap_err()
+                .contains("not a whole number")
+        );
     }
 }
