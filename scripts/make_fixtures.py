@@ -1892,8 +1892,9 @@ def make_quant_blocks():
         cls = getattr(gguf.quants, name)
         cls.init_grid()
         tensors[f"{name}.grid"] = cls.grid.reshape(-1).astype(np.int8)
+    from importlib.metadata import version
     np_save_file(tensors, str(out / "blocks.safetensors"), metadata={
-        "source": f"random blocks; values and grids by gguf-py {gguf.__version__ if hasattr(gguf, '__version__') else ''} quants.dequantize"})
+        "source": f"random blocks; values and grids by gguf-py {version('gguf')} quants.dequantize"})
     print(f"quants/blocks.safetensors: {sizeof(out / 'blocks.safetensors')}")
 
 

@@ -422,7 +422,7 @@ fn gpt_oss_experts(
 ) -> Result<Vec<Expert>> {
     let name = |part: &str| format!("{p}mlp.experts.{part}");
     // f32 on the host until each expert is cut out and moved (one copy of a layer at a time:
-    // a gpt-oss-120b layer's experts are 8 GB in f32).
+    // a gpt-oss-120b layer's experts are 13 GB in f32).
     let host = |part: &str, shape: &[usize]| src.load(&name(part), shape, DType::F32, &Device::Cpu);
     let gate_up = if src.contains(&name("gate_proj.weight")) {
         // GGUF files: `[experts, out, in]`, gate and up apart, each with a bias.
