@@ -1278,21 +1278,17 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
                 *truncate = false;
             }
             config.layers = LayerAttention::per_layer(&sliding, window, &rope, &rope);
-            config.attention_sinks = true;
-            config.activation = Activation::ClampedSwiglu;
             // llama.cpp's constants for every gpt-oss file, the released configs' values.
-            config.swiglu_clamp = Some(SwigluClamp {
+            let clamp = SwigluClamp {
                 alpha: 1.702,
                 limit: 7.0,
-            });
-            config.experts = Some(Experts {
-                count: expert_count.unwrap_or(0),
-                per_token: meta.usize(&key("expert_used_count"))?,
-                // A softmax over the chosen experts' logits, as `arch::gpt_oss`.
-                normalize_top_k: true,
-                shared_d_ff: None,
-                biased: true,
-            });
+            };
+            super::arch::gpt_oss::family_traits(
+                &mut config,
+                clamp,
+                expert_count.unwrap_or(0),
+                meta.usize(&key("expert_used_count"))?,
+            );
         }
         Architecture::Olmoe
         | Architecture::Qwen2Moe

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 /// The sixteen E2M1 values, by their 4-bit code (sign in the high bit).
-const E2M1: [f32; 16] = [
+pub const E2M1: [f32; 16] = [
     0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
 ];
 
@@ -21,13 +21,19 @@ pub fn dequantize(blocks: &[u8], scales: &[u8]) -> Vec<f32> {
         .zip(blocks.par_chunks_exact(BLOCK_BYTES))
         .zip(scales.par_iter())
         .for_each(|((values, block), &scale)| {
-            let factor = 2f32.powi(i32::from(scale) - 127);
+            let factor = e8m0_scale(scale);
             for (pair, &byte) in values.chunks_exact_mut(2).zip(block) {
                 pair[0] = E2M1[usize::from(byte & 0x0f)] * factor;
                 pair[1] = E2M1[usize::from(byte >> 4)] * factor;
             }
         });
     out
+}
+
+/// An E8M0 scale, `2^(e − 127)`, built from its bits (`e = 0` is the denormal 2^-127).
+pub fn e8m0_scale(e: u8) -> f32 {
+    let e = u32::from(e);
+    f32::from_bits(if e == 0 { 0x0040_0000 } else { e << 23 })
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 //! expands; unquantized ones (`gate_up_proj` `[experts, d_model, 2·d_ff]`) load as they are.
 
 use crate::engine::config::{
-    Activation, Architecture, Experts, HfFields, LayerAttention, LayerMixer, ModelConfig,
-    SwigluClamp,
+    Activation, Architecture, Experts, HfFields, LayerAttention, ModelConfig, SwigluClamp,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -27,18 +26,10 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
         ));
     }
     let rope = f.rope("full_attention", 150_000.0)?;
-    let layers = sliding
-        .into_iter()
-        .map(|slides| LayerAttention {
-            sliding_window: if slides { window } else { None },
-            rope: rope.clone(),
-            mixer: LayerMixer::Attention,
-        })
-        .collect();
+    let layers = LayerAttention::per_layer(&sliding, window, &rope, &rope);
     let mut config = dims.into_config(Architecture::GptOss, layers);
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
     super::attention_bias_or(f, &mut config, true)?;
-    config.attention_sinks = true;
     let clamp = SwigluClamp {
         alpha: f.f64_or("swiglu_alpha", 1.702)?,
         limit: f.f64_or("swiglu_limit", 7.0)?,
@@ -53,17 +44,30 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             ),
         ));
     }
+    family_traits(
+        &mut config,
+        clamp,
+        f.usize_either("num_local_experts", "num_experts")?,
+        f.usize_either("num_experts_per_tok", "experts_per_token")?,
+    );
+    config.bos_token_id = f.bos_token_id();
+    Ok(config)
+}
+
+/// What every gpt-oss has, read from `config.json` or from GGUF: attention sinks, the clamped
+/// SwiGLU, and a mixture of `count` experts, `per_token` of them per token, router and experts
+/// with biases.
+pub fn family_traits(config: &mut ModelConfig, clamp: SwigluClamp, count: usize, per_token: usize) {
+    config.attention_sinks = true;
     config.activation = Activation::ClampedSwiglu;
     config.swiglu_clamp = Some(clamp);
     config.experts = Some(Experts {
-        count: f.usize_either("num_local_experts", "num_experts")?,
-        per_token: f.usize_either("num_experts_per_tok", "experts_per_token")?,
+        count,
+        per_token,
         // A softmax over the chosen experts' logits: the same as renormalizing the softmax
         // over all of them.
         normalize_top_k: true,
         shared_d_ff: None,
         biased: true,
     });
-    config.bos_token_id = f.bos_token_id();
-    Ok(config)
 }

@@ -14,6 +14,8 @@ use rayon::prelude::*;
 
 use grids::PackedGrid;
 
+use super::mxfp4::E2M1;
+
 /// A storage type this module reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuantType {
@@ -236,6 +238,11 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(array(bytes, at))
 }
 
+/// Nibble `i` of `bytes`, two to a byte, the low one first.
+fn nibble(bytes: &[u8], i: usize) -> u8 {
+    (bytes[i / 2] >> (4 * (i % 2))) & 0x0f
+}
+
 /// ±1 for bit `bit` of `bits`: set means negative.
 fn sign(bits: u8, bit: usize) -> f32 {
     if (bits >> bit) & 1 == 0 { 1.0 } else { -1.0 }
@@ -251,9 +258,6 @@ fn even_signs(seven: u32) -> u8 {
 const IQ4_VALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
-
-/// E2M1 values, doubled (MXFP4, NVFP4; gguf-py's `kvalues`).
-const FP4_DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 /// 256 values in 8 groups of 32; each group a u32 of four grid rows and a u32 of four 7-bit
 /// sign patterns and a 4-bit scale.
@@ -281,7 +285,7 @@ fn iq2_xs(block: &[u8], out: &mut [f32]) {
     let grid = &*IQ2XS_GRID;
     for q in 0..32 {
         let packed = u16_at(block, 2 + 2 * q);
-        let scale = (scales[q / 4] >> (4 * ((q / 2) % 2))) & 0x0f;
+        let scale = nibble(scales, q / 2);
         let db = d * (0.5 + f32::from(scale)) * 0.25;
         let signs = even_signs(u32::from(packed >> 9));
         let values = grid_row(grid, 8, usize::from(packed & 511));
@@ -301,7 +305,7 @@ fn iq2_s(block: &[u8], out: &mut [f32]) {
     let grid = &*IQ2S_GRID;
     for q in 0..32 {
         let row = usize::from(qs[q]) | (usize::from((high[q / 4] >> (2 * (q % 4))) & 3) << 8);
-        let scale = (scales[q / 4] >> (4 * ((q / 2) % 2))) & 0x0f;
+        let scale = nibble(scales, q / 2);
         let db = d * (0.5 + f32::from(scale)) * 0.25;
         for (j, v) in grid_row(grid, 8, row).iter().enumerate() {
             out[q * 8 + j] = db * v * sign(signs[q], j);
@@ -336,7 +340,7 @@ fn iq3_s(block: &[u8], out: &mut [f32]) {
     let scales = &block[2 + QK_K / 4 + QK_K / 32 + QK_K / 8..];
     let grid = &*IQ3S_GRID;
     for group in 0..8 {
-        let scale = (scales[group / 2] >> (4 * (group % 2))) & 0x0f;
+        let scale = nibble(scales, group);
         let db = d * f32::from(1 + 2 * scale);
         for q in group * 8..group * 8 + 8 {
             let row = usize::from(qs[q]) | (usize::from((high[q / 8] >> (q % 8)) & 1) << 8);
@@ -381,9 +385,9 @@ fn iq1_m(block: &[u8], out: &mut [f32]) {
     let d = f16::from_bits(d_bits).to_f32();
     let grid = &*IQ1S_GRID;
     for q in 0..32 {
-        let nibble = qh[q / 2] >> (4 * (q % 2));
-        let row = usize::from(qs[q]) | (usize::from(nibble & 7) << 8);
-        let delta = if nibble & 0x08 == 0 { 0.125 } else { -0.125 };
+        let high = nibble(qh, q);
+        let row = usize::from(qs[q]) | (usize::from(high & 7) << 8);
+        let delta = if high & 0x08 == 0 { 0.125 } else { -0.125 };
         let s = q / 2;
         let scale = (scales[s / 4] >> (3 * (s % 4))) & 7;
         let dl = d * f32::from(2 * scale + 1);
@@ -410,7 +414,7 @@ fn iq4_xs(block: &[u8], out: &mut [f32]) {
     let scales_low = &block[4..8];
     let qs = &block[8..];
     for group in 0..8 {
-        let low = (scales_low[group / 2] >> (4 * (group % 2))) & 0x0f;
+        let low = nibble(scales_low, group);
         let high = ((scales_high >> (2 * group)) & 3) as u8;
         let scale = (low | (high << 4)) as i8 - 32;
         let dl = d * f32::from(scale);
@@ -464,44 +468,39 @@ fn tq2_0(block: &[u8], out: &mut [f32]) {
 
 /// 32 E2M1 values sharing an E8M0 scale: the scale byte, then 16 bytes, low nibbles first.
 fn mxfp4(block: &[u8], out: &mut [f32]) {
-    // ggml's `ggml_e8m0_to_fp32_half`: half of 2^(e − 127), the doubled values undo it.
-    let e = u32::from(block[0]);
-    let bits = if e < 2 {
-        0x0020_0000 << e
-    } else {
-        (e - 1) << 23
-    };
-    let d = f32::from_bits(bits);
+    // gguf-py halves the scale and doubles the values; scaling by powers of two, the products
+    // are the same bits.
+    let d = super::mxfp4::e8m0_scale(block[0]);
     for (j, &byte) in block[1..17].iter().enumerate() {
-        out[j] = d * f32::from(FP4_DOUBLED[usize::from(byte & 0x0f)]);
-        out[16 + j] = d * f32::from(FP4_DOUBLED[usize::from(byte >> 4)]);
+        out[j] = d * E2M1[usize::from(byte & 0x0f)];
+        out[16 + j] = d * E2M1[usize::from(byte >> 4)];
     }
 }
 
-/// Half of an unsigned E4M3 scale (bias 7), 0x7f read as 0, as gguf-py's `ue4m3_to_fp32`.
-fn ue4m3_half(x: u8) -> f32 {
+/// An unsigned E4M3 scale (bias 7), 0x7f read as 0, as gguf-py's `ue4m3_to_fp32` (which halves
+/// it for its doubled values).
+fn ue4m3(x: u8) -> f32 {
     if x == 0 || x == 0x7f {
         return 0.0;
     }
     let exponent = i32::from((x >> 3) & 0x0f);
     let mantissa = f32::from(x & 7);
-    let raw = if exponent == 0 {
+    if exponent == 0 {
         mantissa * 2f32.powi(-9)
     } else {
         (1.0 + mantissa / 8.0) * 2f32.powi(exponent - 7)
-    };
-    raw * 0.5
+    }
 }
 
 /// 64 E2M1 values in four groups of 16, each with an unsigned E4M3 scale: the four scale bytes,
 /// then 8 bytes per group, its low nibbles first.
 fn nvfp4(block: &[u8], out: &mut [f32]) {
     for group in 0..4 {
-        let d = ue4m3_half(block[group]);
+        let d = ue4m3(block[group]);
         let qs = &block[4 + 8 * group..4 + 8 * group + 8];
         for (j, &byte) in qs.iter().enumerate() {
-            out[group * 16 + j] = d * f32::from(FP4_DOUBLED[usize::from(byte & 0x0f)]);
-            out[group * 16 + 8 + j] = d * f32::from(FP4_DOUBLED[usize::from(byte >> 4)]);
+            out[group * 16 + j] = d * E2M1[usize::from(byte & 0x0f)];
+            out[group * 16 + 8 + j] = d * E2M1[usize::from(byte >> 4)];
         }
     }
 }
