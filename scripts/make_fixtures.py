@@ -10,7 +10,8 @@ Run by developers (never by CI), from the repository root:
 
 Everything is written under tests/fixtures/ (see tests/fixtures/README.md for the contents and the
 exact definitions). All computation is float32 on CPU with eager attention, model.eval() and
-torch.no_grad(); seeds are fixed so that a rerun reproduces the same files.
+torch.no_grad(); seeds are fixed so that a rerun reproduces the same weights, and on the same CPU
+the same references (another CPU changes their last bits: tests/fixtures/README.md).
 
 The demo GGUF is taken from --demo-gguf, else $NEURONXA_DEMO_GGUF, else
 ~/.cache/neuronxa/models/SmolLM2-135M-Instruct.Q4_1.gguf. Without it, the demo part is skipped.
