@@ -1734,6 +1734,22 @@ def add_sentencepiece_vocab(w, vocab_size: int):
     w.add_add_eos_token(False)
 
 
+def write_gguf(w) -> None:
+    """Header, metadata and tensors of a GGUFWriter, in the order gguf-py needs them."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def load_gguf(folder: Path, dtype=torch.float32):
+    """The tokenizer and model transformers builds from `folder/model.gguf` (eager attention)."""
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file="model.gguf")
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=dtype,
+                                                 attn_implementation="eager").eval()
+    return tok, model
+
+
 def make_llama_gguf(sp_tok, sents):
     import gguf
     import sentencepiece as spm
@@ -1796,14 +1812,8 @@ def make_llama_gguf(sp_tok, sents):
         put(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"], q8=True)
     put("output_norm.weight", sd["model.norm.weight"])
     assert cfg.tie_word_embeddings  # tied: no output.weight, as llama.cpp writes it
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
-    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file="model.gguf")
-    gm = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float32,
-                                              attn_implementation="eager").eval()
+    write_gguf(w)
+    tok, gm = load_gguf(folder)
     # The GGUF round trip must give the original weights back (F32 exactly; Q8_0 within its step).
     gsd = gm.state_dict()
     for k, v in model.state_dict().items():
@@ -1815,8 +1825,7 @@ def make_llama_gguf(sp_tok, sents):
             assert torch.equal(gsd[k], v), f"GGUF round trip changed {k}"
     mism = [s["text"] for s in sents if tok(s["text"])["input_ids"] != sp_tok(s["text"])["input_ids"]]
     assert not mism, f"GGUF tokenizer differs from tiny/llama tokenizer.json on {mism}"
-    f64 = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float64,
-                                               attn_implementation="eager").eval()
+    _, f64 = load_gguf(folder, dtype=torch.float64)
     tensors, meta = reference_for(gm, tok, sents, "llama_gguf", {
         "tokenizer": "from the GGUF (tokenizer.ggml.model=llama, add_bos_token=true), as transformers builds it",
         "weights_on_disk": "GGUF: F32 except Q8_0 for " + ",".join(quantized),
@@ -1962,16 +1971,9 @@ def make_llama_iquants(sp_tok, sents):
             std = 0.04 if tensor in ("attn_output", "ffn_down") else 0.1
             quantized(f"blk.{i}.{tensor}.weight", rows, cols, qtype, std)
     w.add_tensor("output_norm.weight", norm(h))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
-    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file="model.gguf")
-    gm = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float32,
-                                              attn_implementation="eager").eval()
-    f64 = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="model.gguf", dtype=torch.float64,
-                                               attn_implementation="eager").eval()
+    write_gguf(w)
+    tok, gm = load_gguf(folder)
+    _, f64 = load_gguf(folder, dtype=torch.float64)
     types = ", ".join(f"blk.{i}.{t}: {q}" for i, layout in enumerate(IQUANT_LAYOUT) for t, q in layout.items())
     tensors, meta = reference_for(gm, tok, sents, "llama_iquants", {
         "tokenizer": "from the GGUF (tokenizer.ggml.model=llama, add_bos_token=true), as transformers builds it",
