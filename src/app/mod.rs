@@ -534,6 +534,7 @@ impl ExplorerApp {
             let mut ctx = views::ViewCtx {
                 run,
                 pending: self.rt.job_settings.as_ref(),
+                progress: &self.rt.lang_progress,
                 opts: &mut self.state.views,
                 look,
                 tasks: &self.rt.tasks,

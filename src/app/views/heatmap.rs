@@ -137,7 +137,7 @@ pub fn show(ui: &mut Ui, cx: &mut ViewCtx) {
                 painter.text(
                     rect.center(),
                     Align2::CENTER_CENTER,
-                    "computing…",
+                    super::pending_label(cx.progress, lang),
                     font.clone(),
                     weak,
                 );

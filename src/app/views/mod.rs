@@ -16,14 +16,28 @@ use crate::run::correlate::TaskSeries;
 use crate::run::{Method, MethodScores, Run, RunSettings};
 
 use super::command::Command;
-use super::state::{ComparedRun, Persisted, Runtime, ViewOptions};
+use super::state::{ComparedRun, LangProgress, Persisted, Runtime, ViewOptions};
 use super::theme::Look;
+
+/// What a language without scores yet is waiting for, in a word or two ("waiting",
+/// "computing 16/100", "scoring…"), from the running job's progress.
+pub fn pending_label(progress: &[(Lang, LangProgress)], lang: &Lang) -> String {
+    match progress.iter().find(|(l, _)| l == lang).map(|(_, p)| p) {
+        Some(LangProgress::Waiting) => "waiting".to_string(),
+        Some(LangProgress::Running { done, total }) => format!("computing {done}/{total}"),
+        Some(LangProgress::Scoring) => "scoring…".to_string(),
+        // Its scores are on their way to the window.
+        Some(LangProgress::Done { .. }) | None => "computing…".to_string(),
+    }
+}
 
 /// What a view gets to draw with.
 pub struct ViewCtx<'a> {
     pub run: &'a Run,
     /// The settings of the job filling this run in (languages still to come), if any.
     pub pending: Option<&'a RunSettings>,
+    /// How far the running job is with each language (empty when none runs).
+    pub progress: &'a [(Lang, LangProgress)],
     pub opts: &'a mut ViewOptions,
     pub look: Look,
     pub tasks: &'a [TaskSeries],
@@ -320,4 +334,32 @@ pub(crate) fn name_column_width<'a>(
         })
         .fold(0.0, f32::max)
         + 12.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_row_says_how_far_its_language_is() {
+        let [en, fr, de, ja] = ["en", "fr", "de", "ja"].map(|code| Lang::parse(code).unwrap());
+        let progress = vec![
+            (en.clone(), LangProgress::Done { from_cache: false }),
+            (
+                fr.clone(),
+                LangProgress::Running {
+                    done: 16,
+                    total: 100,
+                },
+            ),
+            (de.clone(), LangProgress::Scoring),
+            (ja.clone(), LangProgress::Waiting),
+        ];
+        assert_eq!(pending_label(&progress, &fr), "computing 16/100");
+        assert_eq!(pending_label(&progress, &de), "scoring…");
+        assert_eq!(pending_label(&progress, &ja), "waiting");
+        assert_eq!(pending_label(&progress, &en), "computing…");
+        // A language the job does not report on (none runs) is still on its way.
+        assert_eq!(pending_label(&[], &ja), "computing…");
+    }
 }
