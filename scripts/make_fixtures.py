@@ -2026,7 +2026,8 @@ convert_hf_to_gguf.main()
 CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3", "phi4_mini", "stablelm", "smollm3",
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
              "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
-             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe", "ministral3", "mistral3", "gpt_oss_mxfp4"]
+             "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe", "ministral3", "mistral3", "gpt_oss_mxfp4",
+             "glm", "glm4"]
 
 # Converter flags some models need: Qwen3.5's converter expects multi-token-prediction layers,
 # which the tiny checkpoint (like transformers' own) does not have.
@@ -2035,6 +2036,18 @@ CONVERTER_FLAGS = {"qwen3_5": ["--no-mtp"], "qwen3_5_moe": ["--no-mtp"]}
 # goes by knows none of ours): Qwen2's split, but Qwen3.5's own, which keeps combining marks
 # with their letters.
 PRE_TOKENIZERS = {"qwen3_5": "qwen35", "qwen3_5_moe": "qwen35"}
+
+
+def rename_added_token(tokenizer_json: Path, old: str, new: str) -> None:
+    """Gives an added token (and its vocabulary entry) another name, keeping its id."""
+    tok = json.loads(tokenizer_json.read_text())
+    for added in tok["added_tokens"]:
+        if added["content"] == old:
+            added["content"] = new
+    vocab = tok["model"]["vocab"]
+    if old in vocab:
+        vocab[new] = vocab.pop(old)
+    tokenizer_json.write_text(json.dumps(tok, ensure_ascii=False))
 
 
 def make_converted_ggufs(llama_cpp: Path, only=None):
@@ -2059,6 +2072,16 @@ def make_converted_ggufs(llama_cpp: Path, only=None):
                 cfg["rotary_pct"] = 1.0
             if cfg["model_type"] == "gpt_neox":
                 cfg["rotary_pct"] = cfg["rope_parameters"]["partial_rotary_factor"]
+            if cfg["model_type"] in ("glm", "glm4"):
+                # The converter looks up GLM's chat tokens by name; the tiny vocabulary's
+                # `<|im_start|>` (never in a fixture sentence) plays `<|user|>`.
+                rename_added_token(folder / "tokenizer.json", "<|im_start|>", "<|user|>")
+            if cfg["model_type"] == "glm":
+                # GlmForCausalLM goes through the ChatGLM converter, which reads ChatGLM's own
+                # keys for the norms' epsilon (else 1e-5) and the context length (else the
+                # width), as the original configs have them.
+                cfg["layernorm_epsilon"] = cfg["rms_norm_eps"]
+                cfg["seq_length"] = cfg["max_position_embeddings"]
             if cfg["model_type"] == "phi3" and not tok["model"].get("byte_fallback"):
                 # Phi-4-mini's hub tokenizer_config names the class the converter looks for.
                 tc_path = folder / "tokenizer_config.json"

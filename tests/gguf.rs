@@ -397,11 +397,10 @@ fn tiny_llama_gguf_sentencepiece_adds_bos_and_round_trips() {
             !tokens.ids[1..].contains(&0),
             "byte fallback, never <unk>: {text:?}"
         );
+        // As with Llama's own tokenizer, the `▁` put in front of the text is the one the decoder
+        // strips, so even leading spaces come back.
         let decoded = tokenizer.inner().decode(&tokens.ids, true).unwrap();
-        // As with Llama's HF tokenizer, a space that starts the text reads as the word boundary
-        // the decoder strips.
-        let expected = text.strip_prefix(' ').unwrap_or(text);
-        assert_eq!(decoded, expected);
+        assert_eq!(decoded, *text);
     }
 }
 
@@ -1340,7 +1339,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        36,
+        38,
         "the converted fixtures in {}",
         gguf_dir.display()
     );
@@ -1471,4 +1470,72 @@ fn rotary_on_part_of_each_head_is_read_and_an_odd_part_refused() {
     let path = s.write(dir.path(), "odd.gguf");
     let err = error_naming(gguf::inspect(&path), &path).to_string();
     assert!(err.contains("rotary on 5"), "{err}");
+}
+
+/// A `tokenizer.ggml.pre` llama.cpp does not know is refused in words (it would split the
+/// text otherwise than the model was trained to read), and a known one is taken: BLOOM's split
+/// keeps "don't-stop" whole where GPT-2's cuts it in four.
+#[test]
+fn an_unknown_pre_tokenizer_is_refused_and_a_known_one_splits_its_own_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::read(&fixture("gguf/qwen2.gguf"));
+    s.set(
+        "tokenizer.ggml.pre",
+        Value::String("no-such-pre-tokenizer".into()),
+    );
+    let Err(err) = gguf::tokenizer(&s.write(dir.path(), "unknown_pre.gguf")) else {
+        panic!("an unknown pre-tokenizer was accepted");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("\"no-such-pre-tokenizer\" (tokenizer.ggml.pre) is not known")
+            && err.contains("bloom")
+            && err.contains("original folder"),
+        "{err}"
+    );
+
+    let mut pieces = |pre: &str| {
+        s.set("tokenizer.ggml.pre", Value::String(pre.into()));
+        let path = s.write(dir.path(), &format!("{pre}.gguf"));
+        let tokenizer = gguf::tokenizer(&path).unwrap();
+        let pre_tokenizer = tokenizer.inner().get_pre_tokenizer().unwrap();
+        let mut text = tokenizers::PreTokenizedString::from("say don't-stop 2024");
+        tokenizers::PreTokenizer::pre_tokenize(pre_tokenizer, &mut text).unwrap();
+        text.get_splits(
+            tokenizers::OffsetReferential::Original,
+            tokenizers::OffsetType::Char,
+        )
+        .into_iter()
+        .map(|(piece, _, _)| piece.to_string())
+        .collect::<Vec<_>>()
+    };
+    // GPT-2's split, and Qwen2's, which takes a sign with the letters after it and digits one
+    // by one.
+    assert_eq!(pieces("gpt-2"), ["say", "Ġdon", "'t", "-", "stop", "Ġ2024"]);
+    assert_eq!(
+        pieces("qwen2"),
+        ["say", "Ġdon", "'t", "-stop", "Ġ", "2", "0", "2", "4"]
+    );
+    // BLOOM's: anything but spaces and a few stops, with the space in front.
+    assert_eq!(pieces("bloom"), ["say", "Ġdon't-stop", "Ġ2024"]);
+}
+
+/// GLM from GGUF: the "-hf" layout (q, k and v apart) is read (`tests/parity.rs` runs it);
+/// ChatGLM's original fused `query_key_value` is refused by name.
+#[test]
+fn chatglm_with_fused_qkv_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::read(&fixture("gguf/glm.gguf"));
+    let q = s.get("blk.0.attn_q.weight").clone();
+    let k = s.get("blk.0.attn_k.weight").clone();
+    let v = s.get("blk.0.attn_v.weight").clone();
+    s.tensor("blk.0.attn_qkv.weight", Tensor::cat(&[q, k, v], 0).unwrap());
+    for part in ["attn_q", "attn_k", "attn_v"] {
+        s.tensors
+            .retain(|(n, _, _)| n != &format!("blk.0.{part}.weight"));
+    }
+    let err = gguf::inspect(&s.write(dir.path(), "chatglm_fused.gguf"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`attn_qkv`") && err.contains("-hf"), "{err}");
 }

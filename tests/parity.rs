@@ -780,7 +780,9 @@ converted_gguf_tests!(
     qwen3_5_moe,
     ministral3,
     mistral3,
-    gpt_oss_mxfp4
+    gpt_oss_mxfp4,
+    glm,
+    glm4
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

@@ -50,6 +50,14 @@ pub fn open(path: &Path) -> Result<GgufModel> {
     })
 }
 
+/// The tokenizer of a GGUF file alone (a file of llama.cpp's `ggml-vocab-*` kind has no
+/// model in it).
+pub fn tokenizer(path: &Path) -> Result<TextTokenizer> {
+    let (_, content) = read_header(path)?;
+    let tokenizer = super::gguf_tokenizer::from_gguf(&content, path)?;
+    Ok(TextTokenizer::from_tokenizer(tokenizer))
+}
+
 /// The configuration and a summary of the storage types (`"Q4_1+F32+Q8_0"`, most used first),
 /// from the header alone: no tensor data is read, except the small rotary tables (llama 3's
 /// `rope_freqs`, Phi-3's `rope_factors_short`).
@@ -451,8 +459,8 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         ("attn_q_norm", _) => ("self_attn.q_norm", norm_fix),
         ("attn_k_norm", _) => ("self_attn.k_norm", norm_fix),
         ("ffn_gate", _) => ("mlp.gate_proj", Fix::None),
-        // Phi-3 keeps gate and up in one matrix, gate rows first, as transformers does.
-        ("ffn_up", _) if config.fused_projections && config.mlp_gated => {
+        // Phi-3 and GLM keep gate and up in one matrix, gate rows first, as transformers does.
+        ("ffn_up", _) if (config.fused_projections || config.fused_gate_up) && config.mlp_gated => {
             ("mlp.gate_up_proj", Fix::None)
         }
         ("ffn_up", _) => ("mlp.up_proj", Fix::None),
@@ -919,6 +927,10 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     // Ministral 3 and Mistral 3's language model.
     ("mistral3", Architecture::Ministral3),
     ("gpt-oss", Architecture::GptOss),
+    // GLM-4-0414 and GLM-Z1; `chatglm` is llama.cpp's name for GlmForCausalLM (the "-hf"
+    // GLM-4-9B checkpoints) as for the original ChatGLM ones.
+    ("glm4", Architecture::Glm4),
+    ("chatglm", Architecture::Glm),
 ];
 
 /// Granite's four multipliers (dense and MoE), as llama.cpp names them.
@@ -1141,11 +1153,9 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no GLM or Helium files are read yet: never named by
+        // llama.cpp has no XGLM, and no Helium files are read yet: never named by
         // GGUF_ARCHITECTURES.
         Architecture::Xglm
-        | Architecture::Glm
-        | Architecture::Glm4
         | Architecture::Helium
         | Architecture::Apertus15
         | Architecture::GraniteSwa
@@ -1256,6 +1266,20 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
                 config.layers =
                     LayerAttention::per_layer(&sliding, window, &rope, &Rope::no_rotation());
             }
+        }
+        // Rotary on part of each head comes from `rope.dimension_count`, the biases from the
+        // tensors present.
+        Architecture::Glm | Architecture::Glm4 => {
+            // The original ChatGLM checkpoints (THUDM's remote code) keep q, k and v in one
+            // `query_key_value`; only the "-hf" layout, apart, is checked against transformers.
+            if content.tensor_infos.contains_key("blk.0.attn_qkv.weight") {
+                return Err(meta.error(
+                    "q, k and v in one tensor (`attn_qkv`, ChatGLM's original `query_key_value`) \
+                     are not read; a GGUF converted from the \"-hf\" checkpoint (GlmForCausalLM, \
+                     q, k and v apart) is",
+                ));
+            }
+            super::arch::glm::family_traits(&mut config);
         }
         Architecture::Arcee => {
             config.mlp_gated = false;

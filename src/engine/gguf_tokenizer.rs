@@ -1,36 +1,46 @@
 //! A tokenizer rebuilt, without network, from the vocabulary a GGUF file keeps in its metadata.
 //!
-//! It is built the way transformers (v5, `integrations/gguf/gguf_tokenizer_mapping.py`) builds
-//! one for `AutoTokenizer.from_pretrained(..., gguf_file=...)`, so the ids are the same as the
-//! Hugging Face tokenizer of the same file:
-//! - `tokenizer.ggml.model = "gpt2"`: byte-level BPE from the file's tokens and merges, split by
-//!   the regex `tokenizer.ggml.pre` names (GPT-2's when it names none transformers knows);
+//! It gives the ids the model's original Hugging Face tokenizer gives, as llama.cpp does (whose
+//! test vocabularies `tests/gguf_vocab.rs` checks it against), and is otherwise built the way
+//! transformers (v5, `integrations/gguf/gguf_tokenizer_mapping.py`) builds one for
+//! `AutoTokenizer.from_pretrained(..., gguf_file=...)`:
+//! - `tokenizer.ggml.model = "gpt2"`: byte-level BPE from the file's tokens and merges, the
+//!   text split first by the regexes llama.cpp has for the `tokenizer.ggml.pre` it names
+//!   (`engine::gguf_pretokenize`; GPT-2's where it names none; refused where llama.cpp has none),
+//!   a piece that is a whole token taken as it is where llama.cpp does (`ignore_merges`);
 //! - `"llama"`: SentencePiece as BPE with byte fallback, merges recovered from the scores
-//!   (Gemma: from the token order), `▁` for spaces;
+//!   (Gemma: from the token order), `▁` in front of the text and for every space;
 //! - control tokens (type 3) and the tokens named BOS / EOS / UNK / PAD become special added
-//!   tokens, user-defined ones (type 4) plain added tokens; BOS / EOS are added to each text per
-//!   `tokenizer.ggml.add_bos_token` / `add_eos_token` (BOS by default for SentencePiece only).
+//!   tokens, user-defined ones (type 4) plain added tokens matched as written; BOS / EOS are
+//!   added to each text per `tokenizer.ggml.add_bos_token` / `add_eos_token` (BOS by default
+//!   for SentencePiece only).
 //!
-//! Where transformers departs from llama.cpp (SmolLM's `smollm` pre-tokenizer: GPT-2's split
-//! without llama.cpp's digit split; Qwen: no NFC normalizer), transformers is followed: the
-//! reference this engine is checked against is transformers loading the same GGUF file.
+//! Where transformers' GGUF loader departs from the original tokenizers, the original is
+//! followed: it gives every pre-tokenizer outside its short table GPT-2's split (BLOOM's,
+//! Falcon's, Command-R's, DeepSeek's, SmolLM's digits…), takes no whole-token shortcut (Llama 3
+//! reads "Cửa Việt" in three tokens, not five), drops the `▁` before a leading space, and misses
+//! GPT-NeoX's whitespace tokens. None of these shows on the fixture sentences, whose references
+//! are transformers loading the same file. Qwen's NFC normalizer is left out in both.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::gguf_file::GgufHeader;
+use super::gguf_pretokenize::{PreTokenizer, known_names, pre_tokenizer};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::normalizers::Replace;
-use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, DecoderWrapper, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior,
+    Tokenizer,
+};
 
 use super::error::{EngineError, Result};
 use super::gguf::Metadata;
@@ -51,7 +61,20 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
     let vocab = GgufVocab::read(&meta)?;
     let architecture = meta.opt_string("general.architecture")?.unwrap_or_default();
     let mut tokenizer = match vocab.model {
-        "gpt2" => byte_level_bpe(&vocab, path)?,
+        "gpt2" => {
+            let pre = pre_tokenizer(vocab.pre).ok_or_else(|| {
+                meta.error(format!(
+                    "the pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not known here, so the text \
+                     cannot be split as the model was trained to read it; known: {} (or use the \
+                     model's original folder, whose tokenizer.json says it)",
+                    vocab.pre.unwrap_or_default(),
+                    known_names().join(", ")
+                ))
+            })?;
+            let mut tokenizer = byte_level_bpe(&vocab, pre, path)?;
+            set_pre_tokenizer(&mut tokenizer, pre, path)?;
+            tokenizer
+        }
         "llama" if GEMMA_ARCHITECTURES.contains(&architecture) => {
             gemma_sentencepiece(&vocab, path)?
         }
@@ -64,7 +87,6 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
         }
     };
     add_marked_tokens(&mut tokenizer, &vocab, path)?;
-    set_split_regex(&mut tokenizer, &vocab, path)?;
     set_post_processor(&mut tokenizer, &vocab, &meta)?;
     Ok(tokenizer)
 }
@@ -83,6 +105,9 @@ struct GgufVocab<'a> {
     pad_id: Option<usize>,
     add_bos: bool,
     add_eos: bool,
+    /// SentencePiece: a `▁` before the text (`tokenizer.ggml.add_space_prefix`, on unless the
+    /// file says otherwise, as in llama.cpp).
+    add_space_prefix: bool,
 }
 
 impl<'a> GgufVocab<'a> {
@@ -137,6 +162,9 @@ impl<'a> GgufVocab<'a> {
             add_eos: meta
                 .opt_bool("tokenizer.ggml.add_eos_token")?
                 .unwrap_or(false),
+            add_space_prefix: meta
+                .opt_bool("tokenizer.ggml.add_space_prefix")?
+                .unwrap_or(true),
             tokens,
             scores,
             token_types,
@@ -183,11 +211,11 @@ fn bytes_to_unicode() -> [char; 256] {
 }
 
 /// Byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM…), as transformers' `GPT2Tokenizer`.
-fn byte_level_bpe(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
+fn byte_level_bpe(vocab: &GgufVocab, pre: &PreTokenizer, path: &Path) -> Result<Tokenizer> {
     let spelling = bytes_to_unicode();
     let alphabet: HashSet<char> = spelling.iter().copied().collect();
     // A token spelled outside the byte alphabet is respelled byte by byte, as transformers does.
-    let ids: Vocab = vocab
+    let mut ids: Vocab = vocab
         .tokens
         .iter()
         .enumerate()
@@ -200,6 +228,18 @@ fn byte_level_bpe(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
             (key, id as u32)
         })
         .collect();
+    // A user-defined token is matched in the text as it is written (GPT-NeoX's runs of spaces,
+    // stored as real spaces): its own spelling must lead to its id too, for `add_marked_tokens`.
+    for (id, (token, kind)) in vocab
+        .tokens
+        .iter()
+        .zip(vocab.token_types.iter().flatten())
+        .enumerate()
+    {
+        if *kind == TOKEN_TYPE_USER_DEFINED {
+            ids.entry((*token).to_string()).or_insert(id as u32);
+        }
+    }
     let merges = match &vocab.merges {
         Some(merges) => file_merges(merges, path)?,
         None => merges_from_scores(&vocab.tokens, &score_ranking(vocab)),
@@ -208,6 +248,7 @@ fn byte_level_bpe(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
         .vocab_and_merges(ids, merges)
         .continuing_subword_prefix(String::new())
         .end_of_word_suffix(String::new())
+        .ignore_merges(pre.ignore_merges)
         .build()
         .map_err(|e| build_error(path, "byte-level BPE", e))?;
     let mut tokenizer = Tokenizer::new(model);
@@ -238,11 +279,22 @@ fn sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
         .build()
         .map_err(|e| build_error(path, "SentencePiece BPE", e))?;
     let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(Metaspace::new(
-        '\u{2581}',
-        PrependScheme::First,
-        false,
-    )));
+    // SentencePiece's own order, as llama.cpp and Llama 2's `tokenizer.json` have it: a `▁` in
+    // front of the text whatever it starts with (" Hello" is `▁▁Hello`), then every space a `▁`.
+    // (transformers' GGUF loader adds none before a leading space.)
+    let spaces = Replace::new(" ", SPIECE_SPACE).map_err(|e| build_error(path, "normalizer", e))?;
+    let normalizer: NormalizerWrapper = if vocab.add_space_prefix {
+        NormalizerSequence::new(vec![
+            Prepend::new(SPIECE_SPACE.to_string()).into(),
+            spaces.into(),
+        ])
+        .into()
+    } else {
+        spaces.into()
+    };
+    tokenizer
+        .with_normalizer(Some(normalizer))
+        .map_err(|e| build_error(path, "normalizer", e))?;
     let replace = Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
     tokenizer.with_decoder(Some(DecoderSequence::new(vec![
         DecoderWrapper::from(replace),
@@ -432,47 +484,28 @@ fn add_marked_tokens(tokenizer: &mut Tokenizer, vocab: &GgufVocab, path: &Path) 
     Ok(())
 }
 
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-const QWEN35_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-const TEKKEN_SPLIT: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-const GPT4O_SPLIT: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-/// The split regex of each `tokenizer.ggml.pre` value transformers knows (its
-/// `GGUF_PRE_TOKENIZER_SPLITS`). Any other value (`default`, `gpt2`, `smollm`, …) keeps
-/// GPT-2's split, as in transformers.
-fn split_regex(pre: &str) -> Option<&'static str> {
-    match pre {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
-        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" => Some(LLAMA3_SPLIT),
-        "tekken" => Some(TEKKEN_SPLIT),
-        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => Some(QWEN2_SPLIT),
-        "qwen35" => Some(QWEN35_SPLIT),
-        "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => Some(GPT4O_SPLIT),
-        // GPT-2's split, which tokenizers' `ByteLevel` pre-tokenizer applies itself.
-        _ => None,
-    }
-}
-
-fn set_split_regex(tokenizer: &mut Tokenizer, vocab: &GgufVocab, path: &Path) -> Result<()> {
-    let Some(regex) = vocab.pre.and_then(split_regex) else {
+/// The pieces BPE sees: the splits of the file's pre-tokenizer, then bytes spelled as GPT-2's
+/// characters.
+fn set_pre_tokenizer(tokenizer: &mut Tokenizer, pre: &PreTokenizer, path: &Path) -> Result<()> {
+    if pre.splits.is_empty() {
+        // `ByteLevel` splits as GPT-2 itself (set by `byte_level_bpe`).
         return Ok(());
-    };
-    let split = Split::new(
-        SplitPattern::Regex(regex.to_string()),
-        SplitDelimiterBehavior::Isolated,
-        false,
-    )
-    .map_err(|e| build_error(path, "pre-tokenizer", e))?;
-    let byte_level = tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, false);
-    tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
-        split.into(),
-        byte_level.into(),
-    ])));
+    }
+    let mut steps: Vec<PreTokenizerWrapper> = pre
+        .splits
+        .iter()
+        .map(|regex| {
+            Split::new(
+                SplitPattern::Regex((*regex).to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map(PreTokenizerWrapper::from)
+            .map_err(|e| build_error(path, "pre-tokenizer", e))
+        })
+        .collect::<Result<_>>()?;
+    steps.push(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, false).into());
+    tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(steps)));
     Ok(())
 }
 

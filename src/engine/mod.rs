@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod gguf;
 pub mod gguf_file;
+mod gguf_pretokenize;
 pub mod gguf_tokenizer;
 pub mod hub;
 pub mod memory;

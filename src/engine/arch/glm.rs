@@ -15,9 +15,17 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 }
 
 pub fn config4(f: &HfFields) -> Result<ModelConfig> {
-    let mut config = family(f, Architecture::Glm4)?;
-    config.norm_layout = NormLayout::Sandwich;
-    Ok(config)
+    family(f, Architecture::Glm4)
+}
+
+/// What GLM and GLM-4 files share whether read from `config.json` or GGUF: rotary in
+/// neighbouring pairs, gate and up stacked, and GLM-4's norms after attention and the MLP.
+pub(crate) fn family_traits(config: &mut ModelConfig) {
+    config.rope_interleaved = true;
+    config.fused_gate_up = true;
+    if config.architecture == Architecture::Glm4 {
+        config.norm_layout = NormLayout::Sandwich;
+    }
 }
 
 fn family(f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
@@ -26,8 +34,7 @@ fn family(f: &HfFields, architecture: Architecture) -> Result<ModelConfig> {
     let layers = super::uniform_layers(dims.num_layers, None, f.rope("full_attention", 10_000.0)?);
     let mut config = dims.into_config(architecture, layers);
     config.partial_rotary = partial_rotary;
-    config.rope_interleaved = true;
-    config.fused_gate_up = true;
+    family_traits(&mut config);
     // GLM's `attention_bias` stops at v.
     config.qkv_bias = f.bool_or("attention_bias", true)?;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", false)?;
