@@ -1539,3 +1539,22 @@ fn chatglm_with_fused_qkv_is_refused_by_name() {
         .to_string();
     assert!(err.contains("`attn_qkv`") && err.contains("-hf"), "{err}");
 }
+
+/// Qwen's tokenizer composes the text to NFC before splitting it; the GGUF tokenizer does the
+/// same (llama.cpp and transformers' GGUF loader do not), so decomposed text ("Vie\u{302}\u{323}t")
+/// gets the ids of the composed one, as from the original `tokenizer.json`.
+#[test]
+fn a_qwen_gguf_composes_decomposed_text_as_its_tokenizer_json_does() {
+    let original = neuronxa::engine::tokenizer::TextTokenizer::from_file(&fixture(
+        "tiny/qwen2/tokenizer.json",
+    ))
+    .unwrap();
+    let from_gguf = gguf::tokenizer(&fixture("gguf/qwen2.gguf")).unwrap();
+    let decomposed = "Vie\u{302}\u{323}t Nam, cafe\u{301}, \u{1100}\u{1161}\u{11a8}";
+    let composed = "Việt Nam, café, 각";
+    let ids = |tokenizer: &neuronxa::engine::tokenizer::TextTokenizer, text: &str| {
+        tokenizer.encode(text).unwrap().ids
+    };
+    assert_eq!(ids(&original, decomposed), ids(&original, composed));
+    assert_eq!(ids(&from_gguf, decomposed), ids(&original, decomposed));
+}

@@ -39,6 +39,15 @@ pub(super) fn pre_tokenizer(name: Option<&str>) -> Option<&'static PreTokenizer>
     }
 }
 
+/// The pre-tokenizers of vocabularies whose `tokenizer.json` composes the text to NFC first
+/// (Qwen2's and Qwen2.5's, as transformers' own Qwen2 converter writes it), which neither
+/// llama.cpp nor transformers' GGUF loader does: text in decomposed form ("e" + U+0301) would
+/// otherwise meet other tokens than the model was trained on. Not Qwen3.5's: llama.cpp's test
+/// ids for it keep decomposed marks apart.
+pub(super) fn composes_to_nfc(name: Option<&str>) -> bool {
+    matches!(name, Some("qwen2" | "deepseek-r1-qwen"))
+}
+
 /// Every name with a split, for the error that refuses another.
 pub(super) fn known_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = PRE_TOKENIZERS

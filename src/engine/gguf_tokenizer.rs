@@ -19,21 +19,22 @@
 //! followed: it gives every pre-tokenizer outside its short table GPT-2's split (BLOOM's,
 //! Falcon's, Command-R's, DeepSeek's, SmolLM's digits…), takes no whole-token shortcut (Llama 3
 //! reads "Cửa Việt" in three tokens, not five), drops the `▁` before a leading space, and misses
-//! GPT-NeoX's whitespace tokens. None of these shows on the fixture sentences, whose references
-//! are transformers loading the same file. Qwen's NFC normalizer is left out in both.
+//! GPT-NeoX's whitespace tokens, and Qwen2's composition to NFC (which llama.cpp leaves out too).
+//! None of these shows on the fixture sentences, whose references are transformers loading the
+//! same file.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::gguf_file::GgufHeader;
-use super::gguf_pretokenize::{PreTokenizer, known_names, pre_tokenizer};
+use super::gguf_pretokenize::{PreTokenizer, composes_to_nfc, known_names, pre_tokenizer};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::normalizers::{NFC, Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
@@ -73,6 +74,11 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
             })?;
             let mut tokenizer = byte_level_bpe(&vocab, pre, path)?;
             set_pre_tokenizer(&mut tokenizer, pre, path)?;
+            if composes_to_nfc(vocab.pre) {
+                tokenizer
+                    .with_normalizer(Some(NFC))
+                    .map_err(|e| build_error(path, "normalizer", e))?;
+            }
             tokenizer
         }
         "llama" if GEMMA_ARCHITECTURES.contains(&architecture) => {
