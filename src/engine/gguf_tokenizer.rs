@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::gguf_file::GgufHeader;
-use super::gguf_pretokenize::{PreTokenizer, composes_to_nfc, known_names, pre_tokenizer};
+use super::gguf_pretokenize::{PreTokenizer, composes_to_nfc, known_count, pre_tokenizer};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
 use tokenizers::decoders::fuse::Fuse;
@@ -65,11 +65,12 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
         "gpt2" => {
             let pre = pre_tokenizer(vocab.pre).ok_or_else(|| {
                 meta.error(format!(
-                    "the pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not known here, so the text \
-                     cannot be split as the model was trained to read it; known: {} (or use the \
-                     model's original folder, whose tokenizer.json says it)",
+                    "the pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not one of the {} whose \
+                     splits this version knows (llama.cpp's, as of llama-cpp-python 0.3.36), so \
+                     the text cannot be split as the model was trained to read it; the model's \
+                     original folder, whose tokenizer.json says how, can be used instead",
                     vocab.pre.unwrap_or_default(),
-                    known_names().join(", ")
+                    known_count()
                 ))
             })?;
             let mut tokenizer = byte_level_bpe(&vocab, pre, path)?;
