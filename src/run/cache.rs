@@ -101,8 +101,10 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 
 /// Raised when a fix changes the numbers a model gives, so that states and runs cached before
 /// it are computed again rather than reopened (2: the CPU attention kernel's ALiBi overflow,
-/// which left NaN in BLOOM's states past ~100 tokens).
-const NUMERICS_REVISION: u32 = 2;
+/// which left NaN in BLOOM's states past ~100 tokens; 3: GGUF tokenizers splitting text as the
+/// models' own tokenizers do, which changed the tokens of BLOOM, Falcon, Command-R, StarCoder,
+/// DeepSeek, StableLM 2, Llama 3 and other GGUF files on some texts).
+const NUMERICS_REVISION: u32 = 3;
 
 /// Key of one language's pooled states.
 pub fn states_key(
