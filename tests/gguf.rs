@@ -1483,10 +1483,13 @@ fn an_unknown_pre_tokenizer_is_refused_and_a_known_one_splits_its_own_way() {
         "tokenizer.ggml.pre",
         Value::String("no-such-pre-tokenizer".into()),
     );
-    let Err(err) = gguf::tokenizer(&s.write(dir.path(), "unknown_pre.gguf")) else {
+    let unknown = s.write(dir.path(), "unknown_pre.gguf");
+    let Err(err) = gguf::tokenizer(&unknown) else {
         panic!("an unknown pre-tokenizer was accepted");
     };
     let err = err.to_string();
+    // Already when the model is inspected (the explorer's model panel, `neuronxa inspect`).
+    assert_eq!(gguf::inspect(&unknown).unwrap_err().to_string(), err);
     assert!(
         err.contains("\"no-such-pre-tokenizer\" (tokenizer.ggml.pre) is not one of the")
             && err.contains("original folder"),

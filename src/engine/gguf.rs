@@ -64,6 +64,7 @@ pub fn tokenizer(path: &Path) -> Result<TextTokenizer> {
 pub fn inspect(path: &Path) -> Result<(ModelConfig, String)> {
     let (mut file, content) = read_header(path)?;
     let config = model_config(&content, &mut file, path)?;
+    super::gguf_tokenizer::check(&content, path)?;
     Ok((config, storage_summary(&content.tensor_infos)))
 }
 

@@ -56,23 +56,48 @@ const SPIECE_SPACE: &str = "\u{2581}";
 /// Architectures whose SentencePiece vocabulary needs Gemma's treatment.
 const GEMMA_ARCHITECTURES: &[&str] = &["gemma", "gemma2", "gemma3"];
 
+/// Whether [`from_gguf`] can build the file's tokenizer, from two keys and without reading the
+/// vocabulary (for `inspect`, so that a refusal shows before a run).
+pub fn check(content: &GgufHeader, path: &Path) -> Result<()> {
+    let meta = Metadata::new(content, path);
+    let model = meta.string("tokenizer.ggml.model")?;
+    let pre = meta.opt_string("tokenizer.ggml.pre")?;
+    splitting(&meta, model, pre).map(|_| ())
+}
+
+/// The split of a byte-level vocabulary (`None` for SentencePiece), or the refusal of a
+/// tokenizer model or pre-tokenizer this engine cannot follow.
+fn splitting(
+    meta: &Metadata,
+    model: &str,
+    pre: Option<&str>,
+) -> Result<Option<&'static PreTokenizer>> {
+    match model {
+        "gpt2" => pre_tokenizer(pre).map(Some).ok_or_else(|| {
+            meta.error(format!(
+                "the pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not one of the {} whose \
+                 splits this version knows (llama.cpp's, as of llama-cpp-python 0.3.36), so the \
+                 text cannot be split as the model was trained to read it; the model's original \
+                 folder, whose tokenizer.json says how, can be used instead",
+                pre.unwrap_or_default(),
+                known_count()
+            ))
+        }),
+        "llama" => Ok(None),
+        other => Err(meta.error(format!(
+            "tokenizer model \"{other}\" (tokenizer.ggml.model) is not supported; supported: \
+             \"gpt2\" (byte-level BPE) and \"llama\" (SentencePiece)"
+        ))),
+    }
+}
+
 /// The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
 pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
     let meta = Metadata::new(content, path);
     let vocab = GgufVocab::read(&meta)?;
     let architecture = meta.opt_string("general.architecture")?.unwrap_or_default();
-    let mut tokenizer = match vocab.model {
-        "gpt2" => {
-            let pre = pre_tokenizer(vocab.pre).ok_or_else(|| {
-                meta.error(format!(
-                    "the pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not one of the {} whose \
-                     splits this version knows (llama.cpp's, as of llama-cpp-python 0.3.36), so \
-                     the text cannot be split as the model was trained to read it; the model's \
-                     original folder, whose tokenizer.json says how, can be used instead",
-                    vocab.pre.unwrap_or_default(),
-                    known_count()
-                ))
-            })?;
+    let mut tokenizer = match splitting(&meta, vocab.model, vocab.pre)? {
+        Some(pre) => {
             let mut tokenizer = byte_level_bpe(&vocab, pre, path)?;
             set_pre_tokenizer(&mut tokenizer, pre, path)?;
             if composes_to_nfc(vocab.pre) {
@@ -82,16 +107,8 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
             }
             tokenizer
         }
-        "llama" if GEMMA_ARCHITECTURES.contains(&architecture) => {
-            gemma_sentencepiece(&vocab, path)?
-        }
-        "llama" => sentencepiece(&vocab, path)?,
-        other => {
-            return Err(meta.error(format!(
-                "tokenizer model \"{other}\" (tokenizer.ggml.model) is not supported; supported: \
-                 \"gpt2\" (byte-level BPE) and \"llama\" (SentencePiece)"
-            )));
-        }
+        None if GEMMA_ARCHITECTURES.contains(&architecture) => gemma_sentencepiece(&vocab, path)?,
+        None => sentencepiece(&vocab, path)?,
     };
     add_marked_tokens(&mut tokenizer, &vocab, path)?;
     set_post_processor(&mut tokenizer, &vocab, &meta)?;
