@@ -1542,9 +1542,10 @@ fn chatglm_with_fused_qkv_is_refused_by_name() {
     assert!(err.contains("`attn_qkv`") && err.contains("-hf"), "{err}");
 }
 
-/// Qwen's tokenizer composes the text to NFC before splitting it; the GGUF tokenizer does the
-/// same (llama.cpp and transformers' GGUF loader do not), so decomposed text ("Vie\u{302}\u{323}t")
-/// gets the ids of the composed one, as from the original `tokenizer.json`.
+/// Qwen2's tokenizer composes the text to NFC before splitting it; the GGUF tokenizer of a
+/// `qwen2` vocabulary does the same (llama.cpp and transformers' GGUF loader do not), so
+/// decomposed text ("Vie\u{302}\u{323}t") gets the ids of the composed one, as from the tiny
+/// qwen2's `tokenizer.json` (which the fixture script makes like Qwen2's, NFC included).
 #[test]
 fn a_qwen_gguf_composes_decomposed_text_as_its_tokenizer_json_does() {
     let original = neuronxa::engine::tokenizer::TextTokenizer::from_file(&fixture(

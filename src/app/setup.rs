@@ -189,15 +189,10 @@ fn model_section(ui: &mut Ui, state: &mut Persisted, rt: &Runtime, queue: &mut V
             ..
         } => {
             ui.add(egui::Label::new(RichText::new(&info.name).strong()).wrap());
-            // Spaces around the storage types' `+` let a long list (a GGUF in many i-quants)
-            // wrap between names rather than inside one.
-            let storage = &info.storage_dtype;
-            let summary = info
-                .summary()
-                .replace(storage.as_str(), &storage.replace('+', " + "));
-            ui.add(egui::Label::new(summary).wrap()).on_hover_ui(|ui| {
-                ui.label(config.anatomy().join("\n"));
-            });
+            ui.add(egui::Label::new(info.summary()).wrap())
+                .on_hover_ui(|ui| {
+                    ui.label(config.anatomy().join("\n"));
+                });
             match device {
                 Ok(label) => ui.add(egui::Label::new(format!("Device: {label}")).wrap()),
                 Err(message) => {

@@ -97,16 +97,7 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
     let vocab = GgufVocab::read(&meta)?;
     let architecture = meta.opt_string("general.architecture")?.unwrap_or_default();
     let mut tokenizer = match splitting(&meta, vocab.model, vocab.pre)? {
-        Some(pre) => {
-            let mut tokenizer = byte_level_bpe(&vocab, pre, path)?;
-            set_pre_tokenizer(&mut tokenizer, pre, path)?;
-            if composes_to_nfc(vocab.pre) {
-                tokenizer
-                    .with_normalizer(Some(NFC))
-                    .map_err(|e| build_error(path, "normalizer", e))?;
-            }
-            tokenizer
-        }
+        Some(pre) => byte_level_bpe(&vocab, pre, path)?,
         None if GEMMA_ARCHITECTURES.contains(&architecture) => gemma_sentencepiece(&vocab, path)?,
         None => sentencepiece(&vocab, path)?,
     };
@@ -276,9 +267,12 @@ fn byte_level_bpe(vocab: &GgufVocab, pre: &PreTokenizer, path: &Path) -> Result<
         .build()
         .map_err(|e| build_error(path, "byte-level BPE", e))?;
     let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(
-        tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true),
-    ));
+    if composes_to_nfc(vocab.pre) {
+        tokenizer
+            .with_normalizer(Some(NFC))
+            .map_err(|e| build_error(path, "normalizer", e))?;
+    }
+    tokenizer.with_pre_tokenizer(Some(split_into_bytes(pre, path)?));
     tokenizer.with_decoder(Some(ByteLevel::default()));
     Ok(tokenizer)
 }
@@ -508,13 +502,9 @@ fn add_marked_tokens(tokenizer: &mut Tokenizer, vocab: &GgufVocab, path: &Path) 
     Ok(())
 }
 
-/// The pieces BPE sees: the splits of the file's pre-tokenizer, then bytes spelled as GPT-2's
-/// characters.
-fn set_pre_tokenizer(tokenizer: &mut Tokenizer, pre: &PreTokenizer, path: &Path) -> Result<()> {
-    if pre.splits.is_empty() {
-        // `ByteLevel` splits as GPT-2 itself (set by `byte_level_bpe`).
-        return Ok(());
-    }
+/// The pieces BPE sees: the text cut by each of the pre-tokenizer's splits in turn, then its
+/// bytes spelled as GPT-2's characters.
+fn split_into_bytes(pre: &PreTokenizer, path: &Path) -> Result<PreTokenizerSequence> {
     let mut steps: Vec<PreTokenizerWrapper> = pre
         .splits
         .iter()
@@ -529,8 +519,7 @@ fn set_pre_tokenizer(tokenizer: &mut Tokenizer, pre: &PreTokenizer, path: &Path)
         })
         .collect::<Result<_>>()?;
     steps.push(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, false).into());
-    tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(steps)));
-    Ok(())
+    Ok(PreTokenizerSequence::new(steps))
 }
 
 /// BOS / EOS around each text, as transformers' `update_post_processor` writes them.

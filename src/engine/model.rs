@@ -168,7 +168,8 @@ impl ModelInfo {
         })
     }
 
-    /// "Llama · 30 layers · d_ff 1536 · 135M params · q4_1".
+    /// "Llama · 30 layers · d_ff 1536 · d_model 576 · 135M params · Q4_1 + F32 + Q8_0" (the
+    /// storage types spaced, so that a long list wraps between names).
     pub fn summary(&self) -> String {
         format!(
             "{} · {} layers · d_ff {} · d_model {} · {} params · {}",
@@ -177,7 +178,7 @@ impl ModelInfo {
             self.neurons(),
             self.d_model,
             human_count(self.parameters),
-            self.storage_dtype
+            self.storage_dtype.replace('+', " + ")
         )
     }
 }

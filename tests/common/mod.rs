@@ -89,7 +89,7 @@ pub fn llama_cpp_vocab() -> PathBuf {
     eprintln!(
         "fetching llama.cpp's tokenizer test vocabularies (llama-cpp-python 0.3.36 from PyPI, 77 MB)"
     );
-    let python = std::env::var("NEURONXA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = neuronxa::engine::hub::python_command();
     let status = std::process::Command::new(&python)
         .arg("-c")
         .arg(script)
