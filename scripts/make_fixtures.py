@@ -461,6 +461,35 @@ def tiny_specs(v_sp: int, v_bl: int):
             rope_theta=1000000.0, rope_local_base_freq=10000.0, query_pre_attn_scalar=24,
             hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None, attn_logit_softcapping=None,
             tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
+        # Gemma 4 as the E2B/E4B (per-layer embeddings, the last layers reusing earlier keys and
+        # values) with the 31B's attention (global layers of wider heads, fewer key/value heads,
+        # values from the keys' projection, a quarter of each pair turning).
+        "gemma4": (transformers.Gemma4TextConfig(
+            vocab_size=v_sp, num_hidden_layers=6, sliding_window=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention",
+                         "sliding_attention", "sliding_attention", "full_attention"],
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                   "rope_theta": 1000000.0}},
+            global_head_dim=32, num_global_key_value_heads=1, attention_k_eq_v=True,
+            hidden_size_per_layer_input=8, vocab_size_per_layer_input=v_sp, num_kv_shared_layers=2,
+            hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=30.0,
+            tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
+        # Gemma 4 26B A4B's layout: a mixture of experts beside every layer's dense MLP, the
+        # router reading the residual stream through a norm of its own.
+        "gemma4_moe": (transformers.Gemma4TextConfig(
+            vocab_size=v_sp, num_hidden_layers=3, sliding_window=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                   "rope_theta": 1000000.0}},
+            global_head_dim=32, num_global_key_value_heads=1, attention_k_eq_v=True,
+            hidden_size_per_layer_input=0, num_kv_shared_layers=0,
+            enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=32,
+            hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=30.0,
+            tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
         "gemma": (transformers.GemmaConfig(
             vocab_size=v_sp, num_hidden_layers=2, hidden_act="gelu_pytorch_tanh", rope_theta=10000.0,
             tie_word_embeddings=True, **sp_ids, **COMMON), "sp", "f32", "legacy"),
@@ -791,10 +820,12 @@ SEED_OFFSETS = {
     "mixtral": 29, "glm": 30, "glm4": 31, "qwen2_moe": 32, "exaone4": 33, "helium": 34, "arcee": 35,
     "ministral3": 36, "mistral3": 37, "gpt_oss": 38, "granitemoe": 39, "qwen3_5": 40,
     "qwen3_5_moe": 43, "apertus1p5": 44, "granite_swa": 45,
-    "lfm2": 46, "lfm3": 47, "olmo_hybrid": 48,
+    "lfm2": 46, "lfm3": 47, "olmo_hybrid": 48, "gemma4": 49,
+    "gemma4_moe": 50,
 }
 
-MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe"}
+MOE = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "granitemoe", "qwen3_5_moe",
+       "gemma4_moe"}
 
 
 def init_weights(model: torch.nn.Module, seed: int, gemma_norm: bool, small=()) -> None:
@@ -850,6 +881,14 @@ def rewrite_config_legacy(folder: Path, name: str, cfg) -> None:
         full = dict(rp["full_attention"])
         j["rope_theta"] = full.pop("rope_theta")
         j["rope_scaling"] = full
+    elif name.startswith("gemma4"):
+        # The released configs: the global layers' heads as two fields, not transformers' own
+        # per_layer_config of every global layer; rope_parameters as they are.
+        j["rope_parameters"] = rp
+        overrides = j.pop("per_layer_config")
+        first_global = next(iter(overrides.values()))
+        j["global_head_dim"] = first_global["head_dim"]
+        j["num_global_key_value_heads"] = first_global["num_key_value_heads"]
     elif name == "gemma3":
         j["rope_theta"] = rp["full_attention"]["rope_theta"]
         j["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
@@ -942,8 +981,18 @@ def run_capture(model, ids: list[int]):
             st["r"][i] = out[0].detach().to(torch.float64).clone()  # [T, experts] logits
         return fn
 
+    def keep_router_probs(i):
+        def fn(_m, _inp, out):
+            st["r"][i] = out[0].detach().to(torch.float64).log()  # [T, experts] probabilities
+        return fn
+
     for i, layer in enumerate(layers):
         mlp = mlp_of(layer)
+        if hasattr(layer, "experts") and hasattr(layer, "router"):
+            # Gemma 4's mixture beside the dense MLP (hooked below as any MLP): the experts'
+            # inputs, and the router's probabilities as logits (their log: the same softmax).
+            hooks.append(layer.experts.register_forward_pre_hook(keep_moe(i), with_kwargs=True))
+            hooks.append(layer.router.register_forward_hook(keep_router_probs(i)))
         if hasattr(mlp, "experts"):
             hooks.append(mlp.experts.register_forward_pre_hook(keep_moe(i), with_kwargs=True))
             hooks.append(router_of(mlp).register_forward_hook(keep_router(i)))
@@ -990,7 +1039,7 @@ def run_capture(model, ids: list[int]):
         dt = model.dtype
         ref = act_fn(mlp_of(layers[i]))(st["g"][i].to(dt)).to(torch.float64)
         assert torch.equal(ref, st["a"][i]), "act_fn hook mismatch"
-    margins = [router_margin(st["r"][i], router_of(mlp_of(layers[i])).top_k) for i in moe_inputs]
+    margins = [router_margin(st["r"][i], top_k_of(layers[i])) for i in moe_inputs]
     return {
         "router_margin": min(margins) if margins else math.inf,
         "g": torch.stack(st["g"]),  # [L, T, d_ff]
@@ -1006,12 +1055,24 @@ def router_of(mlp):
     return mlp.router if hasattr(mlp, "router") else mlp.gate
 
 
+def experts_of(layer):
+    """A layer's experts: on the layer itself beside its MLP (Gemma 4), else in its MLP."""
+    return layer.experts if hasattr(layer, "experts") else mlp_of(layer).experts
+
+
+def top_k_of(layer):
+    """How many experts each token of a mixture layer goes to."""
+    if hasattr(layer, "router") and hasattr(layer, "experts"):
+        return layer.router.config.top_k_experts  # Gemma 4
+    return router_of(mlp_of(layer)).top_k
+
+
 def moe_neurons(st, i, layer, inputs):
     """Every expert's neurons at every token of layer i, as transformers' eager expert loop
     computes them for the tokens routed to the expert: a, gate and up are 0 elsewhere (gate is
     +inf there, so that min |gate| only counts the tokens an expert saw)."""
     x, top_k_index = inputs[0], inputs[1]
-    experts = mlp_of(layer).experts
+    experts = experts_of(layer)
     E = experts.num_experts
     f = getattr(experts, "intermediate_dim", None) or experts.intermediate_size
     T = x.shape[0]
@@ -1046,6 +1107,11 @@ def moe_neurons(st, i, layer, inputs):
         g = torch.cat([g, gate.to(torch.float64)], dim=-1)
         a = torch.cat([a, shared.act_fn(gate).to(torch.float64)], dim=-1)
         u = torch.cat([u, up.to(torch.float64)], dim=-1)
+    if hasattr(layer, "experts"):
+        # Gemma 4's dense MLP beside the mixture (hooked as any MLP): its neurons follow.
+        g = torch.cat([g, st["g"][i]], dim=-1)
+        a = torch.cat([a, st["a"][i]], dim=-1)
+        u = torch.cat([u, st["u"][i]], dim=-1)
     st["g"][i], st["a"][i], st["u"][i] = g, a, u
 
 
@@ -1055,6 +1121,8 @@ def moe_neurons_per_layer(cfg):
     if not experts:
         return None
     shared = getattr(cfg, "shared_expert_intermediate_size", None) or 0
+    if getattr(cfg, "enable_moe_block", False):
+        shared = cfg.intermediate_size  # Gemma 4's dense MLP beside the mixture
     return experts * (getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size) + shared
 
 
@@ -1334,8 +1402,26 @@ def make_tiny(sp_tok, bl_bos, bl_nobos, sents, only=None):
         small = ("out_proj.weight", "feed_forward.w2.weight") if name in ("lfm2", "lfm3") else ()
         # OLMo Hybrid's gated output norm is `x·w` as the others there.
         init_weights(model, SEED + 100 + seed,
-                     gemma_norm=name.startswith("gemma") or name in ("nemotron", "qwen3_5", "qwen3_5_moe"),
+                     gemma_norm=(name.startswith("gemma") and not name.startswith("gemma4")) or name in ("nemotron", "qwen3_5", "qwen3_5_moe"),
                      small=small)
+        if name.startswith("gemma4"):
+            # Gemma 4 scales each layer's output by a stored scalar (a buffer, which
+            # init_weights leaves at 1): drawn here. Its attention does not scale the scores (q and k are normed instead): q and k
+            # norms drawn smaller keep this random model's softmax from turning one-hot, where
+            # transformers' own f32 run strays from its f64 one past the tests' tolerance.
+            g = torch.Generator().manual_seed(SEED + 200 + seed)
+            with torch.no_grad():
+                for layer in decoder_layers(model):
+                    layer.layer_scalar.copy_(torch.rand(1, generator=g) * 0.5 + 0.4)
+                    for norm in ("q_norm", "k_norm"):
+                        if hasattr(layer.self_attn, norm):
+                            getattr(layer.self_attn, norm).weight.mul_(0.5)
+                    if hasattr(layer, "router"):
+                        # The router's input scale and each expert's output scale: positive,
+                        # as trained ones are.
+                        layer.router.scale.copy_(torch.rand(layer.router.scale.shape, generator=g) + 0.5)
+                        layer.router.per_expert_scale.copy_(
+                            torch.rand(layer.router.per_expert_scale.shape, generator=g) + 0.5)
         if wdtype == "bf16":
             model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
         elif wdtype == "f32-sharded":
@@ -1567,6 +1653,9 @@ def sensitivity(name, model, tok, sents):
     if name == "gemma2":
         vary("no attn softcap", attn_logit_softcapping=None)
         vary("no final softcap", final_logit_softcapping=None)
+    if name == "gemma4":
+        vary("no sliding window", sliding_window=100000)
+        zeroed["no per-layer embeddings"] = "embed_tokens_per_layer.weight"
     if name == "gemma3":
         full = cfg.rope_parameters["full_attention"]
         vary("global rope base on local layers",

@@ -2,7 +2,8 @@
 //! the summary, so that a user can check that their checkpoint was read as it is.
 
 use super::config::{
-    Activation, LayerAttention, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+    Activation, LayerAttention, LayerHeads, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope,
+    RopeScaling,
 };
 
 impl ModelConfig {
@@ -23,6 +24,13 @@ impl ModelConfig {
         lines.push(self.mlp_line());
         if let Some(scales) = self.scales_line() {
             lines.push(scales);
+        }
+        if let Some(ple) = self.per_layer_input {
+            lines.push(format!(
+                "per-layer embeddings: {} values per layer and token ({} ids), mixed with a \
+                 projection of the embeddings and added after each MLP through a gate",
+                ple.width, ple.vocab
+            ));
         }
         if let Some(rows) = self.output_vocab_size {
             lines.push(format!(
@@ -71,6 +79,37 @@ impl ModelConfig {
         if self.attention_output_gate {
             parts.push("output gated by σ(a gate beside each head's queries)".into());
         }
+        if self.value_norm {
+            parts.push("values normed per head".into());
+        }
+        // Layers with heads of their own shape (Gemma 4's global layers), grouped.
+        let mut own: Vec<(LayerHeads, usize)> = Vec::new();
+        for heads in self.layers.iter().filter_map(|layer| layer.heads) {
+            match own.iter_mut().find(|(h, _)| *h == heads) {
+                Some((_, count)) => *count += 1,
+                None => own.push((heads, 1)),
+            }
+        }
+        for (heads, count) in own {
+            let values = if heads.values_from_keys {
+                ", values from the keys' projection"
+            } else {
+                ""
+            };
+            parts.push(format!(
+                "{count} layer{} with heads of {} ({} key/value{values})",
+                if count == 1 { "" } else { "s" },
+                heads.head_dim,
+                heads.kv_heads
+            ));
+        }
+        if self.kv_shared_layers > 0 {
+            parts.push(format!(
+                "the last {} layers reuse the keys and values of the last earlier layer of \
+                 their kind",
+                self.kv_shared_layers
+            ));
+        }
         let attention = self.layers_mixed_by(LayerMixer::Attention);
         if attention < self.num_layers {
             parts.push(format!("in {attention} of {} layers", self.num_layers));
@@ -106,6 +145,10 @@ impl ModelConfig {
         }
         let dims = match self.partial_rotary {
             Some(rotary) => format!("{rotary} of {} dimensions", self.head_dim),
+            // Heads of more than one width (Gemma 4).
+            None if self.layers.iter().any(|layer| layer.heads.is_some()) => {
+                "all dimensions".into()
+            }
             None => format!("all {} dimensions", self.head_dim),
         };
         let pairs = if self.rope_interleaved {
@@ -138,7 +181,8 @@ impl ModelConfig {
                     1 => "1 layer: ".into(),
                     n => format!("{n} layers: "),
                 };
-                let rope = rope_words(&kind.rope, self.rotary_dims());
+                let head_dim = self.heads_of(kind).head_dim;
+                let rope = rope_words(&kind.rope, self.partial_rotary.unwrap_or(head_dim));
                 format!("{layers}{rope}{window}")
             })
             .collect();
@@ -198,18 +242,30 @@ impl ModelConfig {
             ""
         };
         let experts = match &self.experts {
-            Some(e) => format!(
-                "; {} experts of {} ({} per token{}), an expert's neurons inactive where it \
-                 is not chosen",
-                e.count,
-                self.intermediate_size,
-                e.per_token,
-                if e.normalize_top_k {
-                    ", weights renormalized"
-                } else {
-                    ""
-                }
-            ),
+            Some(e) => {
+                let shared = match (e.shared_d_ff, e.beside_dense) {
+                    (Some(width), true) => format!(
+                        "; beside them the dense MLP of {width} on every token (its own norms, \
+                         its neurons last), the experts' outputs scaled per expert"
+                    ),
+                    (Some(width), false) => format!(
+                        "; a shared expert of {width} on every token, gated, its neurons last"
+                    ),
+                    (None, _) => String::new(),
+                };
+                format!(
+                    "; {} experts of {} ({} per token{}), an expert's neurons inactive where \
+                     it is not chosen{shared}",
+                    e.count,
+                    self.intermediate_size,
+                    e.per_token,
+                    if e.normalize_top_k {
+                        ", weights renormalized"
+                    } else {
+                        ""
+                    }
+                )
+            }
             None => String::new(),
         };
         format!(
@@ -227,6 +283,9 @@ impl ModelConfig {
         }
         if let Some(scale) = self.residual_scale {
             parts.push(format!("residual additions × {}", short(scale)));
+        }
+        if self.layer_scalar {
+            parts.push("each layer's output × its stored scalar".into());
         }
         if let Some(scale) = self.logit_scale {
             parts.push(format!("logits × {}", short(scale)));

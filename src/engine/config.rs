@@ -11,10 +11,11 @@ use serde_json::Value;
 use super::error::{EngineError, Result};
 
 /// Multimodal wrappers whose `config.json` keeps the language model's settings in
-/// `text_config`: Gemma 3 (4B and up) and Mistral 3 (Mistral Small 3.x, Magistral, around a
-/// Mistral or Ministral 3 language model).
+/// `text_config`: Gemma 3 (4B and up), Gemma 4 and Mistral 3 (Mistral Small 3.x, Magistral,
+/// around a Mistral or Ministral 3 language model), …
 const TEXT_CONFIG_WRAPPERS: &[&str] = &[
     "gemma3",
+    "gemma4",
     "mistral3",
     "qwen3_5",
     "qwen3_5_moe",
@@ -32,6 +33,7 @@ pub enum Architecture {
     Gemma,
     Gemma2,
     Gemma3,
+    Gemma4,
     Olmo2,
     Phi3,
     SmolLm3,
@@ -71,7 +73,7 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 43] = [
+    pub const ALL: [Architecture; 44] = [
         Self::Llama,
         Self::Mistral,
         Self::Qwen2,
@@ -79,6 +81,7 @@ impl Architecture {
         Self::Gemma,
         Self::Gemma2,
         Self::Gemma3,
+        Self::Gemma4,
         Self::Olmo2,
         Self::Phi3,
         Self::SmolLm3,
@@ -127,6 +130,7 @@ impl Architecture {
             Self::Gemma => &["gemma"],
             Self::Gemma2 => &["gemma2"],
             Self::Gemma3 => &["gemma3_text", "gemma3"],
+            Self::Gemma4 => &["gemma4_text"],
             Self::Olmo2 => &["olmo2"],
             Self::Phi3 => &["phi3"],
             Self::SmolLm3 => &["smollm3"],
@@ -182,6 +186,7 @@ impl Architecture {
             Self::Gemma => "Gemma",
             Self::Gemma2 => "Gemma 2",
             Self::Gemma3 => "Gemma 3",
+            Self::Gemma4 => "Gemma 4",
             Self::Olmo2 => "OLMo 2",
             Self::Phi3 => "Phi-3",
             Self::SmolLm3 => "SmolLM3",
@@ -317,6 +322,12 @@ pub struct Experts {
     /// gpt-oss: the router and every expert's two projections add a bias.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub biased: bool,
+    /// Gemma 4 (26B A4B): the shared expert is the layer's dense MLP (`mlp.*`, without a gate)
+    /// beside the mixture; the experts read the residual stream through a norm of their own,
+    /// the router through a norm and a scale, each expert's output is scaled by a learned
+    /// factor, and both outputs are normed before they are added.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beside_dense: bool,
 }
 
 /// The parameters of [`Activation::ClampedSwiglu`]: the sigmoid's gain `alpha` and the clamp
@@ -416,6 +427,7 @@ impl LayerAttention {
                 sliding_window: if is_sliding { window } else { None },
                 rope: if is_sliding { local } else { global }.clone(),
                 mixer: LayerMixer::Attention,
+                heads: None,
             })
             .collect()
     }
@@ -457,6 +469,19 @@ pub struct LayerAttention {
     /// How the layer mixes its tokens; window and rotary mean something for attention only.
     #[serde(default, skip_serializing_if = "LayerMixer::is_attention")]
     pub mixer: LayerMixer,
+    /// Heads of the layer's own shape, where not the model's (Gemma 4's global layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<LayerHeads>,
+}
+
+/// A layer's attention heads where they differ from the model's `head_dim` and
+/// `num_key_value_heads` (Gemma 4's global layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerHeads {
+    pub head_dim: usize,
+    pub kv_heads: usize,
+    /// No value projection: the values are the keys' projection (before the key norm).
+    pub values_from_keys: bool,
 }
 
 /// What mixes a layer's tokens.
@@ -643,7 +668,33 @@ pub struct ModelConfig {
     /// queries), and attention's output is multiplied by its sigmoid before `o_proj`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attention_output_gate: bool,
+    /// Gemma 4: the values are RMS-normed per head (without weights), as queries and keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value_norm: bool,
+    /// Gemma 4 (E2B, E4B): the last this many layers have no keys and values of their own;
+    /// each reuses those of the last earlier layer of its kind (see [`Self::kv_source`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kv_shared_layers: usize,
+    /// Gemma 4 (E2B, E4B): a small embedding per layer added after each layer's MLP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_layer_input: Option<PerLayerInput>,
+    /// Gemma 4: each layer's output is multiplied by a scalar stored with it (`layer_scalar`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layer_scalar: bool,
     pub bos_token_id: Option<u32>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Gemma 4's per-layer embeddings (PLE): a table of `width` values per layer and token id
+/// (`embed_tokens_per_layer`, `vocab` rows), mixed with a projection of the token embeddings;
+/// after each layer's MLP, `h += norm(proj(act(gate(h)) · e_l))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerLayerInput {
+    pub width: usize,
+    pub vocab: usize,
 }
 
 impl ModelConfig {
@@ -683,6 +734,7 @@ impl ModelConfig {
             Architecture::Gemma => super::arch::gemma::config(&fields)?,
             Architecture::Gemma2 => super::arch::gemma2::config(&fields)?,
             Architecture::Gemma3 => super::arch::gemma3::config(&fields)?,
+            Architecture::Gemma4 => super::arch::gemma4::config(&fields)?,
             Architecture::Olmo2 => super::arch::olmo2::config(&fields)?,
             Architecture::Phi3 => super::arch::phi3::config(&fields)?,
             Architecture::SmolLm3 => super::arch::smollm3::config(&fields)?,
@@ -734,6 +786,12 @@ impl ModelConfig {
                 "{} experts per token of {} is not a mixture of experts",
                 experts.per_token, experts.count
             ));
+        }
+        if let Some(experts) = &self.experts
+            && experts.beside_dense
+            && experts.shared_d_ff.is_none()
+        {
+            return bad("a mixture beside a dense MLP without the MLP's width".into());
         }
         let linear_layers = self.layers_mixed_by(LayerMixer::LinearAttention) > 0;
         match &self.linear_attention {
@@ -815,6 +873,27 @@ impl ModelConfig {
                 self.head_dim
             ));
         }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let heads = self.heads_of(layer);
+            if heads.head_dim == 0
+                || !heads.head_dim.is_multiple_of(2)
+                || heads.kv_heads == 0
+                || !self.num_heads.is_multiple_of(heads.kv_heads)
+            {
+                return bad(format!(
+                    "layer {i} has heads of {} with {} key/value heads: head_dim must be even \
+                     and > 0, and the {} query heads a multiple of the key/value heads",
+                    heads.head_dim, heads.kv_heads, self.num_heads
+                ));
+            }
+            if !self.has_own_kv(i) && self.kv_source(i).is_none() {
+                return bad(format!(
+                    "layer {i} reuses the keys and values of an earlier layer of its kind \
+                     (\"num_kv_shared_layers\": {}), but none comes before it",
+                    self.kv_shared_layers
+                ));
+            }
+        }
         let rotary = self.rotary_dims();
         for layer in &self.layers {
             if let RopeScaling::LongRope { short_factor, .. } = &layer.rope.scaling
@@ -837,6 +916,34 @@ impl ModelConfig {
             (LayerMixer::LinearAttention, Some(layout)) => layout,
             _ => self.norm_layout,
         }
+    }
+
+    /// The heads of layer `layer`: its own where it has them, else the model's.
+    pub fn heads_of(&self, layer: &LayerAttention) -> LayerHeads {
+        layer.heads.unwrap_or(LayerHeads {
+            head_dim: self.head_dim,
+            kv_heads: self.num_kv_heads,
+            values_from_keys: false,
+        })
+    }
+
+    /// The layer whose keys and values layer `layer` reuses (Gemma 4's last
+    /// [`Self::kv_shared_layers`]): the last one before them of the same kind. `None` for a
+    /// layer with keys and values of its own, or where no such layer exists.
+    pub fn kv_source(&self, layer: usize) -> Option<usize> {
+        let first_shared = self.num_layers.checked_sub(self.kv_shared_layers)?;
+        if layer < first_shared {
+            return None;
+        }
+        let kind = self.layers.get(layer)?;
+        (0..first_shared.min(self.layers.len()))
+            .rev()
+            .find(|&j| self.layers[j] == *kind)
+    }
+
+    /// Whether layer `layer` has keys and values of its own (all but Gemma 4's shared layers).
+    pub fn has_own_kv(&self, layer: usize) -> bool {
+        layer + self.kv_shared_layers < self.num_layers
     }
 
     /// How many layers `mixer` mixes.
@@ -896,23 +1003,34 @@ impl ModelConfig {
             self.intermediate_size as u64,
             self.vocab_size as u64,
         );
-        let q = (self.num_heads * self.head_dim) as u64;
-        let kv = (self.num_kv_heads * self.head_dim) as u64;
         let bias = |on: bool, n: u64| if on { n } else { 0 };
         // One norm of `h` values, and its bias where the family has one.
         let norm = bias(!self.norm_unweighted, h) + bias(self.norm_bias, h);
-        let attention = h * q
-            + 2 * h * kv
-            + q * h
-            + bias(self.attention_output_gate, h * q)
-            + bias(self.attention_head_gate, h * self.num_heads as u64)
-            + bias(self.qkv_bias, q + 2 * kv)
-            + bias(self.linear_bias || self.o_bias, h)
-            + match self.qk_norm {
-                QkNorm::Off => 0,
-                QkNorm::PerHead => 2 * self.head_dim as u64,
-                QkNorm::AllHeads => q + kv,
+        // Attention's weights in layer `i`: its heads' shapes, its own keys and values or none.
+        let attention = |i: usize, layer: &LayerAttention| {
+            let heads = self.heads_of(layer);
+            let d = heads.head_dim as u64;
+            let q = self.num_heads as u64 * d;
+            let kv = heads.kv_heads as u64 * d;
+            let kv_projections = match (self.has_own_kv(i), heads.values_from_keys) {
+                (false, _) => 0,
+                (true, true) => 1,
+                (true, false) => 2,
             };
+            h * q
+                + kv_projections * h * kv
+                + q * h
+                + bias(self.attention_output_gate, h * q)
+                + bias(self.attention_head_gate, h * self.num_heads as u64)
+                + bias(self.qkv_bias, q + kv_projections * kv)
+                + bias(self.linear_bias || self.o_bias, h)
+                + match self.qk_norm {
+                    QkNorm::Off => 0,
+                    QkNorm::PerHead => d + bias(kv_projections > 0, d),
+                    QkNorm::AllHeads => q + kv,
+                }
+                + bias(self.attention_sinks, self.num_heads as u64)
+        };
         let gates = if self.mlp_gated { 2 } else { 1 };
         // xIELU's alpha_p, alpha_n, beta and eps, stored in every layer.
         let activation = bias(self.activation == Activation::XIelu, 4);
@@ -921,13 +1039,18 @@ impl ModelConfig {
         // where the family has them).
         let mlp = match &self.experts {
             Some(experts) => {
-                let shared = experts.shared_d_ff.map_or(0, |s| 3 * h * s as u64 + h);
+                // Qwen2-MoE's shared expert has a gate row; Gemma 4's dense MLP none, but the
+                // router's scale and per-expert scales, and three more norms.
+                let count = experts.count as u64;
+                let shared = experts
+                    .shared_d_ff
+                    .map_or(0, |s| 3 * h * s as u64 + bias(!experts.beside_dense, h));
+                let beside = bias(experts.beside_dense, h + count + 3 * norm);
                 let biases = bias(experts.biased, gates * f + h + 1);
-                experts.count as u64 * (one_mlp + h + biases) + shared
+                count * (one_mlp + h + biases) + shared + beside
             }
             None => one_mlp,
         };
-        let sinks = bias(self.attention_sinks, self.num_heads as u64);
         let norms = norm
             * match self.norm_layout {
                 NormLayout::Sandwich => 4,
@@ -953,10 +1076,18 @@ impl ModelConfig {
             .short_conv
             .as_ref()
             .map_or(0, |c| 4 * h * h + h * c.taps as u64);
-        let attention_layers = self.num_layers as u64 - linear_layers - conv_layers;
-        let mixers =
-            attention_layers * (attention + sinks) + linear_layers * linear + conv_layers * conv;
-        let per_layer = mlp + norms;
+        let attention_weights: u64 = (self.layers.iter().enumerate())
+            .filter(|(_, layer)| layer.mixer.is_attention())
+            .map(|(i, layer)| attention(i, layer))
+            .sum();
+        let mixers = attention_weights + linear_layers * linear + conv_layers * conv;
+        // Gemma 4: the scalar of each layer, and the per-layer embeddings' table, projection
+        // and norm, with each layer's gate, projection and norm.
+        let per_layer_input = self.per_layer_input.map_or(0, |ple| {
+            let (p, all) = (ple.width as u64, (ple.width * self.num_layers) as u64);
+            ple.vocab as u64 * all + h * all + p + self.num_layers as u64 * (2 * h * p + h)
+        });
+        let per_layer = mlp + norms + bias(self.layer_scalar, 1);
         let head = if self.tie_word_embeddings {
             0
         } else {
@@ -972,6 +1103,7 @@ impl ModelConfig {
             + embedding_norm
             + self.num_layers as u64 * per_layer
             + mixers
+            + per_layer_input
             + norm
             + head
     }
@@ -980,8 +1112,6 @@ impl ModelConfig {
     /// tokens of context on average: 2·params of the matmuls + attention scores and values.
     pub fn forward_flops_per_token(&self, mean_context: f64) -> f64 {
         let (h, f) = (self.hidden_size as f64, self.intermediate_size as f64);
-        let q = (self.num_heads * self.head_dim) as f64;
-        let kv = (self.num_kv_heads * self.head_dim) as f64;
         let mlp_matrices = if self.mlp_gated { 3.0 } else { 2.0 };
         // A mixture runs its chosen experts, and its router.
         let mlp_matrices = match &self.experts {
@@ -991,16 +1121,26 @@ impl ModelConfig {
             }
             None => mlp_matrices,
         };
-        let gate = if self.attention_output_gate {
-            h * q
-        } else {
-            0.0
-        } + if self.attention_head_gate {
-            h * self.num_heads as f64
-        } else {
-            0.0
+        let attention = |i: usize, layer: &LayerAttention| {
+            let heads = self.heads_of(layer);
+            let q = (self.num_heads * heads.head_dim) as f64;
+            let kv = (heads.kv_heads * heads.head_dim) as f64;
+            let kv_projections = match (self.has_own_kv(i), heads.values_from_keys) {
+                (false, _) => 0.0,
+                (true, true) => 1.0,
+                (true, false) => 2.0,
+            };
+            let gate = if self.attention_output_gate {
+                h * q
+            } else {
+                0.0
+            } + if self.attention_head_gate {
+                h * self.num_heads as f64
+            } else {
+                0.0
+            };
+            2.0 * (h * q + kv_projections * h * kv + q * h + gate) + 2.0 * 2.0 * q * mean_context
         };
-        let attention = 2.0 * (h * q + 2.0 * h * kv + q * h + gate) + 2.0 * 2.0 * q * mean_context;
         let mlp = 2.0 * mlp_matrices * h * f;
         // A Gated DeltaNet layer: its projections, and per value head three products of the
         // key with the `key × value` state (read, update, query), whatever the context.
@@ -1019,10 +1159,17 @@ impl ModelConfig {
             .as_ref()
             .map_or(0.0, |c| 2.0 * (4.0 * h * h + h * c.taps as f64));
         let layers = self.num_layers as f64;
-        layers * mlp
-            + (layers - linear_layers - conv_layers) * attention
-            + linear_layers * linear
-            + conv_layers * conv
+        let attention: f64 = (self.layers.iter().enumerate())
+            .filter(|(_, layer)| layer.mixer.is_attention())
+            .map(|(i, layer)| attention(i, layer))
+            .sum();
+        // Gemma 4's per-layer embeddings: the projection of the embeddings, and each layer's
+        // gate and projection.
+        let per_layer_input = self.per_layer_input.map_or(0.0, |ple| {
+            let p = ple.width as f64;
+            2.0 * (h * p * layers + layers * 2.0 * h * p)
+        });
+        layers * mlp + attention + per_layer_input + linear_layers * linear + conv_layers * conv
     }
 }
 
@@ -1411,6 +1558,10 @@ impl Dims {
             short_conv: None,
             attention_head_gate: false,
             attention_output_gate: false,
+            value_norm: false,
+            kv_shared_layers: 0,
+            per_layer_input: None,
+            layer_scalar: false,
             bos_token_id: None,
         }
     }

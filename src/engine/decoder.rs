@@ -95,7 +95,7 @@ impl BatchInput {
     }
 }
 
-struct RmsNorm {
+pub(super) struct RmsNorm {
     /// In f32 (for Gemma already `1 + w`): norms compute in f32 whatever the weights' dtype,
     /// as transformers does, and hand on the compute dtype.
     weight: Tensor,
@@ -110,7 +110,7 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(
+    pub(super) fn load(
         src: &dyn TensorSource,
         name: &str,
         size: usize,
@@ -155,7 +155,28 @@ impl RmsNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// A norm without weights (Gemma 4's value norm): `x / rms(x)`.
+    pub(super) fn unweighted(size: usize, eps: f64, ctx: &Ctx) -> Result<Self> {
+        let weight = Tensor::ones(size, DType::F32, &ctx.device)?;
+        let host = ctx.has_cpu_kernels().then(|| {
+            Arc::new(HostNorm {
+                weight: vec![1.0; size],
+                eps: eps as f32,
+                centered: false,
+                bias: None,
+            })
+        });
+        Ok(Self {
+            weight,
+            out_dtype: ctx.dtype,
+            eps: eps as f32,
+            centered: false,
+            bias: None,
+            host,
+        })
+    }
+
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.to_dtype(DType::F32)?.contiguous()?;
         if self.centered {
             // A LayerNorm without bias is an RMSNorm of the centred values.
@@ -196,6 +217,61 @@ struct Attention {
     /// LFM3: a gate per head from the attention's input, `[heads, d_model]`; each head's output
     /// is multiplied by its sigmoid before `o`.
     head_gate: Option<Linear>,
+    /// Gemma 4: each head's values RMS-normed, without weights.
+    value_norm: Option<RmsNorm>,
+    /// Where the keys and values come from.
+    kv: KvSource,
+}
+
+/// Where a layer's keys and values come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KvSource {
+    /// Its own key and value projections.
+    Own,
+    /// Its own key projection, which also gives the values (Gemma 4's global layers).
+    KeysAsValues,
+    /// Those of an earlier layer (Gemma 4's last layers): the projection holds queries only.
+    Reused,
+}
+
+impl KvSource {
+    /// Heads of keys and values in the stacked projection, per key/value head.
+    fn projected(self) -> usize {
+        match self {
+            Self::Own => 2,
+            Self::KeysAsValues => 1,
+            Self::Reused => 0,
+        }
+    }
+}
+
+/// A layer's keys and values, kept for the later layers that reuse them (Gemma 4): as the
+/// CPU kernel reads them (`[n, kv_heads·d]`, normed, rotary not yet turned) or as the generic
+/// ops do (`[b, kv_heads, t, d]`, turned).
+#[derive(Clone)]
+struct KeysValues {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// Gemma 4's per-layer embeddings, mixed once per batch into `[rows, cols, layers, width]`.
+struct PerLayerEmbeddings {
+    /// `[vocab, layers·width]`.
+    table: Tensor,
+    /// From the token embeddings to `layers·width`.
+    projection: Linear,
+    /// Over each layer's `width` values.
+    norm: RmsNorm,
+    width: usize,
+}
+
+/// Gemma 4's use of its per-layer embedding after a layer's MLP:
+/// `h + norm(projection(act(gate(h)) · e))`.
+struct PerLayerBlock {
+    gate: Linear,
+    projection: Linear,
+    norm: RmsNorm,
+    activation: LayerActivation,
 }
 
 /// How a layer mixes its tokens.
@@ -210,7 +286,7 @@ enum Mixer {
 /// A layer's MLP: one, or a mixture of experts.
 enum LayerMlp {
     Dense(Mlp),
-    Experts(MoeMlp),
+    Experts(Box<MoeMlp>),
 }
 
 struct Mlp {
@@ -236,6 +312,14 @@ struct Layer {
     mlp: LayerMlp,
     /// Index into `Decoder::attention_kinds`.
     kind: usize,
+    /// Gemma 4: the per-layer embedding's block after the MLP.
+    per_layer_input: Option<PerLayerBlock>,
+    /// Gemma 4: the layer's output is multiplied by this.
+    scalar: Option<f64>,
+    /// The earlier layer whose keys and values this one reuses (Gemma 4).
+    kv_from: Option<usize>,
+    /// A later layer reuses this one's keys and values: keep them for the pass.
+    keeps_kv: bool,
 }
 
 pub struct Decoder {
@@ -245,6 +329,8 @@ pub struct Decoder {
     embed_positions: Option<Tensor>,
     /// BLOOM's norm of the token embeddings.
     embed_norm: Option<RmsNorm>,
+    /// Gemma 4's per-layer embeddings.
+    per_layer_embeddings: Option<PerLayerEmbeddings>,
     layers: Vec<Layer>,
     final_norm: RmsNorm,
     lm_head: Option<Tensor>,
@@ -347,14 +433,24 @@ impl Decoder {
             let [input_norm, attention_out_norm, mlp_norm, mlp_out_norm] =
                 layer_norm_names(config.norm_layout_of(attention_kind.mixer))
                     .map(|name| name.map(|name| norm(name, h)).transpose());
-            let q_out = config.num_heads * config.head_dim;
-            let kv_out = config.num_kv_heads * config.head_dim;
+            let heads = config.heads_of(attention_kind);
+            let head_dim = heads.head_dim;
+            let q_out = config.num_heads * head_dim;
+            let kv_out = heads.kv_heads * head_dim;
+            let kv = match (config.has_own_kv(i), heads.values_from_keys) {
+                (false, _) => KvSource::Reused,
+                (true, true) => KvSource::KeysAsValues,
+                (true, false) => KvSource::Own,
+            };
+            let own_kv = kv != KvSource::Reused;
             let qk_norms = || -> Result<_> {
                 Ok(match config.qk_norm {
                     QkNorm::Off => (None, None),
                     QkNorm::PerHead => (
-                        Some(norm("self_attn.q_norm", config.head_dim)?),
-                        Some(norm("self_attn.k_norm", config.head_dim)?),
+                        Some(norm("self_attn.q_norm", head_dim)?),
+                        own_kv
+                            .then(|| norm("self_attn.k_norm", head_dim))
+                            .transpose()?,
                     ),
                     QkNorm::AllHeads => (
                         Some(norm("self_attn.q_norm", q_out)?),
@@ -374,12 +470,14 @@ impl Decoder {
                     },
                 )
             } else {
+                let kv_parts = [
+                    (format!("{p}self_attn.k_proj"), kv_out),
+                    (format!("{p}self_attn.v_proj"), kv_out),
+                ];
                 (
-                    vec![
-                        (format!("{p}self_attn.q_proj"), q_out),
-                        (format!("{p}self_attn.k_proj"), kv_out),
-                        (format!("{p}self_attn.v_proj"), kv_out),
-                    ],
+                    std::iter::once((format!("{p}self_attn.q_proj"), q_out))
+                        .chain(kv_parts.into_iter().take(kv.projected()))
+                        .collect(),
                     if config.mlp_gated {
                         vec![
                             (format!("{p}mlp.gate_proj"), f),
@@ -418,8 +516,8 @@ impl Decoder {
                         k_norm,
                         qk_norm_all_heads: config.qk_norm == QkNorm::AllHeads,
                         num_heads: config.num_heads,
-                        num_kv_heads: config.num_kv_heads,
-                        head_dim: config.head_dim,
+                        num_kv_heads: heads.kv_heads,
+                        head_dim,
                         scale: config.attention_scale,
                         softcap: config.attn_logit_softcapping,
                         clip: config.qkv_clip,
@@ -444,9 +542,45 @@ impl Decoder {
                                 linear(src, &[(name, config.num_heads)], h, false, &ctx)
                             })
                             .transpose()?,
+                        value_norm: (config.value_norm && own_kv)
+                            .then(|| RmsNorm::unweighted(head_dim, config.rms_norm_eps, &ctx))
+                            .transpose()?,
+                        kv,
                     })
                 }
             };
+            let per_layer_input = config
+                .per_layer_input
+                .map(|ple| -> Result<_> {
+                    Ok(PerLayerBlock {
+                        gate: linear(
+                            src,
+                            &[(format!("{p}per_layer_input_gate"), ple.width)],
+                            h,
+                            false,
+                            &ctx,
+                        )?,
+                        projection: linear(
+                            src,
+                            &[(format!("{p}per_layer_projection"), h)],
+                            ple.width,
+                            false,
+                            &ctx,
+                        )?,
+                        norm: norm("post_per_layer_input_norm", h)?,
+                        activation: LayerActivation::load(config, src, &p)?,
+                    })
+                })
+                .transpose()?;
+            let scalar = config
+                .layer_scalar
+                .then(|| -> Result<f64> {
+                    let name = format!("{p}layer_scalar");
+                    let value: Vec<f32> =
+                        src.load(&name, &[1], DType::F32, &Device::Cpu)?.to_vec1()?;
+                    Ok(f64::from(value[0]))
+                })
+                .transpose()?;
             layers.push(Layer {
                 input_norm: input_norm?,
                 attention_out_norm: attention_out_norm?,
@@ -454,14 +588,14 @@ impl Decoder {
                 mlp_out_norm: mlp_out_norm?,
                 mixer,
                 mlp: match &config.experts {
-                    Some(experts) => LayerMlp::Experts(MoeMlp::load(
+                    Some(experts) => LayerMlp::Experts(Box::new(MoeMlp::load(
                         src,
                         &p,
                         config,
                         experts,
                         LayerActivation::load(config, src, &p)?,
                         &ctx,
-                    )?),
+                    )?)),
                     None => LayerMlp::Dense(Mlp {
                         gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
                         down: linear(
@@ -476,8 +610,41 @@ impl Decoder {
                     }),
                 },
                 kind,
+                per_layer_input,
+                scalar,
+                kv_from: config.kv_source(i),
+                keeps_kv: (0..config.num_layers).any(|j| config.kv_source(j) == Some(i)),
             });
         }
+        let per_layer_embeddings = config
+            .per_layer_input
+            .map(|ple| -> Result<_> {
+                let all = ple.width * config.num_layers;
+                Ok(PerLayerEmbeddings {
+                    table: src.load(
+                        &format!("{prefix}embed_tokens_per_layer.weight"),
+                        &[ple.vocab, all],
+                        dtype,
+                        device,
+                    )?,
+                    projection: linear(
+                        src,
+                        &[(format!("{prefix}per_layer_model_projection"), all)],
+                        h,
+                        false,
+                        &ctx,
+                    )?,
+                    norm: RmsNorm::load(
+                        src,
+                        &format!("{prefix}per_layer_projection_norm.weight"),
+                        ple.width,
+                        config,
+                        &ctx,
+                    )?,
+                    width: ple.width,
+                })
+            })
+            .transpose()?;
         let final_norm = RmsNorm::load(src, &format!("{prefix}norm.weight"), h, config, &ctx)?;
         let lm_head = ["lm_head.weight", "language_model.lm_head.weight"]
             .into_iter()
@@ -489,6 +656,7 @@ impl Decoder {
             embed,
             embed_positions,
             embed_norm,
+            per_layer_embeddings,
             layers,
             final_norm,
             lm_head,
@@ -754,6 +922,11 @@ impl Decoder {
         }
         let clock = self.stage_clock.as_deref();
         let h = timed(clock, "embeddings", || self.embed_tokens(input))?;
+        let per_layer_inputs = self
+            .per_layer_embeddings
+            .as_ref()
+            .map(|ple| timed(clock, "embeddings", || ple.mix(&h, &input.ids)))
+            .transpose()?;
         // The residual stream stays in f32 with bf16/f16 weights: rounding it to 8 bits of
         // mantissa at every add is most of what moves a bf16 run's NAS decisions away from f32.
         let h = h.to_dtype(DType::F32)?;
@@ -793,6 +966,7 @@ impl Decoder {
                 .collect::<Result<Vec<_>>>()
         })?;
         let two_norms = self.config.norm_layout == NormLayout::ParallelTwoNorms;
+        let mut kept_kv: Vec<Option<KeysValues>> = vec![None; self.layers.len()];
         for (i, layer) in self.layers.iter().enumerate() {
             let attn_in = normed_or_raw(
                 normed.take(),
@@ -815,7 +989,13 @@ impl Decoder {
                     let tables = tables[layer.kind].as_ref().ok_or_else(|| {
                         EngineError::Device("an attention layer without rotary tables".into())
                     })?;
-                    attention.forward(&attn_in, tables, input, kernels, clock)?
+                    let reused = layer.kv_from.and_then(|j| kept_kv[j].as_ref());
+                    let (out, kv) =
+                        attention.forward(&attn_in, tables, input, kernels, clock, reused)?;
+                    if layer.keeps_kv {
+                        kept_kv[i] = Some(kv);
+                    }
+                    out
                 }
                 Mixer::DeltaNet(net) => timed(clock, "linear attention", || {
                     net.forward(
@@ -860,7 +1040,7 @@ impl Decoder {
                     (down, pooled)
                 }
                 LayerMlp::Experts(mixture) => timed(clock, "MLP: mixture of experts", || {
-                    mixture.forward(&mlp_in, pool, i)
+                    mixture.forward(&mlp_in, &h, pool, i)
                 })?,
             };
             if let Some(norm) = &layer.mlp_out_norm {
@@ -874,9 +1054,30 @@ impl Decoder {
                 .get(i + 1)
                 .and_then(|next| next.input_norm.as_ref());
             let slot = pool.map(|_| i + 1);
-            let step = timed(clock, RESIDUAL_STAGE, || {
-                self.residual(&h, Some(&mlp_out), next_norm, input, slot)
-            })?;
+            let step = if layer.per_layer_input.is_none() && layer.scalar.is_none() {
+                timed(clock, RESIDUAL_STAGE, || {
+                    self.residual(&h, Some(&mlp_out), next_norm, input, slot)
+                })?
+            } else {
+                // Gemma 4: the per-layer embedding's block and the layer's scalar come after
+                // the MLP's residual add; the next norm and the pools after them.
+                let added = timed(clock, RESIDUAL_STAGE, || {
+                    self.residual(&h, Some(&mlp_out), None, input, None)
+                })?;
+                let mut h = added.h;
+                if let (Some(block), Some(inputs)) = (&layer.per_layer_input, &per_layer_inputs) {
+                    let delta = timed(clock, "per-layer embeddings", || {
+                        block.forward(&h, &inputs.i((.., .., i, ..))?, self.ctx.dtype)
+                    })?;
+                    h = (h + delta.to_dtype(DType::F32)?)?;
+                }
+                if let Some(scalar) = layer.scalar {
+                    h = h.affine(scalar, 0.0)?;
+                }
+                timed(clock, RESIDUAL_STAGE, || {
+                    self.residual(&h, None, next_norm, input, slot)
+                })?
+            };
             h = step.h;
             normed = step.normed;
             on_layer(LayerOutput {
@@ -1067,6 +1268,36 @@ struct LayerOutput {
     hidden_pooled: Option<Tensor>,
     /// `[b, 2, d_ff]`: pooled NAS and NAV.
     mlp_pooled: Option<Tensor>,
+}
+
+impl PerLayerEmbeddings {
+    /// Each token's input for every layer, `[rows, cols, layers, width]` in the compute dtype:
+    /// the normed projection of its embedding `h` (already scaled) and its row of the table
+    /// (scaled by √width), averaged over √2 as transformers does.
+    fn mix(&self, h: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let (rows, cols, hidden) = h.dims3()?;
+        let shape = (rows, cols, (), self.width);
+        let projected = (self.projection.forward(h)? * (hidden as f64).powf(-0.5))?;
+        let projected = self.norm.forward(&projected.reshape(shape)?)?;
+        let table = self
+            .table
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape(shape)?;
+        // transformers rounds the scale to the table's dtype first.
+        let scale = Tensor::new((self.width as f32).sqrt(), h.device())?.to_dtype(table.dtype())?;
+        let table = table.broadcast_mul(&scale)?;
+        Ok(((projected + table)? * 0.5f64.sqrt())?)
+    }
+}
+
+impl PerLayerBlock {
+    /// `norm(projection(act(gate(h)) · input))` for the residual stream `h` (f32) and the
+    /// layer's per-layer input `[rows, cols, width]`.
+    fn forward(&self, h: &Tensor, input: &Tensor, dtype: DType) -> Result<Tensor> {
+        let gate = self.gate.forward(&h.to_dtype(dtype)?)?;
+        let mixed = self.activation.apply(&gate)?.mul(input)?;
+        self.norm.forward(&self.projection.forward(&mixed)?)
+    }
 }
 
 impl Mlp {
@@ -1264,9 +1495,11 @@ impl AttentionTables {
     ) -> Result<Self> {
         // Partial rotary: the frequencies of the turned dimensions, then 0 (cos 1, sin 0) for
         // the others, which `PartialRotaryWeights` moved to the end of each half.
-        let inv_freq = inverse_frequencies(&kind.rope, cfg.rotary_dims());
+        let head_dim = cfg.heads_of(kind).head_dim;
+        let rotary_dims = cfg.partial_rotary.unwrap_or(head_dim);
+        let inv_freq = inverse_frequencies(&kind.rope, rotary_dims);
         let turned = inv_freq.len();
-        let half = cfg.head_dim / 2;
+        let half = head_dim / 2;
         // LongRoPE's and YaRN's attention factor multiplies cos and sin of the turned pairs.
         let factor = rotary_attention_factor(&kind.rope) as f32;
         // f32 as transformers computes them: position × inverse frequency, then cos and sin.
@@ -1439,6 +1672,24 @@ impl Attention {
         })
     }
 
+    /// Heads in the stacked projection: queries, keys, values (where the layer has its own),
+    /// and any output gates.
+    fn stacked_heads(&self) -> usize {
+        let h = self.num_heads;
+        h + self.kv.projected() * self.num_kv_heads + if self.output_gate { h } else { 0 }
+    }
+
+    /// Where the values start in the stacked projection (the keys' place where the keys are
+    /// the values too).
+    fn value_head(&self) -> usize {
+        match self.kv {
+            KvSource::KeysAsValues => self.num_heads,
+            KvSource::Own | KvSource::Reused => self.num_heads + self.num_kv_heads,
+        }
+    }
+
+    /// The layer's output, and its keys and values (those of `reused` where the layer reuses
+    /// an earlier one's).
     fn forward(
         &self,
         x: &Tensor,
@@ -1446,16 +1697,25 @@ impl Attention {
         input: &BatchInput,
         kernels: bool,
         clock: Option<&StageClock>,
-    ) -> Result<Tensor> {
+        reused: Option<&KeysValues>,
+    ) -> Result<(Tensor, KeysValues)> {
+        let reused = match (self.kv, reused) {
+            (KvSource::Reused, None) => {
+                return Err(EngineError::Device(
+                    "a layer that reuses keys and values was given none".into(),
+                ));
+            }
+            (KvSource::Reused, reused) => reused,
+            _ => None,
+        };
         if kernels {
             return timed(clock, "attention (CPU kernel)", || {
-                self.forward_cpu_kernel(x, tables, input)
+                self.forward_cpu_kernel(x, tables, input, reused)
             });
         }
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // Heads in the stacked projection: queries, keys, values, and any output gates.
-        let stacked = h + 2 * kvh + if self.output_gate { h } else { 0 };
+        let stacked = self.stacked_heads();
         let (cos, sin, mask) = tables
             .tensors
             .as_ref()
@@ -1480,25 +1740,33 @@ impl Attention {
                     y
                 })
             };
-        let (q, k, v) = timed(clock, "attention: q/k norms, rotary, head layout", || {
-            Ok((
-                heads(0, h, &self.q_norm, true)?,
-                heads(h, kvh, &self.k_norm, true)?,
-                heads(h + kvh, kvh, &None, false)?,
-            ))
+        let (q, kv) = timed(clock, "attention: q/k norms, rotary, head layout", || {
+            let q = heads(0, h, &self.q_norm, true)?;
+            let kv = match reused {
+                Some(kv) => kv.clone(),
+                None => KeysValues {
+                    k: heads(h, kvh, &self.k_norm, true)?,
+                    v: heads(self.value_head(), kvh, &self.value_norm, false)?,
+                },
+            };
+            Ok((q, kv))
         })?;
         let out = timed(clock, "attention: scores, softmax, values", || {
-            self.attend(&q, &k, &v, mask)
+            self.attend(&q, &kv.k, &kv.v, mask)
         })?;
-        timed(clock, "attention: output gates and projection", || {
+        let out = timed(clock, "attention: output gates and projection", || {
             let gate = self
                 .output_gate
-                .then(|| qkv.narrow(2, h + 2 * kvh, h)?.reshape((b, t, h * d)))
+                .then(|| {
+                    let first = h + self.kv.projected() * kvh;
+                    qkv.narrow(2, first, h)?.reshape((b, t, h * d))
+                })
                 .transpose()?;
             let out = self.apply_output_gate(out, gate)?;
             let out = self.apply_head_gate(out, x)?;
             Ok(self.o.forward(&out)?)
-        })
+        })?;
+        Ok((out, kv))
     }
 
     /// The CPU kernel's attention (f32 on the CPU): packed or padded rows, rotary inside.
@@ -1507,10 +1775,11 @@ impl Attention {
         x: &Tensor,
         tables: &AttentionTables,
         input: &BatchInput,
-    ) -> Result<Tensor> {
+        reused: Option<&KeysValues>,
+    ) -> Result<(Tensor, KeysValues)> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let stacked = h + 2 * kvh + if self.output_gate { h } else { 0 };
+        let stacked = self.stacked_heads();
         let n = b * t;
         let qkv = self.project(x)?.reshape((n, stacked * d))?;
         // Column ranges of the stacked projection: the kernel reads strided rows.
@@ -1524,11 +1793,16 @@ impl Attention {
             })
         };
         let q = part(0, h, &self.q_norm)?;
-        let k = part(h, kvh, &self.k_norm)?;
-        let v = part(h + kvh, kvh, &None)?;
+        let kv = match reused {
+            Some(kv) => kv.clone(),
+            None => KeysValues {
+                k: part(h, kvh, &self.k_norm)?,
+                v: part(self.value_head(), kvh, &self.value_norm)?,
+            },
+        };
         let out = q.apply_op3_no_bwd(
-            &k,
-            &v,
+            &kv.k,
+            &kv.v,
             &cpu_ops::Attention {
                 spans: input.pooling.spans.clone(),
                 heads: h,
@@ -1544,11 +1818,11 @@ impl Attention {
         )?;
         let gate = self
             .output_gate
-            .then(|| qkv.narrow(1, (h + 2 * kvh) * d, h * d))
+            .then(|| qkv.narrow(1, (h + self.kv.projected() * kvh) * d, h * d))
             .transpose()?;
         let out = self.apply_output_gate(out, gate)?;
         let out = self.apply_head_gate(out.reshape((b, t, h * d))?, x)?;
-        Ok(self.o.forward(&out)?)
+        Ok((self.o.forward(&out)?, kv))
     }
 
     /// Softmax attention of `q` `[b, heads, t, d]` over `k` and `v` `[b, kv_heads, t, d]` under

@@ -1138,6 +1138,7 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
             sliding_window: None,
             rope: rope.clone(),
             mixer: LayerMixer::Attention,
+            heads: None,
         };
         num_layers
     ];
@@ -1154,11 +1155,12 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no Helium files are read yet: never named by
-        // GGUF_ARCHITECTURES.
+        // llama.cpp has no XGLM, and no Helium, Gemma 4, … files are read yet: never named
+        // by GGUF_ARCHITECTURES.
         Architecture::Xglm
         | Architecture::Helium
         | Architecture::Apertus15
+        | Architecture::Gemma4
         | Architecture::GraniteSwa
         | Architecture::Lfm3
         | Architecture::OlmoHybrid => {}
@@ -1221,6 +1223,7 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
                 // Every layer a mixture with a shared expert, its top-k weights renormalized
                 // (as `arch::qwen3_5::config_moe`).
                 config.experts = Some(Experts {
+                    beside_dense: false,
                     count: expert_count.unwrap_or(0),
                     per_token: meta.usize(&key("expert_used_count"))?,
                     normalize_top_k: true,
@@ -1342,6 +1345,7 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
                 .get("blk.0.ffn_down_shexp.weight")
                 .and_then(|down| down.shape.get(1).copied());
             config.experts = Some(Experts {
+                beside_dense: false,
                 count: expert_count.unwrap_or(0),
                 per_token: meta.usize(&key("expert_used_count"))?,
                 normalize_top_k,

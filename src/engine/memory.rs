@@ -331,6 +331,7 @@ mod tests {
         // 4·256·2 + 256·9 = 4352 → 7488 per token, 74 880 for the tokens; pooled states of
         // all 512 neurons, 2·4·512·2 = 8192 → 83 072.
         c.experts = Some(crate::engine::config::Experts {
+            beside_dense: false,
             count: 4,
             per_token: 2,
             normalize_top_k: false,

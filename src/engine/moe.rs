@@ -22,7 +22,7 @@ use super::activation::LayerActivation;
 use super::capture::NavSource;
 use super::config::{Experts, ModelConfig};
 use super::cpu_ops::{FusedMlp, HostPooling, Span};
-use super::decoder::{BatchInput, Ctx, linear};
+use super::decoder::{BatchInput, Ctx, RmsNorm, linear};
 use super::error::{EngineError, Result};
 use super::mxfp4;
 use super::weights::TensorSource;
@@ -37,8 +37,25 @@ pub(super) struct MoeMlp {
     normalize_top_k: bool,
     activation: LayerActivation,
     d_ff: usize,
-    /// Qwen2-MoE's shared expert, which every token runs, and its gate `[1, d_model]`.
-    shared: Option<(Expert, Linear)>,
+    /// The expert every token runs: Qwen2-MoE's shared expert with its gate `[1, d_model]`,
+    /// or Gemma 4's dense MLP beside the mixture (no gate).
+    shared: Option<(Expert, Option<Linear>)>,
+    /// Gemma 4: each expert's output weight is also multiplied by its own factor.
+    expert_scales: Option<Vec<f32>>,
+    /// Gemma 4: the norms of a mixture beside the dense MLP.
+    beside: Option<BesideNorms>,
+}
+
+/// Gemma 4's norms around a mixture that runs beside the dense MLP (the shared expert).
+struct BesideNorms {
+    /// The router's input: the residual stream normed without weights (the router's own
+    /// input scale is folded into its weights).
+    router_input: RmsNorm,
+    /// The experts' input, also from the residual stream.
+    experts_input: RmsNorm,
+    /// On the dense MLP's output and on the experts', before the two are added.
+    dense_output: RmsNorm,
+    experts_output: RmsNorm,
 }
 
 struct Expert {
@@ -76,6 +93,10 @@ enum Layout {
     /// `down_proj` `[experts, d_ff, d_model]`, each with a `_bias`; or in MXFP4, `_blocks`
     /// and `_scales` of the `[out, in]` matrices.
     GptOss,
+    /// Gemma 4: beside the MLP, on the layer itself: `router.proj`, `router.scale`,
+    /// `router.per_expert_scale`, and `experts.gate_up_proj` / `experts.down_proj` stacked
+    /// as transformers 5 stores them.
+    Gemma4,
 }
 
 impl MoeMlp {
@@ -89,7 +110,9 @@ impl MoeMlp {
         ctx: &Ctx,
     ) -> Result<Self> {
         let (h, f, count) = (config.hidden_size, config.intermediate_size, mixture.count);
-        let layout = if src.contains(&format!("{p}mlp.router.weight")) {
+        let layout = if mixture.beside_dense {
+            Layout::Gemma4
+        } else if src.contains(&format!("{p}mlp.router.weight")) {
             Layout::GptOss
         } else if src.contains(&format!("{p}block_sparse_moe.gate.weight")) {
             Layout::BlockSparse
@@ -106,11 +129,24 @@ impl MoeMlp {
             Layout::BlockSparse => format!("{p}block_sparse_moe.gate.weight"),
             Layout::GptOss => format!("{p}mlp.router.weight"),
             Layout::GraniteStacked => format!("{p}block_sparse_moe.router.layer.weight"),
+            Layout::Gemma4 => format!("{p}router.proj.weight"),
             _ => format!("{p}mlp.gate.weight"),
         };
         // In f32 whatever the compute dtype: the router is small, and a bf16 score moves a
         // token to another expert where two are close, flipping all their neurons at once.
-        let router = src.load(&router_name, &[count, h], DType::F32, &ctx.device)?;
+        let mut router = src.load(&router_name, &[count, h], DType::F32, &ctx.device)?;
+        let mut expert_scales = None;
+        if let Layout::Gemma4 = layout {
+            // Gemma 4 scales the router's normed input by `scale / √d_model`: folded in.
+            let scale = src.load(&format!("{p}router.scale"), &[h], DType::F32, &ctx.device)?;
+            let scale = (scale * (h as f64).powf(-0.5))?.unsqueeze(0)?;
+            router = router.broadcast_mul(&scale)?;
+            let name = format!("{p}router.per_expert_scale");
+            expert_scales = Some(
+                src.load(&name, &[count], DType::F32, &Device::Cpu)?
+                    .to_vec1()?,
+            );
+        }
         let router_bias = mixture
             .biased
             .then(|| {
@@ -138,7 +174,7 @@ impl MoeMlp {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
-            Layout::Stacked | Layout::StackedApart | Layout::GraniteStacked => {
+            Layout::Stacked | Layout::StackedApart | Layout::GraniteStacked | Layout::Gemma4 => {
                 let load = |name: &str, shape: &[usize]| {
                     src.load(&format!("{p}{name}"), shape, ctx.dtype, &ctx.device)
                 };
@@ -150,6 +186,10 @@ impl MoeMlp {
                     Layout::Stacked => (
                         load("mlp.experts.gate_up_proj", &[count, 2 * f, h])?,
                         load("mlp.experts.down_proj", &[count, h, f])?,
+                    ),
+                    Layout::Gemma4 => (
+                        load("experts.gate_up_proj", &[count, 2 * f, h])?,
+                        load("experts.down_proj", &[count, h, f])?,
                     ),
                     _ => {
                         let gate = load("mlp.experts.gate_proj.weight", &[count, f, h])?;
@@ -182,6 +222,20 @@ impl MoeMlp {
             shared: mixture
                 .shared_d_ff
                 .map(|shared| -> Result<_> {
+                    if mixture.beside_dense {
+                        let name = |part: &str| format!("{p}mlp.{part}");
+                        let mlp = Expert {
+                            gate_up: linear(
+                                src,
+                                &[(name("gate_proj"), shared), (name("up_proj"), shared)],
+                                h,
+                                false,
+                                ctx,
+                            )?,
+                            down: linear(src, &[(name("down_proj"), h)], shared, false, ctx)?,
+                        };
+                        return Ok((mlp, None));
+                    }
                     let name = |part: &str| format!("{p}mlp.shared_expert.{part}");
                     let expert = Expert {
                         gate_up: linear(
@@ -200,25 +254,49 @@ impl MoeMlp {
                         false,
                         ctx,
                     )?;
-                    Ok((expert, gate))
+                    Ok((expert, Some(gate)))
+                })
+                .transpose()?,
+            expert_scales,
+            beside: mixture
+                .beside_dense
+                .then(|| -> Result<_> {
+                    let norm = |name: &str| {
+                        RmsNorm::load(src, &format!("{p}{name}.weight"), h, config, ctx)
+                    };
+                    Ok(BesideNorms {
+                        router_input: RmsNorm::unweighted(h, config.rms_norm_eps, ctx)?,
+                        experts_input: norm("pre_feedforward_layernorm_2")?,
+                        dense_output: norm("post_feedforward_layernorm_1")?,
+                        experts_output: norm("post_feedforward_layernorm_2")?,
+                    })
                 })
                 .transpose()?,
         })
     }
 
-    /// The mixture's output `[rows, cols, d_model]` for `x` (the MLP's normed input), and with
-    /// `pool` the pooled NAS and NAV of every expert's neurons: `[b, 2, experts·d_ff]`, or
-    /// with the CPU kernels added to the batch's sink.
+    /// The mixture's output `[rows, cols, d_model]` for `x` (the MLP's normed input; Gemma
+    /// 4's experts and router read `residual`, the stream before that norm), and with `pool`
+    /// the pooled NAS and NAV of every expert's neurons: `[b, 2, experts·d_ff]`, or with the
+    /// CPU kernels added to the batch's sink.
     pub(super) fn forward(
         &self,
         x: &Tensor,
+        residual: &Tensor,
         pool: Option<(&BatchInput, NavSource)>,
         layer: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (rows, cols, h) = x.dims3()?;
         let n = rows * cols;
-        let flat = x.reshape((n, h))?;
-        let mut scores = flat.to_dtype(DType::F32)?.matmul(&self.router.t()?)?;
+        let mlp_in = x.reshape((n, h))?;
+        let (router_in, flat) = match &self.beside {
+            Some(norms) => (
+                norms.router_input.forward(residual)?.reshape((n, h))?,
+                norms.experts_input.forward(residual)?.reshape((n, h))?,
+            ),
+            None => (mlp_in.clone(), mlp_in.clone()),
+        };
+        let mut scores = router_in.to_dtype(DType::F32)?.matmul(&self.router.t()?)?;
         if let Some(bias) = &self.router_bias {
             scores = scores.broadcast_add(bias)?;
         }
@@ -266,16 +344,19 @@ impl MoeMlp {
                 .broadcast_mul(&weights.to_dtype(flat.dtype())?)?;
             out = out.index_add(&index, &y, 0)?;
         }
+        if let Some(norms) = &self.beside {
+            out = norms.experts_output.forward(&out)?;
+        }
         if let Some((expert, gate)) = &self.shared {
             // After the routed experts, as transformers adds it; its neurons follow theirs.
             let offset = self.experts.len() * self.d_ff;
             let product = match (kernels, pool, &sentence_of) {
                 (Some((input, nav_source)), ..) => {
                     let pooling = input.pooling.clone();
-                    self.fused(expert, &flat, input, nav_source, pooling, layer, offset)?
+                    self.fused(expert, &mlp_in, input, nav_source, pooling, layer, offset)?
                 }
                 (_, Some((input, nav_source)), Some(sentence_of)) => {
-                    let run = self.run(expert, &flat)?;
+                    let run = self.run(expert, &mlp_in)?;
                     let every: Vec<u32> = (0..n as u32).collect();
                     let (shared_nas, shared_nav) =
                         self.pools(&run, &every, input, nav_source, sentence_of)?;
@@ -283,11 +364,17 @@ impl MoeMlp {
                     nav.push(shared_nav);
                     run.product
                 }
-                _ => self.run(expert, &flat)?.product,
+                _ => self.run(expert, &mlp_in)?.product,
             };
-            let scale = candle_nn::ops::sigmoid(&gate.forward(&flat)?)?;
-            let y = expert.down.forward(&product)?.broadcast_mul(&scale)?;
-            out = (out + y)?;
+            let y = expert.down.forward(&product)?;
+            let y = match (gate, &self.beside) {
+                (Some(gate), _) => {
+                    y.broadcast_mul(&candle_nn::ops::sigmoid(&gate.forward(&mlp_in)?)?)?
+                }
+                (None, Some(norms)) => norms.dense_output.forward(&y)?,
+                (None, None) => y,
+            };
+            out = (y + out)?;
         }
         let out = out.reshape((rows, cols, h))?;
         if pool.is_none() || kernels.is_some() {
@@ -401,6 +488,10 @@ impl MoeMlp {
                     probs[e] / total
                 } else {
                     probs[e]
+                };
+                let weight = match &self.expert_scales {
+                    Some(scales) => weight * scales[e],
+                    None => weight,
                 };
                 routes[e].0.push(token as u32);
                 routes[e].1.push(weight);
@@ -646,6 +737,8 @@ mod tests {
             activation: LayerActivation::Silu,
             d_ff: 1,
             shared: None,
+            expert_scales: None,
+            beside: None,
         }
     }
 
@@ -700,5 +793,12 @@ mod tests {
         let routes = mixture(1, true).route(&[vec![1.0, 1.0, 0.0]]);
         assert_eq!((routes[0].0.len(), routes[1].0.len()), (1, 0));
         assert!((routes[0].1[0] - 1.0).abs() < 1e-6);
+        // Gemma 4: after renormalizing, each expert's own factor (the choice is not moved).
+        let mut scaled = mixture(2, true);
+        scaled.expert_scales = Some(vec![1.0, 3.0, 0.5]);
+        let routes = scaled.route(&scores);
+        assert_eq!(routes[1].0, vec![0, 1]);
+        assert!((routes[2].1[0] - 0.5 * 0.625 / 0.875).abs() < 1e-6);
+        assert!((routes[1].1[0] - 3.0 * 0.25 / 0.875).abs() < 1e-6);
     }
 }

@@ -62,6 +62,7 @@ pub fn family_traits(config: &mut ModelConfig, clamp: SwigluClamp, count: usize,
     config.activation = Activation::ClampedSwiglu;
     config.swiglu_clamp = Some(clamp);
     config.experts = Some(Experts {
+        beside_dense: false,
         count,
         per_token,
         // A softmax over the chosen experts' logits: the same as renormalizing the softmax

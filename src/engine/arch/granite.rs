@@ -70,6 +70,7 @@ pub fn config_swa(f: &HfFields) -> Result<ModelConfig> {
                 }
             },
             mixer: LayerMixer::Attention,
+            heads: None,
         })
         .collect();
     config.attention_sinks = true;

@@ -90,6 +90,7 @@ pub fn config3(f: &HfFields) -> Result<ModelConfig> {
                 full.clone()
             },
             mixer,
+            heads: None,
         })
         .collect();
     let mut config = dims.into_config(Architecture::Lfm3, layers);

@@ -17,6 +17,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
 /// reading, and Granite MoE's.
 pub(super) fn top_k_experts(f: &HfFields) -> Result<Experts> {
     Ok(Experts {
+        beside_dense: false,
         count: f.usize_either("num_local_experts", "num_experts")?,
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: true,

@@ -14,6 +14,7 @@ pub mod falcon;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod gemma4;
 pub mod glm;
 pub mod gpt2;
 pub mod gpt_neox;
@@ -57,6 +58,7 @@ fn uniform_layers(n: usize, sliding_window: Option<usize>, rope: Rope) -> Vec<La
             sliding_window,
             rope,
             mixer: LayerMixer::Attention,
+            heads: None,
         };
         n
     ]
@@ -123,6 +125,7 @@ pub(crate) fn mixed_layers(mixers: &[LayerMixer], rope: &Rope) -> Vec<LayerAtten
             sliding_window: None,
             rope: rope.clone(),
             mixer,
+            heads: None,
         })
         .collect()
 }

@@ -36,6 +36,7 @@ pub(super) fn qwen_experts(
     config.intermediate_size = f.usize("moe_intermediate_size")?;
     config.activation = f.activation(&["hidden_act"], Activation::Silu)?;
     config.experts = Some(Experts {
+        beside_dense: false,
         count: f.usize_either("num_experts", "num_local_experts")?,
         per_token: f.usize("num_experts_per_tok")?,
         normalize_top_k: f.bool_or("norm_topk_prob", false)?,

@@ -57,6 +57,7 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
                 Rope::no_rotation()
             },
             mixer: LayerMixer::Attention,
+            heads: None,
         })
         .collect();
     let mut config = dims.into_config(Architecture::SmolLm3, layers);
