@@ -2116,7 +2116,7 @@ CONVERTED = ["llama", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi
              "granite", "cohere", "gpt2", "bloom", "gpt_neox", "falcon", "cohere2", "olmo3", "apertus",
              "llama_bias", "jais2", "nemotron", "olmoe", "qwen3_moe", "mixtral", "qwen2_moe", "exaone4", "arcee",
              "granitemoe", "lfm2", "qwen3_5", "qwen3_5_moe", "ministral3", "mistral3", "gpt_oss_mxfp4",
-             "glm", "glm4"]
+             "glm", "glm4", "gemma4", "gemma4_moe"]
 
 # Converter flags some models need: Qwen3.5's converter expects multi-token-prediction layers,
 # which the tiny checkpoint (like transformers' own) does not have.

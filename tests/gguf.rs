@@ -1260,6 +1260,24 @@ fn tensors_the_decoder_cannot_place_are_refused() {
     assert!(err.to_string().contains("blk.0.ffn_up.bias"), "{err}");
 }
 
+/// Gemma 4 with double-wide MLPs on the layers that reuse keys and values: the converter writes
+/// one width per layer, and layers of two widths are refused in words.
+#[test]
+fn gemma4_mlps_of_two_widths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Synthetic::new("gemma4", 4);
+    s.set(
+        "gemma4.attention.key_length_swa",
+        Value::U32(HEAD_DIM as u32),
+    );
+    let widths = [FFN, FFN, 2 * FFN, 2 * FFN].map(|w| Value::U32(w as u32));
+    s.set("gemma4.feed_forward_length", Value::Array(widths.to_vec()));
+    s.set("gemma4.attention.shared_kv_layers", Value::U32(2));
+    let path = s.write(dir.path(), "double_wide.gguf");
+    let err = error_naming(gguf::open(&path), &path);
+    assert!(err.to_string().contains("double-wide"), "{err}");
+}
+
 #[test]
 fn embedding_rows_keep_their_order() {
     // A row of the embedding table is the row asked for (layout is [vocab, hidden]).
@@ -1339,7 +1357,7 @@ fn converted_models_read_as_their_config_json() {
     }
     assert_eq!(
         checked,
-        38,
+        40,
         "the converted fixtures in {}",
         gguf_dir.display()
     );

@@ -7,12 +7,14 @@ mod common;
 use neuronxa::engine::gguf;
 
 /// Every vocabulary of llama.cpp's tests whose tokenizer this engine reads (byte-level BPE
-/// with its pre-tokenizer, and SentencePiece), with the `tokenizer.ggml.pre` it names.
+/// with its pre-tokenizer, SentencePiece, and Gemma 4's BPE), with the `tokenizer.ggml.pre`
+/// it names.
 const VOCABULARIES: &[(&str, &str)] = &[
     ("command-r", "command-r"),
     ("deepseek-coder", "deepseek-coder"),
     ("deepseek-llm", "deepseek-llm"),
     ("falcon", "falcon"),
+    ("gemma-4", "(Gemma 4)"),
     ("gpt-2", "gpt-2"),
     ("llama-bpe", "llama-bpe"),
     ("llama-spm", "(SentencePiece)"),
@@ -65,5 +67,5 @@ fn gguf_tokenizers_give_the_original_tokenizers_ids() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    assert!(checked >= 13 * 46, "{checked} texts");
+    assert!(checked >= 14 * 46, "{checked} texts");
 }

@@ -793,7 +793,9 @@ converted_gguf_tests!(
     mistral3,
     gpt_oss_mxfp4,
     glm,
-    glm4
+    glm4,
+    gemma4,
+    gemma4_moe
 );
 
 /// The generic capture path (GPUs, bf16) against the fused f32 CPU path, on the CPU in bf16:

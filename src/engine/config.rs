@@ -130,7 +130,8 @@ impl Architecture {
             Self::Gemma => &["gemma"],
             Self::Gemma2 => &["gemma2"],
             Self::Gemma3 => &["gemma3_text", "gemma3"],
-            Self::Gemma4 => &["gemma4_text"],
+            // `gemma4`: a wrapper's `text_config` that does not name its own type.
+            Self::Gemma4 => &["gemma4_text", "gemma4"],
             Self::Olmo2 => &["olmo2"],
             Self::Phi3 => &["phi3"],
             Self::SmolLm3 => &["smollm3"],

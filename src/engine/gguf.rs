@@ -19,8 +19,9 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
-    Activation, Architecture, Dims, Experts, LayerAttention, LayerMixer, LinearAttention,
-    ModelConfig, NormLayout, QkNorm, Rope, RopeScaling, ShortConvolution, SwigluClamp, yarn_mscale,
+    Activation, Architecture, Dims, Experts, LayerAttention, LayerHeads, LayerMixer,
+    LinearAttention, ModelConfig, NormLayout, PerLayerInput, QkNorm, Rope, RopeScaling,
+    ShortConvolution, SwigluClamp, yarn_mscale,
 };
 use super::error::{EngineError, Result, candle_message};
 use super::gguf_file::{GgufHeader, HeaderError, Storage, StoredTensor};
@@ -401,6 +402,16 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
             return Some(("model.embed_norm.bias".into(), Fix::None));
         }
         "output.weight" => return Some(("lm_head.weight".into(), Fix::None)),
+        // Gemma 4's per-layer embeddings.
+        "per_layer_token_embd.weight" if config.per_layer_input.is_some() => {
+            return Some(("model.embed_tokens_per_layer.weight".into(), Fix::None));
+        }
+        "per_layer_model_proj.weight" if config.per_layer_input.is_some() => {
+            return Some(("model.per_layer_model_projection.weight".into(), Fix::None));
+        }
+        "per_layer_proj_norm.weight" if config.per_layer_input.is_some() => {
+            return Some(("model.per_layer_projection_norm.weight".into(), Fix::None));
+        }
         _ => {}
     }
     let rest = gguf_name.strip_prefix("blk.")?;
@@ -412,6 +423,11 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
     let (part, kind) = rest.rsplit_once('.')?;
     if config.architecture == Architecture::GptOss
         && let Some(found) = gpt_oss_name(part, kind, layer)
+    {
+        return Some(found);
+    }
+    if config.architecture == Architecture::Gemma4
+        && let Some(found) = gemma4_name(part, kind, layer)
     {
         return Some(found);
     }
@@ -500,6 +516,28 @@ fn hf_name(gguf_name: &str, config: &ModelConfig) -> Option<(String, Fix)> {
         fix
     };
     Some((format!("model.layers.{layer}.{hf_part}.{kind}"), fix))
+}
+
+/// Gemma 4's tensors that no other family has: the per-layer embeddings' gate, projection and
+/// norm, the layer's scalar, and the mixture beside the MLP (its router with its input scale
+/// and per-expert scales, its stacked experts, its norms).
+fn gemma4_name(part: &str, kind: &str, layer: usize) -> Option<(String, Fix)> {
+    let hf = match (part, kind) {
+        ("inp_gate", "weight") => "per_layer_input_gate.weight",
+        ("proj", "weight") => "per_layer_projection.weight",
+        ("post_norm", "weight") => "post_per_layer_input_norm.weight",
+        ("layer_output_scale", "weight") => "layer_scalar",
+        ("ffn_gate_inp", "weight") => "router.proj.weight",
+        ("ffn_gate_inp", "scale") => "router.scale",
+        ("ffn_down_exps", "scale") => "router.per_expert_scale",
+        ("ffn_gate_up_exps", "weight") => "experts.gate_up_proj",
+        ("ffn_down_exps", "weight") => "experts.down_proj",
+        ("pre_ffw_norm_2", "weight") => "pre_feedforward_layernorm_2.weight",
+        ("post_ffw_norm_1", "weight") => "post_feedforward_layernorm_1.weight",
+        ("post_ffw_norm_2", "weight") => "post_feedforward_layernorm_2.weight",
+        _ => return None,
+    };
+    Some((format!("model.layers.{layer}.{hf}"), Fix::None))
 }
 
 /// gpt-oss' tensors where llama.cpp names them apart from the other families: its attention
@@ -900,6 +938,7 @@ const GGUF_ARCHITECTURES: &[(&str, Architecture)] = &[
     ("gemma", Architecture::Gemma),
     ("gemma2", Architecture::Gemma2),
     ("gemma3", Architecture::Gemma3),
+    ("gemma4", Architecture::Gemma4),
     // OLMo 3 too: it is `olmo2` with sliding-window keys.
     ("olmo2", Architecture::Olmo2),
     ("olmo", Architecture::Olmo),
@@ -980,7 +1019,8 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
             | Architecture::Qwen3Moe
             | Architecture::Qwen35Moe
             | Architecture::GraniteMoe
-            | Architecture::GptOss => architecture,
+            | Architecture::GptOss
+            | Architecture::Gemma4 => architecture,
             _ => {
                 return Err(meta.error(format!(
                     "a mixture of experts in a \"{arch_name}\" GGUF file is not supported"
@@ -1155,15 +1195,26 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
 
     match architecture {
         Architecture::Llama | Architecture::Mistral | Architecture::Qwen2 => {}
-        // llama.cpp has no XGLM, and no Helium, Gemma 4, … files are read yet: never named
-        // by GGUF_ARCHITECTURES.
+        // llama.cpp has no XGLM, and no Helium, … files are read yet: never named by
+        // GGUF_ARCHITECTURES.
         Architecture::Xglm
         | Architecture::Helium
         | Architecture::Apertus15
-        | Architecture::Gemma4
         | Architecture::GraniteSwa
         | Architecture::Lfm3
         | Architecture::OlmoHybrid => {}
+        Architecture::Gemma4 => {
+            gemma4_config(
+                &mut config,
+                &meta,
+                &key,
+                content,
+                kv_heads_per_layer.as_deref(),
+                &rope,
+                window,
+                expert_count,
+            )?;
+        }
         Architecture::Ministral3 => {
             // Llama 4's query scaling from the original context on, as llama.cpp reads it
             // (its floor is YaRN's original context); refused where it would apply.
@@ -1510,6 +1561,139 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
         !config.linear_bias && content.tensor_infos.contains_key("blk.0.attn_output.bias");
     config.validate(path)?;
     Ok(config)
+}
+
+/// Gemma 4 as llama.cpp's converter writes it: the head width of the global layers as
+/// `attention.key_length` and the local ones' as `key_length_swa`, key/value heads per layer,
+/// no `attn_v` where the keys are the values, proportional rotary as divisors of 1 and 1e30
+/// in `rope_freqs`, the MLP beside a mixture as the plain `ffn_*` tensors.
+#[allow(clippy::too_many_arguments)]
+fn gemma4_config(
+    config: &mut ModelConfig,
+    meta: &Metadata,
+    key: &dyn Fn(&str) -> String,
+    content: &GgufHeader,
+    kv_heads_per_layer: Option<&[i64]>,
+    rope: &Rope,
+    window: Option<usize>,
+    expert_count: Option<usize>,
+) -> Result<()> {
+    super::arch::gemma4::family_traits(config);
+    let layers = config.num_layers;
+    let global_head_dim = config.head_dim;
+    config.head_dim = meta.usize(&key("attention.key_length_swa"))?;
+    config.final_logit_softcapping = meta.opt_f64(&key("final_logit_softcapping"))?;
+    let width_key = key("feed_forward_length");
+    let widths = match meta.get(&width_key) {
+        Some(Value::Array(_)) => meta.opt_i64_array(&width_key)?,
+        _ => None,
+    };
+    if let Some(widths) = widths
+        && widths.windows(2).any(|pair| pair[0] != pair[1])
+    {
+        return Err(meta.error(format!(
+            "\"{width_key}\" gives the layers MLPs of different widths (Gemma 4's double-wide \
+             MLPs), and NeuronXA compares layers of one width; this Gemma 4 is not supported"
+        )));
+    }
+    let sliding = sliding_layers(meta, &key("attention.sliding_window_pattern"), layers, 6)?;
+    let kv_heads: Vec<usize> = match kv_heads_per_layer {
+        Some(counts) if counts.len() == layers => {
+            counts.iter().map(|&n| n.max(0) as usize).collect()
+        }
+        Some(counts) => {
+            return Err(meta.error(format!(
+                "\"{}\" has {} entries for {layers} layers",
+                key("attention.head_count_kv"),
+                counts.len()
+            )));
+        }
+        None => vec![config.num_kv_heads; layers],
+    };
+    if let Some(first_local) = sliding.iter().position(|&slides| slides) {
+        config.num_kv_heads = kv_heads[first_local];
+    }
+    let local = Rope {
+        theta: meta
+            .opt_f64(&key("rope.freq_base_swa"))?
+            .unwrap_or(10_000.0),
+        scaling: RopeScaling::None,
+    };
+    // `rope_freqs` holds 1 for the pairs that turn and 1e30 for those that stay: transformers'
+    // proportional rotary over a fraction of the pairs.
+    let global_scaling = match &rope.scaling {
+        RopeScaling::FrequencyDivisors { divisors } => {
+            let turning = divisors.iter().take_while(|&&d| d == 1.0).count();
+            if divisors[turning..].iter().all(|&d| d >= 1e29) {
+                RopeScaling::Proportional {
+                    fraction: turning as f64 / divisors.len() as f64,
+                    factor: 1.0,
+                }
+            } else {
+                rope.scaling.clone()
+            }
+        }
+        other => other.clone(),
+    };
+    let global = Rope {
+        theta: rope.theta,
+        scaling: global_scaling,
+    };
+    config.layers = LayerAttention::per_layer(&sliding, window.or(Some(512)), &local, &global);
+    config.kv_shared_layers = meta
+        .opt_usize(&key("attention.shared_kv_layers"))?
+        .unwrap_or(0);
+    // The values are the keys wherever a global layer with keys of its own has no `attn_v`.
+    let values_from_keys = (0..layers).any(|i| {
+        let has = |part: &str| {
+            content
+                .tensor_infos
+                .contains_key(&format!("blk.{i}.{part}.weight"))
+        };
+        !sliding[i] && has("attn_k") && !has("attn_v")
+    });
+    for ((layer, &slides), &kv) in config.layers.iter_mut().zip(&sliding).zip(&kv_heads) {
+        let heads = LayerHeads {
+            head_dim: if slides {
+                config.head_dim
+            } else {
+                global_head_dim
+            },
+            kv_heads: kv,
+            values_from_keys: values_from_keys && !slides,
+        };
+        let model_heads = heads.head_dim == config.head_dim
+            && heads.kv_heads == config.num_kv_heads
+            && !heads.values_from_keys;
+        layer.heads = (!model_heads).then_some(heads);
+    }
+    let width = meta
+        .opt_usize(&key("embedding_length_per_layer_input"))?
+        .unwrap_or(0);
+    if width > 0 {
+        let table = content
+            .tensor_infos
+            .get("per_layer_token_embd.weight")
+            .ok_or_else(|| meta.error("tensor \"per_layer_token_embd.weight\" is missing"))?;
+        config.per_layer_input = Some(PerLayerInput {
+            width,
+            vocab: table.shape.first().copied().unwrap_or(0),
+        });
+    }
+    if let Some(count) = expert_count {
+        // The dense MLP beside the mixture is its shared expert.
+        let dense = config.intermediate_size;
+        config.intermediate_size = meta.usize(&key("expert_feed_forward_length"))?;
+        config.experts = Some(Experts {
+            count,
+            per_token: meta.usize(&key("expert_used_count"))?,
+            normalize_top_k: true,
+            shared_d_ff: Some(dense),
+            biased: false,
+            beside_dense: true,
+        });
+    }
+    Ok(())
 }
 
 /// Which layers attend locally (or, for Qwen3.5, are recurrent): an explicit per-layer list or

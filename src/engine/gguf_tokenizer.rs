@@ -10,6 +10,8 @@
 //!   a piece that is a whole token taken as it is where llama.cpp does (`ignore_merges`);
 //! - `"llama"`: SentencePiece as BPE with byte fallback, merges recovered from the scores
 //!   (Gemma: from the token order), `▁` in front of the text and for every space;
+//! - `"gemma4"`: BPE on raw UTF-8 with the file's merges and byte fallback, every space a `▁`,
+//!   the text split at newlines;
 //! - control tokens (type 3) and the tokens named BOS / EOS / UNK / PAD become special added
 //!   tokens, user-defined ones (type 4) plain added tokens matched as written; BOS / EOS are
 //!   added to each text per `tokenizer.ggml.add_bos_token` / `add_eos_token` (BOS by default
@@ -65,15 +67,21 @@ pub fn check(content: &GgufHeader, path: &Path) -> Result<()> {
     splitting(&meta, model, pre).map(|_| ())
 }
 
-/// The split of a byte-level vocabulary (`None` for SentencePiece), or the refusal of a
-/// tokenizer model or pre-tokenizer this engine cannot follow.
-fn splitting(
-    meta: &Metadata,
-    model: &str,
-    pre: Option<&str>,
-) -> Result<Option<&'static PreTokenizer>> {
+/// How a vocabulary's text is split before its merges.
+enum Splitting {
+    /// Byte-level BPE, split by this pre-tokenizer's regexes.
+    ByteLevel(&'static PreTokenizer),
+    /// SentencePiece.
+    SentencePiece,
+    /// Gemma 4's BPE on raw UTF-8 (spaces as `▁`), split at newlines only.
+    Gemma4,
+}
+
+/// The split of a vocabulary, or the refusal of a tokenizer model or pre-tokenizer this engine
+/// cannot follow.
+fn splitting(meta: &Metadata, model: &str, pre: Option<&str>) -> Result<Splitting> {
     match model {
-        "gpt2" => pre_tokenizer(pre).map(Some).ok_or_else(|| {
+        "gpt2" => pre_tokenizer(pre).map(Splitting::ByteLevel).ok_or_else(|| {
             meta.error(format!(
                 "the pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not one of the {} whose \
                  splits this version knows (llama.cpp's, as of llama-cpp-python 0.3.36), so the \
@@ -83,10 +91,11 @@ fn splitting(
                 known_count()
             ))
         }),
-        "llama" => Ok(None),
+        "llama" => Ok(Splitting::SentencePiece),
+        "gemma4" => Ok(Splitting::Gemma4),
         other => Err(meta.error(format!(
             "tokenizer model \"{other}\" (tokenizer.ggml.model) is not supported; supported: \
-             \"gpt2\" (byte-level BPE) and \"llama\" (SentencePiece)"
+             \"gpt2\" (byte-level BPE), \"llama\" (SentencePiece) and \"gemma4\""
         ))),
     }
 }
@@ -97,9 +106,12 @@ pub fn from_gguf(content: &GgufHeader, path: &Path) -> Result<Tokenizer> {
     let vocab = GgufVocab::read(&meta)?;
     let architecture = meta.opt_string("general.architecture")?.unwrap_or_default();
     let mut tokenizer = match splitting(&meta, vocab.model, vocab.pre)? {
-        Some(pre) => byte_level_bpe(&vocab, pre, path)?,
-        None if GEMMA_ARCHITECTURES.contains(&architecture) => gemma_sentencepiece(&vocab, path)?,
-        None => sentencepiece(&vocab, path)?,
+        Splitting::ByteLevel(pre) => byte_level_bpe(&vocab, pre, path)?,
+        Splitting::SentencePiece if GEMMA_ARCHITECTURES.contains(&architecture) => {
+            gemma_sentencepiece(&vocab, path)?
+        }
+        Splitting::SentencePiece => sentencepiece(&vocab, path)?,
+        Splitting::Gemma4 => gemma4_bpe(&vocab, path)?,
     };
     add_marked_tokens(&mut tokenizer, &vocab, path)?;
     set_post_processor(&mut tokenizer, &vocab, &meta)?;
@@ -161,8 +173,9 @@ impl<'a> GgufVocab<'a> {
             }
             Ok(valid)
         };
-        // llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise.
-        let default_add_bos = model == "llama";
+        // llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise, and
+        // always to Gemma 4's.
+        let default_add_bos = model == "llama" || model == "gemma4";
         Ok(Self {
             model,
             pre: meta.opt_string("tokenizer.ggml.pre")?,
@@ -171,9 +184,10 @@ impl<'a> GgufVocab<'a> {
             eos_id: token_id("tokenizer.ggml.eos_token_id")?,
             unk_id: token_id("tokenizer.ggml.unknown_token_id")?,
             pad_id: token_id("tokenizer.ggml.padding_token_id")?,
-            add_bos: meta
-                .opt_bool("tokenizer.ggml.add_bos_token")?
-                .unwrap_or(default_add_bos),
+            add_bos: model == "gemma4"
+                || meta
+                    .opt_bool("tokenizer.ggml.add_bos_token")?
+                    .unwrap_or(default_add_bos),
             add_eos: meta
                 .opt_bool("tokenizer.ggml.add_eos_token")?
                 .unwrap_or(false),
@@ -370,6 +384,52 @@ fn gemma_sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
     let split = Split::new(" ", SplitDelimiterBehavior::MergedWithPrevious, false)
         .map_err(|e| build_error(path, "pre-tokenizer", e))?;
     tokenizer.with_pre_tokenizer(Some(split));
+    let from_spiece =
+        Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
+    tokenizer.with_decoder(Some(DecoderSequence::new(vec![
+        DecoderWrapper::from(from_spiece),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ])));
+    Ok(tokenizer)
+}
+
+/// Gemma 4's tokenizer as llama.cpp runs it: every space a `▁`, the text split into runs of
+/// newlines and the lines between them, each piece merged by the file's BPE merges on raw
+/// UTF-8 (`<0xXX>` tokens for bytes outside the vocabulary). llama.cpp also takes a run of
+/// newlines that is a whole token as it is; here the merges build it (the vocabulary's merges
+/// do, and llama.cpp's test texts, with runs of up to three, agree either way).
+fn gemma4_bpe(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
+    let merges = vocab.merges.as_ref().ok_or_else(|| {
+        EngineError::gguf(
+            path,
+            "a \"gemma4\" tokenizer without \"tokenizer.ggml.merges\"",
+        )
+    })?;
+    let ids: Vocab = vocab
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| ((*token).to_string(), id as u32))
+        .collect();
+    let model = BPE::builder()
+        .vocab_and_merges(ids, file_merges(merges, path)?)
+        .byte_fallback(true)
+        .build()
+        .map_err(|e| build_error(path, "Gemma 4 BPE", e))?;
+    let mut tokenizer = Tokenizer::new(model);
+    let to_spiece =
+        Replace::new(" ", SPIECE_SPACE).map_err(|e| build_error(path, "normalizer", e))?;
+    tokenizer
+        .with_normalizer(Some(to_spiece))
+        .map_err(|e| build_error(path, "normalizer", e))?;
+    let lines = Split::new(
+        SplitPattern::Regex("[^\\n]+|\\n+".into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| build_error(path, "pre-tokenizer", e))?;
+    tokenizer.with_pre_tokenizer(Some(lines));
     let from_spiece =
         Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
     tokenizer.with_decoder(Some(DecoderSequence::new(vec![

@@ -102,9 +102,9 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             && !heads.values_from_keys;
         layer.heads = (!same_as_model).then_some(heads);
     }
-    let hidden = dims.hidden_size;
     let dense_width = dims.intermediate_size;
     let mut config = dims.into_config(Architecture::Gemma4, per_layer);
+    family_traits(&mut config);
     if f.bool_or("enable_moe_block", false)? {
         // Every layer: the dense MLP is the mixture's shared expert, its neurons last.
         config.intermediate_size = f.usize("moe_intermediate_size")?;
@@ -117,16 +117,10 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
             beside_dense: true,
         });
     }
-    config.norm_layout = NormLayout::Sandwich;
-    config.qk_norm = QkNorm::PerHead;
-    config.value_norm = true;
-    config.attention_scale = 1.0;
     config.tie_word_embeddings = f.bool_or("tie_word_embeddings", true)?;
     config.activation = f.activation(&["hidden_activation", "hidden_act"], Activation::GeluTanh)?;
-    config.embedding_scale = Some((hidden as f64).sqrt());
     config.final_logit_softcapping = f.opt_f64("final_logit_softcapping")?;
     config.kv_shared_layers = kv_shared_layers;
-    config.layer_scalar = true;
     config.per_layer_input = match f.opt_usize("hidden_size_per_layer_input")? {
         Some(width) if width > 0 => Some(PerLayerInput {
             width,
@@ -139,6 +133,19 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     super::attention_bias(f, &mut config)?;
     config.bos_token_id = f.bos_token_id();
     Ok(config)
+}
+
+/// What every Gemma 4 has, whatever file it came from: Gemma 3's four norms and per-head q/k
+/// norms (of `x·w`), values normed, unscaled scores, embeddings × √d_model, GELU (tanh), a
+/// scalar per layer.
+pub(crate) fn family_traits(config: &mut ModelConfig) {
+    config.norm_layout = NormLayout::Sandwich;
+    config.qk_norm = QkNorm::PerHead;
+    config.value_norm = true;
+    config.attention_scale = 1.0;
+    config.activation = Activation::GeluTanh;
+    config.embedding_scale = Some((config.hidden_size as f64).sqrt());
+    config.layer_scalar = true;
 }
 
 /// The global layers' heads: transformers' own `per_layer_config` (layer index → `head_dim`,
