@@ -1,11 +1,12 @@
 //! The shared decoder forward pass, with neuron capture reduced inside it.
 //!
-//! Llama, Mistral, Qwen2/3, Gemma 1/2/3, OLMo 2/3, Phi-3, SmolLM3, Granite, Cohere 1/2, GPT-2
+//! Llama, Mistral, Qwen2/3, Gemma 1/2/3/4, OLMo 2/3, Phi-3, SmolLM3, Granite, Cohere 1/2, GPT-2
 //! and BLOOM differ only in the switches of [`ModelConfig`] (biases, q/k norms, where the norms
 //! sit, Gemma's `1 + w` and soft-capping, fused projections, per-layer windows, rotary bases,
 //! scalings and NoPE layers, Granite's multipliers, Cohere's parallel block, centred norms and
 //! interleaved rotary pairs, GPT-2's learned positions and non-gated MLP, BLOOM's ALiBi and
-//! embedding norm), so one implementation serves them all. The CPU kernels cover all but GPT-2
+//! embedding norm, Gemma 4's heads per layer, reused keys and values, value norms, per-layer
+//! embeddings and layer scalars), so one implementation serves them all. The CPU kernels cover all but GPT-2
 //! and BLOOM, which run on the generic ops. It follows transformers' eager attention path so that
 //! its numbers can be checked against it (tests/parity.rs).
 

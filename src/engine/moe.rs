@@ -1,7 +1,7 @@
-//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral, Granite MoE, gpt-oss): a
-//! router sends each token to its `per_token` best experts, each a gated MLP of its own, and
+//! Mixture-of-experts MLPs (OLMoE, Qwen2-MoE, Qwen3-MoE, Mixtral, Granite MoE, gpt-oss, Gemma 4):
+//! a router sends each token to its `per_token` best experts, each a gated MLP of its own, and
 //! sums their outputs with the router's softmax weights (Qwen2-MoE adds a shared expert that
-//! every token runs).
+//! every token runs; Gemma 4 runs its dense MLP beside the mixture, which plays that part).
 //!
 //! A layer's neurons are all its experts' (`experts × d_ff`; METHOD §1 read for mixtures, a
 //! *choice* the paper does not face): by default an expert's neurons are inactive — 0 in NAS
