@@ -121,12 +121,18 @@ pub fn config(f: &HfFields) -> Result<ModelConfig> {
     config.activation = f.activation(&["hidden_activation", "hidden_act"], Activation::GeluTanh)?;
     config.final_logit_softcapping = f.opt_f64("final_logit_softcapping")?;
     config.kv_shared_layers = kv_shared_layers;
-    config.per_layer_input = match f.opt_usize("hidden_size_per_layer_input")? {
+    // transformers' defaults where the keys are absent (256 values from 262 144 ids); `null`
+    // or 0: none.
+    let width = match f.json.get("hidden_size_per_layer_input") {
+        None => Some(256),
+        Some(_) => f.opt_usize("hidden_size_per_layer_input")?,
+    };
+    config.per_layer_input = match width {
         Some(width) if width > 0 => Some(PerLayerInput {
             width,
             vocab: f
                 .opt_usize("vocab_size_per_layer_input")?
-                .unwrap_or(config.vocab_size),
+                .unwrap_or(262_144),
         }),
         _ => None,
     };
@@ -232,7 +238,8 @@ mod tests {
             "intermediate_size": 128, "num_hidden_layers": 12, "num_attention_heads": 4,
             "num_key_value_heads": 2, "head_dim": 16, "global_head_dim": 32,
             "num_global_key_value_heads": 1, "attention_k_eq_v": true,
-            "hidden_size_per_layer_input": 8, "num_kv_shared_layers": 2,
+            "hidden_size_per_layer_input": 8, "vocab_size_per_layer_input": 512,
+            "num_kv_shared_layers": 2,
             "rms_norm_eps": 1e-6, "sliding_window": 16, "max_position_embeddings": 1024
         })
     }
@@ -296,6 +303,20 @@ mod tests {
             error.contains("\"sliding_window\", which is not read"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn per_layer_embeddings_default_as_in_transformers() {
+        let mut json = released();
+        for key in ["hidden_size_per_layer_input", "vocab_size_per_layer_input"] {
+            json.as_object_mut().unwrap().remove(key);
+        }
+        let ple = read(&json).unwrap().per_layer_input.unwrap();
+        assert_eq!((ple.width, ple.vocab), (256, 262_144));
+        json["hidden_size_per_layer_input"] = json!(null);
+        assert_eq!(read(&json).unwrap().per_layer_input, None);
+        json["hidden_size_per_layer_input"] = json!(0);
+        assert_eq!(read(&json).unwrap().per_layer_input, None);
     }
 
     #[test]
