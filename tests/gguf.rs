@@ -404,6 +404,24 @@ fn tiny_llama_gguf_sentencepiece_adds_bos_and_round_trips() {
     }
 }
 
+/// A SentencePiece vocabulary without the prepended `▁` (`add_space_prefix` false, as Gemma
+/// 3's files say): nothing is stripped when decoding, so a leading space comes back too.
+#[test]
+fn sentencepiece_without_space_prefix_round_trips_leading_spaces() {
+    let dir = tempfile::tempdir().unwrap();
+    for prefix in [true, false] {
+        let mut s = Synthetic::new("llama", 1);
+        s.set("tokenizer.ggml.add_space_prefix", Value::Bool(prefix));
+        let path = s.write(dir.path(), &format!("prefix_{prefix}.gguf"));
+        let tokenizer = gguf::tokenizer(&path).unwrap();
+        for text in [" ab", "ab b", "  a"] {
+            let ids = tokenizer.encode(text).unwrap().ids;
+            let decoded = tokenizer.inner().decode(&ids, true).unwrap();
+            assert_eq!(decoded, text, "add_space_prefix {prefix}");
+        }
+    }
+}
+
 /// The GGUF was written from the same weights as `tiny/llama` (f32 there, bf16 here), with Q and K
 /// permuted by llama.cpp's rule and the FFN in Q8_0: what we load must be the HF weights again.
 #[test]
@@ -998,6 +1016,23 @@ fn rope_freqs_tables_divide_the_frequencies() {
     let path = s.write(dir.path(), "ones.gguf");
     let (config, _) = gguf::inspect(&path).unwrap();
     assert_eq!(config.layers[0].rope.scaling, RopeScaling::None);
+    // Ones, then pairs divided by 1e30 (llama.cpp's spelling of proportional rotary): the first
+    // quarter of the pairs turn.
+    let mut still = vec![1.0f32; head_dim / 2];
+    still[head_dim / 8..].fill(1e30);
+    s.tensor(
+        "rope_freqs.weight",
+        Tensor::new(still.as_slice(), &Device::Cpu).unwrap(),
+    );
+    let path = s.write(dir.path(), "still.gguf");
+    let (config, _) = gguf::inspect(&path).unwrap();
+    assert_eq!(
+        config.layers[0].rope.scaling,
+        RopeScaling::Proportional {
+            fraction: 0.25,
+            factor: 1.0
+        }
+    );
     let mut zero = divisors.clone();
     zero[20] = 0.0;
     s.tensor(

@@ -1,10 +1,7 @@
 //! What the engine recognised in a model, in words: the lines `neuronxa inspect` prints after
 //! the summary, so that a user can check that their checkpoint was read as it is.
 
-use super::config::{
-    Activation, LayerAttention, LayerHeads, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope,
-    RopeScaling,
-};
+use super::config::{Activation, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling};
 
 impl ModelConfig {
     /// Attention, positions, norms, MLP and any scales, a line each.
@@ -83,14 +80,7 @@ impl ModelConfig {
             parts.push("values normed per head".into());
         }
         // Layers with heads of their own shape (Gemma 4's global layers), grouped.
-        let mut own: Vec<(LayerHeads, usize)> = Vec::new();
-        for heads in self.layers.iter().filter_map(|layer| layer.heads) {
-            match own.iter_mut().find(|(h, _)| *h == heads) {
-                Some((_, count)) => *count += 1,
-                None => own.push((heads, 1)),
-            }
-        }
-        for (heads, count) in own {
+        for (heads, count) in counted(self.layers.iter().filter_map(|layer| layer.heads)) {
             let values = if heads.values_from_keys {
                 ", values from the keys' projection"
             } else {
@@ -156,19 +146,13 @@ impl ModelConfig {
         } else {
             ""
         };
-        // Layer kinds in order of first appearance, with how many layers each has.
-        let mut kinds: Vec<(&LayerAttention, usize)> = Vec::new();
-        // Linear-attention layers have no positions of their own.
-        for layer in self
-            .layers
-            .iter()
-            .filter(|layer| layer.mixer.is_attention())
-        {
-            match kinds.iter_mut().find(|(kind, _)| *kind == layer) {
-                Some((_, count)) => *count += 1,
-                None => kinds.push((layer, 1)),
-            }
-        }
+        // Layer kinds in order of first appearance, with how many layers each has (linear
+        // attention layers have no positions of their own).
+        let kinds = counted(
+            self.layers
+                .iter()
+                .filter(|layer| layer.mixer.is_attention()),
+        );
         let kinds: Vec<String> = kinds
             .iter()
             .map(|(kind, count)| {
@@ -297,6 +281,18 @@ impl ModelConfig {
     }
 }
 
+/// The distinct items in order of first appearance, each with how often it appears.
+fn counted<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<(T, usize)> {
+    let mut counts: Vec<(T, usize)> = Vec::new();
+    for item in items {
+        match counts.iter_mut().find(|(seen, _)| *seen == item) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((item, 1)),
+        }
+    }
+    counts
+}
+
 /// A number with at most four decimals, without trailing zeros (8, 45.2548, 0.22).
 fn short(value: f64) -> String {
     let text = format!("{value:.4}");
@@ -340,7 +336,7 @@ fn rope_words(rope: &Rope, rotary_dims: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::{Architecture, Dims};
+    use crate::engine::config::{Architecture, Dims, LayerAttention};
 
     fn llama() -> ModelConfig {
         let dims = Dims {

@@ -475,6 +475,28 @@ pub struct LayerAttention {
     pub heads: Option<LayerHeads>,
 }
 
+/// Where a layer's keys and values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvProjection {
+    /// Its own key and value projections.
+    Own,
+    /// Its own key projection, which also gives the values (Gemma 4's global layers).
+    KeysAsValues,
+    /// Those of an earlier layer (Gemma 4's last layers): the layer projects queries only.
+    Reused,
+}
+
+impl KvProjection {
+    /// Key and value projections the layer has: 2, 1 or 0.
+    pub fn count(self) -> usize {
+        match self {
+            Self::Own => 2,
+            Self::KeysAsValues => 1,
+            Self::Reused => 0,
+        }
+    }
+}
+
 /// A layer's attention heads where they differ from the model's `head_dim` and
 /// `num_key_value_heads` (Gemma 4's global layers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -947,6 +969,15 @@ impl ModelConfig {
         layer + self.kv_shared_layers < self.num_layers
     }
 
+    /// Which of the key and value projections layer `i` (of kind `layer`) has.
+    pub fn kv_projection(&self, i: usize, layer: &LayerAttention) -> KvProjection {
+        match (self.has_own_kv(i), self.heads_of(layer).values_from_keys) {
+            (false, _) => KvProjection::Reused,
+            (true, true) => KvProjection::KeysAsValues,
+            (true, false) => KvProjection::Own,
+        }
+    }
+
     /// How many layers `mixer` mixes.
     pub fn layers_mixed_by(&self, mixer: LayerMixer) -> usize {
         self.layers
@@ -1013,11 +1044,7 @@ impl ModelConfig {
             let d = heads.head_dim as u64;
             let q = self.num_heads as u64 * d;
             let kv = heads.kv_heads as u64 * d;
-            let kv_projections = match (self.has_own_kv(i), heads.values_from_keys) {
-                (false, _) => 0,
-                (true, true) => 1,
-                (true, false) => 2,
-            };
+            let kv_projections = self.kv_projection(i, layer).count() as u64;
             h * q
                 + kv_projections * h * kv
                 + q * h
@@ -1126,11 +1153,7 @@ impl ModelConfig {
             let heads = self.heads_of(layer);
             let q = (self.num_heads * heads.head_dim) as f64;
             let kv = (heads.kv_heads * heads.head_dim) as f64;
-            let kv_projections = match (self.has_own_kv(i), heads.values_from_keys) {
-                (false, _) => 0.0,
-                (true, true) => 1.0,
-                (true, false) => 2.0,
-            };
+            let kv_projections = self.kv_projection(i, layer).count() as f64;
             let gate = if self.attention_output_gate {
                 h * q
             } else {

@@ -18,7 +18,8 @@ use candle_nn::Linear;
 use super::activation::LayerActivation;
 use super::capture::NavSource;
 use super::config::{
-    Activation, LayerAttention, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope, RopeScaling,
+    Activation, KvProjection, LayerAttention, LayerMixer, ModelConfig, NormLayout, QkNorm, Rope,
+    RopeScaling,
 };
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool, KernelActivation};
@@ -129,18 +130,35 @@ impl RmsNorm {
         } else {
             weight
         };
-        let eps = cfg.rms_norm_eps as f32;
         let bias = if cfg.norm_bias {
             let name = name.strip_suffix(".weight").unwrap_or(name);
             Some(src.load(&format!("{name}.bias"), &[size], DType::F32, &ctx.device)?)
         } else {
             None
         };
+        Self::new(weight, bias, cfg.rms_norm_eps, cfg.norm_centered, ctx)
+    }
+
+    /// A norm without weights (Gemma 4's value norm): `x / rms(x)`.
+    pub(super) fn unweighted(size: usize, eps: f64, ctx: &Ctx) -> Result<Self> {
+        let weight = Tensor::ones(size, DType::F32, &ctx.device)?;
+        Self::new(weight, None, eps, false, ctx)
+    }
+
+    /// From f32 weights (and bias) on the device, with a host copy for the CPU kernels.
+    fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        eps: f64,
+        centered: bool,
+        ctx: &Ctx,
+    ) -> Result<Self> {
+        let eps = eps as f32;
         let host = if ctx.has_cpu_kernels() {
             Some(Arc::new(HostNorm {
                 weight: weight.to_vec1()?,
                 eps,
-                centered: cfg.norm_centered,
+                centered,
                 bias: bias.as_ref().map(Tensor::to_vec1).transpose()?,
             }))
         } else {
@@ -150,29 +168,8 @@ impl RmsNorm {
             weight,
             out_dtype: ctx.dtype,
             eps,
-            centered: cfg.norm_centered,
+            centered,
             bias,
-            host,
-        })
-    }
-
-    /// A norm without weights (Gemma 4's value norm): `x / rms(x)`.
-    pub(super) fn unweighted(size: usize, eps: f64, ctx: &Ctx) -> Result<Self> {
-        let weight = Tensor::ones(size, DType::F32, &ctx.device)?;
-        let host = ctx.has_cpu_kernels().then(|| {
-            Arc::new(HostNorm {
-                weight: vec![1.0; size],
-                eps: eps as f32,
-                centered: false,
-                bias: None,
-            })
-        });
-        Ok(Self {
-            weight,
-            out_dtype: ctx.dtype,
-            eps: eps as f32,
-            centered: false,
-            bias: None,
             host,
         })
     }
@@ -221,29 +218,7 @@ struct Attention {
     /// Gemma 4: each head's values RMS-normed, without weights.
     value_norm: Option<RmsNorm>,
     /// Where the keys and values come from.
-    kv: KvSource,
-}
-
-/// Where a layer's keys and values come from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum KvSource {
-    /// Its own key and value projections.
-    Own,
-    /// Its own key projection, which also gives the values (Gemma 4's global layers).
-    KeysAsValues,
-    /// Those of an earlier layer (Gemma 4's last layers): the projection holds queries only.
-    Reused,
-}
-
-impl KvSource {
-    /// Heads of keys and values in the stacked projection, per key/value head.
-    fn projected(self) -> usize {
-        match self {
-            Self::Own => 2,
-            Self::KeysAsValues => 1,
-            Self::Reused => 0,
-        }
-    }
+    kv: KvProjection,
 }
 
 /// A layer's keys and values, kept for the later layers that reuse them (Gemma 4): as the
@@ -434,16 +409,15 @@ impl Decoder {
             let [input_norm, attention_out_norm, mlp_norm, mlp_out_norm] =
                 layer_norm_names(config.norm_layout_of(attention_kind.mixer))
                     .map(|name| name.map(|name| norm(name, h)).transpose());
+            // The MLP's activation (with its own parameters in xIELU's case); Gemma 4's
+            // per-layer block applies the same one.
+            let activation = LayerActivation::load(config, src, &p)?;
             let heads = config.heads_of(attention_kind);
             let head_dim = heads.head_dim;
             let q_out = config.num_heads * head_dim;
             let kv_out = heads.kv_heads * head_dim;
-            let kv = match (config.has_own_kv(i), heads.values_from_keys) {
-                (false, _) => KvSource::Reused,
-                (true, true) => KvSource::KeysAsValues,
-                (true, false) => KvSource::Own,
-            };
-            let own_kv = kv != KvSource::Reused;
+            let kv = config.kv_projection(i, attention_kind);
+            let own_kv = kv != KvProjection::Reused;
             let qk_norms = || -> Result<_> {
                 Ok(match config.qk_norm {
                     QkNorm::Off => (None, None),
@@ -477,7 +451,7 @@ impl Decoder {
                 ];
                 (
                     std::iter::once((format!("{p}self_attn.q_proj"), q_out))
-                        .chain(kv_parts.into_iter().take(kv.projected()))
+                        .chain(kv_parts.into_iter().take(kv.count()))
                         .collect(),
                     if config.mlp_gated {
                         vec![
@@ -569,7 +543,7 @@ impl Decoder {
                             &ctx,
                         )?,
                         norm: norm("post_per_layer_input_norm", h)?,
-                        activation: LayerActivation::load(config, src, &p)?,
+                        activation,
                     })
                 })
                 .transpose()?;
@@ -590,12 +564,7 @@ impl Decoder {
                 mixer,
                 mlp: match &config.experts {
                     Some(experts) => LayerMlp::Experts(Box::new(MoeMlp::load(
-                        src,
-                        &p,
-                        config,
-                        experts,
-                        LayerActivation::load(config, src, &p)?,
-                        &ctx,
+                        src, &p, config, experts, activation, &ctx,
                     )?)),
                     None => LayerMlp::Dense(Mlp {
                         gate_up: linear(src, &gate_up_parts, h, config.linear_bias, &ctx)?,
@@ -606,7 +575,7 @@ impl Decoder {
                             config.linear_bias,
                             &ctx,
                         )?,
-                        activation: LayerActivation::load(config, src, &p)?,
+                        activation,
                         gated: config.mlp_gated,
                     }),
                 },
@@ -1677,15 +1646,15 @@ impl Attention {
     /// and any output gates.
     fn stacked_heads(&self) -> usize {
         let h = self.num_heads;
-        h + self.kv.projected() * self.num_kv_heads + if self.output_gate { h } else { 0 }
+        h + self.kv.count() * self.num_kv_heads + if self.output_gate { h } else { 0 }
     }
 
     /// Where the values start in the stacked projection (the keys' place where the keys are
     /// the values too).
     fn value_head(&self) -> usize {
         match self.kv {
-            KvSource::KeysAsValues => self.num_heads,
-            KvSource::Own | KvSource::Reused => self.num_heads + self.num_kv_heads,
+            KvProjection::KeysAsValues => self.num_heads,
+            KvProjection::Own | KvProjection::Reused => self.num_heads + self.num_kv_heads,
         }
     }
 
@@ -1701,12 +1670,12 @@ impl Attention {
         reused: Option<&KeysValues>,
     ) -> Result<(Tensor, KeysValues)> {
         let reused = match (self.kv, reused) {
-            (KvSource::Reused, None) => {
+            (KvProjection::Reused, None) => {
                 return Err(EngineError::Device(
                     "a layer that reuses keys and values was given none".into(),
                 ));
             }
-            (KvSource::Reused, reused) => reused,
+            (KvProjection::Reused, reused) => reused,
             _ => None,
         };
         if kernels {
@@ -1759,7 +1728,7 @@ impl Attention {
             let gate = self
                 .output_gate
                 .then(|| {
-                    let first = h + self.kv.projected() * kvh;
+                    let first = h + self.kv.count() * kvh;
                     qkv.narrow(2, first, h)?.reshape((b, t, h * d))
                 })
                 .transpose()?;
@@ -1819,7 +1788,7 @@ impl Attention {
         )?;
         let gate = self
             .output_gate
-            .then(|| qkv.narrow(1, (h + self.kv.projected() * kvh) * d, h * d))
+            .then(|| qkv.narrow(1, (h + self.kv.count() * kvh) * d, h * d))
             .transpose()?;
         let out = self.apply_output_gate(out, gate)?;
         let out = self.apply_head_gate(out.reshape((b, t, h * d))?, x)?;

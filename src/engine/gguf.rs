@@ -1077,10 +1077,7 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
     }
     // One count per layer where the layers differ (LFM2: 0 for its convolution layers).
     let kv_key = key("attention.head_count_kv");
-    let kv_heads_per_layer = match meta.get(&kv_key) {
-        Some(Value::Array(_)) => meta.opt_i64_array(&kv_key)?,
-        _ => None,
-    };
+    let kv_heads_per_layer = per_layer_values(&meta, &kv_key)?;
     let num_kv_heads = match &kv_heads_per_layer {
         Some(counts) => counts.iter().copied().max().unwrap_or(0).max(0) as usize,
         None => meta.opt_usize(&kv_key)?.unwrap_or(num_heads),
@@ -1204,16 +1201,7 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
         | Architecture::Lfm3
         | Architecture::OlmoHybrid => {}
         Architecture::Gemma4 => {
-            gemma4_config(
-                &mut config,
-                &meta,
-                &key,
-                content,
-                kv_heads_per_layer.as_deref(),
-                &rope,
-                window,
-                expert_count,
-            )?;
+            gemma4_config(&mut config, &meta, &key, content)?;
         }
         Architecture::Ministral3 => {
             // Llama 4's query scaling from the original context on, as llama.cpp reads it
@@ -1567,28 +1555,21 @@ fn model_config(content: &GgufHeader, file: &mut File, path: &Path) -> Result<Mo
 /// `attention.key_length` and the local ones' as `key_length_swa`, key/value heads per layer,
 /// no `attn_v` where the keys are the values, proportional rotary as divisors of 1 and 1e30
 /// in `rope_freqs`, the MLP beside a mixture as the plain `ffn_*` tensors.
-#[allow(clippy::too_many_arguments)]
 fn gemma4_config(
     config: &mut ModelConfig,
     meta: &Metadata,
     key: &dyn Fn(&str) -> String,
     content: &GgufHeader,
-    kv_heads_per_layer: Option<&[i64]>,
-    rope: &Rope,
-    window: Option<usize>,
-    expert_count: Option<usize>,
 ) -> Result<()> {
     super::arch::gemma4::family_traits(config);
     let layers = config.num_layers;
+    // Every layer has the global rotary so far (the file's base, `rope_freqs`).
+    let global = config.layers[0].rope.clone();
     let global_head_dim = config.head_dim;
     config.head_dim = meta.usize(&key("attention.key_length_swa"))?;
     config.final_logit_softcapping = meta.opt_f64(&key("final_logit_softcapping"))?;
     let width_key = key("feed_forward_length");
-    let widths = match meta.get(&width_key) {
-        Some(Value::Array(_)) => meta.opt_i64_array(&width_key)?,
-        _ => None,
-    };
-    if let Some(widths) = widths
+    if let Some(widths) = per_layer_values(meta, &width_key)?
         && widths.windows(2).any(|pair| pair[0] != pair[1])
     {
         return Err(meta.error(format!(
@@ -1597,7 +1578,7 @@ fn gemma4_config(
         )));
     }
     let sliding = sliding_layers(meta, &key("attention.sliding_window_pattern"), layers, 6)?;
-    let kv_heads: Vec<usize> = match kv_heads_per_layer {
+    let kv_heads: Vec<usize> = match per_layer_values(meta, &key("attention.head_count_kv"))? {
         Some(counts) if counts.len() == layers => {
             counts.iter().map(|&n| n.max(0) as usize).collect()
         }
@@ -1619,27 +1600,11 @@ fn gemma4_config(
             .unwrap_or(10_000.0),
         scaling: RopeScaling::None,
     };
-    // `rope_freqs` holds 1 for the pairs that turn and 1e30 for those that stay: transformers'
-    // proportional rotary over a fraction of the pairs.
-    let global_scaling = match &rope.scaling {
-        RopeScaling::FrequencyDivisors { divisors } => {
-            let turning = divisors.iter().take_while(|&&d| d == 1.0).count();
-            if divisors[turning..].iter().all(|&d| d >= 1e29) {
-                RopeScaling::Proportional {
-                    fraction: turning as f64 / divisors.len() as f64,
-                    factor: 1.0,
-                }
-            } else {
-                rope.scaling.clone()
-            }
-        }
-        other => other.clone(),
-    };
-    let global = Rope {
-        theta: rope.theta,
-        scaling: global_scaling,
-    };
-    config.layers = LayerAttention::per_layer(&sliding, window.or(Some(512)), &local, &global);
+    // The global layers' proportional rotary comes from `rope_freqs` (see `frequency_divisors`).
+    let window = meta
+        .opt_usize(&key("attention.sliding_window"))?
+        .unwrap_or(512);
+    config.layers = LayerAttention::per_layer(&sliding, Some(window), &local, &global);
     config.kv_shared_layers = meta
         .opt_usize(&key("attention.shared_kv_layers"))?
         .unwrap_or(0);
@@ -1680,7 +1645,7 @@ fn gemma4_config(
             vocab: table.shape.first().copied().unwrap_or(0),
         });
     }
-    if let Some(count) = expert_count {
+    if let Some(count) = meta.opt_usize(&key("expert_count"))?.filter(|&n| n > 0) {
         // The dense MLP beside the mixture is its shared expert.
         let dense = config.intermediate_size;
         config.intermediate_size = meta.usize(&key("expert_feed_forward_length"))?;
@@ -1838,6 +1803,18 @@ fn read_small_f32(
 
 /// Llama 3.1+ GGUF files carry their rotary scaling as a table of per-frequency divisors
 /// (`rope_freqs.weight`) instead of its parameters; it is applied as llama.cpp applies it.
+/// The values of a key that the file gives per layer (an array), or `None` where it gives one
+/// for all.
+fn per_layer_values(meta: &Metadata, key: &str) -> Result<Option<Vec<i64>>> {
+    match meta.get(key) {
+        Some(Value::Array(_)) => meta.opt_i64_array(key),
+        _ => Ok(None),
+    }
+}
+
+/// A rotary divisor this large stops a pair turning (its angle stays below 1e-20 rad).
+const STILL_DIVISOR: f32 = 1e29;
+
 fn frequency_divisors(
     meta: &Metadata,
     info: &StoredTensor,
@@ -1860,6 +1837,15 @@ fn frequency_divisors(
     }
     if divisors.iter().all(|&d| d == 1.0) {
         return Ok(RopeScaling::None);
+    }
+    // 1 for the first pairs and 1e30 for the rest: those stand still (llama.cpp's converter
+    // writes Gemma 4's proportional rotary so), which is transformers' proportional rotary.
+    let turning = divisors.iter().take_while(|&&d| d == 1.0).count();
+    if divisors[turning..].iter().all(|&d| d >= STILL_DIVISOR) {
+        return Ok(RopeScaling::Proportional {
+            fraction: turning as f64 / divisors.len() as f64,
+            factor: 1.0,
+        });
     }
     Ok(RopeScaling::FrequencyDivisors {
         divisors: divisors.into_iter().map(f64::from).collect(),

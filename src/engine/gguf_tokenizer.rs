@@ -175,7 +175,7 @@ impl<'a> GgufVocab<'a> {
         };
         // llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise, and
         // always to Gemma 4's.
-        let default_add_bos = model == "llama" || model == "gemma4";
+        let default_add_bos = model == "llama";
         Ok(Self {
             model,
             pre: meta.opt_string("tokenizer.ggml.pre")?,
@@ -294,12 +294,7 @@ fn byte_level_bpe(vocab: &GgufVocab, pre: &PreTokenizer, path: &Path) -> Result<
 /// SentencePiece as transformers' `LlamaTokenizer` has it: BPE with byte fallback, `▁` prepended
 /// to the text and standing for spaces.
 fn sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
-    let ids: Vocab = vocab
-        .tokens
-        .iter()
-        .enumerate()
-        .map(|(id, token)| ((*token).to_string(), id as u32))
-        .collect();
+    let ids = vocab_ids(vocab.tokens.iter().copied());
     let merges = match &vocab.merges {
         Some(merges) => file_merges(merges, path)?,
         None => merges_from_scores(&vocab.tokens, &score_ranking(vocab)),
@@ -314,7 +309,7 @@ fn sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
     // SentencePiece's own order, as llama.cpp and Llama 2's `tokenizer.json` have it: a `▁` in
     // front of the text whatever it starts with (" Hello" is `▁▁Hello`), then every space a `▁`.
     // (transformers' GGUF loader adds none before a leading space.)
-    let spaces = Replace::new(" ", SPIECE_SPACE).map_err(|e| build_error(path, "normalizer", e))?;
+    let spaces = spaces_as_spiece(path)?;
     let normalizer: NormalizerWrapper = if vocab.add_space_prefix {
         NormalizerSequence::new(vec![
             Prepend::new(SPIECE_SPACE.to_string()).into(),
@@ -327,13 +322,8 @@ fn sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
     tokenizer
         .with_normalizer(Some(normalizer))
         .map_err(|e| build_error(path, "normalizer", e))?;
-    let replace = Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
-    tokenizer.with_decoder(Some(DecoderSequence::new(vec![
-        DecoderWrapper::from(replace),
-        ByteFallback::new().into(),
-        Fuse::new().into(),
-        Strip::new(' ', 1, 0).into(),
-    ])));
+    // The `▁` prepended to the text is not the text's.
+    tokenizer.with_decoder(Some(spiece_decoder(path, vocab.add_space_prefix)?));
     Ok(tokenizer)
 }
 
@@ -363,11 +353,7 @@ fn gemma_sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
         Some(merges) => file_merges(merges, path)?,
         None => merges_from_scores(&respelled_refs, &ranking),
     };
-    let ids: Vocab = respelled
-        .iter()
-        .enumerate()
-        .map(|(id, token)| (token.clone(), id as u32))
-        .collect();
+    let ids = vocab_ids(respelled.iter().map(String::as_str));
     let model = BPE::builder()
         .vocab_and_merges(ids, merges)
         .fuse_unk(true)
@@ -376,21 +362,13 @@ fn gemma_sentencepiece(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
         .build()
         .map_err(|e| build_error(path, "Gemma SentencePiece BPE", e))?;
     let mut tokenizer = Tokenizer::new(model);
-    let to_spiece =
-        Replace::new(" ", SPIECE_SPACE).map_err(|e| build_error(path, "normalizer", e))?;
     tokenizer
-        .with_normalizer(Some(to_spiece))
+        .with_normalizer(Some(spaces_as_spiece(path)?))
         .map_err(|e| build_error(path, "normalizer", e))?;
     let split = Split::new(" ", SplitDelimiterBehavior::MergedWithPrevious, false)
         .map_err(|e| build_error(path, "pre-tokenizer", e))?;
     tokenizer.with_pre_tokenizer(Some(split));
-    let from_spiece =
-        Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
-    tokenizer.with_decoder(Some(DecoderSequence::new(vec![
-        DecoderWrapper::from(from_spiece),
-        ByteFallback::new().into(),
-        Fuse::new().into(),
-    ])));
+    tokenizer.with_decoder(Some(spiece_decoder(path, false)?));
     Ok(tokenizer)
 }
 
@@ -406,22 +384,17 @@ fn gemma4_bpe(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
             "a \"gemma4\" tokenizer without \"tokenizer.ggml.merges\"",
         )
     })?;
-    let ids: Vocab = vocab
-        .tokens
-        .iter()
-        .enumerate()
-        .map(|(id, token)| ((*token).to_string(), id as u32))
-        .collect();
     let model = BPE::builder()
-        .vocab_and_merges(ids, file_merges(merges, path)?)
+        .vocab_and_merges(
+            vocab_ids(vocab.tokens.iter().copied()),
+            file_merges(merges, path)?,
+        )
         .byte_fallback(true)
         .build()
         .map_err(|e| build_error(path, "Gemma 4 BPE", e))?;
     let mut tokenizer = Tokenizer::new(model);
-    let to_spiece =
-        Replace::new(" ", SPIECE_SPACE).map_err(|e| build_error(path, "normalizer", e))?;
     tokenizer
-        .with_normalizer(Some(to_spiece))
+        .with_normalizer(Some(spaces_as_spiece(path)?))
         .map_err(|e| build_error(path, "normalizer", e))?;
     let lines = Split::new(
         SplitPattern::Regex("[^\\n]+|\\n+".into()),
@@ -430,14 +403,36 @@ fn gemma4_bpe(vocab: &GgufVocab, path: &Path) -> Result<Tokenizer> {
     )
     .map_err(|e| build_error(path, "pre-tokenizer", e))?;
     tokenizer.with_pre_tokenizer(Some(lines));
-    let from_spiece =
-        Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
-    tokenizer.with_decoder(Some(DecoderSequence::new(vec![
-        DecoderWrapper::from(from_spiece),
+    tokenizer.with_decoder(Some(spiece_decoder(path, false)?));
+    Ok(tokenizer)
+}
+
+/// Each token's id, its place in the file's list.
+fn vocab_ids<'t>(tokens: impl Iterator<Item = &'t str>) -> Vocab {
+    tokens
+        .enumerate()
+        .map(|(id, token)| (token.to_string(), id as u32))
+        .collect()
+}
+
+/// The SentencePiece vocabularies' normalizer: every space a `▁`.
+fn spaces_as_spiece(path: &Path) -> Result<Replace> {
+    Replace::new(" ", SPIECE_SPACE).map_err(|e| build_error(path, "normalizer", e))
+}
+
+/// The SentencePiece vocabularies' decoder: `▁` back to a space, `<0xXX>` tokens to their
+/// bytes, the pieces joined; with `strip_prepended`, less the one space prepended to the text.
+fn spiece_decoder(path: &Path, strip_prepended: bool) -> Result<DecoderWrapper> {
+    let spaces = Replace::new(SPIECE_SPACE, " ").map_err(|e| build_error(path, "decoder", e))?;
+    let mut steps = vec![
+        DecoderWrapper::from(spaces),
         ByteFallback::new().into(),
         Fuse::new().into(),
-    ])));
-    Ok(tokenizer)
+    ];
+    if strip_prepended {
+        steps.push(Strip::new(' ', 1, 0).into());
+    }
+    Ok(DecoderSequence::new(steps).into())
 }
 
 /// Python's `str.isspace`, which Gemma's respelling rule uses (it counts the ASCII separators

@@ -64,6 +64,23 @@ struct Expert {
     down: Linear,
 }
 
+impl Expert {
+    /// A gated MLP of width `d_ff` on `hidden` values, stored as three matrices (gate, up and
+    /// down, by name).
+    fn load(
+        src: &dyn TensorSource,
+        [gate, up, down]: [String; 3],
+        d_ff: usize,
+        hidden: usize,
+        ctx: &Ctx,
+    ) -> Result<Self> {
+        Ok(Self {
+            gate_up: linear(src, &[(gate, d_ff), (up, d_ff)], hidden, false, ctx)?,
+            down: linear(src, &[(down, hidden)], d_ff, false, ctx)?,
+        })
+    }
+}
+
 /// An expert's work on its tokens: the gate, the activation and `act·up`, `[tokens, d_ff]`.
 struct ExpertRun {
     gate: Tensor,
@@ -162,16 +179,13 @@ impl MoeMlp {
             Layout::GptOss => gpt_oss_experts(src, p, h, f, count, ctx)?,
             Layout::PerExpert | Layout::BlockSparse => (0..count)
                 .map(|e| {
-                    let [gate, up, down] = match layout {
+                    let names = match layout {
                         Layout::BlockSparse => ["w1", "w3", "w2"]
                             .map(|w| format!("{p}block_sparse_moe.experts.{e}.{w}")),
                         _ => ["gate_proj", "up_proj", "down_proj"]
                             .map(|w| format!("{p}mlp.experts.{e}.{w}")),
                     };
-                    Ok(Expert {
-                        gate_up: linear(src, &[(gate, f), (up, f)], h, false, ctx)?,
-                        down: linear(src, &[(down, h)], f, false, ctx)?,
-                    })
+                    Expert::load(src, names, f, h, ctx)
                 })
                 .collect::<Result<Vec<_>>>()?,
             Layout::Stacked | Layout::StackedApart | Layout::GraniteStacked | Layout::Gemma4 => {
@@ -222,31 +236,17 @@ impl MoeMlp {
             shared: mixture
                 .shared_d_ff
                 .map(|shared| -> Result<_> {
-                    if mixture.beside_dense {
-                        let name = |part: &str| format!("{p}mlp.{part}");
-                        let mlp = Expert {
-                            gate_up: linear(
-                                src,
-                                &[(name("gate_proj"), shared), (name("up_proj"), shared)],
-                                h,
-                                false,
-                                ctx,
-                            )?,
-                            down: linear(src, &[(name("down_proj"), h)], shared, false, ctx)?,
-                        };
-                        return Ok((mlp, None));
-                    }
-                    let name = |part: &str| format!("{p}mlp.shared_expert.{part}");
-                    let expert = Expert {
-                        gate_up: linear(
-                            src,
-                            &[(name("gate_proj"), shared), (name("up_proj"), shared)],
-                            h,
-                            false,
-                            ctx,
-                        )?,
-                        down: linear(src, &[(name("down_proj"), h)], shared, false, ctx)?,
+                    // Gemma 4's dense MLP beside the mixture, or Qwen2-MoE's gated shared expert.
+                    let stem = if mixture.beside_dense {
+                        format!("{p}mlp.")
+                    } else {
+                        format!("{p}mlp.shared_expert.")
                     };
+                    let names = ["gate_proj", "up_proj", "down_proj"].map(|w| format!("{stem}{w}"));
+                    let expert = Expert::load(src, names, shared, h, ctx)?;
+                    if mixture.beside_dense {
+                        return Ok((expert, None));
+                    }
                     let gate = linear(
                         src,
                         &[(format!("{p}mlp.shared_expert_gate"), 1)],
