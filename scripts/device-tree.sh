@@ -19,6 +19,8 @@ case "${1:-}" in
       name=$(basename "$dir")
       [[ $keep == *",$name,"* ]] || drop+=("tests/fixtures/tiny/$name")
     done
+    # A fresh clone has no .git/info/exclude: start from an empty one.
+    mkdir -p "$(dirname "$exclude")" && touch "$exclude"
     cp "$exclude" "$backup"
     printf '/%s/\n' "${drop[@]}" >>"$exclude"
     git rm -r -q --cached "${drop[@]}"

@@ -414,7 +414,8 @@ def bench_variant(binary, folder, sentences_file, out_json, gpu, variable, value
         report = bench_neuronxa(binary, folder, sentences_file, out_json, gpu)
     finally:
         del os.environ[variable]
-    return {k: report.get(k) for k in ("capture", "delta_rule", "seconds", "forward_seconds",
+    return {k: report.get(k) for k in ("capture", "delta_rule", "fused_kernels", "seconds",
+                                         "forward_seconds",
                                          "forward_plain_seconds", "sentences_per_second",
                                          "host_waiting_seconds", "host_handing_on_seconds")}
 
@@ -782,6 +783,9 @@ def main():
     parser.add_argument("--no-scoring-ab", action="store_true",
                         help="skip `neuronxa run` on the last model again with the scoring "
                              "after each language instead of alongside the next one")
+    parser.add_argument("--fused-ab", action="store_true",
+                        help="also bench every speed model with candle's ops instead of the "
+                             "fused activation and softmax kernels (NEURONXA_CUDA_FUSED=generic)")
     parser.add_argument("--stages", action="store_true",
                         help="time our forward stage by stage and profile PyTorch's kernels, "
                              "for every speed model")
@@ -884,6 +888,12 @@ def main():
                         ours[key] = bench_variant(binary, folder, sentences_file,
                                                   work / f"bench_{name}_{key}.json", gpu,
                                                   variable, value)
+                if is_gpu(gpu) and ARGS.fused_ab:
+                    ours["with_generic_activation_and_softmax"] = bench_variant(
+                        binary, folder, sentences_file, work / f"bench_{name}_unfused.json", gpu,
+                        "NEURONXA_CUDA_FUSED", "generic")
+                    log(f"neuronxa {name} with candle's activation and softmax: "
+                        f"{json.dumps(ours['with_generic_activation_and_softmax'])}")
                 if is_gpu(gpu) and SHAPES[name]["model_type"] == "qwen3_5_text":
                     # The delta rule token by token with tensor ops instead of its kernel.
                     ours["with_generic_delta_rule"] = bench_variant(
@@ -904,6 +914,8 @@ def main():
                 if is_gpu(gpu):
                     # The kernel falls back to the generic ops if it disagrees with them at load.
                     goals["cuda_capture_kernel_used"] = ours.get("capture") == "CUDA capture kernel"
+                    # Each falls back to candle's ops if it disagrees with them at load.
+                    goals["cuda_fused_kernels_used"] = ours.get("fused_kernels") is True
                     if ours.get("delta_rule") is not None:
                         goals["cuda_delta_rule_kernel_used"] = (
                             ours["delta_rule"] == "CUDA delta rule kernel")

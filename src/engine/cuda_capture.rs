@@ -15,8 +15,10 @@ use super::capture::NavSource;
 use super::config::Activation;
 use super::decoder::generic_pools;
 
-/// The kernels' CUDA C source. Plain C but for the f16 conversions, so that a test compiles it
-/// as C++ on the host (where there is no GPU) and checks it against a reference in Rust.
+/// The kernels' CUDA C source: the capture pool, and the fused steps of
+/// [`super::cuda_fused`] (one NVRTC module, sharing the dtype helpers and activations). Plain C
+/// but for the f16 conversions, so that tests compile it as C++ on the host (where there is no
+/// GPU) and check each kernel against its definition in Rust.
 ///
 /// `gate_up` is `[b, t, 2·f]` (gate in columns `0..f`, up in `f..2f`), `weights` `[b, t]` f32
 /// (0 for padding and skipped tokens), `out` `[b, 2, f]` f32: NAS, then NAV. One thread per
@@ -40,15 +42,22 @@ __device__ __forceinline__ float round_bf16(float x) {
 __device__ __forceinline__ float load_f16(unsigned short x) {
     _Float16 h; memcpy(&h, &x, 2); return (float)h;
 }
-__device__ __forceinline__ float round_f16(float x) { return (float)(_Float16)x; }
+__device__ __forceinline__ unsigned short store_f16(float x) {
+    _Float16 h = (_Float16)x; unsigned short u; memcpy(&u, &h, 2); return u;
+}
 #else
 __device__ __forceinline__ float load_f16(unsigned short x) {
     float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x)); return f;
 }
-__device__ __forceinline__ float round_f16(float x) {
-    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x)); return load_f16(h);
+__device__ __forceinline__ unsigned short store_f16(float x) {
+    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x)); return h;
 }
 #endif
+__device__ __forceinline__ float round_f16(float x) { return load_f16(store_f16(x)); }
+__device__ __forceinline__ float store_f32(float x) { return x; }
+__device__ __forceinline__ unsigned short store_bf16(float x) {
+    return (unsigned short)(__float_as_uint(round_bf16(x)) >> 16);
+}
 
 /* 0: SiLU, 1: GELU (tanh approximation), 2: GELU (erf). */
 __device__ __forceinline__ float activate(float x, int activation) {
@@ -83,6 +92,91 @@ extern "C" __global__ void NAME(const T *gate_up, const float *weights, float *o
 CAPTURE_POOL(capture_pool_f32, float, load_f32, round_f32)
 CAPTURE_POOL(capture_pool_bf16, unsigned short, load_bf16, round_bf16)
 CAPTURE_POOL(capture_pool_f16, unsigned short, load_f16, round_f16)
+
+/* The MLP's act(gate)·up from `gate_up` [n, 2·f] into `out` [n, f], in one pass over
+   contiguous rows (candle's ops take three, two of them on strided views). The activation is
+   rounded to the dtype before the product, as the generic ops store it. Blocks of neurons along
+   x; the rows along y, striding past 65535. */
+#define GATED_PRODUCT(NAME, T, LOAD, ROUND, STORE)                                           \
+extern "C" __global__ void NAME(const T *gate_up, T *out, unsigned long long n, int f,      \
+                                int activation) {                                            \
+    int j = blockIdx.x * blockDim.x + threadIdx.x;                                           \
+    if (j >= f) return;                                                                      \
+    for (unsigned long long i = blockIdx.y; i < n; i += gridDim.y) {                         \
+        const T *row = gate_up + i * 2ull * f;                                               \
+        float a = ROUND(activate(LOAD(row[j]), activation));                                 \
+        out[i * (unsigned long long)f + j] = STORE(a * LOAD(row[f + j]));                    \
+    }                                                                                        \
+}
+
+GATED_PRODUCT(gated_product_f32, float, load_f32, round_f32, store_f32)
+GATED_PRODUCT(gated_product_bf16, unsigned short, load_bf16, round_bf16, store_bf16)
+GATED_PRODUCT(gated_product_f16, unsigned short, load_f16, round_f16, store_f16)
+
+/* A score as the softmax takes it: scaled, and soft-capped where `softcap` > 0. */
+__device__ __forceinline__ float logit(float x, float scale, float softcap) {
+    x *= scale;
+    return softcap > 0.0f ? tanhf(x / softcap) * softcap : x;
+}
+
+/* Attention's softmax over keys, in f32, for `scores` [rows, t] (rows = b·heads·t, the query
+   at row % t of head (row / t) % heads) plus the additive `mask` [mask_heads, t, t]
+   (mask_heads 1, or one per head for ALiBi); `probs` in the scores' dtype. One thread per row:
+   a row is short and stays in the cache across the three passes. */
+#define MASKED_SOFTMAX(NAME, T, LOAD, STORE)                                                 \
+extern "C" __global__ void NAME(const T *scores, const float *mask, T *probs,               \
+                                unsigned long long rows, int t, int heads, int mask_heads,   \
+                                float scale, float softcap) {                                \
+    unsigned long long row = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;      \
+    if (row >= rows) return;                                                                 \
+    unsigned long long query = row % t, head = (row / t) % heads;                            \
+    const T *x = scores + row * t;                                                           \
+    const float *m = mask + ((mask_heads > 1 ? head : 0ull) * t + query) * t;                \
+    T *p = probs + row * t;                                                                  \
+    float top = -3.0e38f;                                                                    \
+    for (int c = 0; c < t; ++c) top = fmaxf(top, logit(LOAD(x[c]), scale, softcap) + m[c]); \
+    float sum = 0.0f;                                                                        \
+    for (int c = 0; c < t; ++c) sum += expf(logit(LOAD(x[c]), scale, softcap) + m[c] - top);\
+    for (int c = 0; c < t; ++c) {                                                            \
+        p[c] = STORE(expf(logit(LOAD(x[c]), scale, softcap) + m[c] - top) / sum);            \
+    }                                                                                        \
+}
+
+MASKED_SOFTMAX(masked_softmax_f32, float, load_f32, store_f32)
+MASKED_SOFTMAX(masked_softmax_bf16, unsigned short, load_bf16, store_bf16)
+MASKED_SOFTMAX(masked_softmax_f16, unsigned short, load_f16, store_f16)
+
+/* Heads `first .. first + n` of the stacked projection `qkv` [b, t, stacked, d] laid out as
+   `out` [b, n, t, d], turned by the rotary tables `cos`, `sin` [t, d/2] where `rotate` (pairs
+   (i, i + d/2), or neighbours (2i, 2i + 1) where `interleaved`), in f32 and stored once; else
+   copied. One thread per pair of one head; tokens along y, striding past 65535. */
+#define HEAD_LAYOUT(NAME, T, LOAD, STORE)                                                    \
+extern "C" __global__ void NAME(const T *qkv, const T *cos, const T *sin, T *out,           \
+                                unsigned long long tokens, int t, int stacked, int first,    \
+                                int n, int d, int rotate, int interleaved) {                 \
+    int half = d / 2, k = blockIdx.x * blockDim.x + threadIdx.x;                             \
+    if (k >= n * half) return;                                                               \
+    int head = k / half, i = k % half;                                                       \
+    int i1 = interleaved ? 2 * i : i, i2 = interleaved ? 2 * i + 1 : i + half;               \
+    for (unsigned long long token = blockIdx.y; token < tokens; token += gridDim.y) {        \
+        unsigned long long sentence = token / t, position = token % t;                       \
+        const T *src = qkv + (token * stacked + first + head) * (unsigned long long)d;       \
+        T *dst = out + ((sentence * n + head) * t + position) * (unsigned long long)d;       \
+        if (rotate) {                                                                        \
+            float x1 = LOAD(src[i1]), x2 = LOAD(src[i2]);                                    \
+            float c = LOAD(cos[position * half + i]), s = LOAD(sin[position * half + i]);    \
+            dst[i1] = STORE(x1 * c - x2 * s);                                                \
+            dst[i2] = STORE(x1 * s + x2 * c);                                                \
+        } else {                                                                             \
+            dst[i1] = src[i1];                                                               \
+            dst[i2] = src[i2];                                                               \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+HEAD_LAYOUT(head_layout_f32, float, load_f32, store_f32)
+HEAD_LAYOUT(head_layout_bf16, unsigned short, load_bf16, store_bf16)
+HEAD_LAYOUT(head_layout_f16, unsigned short, load_f16, store_f16)
 "#;
 
 /// Threads per block: a block covers 256 neurons of one sentence.
@@ -117,7 +211,28 @@ impl KernelActivation {
         }
     }
 
-    fn layer(self) -> LayerActivation {
+    /// The source's activation code.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Silu => 0,
+            Self::GeluTanh => 1,
+            Self::Gelu => 2,
+        }
+    }
+
+    /// The source's `activate`.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::Silu => x / (1.0 + (-x).exp()),
+            Self::GeluTanh => 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh()),
+            Self::Gelu => {
+                0.5 * x
+                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+            }
+        }
+    }
+
+    pub(super) fn layer(self) -> LayerActivation {
         match self {
             Self::Silu => LayerActivation::Silu,
             Self::GeluTanh => LayerActivation::GeluTanh,
@@ -129,29 +244,11 @@ impl KernelActivation {
 impl CapturePool {
     /// The source's activation code.
     pub fn activation_code(&self) -> i32 {
-        match self.activation {
-            KernelActivation::Silu => 0,
-            KernelActivation::GeluTanh => 1,
-            KernelActivation::Gelu => 2,
-        }
+        self.activation.code()
     }
 
     pub fn nav_from_product(&self) -> i32 {
         i32::from(self.nav_source == NavSource::ActivationTimesUp)
-    }
-
-    /// The source's `activate`.
-    fn activate(&self, x: f32) -> f32 {
-        match self.activation {
-            KernelActivation::Silu => x / (1.0 + (-x).exp()),
-            KernelActivation::GeluTanh => {
-                0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh())
-            }
-            KernelActivation::Gelu => {
-                0.5 * x
-                    * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
-            }
-        }
     }
 
     /// Every thread `(j, s)` of the kernel in turn: `load` reads a stored value, `round` stores
@@ -175,7 +272,7 @@ impl CapturePool {
                     }
                     let row = &gate_up[(s * t + r) * 2 * f..][..2 * f];
                     let g = load(row[j]);
-                    let a = round(self.activate(g));
+                    let a = round(self.activation.apply(g));
                     let m = match self.nav_source {
                         NavSource::Activation => a,
                         NavSource::ActivationTimesUp => round(a * load(row[f + j])),
@@ -356,7 +453,7 @@ pub(crate) fn verdict<E: std::fmt::Display>(
 }
 
 #[cfg(feature = "cuda")]
-mod cuda {
+pub(super) mod cuda {
     use std::sync::OnceLock;
 
     use candle_core::cuda_backend::cudarc::driver::{
@@ -369,7 +466,7 @@ mod cuda {
 
     /// The PTX of [`SOURCE`], compiled once per process (NVRTC picks the architecture; the
     /// driver finishes it for the GPU at hand).
-    fn ptx() -> candle_core::Result<&'static str> {
+    pub(in crate::engine) fn ptx() -> candle_core::Result<&'static str> {
         static PTX: OnceLock<Result<String, String>> = OnceLock::new();
         PTX.get_or_init(|| {
             candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(SOURCE)
@@ -529,7 +626,7 @@ mod host_emulation_tests {
 #define __global__
 #define __forceinline__ inline
 struct Dim3 { unsigned x, y, z; };
-static Dim3 blockIdx, threadIdx, blockDim;
+static Dim3 blockIdx, threadIdx, blockDim, gridDim;
 static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
 static inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
 #include "capture.cu"

@@ -24,6 +24,7 @@ use super::config::{
 use super::cpu_ops::{self, CaptureLayout, HostNorm, HostPooling, PoolSink, RopeTable, Span};
 use super::cuda_capture::{self, CapturePool, KernelActivation};
 use super::cuda_delta_rule;
+use super::cuda_fused;
 use super::delta_net::GatedDeltaNet;
 use super::error::{EngineError, Result};
 use super::moe::MoeMlp;
@@ -31,8 +32,11 @@ use super::short_conv::ShortConv;
 use super::stages::{StageClock, timed};
 use super::weights::{PartialRotaryWeights, QUERY_GATE, QueryGateSplit, TensorSource};
 
-/// The stage of the residual adds, norms and pooled hidden states (see [`StageClock`]).
+/// The stage of the CPU kernels' residual step: the add, the norm and the pools in one pass.
 const RESIDUAL_STAGE: &str = "residual adds, norms, pooled hidden states";
+/// The stage of the generic ops' norms (their residual adds and pooled hidden states are
+/// stages of their own; see [`StageClock`]).
+const NORM_STAGE: &str = "norms";
 
 /// One sentence of a batch: its tokens and how each counts in the pools.
 pub struct SentenceInput<'a> {
@@ -321,6 +325,10 @@ pub struct Decoder {
     /// Run linear attention's recurrence with the kernel of [`cuda_delta_rule`] where the
     /// generic ops run (CUDA, once checked at load; tests on the CPU).
     delta_rule_kernel: bool,
+    /// Compute the MLP's `act(gate)·up`, attention's head layout and its softmax with the
+    /// kernels of [`cuda_fused`] where the generic ops run (CUDA, once checked at load; tests
+    /// on the CPU).
+    fused_kernels: bool,
     /// Times each stage of the forward pass (benchmarks only; see [`StageClock`]).
     stage_clock: Option<Arc<StageClock>>,
 }
@@ -635,6 +643,7 @@ impl Decoder {
             // The kernel reads gate and up side by side; a non-gated MLP pools generically.
             capture_kernel: config.mlp_gated && use_cuda_capture(&ctx, config.activation),
             delta_rule_kernel: use_cuda_delta_rule(&ctx, config),
+            fused_kernels: use_cuda_fused(&ctx, config.activation),
             stage_clock: None,
             ctx,
         })
@@ -660,6 +669,28 @@ impl Decoder {
     /// Ignored while the CPU kernels are on, and for models without linear attention.
     pub fn set_delta_rule_kernel(&mut self, enabled: bool) {
         self.delta_rule_kernel = enabled;
+    }
+
+    /// Computes the MLP's `act(gate)·up`, attention's head layout and its softmax with the
+    /// fused kernels wherever the generic ops run (off: with candle's ops). On by default on CUDA once
+    /// checked at load; tests turn them on on the CPU, where their definitions in Rust run in
+    /// their place. Ignored while the CPU kernels are on.
+    pub fn set_fused_kernels(&mut self, enabled: bool) {
+        self.fused_kernels = enabled;
+    }
+
+    /// Whether the generic path uses the fused kernels (see [`Self::set_fused_kernels`]).
+    pub fn uses_fused_kernels(&self) -> bool {
+        self.fused_kernels && !self.cpu_kernels
+    }
+
+    /// The kernels a forward pass uses beside candle's ops.
+    fn kernels(&self) -> Kernels {
+        Kernels {
+            cpu: self.cpu_kernels,
+            capture: self.uses_capture_kernel(),
+            fused: self.uses_fused_kernels(),
+        }
     }
 
     /// Whether the generic path pools with the capture kernel (see [`Self::set_capture_kernel`]).
@@ -884,8 +915,8 @@ impl Decoder {
         capture: Option<NavSource>,
         on_layer: &mut dyn FnMut(LayerOutput) -> Result<()>,
     ) -> Result<Tensor> {
-        let kernels = self.cpu_kernels;
-        if input.packed && !kernels {
+        let kernels = self.kernels();
+        if input.packed && !kernels.cpu {
             return Err(EngineError::Device(
                 "a packed batch needs the CPU kernels".into(),
             ));
@@ -905,9 +936,7 @@ impl Decoder {
             .layers
             .first()
             .and_then(|layer| layer.input_norm.as_ref());
-        let step = timed(clock, RESIDUAL_STAGE, || {
-            self.residual(&h, None, first_norm, input, pool.map(|_| 0))
-        })?;
+        let step = self.residual(&h, None, first_norm, input, pool.map(|_| 0))?;
         on_layer(LayerOutput {
             hidden_pooled: step.pooled,
             mlp_pooled: None,
@@ -929,7 +958,13 @@ impl Decoder {
                     kind.mixer
                         .is_attention()
                         .then(|| {
-                            AttentionTables::new(kind, positions, &self.config, &self.ctx, kernels)
+                            AttentionTables::new(
+                                kind,
+                                positions,
+                                &self.config,
+                                &self.ctx,
+                                kernels.cpu,
+                            )
                         })
                         .transpose()
                 })
@@ -947,9 +982,7 @@ impl Decoder {
             // GPT-NeoX, Falcon 40B: the MLP's own norm of the layer's input, before attention
             // adds to it.
             let parallel_mlp_in = if two_norms {
-                let step = timed(clock, RESIDUAL_STAGE, || {
-                    self.residual(&h, None, layer.mlp_norm.as_ref(), input, None)
-                })?;
+                let step = self.residual(&h, None, layer.mlp_norm.as_ref(), input, None)?;
                 Some(normed_or_raw(step.normed, &h, true, self.ctx.dtype)?)
             } else {
                 None
@@ -971,24 +1004,22 @@ impl Decoder {
                     net.forward(
                         &attn_in,
                         &input.pooling.spans,
-                        kernels,
+                        kernels.cpu,
                         self.delta_rule_kernel,
                     )
                 })?,
                 Mixer::ShortConv(conv) => timed(clock, "short convolution", || {
-                    conv.forward(&attn_in, &input.pooling.spans, kernels)
+                    conv.forward(&attn_in, &input.pooling.spans, kernels.cpu)
                 })?,
             };
             if let Some(norm) = &layer.attention_out_norm {
-                attn_out = timed(clock, RESIDUAL_STAGE, || norm.forward(&attn_out))?;
+                attn_out = timed(clock, NORM_STAGE, || norm.forward(&attn_out))?;
             }
             if let Some(scale) = self.config.residual_scale {
                 attn_out = attn_out.affine(scale, 0.0)?;
             }
             let mlp_norm = layer.mlp_norm.as_ref().filter(|_| !two_norms);
-            let step = timed(clock, RESIDUAL_STAGE, || {
-                self.residual(&h, Some(&attn_out), mlp_norm, input, None)
-            })?;
+            let step = self.residual(&h, Some(&attn_out), mlp_norm, input, None)?;
             h = step.h;
             // Side by side (Cohere, StableLM, GPT-NeoX, Falcon): the MLP reads the layer's
             // input, and both outputs are added (attention's first, as transformers does).
@@ -1001,9 +1032,7 @@ impl Decoder {
             };
             let (mut mlp_out, mlp_pooled) = match &layer.mlp {
                 LayerMlp::Dense(mlp) => {
-                    let capture_kernel = self.uses_capture_kernel();
-                    let (product, pooled) =
-                        mlp.forward(&mlp_in, pool, kernels, capture_kernel, i, clock)?;
+                    let (product, pooled) = mlp.forward(&mlp_in, pool, kernels, i, clock)?;
                     let down = timed(clock, "MLP: down projection", || {
                         Ok(mlp.down.forward(&product)?)
                     })?;
@@ -1014,7 +1043,7 @@ impl Decoder {
                 })?,
             };
             if let Some(norm) = &layer.mlp_out_norm {
-                mlp_out = timed(clock, RESIDUAL_STAGE, || norm.forward(&mlp_out))?;
+                mlp_out = timed(clock, NORM_STAGE, || norm.forward(&mlp_out))?;
             }
             if let Some(scale) = self.config.residual_scale {
                 mlp_out = mlp_out.affine(scale, 0.0)?;
@@ -1025,15 +1054,11 @@ impl Decoder {
                 .and_then(|next| next.input_norm.as_ref());
             let slot = pool.map(|_| i + 1);
             let step = if layer.per_layer_input.is_none() && layer.scalar.is_none() {
-                timed(clock, RESIDUAL_STAGE, || {
-                    self.residual(&h, Some(&mlp_out), next_norm, input, slot)
-                })?
+                self.residual(&h, Some(&mlp_out), next_norm, input, slot)?
             } else {
                 // Gemma 4: the per-layer embedding's block and the layer's scalar come after
                 // the MLP's residual add; the next norm and the pools after them.
-                let added = timed(clock, RESIDUAL_STAGE, || {
-                    self.residual(&h, Some(&mlp_out), None, input, None)
-                })?;
+                let added = self.residual(&h, Some(&mlp_out), None, input, None)?;
                 let mut h = added.h;
                 if let (Some(block), Some(inputs)) = (&layer.per_layer_input, &per_layer_inputs) {
                     let delta = timed(clock, "per-layer embeddings", || {
@@ -1044,9 +1069,7 @@ impl Decoder {
                 if let Some(scalar) = layer.scalar {
                     h = h.affine(scalar, 0.0)?;
                 }
-                timed(clock, RESIDUAL_STAGE, || {
-                    self.residual(&h, None, next_norm, input, slot)
-                })?
+                self.residual(&h, None, next_norm, input, slot)?
             };
             h = step.h;
             normed = step.normed;
@@ -1108,93 +1131,129 @@ impl Decoder {
         input: &BatchInput,
         slot: Option<usize>,
     ) -> Result<ResidualStep> {
+        let clock = self.stage_clock.as_deref();
         if self.cpu_kernels {
-            let host_norm = match norm {
-                Some(norm) => Some(norm.host.clone().ok_or_else(|| {
-                    EngineError::Device("CPU kernels without host norm weights".into())
-                })?),
-                None => None,
-            };
-            let (rows, cols, d) = h.dims3()?;
-            let n = rows * cols;
-            let op = cpu_ops::Residual {
-                add: delta.is_some(),
-                norm: host_norm,
-                pool: slot
-                    .map(|slot| Ok::<_, EngineError>((input.pooling.clone(), sink(input)?, slot)))
-                    .transpose()?,
-                spans: input.pooling.spans.clone(),
-            };
-            let flat_h = h.reshape((n, d))?;
-            let out = match delta {
-                Some(delta) => flat_h.apply_op2_no_bwd(&delta.reshape((n, d))?, &op)?,
-                None => flat_h.apply_op1_no_bwd(&cpu_ops::ResidualStart(op))?,
-            };
-            return Ok(ResidualStep {
-                h: out.narrow(0, 0, n * d)?.reshape((rows, cols, d))?,
-                normed: norm
-                    .map(|_| out.narrow(0, n * d, n * d)?.reshape((rows, cols, d)))
-                    .transpose()?,
-                pooled: None,
+            return timed(clock, RESIDUAL_STAGE, || {
+                self.residual_cpu_kernel(h, delta, norm, input, slot)
             });
         }
-        let h = match delta {
-            Some(delta) => (h + delta.to_dtype(DType::F32)?)?,
-            None => h.clone(),
-        };
-        let normed = norm.map(|norm| norm.forward(&h)).transpose()?;
-        let pooled = if slot.is_some() {
-            let (_, hidden_weights) = device_weights(input)?;
-            Some(hidden_weights.matmul(&h.to_dtype(DType::F32)?.contiguous()?)?)
-        } else {
-            None
-        };
+        let h = timed(clock, "residual adds", || {
+            Ok(match delta {
+                Some(delta) => (h + delta.to_dtype(DType::F32)?)?,
+                None => h.clone(),
+            })
+        })?;
+        let normed = timed(clock, NORM_STAGE, || {
+            norm.map(|norm| norm.forward(&h)).transpose()
+        })?;
+        let pooled = timed(clock, "pooled hidden states", || {
+            slot.map(|_| {
+                let (_, hidden_weights) = device_weights(input)?;
+                Ok(hidden_weights.matmul(&h.to_dtype(DType::F32)?.contiguous()?)?)
+            })
+            .transpose()
+        })?;
         Ok(ResidualStep { h, normed, pooled })
+    }
+
+    /// [`Self::residual`] by the CPU kernel: the add, the norm and the pools in one pass.
+    fn residual_cpu_kernel(
+        &self,
+        h: &Tensor,
+        delta: Option<&Tensor>,
+        norm: Option<&RmsNorm>,
+        input: &BatchInput,
+        slot: Option<usize>,
+    ) -> Result<ResidualStep> {
+        let host_norm = match norm {
+            Some(norm) => Some(norm.host.clone().ok_or_else(|| {
+                EngineError::Device("CPU kernels without host norm weights".into())
+            })?),
+            None => None,
+        };
+        let (rows, cols, d) = h.dims3()?;
+        let n = rows * cols;
+        let op = cpu_ops::Residual {
+            add: delta.is_some(),
+            norm: host_norm,
+            pool: slot
+                .map(|slot| Ok::<_, EngineError>((input.pooling.clone(), sink(input)?, slot)))
+                .transpose()?,
+            spans: input.pooling.spans.clone(),
+        };
+        let flat_h = h.reshape((n, d))?;
+        let out = match delta {
+            Some(delta) => flat_h.apply_op2_no_bwd(&delta.reshape((n, d))?, &op)?,
+            None => flat_h.apply_op1_no_bwd(&cpu_ops::ResidualStart(op))?,
+        };
+        Ok(ResidualStep {
+            h: out.narrow(0, 0, n * d)?.reshape((rows, cols, d))?,
+            normed: norm
+                .map(|_| out.narrow(0, n * d, n * d)?.reshape((rows, cols, d)))
+                .transpose()?,
+            pooled: None,
+        })
     }
 }
 
-/// Whether to pool with the CUDA capture kernel: on CUDA, unless `NEURONXA_CUDA_CAPTURE=generic`
-/// asks for the generic ops (benchmarks compare the two), and only where the kernel agrees with
-/// the generic ops on this device.
-fn use_cuda_capture(ctx: &Ctx, activation: Activation) -> bool {
-    if !ctx.device.is_cuda()
-        || std::env::var_os("NEURONXA_CUDA_CAPTURE").is_some_and(|v| v == "generic")
-    {
+/// Whether to use one of our CUDA kernels: on CUDA, unless the environment `variable` is
+/// `generic` (benchmarks compare the two paths), and only where `verify` finds that the kernel
+/// agrees with the generic ops on this device; else a warning says why and what runs instead.
+fn use_cuda_kernel(
+    ctx: &Ctx,
+    variable: &str,
+    kernel: &str,
+    instead: &str,
+    verify: impl FnOnce() -> std::result::Result<(), String>,
+) -> bool {
+    if !ctx.device.is_cuda() || std::env::var_os(variable).is_some_and(|v| v == "generic") {
         return false;
     }
-    match cuda_capture::verify(&ctx.device, ctx.dtype, activation) {
+    match verify() {
         Ok(()) => true,
         Err(why) => {
-            tracing::warn!(
-                "not using the CUDA capture kernel ({why}); pooling with the generic ops"
-            );
+            tracing::warn!("not using the {kernel} ({why}); {instead}");
             false
         }
     }
 }
 
-/// Whether to run the delta rule with the CUDA kernel: on CUDA for a model with linear
-/// attention, unless `NEURONXA_CUDA_DELTA_RULE=generic` asks for the tensor ops (benchmarks
-/// compare the two), and only where the kernel agrees with them on this device.
+/// Whether to pool with the CUDA capture kernel (`NEURONXA_CUDA_CAPTURE=generic`: not).
+fn use_cuda_capture(ctx: &Ctx, activation: Activation) -> bool {
+    use_cuda_kernel(
+        ctx,
+        "NEURONXA_CUDA_CAPTURE",
+        "CUDA capture kernel",
+        "pooling with the generic ops",
+        || cuda_capture::verify(&ctx.device, ctx.dtype, activation),
+    )
+}
+
+/// Whether to compute the MLP's `act(gate)·up`, attention's head layout and its softmax with
+/// the fused CUDA kernels (`NEURONXA_CUDA_FUSED=generic`: not).
+fn use_cuda_fused(ctx: &Ctx, activation: Activation) -> bool {
+    use_cuda_kernel(
+        ctx,
+        "NEURONXA_CUDA_FUSED",
+        "fused CUDA kernels",
+        "running candle's ops",
+        || cuda_fused::verify(&ctx.device, ctx.dtype, activation),
+    )
+}
+
+/// Whether to run the delta rule with the CUDA kernel, for a model with linear attention
+/// (`NEURONXA_CUDA_DELTA_RULE=generic`: not).
 fn use_cuda_delta_rule(ctx: &Ctx, config: &ModelConfig) -> bool {
     let Some(linear) = &config.linear_attention else {
         return false;
     };
-    if !ctx.device.is_cuda()
-        || std::env::var_os("NEURONXA_CUDA_DELTA_RULE").is_some_and(|v| v == "generic")
-    {
-        return false;
-    }
-    match cuda_delta_rule::verify(&ctx.device, linear.key_head_dim) {
-        Ok(()) => true,
-        Err(why) => {
-            tracing::warn!(
-                "not using the CUDA delta rule kernel ({why}); running the recurrence with \
-                 tensor ops"
-            );
-            false
-        }
-    }
+    use_cuda_kernel(
+        ctx,
+        "NEURONXA_CUDA_DELTA_RULE",
+        "CUDA delta rule kernel",
+        "running the recurrence with tensor ops",
+        || cuda_delta_rule::verify(&ctx.device, linear.key_head_dim),
+    )
 }
 
 /// The input of attention or the MLP: the residual step's normed stream where the layer has a
@@ -1225,6 +1284,18 @@ fn device_weights(input: &BatchInput) -> Result<&(Tensor, Tensor)> {
         .device_weights
         .as_ref()
         .ok_or_else(|| EngineError::Device("this batch has no pooling weights".into()))
+}
+
+/// The kernels a forward pass uses beside candle's tensor ops.
+#[derive(Debug, Clone, Copy)]
+struct Kernels {
+    /// The CPU kernels of [`cpu_ops`] (f32 on the CPU); the others do not apply then.
+    cpu: bool,
+    /// NAS and NAV pooled by the kernel of [`cuda_capture`].
+    capture: bool,
+    /// The MLP's `act(gate)·up`, attention's head layout and its softmax by the kernels of
+    /// [`cuda_fused`].
+    fused: bool,
 }
 
 struct ResidualStep {
@@ -1311,31 +1382,21 @@ impl Mlp {
         &self,
         x: &Tensor,
         pool: Option<(&BatchInput, NavSource)>,
-        kernels: bool,
-        capture_kernel: bool,
+        kernels: Kernels,
         layer: usize,
         clock: Option<&StageClock>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let gate_up = timed(clock, "MLP: gate/up projection", || {
             Ok(self.gate_up.forward(x)?)
         })?;
-        if kernels && pool.is_some() {
+        if kernels.cpu && pool.is_some() {
             return timed(
                 clock,
                 "MLP: activation, NAS/NAV pooling (CPU kernel)",
-                || {
-                    self.forward_after_projection(
-                        gate_up,
-                        pool,
-                        kernels,
-                        capture_kernel,
-                        layer,
-                        None,
-                    )
-                },
+                || self.forward_after_projection(gate_up, pool, kernels, layer, None),
             );
         }
-        self.forward_after_projection(gate_up, pool, kernels, capture_kernel, layer, clock)
+        self.forward_after_projection(gate_up, pool, kernels, layer, clock)
     }
 
     /// [`Self::forward`] from the gate/up projection on.
@@ -1343,15 +1404,14 @@ impl Mlp {
         &self,
         gate_up: Tensor,
         pool: Option<(&BatchInput, NavSource)>,
-        kernels: bool,
-        capture_kernel: bool,
+        kernels: Kernels,
         layer: usize,
         clock: Option<&StageClock>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         if !self.gated {
             // METHOD §1 for non-gated MLPs: the neurons are act(fc_in(h)), which is also what
             // goes on to the down projection (so both NAV sources are |act|).
-            if let (Some((input, nav_source)), true) = (pool, kernels) {
+            if let (Some((input, nav_source)), true) = (pool, kernels.cpu) {
                 let (rows, cols, f) = gate_up.dims3()?;
                 let fc_in = gate_up.reshape((rows * cols, f))?;
                 let act = self.fused(&fc_in, &fc_in, input, nav_source, layer)?;
@@ -1371,7 +1431,7 @@ impl Mlp {
         let gate = gate_up.narrow(2, 0, f)?;
         let up = gate_up.narrow(2, f, f)?;
         match pool {
-            Some((input, nav_source)) if kernels => {
+            Some((input, nav_source)) if kernels.cpu => {
                 let n = rows * cols;
                 let gate_up = gate_up.reshape((n, 2 * f))?;
                 let (gate, up) = (gate_up.narrow(1, 0, f)?, gate_up.narrow(1, f, f)?);
@@ -1379,23 +1439,39 @@ impl Mlp {
                 Ok((product.reshape((rows, cols, f))?, None))
             }
             _ => {
+                let kernel_activation = KernelActivation::of(&self.activation);
                 let (act, product) = timed(clock, "MLP: activation × up", || {
-                    let act = self.activation.apply(&gate)?;
-                    let product = self.activation.gated_product(&act, &up)?;
-                    Ok((act, product))
+                    match kernel_activation.filter(|_| kernels.fused) {
+                        Some(activation) => Ok((
+                            None,
+                            gate_up
+                                .contiguous()?
+                                .apply_op1_no_bwd(&cuda_fused::GatedProduct { activation })?,
+                        )),
+                        None => {
+                            let act = self.activation.apply(&gate)?;
+                            let product = self.activation.gated_product(&act, &up)?;
+                            Ok((Some(act), product))
+                        }
+                    }
                 })?;
                 let Some((input, nav_source)) = pool else {
                     return Ok((product, None));
                 };
                 let (pool_weights, _) = device_weights(input)?;
-                let kernel = KernelActivation::of(&self.activation).filter(|_| capture_kernel);
-                let pooled = timed(clock, "MLP: NAS/NAV pooling", || match kernel {
-                    Some(activation) => {
-                        capture_pool(&gate_up, pool_weights, activation, nav_source)
-                    }
-                    None => {
-                        let sign = self.nas_sign(&gate, &act);
-                        generic_pools(sign, &act, &product, pool_weights, nav_source)
+                let pooled = timed(clock, "MLP: NAS/NAV pooling", || {
+                    match kernel_activation.filter(|_| kernels.capture) {
+                        Some(activation) => {
+                            capture_pool(&gate_up, pool_weights, activation, nav_source)
+                        }
+                        None => {
+                            let act = match act {
+                                Some(act) => act,
+                                None => self.activation.apply(&gate)?,
+                            };
+                            let sign = self.nas_sign(&gate, &act);
+                            generic_pools(sign, &act, &product, pool_weights, nav_source)
+                        }
                     }
                 })?;
                 Ok((product, Some(pooled)))
@@ -1665,7 +1741,7 @@ impl Attention {
         x: &Tensor,
         tables: &AttentionTables,
         input: &BatchInput,
-        kernels: bool,
+        kernels: Kernels,
         clock: Option<&StageClock>,
         reused: Option<&KeysValues>,
     ) -> Result<(Tensor, KeysValues)> {
@@ -1678,7 +1754,7 @@ impl Attention {
             (KvProjection::Reused, reused) => reused,
             _ => None,
         };
-        if kernels {
+        if kernels.cpu {
             return timed(clock, "attention (CPU kernel)", || {
                 self.forward_cpu_kernel(x, tables, input, reused)
             });
@@ -1695,6 +1771,15 @@ impl Attention {
         })?;
         let heads =
             |first: usize, n: usize, norm: &Option<RmsNorm>, rotate: bool| -> Result<Tensor> {
+                if kernels.fused && norm.is_none() {
+                    let op = cuda_fused::HeadLayout {
+                        first,
+                        heads: n,
+                        rotate,
+                        interleaved: tables.rope.interleaved,
+                    };
+                    return Ok(qkv.apply_op3_no_bwd(cos, sin, &op)?);
+                }
                 let mut y = qkv.narrow(2, first, n)?;
                 if let Some(norm) = norm {
                     y = self.norm_heads(norm, &y)?;
@@ -1721,9 +1806,7 @@ impl Attention {
             };
             Ok((q, kv))
         })?;
-        let out = timed(clock, "attention: scores, softmax, values", || {
-            self.attend(&q, &kv.k, &kv.v, mask)
-        })?;
+        let out = self.attend(&q, &kv.k, &kv.v, mask, kernels.fused, clock)?;
         let out = timed(clock, "attention: output gates and projection", || {
             let gate = self
                 .output_gate
@@ -1796,41 +1879,53 @@ impl Attention {
     }
 
     /// Softmax attention of `q` `[b, heads, t, d]` over `k` and `v` `[b, kv_heads, t, d]` under
-    /// the additive `mask`: `[b, t, heads·d]`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// the additive `mask`: `[b, t, heads·d]`. With `fused`, the softmax by the kernel of
+    /// [`cuda_fused`] (not with sinks).
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        fused: bool,
+        clock: Option<&StageClock>,
+    ) -> Result<Tensor> {
         let (b, h, t, d) = q.dims4()?;
         let kvh = self.num_kv_heads;
         // Grouped-query attention without copying keys: fold the query heads that share a
         // key/value head into the sequence axis.
         let group = h / kvh;
-        let q = q.reshape((b, kvh, group * t, d))?;
-        let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
-        if let Some(cap) = self.softcap {
-            scores = ((scores / cap)?.tanh()? * cap)?;
-        }
-        let scores = scores
-            .to_dtype(DType::F32)?
-            .reshape((b, h, t, t))?
-            .broadcast_add(mask)?;
-        let probs = match &self.sinks {
-            // The sink joins the softmax as one more key whose value is nothing.
-            Some((_, sinks)) => {
-                let column = sinks.broadcast_as((b, h, t, 1))?.contiguous()?;
-                let with_sink = Tensor::cat(&[&scores, &column], 3)?;
-                candle_nn::ops::softmax_last_dim(&with_sink)?
-                    .narrow(3, 0, t)?
-                    .contiguous()?
+        let scores = timed(clock, "attention: scores", || {
+            let q = q.reshape((b, kvh, group * t, d))?;
+            Ok(q.matmul(&k.t()?)?.reshape((b, h, t, t))?)
+        })?;
+        let probs = timed(clock, "attention: softmax", || {
+            Ok(match &self.sinks {
+                None if fused => scores.apply_op2_no_bwd(
+                    mask,
+                    &cuda_fused::MaskedSoftmax {
+                        scale: self.scale as f32,
+                        softcap: self.softcap.map(|c| c as f32),
+                    },
+                )?,
+                sinks => attention_probs(
+                    &scores,
+                    mask,
+                    self.scale,
+                    self.softcap,
+                    sinks.as_ref().map(|(_, sinks)| sinks),
+                )?,
             }
-            None => candle_nn::ops::softmax_last_dim(&scores)?,
-        }
-        .to_dtype(v.dtype())?;
-        let out = probs
-            .reshape((b, kvh, group * t, t))?
-            .matmul(v)?
-            .reshape((b, h, t, d))?
-            .transpose(1, 2)?
-            .reshape((b, t, h * d))?;
-        Ok(out)
+            .to_dtype(v.dtype())?)
+        })?;
+        timed(clock, "attention: values, head layout", || {
+            Ok(probs
+                .reshape((b, kvh, group * t, t))?
+                .matmul(v)?
+                .reshape((b, h, t, d))?
+                .transpose(1, 2)?
+                .reshape((b, t, h * d))?)
+        })
     }
 
     /// `out` `[b, t, heads·head_dim]` with each head's part times `σ(g·x)` where the layer
@@ -1854,6 +1949,35 @@ impl Attention {
             None => out,
         })
     }
+}
+
+/// Attention's probabilities `[b, heads, t, t]` (f32) with candle's ops, from the scores
+/// `q·kᵀ` in the compute dtype: scaled and soft-capped in that dtype, then the additive `mask`
+/// (`[t, t]`, or `[heads, t, t]`) and the softmax in f32, with each head's `sinks` `[heads, 1]`
+/// as one more key whose value is nothing.
+pub(super) fn attention_probs(
+    scores: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+    sinks: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (b, h, t, _) = scores.dims4()?;
+    let mut scores = (scores * scale)?;
+    if let Some(cap) = softcap {
+        scores = ((scores / cap)?.tanh()? * cap)?;
+    }
+    let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
+    Ok(match sinks {
+        Some(sinks) => {
+            let column = sinks.broadcast_as((b, h, t, 1))?.contiguous()?;
+            let with_sink = Tensor::cat(&[&scores, &column], 3)?;
+            candle_nn::ops::softmax_last_dim(&with_sink)?
+                .narrow(3, 0, t)?
+                .contiguous()?
+        }
+        None => candle_nn::ops::softmax_last_dim(&scores)?,
+    })
 }
 
 /// Projections that read the same input, stacked into one matmul (`[Σ out, in]`): q, k and

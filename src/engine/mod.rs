@@ -12,6 +12,7 @@ pub mod config;
 pub mod cpu_ops;
 pub mod cuda_capture;
 pub mod cuda_delta_rule;
+pub mod cuda_fused;
 pub mod decoder;
 pub mod delta_net;
 pub mod device;

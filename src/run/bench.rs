@@ -41,6 +41,8 @@ pub struct BenchReport {
     /// How linear attention's recurrence ran (Qwen3.5), if the model has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_rule: Option<String>,
+    /// Whether the MLP's `act(gate)·up` and attention's softmax ran as the fused CUDA kernels.
+    pub fused_kernels: bool,
     /// The largest batch the extraction ran with ("auto" resolved per group; a batch halved
     /// after running out of GPU memory is not counted).
     pub batch_size: usize,
@@ -111,10 +113,15 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
     let mut model = Model::load(&options.model, options.device, options.dtype)?;
     let load_seconds = started.elapsed().as_secs_f64();
     log(&format!(
-        "model {} on {} (loaded in {load_seconds:.2} s; pooling with the {})",
+        "model {} on {} (loaded in {load_seconds:.2} s; pooling with the {}{})",
         model.info.summary(),
         model.device_label,
-        model.decoder.capture_path()
+        model.decoder.capture_path(),
+        if model.decoder.uses_fused_kernels() {
+            "; fused activation and softmax kernels"
+        } else {
+            ""
+        }
     ));
     let device = model.decoder.device().clone();
     let dtype = model.decoder.dtype();
@@ -207,6 +214,7 @@ pub fn bench(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchR
         model: model.info.summary(),
         device: model.device_label.clone(),
         capture: model.decoder.capture_path().to_string(),
+        fused_kernels: model.decoder.uses_fused_kernels(),
         delta_rule: model.decoder.delta_rule_path().map(str::to_string),
         batch_size,
         matmul_gflops: matmul,
