@@ -241,25 +241,55 @@ impl KernelActivation {
     }
 }
 
-impl CapturePool {
-    /// The source's activation code.
-    pub fn activation_code(&self) -> i32 {
-        self.activation.code()
-    }
+/// A value type the kernels take: how the source reads it as f32 and stores an f32 as it.
+pub(super) trait Element: Copy {
+    fn load(self) -> f32;
+    fn store(x: f32) -> Self;
 
+    /// An f32 stored in this type and read back (the source's `round_*`).
+    fn round(x: f32) -> f32 {
+        Self::store(x).load()
+    }
+}
+
+impl Element for f32 {
+    fn load(self) -> f32 {
+        self
+    }
+    fn store(x: f32) -> Self {
+        x
+    }
+}
+
+impl Element for half::bf16 {
+    fn load(self) -> f32 {
+        self.to_f32()
+    }
+    fn store(x: f32) -> Self {
+        half::bf16::from_f32(x)
+    }
+}
+
+impl Element for half::f16 {
+    fn load(self) -> f32 {
+        self.to_f32()
+    }
+    fn store(x: f32) -> Self {
+        half::f16::from_f32(x)
+    }
+}
+
+impl CapturePool {
     pub fn nav_from_product(&self) -> i32 {
         i32::from(self.nav_source == NavSource::ActivationTimesUp)
     }
 
-    /// Every thread `(j, s)` of the kernel in turn: `load` reads a stored value, `round` stores
-    /// an f32 in the batch's dtype and reads it back.
-    fn pool<T: Copy>(
+    /// Every thread `(j, s)` of the kernel in turn.
+    fn pool<T: Element>(
         &self,
         gate_up: &[T],
         weights: &[f32],
         (b, t, f): (usize, usize, usize),
-        load: impl Fn(T) -> f32,
-        round: impl Fn(f32) -> f32,
     ) -> Vec<f32> {
         let mut out = vec![0f32; b * 2 * f];
         for s in 0..b {
@@ -271,11 +301,11 @@ impl CapturePool {
                         continue;
                     }
                     let row = &gate_up[(s * t + r) * 2 * f..][..2 * f];
-                    let g = load(row[j]);
-                    let a = round(self.activation.apply(g));
+                    let g = row[j].load();
+                    let a = T::round(self.activation.apply(g));
                     let m = match self.nav_source {
                         NavSource::Activation => a,
-                        NavSource::ActivationTimesUp => round(a * load(row[f + j])),
+                        NavSource::ActivationTimesUp => T::round(a * row[f + j].load()),
                     };
                     nas += if g > 0.0 { w } else { 0.0 };
                     nav += w * m.abs();
@@ -350,21 +380,9 @@ impl CustomOp2 for CapturePool {
         };
         let weights = &weights[w];
         let out = match gate_up {
-            CpuStorage::F32(v) => self.pool(&v[g], weights, (b, t, f), |x| x, |x| x),
-            CpuStorage::BF16(v) => self.pool(
-                &v[g],
-                weights,
-                (b, t, f),
-                |x| x.to_f32(),
-                |x| half::bf16::from_f32(x).to_f32(),
-            ),
-            CpuStorage::F16(v) => self.pool(
-                &v[g],
-                weights,
-                (b, t, f),
-                |x| x.to_f32(),
-                |x| half::f16::from_f32(x).to_f32(),
-            ),
+            CpuStorage::F32(v) => self.pool(&v[g], weights, (b, t, f)),
+            CpuStorage::BF16(v) => self.pool(&v[g], weights, (b, t, f)),
+            CpuStorage::F16(v) => self.pool(&v[g], weights, (b, t, f)),
             _ => candle_core::bail!("capture kernel: gate/up must be f32, bf16 or f16"),
         };
         Ok((CpuStorage::F32(out), Shape::from((b, 2, f))))
@@ -550,7 +568,7 @@ pub(super) mod cuda {
                 .get_or_load_custom_func(name, "neuronxa_capture", ptx()?)?;
             // SAFETY: every element is written by the kernel below (one per thread, j < f).
             let out = unsafe { self.device.alloc::<f32>(self.b * 2 * self.f as usize)? };
-            let activation = self.op.activation_code();
+            let activation = self.op.activation.code();
             let nav_from_product = self.op.nav_from_product();
             let mut builder = func.builder();
             builder.arg(gate_up);
@@ -718,7 +736,7 @@ int main(int argc, char **argv) {
                                 .map(|v| v.to_string())
                                 .into_iter()
                                 .chain([
-                                    op.activation_code().to_string(),
+                                    op.activation.code().to_string(),
                                     op.nav_from_product().to_string(),
                                 ]),
                         )
@@ -752,7 +770,7 @@ int main(int argc, char **argv) {
                         let what = format!(
                             "{dtype:?} activation {} {nav_source:?}, sentence {}, {} of \
                              neuron {}",
-                            op.activation_code(),
+                            op.activation.code(),
                             i / (2 * f),
                             if nas { "NAS" } else { "NAV" },
                             i % f

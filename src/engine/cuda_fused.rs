@@ -1,9 +1,10 @@
 //! Three steps of the GPU's forward pass done in one CUDA kernel each where candle takes
 //! several passes over memory, some through its slow path for strided views: the MLP's
 //! `act(gate)·up`, attention's heads taken out of the stacked projection and turned by the
-//! rotary tables, and attention's scaled, masked softmax. Measured on an H200 (Llama-3.1-8B shape, batch 256,
-//! `bench --stages`): the activation and product took 0.63 s of a 2.17 s forward, more than the
-//! gate/up projection, where PyTorch spends 0.05 s.
+//! rotary tables, and attention's scaled, masked softmax. Measured on an H200 (Llama-3.1-8B
+//! shape, batch 256, `bench --stages`): the activation and product took 0.63 s of a 2.17 s
+//! forward, more than the gate/up projection, where PyTorch spends 0.05 s; with the kernels the
+//! forward takes 1.52 s (BENCHMARKS.md, session eighteen).
 //!
 //! The kernels live in the capture kernel's CUDA source (one NVRTC module, the same f16/bf16
 //! helpers and activations). Each op's `cpu_fwd` is its definition in Rust, element by element
@@ -14,10 +15,10 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
 
 use super::config::Activation;
-use super::cuda_capture::{KernelActivation, verdict};
+use super::cuda_capture::{Element, KernelActivation, verdict};
 use super::decoder::attention_probs;
 
-/// Threads per block for both kernels.
+/// Threads per block for the three kernels.
 pub const BLOCK: u32 = 256;
 
 /// `act(gate)·up` `[.., f]` from the stacked gate/up projection `[.., 2·f]` (contiguous).
@@ -200,48 +201,14 @@ impl candle_core::CustomOp3 for HeadLayout {
     }
 }
 
-/// A value type the kernels take: how it is read as f32 and stored from one.
-trait Element: Copy {
-    fn load(self) -> f32;
-    fn store(x: f32) -> Self;
-}
-
-impl Element for f32 {
-    fn load(self) -> f32 {
-        self
-    }
-    fn store(x: f32) -> Self {
-        x
-    }
-}
-
-impl Element for half::bf16 {
-    fn load(self) -> f32 {
-        self.to_f32()
-    }
-    fn store(x: f32) -> Self {
-        half::bf16::from_f32(x)
-    }
-}
-
-impl Element for half::f16 {
-    fn load(self) -> f32 {
-        self.to_f32()
-    }
-    fn store(x: f32) -> Self {
-        half::f16::from_f32(x)
-    }
-}
-
 impl GatedProduct {
     fn run<T: Element>(&self, gate_up: &[T], f: usize) -> Vec<T> {
-        let round = |x: f32| T::store(x).load();
         gate_up
             .chunks_exact(2 * f)
             .flat_map(|row| {
                 let (gate, up) = row.split_at(f);
                 gate.iter().zip(up).map(move |(&g, &u)| {
-                    let a = round(self.activation.apply(g.load()));
+                    let a = T::round(self.activation.apply(g.load()));
                     T::store(a * u.load())
                 })
             })
